@@ -1,0 +1,441 @@
+//! Execution runs: a record plus an append-only, hash-chained event log.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::chain::{ChainReport, ChainVerifier, Link};
+use crate::digest::Digest;
+use crate::encoding::{canonical_json, FieldWriter};
+use crate::error::{Error, Result};
+use crate::ids::RunId;
+use crate::time::Timestamp;
+use crate::validate;
+
+/// The lifecycle of a run: `Running → Completed | Failed | Cancelled`.
+/// Terminal runs are immutable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RunStatus {
+    /// Accepting events.
+    Running,
+    /// Finished successfully.
+    Completed,
+    /// Finished with a failure.
+    Failed,
+    /// Stopped before finishing.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// Whether this status is final.
+    pub fn is_terminal(self) -> bool {
+        self != RunStatus::Running
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Who runs what: given at creation, never changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunMetadata {
+    /// The agent executing the run (an identifier).
+    pub agent_name: String,
+    /// The source revision, if known (an identifier).
+    pub git_sha: Option<String>,
+    /// Free-form tags: a JSON object of at most 1 MiB.
+    pub tags: Value,
+}
+
+impl RunMetadata {
+    /// Metadata with no git sha and empty tags.
+    pub fn new(agent_name: impl Into<String>) -> Self {
+        RunMetadata {
+            agent_name: agent_name.into(),
+            git_sha: None,
+            tags: Value::Object(Default::default()),
+        }
+    }
+
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the field.
+    pub fn validate(&self) -> Result<()> {
+        validate::identifier("agent name", &self.agent_name)?;
+        validate::optional_identifier("git sha", self.git_sha.as_deref())?;
+        validate::json_object("run tags", &self.tags)
+    }
+}
+
+/// How a run ended, stored exactly as given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// A human-readable outcome (at most 4 KiB).
+    pub message: String,
+    /// Structured output (at most 1 MiB of JSON).
+    pub output: Value,
+    /// When the run ended; the store's clock when `None`.
+    pub finished_at: Option<Timestamp>,
+}
+
+impl RunSummary {
+    /// A summary with a message, `null` output and the store's clock.
+    pub fn new(message: impl Into<String>) -> Self {
+        RunSummary {
+            message: message.into(),
+            output: Value::Null,
+            finished_at: None,
+        }
+    }
+
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the field.
+    pub fn validate(&self) -> Result<()> {
+        validate::text("run summary message", &self.message)?;
+        validate::json("run summary output", &self.output).map(drop)
+    }
+}
+
+/// A run record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// The run's id (UUID v7).
+    pub id: RunId,
+    /// The digest of the spec being run.
+    pub spec_digest: Digest,
+    /// Metadata given at creation.
+    pub metadata: RunMetadata,
+    /// Current status.
+    pub status: RunStatus,
+    /// When the run was created (store clock).
+    pub created_at: Timestamp,
+    /// When the run ended, if it has.
+    pub finished_at: Option<Timestamp>,
+    /// How it ended, if it has.
+    pub summary: Option<RunSummary>,
+    /// Number of events appended (the next event's seq).
+    pub event_count: u64,
+}
+
+impl Run {
+    /// A new `Running` run with no events.
+    pub fn new(id: RunId, spec_digest: Digest, metadata: RunMetadata, now: Timestamp) -> Self {
+        Run {
+            id,
+            spec_digest,
+            metadata,
+            status: RunStatus::Running,
+            created_at: now,
+            finished_at: None,
+            summary: None,
+            event_count: 0,
+        }
+    }
+
+    /// Checks that events may still be appended.
+    ///
+    /// # Errors
+    /// `Conflict` when the run is terminal.
+    pub fn check_running(&self) -> Result<()> {
+        if self.status.is_terminal() {
+            return Err(Error::conflict(format!(
+                "run {} is {}; events can no longer be appended",
+                self.id, self.status
+            )));
+        }
+        Ok(())
+    }
+
+    /// The run after a terminal transition to `status`.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad summary or a non-terminal `status`;
+    /// `Conflict` when the run already ended.
+    pub fn finish(&self, status: RunStatus, summary: RunSummary, now: Timestamp) -> Result<Run> {
+        if !status.is_terminal() {
+            return Err(Error::invalid_input(
+                "a run can only finish into a terminal status",
+            ));
+        }
+        summary.validate()?;
+        if self.status.is_terminal() {
+            return Err(Error::conflict(format!(
+                "run {} is already {}; it cannot become {status}",
+                self.id, self.status
+            )));
+        }
+        let mut run = self.clone();
+        run.status = status;
+        run.finished_at = Some(summary.finished_at.unwrap_or(now));
+        run.summary = Some(summary);
+        Ok(run)
+    }
+}
+
+/// An event to append to a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewEvent {
+    /// What happened (an identifier, e.g. `"tool_call"`).
+    pub kind: String,
+    /// Details: at most 1 MiB of JSON.
+    pub payload: Value,
+    /// When it happened; the store's clock when `None`.
+    pub timestamp: Option<Timestamp>,
+    /// Makes a retried append exactly-once (an identifier).
+    pub idempotency_key: Option<String>,
+    /// Compare-and-append: fail with `Conflict` unless this is the next seq.
+    pub expected_seq: Option<u64>,
+}
+
+impl NewEvent {
+    /// An event of `kind` with `payload` and all options unset.
+    pub fn new(kind: impl Into<String>, payload: Value) -> Self {
+        NewEvent {
+            kind: kind.into(),
+            payload,
+            timestamp: None,
+            idempotency_key: None,
+            expected_seq: None,
+        }
+    }
+
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the field.
+    pub fn validate(&self) -> Result<()> {
+        validate::identifier("event kind", &self.kind)?;
+        validate::optional_identifier("idempotency key", self.idempotency_key.as_deref())?;
+        validate::json("event payload", &self.payload).map(drop)
+    }
+}
+
+/// A stored, hash-chained run event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunEvent {
+    /// The run it belongs to.
+    pub run_id: RunId,
+    /// Position in the run's log: 0, 1, 2, … without gaps.
+    pub seq: u64,
+    /// What happened.
+    pub kind: String,
+    /// Details.
+    pub payload: Value,
+    /// When it happened.
+    pub timestamp: Timestamp,
+    /// The idempotency key it was appended with.
+    pub idempotency_key: Option<String>,
+    /// The previous event's hash (`None` for seq 0).
+    pub prev_hash: Option<Digest>,
+    /// SHA-256 over this event's fields and `prev_hash`.
+    pub hash: Digest,
+}
+
+impl RunEvent {
+    /// Builds the event with seq `next_seq` after the chain head `prev_hash`.
+    /// Does not check the run's status or idempotency (see
+    /// [`Run::check_running`]); does check `expected_seq`.
+    ///
+    /// # Errors
+    /// `InvalidInput` for bad fields; `Conflict` when `expected_seq` is not
+    /// `next_seq`.
+    pub fn build(
+        run_id: RunId,
+        next_seq: u64,
+        prev_hash: Option<Digest>,
+        new: NewEvent,
+        now: Timestamp,
+    ) -> Result<RunEvent> {
+        new.validate()?;
+        if let Some(expected) = new.expected_seq {
+            if expected != next_seq {
+                return Err(Error::conflict(format!(
+                    "run {run_id}: expected to append seq {expected} but the next seq is {next_seq}"
+                )));
+            }
+        }
+        let mut event = RunEvent {
+            run_id,
+            seq: next_seq,
+            kind: new.kind,
+            payload: new.payload,
+            timestamp: new.timestamp.unwrap_or(now),
+            idempotency_key: new.idempotency_key,
+            prev_hash,
+            hash: Digest::from_array([0; 32]),
+        };
+        event.hash = event.compute_hash();
+        Ok(event)
+    }
+
+    /// Recomputes the hash from the fields.
+    pub fn compute_hash(&self) -> Digest {
+        let encoded = FieldWriter::new("stowage/run-event/v1")
+            .bytes(&self.run_id.to_bytes())
+            .opt_fixed(self.prev_hash.as_ref().map(|d| &d.as_bytes()[..]))
+            .u64(self.seq)
+            .bytes(self.kind.as_bytes())
+            .u64(self.timestamp.as_millis())
+            .bytes(&canonical_json(&self.payload))
+            .opt_bytes(self.idempotency_key.as_deref().map(str::as_bytes))
+            .finish();
+        Digest::of(&encoded)
+    }
+
+    /// This event as a chain link for [`ChainVerifier`](crate::chain::ChainVerifier).
+    pub fn link(&self) -> Link {
+        Link {
+            seq: self.seq,
+            prev_hash: self.prev_hash,
+            hash: self.hash,
+            recomputed: self.compute_hash(),
+        }
+    }
+}
+
+/// Which runs [`RunLedger::list_runs`] returns; unset fields match all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    /// Only runs of this spec.
+    pub spec_digest: Option<Digest>,
+    /// Only runs of this agent.
+    pub agent_name: Option<String>,
+    /// Only runs in this status.
+    pub status: Option<RunStatus>,
+}
+
+impl RunFilter {
+    /// Whether `run` matches.
+    pub fn matches(&self, run: &Run) -> bool {
+        self.spec_digest.is_none_or(|d| d == run.spec_digest)
+            && self
+                .agent_name
+                .as_deref()
+                .is_none_or(|a| a == run.metadata.agent_name)
+            && self.status.is_none_or(|s| s == run.status)
+    }
+}
+
+/// Execution runs and their event logs.
+///
+/// Per run, every call is atomic and linearizable: concurrent appenders get
+/// unique, gap-free seqs; of racing terminal transitions exactly one wins.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use stowage_core::{Digest, NewEvent, RunLedger, RunMetadata, RunSummary};
+/// async fn demo(runs: &dyn RunLedger) -> stowage_core::Result<()> {
+///     let run = runs.create_run(Digest::of(b"spec"), RunMetadata::new("planner")).await?;
+///     let e = runs.append_event(run, NewEvent::new("step", serde_json::json!({"n": 1}))).await?;
+///     assert_eq!(e.seq, 0);
+///     runs.complete_run(run, RunSummary::new("done")).await?;
+///     runs.verify_run(run).await?;
+///     Ok(())
+/// }
+/// # });
+/// ```
+#[async_trait]
+pub trait RunLedger: Send + Sync {
+    /// Creates a `Running` run with a new UUID v7 id.
+    ///
+    /// # Errors
+    /// `InvalidInput` for bad metadata.
+    async fn create_run(&self, spec_digest: Digest, metadata: RunMetadata) -> Result<RunId>;
+
+    /// Appends an event with the next seq, extending the hash chain.
+    ///
+    /// If `idempotency_key` was already used in this run, the original event
+    /// comes back and nothing is stored (even if the run has since ended).
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown run; `Conflict` when the run is not
+    /// `Running` or `expected_seq` is not the next seq; `InvalidInput` for
+    /// bad fields.
+    async fn append_event(&self, run: RunId, event: NewEvent) -> Result<RunEvent>;
+
+    /// `Running → Completed`. See [`RunLedger::finish_run`].
+    async fn complete_run(&self, run: RunId, summary: RunSummary) -> Result<Run> {
+        self.finish_run(run, RunStatus::Completed, summary).await
+    }
+
+    /// `Running → Failed`. See [`RunLedger::finish_run`].
+    async fn fail_run(&self, run: RunId, summary: RunSummary) -> Result<Run> {
+        self.finish_run(run, RunStatus::Failed, summary).await
+    }
+
+    /// `Running → Cancelled`. See [`RunLedger::finish_run`].
+    async fn cancel_run(&self, run: RunId, summary: RunSummary) -> Result<Run> {
+        self.finish_run(run, RunStatus::Cancelled, summary).await
+    }
+
+    /// Moves a `Running` run into terminal `status`, storing the summary as
+    /// given. Of racing callers exactly one wins.
+    ///
+    /// # Errors
+    /// `NotFound`; `Conflict` when the run already ended; `InvalidInput` for
+    /// a bad summary or a non-terminal status.
+    async fn finish_run(&self, run: RunId, status: RunStatus, summary: RunSummary) -> Result<Run>;
+
+    /// The run record.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    async fn get_run(&self, run: RunId) -> Result<Run>;
+
+    /// Events with seq strictly greater than `after_seq` (all when `None`),
+    /// ascending by seq, at most `limit`.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown run.
+    async fn read_events(
+        &self,
+        run: RunId,
+        after_seq: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<RunEvent>>;
+
+    /// Runs matching `filter`, newest first (descending [`RunId`]), strictly
+    /// after the cursor `after` in that order, at most `limit`.
+    async fn list_runs(
+        &self,
+        filter: &RunFilter,
+        after: Option<RunId>,
+        limit: usize,
+    ) -> Result<Vec<Run>>;
+
+    /// Re-walks the run's hash chain up to the event count recorded when the
+    /// walk started. The default pages through [`RunLedger::read_events`].
+    ///
+    /// # Errors
+    /// `NotFound`; `Corrupted` naming the first broken link.
+    async fn verify_run(&self, run: RunId) -> Result<ChainReport> {
+        let record = self.get_run(run).await?;
+        let mut verifier = ChainVerifier::new(format!("run {run}"));
+        let mut after = None;
+        while verifier.next_seq() < record.event_count {
+            let page = self.read_events(run, after, VERIFY_PAGE).await?;
+            if page.is_empty() {
+                break;
+            }
+            for event in &page {
+                if verifier.next_seq() >= record.event_count {
+                    break;
+                }
+                verifier.push(event.link())?;
+                after = Some(event.seq);
+            }
+        }
+        verifier.finish(record.event_count)
+    }
+}
+
+/// Page size used when re-walking a chain.
+pub(crate) const VERIFY_PAGE: usize = 1000;

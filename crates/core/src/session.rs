@@ -1,0 +1,448 @@
+//! Session records plus an append-only, hash-chained message log per session.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::chain::{ChainReport, ChainVerifier, Link};
+use crate::digest::Digest;
+use crate::encoding::FieldWriter;
+use crate::error::{Error, Result};
+use crate::run::VERIFY_PAGE;
+use crate::time::Timestamp;
+use crate::validate;
+
+/// The lifecycle of a session. `Open` and `Suspended` may move anywhere;
+/// `Resolved`, `Expired` and `Cancelled` are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SessionState {
+    /// Active.
+    Open,
+    /// Paused; may reopen.
+    Suspended,
+    /// Finished successfully (final).
+    Resolved,
+    /// Timed out (final).
+    Expired,
+    /// Abandoned (final).
+    Cancelled,
+}
+
+impl SessionState {
+    /// Whether the state is final.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            SessionState::Resolved | SessionState::Expired | SessionState::Cancelled
+        )
+    }
+}
+
+impl fmt::Display for SessionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// A session record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    /// The session id (an identifier).
+    pub id: String,
+    /// Application data: at most 1 MiB of JSON.
+    pub data: Value,
+    /// Lifecycle state.
+    pub state: SessionState,
+    /// 1 at creation, +1 on every save or state change.
+    pub version: u64,
+    /// When created (store clock).
+    pub created_at: Timestamp,
+    /// When last saved (store clock).
+    pub updated_at: Timestamp,
+}
+
+impl Session {
+    /// A new `Open` session at version 1.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad id or data.
+    pub fn new(id: &str, data: Value, now: Timestamp) -> Result<Session> {
+        validate::identifier("session id", id)?;
+        validate::json("session data", &data)?;
+        Ok(Session {
+            id: id.to_owned(),
+            data,
+            state: SessionState::Open,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    /// The session after saving `data` (checked against `expected_version`).
+    ///
+    /// # Errors
+    /// `InvalidInput` for bad data; `Conflict` on a version mismatch.
+    pub fn saved(
+        &self,
+        data: Value,
+        expected_version: Option<u64>,
+        now: Timestamp,
+    ) -> Result<Session> {
+        validate::json("session data", &data)?;
+        self.check_version(expected_version)?;
+        Ok(Session {
+            data,
+            version: self.version + 1,
+            updated_at: now,
+            ..self.clone()
+        })
+    }
+
+    /// The session after moving to `state`.
+    ///
+    /// # Errors
+    /// `Conflict` on a version mismatch or when the current state is final
+    /// (moving to the same final state again is also a `Conflict`).
+    pub fn with_state(
+        &self,
+        state: SessionState,
+        expected_version: Option<u64>,
+        now: Timestamp,
+    ) -> Result<Session> {
+        self.check_version(expected_version)?;
+        if self.state.is_final() {
+            return Err(Error::conflict(format!(
+                "session {:?} is {}; its state can no longer change",
+                validate::preview(&self.id),
+                self.state
+            )));
+        }
+        Ok(Session {
+            state,
+            version: self.version + 1,
+            updated_at: now,
+            ..self.clone()
+        })
+    }
+
+    fn check_version(&self, expected: Option<u64>) -> Result<()> {
+        match expected {
+            Some(v) if v != self.version => Err(Error::conflict(format!(
+                "session {:?} is at version {}, not the expected {v}",
+                validate::preview(&self.id),
+                self.version
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What a log entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LogKind {
+    /// A message that arrived from outside.
+    Incoming,
+    /// Something the agent did or said internally.
+    Internal,
+    /// A compacted summary of earlier entries.
+    Checkpoint,
+}
+
+impl LogKind {
+    fn tag(self) -> u8 {
+        match self {
+            LogKind::Incoming => 1,
+            LogKind::Internal => 2,
+            LogKind::Checkpoint => 3,
+        }
+    }
+}
+
+/// An entry to append to a session log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewLogEntry {
+    /// What the entry is.
+    pub kind: LogKind,
+    /// Who sent it (an identifier).
+    pub sender: String,
+    /// Application message type (an identifier).
+    pub message_type: String,
+    /// The message bytes, at most 1 MiB.
+    pub payload: Bytes,
+    /// A message id: an entry whose key is already in the log is not stored
+    /// again; the original comes back.
+    pub idempotency_key: Option<String>,
+    /// When it happened; the store's clock when `None`.
+    pub timestamp: Option<Timestamp>,
+}
+
+impl NewLogEntry {
+    /// An entry with no idempotency key and the store's clock.
+    pub fn new(
+        kind: LogKind,
+        sender: impl Into<String>,
+        message_type: impl Into<String>,
+        payload: impl Into<Bytes>,
+    ) -> Self {
+        NewLogEntry {
+            kind,
+            sender: sender.into(),
+            message_type: message_type.into(),
+            payload: payload.into(),
+            idempotency_key: None,
+            timestamp: None,
+        }
+    }
+
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the field.
+    pub fn validate(&self) -> Result<()> {
+        validate::identifier("log sender", &self.sender)?;
+        validate::identifier("log message type", &self.message_type)?;
+        validate::optional_identifier("idempotency key", self.idempotency_key.as_deref())?;
+        validate::payload(
+            "log payload",
+            self.payload.len(),
+            validate::MAX_LOG_PAYLOAD_BYTES,
+        )
+    }
+}
+
+/// A stored, hash-chained log entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// The session it belongs to.
+    pub session_id: String,
+    /// Position: 0, 1, 2, … without gaps (restarts at 0 after `replace_log`).
+    pub seq: u64,
+    /// What the entry is.
+    pub kind: LogKind,
+    /// Who sent it.
+    pub sender: String,
+    /// Application message type.
+    pub message_type: String,
+    /// The message bytes.
+    pub payload: Bytes,
+    /// The idempotency key it was appended with.
+    pub idempotency_key: Option<String>,
+    /// When it happened.
+    pub timestamp: Timestamp,
+    /// The previous entry's hash (`None` for seq 0).
+    pub prev_hash: Option<Digest>,
+    /// SHA-256 over this entry's fields and `prev_hash`.
+    pub hash: Digest,
+}
+
+impl LogEntry {
+    /// Builds the entry with seq `next_seq` after chain head `prev_hash`.
+    ///
+    /// # Errors
+    /// `InvalidInput` for bad fields.
+    pub fn build(
+        session_id: &str,
+        next_seq: u64,
+        prev_hash: Option<Digest>,
+        new: NewLogEntry,
+        now: Timestamp,
+    ) -> Result<LogEntry> {
+        new.validate()?;
+        let mut entry = LogEntry {
+            session_id: session_id.to_owned(),
+            seq: next_seq,
+            kind: new.kind,
+            sender: new.sender,
+            message_type: new.message_type,
+            payload: new.payload,
+            idempotency_key: new.idempotency_key,
+            timestamp: new.timestamp.unwrap_or(now),
+            prev_hash,
+            hash: Digest::from_array([0; 32]),
+        };
+        entry.hash = entry.compute_hash();
+        Ok(entry)
+    }
+
+    /// Builds a whole new log for `replace_log`: seqs from 0, one chain.
+    ///
+    /// # Errors
+    /// `InvalidInput` for bad fields, more than
+    /// [`MAX_REPLACE_ENTRIES`](validate::MAX_REPLACE_ENTRIES) entries, or an
+    /// idempotency key used twice.
+    pub fn build_log(
+        session_id: &str,
+        entries: Vec<NewLogEntry>,
+        now: Timestamp,
+    ) -> Result<Vec<LogEntry>> {
+        if entries.len() > validate::MAX_REPLACE_ENTRIES {
+            return Err(Error::invalid_input(format!(
+                "replace_log got {} entries; the limit is {}",
+                entries.len(),
+                validate::MAX_REPLACE_ENTRIES
+            )));
+        }
+        let mut keys = HashSet::new();
+        let mut out: Vec<LogEntry> = Vec::with_capacity(entries.len());
+        for (seq, new) in (0u64..).zip(entries) {
+            if let Some(key) = &new.idempotency_key {
+                if !keys.insert(key.clone()) {
+                    return Err(Error::invalid_input(format!(
+                        "replace_log: idempotency key {:?} appears twice",
+                        validate::preview(key)
+                    )));
+                }
+            }
+            let prev = out.last().map(|e| e.hash);
+            out.push(LogEntry::build(session_id, seq, prev, new, now)?);
+        }
+        Ok(out)
+    }
+
+    /// Recomputes the hash from the fields.
+    pub fn compute_hash(&self) -> Digest {
+        let encoded = FieldWriter::new("stowage/session-log/v1")
+            .bytes(self.session_id.as_bytes())
+            .opt_fixed(self.prev_hash.as_ref().map(|d| &d.as_bytes()[..]))
+            .u64(self.seq)
+            .u8(self.kind.tag())
+            .bytes(self.sender.as_bytes())
+            .bytes(self.message_type.as_bytes())
+            .u64(self.timestamp.as_millis())
+            .bytes(&self.payload)
+            .opt_bytes(self.idempotency_key.as_deref().map(str::as_bytes))
+            .finish();
+        Digest::of(&encoded)
+    }
+
+    /// This entry as a chain link.
+    pub fn link(&self) -> Link {
+        Link {
+            seq: self.seq,
+            prev_hash: self.prev_hash,
+            hash: self.hash,
+            recomputed: self.compute_hash(),
+        }
+    }
+}
+
+/// Session records and their logs. Per session, every call is atomic and
+/// linearizable; appends get unique, gap-free seqs under any concurrency.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use stowage_core::{LogKind, NewLogEntry, SessionStore};
+/// async fn demo(s: &dyn SessionStore) -> stowage_core::Result<()> {
+///     s.create_session("chat-1", serde_json::json!({})).await?;
+///     let e = s.append_log("chat-1", NewLogEntry::new(LogKind::Incoming, "user", "text", "hi")).await?;
+///     assert_eq!(e.seq, 0);
+///     assert_eq!(s.read_log("chat-1", None, 10).await?.len(), 1);
+///     Ok(())
+/// }
+/// # });
+/// ```
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Creates an `Open` session at version 1.
+    ///
+    /// # Errors
+    /// `AlreadyExists` if the id is taken; `InvalidInput`.
+    async fn create_session(&self, id: &str, data: Value) -> Result<Session>;
+
+    /// The session, or `None`.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad id.
+    async fn load_session(&self, id: &str) -> Result<Option<Session>>;
+
+    /// Replaces the data, incrementing the version; with `expected_version`
+    /// it is a compare-and-set.
+    ///
+    /// # Errors
+    /// `NotFound`; `Conflict` on a version mismatch; `InvalidInput`.
+    async fn save_session(
+        &self,
+        id: &str,
+        data: Value,
+        expected_version: Option<u64>,
+    ) -> Result<Session>;
+
+    /// Moves the session to `state`, incrementing the version.
+    ///
+    /// # Errors
+    /// `NotFound`; `Conflict` on a version mismatch or from a final state.
+    async fn set_session_state(
+        &self,
+        id: &str,
+        state: SessionState,
+        expected_version: Option<u64>,
+    ) -> Result<Session>;
+
+    /// Sessions with id strictly after `after`, ascending by UTF-8 bytes.
+    async fn list_sessions(&self, after: Option<&str>, limit: usize) -> Result<Vec<Session>>;
+
+    /// Removes the record and its log together. Idempotent: returns whether
+    /// the session existed.
+    async fn delete_session(&self, id: &str) -> Result<bool>;
+
+    /// Appends with the next seq, extending the hash chain. An entry whose
+    /// idempotency key is already in the log is not stored again: the
+    /// original entry comes back.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown session; `InvalidInput`.
+    async fn append_log(&self, id: &str, entry: NewLogEntry) -> Result<LogEntry>;
+
+    /// Entries with seq strictly greater than `after_seq`, ascending, at
+    /// most `limit`.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown session.
+    async fn read_log(
+        &self,
+        id: &str,
+        after_seq: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<LogEntry>>;
+
+    /// Atomically replaces the whole log; seqs restart at 0. With
+    /// `expected_next_seq` (the current log length) it is a
+    /// compare-and-replace. Readers see the old log or the new one, never a
+    /// mix; a racing append lands wholly before (and is replaced) or after.
+    ///
+    /// # Errors
+    /// `NotFound`; `Conflict` on a mismatch; `InvalidInput`.
+    async fn replace_log(
+        &self,
+        id: &str,
+        entries: Vec<NewLogEntry>,
+        expected_next_seq: Option<u64>,
+    ) -> Result<Vec<LogEntry>>;
+
+    /// Re-walks the log's hash chain. The default pages through
+    /// [`SessionStore::read_log`].
+    ///
+    /// # Errors
+    /// `NotFound`; `Corrupted` naming the first broken link.
+    async fn verify_log(&self, id: &str) -> Result<ChainReport> {
+        let mut verifier = ChainVerifier::new(format!("session {:?}", validate::preview(id)));
+        let mut after = None;
+        loop {
+            let page = self.read_log(id, after, VERIFY_PAGE).await?;
+            if page.is_empty() {
+                break;
+            }
+            for entry in &page {
+                verifier.push(entry.link())?;
+                after = Some(entry.seq);
+            }
+        }
+        let len = verifier.next_seq();
+        verifier.finish(len)
+    }
+}
