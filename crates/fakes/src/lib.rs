@@ -1,1 +1,1 @@
-//! placeholder
+//! Fakes (being written).

@@ -1,0 +1,165 @@
+//! The ordered key-value seam: the only thing an embedded engine (our file
+//! engine, RocksDB, sled) supplies. The store logic over it lives once in
+//! the sibling modules, so engines cannot drift.
+//!
+//! The seam is blocking; the store layer calls it from `spawn_blocking`.
+
+use stowage_core::Result;
+
+/// A namespace of keys: a column family (RocksDB), a tree (sled), a table
+/// of the file engine. Keys in different tables never collide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Table {
+    /// Blob bytes (and, for chunked blobs, their chunks) by digest.
+    Blobs,
+    /// Run records by run id.
+    Runs,
+    /// Run events by (run id, seq).
+    RunEvents,
+    /// Idempotency keys of run events: (run id, key) → seq.
+    RunIdempotency,
+    /// Secondary index: (spec digest, run id).
+    RunsBySpec,
+    /// Secondary index: (agent name, run id).
+    RunsByAgent,
+    /// Release records by (name, seq).
+    Releases,
+    /// Session records by id.
+    Sessions,
+    /// Session log entries by (session id, seq).
+    SessionLog,
+    /// Idempotency keys of log entries: (session id, key) → seq.
+    SessionIdempotency,
+    /// Supersessions by target.
+    Supersessions,
+    /// Secondary index: (agent, order key, target).
+    SupersessionsByAgent,
+    /// Engine and schema metadata.
+    Meta,
+}
+
+impl Table {
+    /// Every table, in a fixed order.
+    pub(crate) const ALL: [Table; 13] = [
+        Table::Blobs,
+        Table::Runs,
+        Table::RunEvents,
+        Table::RunIdempotency,
+        Table::RunsBySpec,
+        Table::RunsByAgent,
+        Table::Releases,
+        Table::Sessions,
+        Table::SessionLog,
+        Table::SessionIdempotency,
+        Table::Supersessions,
+        Table::SupersessionsByAgent,
+        Table::Meta,
+    ];
+
+    /// A stable name (column family / tree name).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Table::Blobs => "blobs",
+            Table::Runs => "runs",
+            Table::RunEvents => "run_events",
+            Table::RunIdempotency => "run_idempotency",
+            Table::RunsBySpec => "runs_by_spec",
+            Table::RunsByAgent => "runs_by_agent",
+            Table::Releases => "releases",
+            Table::Sessions => "sessions",
+            Table::SessionLog => "session_log",
+            Table::SessionIdempotency => "session_idempotency",
+            Table::Supersessions => "supersessions",
+            Table::SupersessionsByAgent => "supersessions_by_agent",
+            Table::Meta => "meta",
+        }
+    }
+
+    /// A stable one-byte id (for engines that keep tables in one key space).
+    pub(crate) fn id(self) -> u8 {
+        self as u8
+    }
+}
+
+/// Scan direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// Ascending key order.
+    Forward,
+    /// Descending key order.
+    Reverse,
+}
+
+/// One mutation in a [`Batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// Sets `key` to `value`.
+    Put {
+        /// The table.
+        table: Table,
+        /// The key.
+        key: Vec<u8>,
+        /// The value.
+        value: Vec<u8>,
+    },
+    /// Removes `key` (no-op if absent).
+    Delete {
+        /// The table.
+        table: Table,
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// Removes every key with `start <= key < end`.
+    DeleteRange {
+        /// The table.
+        table: Table,
+        /// Inclusive start.
+        start: Vec<u8>,
+        /// Exclusive end.
+        end: Vec<u8>,
+    },
+}
+
+/// Mutations applied atomically: all or none, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Batch {
+    pub(crate) ops: Vec<Op>,
+}
+
+impl Batch {
+    pub(crate) fn put(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.push(Op::Put { table, key, value });
+    }
+
+    pub(crate) fn delete(&mut self, table: Table, key: Vec<u8>) {
+        self.ops.push(Op::Delete { table, key });
+    }
+
+    pub(crate) fn delete_range(&mut self, table: Table, start: Vec<u8>, end: Vec<u8>) {
+        self.ops.push(Op::DeleteRange { table, start, end });
+    }
+}
+
+/// An ordered key-value engine. Keys are compared as bytes.
+///
+/// Implementations map their library errors into `stowage_core::Error` at
+/// this boundary (keeping the source) and never expose library types.
+pub(crate) trait OrderedKv: Send + Sync + 'static {
+    /// The value of `key`, if any.
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    /// Entries with `start <= key < end` (`end = None`: no upper bound), in
+    /// `direction` order, at most `limit`.
+    fn scan(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+
+    /// Applies `batch` atomically and, unless the engine was opened with
+    /// `Durability::Buffered`, durably before returning `Ok`.
+    fn write(&self, batch: Batch) -> Result<()>;
+}

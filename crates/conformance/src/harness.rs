@@ -1,0 +1,54 @@
+//! What a backend author provides to run the suite: a [`Harness`].
+
+use async_trait::async_trait;
+use stowage_core::{Digest, Error, Result, RunId, Stores};
+
+/// Damage to inflict on stored data behind the SDK's back, to prove that
+/// integrity checks catch it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tamper {
+    /// Change the stored bytes of a blob (keep its length when possible).
+    Blob(Digest),
+    /// Change the payload of one stored run event, leaving its hash as is.
+    RunEvent {
+        /// The run.
+        run: RunId,
+        /// The event's seq.
+        seq: u64,
+    },
+    /// Change the payload of one stored session log entry, leaving its hash.
+    LogEntry {
+        /// The session id.
+        session: String,
+        /// The entry's seq.
+        seq: u64,
+    },
+}
+
+/// One isolated store under test. The suite's factory creates a fresh
+/// harness per check (a temp dir, a unique Redis key prefix, …).
+///
+/// Only [`Harness::open`] is required. Durable backends implement
+/// [`Harness::reopen`]; backends that can reach their stored bytes implement
+/// [`Harness::tamper`]. A check whose hook returns `Unsupported` prints the
+/// reason and does not apply — unless the backend's capabilities claim it
+/// (a `durable` backend must support `reopen`).
+#[async_trait]
+pub trait Harness: Send + Sync + 'static {
+    /// Opens the store under test. Called once per harness.
+    async fn open(&self) -> Result<Stores>;
+
+    /// Closes `stores` (drop every handle) and opens the same store again.
+    async fn reopen(&self, stores: Stores) -> Result<Stores> {
+        drop(stores);
+        Err(Error::unsupported("this harness cannot reopen its store"))
+    }
+
+    /// Damages stored data as described by `target`.
+    async fn tamper(&self, stores: &Stores, target: Tamper) -> Result<()> {
+        let _ = (stores, target);
+        Err(Error::unsupported(
+            "this harness cannot tamper with stored data",
+        ))
+    }
+}
