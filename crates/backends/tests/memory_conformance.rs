@@ -1,0 +1,45 @@
+//! The whole conformance suite (`stowage-conformance`) against the memory
+//! backend. Memory is not durable, so the reopen checks report that they do
+//! not apply; tampering goes through the backend's integrity-testing hooks.
+
+#![cfg(feature = "memory")]
+
+use async_trait::async_trait;
+use stowage_backends::memory::MemoryBackend;
+use stowage_conformance::{Harness, Tamper};
+use stowage_core::{Error, Result, StoreEnv, Stores};
+
+/// One fresh, isolated in-memory store per check.
+struct MemoryHarness {
+    backend: MemoryBackend,
+}
+
+#[async_trait]
+impl Harness for MemoryHarness {
+    async fn open(&self) -> Result<Stores> {
+        Ok(self.backend.stores())
+    }
+
+    async fn tamper(&self, _stores: &Stores, target: Tamper) -> Result<()> {
+        let found = match &target {
+            Tamper::Blob(digest) => self.backend.corrupt_blob(digest),
+            Tamper::RunEvent { run, seq } => self.backend.corrupt_run_event(*run, *seq),
+            Tamper::LogEntry { session, seq } => self.backend.corrupt_log_entry(session, *seq),
+        };
+        if found {
+            Ok(())
+        } else {
+            Err(Error::not_found(format!(
+                "nothing to tamper with: {target:?}"
+            )))
+        }
+    }
+}
+
+async fn memory_harness() -> MemoryHarness {
+    MemoryHarness {
+        backend: MemoryBackend::new(StoreEnv::default()),
+    }
+}
+
+stowage_conformance::conformance_tests!(memory_harness);

@@ -1,0 +1,173 @@
+//! The model-based test (SPEC §8): random operation sequences over all five
+//! stores, checked against a simple sequential reference model after every
+//! operation (its outcome) and at the end (everything a reader can observe).
+
+mod compare;
+mod reference;
+mod step;
+
+use std::future::Future;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+use crate::harness::Harness;
+use crate::util::open;
+
+/// Random sequences per run of the model-based test.
+const CASES: u32 = 24;
+/// Longest operation sequence.
+const MAX_OPS: usize = 40;
+/// How long one sequence may take.
+const CASE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// One operation on the stores. Small index spaces make collisions (same
+/// blob, run, name, session, key or target) frequent.
+#[derive(Debug, Clone)]
+pub(crate) enum Op {
+    CasPut(u8),
+    CasDelete(u8),
+    CasGet(u8),
+    RunCreate {
+        agent: u8,
+        spec: u8,
+    },
+    RunAppend {
+        run: u8,
+        key: Option<u8>,
+    },
+    RunFinish {
+        run: u8,
+        status: u8,
+    },
+    Promote {
+        name: u8,
+        spec: u8,
+    },
+    Rollback {
+        name: u8,
+    },
+    RollbackTo {
+        name: u8,
+        seq: u8,
+    },
+    SessionCreate {
+        id: u8,
+    },
+    SessionSave {
+        id: u8,
+        expected: Option<u8>,
+    },
+    SessionState {
+        id: u8,
+        state: u8,
+    },
+    SessionDelete {
+        id: u8,
+    },
+    LogAppend {
+        id: u8,
+        key: Option<u8>,
+    },
+    LogReplace {
+        id: u8,
+        len: u8,
+        expected: Option<u8>,
+    },
+    SupPut {
+        target: u8,
+        replacement: Option<u8>,
+        agent: u8,
+        ms: u8,
+    },
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    let key = proptest::option::of(0..3u8);
+    prop_oneof![
+        2 => (0..4u8).prop_map(Op::CasPut),
+        1 => (0..4u8).prop_map(Op::CasDelete),
+        1 => (0..4u8).prop_map(Op::CasGet),
+        3 => (0..2u8, 0..3u8).prop_map(|(agent, spec)| Op::RunCreate { agent, spec }),
+        4 => (0..4u8, key.clone()).prop_map(|(run, key)| Op::RunAppend { run, key }),
+        2 => (0..4u8, 0..3u8).prop_map(|(run, status)| Op::RunFinish { run, status }),
+        3 => (0..2u8, 0..3u8).prop_map(|(name, spec)| Op::Promote { name, spec }),
+        2 => (0..2u8).prop_map(|name| Op::Rollback { name }),
+        1 => (0..2u8, 0..5u8).prop_map(|(name, seq)| Op::RollbackTo { name, seq }),
+        3 => (0..3u8).prop_map(|id| Op::SessionCreate { id }),
+        2 => (0..3u8, proptest::option::of(1..5u8))
+            .prop_map(|(id, expected)| Op::SessionSave { id, expected }),
+        1 => (0..3u8, 0..5u8).prop_map(|(id, state)| Op::SessionState { id, state }),
+        1 => (0..3u8).prop_map(|id| Op::SessionDelete { id }),
+        5 => (0..3u8, key).prop_map(|(id, key)| Op::LogAppend { id, key }),
+        2 => (0..3u8, 0..3u8, proptest::option::of(0..4u8))
+            .prop_map(|(id, len, expected)| Op::LogReplace { id, len, expected }),
+        4 => (0..4u8, proptest::option::of(0..4u8), 0..2u8, 0..4u8).prop_map(
+            |(target, replacement, agent, ms)| Op::SupPut {
+                target,
+                replacement,
+                agent,
+                ms
+            }
+        ),
+    ]
+}
+
+/// Runs `ops` on a fresh store and on the reference model, comparing every
+/// outcome and then the whole observable state.
+async fn random_sequences_match_model(h: &dyn Harness, ops: &[Op]) -> Result<(), String> {
+    let stores = open(h).await;
+    let mut model = reference::Model::default();
+    for (i, op) in ops.iter().enumerate() {
+        step::step(&stores, &mut model, i, op)
+            .await
+            .map_err(|e| format!("op #{i} {op:?}: {e}"))?;
+    }
+    compare::compare(&stores, &model)
+        .await
+        .map_err(|e| format!("after {} ops, final state: {e}", ops.len()))
+}
+
+/// Runs the model-based test: [`CASES`] random sequences of up to
+/// [`MAX_OPS`] operations, each on a fresh harness from `factory`.
+#[doc(hidden)]
+pub fn __run_model<H, F, Fut>(factory: F)
+where
+    H: Harness,
+    F: Fn() -> Fut,
+    Fut: Future<Output = H>,
+{
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => panic!("cannot build a tokio runtime for the model test: {e}"),
+    };
+    let config = Config {
+        cases: CASES,
+        max_shrink_iters: 200,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let mut runner = TestRunner::new(config);
+    let strategy = proptest::collection::vec(op_strategy(), 1..=MAX_OPS);
+    let result = runner.run(&strategy, |ops| {
+        runtime.block_on(async {
+            let harness = factory().await;
+            match tokio::time::timeout(CASE_TIMEOUT, random_sequences_match_model(&harness, &ops))
+                .await
+            {
+                Ok(outcome) => outcome.map_err(TestCaseError::fail),
+                Err(_) => Err(TestCaseError::fail(format!(
+                    "sequence did not finish within {CASE_TIMEOUT:?}"
+                ))),
+            }
+        })
+    });
+    if let Err(e) = result {
+        panic!("model-based test: the backend disagrees with the reference model: {e}");
+    }
+}

@@ -1,0 +1,9 @@
+//! Checks for [`RunLedger`](stowage_core::RunLedger) (SPEC §4).
+
+mod events;
+mod races;
+mod records;
+
+pub use events::*;
+pub use races::*;
+pub use records::*;

@@ -1,0 +1,7 @@
+//! Checks for [`SupersessionStore`](stowage_core::SupersessionStore) (SPEC §7).
+
+mod put;
+mod query;
+
+pub use put::*;
+pub use query::*;

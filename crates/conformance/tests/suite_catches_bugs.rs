@@ -1,0 +1,108 @@
+//! The suite's own test: every check here must FAIL against a memory store
+//! with one injected bug (see `mutants`), proving the checks can fail. The
+//! unmodified memory backend passes the whole suite
+//! (`crates/backends/tests/memory_conformance.rs`).
+
+mod mutants;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use mutants::{Bug, MutantHarness};
+use stowage_conformance as suite;
+
+/// Runs `check` against a store with `bug` and fails unless the check fails.
+macro_rules! catches {
+    ($name:ident, $bug:expr, $($check:ident)::+) => {
+        #[test]
+        fn $name() {
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                suite::__run(async {
+                    let harness = MutantHarness::new($bug);
+                    suite::$($check)::+(&harness).await;
+                })
+            }));
+            assert!(
+                outcome.is_err(),
+                "{} passed against a store with bug {:?}",
+                stringify!($($check)::+),
+                $bug
+            );
+        }
+    };
+}
+
+catches!(
+    oldest_first_listing,
+    Bug::RunsOldestFirst,
+    runs::list_newest_first_paginated
+);
+catches!(
+    swallowed_finish_conflict_raced,
+    Bug::FinishSwallowsConflict,
+    runs::racing_finish_one_winner
+);
+catches!(
+    swallowed_finish_conflict,
+    Bug::FinishSwallowsConflict,
+    runs::second_terminal_transition_conflict
+);
+catches!(racy_append, Bug::RacyAppend, runs::concurrent_appends);
+catches!(
+    partial_write_on_invalid_input,
+    Bug::AppendBeforeValidating,
+    runs::hostile_events_rejected
+);
+catches!(
+    by_agent_limit_before_order,
+    Bug::ByAgentLimitFirst,
+    supersessions::by_agent_newest_first
+);
+catches!(
+    unvalidated_session_ids,
+    Bug::SessionIdsNotValidated,
+    sessions::hostile_input_rejected
+);
+catches!(
+    ignored_log_keys,
+    Bug::LogKeysIgnored,
+    sessions::log_idempotency_key_returns_original
+);
+catches!(
+    rollback_one_back,
+    Bug::RollbackOneBack,
+    releases::rollback_walks_back
+);
+catches!(
+    tamper_not_detected,
+    Bug::TamperDoesNothing,
+    integrity::tampered_blob_corrupted
+);
+catches!(
+    reopen_loses_data,
+    Bug::ReopenLosesData,
+    reopen::runs_survive
+);
+
+/// The model-based test finds a wrong `delete_session` result.
+#[test]
+fn model_catches_wrong_delete_result() {
+    let outcome = catch_unwind(|| {
+        suite::__run_model(|| async { MutantHarness::new(Bug::DeleteAlwaysTrue) });
+    });
+    assert!(
+        outcome.is_err(),
+        "the model-based test passed against a store whose delete_session always returns true"
+    );
+}
+
+/// The model-based test finds ignored log idempotency keys.
+#[test]
+fn model_catches_ignored_log_keys() {
+    let outcome = catch_unwind(|| {
+        suite::__run_model(|| async { MutantHarness::new(Bug::LogKeysIgnored) });
+    });
+    assert!(
+        outcome.is_err(),
+        "the model-based test passed against a store that ignores log idempotency keys"
+    );
+}
