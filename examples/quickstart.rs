@@ -17,10 +17,15 @@ const DEFAULT_URL: &str = "memory://";
 
 #[tokio::main]
 async fn main() -> stowage_core::Result<()> {
-    let url = std::env::args().nth(1).unwrap_or_else(|| DEFAULT_URL.to_owned());
+    let url = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| DEFAULT_URL.to_owned());
     let stores = stowage_backends::open(&url).await?;
     let caps = &stores.capabilities;
-    println!("opened {url} (backend {}, durable: {}, shared: {})\n", caps.backend, caps.durable, caps.shared);
+    println!(
+        "opened {url} (backend {}, durable: {}, shared: {})\n",
+        caps.backend, caps.durable, caps.shared
+    );
 
     // 1. Content-addressed blobs: store a prompt, get its SHA-256 back.
     println!("1. CasStore: content-addressed blobs");
@@ -28,34 +33,67 @@ async fn main() -> stowage_core::Result<()> {
     let spec = stores.cas.put(prompt.clone()).await?;
     println!("   put {} bytes -> digest {}", prompt.len(), spec.short());
     let again = stores.cas.put(prompt).await?;
-    println!("   put the same bytes again -> same digest: {}", again == spec);
+    println!(
+        "   put the same bytes again -> same digest: {}",
+        again == spec
+    );
     let bytes = stores.cas.get(&spec).await?;
-    println!("   get {} -> {:?}\n", spec.short(), String::from_utf8_lossy(&bytes));
+    println!(
+        "   get {} -> {:?}\n",
+        spec.short(),
+        String::from_utf8_lossy(&bytes)
+    );
 
     // 2. A run: a record plus an append-only, hash-chained event log.
     println!("2. RunLedger: a run and its events");
-    let run = stores.runs.create_run(spec, RunMetadata::new("planner")).await?;
+    let run = stores
+        .runs
+        .create_run(spec, RunMetadata::new("planner"))
+        .await?;
     println!("   created run {run}");
     for (kind, payload) in [
         ("thought", json!({"text": "look up the weather"})),
         ("tool_call", json!({"tool": "weather", "city": "Oslo"})),
         ("tool_result", json!({"celsius": -3})),
     ] {
-        let event = stores.runs.append_event(run, NewEvent::new(kind, payload)).await?;
-        println!("   event #{} {:<11} hash {}", event.seq, event.kind, event.hash.short());
+        let event = stores
+            .runs
+            .append_event(run, NewEvent::new(kind, payload))
+            .await?;
+        println!(
+            "   event #{} {:<11} hash {}",
+            event.seq,
+            event.kind,
+            event.hash.short()
+        );
     }
-    let done = stores.runs.complete_run(run, RunSummary::new("answered the user")).await?;
+    let done = stores
+        .runs
+        .complete_run(run, RunSummary::new("answered the user"))
+        .await?;
     println!("   run is now {}", done.status);
     let report = stores.runs.verify_run(run).await?;
     println!("   verify_run: {} events, chain intact\n", report.len);
 
     // 3. Releases: named pointers with history and rollback.
     println!("3. ReleaseRegistry: promote and roll back");
-    let v2 = stores.cas.put(Bytes::from_static(b"You are a bold planning agent.")).await?;
-    stores.releases.promote("planner", spec, ReleaseMetadata::new("v1", "ci"), None).await?;
-    stores.releases.promote("planner", v2, ReleaseMetadata::new("v2", "ci"), None).await?;
+    let v2 = stores
+        .cas
+        .put(Bytes::from_static(b"You are a bold planning agent."))
+        .await?;
+    stores
+        .releases
+        .promote("planner", spec, ReleaseMetadata::new("v1", "ci"), None)
+        .await?;
+    stores
+        .releases
+        .promote("planner", v2, ReleaseMetadata::new("v2", "ci"), None)
+        .await?;
     let current = stores.releases.current("planner").await?;
-    println!("   planner is at #{} ({})", current.seq, current.metadata.version_label);
+    println!(
+        "   planner is at #{} ({})",
+        current.seq, current.metadata.version_label
+    );
     let back = stores.releases.rollback("planner", "oncall").await?;
     println!(
         "   rollback by {} -> #{} restores #{} ({})\n",
@@ -67,18 +105,32 @@ async fn main() -> stowage_core::Result<()> {
 
     // 4. Sessions: a record plus a replayable message log.
     println!("4. SessionStore: a session and its log");
-    stores.sessions.create_session("chat-42", json!({"user": "ada"})).await?;
+    stores
+        .sessions
+        .create_session("chat-42", json!({"user": "ada"}))
+        .await?;
     let mut hello = NewLogEntry::new(LogKind::Incoming, "ada", "text", "hello!");
     hello.idempotency_key = Some("msg-1".into());
     let first = stores.sessions.append_log("chat-42", hello.clone()).await?;
     let retried = stores.sessions.append_log("chat-42", hello).await?;
-    println!("   appended #{}; the retried message came back as #{} (stored once)", first.seq, retried.seq);
+    println!(
+        "   appended #{}; the retried message came back as #{} (stored once)",
+        first.seq, retried.seq
+    );
     stores
         .sessions
-        .append_log("chat-42", NewLogEntry::new(LogKind::Internal, "planner", "text", "hi Ada"))
+        .append_log(
+            "chat-42",
+            NewLogEntry::new(LogKind::Internal, "planner", "text", "hi Ada"),
+        )
         .await?;
     for entry in stores.sessions.read_log("chat-42", None, 10).await? {
-        println!("   replay #{} {}: {}", entry.seq, entry.sender, String::from_utf8_lossy(&entry.payload));
+        println!(
+            "   replay #{} {}: {}",
+            entry.seq,
+            entry.sender,
+            String::from_utf8_lossy(&entry.payload)
+        );
     }
     println!();
 
@@ -98,9 +150,17 @@ async fn main() -> stowage_core::Result<()> {
         },
     );
     stores.supersessions.put(record).await?;
-    println!("   {} superseded: {}", old.short(), stores.supersessions.is_superseded(&old).await?);
+    println!(
+        "   {} superseded: {}",
+        old.short(),
+        stores.supersessions.is_superseded(&old).await?
+    );
     if let Resolution::Current { hash, hops } = stores.supersessions.resolve(&old).await? {
-        println!("   resolve({}) -> {} after {hops} hop(s)", old.short(), hash.short());
+        println!(
+            "   resolve({}) -> {} after {hops} hop(s)",
+            old.short(),
+            hash.short()
+        );
     }
     println!("\ndone.");
     Ok(())
