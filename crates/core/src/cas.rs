@@ -143,13 +143,21 @@ pub fn chunked(bytes: Bytes) -> BlobStream {
 /// exceeds `limit` bytes.
 ///
 /// # Errors
-/// `InvalidInput` when over the limit; I/O errors mapped by kind.
+/// `InvalidInput` when over the limit or when the reader fails (the
+/// caller's input could not be read; nothing is stored).
 pub async fn read_bounded(reader: BlobReader, limit: u64) -> Result<Bytes> {
     let mut buf = Vec::new();
     let mut limited = reader.take(limit.saturating_add(1));
-    limited.read_to_end(&mut buf).await?;
+    limited.read_to_end(&mut buf).await.map_err(reader_failed)?;
     too_large(buf.len() as u64, limit)?;
     Ok(Bytes::from(buf))
+}
+
+/// The error for a caller's blob reader that failed: `InvalidInput` (the
+/// input could not be read), keeping the I/O error as the source. Use it in
+/// streaming puts so a client hanging up is never reported as `Corrupted`.
+pub fn reader_failed(err: std::io::Error) -> Error {
+    Error::invalid_input(format!("reading the blob to store failed: {err}")).with_source(err)
 }
 
 /// `InvalidInput` when a blob of `size` bytes exceeds `limit`.

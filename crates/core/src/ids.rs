@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -100,13 +101,38 @@ pub trait IdGenerator: Send + Sync + fmt::Debug {
     fn new_run_id(&self, now: Timestamp) -> RunId;
 }
 
-/// UUID v7 ids with random bits from the operating system's generator.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct RandomIds;
+/// UUID v7 ids with random bits, strictly increasing within one generator
+/// (one process): ids made in the same millisecond, or while the clock
+/// steps back, continue from the last id by a random increment, so
+/// "newest first" by id is creation order within a process. Across
+/// processes, ids of the same millisecond order arbitrarily.
+#[derive(Debug, Default)]
+pub struct RandomIds {
+    last: Mutex<(u64, u128)>,
+}
+
+/// The 74 random bits of a UUID v7.
+const ENTROPY_BITS: u32 = 74;
+const ENTROPY_MAX: u128 = (1 << ENTROPY_BITS) - 1;
 
 impl IdGenerator for RandomIds {
     fn new_run_id(&self, now: Timestamp) -> RunId {
-        RunId::new_v7(now, rand::random::<u128>())
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let (last_ms, last_entropy) = *last;
+        let mut ms = now.as_millis() & 0xFFFF_FFFF_FFFF;
+        // Fresh milliseconds start in the lower half so increments have room.
+        let mut entropy = rand::random::<u128>() & (ENTROPY_MAX >> 1);
+        if ms <= last_ms {
+            ms = last_ms;
+            let step = u128::from(rand::random::<u32>()) + 1;
+            entropy = last_entropy + step;
+            if entropy > ENTROPY_MAX {
+                ms += 1;
+                entropy &= ENTROPY_MAX >> 1;
+            }
+        }
+        *last = (ms, entropy);
+        RunId::new_v7(Timestamp::from_millis(ms), entropy)
     }
 }
 
@@ -120,6 +146,17 @@ mod tests {
         assert_eq!(id.as_uuid().get_version_num(), 7);
         assert_eq!(id.timestamp(), Timestamp::from_millis(1_700_000_000_000));
         assert_eq!(RunId::from_bytes(id.to_bytes()).unwrap(), id);
+    }
+
+    #[test]
+    fn random_ids_increase_within_a_millisecond_and_when_time_steps_back() {
+        let ids = RandomIds::default();
+        let mut prev = ids.new_run_id(Timestamp::from_millis(5_000));
+        for t in [5_000, 5_000, 4_000, 5_000, 0, 6_000, 6_000] {
+            let next = ids.new_run_id(Timestamp::from_millis(t));
+            assert!(next > prev, "{next} !> {prev}");
+            prev = next;
+        }
     }
 
     #[test]

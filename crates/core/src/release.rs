@@ -139,7 +139,15 @@ impl ReleaseRecord {
 }
 
 fn next_seq(name: &str, head: Option<&ReleaseRecord>, expected: Option<u64>) -> Result<u64> {
-    let next = head.map_or(0, |h| h.seq + 1);
+    let next = match head {
+        None => 0,
+        Some(h) => h.seq.checked_add(1).ok_or_else(|| {
+            Error::conflict(format!(
+                "release {:?} has reached the largest seq",
+                validate::preview(name)
+            ))
+        })?,
+    };
     match expected {
         Some(e) if e != next => Err(Error::conflict(format!(
             "release {:?}: expected next seq {e} but it is {next}",
@@ -201,7 +209,8 @@ pub trait ReleaseRegistry: Send + Sync {
     async fn current(&self, name: &str) -> Result<ReleaseRecord>;
 
     /// Records with seq strictly less than `before` (all when `None`),
-    /// newest first, at most `limit`. Empty for an unknown name.
+    /// newest first, at most `limit` (clamped to
+    /// [`MAX_PAGE`](crate::validate::MAX_PAGE)). Empty for an unknown name.
     async fn history(
         &self,
         name: &str,
@@ -209,6 +218,7 @@ pub trait ReleaseRegistry: Send + Sync {
         limit: usize,
     ) -> Result<Vec<ReleaseRecord>>;
 
-    /// Release names strictly after `after`, ascending by UTF-8 bytes.
+    /// Release names strictly after `after`, ascending by UTF-8 bytes, at
+    /// most `limit` (clamped to [`MAX_PAGE`](crate::validate::MAX_PAGE)).
     async fn list_names(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>>;
 }

@@ -290,7 +290,7 @@ impl RunEvent {
         Digest::of(&encoded)
     }
 
-    /// This event as a chain link for [`ChainVerifier`](crate::chain::ChainVerifier).
+    /// This event as a chain link for [`ChainVerifier`].
     pub fn link(&self) -> Link {
         Link {
             seq: self.seq,
@@ -391,7 +391,8 @@ pub trait RunLedger: Send + Sync {
     async fn get_run(&self, run: RunId) -> Result<Run>;
 
     /// Events with seq strictly greater than `after_seq` (all when `None`),
-    /// ascending by seq, at most `limit`.
+    /// ascending by seq, at most `limit` (clamped to
+    /// [`MAX_PAGE`](crate::validate::MAX_PAGE)).
     ///
     /// # Errors
     /// `NotFound` for an unknown run.
@@ -403,7 +404,10 @@ pub trait RunLedger: Send + Sync {
     ) -> Result<Vec<RunEvent>>;
 
     /// Runs matching `filter`, newest first (descending [`RunId`]), strictly
-    /// after the cursor `after` in that order, at most `limit`.
+    /// after the cursor `after` in that order, at most `limit` (clamped to
+    /// [`MAX_PAGE`](crate::validate::MAX_PAGE)). Ids are strictly increasing
+    /// per process (see [`RandomIds`](crate::RandomIds)), so within one
+    /// process this is creation order.
     async fn list_runs(
         &self,
         filter: &RunFilter,

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::chain::{ChainReport, ChainVerifier, Link};
 use crate::digest::Digest;
 use crate::encoding::FieldWriter;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::run::VERIFY_PAGE;
 use crate::time::Timestamp;
 use crate::validate;
@@ -97,7 +97,7 @@ impl Session {
         self.check_version(expected_version)?;
         Ok(Session {
             data,
-            version: self.version + 1,
+            version: self.next_version()?,
             updated_at: now,
             ..self.clone()
         })
@@ -124,9 +124,18 @@ impl Session {
         }
         Ok(Session {
             state,
-            version: self.version + 1,
+            version: self.next_version()?,
             updated_at: now,
             ..self.clone()
+        })
+    }
+
+    fn next_version(&self) -> Result<u64> {
+        self.version.checked_add(1).ok_or_else(|| {
+            Error::conflict(format!(
+                "session {:?} has reached the largest version",
+                validate::preview(&self.id)
+            ))
         })
     }
 
@@ -383,7 +392,8 @@ pub trait SessionStore: Send + Sync {
         expected_version: Option<u64>,
     ) -> Result<Session>;
 
-    /// Sessions with id strictly after `after`, ascending by UTF-8 bytes.
+    /// Sessions with id strictly after `after`, ascending by UTF-8 bytes, at
+    /// most `limit` (clamped to [`MAX_PAGE`](crate::validate::MAX_PAGE)).
     async fn list_sessions(&self, after: Option<&str>, limit: usize) -> Result<Vec<Session>>;
 
     /// Removes the record and its log together. Idempotent: returns whether
@@ -399,7 +409,7 @@ pub trait SessionStore: Send + Sync {
     async fn append_log(&self, id: &str, entry: NewLogEntry) -> Result<LogEntry>;
 
     /// Entries with seq strictly greater than `after_seq`, ascending, at
-    /// most `limit`.
+    /// most `limit` (clamped to [`MAX_PAGE`](crate::validate::MAX_PAGE)).
     ///
     /// # Errors
     /// `NotFound` for an unknown session.
@@ -415,6 +425,10 @@ pub trait SessionStore: Send + Sync {
     /// compare-and-replace. Readers see the old log or the new one, never a
     /// mix; a racing append lands wholly before (and is replaced) or after.
     ///
+    /// Idempotency keys are those of the entries in the current log: keys
+    /// of replaced entries are forgotten with them (carry a message id into
+    /// a new entry's `idempotency_key` to keep deduplicating it).
+    ///
     /// # Errors
     /// `NotFound`; `Conflict` on a mismatch; `InvalidInput`.
     async fn replace_log(
@@ -425,24 +439,39 @@ pub trait SessionStore: Send + Sync {
     ) -> Result<Vec<LogEntry>>;
 
     /// Re-walks the log's hash chain. The default pages through
-    /// [`SessionStore::read_log`].
+    /// [`SessionStore::read_log`]; a `replace_log` racing the walk can join
+    /// pages of the old log to the new one, so a break is re-checked with a
+    /// fresh walk and reported only if it persists.
     ///
     /// # Errors
     /// `NotFound`; `Corrupted` naming the first broken link.
     async fn verify_log(&self, id: &str) -> Result<ChainReport> {
-        let mut verifier = ChainVerifier::new(format!("session {:?}", validate::preview(id)));
-        let mut after = None;
+        let mut walks = 1;
         loop {
-            let page = self.read_log(id, after, VERIFY_PAGE).await?;
-            if page.is_empty() {
-                break;
-            }
-            for entry in &page {
-                verifier.push(entry.link())?;
-                after = Some(entry.seq);
+            match walk_log(self, id).await {
+                Err(e) if e.kind() == ErrorKind::Corrupted && walks < VERIFY_WALKS => walks += 1,
+                outcome => return outcome,
             }
         }
-        let len = verifier.next_seq();
-        verifier.finish(len)
     }
+}
+
+/// How many times `verify_log` walks a log before believing a broken link.
+const VERIFY_WALKS: u32 = 4;
+
+async fn walk_log<S: SessionStore + ?Sized>(store: &S, id: &str) -> Result<ChainReport> {
+    let mut verifier = ChainVerifier::new(format!("session {:?}", validate::preview(id)));
+    let mut after = None;
+    loop {
+        let page = store.read_log(id, after, VERIFY_PAGE).await?;
+        if page.is_empty() {
+            break;
+        }
+        for entry in &page {
+            verifier.push(entry.link())?;
+            after = Some(entry.seq);
+        }
+    }
+    let len = verifier.next_seq();
+    verifier.finish(len)
 }

@@ -52,7 +52,7 @@ impl Default for StoreEnv {
     fn default() -> Self {
         StoreEnv {
             clock: Arc::new(SystemClock),
-            ids: Arc::new(RandomIds),
+            ids: Arc::new(RandomIds::default()),
         }
     }
 }

@@ -346,8 +346,11 @@ pub trait SupersessionStore: Send + Sync {
     async fn is_superseded(&self, target: &Digest) -> Result<bool>;
 
     /// Records by `agent` with `from <= timestamp <= to` (no upper bound when
-    /// `to` is `None`), newest first by `(hlc, timestamp, target)`, the
-    /// `limit` newest after ordering.
+    /// `to` is `None`), newest first by `(hlc, timestamp, target)` — records
+    /// without an [`Hlc`] order before (older than) every record with one —
+    /// the `limit` newest after ordering (clamped to
+    /// [`MAX_PAGE`](crate::validate::MAX_PAGE)). Page further back by
+    /// narrowing `to`.
     async fn by_agent(
         &self,
         agent: &AgentKey,

@@ -14,6 +14,10 @@ pub const MAX_IDENTIFIER_BYTES: usize = 256;
 /// Largest JSON value (payloads, tags, session data, summaries) once
 /// serialised canonically.
 pub const MAX_JSON_BYTES: usize = 1024 * 1024;
+/// Deepest nesting of arrays and objects in a JSON value. Checked before
+/// anything recursive touches the value, so hostile nesting can neither
+/// overflow the stack nor be stored in a form that cannot be read back.
+pub const MAX_JSON_DEPTH: usize = 64;
 /// Largest session log payload, in bytes.
 pub const MAX_LOG_PAYLOAD_BYTES: usize = 1024 * 1024;
 /// Longest reason or free text (supersession reasons, release notes, summary
@@ -84,12 +88,13 @@ pub fn text(what: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
-/// Checks a JSON value and returns its canonical serialisation, which must
-/// be at most [`MAX_JSON_BYTES`].
+/// Checks a JSON value — nesting at most [`MAX_JSON_DEPTH`], canonical
+/// serialisation at most [`MAX_JSON_BYTES`] — and returns that serialisation.
 ///
 /// # Errors
-/// [`InvalidInput`](crate::ErrorKind::InvalidInput) when too large.
+/// [`InvalidInput`](crate::ErrorKind::InvalidInput) when too deep or too large.
 pub fn json(what: &str, value: &Value) -> Result<Vec<u8>> {
+    json_depth(what, value)?;
     let bytes = canonical_json(value);
     if bytes.len() > MAX_JSON_BYTES {
         return Err(Error::invalid_input(format!(
@@ -98,6 +103,25 @@ pub fn json(what: &str, value: &Value) -> Result<Vec<u8>> {
         )));
     }
     Ok(bytes)
+}
+
+/// Checks nesting depth without recursion.
+fn json_depth(what: &str, value: &Value) -> Result<()> {
+    let mut stack = vec![(value, 0usize)];
+    while let Some((v, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        if depth >= MAX_JSON_DEPTH {
+            return Err(Error::invalid_input(format!(
+                "{what} nests arrays/objects deeper than {MAX_JSON_DEPTH} levels"
+            )));
+        }
+        stack.extend(children.map(|c| (c, depth + 1)));
+    }
+    Ok(())
 }
 
 /// Checks a JSON value that must be an object (run tags).
@@ -171,5 +195,28 @@ mod tests {
         let ok = Value::String("x".repeat(MAX_JSON_BYTES - 2));
         assert!(json("payload", &ok).is_ok());
         assert!(json_object("tags", &Value::Null).is_err());
+    }
+
+    fn nested(depth: usize) -> Value {
+        let mut v = Value::Null;
+        for _ in 0..depth {
+            v = Value::Array(vec![v]);
+        }
+        v
+    }
+
+    #[test]
+    fn json_depth_is_limited_without_recursing() {
+        assert!(json("p", &nested(MAX_JSON_DEPTH)).is_ok());
+        assert!(json("p", &nested(MAX_JSON_DEPTH + 1)).is_err());
+        // Deep enough to overflow the stack of a recursive walk.
+        let deep = nested(200_000);
+        let err = json("p", &deep).unwrap_err();
+        assert!(err.message().contains("deeper"), "{err}");
+        // Dropping a deep Value recurses in serde_json; unwind it iteratively.
+        let mut v = deep;
+        while let Value::Array(mut items) = v {
+            v = items.pop().unwrap_or(Value::Null);
+        }
     }
 }
