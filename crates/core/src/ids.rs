@@ -19,16 +19,25 @@ use crate::time::Timestamp;
 /// assert!(a < b);
 /// assert_eq!(a.to_string().parse::<RunId>().unwrap(), a);
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct RunId(Uuid);
+
+impl<'de> Deserialize<'de> for RunId {
+    /// Accepts only UUID v7, like [`RunId::from_uuid`].
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        RunId::from_uuid(Uuid::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
 
 impl RunId {
     /// A UUID v7 for `time`, with its 74 random bits taken from `entropy`
     /// (use random bits in production, a counter in deterministic tests).
+    /// A v7 id holds 48 bits of milliseconds (until the year 10889): later
+    /// times are clamped to the largest, so ids never wrap around.
     pub fn new_v7(time: Timestamp, entropy: u128) -> Self {
         // 48-bit big-endian milliseconds, version 7, variant 0b10.
-        let ms = u128::from(time.as_millis() & 0xFFFF_FFFF_FFFF);
+        let ms = u128::from(time.as_millis().min(MAX_V7_MILLIS));
         let rand_a = (entropy >> 62) & 0xFFF;
         let rand_b = entropy & 0x3FFF_FFFF_FFFF_FFFF;
         let value = (ms << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b;
@@ -94,6 +103,9 @@ impl FromStr for RunId {
     }
 }
 
+/// The largest millisecond count a UUID v7 can hold.
+const MAX_V7_MILLIS: u64 = (1 << 48) - 1;
+
 /// Where stores get new run ids from. Injected so that fakes can produce
 /// deterministic ids.
 pub trait IdGenerator: Send + Sync + fmt::Debug {
@@ -119,7 +131,7 @@ impl IdGenerator for RandomIds {
     fn new_run_id(&self, now: Timestamp) -> RunId {
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
         let (last_ms, last_entropy) = *last;
-        let mut ms = now.as_millis() & 0xFFFF_FFFF_FFFF;
+        let mut ms = now.as_millis().min(MAX_V7_MILLIS);
         // Fresh milliseconds start in the lower half so increments have room.
         let mut entropy = rand::random::<u128>() & (ENTROPY_MAX >> 1);
         if ms <= last_ms {
@@ -127,8 +139,10 @@ impl IdGenerator for RandomIds {
             let step = u128::from(rand::random::<u32>()) + 1;
             entropy = last_entropy + step;
             if entropy > ENTROPY_MAX {
-                ms += 1;
+                // This millisecond's ids are used up: borrow the next one
+                // (past the year 10889 there is none, and order is lost).
                 entropy &= ENTROPY_MAX >> 1;
+                ms = (ms + 1).min(MAX_V7_MILLIS);
             }
         }
         *last = (ms, entropy);
@@ -167,5 +181,7 @@ mod tests {
             crate::ErrorKind::InvalidInput
         );
         assert!("not-a-uuid".parse::<RunId>().is_err());
+        let json = format!("\"{v4}\"");
+        assert!(serde_json::from_str::<RunId>(&json).is_err());
     }
 }

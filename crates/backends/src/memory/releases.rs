@@ -11,8 +11,9 @@ use stowage_core::{Digest, Error, ReleaseMetadata, ReleaseRecord, ReleaseRegistr
 
 use super::State;
 
-/// One name's history; index = seq. May be empty when a first promote
-/// failed after the name was registered: such names are invisible.
+/// One name's history; index = seq. Empty only between registering a name
+/// and its first record (a racing first promote that then fails its
+/// precondition): such names are invisible.
 type Shared = Arc<Mutex<Vec<ReleaseRecord>>>;
 
 /// Every release name, ascending by UTF-8 bytes. The map lock is
@@ -99,7 +100,23 @@ impl ReleaseRegistry for MemoryReleases {
         validate::identifier("release name", name)?;
         metadata.validate()?;
         let _w = self.0.writing();
-        let shared = self.0.releases.get_or_insert(name);
+        let shared = match self.0.releases.get(name) {
+            Some(shared) => shared,
+            None => {
+                // Check the first promotion before registering the name, so
+                // a failing one (a wrong expected_next_seq) changes nothing.
+                let now = self.0.now();
+                ReleaseRecord::promotion(
+                    name,
+                    spec_digest,
+                    metadata.clone(),
+                    None,
+                    expected_next_seq,
+                    now,
+                )?;
+                self.0.releases.get_or_insert(name)
+            }
+        };
         let mut history = shared.lock();
         let record = ReleaseRecord::promotion(
             name,
