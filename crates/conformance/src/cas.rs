@@ -235,7 +235,8 @@ pub async fn list_ascending_paginated(h: &dyn Harness) {
 /// `put_stream`/`get_stream` round-trip a blob of several chunks.
 pub async fn stream_round_trip(h: &dyn Harness) {
     let s = open(h).await;
-    let len = 3 * stowage_core::cas::STREAM_CHUNK_BYTES + 17;
+    // Crosses the default 64 KiB stream chunk and 1 MiB storage chunks.
+    let len = 2 * 1024 * 1024 + 3 * stowage_core::cas::STREAM_CHUNK_BYTES + 17;
     if (len as u64) > s.cas.max_blob_size() {
         skipped(
             "cas::stream_round_trip",
@@ -337,6 +338,11 @@ pub async fn digest_parsing_hostile(h: &dyn Harness) {
         d.short(),
         hex[..12],
         "short() is the first 12 hex characters"
+    );
+    assert_eq!(
+        serde_json::to_string(&d).ok(),
+        Some(format!("\"{hex}\"")),
+        "digests serialise (serde) as their hex string"
     );
     assert_eq!(
         ok(hex.to_uppercase().parse::<Digest>(), "parse upper case"),

@@ -29,10 +29,11 @@ pub enum Tamper {
 /// harness per check (a temp dir, a unique Redis key prefix, …).
 ///
 /// Only [`Harness::open`] is required. Durable backends implement
-/// [`Harness::reopen`]; backends that can reach their stored bytes implement
-/// [`Harness::tamper`]. A check whose hook returns `Unsupported` prints the
-/// reason and does not apply — unless the backend's capabilities claim it
-/// (a `durable` backend must support `reopen`).
+/// [`Harness::reopen`]; shared backends implement [`Harness::open_another`];
+/// backends that can reach their stored bytes implement [`Harness::tamper`].
+/// A check whose hook returns `Unsupported` prints the reason and does not
+/// apply — unless the backend's capabilities claim it (a `durable` backend
+/// must support `reopen`).
 #[async_trait]
 pub trait Harness: Send + Sync + 'static {
     /// Opens the store under test. Called once per harness.
@@ -42,6 +43,17 @@ pub trait Harness: Send + Sync + 'static {
     async fn reopen(&self, stores: Stores) -> Result<Stores> {
         drop(stores);
         Err(Error::unsupported("this harness cannot reopen its store"))
+    }
+
+    /// Opens a second, independent handle onto the same store, as another
+    /// process would (a new connection, not a clone of `stores`). Shared
+    /// backends (`Capabilities::shared`) implement it so that the suite can
+    /// race two handles; the default is `Unsupported`.
+    async fn open_another(&self, stores: &Stores) -> Result<Stores> {
+        let _ = stores;
+        Err(Error::unsupported(
+            "this harness cannot open a second handle onto its store",
+        ))
     }
 
     /// Damages stored data as described by `target`.

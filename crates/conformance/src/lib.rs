@@ -1,6 +1,247 @@
 //! # stowage-conformance
 //!
-//! The suite every stowage backend must pass (SPEC §8).
+//! The suite every stowage backend must pass (SPEC §8): one `pub async fn`
+//! per behaviour, grouped by store, plus [`conformance_tests!`], which turns
+//! a harness factory into the whole list of `#[test]`s in one line.
+//!
+//! ## Use it against your own backend
+//!
+//! Implement [`Harness`] (only [`Harness::open`] is required; see below),
+//! write an `async fn` that returns a fresh, isolated harness (a temp dir, a
+//! unique key prefix, …), and in an integration test
+//! (`tests/conformance.rs`) add one line:
+//!
+//! ```no_run
+//! use stowage_conformance::Harness;
+//! use stowage_core::{Result, Stores};
+//!
+//! struct MyHarness;
+//!
+//! #[async_trait::async_trait]
+//! impl Harness for MyHarness {
+//!     async fn open(&self) -> Result<Stores> {
+//!         stowage_backends::open("memory://").await // a fresh, isolated store
+//!     }
+//! }
+//!
+//! async fn my_harness() -> MyHarness {
+//!     MyHarness
+//! }
+//!
+//! stowage_conformance::conformance_tests!(my_harness);
+//! # fn main() {}
+//! ```
+//!
+//! That generates **90 tests** — the 89 checks listed below and
+//! `conformance::model_based` — named `conformance::<store>::<check>`
+//! (e.g. `conformance::runs::concurrent_appends`). Every path inside the
+//! macro goes through `$crate::`, so the test crate needs no dependency but
+//! this one (and whatever your harness uses). Each check builds its own
+//! multi-thread tokio runtime, opens its own store, and fails (panics) with
+//! a message naming the call and the rule that broke. A hung check fails
+//! after 5 minutes.
+//!
+//! Checks can also be called one by one, e.g. from a custom test:
+//! `stowage_conformance::runs::concurrent_appends(&harness).await`.
+//!
+//! ## Which checks apply
+//!
+//! [`Capabilities`](stowage_core::Capabilities) and the harness's optional
+//! hooks decide. A check that does not apply prints `skipped: <check>:
+//! <why>` (run with `--nocapture` to see it) and returns; none passes
+//! silently.
+//!
+//! | capability / hook | checks | when it does not apply |
+//! |---|---|---|
+//! | `durable` + [`Harness::reopen`] | [`reopen`] | not durable → skipped; durable but `reopen` unsupported → **fails** |
+//! | `shared` + [`Harness::open_another`] | [`shared`] | not shared, or the harness has no second handle → skipped |
+//! | [`Harness::tamper`] | [`integrity`] | `tamper` returns `Unsupported` → skipped |
+//! | `max_blob_size` | [`cas::oversized_blob_rejected`] | over 256 MiB (too big to allocate) → skipped; the exactly-max part only up to 8 MiB |
+//! | `max_blob_size` | [`cas::stream_round_trip`] | below a 2.2 MiB blob → skipped |
+//!
+//! ## The model-based test
+//!
+//! `conformance::model_based` runs 24 random sequences of up to 40
+//! operations over all five stores (blob put/get/delete, run create/append
+//! with idempotency keys/finish, promote/rollback/rollback_to, session
+//! create/save/state/delete, log append with keys/replace with expected
+//! seq, supersession put with replacements), each on a fresh harness, and
+//! compares every outcome (value or error kind) and then everything a
+//! reader can observe (listings, histories, logs, `by_agent`, `resolve`,
+//! chains) with a plain sequential `BTreeMap` reference model. Small index
+//! spaces make collisions (same id, key, target) frequent. On durable
+//! backends the sequences also close and reopen the store at random points,
+//! and the final state is compared again after one more reopen. A failure
+//! is shrunk by proptest and printed as the minimal operation sequence.
+//!
+//! ## The checks
+//!
+//! **[`cas`]** (11 checks)
+//!
+//! - [`put_get_round_trip`](cas::put_get_round_trip): `put` returns the SHA-256; `get`, `contains`, `stat` and `verify` agree.
+//! - [`empty_blob`](cas::empty_blob): The empty blob is valid and has the well-known SHA-256.
+//! - [`binary_content_and_sizes`](cas::binary_content_and_sizes): Every byte value round-trips, and sizes are reported exactly.
+//! - [`same_bytes_twice`](cas::same_bytes_twice): Storing the same bytes twice stores them once.
+//! - [`concurrent_identical_puts`](cas::concurrent_identical_puts): 32 concurrent puts of the same bytes all succeed with one digest, stored once.
+//! - [`missing_blob_not_found`](cas::missing_blob_not_found): Missing blobs: `get`, `stat`, `verify`, `get_stream` are `NotFound`; `contains` is false.
+//! - [`delete_idempotent`](cas::delete_idempotent): `delete` is idempotent: true, then false; the blob is gone; it can be put again.
+//! - [`list_ascending_paginated`](cas::list_ascending_paginated): `list` is ascending by digest; `limit` applies after ordering; `after` is exclusive.
+//! - [`stream_round_trip`](cas::stream_round_trip): `put_stream`/`get_stream` round-trip a blob of several chunks.
+//! - [`oversized_blob_rejected`](cas::oversized_blob_rejected): A blob of `max_blob_size + 1` bytes is `InvalidInput` (put and put_stream) and stores nothing.
+//! - [`digest_parsing_hostile`](cas::digest_parsing_hostile): Digests of the wrong length or not hex are `InvalidInput`; parsing is case-insensitive and display is 64 lower-case hex.
+//!
+//! **[`runs`]** (22 checks)
+//!
+//! - [`append_read_round_trip`](runs::append_read_round_trip): Appends get seqs 0, 1, 2, … chained by `prev_hash`; reads return exactly what was stored.
+//! - [`read_events_paginated`](runs::read_events_paginated): `read_events(after_seq, limit)` is ascending, exclusive, `limit` after ordering.
+//! - [`expected_seq_conflict`](runs::expected_seq_conflict): `expected_seq` makes a compare-and-append: a mismatch is `Conflict` and stores nothing.
+//! - [`idempotency_key_returns_original`](runs::idempotency_key_returns_original): A retried append with the same idempotency key returns the original event and stores nothing twice.
+//! - [`idempotency_after_completion`](runs::idempotency_after_completion): A retry after the run completed returns the original event; a new key is `Conflict`.
+//! - [`tricky_kinds_and_keys_round_trip`](runs::tricky_kinds_and_keys_round_trip): Event kinds and idempotency keys with tricky characters round-trip and do not collide.
+//! - [`runs_isolated`](runs::runs_isolated): Events of one run never show up in another; seqs are per run.
+//! - [`concurrent_appends`](runs::concurrent_appends): 32 tasks × 50 appends to one run: seqs unique and gap-free, nothing lost, the chain verifies.
+//! - [`racing_finish_one_winner`](runs::racing_finish_one_winner): 16 tasks racing to finish one run: exactly one `Ok`, the rest `Conflict`; the winner's summary is stored.
+//! - [`appends_racing_finish`](runs::appends_racing_finish): Appends racing a terminal transition: every `Ok` append is in the log, the rest `Conflict`.
+//! - [`racing_compare_and_append`](runs::racing_compare_and_append): 16 tasks with `expected_seq = 0`: exactly one appends, the rest `Conflict`.
+//! - [`racing_idempotent_appends`](runs::racing_idempotent_appends): 16 tasks appending with the same idempotency key: all get the one original event.
+//! - [`create_get_round_trip`](runs::create_get_round_trip): `create_run` then `get_run` returns the spec, metadata (tags, git sha) as given, `Running`.
+//! - [`unknown_run_not_found`](runs::unknown_run_not_found): Every call on an unknown run is `NotFound`.
+//! - [`summary_and_timestamps_stored_exactly`](runs::summary_and_timestamps_stored_exactly): Terminal transitions store the status, the summary exactly and the caller's timestamp.
+//! - [`append_to_terminal_conflict`](runs::append_to_terminal_conflict): Appending to a terminal run is `Conflict` and stores nothing.
+//! - [`second_terminal_transition_conflict`](runs::second_terminal_transition_conflict): A second terminal transition is `Conflict` and leaves the record as the first one set it.
+//! - [`list_newest_first_paginated`](runs::list_newest_first_paginated): `list_runs` is newest first (descending id), `limit` after ordering, exclusive `after`.
+//! - [`list_filters`](runs::list_filters): Filters by spec digest, agent name and status, alone and combined.
+//! - [`agent_names_isolated`](runs::agent_names_isolated): Agent names that look alike (`a`, `a:b`, `a/b`, prefixes, tricky characters) filter apart and round-trip.
+//! - [`hostile_metadata_rejected`](runs::hostile_metadata_rejected): Invalid metadata (agent, git sha, tags not an object, tags over 1 MiB) is `InvalidInput` and creates nothing.
+//! - [`hostile_events_rejected`](runs::hostile_events_rejected): Invalid events (kind, idempotency key, payload over 1 MiB) and summaries are `InvalidInput` and change nothing.
+//!
+//! **[`releases`]** (10 checks)
+//!
+//! - [`promote_current_round_trip`](releases::promote_current_round_trip): `promote` appends a record that becomes current; metadata round-trips; seqs are gap-free with `previous` links.
+//! - [`unknown_name_not_found`](releases::unknown_name_not_found): Unknown names: `current`, `rollback`, `rollback_to` are `NotFound`; `history` is empty.
+//! - [`rollback_walks_back`](releases::rollback_walks_back): A, B, C → rollback → B → rollback → A → rollback → `Conflict`; each rollback is a new record.
+//! - [`rollback_to_explicit`](releases::rollback_to_explicit): `rollback_to(seq)` restores an explicit record; a later promote then rollback returns to it.
+//! - [`history_newest_first_paginated`](releases::history_newest_first_paginated): `history(before, limit)` is newest first, exclusive, and `limit` takes the newest.
+//! - [`names_listed_and_isolated`](releases::names_listed_and_isolated): `list_names` is ascending by bytes with `after`/`limit`; tricky names round-trip and stay isolated.
+//! - [`compare_and_promote`](releases::compare_and_promote): `expected_next_seq` makes a compare-and-promote; a mismatch is `Conflict` and changes nothing.
+//! - [`concurrent_promotes_all_kept`](releases::concurrent_promotes_all_kept): 32 tasks × 5 promotes to one name: all 160 kept, seqs gap-free, `previous` links intact.
+//! - [`racing_compare_and_promote`](releases::racing_compare_and_promote): 16 tasks racing a compare-and-promote with the same expected seq: exactly one wins.
+//! - [`hostile_input_rejected`](releases::hostile_input_rejected): Invalid names, actors, labels and notes are `InvalidInput` and change nothing.
+//!
+//! **[`sessions`]** (22 checks)
+//!
+//! - [`log_append_read_round_trip`](sessions::log_append_read_round_trip): Appends get seqs 0, 1, 2, … chained by `prev_hash`; every field round-trips.
+//! - [`read_log_paginated`](sessions::read_log_paginated): `read_log(after_seq, limit)` is ascending, exclusive, `limit` after ordering.
+//! - [`log_idempotency_key_returns_original`](sessions::log_idempotency_key_returns_original): An entry whose idempotency key is already in the log is not stored again: the original comes back.
+//! - [`log_concurrent_appends`](sessions::log_concurrent_appends): 32 tasks × 50 appends to one log: seqs unique and gap-free, nothing lost, the chain verifies.
+//! - [`log_racing_idempotent_appends`](sessions::log_racing_idempotent_appends): 16 tasks appending the same message id: one entry stored, all get it back.
+//! - [`log_hostile_entries_rejected`](sessions::log_hostile_entries_rejected): Invalid senders, message types, keys and payloads over 1 MiB are `InvalidInput` and change nothing.
+//! - [`create_load_round_trip`](sessions::create_load_round_trip): `create_session` then `load_session` returns the data, `Open`, version 1.
+//! - [`create_duplicate_already_exists`](sessions::create_duplicate_already_exists): Creating a taken id is `AlreadyExists` and leaves the original untouched.
+//! - [`unknown_session_not_found`](sessions::unknown_session_not_found): Calls on unknown sessions are `NotFound` (load is `None`, delete is `false`).
+//! - [`save_versions`](sessions::save_versions): `save_session` increments the version; `expected_version` mismatches are `Conflict` and change nothing.
+//! - [`state_machine`](sessions::state_machine): States: `Open`/`Suspended` move anywhere; from a final state every change is `Conflict`.
+//! - [`list_ascending_paginated`](sessions::list_ascending_paginated): `list_sessions` is ascending by id bytes with exclusive `after` and `limit` after ordering.
+//! - [`delete_removes_log`](sessions::delete_removes_log): `delete_session` removes the record and its log together, idempotently; a re-created session starts empty.
+//! - [`tricky_ids_isolated`](sessions::tricky_ids_isolated): Tricky ids round-trip and their records and logs stay isolated from look-alikes.
+//! - [`hostile_input_rejected`](sessions::hostile_input_rejected): Invalid ids and data over 1 MiB are `InvalidInput` and change nothing.
+//! - [`racing_create_one_winner`](sessions::racing_create_one_winner): 16 tasks racing `create_session` for one id: one wins, the rest `AlreadyExists`.
+//! - [`racing_save_one_winner`](sessions::racing_save_one_winner): 16 tasks racing `save_session` with the same expected version: one wins, the rest `Conflict`.
+//! - [`concurrent_saves_versions`](sessions::concurrent_saves_versions): 32 concurrent unconditional saves: all succeed, each version handed out once.
+//! - [`replace_semantics`](sessions::replace_semantics): `replace_log` swaps the whole log: new seqs from 0, one chain, appends continue after it.
+//! - [`replace_expected_next_seq`](sessions::replace_expected_next_seq): `expected_next_seq` makes a compare-and-replace: a mismatch is `Conflict` and changes nothing.
+//! - [`replace_forgets_old_keys`](sessions::replace_forgets_old_keys): After `replace_log` the old idempotency keys are gone; the new entries' keys are honoured.
+//! - [`replace_races_appends`](sessions::replace_races_appends): Appends and readers racing a `replace_log`: readers see one unbroken chain; each append lands wholly before (and is replaced) or wholly after it.
+//!
+//! **[`supersessions`]** (13 checks)
+//!
+//! - [`put_get_round_trip`](supersessions::put_get_round_trip): `put` stores a signed record: `get` returns it exactly, `is_superseded` is true; other targets are untouched.
+//! - [`put_idempotent_and_append_only`](supersessions::put_idempotent_and_append_only): Putting the identical record again is a no-op (`AlreadyPresent`); a different record for the target is `Conflict`.
+//! - [`bad_signatures_rejected`](supersessions::bad_signatures_rejected): Forged, tampered, truncated or foreign signatures are `InvalidInput` and store nothing.
+//! - [`invalid_records_rejected`](supersessions::invalid_records_rejected): `target == replacement` and reasons over 4 KiB are `InvalidInput` and store nothing; 4 KiB exactly is fine.
+//! - [`cycles_rejected`](supersessions::cycles_rejected): A replacement chain leading back to its target is `Conflict` (A→B then B→A; A→B→C then C→A).
+//! - [`racing_puts_one_stored`](supersessions::racing_puts_one_stored): 16 tasks putting different records for one target: exactly one `Stored`, the rest `Conflict`.
+//! - [`racing_identical_puts`](supersessions::racing_identical_puts): 16 tasks putting the identical record: one `Stored`, the rest `AlreadyPresent`.
+//! - [`racing_cycle_rejected`](supersessions::racing_cycle_rejected): A→B racing B→A (20 rounds): never both stored, so no cycle ever gets in.
+//! - [`by_agent_newest_first`](supersessions::by_agent_newest_first): `by_agent` is newest first by (hlc, timestamp, target); `limit` takes the N newest; equal timestamps are both kept.
+//! - [`by_agent_inclusive_range_and_isolation`](supersessions::by_agent_inclusive_range_and_isolation): `by_agent(from, to)` is an inclusive range; records of other agents never show up.
+//! - [`by_agent_hlc_ordering`](supersessions::by_agent_hlc_ordering): With hybrid logical clocks, `by_agent` orders by (physical, logical, node) before the timestamp.
+//! - [`resolve_chains`](supersessions::resolve_chains): `resolve` follows replacements: `Current` at the chain's end, `Withdrawn` where a record has no replacement, with hop counts.
+//! - [`binary_targets_isolated`](supersessions::binary_targets_isolated): Targets made of separator-like bytes (`0x00`, `:`, `/`, `0xff`) round-trip and never collide: keys are not parsed by searching for a separator.
+//!
+//! **[`integrity`]** (3 checks)
+//!
+//! - [`tampered_blob_corrupted`](integrity::tampered_blob_corrupted): A damaged blob: `get`, `verify` and `get_stream` report `Corrupted`; other blobs are fine; delete + put repairs it.
+//! - [`tampered_run_event_corrupted`](integrity::tampered_run_event_corrupted): A damaged run event: `verify_run` is `Corrupted`; other runs still verify.
+//! - [`tampered_log_entry_corrupted`](integrity::tampered_log_entry_corrupted): A damaged session log entry: `verify_log` is `Corrupted`; other logs still verify.
+//!
+//! **[`reopen`]** (6 checks)
+//!
+//! - [`cas_survives`](reopen::cas_survives): Blobs (including the empty one) survive reopen; deleted blobs stay deleted.
+//! - [`runs_survive`](reopen::runs_survive): Runs, events, summaries survive; seqs continue gap-free; idempotency keys and terminal states hold.
+//! - [`releases_survive`](reopen::releases_survive): Release histories survive; seqs and rollbacks continue from where they were.
+//! - [`sessions_survive`](reopen::sessions_survive): Session records and logs survive; seqs, chains and idempotency keys continue; deletes and replacements hold.
+//! - [`supersessions_survive`](reopen::supersessions_survive): Supersessions survive; identical puts stay no-ops; cycles are still refused.
+//! - [`repeated_reopen`](reopen::repeated_reopen): Writes made between repeated reopens all survive, in order.
+//!
+//! **[`shared`]** (2 checks)
+//!
+//! - [`handles_see_each_other`](shared::handles_see_each_other): Writes through one handle are visible through another, in every store.
+//! - [`handles_race`](shared::handles_race): Two handles racing: appends stay gap-free, one terminal transition and one create win.
+//!
+//! ## SPEC rules → checks
+//!
+//! Every rule of SPEC §2–9 and the checks that cover it. "model" is the
+//! model-based test.
+//!
+//! | SPEC | rule | checks |
+//! |---|---|---|
+//! | §2 | traits object-safe, `Send + Sync` | by construction: every check drives `Arc<dyn …>` handles from [`Stores`](stowage_core::Stores), many from spawned tasks |
+//! | §2 | errors: one `Error`, the right `ErrorKind` | every check asserts kinds (`NotFound`, `AlreadyExists`, `Conflict`, `InvalidInput`, `Corrupted`) |
+//! | §2 | messages name the entity and the rule | [`runs::append_to_terminal_conflict`]; every failure prints the backend's message |
+//! | §2 | never panic on bad input or stored data | every hostile-input check; [`integrity`] |
+//! | §2 | identifiers 1–256 bytes, no control characters | [`runs::hostile_metadata_rejected`], [`runs::hostile_events_rejected`], [`releases::hostile_input_rejected`], [`sessions::hostile_input_rejected`], [`sessions::log_hostile_entries_rejected`] (empty, 257 bytes, 260 bytes of emoji, `\0`, `\u{7f}`, `\n`, `\t`, ESC, U+0085) |
+//! | §2 | `:` `/` `{` `}` `..` spaces emoji RTL round-trip, no collisions or traversal | [`runs::agent_names_isolated`], [`runs::tricky_kinds_and_keys_round_trip`], [`releases::names_listed_and_isolated`], [`sessions::tricky_ids_isolated`], [`sessions::list_ascending_paginated`], [`supersessions::binary_targets_isolated`], model |
+//! | §2 | JSON ≤ 1 MiB, text ≤ 4 KiB, blobs ≤ `max_blob_size` | [`runs::hostile_metadata_rejected`], [`runs::hostile_events_rejected`], [`sessions::hostile_input_rejected`], [`releases::hostile_input_rejected`], [`supersessions::invalid_records_rejected`], [`cas::oversized_blob_rejected`] |
+//! | §2 | invalid input changes nothing | the same checks compare a snapshot of all five stores before and after |
+//! | §2 | atomic, linearizable per entity under concurrency | [`runs::concurrent_appends`], [`runs::racing_finish_one_winner`], [`runs::appends_racing_finish`], [`runs::racing_compare_and_append`], [`releases::concurrent_promotes_all_kept`], [`releases::racing_compare_and_promote`], [`sessions::racing_create_one_winner`], [`sessions::racing_save_one_winner`], [`sessions::concurrent_saves_versions`], [`sessions::log_concurrent_appends`], [`sessions::replace_races_appends`], [`supersessions::racing_puts_one_stored`], [`supersessions::racing_cycle_rejected`], [`cas::concurrent_identical_puts`] |
+//! | §2 | … also across processes (shared backends) | [`shared::handles_see_each_other`], [`shared::handles_race`] |
+//! | §2 | durability: acknowledged writes survive | [`reopen`], model (reopens mid-sequence); clean close and reopen only: `kill -9` and power loss need the backend's own crash tests |
+//! | §2 | ordering documented and deterministic; `limit` after ordering; exclusive `after` | [`cas::list_ascending_paginated`], [`runs::list_newest_first_paginated`], [`runs::read_events_paginated`], [`releases::history_newest_first_paginated`], [`releases::names_listed_and_isolated`], [`sessions::list_ascending_paginated`], [`sessions::read_log_paginated`], [`supersessions::by_agent_newest_first`] |
+//! | §2 | seqs `u64` from 0, no gaps, sort numerically | the append/pagination checks above; [`runs::concurrent_appends`] and [`sessions::log_concurrent_appends`] read 1600 entries back in numeric order (crossing 255 and 999); model |
+//! | §2 | timestamps read back exactly | [`runs::summary_and_timestamps_stored_exactly`], [`runs::append_read_round_trip`], [`sessions::log_append_read_round_trip`], [`supersessions::put_get_round_trip`] |
+//! | §2 | injectable clock | not observable through a [`Harness`]; `stowage-fakes` tests its clock |
+//! | §2 | idempotency keys return the original, store once | [`runs::idempotency_key_returns_original`], [`runs::idempotency_after_completion`], [`runs::racing_idempotent_appends`], [`sessions::log_idempotency_key_returns_original`], [`sessions::log_racing_idempotent_appends`], [`reopen::runs_survive`], [`reopen::sessions_survive`], model |
+//! | §3 | `put` returns the SHA-256; `Digest` display/parse/short/serde | [`cas::put_get_round_trip`], [`cas::digest_parsing_hostile`] |
+//! | §3 | same bytes twice or concurrently stored once; empty blob valid | [`cas::same_bytes_twice`], [`cas::concurrent_identical_puts`], [`cas::empty_blob`] |
+//! | §3 | `get` `NotFound`; damaged bytes `Corrupted`, never wrong data; `verify` re-hashes | [`cas::missing_blob_not_found`], [`integrity::tampered_blob_corrupted`] |
+//! | §3 | `contains`, `stat`, idempotent `delete`, `list` ascending | [`cas::put_get_round_trip`], [`cas::binary_content_and_sizes`], [`cas::delete_idempotent`], [`cas::list_ascending_paginated`] |
+//! | §3 | streaming put/get | [`cas::stream_round_trip`], [`cas::oversized_blob_rejected`] (streamed oversize) |
+//! | §4 | `create_run`, UUID v7, metadata (tags a JSON object) | [`runs::create_get_round_trip`], [`runs::hostile_metadata_rejected`] |
+//! | §4 | `append_event` gap-free seqs, also concurrently; `Conflict` when not `Running`; expected next seq | [`runs::append_read_round_trip`], [`runs::concurrent_appends`], [`runs::append_to_terminal_conflict`], [`runs::expected_seq_conflict`], [`runs::racing_compare_and_append`] |
+//! | §4 | hash chain; `verify_run` reports the first broken link | [`runs::append_read_round_trip`], [`integrity::tampered_run_event_corrupted`] |
+//! | §4 | terminal transitions only from `Running`; one winner; summary and timestamps as given | [`runs::second_terminal_transition_conflict`], [`runs::racing_finish_one_winner`], [`runs::summary_and_timestamps_stored_exactly`] |
+//! | §4 | `get_run`, `read_events` ascending, `list_runs` filters newest first | [`runs::unknown_run_not_found`], [`runs::read_events_paginated`], [`runs::list_newest_first_paginated`], [`runs::list_filters`], [`runs::runs_isolated`], model |
+//! | §5 | `promote` appends, gap-free seq per name, compare-and-promote | [`releases::promote_current_round_trip`], [`releases::compare_and_promote`], [`releases::racing_compare_and_promote`] |
+//! | §5 | rollback walks back A,B,C → B → A → `Conflict`; own `created_at` and actor; names the restored seq | [`releases::rollback_walks_back`], model |
+//! | §5 | `rollback_to` | [`releases::rollback_to_explicit`], model |
+//! | §5 | `current`, `history(before, limit)` newest first, `list_names` | [`releases::unknown_name_not_found`], [`releases::history_newest_first_paginated`], [`releases::names_listed_and_isolated`] |
+//! | §5 | history never rewritten; concurrent promotes all kept | [`releases::rollback_walks_back`], [`releases::concurrent_promotes_all_kept`] |
+//! | §6 | create (`AlreadyExists`), load, save with expected version, list ascending, delete with log | [`sessions::create_load_round_trip`], [`sessions::create_duplicate_already_exists`], [`sessions::save_versions`], [`sessions::list_ascending_paginated`], [`sessions::delete_removes_log`], [`sessions::unknown_session_not_found`] |
+//! | §6 | states; final states | [`sessions::state_machine`], model |
+//! | §6 | log: gap-free seqs under concurrency, hash chain, idempotent message ids | [`sessions::log_append_read_round_trip`], [`sessions::log_concurrent_appends`], [`sessions::log_idempotency_key_returns_original`], [`sessions::log_racing_idempotent_appends`] |
+//! | §6 | `read_log` ascending; `verify_log` | [`sessions::read_log_paginated`], [`integrity::tampered_log_entry_corrupted`] |
+//! | §6 | `replace_log`: atomic, seqs restart at 0, expected next seq, racing appends wholly before or after | [`sessions::replace_semantics`], [`sessions::replace_expected_next_seq`], [`sessions::replace_forgets_old_keys`], [`sessions::replace_races_appends`], model |
+//! | §7 | `sign`/`verify`; bad signature, `target == replacement`, long reason → `InvalidInput` | [`supersessions::bad_signatures_rejected`], [`supersessions::invalid_records_rejected`] |
+//! | §7 | append-only: different record `Conflict`, identical no-op | [`supersessions::put_idempotent_and_append_only`], [`supersessions::racing_puts_one_stored`], [`supersessions::racing_identical_puts`], model |
+//! | §7 | a replacement chain back to its target is `Conflict` | [`supersessions::cycles_rejected`], [`supersessions::racing_cycle_rejected`], model |
+//! | §7 | `get`, `is_superseded` | [`supersessions::put_get_round_trip`] |
+//! | §7 | `by_agent`: inclusive range, newest first by (hlc, timestamp, target), N newest, equal timestamps kept, no separator parsing | [`supersessions::by_agent_newest_first`], [`supersessions::by_agent_inclusive_range_and_isolation`], [`supersessions::by_agent_hlc_ordering`], [`supersessions::binary_targets_isolated`], model |
+//! | §7 | `resolve` follows replacements (`Current`/`Withdrawn`, hops) | [`supersessions::resolve_chains`], model; a chain over 1024 hops is left to core's unit tests (1025 signed puts would slow every backend) |
+//! | §7 | `Hlc` orders by (physical, logical, node) | [`supersessions::by_agent_hlc_ordering`] |
+//! | §8 | one `pub async fn` per behaviour, a one-line `$crate::` macro, capabilities decide, model-based test | this crate; its own tests prove the checks fail against injected bugs (`tests/suite_catches_bugs.rs`: each of 11 injected bugs fails at least one check or the model test; `tests/shared_handles.rs`) |
+//! | §9 | fakes pass the whole suite | `crates/fakes/tests/conformance.rs` runs [`conformance_tests!`] against them (directly and through the fault injector) |
+//! | §9 | controllable clock, deterministic ids, fault injection, recorder, snapshot/fork | not observable through a [`Harness`]: `stowage-fakes`' own tests |
 
 pub mod cas;
 pub mod harness;
@@ -11,6 +252,7 @@ pub mod releases;
 pub mod reopen;
 pub mod runs;
 pub mod sessions;
+pub mod shared;
 pub mod supersessions;
 mod util;
 

@@ -15,10 +15,8 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(300);
 /// `conformance::cas::empty_blob`, `conformance::runs::concurrent_appends`,
 /// …, `conformance::model_based`. Invoke it once per module.
 ///
-/// ```ignore
-/// async fn my_harness() -> MyHarness { MyHarness::new_temp() }
-/// stowage_conformance::conformance_tests!(my_harness);
-/// ```
+/// `stowage_conformance::conformance_tests!(my_harness);` — see the
+/// [crate docs](crate) for a complete example.
 #[macro_export]
 macro_rules! conformance_tests {
     ($factory:path) => {
@@ -65,6 +63,7 @@ macro_rules! conformance_tests {
                 invalid_records_rejected, cycles_rejected, racing_puts_one_stored,
                 racing_identical_puts, racing_cycle_rejected, by_agent_newest_first,
                 by_agent_inclusive_range_and_isolation, by_agent_hlc_ordering, resolve_chains,
+                binary_targets_isolated,
             );
             $crate::__conformance_module!(integrity;
                 tampered_blob_corrupted, tampered_run_event_corrupted, tampered_log_entry_corrupted,
@@ -73,6 +72,7 @@ macro_rules! conformance_tests {
                 cas_survives, runs_survive, releases_survive, sessions_survive,
                 supersessions_survive, repeated_reopen,
             );
+            $crate::__conformance_module!(shared; handles_see_each_other, handles_race);
 
             #[test]
             fn model_based() {

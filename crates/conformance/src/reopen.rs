@@ -252,10 +252,15 @@ pub async fn sessions_survive(h: &dyn Harness) {
         "keys of a replaced log stay gone after reopen"
     );
     expect_kind(
-        s.sessions.save_session("chat", json!(0), Some(2)).await,
+        s.sessions.save_session("chat", json!(0), Some(1)).await,
         ErrorKind::Conflict,
-        "versions survive reopen",
+        "a stale expected_version after reopen",
     );
+    let saved = ok(
+        s.sessions.save_session("chat", json!(3), Some(2)).await,
+        "save with the version from before reopen",
+    );
+    assert_eq!(saved.version, 3, "versions continue after reopen");
     assert_eq!(
         ok(s.sessions.load_session("gone").await, "load"),
         None,

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use stowage_core::Stores;
 
 use crate::harness::Harness;
 use crate::util::open;
@@ -81,6 +82,8 @@ pub(crate) enum Op {
         agent: u8,
         ms: u8,
     },
+    /// Close and reopen the store (durable backends only; a no-op elsewhere).
+    Reopen,
 }
 
 fn op_strategy() -> impl Strategy<Value = Op> {
@@ -111,22 +114,46 @@ fn op_strategy() -> impl Strategy<Value = Op> {
                 ms
             }
         ),
+        1 => Just(Op::Reopen),
     ]
 }
 
 /// Runs `ops` on a fresh store and on the reference model, comparing every
 /// outcome and then the whole observable state.
+/// On durable backends it also reopens the store where the sequence says
+/// so and at the end, and compares again after the final reopen.
 async fn random_sequences_match_model(h: &dyn Harness, ops: &[Op]) -> Result<(), String> {
-    let stores = open(h).await;
+    let mut stores = open(h).await;
     let mut model = reference::Model::default();
     for (i, op) in ops.iter().enumerate() {
+        if let Op::Reopen = op {
+            stores = reopen_if_durable(h, stores).await?;
+            continue;
+        }
         step::step(&stores, &mut model, i, op)
             .await
             .map_err(|e| format!("op #{i} {op:?}: {e}"))?;
     }
     compare::compare(&stores, &model)
         .await
-        .map_err(|e| format!("after {} ops, final state: {e}", ops.len()))
+        .map_err(|e| format!("after {} ops, final state: {e}", ops.len()))?;
+    if stores.capabilities.durable {
+        let stores = reopen_if_durable(h, stores).await?;
+        compare::compare(&stores, &model)
+            .await
+            .map_err(|e| format!("after {} ops and a reopen, final state: {e}", ops.len()))?;
+    }
+    Ok(())
+}
+
+/// Reopens a durable store (which must support it); returns others as they are.
+async fn reopen_if_durable(h: &dyn Harness, stores: Stores) -> Result<Stores, String> {
+    if !stores.capabilities.durable {
+        return Ok(stores);
+    }
+    h.reopen(stores).await.map_err(|e| {
+        format!("the backend claims `durable`, so its harness must reopen the store: {e}")
+    })
 }
 
 /// Runs the model-based test: [`CASES`] random sequences of up to

@@ -46,6 +46,10 @@ pub async fn concurrent_appends(h: &dyn Harness) {
     );
     let events = ok(s.runs.read_events(id, None, MAX_PAGE).await, "read_events");
     assert_eq!(events.len() as u64, total, "no event lost");
+    assert!(
+        events.iter().map(|e| e.seq).eq(0..total),
+        "read_events must return seqs 0..{total} in numeric order (seq keys must sort numerically, e.g. past 255 and 999)"
+    );
     let mut payloads = BTreeSet::new();
     for e in &events {
         payloads.insert((e.payload["task"].as_u64(), e.payload["i"].as_u64()));

@@ -138,10 +138,14 @@ pub async fn append_to_terminal_conflict(h: &dyn Harness) {
             s.runs.finish_run(id, status, RunSummary::new("end")).await,
             "finish_run",
         );
-        expect_kind(
+        let err = expect_kind(
             s.runs.append_event(id, event("late", 1)).await,
             ErrorKind::Conflict,
             &format!("append_event to a {status} run"),
+        );
+        assert!(
+            err.message().contains(&id.to_string()),
+            "error messages name the entity (SPEC §2): {err}"
         );
         let run = ok(s.runs.get_run(id).await, "get_run");
         assert_eq!(run.event_count, 1, "a rejected append stores nothing");
@@ -299,6 +303,24 @@ pub async fn list_filters(h: &dyn Harness) {
         ));
         assert_eq!(got, expected, "list_runs with filter {filter:?}");
     }
+    // Pagination within a filter: one run per page, newest first.
+    let filter = RunFilter {
+        agent_name: Some("alpha".into()),
+        ..Default::default()
+    };
+    let first = ok(s.runs.list_runs(&filter, None, 1).await, "list_runs page");
+    let second = ok(
+        s.runs
+            .list_runs(&filter, first.last().map(|r| r.id), 1)
+            .await,
+        "list_runs page",
+    );
+    let paged: Vec<RunId> = first.iter().chain(&second).map(|r| r.id).collect();
+    assert_eq!(
+        paged,
+        vec![a1.max(a2), a1.min(a2)],
+        "filtered pages are newest first and joined by the `after` cursor"
+    );
 }
 
 /// Agent names that look alike (`a`, `a:b`, `a/b`, prefixes, tricky characters) filter apart and round-trip.

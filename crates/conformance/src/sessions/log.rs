@@ -219,6 +219,10 @@ pub async fn log_concurrent_appends(h: &dyn Harness) {
         "log seqs must be gap-free under concurrency"
     );
     let log = ok(s.sessions.read_log("hot", None, MAX_PAGE).await, "read_log");
+    assert!(
+        log.iter().map(|e| e.seq).eq(0..total),
+        "read_log must return seqs 0..{total} in numeric order (seq keys must sort numerically)"
+    );
     let payloads: BTreeSet<Bytes> = log.iter().map(|e| e.payload.clone()).collect();
     assert_eq!(
         payloads.len() as u64,

@@ -271,3 +271,55 @@ pub async fn resolve_chains(h: &dyn Harness) {
         "a long chain resolves"
     );
 }
+
+/// Targets made of separator-like bytes (`0x00`, `:`, `/`, `0xff`) round-trip
+/// and never collide: keys are not parsed by searching for a separator.
+pub async fn binary_targets_isolated(h: &dyn Harness) {
+    let s = open(h).await;
+    let key = signer(0);
+    let mut mixed = [0u8; 32];
+    mixed[..16].copy_from_slice(&[b':'; 16]);
+    mixed[16..].copy_from_slice(&[0xff; 16]);
+    let targets: Vec<Digest> = [[0u8; 32], [b':'; 32], [b'/'; 32], [0xff; 32], mixed]
+        .into_iter()
+        .map(Digest::from_array)
+        .collect();
+    let mut records = Vec::new();
+    for (i, t) in targets.iter().enumerate() {
+        let replacement = targets.get(i + 1).copied();
+        let rec = superseding(&key, *t, replacement, 100 + i as u64);
+        ok(
+            s.supersessions.put(rec.clone()).await,
+            "put with a separator-like target",
+        );
+        records.push(rec);
+    }
+    for rec in &records {
+        assert_eq!(
+            ok(s.supersessions.get(&rec.target).await, "get"),
+            Some(rec.clone()),
+            "the record of target {} round-trips",
+            rec.target
+        );
+    }
+    let all = ok(
+        s.supersessions
+            .by_agent(&AgentKey::of(&key), Timestamp::ZERO, None, 100)
+            .await,
+        "by_agent",
+    );
+    assert_eq!(
+        all.len(),
+        records.len(),
+        "every separator-like target is listed once"
+    );
+    let last = targets[targets.len() - 1];
+    assert_eq!(
+        ok(s.supersessions.resolve(&targets[0]).await, "resolve"),
+        Resolution::Withdrawn {
+            hash: last,
+            hops: 4
+        },
+        "resolve walks a chain of separator-like targets"
+    );
+}
