@@ -369,3 +369,48 @@ pub async fn digest_parsing_hostile(h: &dyn Harness) {
         "store stays empty"
     );
 }
+
+/// An [`AsyncRead`](tokio::io::AsyncRead) that always fails, as a dropped
+/// connection or a broken pipe would.
+struct FailingReader;
+
+impl tokio::io::AsyncRead for FailingReader {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        _buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Err(std::io::Error::other(
+            "conformance: the reader failed mid-way",
+        )))
+    }
+}
+
+/// A `put_stream` reader that fails (at once, or after 1.5 MiB) is `InvalidInput` and stores nothing.
+pub async fn failing_stream_reader_rejected(h: &dyn Harness) {
+    let s = open(h).await;
+    ok(s.cas.put(Bytes::from_static(b"kept")).await, "cas.put");
+    let before = snapshot(&s, &[], &[]).await;
+    let max = s.cas.max_blob_size();
+    // Past the 64 KiB stream chunk and a 1 MiB storage chunk, when allowed.
+    let prefix_len = (3 * 1024 * 1024 / 2).min(max) as usize;
+    for len in [0, prefix_len] {
+        let prefix: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+        let reader: BlobReader =
+            Box::pin(std::io::Cursor::new(prefix.clone()).chain(FailingReader));
+        expect_kind(
+            s.cas.put_stream(reader).await,
+            ErrorKind::InvalidInput,
+            &format!("cas.put_stream of a reader failing after {len} bytes"),
+        );
+        assert!(
+            !ok(s.cas.contains(&Digest::of(&prefix)).await, "cas.contains"),
+            "put_stream stored the {len} bytes read before its reader failed"
+        );
+    }
+    assert_unchanged(
+        &before,
+        &snapshot(&s, &[], &[]).await,
+        "cas.put_stream of a failing reader",
+    );
+}

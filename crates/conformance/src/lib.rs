@@ -32,7 +32,7 @@
 //! # fn main() {}
 //! ```
 //!
-//! That generates **90 tests** — the 89 checks listed below and
+//! That generates **93 tests** — the 92 checks listed below and
 //! `conformance::model_based` — named `conformance::<store>::<check>`
 //! (e.g. `conformance::runs::concurrent_appends`). Every path inside the
 //! macro goes through `$crate::`, so the test crate needs no dependency but
@@ -62,10 +62,12 @@
 //! ## The model-based test
 //!
 //! `conformance::model_based` runs 24 random sequences of up to 40
-//! operations over all five stores (blob put/get/delete, run create/append
-//! with idempotency keys/finish, promote/rollback/rollback_to, session
-//! create/save/state/delete, log append with keys/replace with expected
-//! seq, supersession put with replacements), each on a fresh harness, and
+//! operations over all five stores (blob put/get/delete; run create,
+//! append with idempotency keys and compare-and-append (`expected_seq`),
+//! finish; promote with compare-and-promote (`expected_next_seq`),
+//! rollback, rollback_to; session create, save with expected version,
+//! state, delete; log append with keys, replace with expected seq;
+//! supersession put with replacements), each on a fresh harness, and
 //! compares every outcome (value or error kind) and then everything a
 //! reader can observe (listings, histories, logs, `by_agent`, `resolve`,
 //! chains) with a plain sequential `BTreeMap` reference model. Small index
@@ -76,7 +78,7 @@
 //!
 //! ## The checks
 //!
-//! **[`cas`]** (11 checks)
+//! **[`cas`]** (12 checks)
 //!
 //! - [`put_get_round_trip`](cas::put_get_round_trip): `put` returns the SHA-256; `get`, `contains`, `stat` and `verify` agree.
 //! - [`empty_blob`](cas::empty_blob): The empty blob is valid and has the well-known SHA-256.
@@ -89,6 +91,7 @@
 //! - [`stream_round_trip`](cas::stream_round_trip): `put_stream`/`get_stream` round-trip a blob of several chunks.
 //! - [`oversized_blob_rejected`](cas::oversized_blob_rejected): A blob of `max_blob_size + 1` bytes is `InvalidInput` (put and put_stream) and stores nothing.
 //! - [`digest_parsing_hostile`](cas::digest_parsing_hostile): Digests of the wrong length or not hex are `InvalidInput`; parsing is case-insensitive and display is 64 lower-case hex.
+//! - [`failing_stream_reader_rejected`](cas::failing_stream_reader_rejected): A `put_stream` reader that fails (at once, or after 1.5 MiB) is `InvalidInput` and stores nothing.
 //!
 //! **[`runs`]** (22 checks)
 //!
@@ -169,6 +172,11 @@
 //! - [`resolve_chains`](supersessions::resolve_chains): `resolve` follows replacements: `Current` at the chain's end, `Withdrawn` where a record has no replacement, with hop counts.
 //! - [`binary_targets_isolated`](supersessions::binary_targets_isolated): Targets made of separator-like bytes (`0x00`, `:`, `/`, `0xff`) round-trip and never collide: keys are not parsed by searching for a separator.
 //!
+//! **[`hostile`]** (2 checks)
+//!
+//! - [`deep_json_rejected`](hostile::deep_json_rejected): JSON nested 65 deep (event payload, session data on create and save, run tags, summary output) is `InvalidInput` and changes nothing; 64 deep is stored and read back exactly.
+//! - [`identifier_length_edges`](hostile::identifier_length_edges): Identifiers of exactly 256 bytes (ASCII, 64 × 4-byte emoji, 128 × 2-byte) are accepted and round-trip in every identifier field; 257 bytes (also with a multi-byte character at the edge) are `InvalidInput` and change nothing.
+//!
 //! **[`integrity`]** (3 checks)
 //!
 //! - [`tampered_blob_corrupted`](integrity::tampered_blob_corrupted): A damaged blob: `get`, `verify` and `get_stream` report `Corrupted`; other blobs are fine; delete + put repairs it.
@@ -199,29 +207,29 @@
 //! | §2 | traits object-safe, `Send + Sync` | by construction: every check drives `Arc<dyn …>` handles from [`Stores`](stowage_core::Stores), many from spawned tasks |
 //! | §2 | errors: one `Error`, the right `ErrorKind` | every check asserts kinds (`NotFound`, `AlreadyExists`, `Conflict`, `InvalidInput`, `Corrupted`) |
 //! | §2 | messages name the entity and the rule | [`runs::append_to_terminal_conflict`]; every failure prints the backend's message |
-//! | §2 | never panic on bad input or stored data | every hostile-input check; [`integrity`] |
-//! | §2 | identifiers 1–256 bytes, no control characters | [`runs::hostile_metadata_rejected`], [`runs::hostile_events_rejected`], [`releases::hostile_input_rejected`], [`sessions::hostile_input_rejected`], [`sessions::log_hostile_entries_rejected`] (empty, 257 bytes, 260 bytes of emoji, `\0`, `\u{7f}`, `\n`, `\t`, ESC, U+0085) |
+//! | §2 | never panic on bad input or stored data | bad input: every hostile-input check, including [`hostile::deep_json_rejected`] (65 levels of nesting), [`hostile::identifier_length_edges`] and [`cas::failing_stream_reader_rejected`]. Stored data: only the payload flips of [`integrity`]; damaged record bytes, a truncated log tail, and removed or reordered entries are not tampered with (`Tamper` has no such variants), so this half is only partly shown |
+//! | §2 | identifiers 1–256 bytes, no control characters | [`runs::hostile_metadata_rejected`], [`runs::hostile_events_rejected`], [`releases::hostile_input_rejected`], [`sessions::hostile_input_rejected`], [`sessions::log_hostile_entries_rejected`] (empty, 257 bytes, 260 bytes of emoji, `\0`, `\u{7f}`, `\n`, `\t`, ESC, U+0085); [`hostile::identifier_length_edges`] (every identifier field: 256 bytes of ASCII and 64 × 4-byte emoji accepted and round-trip, 257 bytes and 256 bytes + 1 rejected) |
 //! | §2 | `:` `/` `{` `}` `..` spaces emoji RTL round-trip, no collisions or traversal | [`runs::agent_names_isolated`], [`runs::tricky_kinds_and_keys_round_trip`], [`releases::names_listed_and_isolated`], [`sessions::tricky_ids_isolated`], [`sessions::list_ascending_paginated`], [`supersessions::binary_targets_isolated`], model |
-//! | §2 | JSON ≤ 1 MiB, text ≤ 4 KiB, blobs ≤ `max_blob_size` | [`runs::hostile_metadata_rejected`], [`runs::hostile_events_rejected`], [`sessions::hostile_input_rejected`], [`releases::hostile_input_rejected`], [`supersessions::invalid_records_rejected`], [`cas::oversized_blob_rejected`] |
+//! | §2 | JSON ≤ 1 MiB and ≤ 64 levels deep, text ≤ 4 KiB, blobs ≤ `max_blob_size` | [`hostile::deep_json_rejected`] (event payload, session data on create and save, run tags, summary output: 65 levels `InvalidInput`, 64 levels stored and read back), [`runs::hostile_metadata_rejected`], [`runs::hostile_events_rejected`], [`sessions::hostile_input_rejected`], [`releases::hostile_input_rejected`], [`supersessions::invalid_records_rejected`], [`cas::oversized_blob_rejected`] |
 //! | §2 | invalid input changes nothing | the same checks compare a snapshot of all five stores before and after |
 //! | §2 | atomic, linearizable per entity under concurrency | [`runs::concurrent_appends`], [`runs::racing_finish_one_winner`], [`runs::appends_racing_finish`], [`runs::racing_compare_and_append`], [`releases::concurrent_promotes_all_kept`], [`releases::racing_compare_and_promote`], [`sessions::racing_create_one_winner`], [`sessions::racing_save_one_winner`], [`sessions::concurrent_saves_versions`], [`sessions::log_concurrent_appends`], [`sessions::replace_races_appends`], [`supersessions::racing_puts_one_stored`], [`supersessions::racing_cycle_rejected`], [`cas::concurrent_identical_puts`] |
 //! | §2 | … also across processes (shared backends) | [`shared::handles_see_each_other`], [`shared::handles_race`] |
 //! | §2 | durability: acknowledged writes survive | [`reopen`], model (reopens mid-sequence); clean close and reopen only: `kill -9` and power loss need the backend's own crash tests |
-//! | §2 | ordering documented and deterministic; `limit` after ordering; exclusive `after` | [`cas::list_ascending_paginated`], [`runs::list_newest_first_paginated`], [`runs::read_events_paginated`], [`releases::history_newest_first_paginated`], [`releases::names_listed_and_isolated`], [`sessions::list_ascending_paginated`], [`sessions::read_log_paginated`], [`supersessions::by_agent_newest_first`] |
-//! | §2 | seqs `u64` from 0, no gaps, sort numerically | the append/pagination checks above; [`runs::concurrent_appends`] and [`sessions::log_concurrent_appends`] read 1600 entries back in numeric order (crossing 255 and 999); model |
+//! | §2 | ordering documented and deterministic; `limit` after ordering; exclusive `after` | [`cas::list_ascending_paginated`], [`runs::list_newest_first_paginated`], [`runs::read_events_paginated`], [`releases::history_newest_first_paginated`], [`releases::names_listed_and_isolated`], [`sessions::list_ascending_paginated`], [`sessions::read_log_paginated`]. `by_agent` has no `after` cursor: it pages by narrowing `to`, which [`supersessions::by_agent_newest_first`] and [`supersessions::by_agent_inclusive_range_and_isolation`] check (`limit` takes the newest; `to` is inclusive) |
+//! | §2 | seqs `u64` from 0, no gaps, sort numerically | the append/pagination checks above; [`runs::concurrent_appends`] and [`sessions::log_concurrent_appends`] read 1600 entries back in numeric order (crossing 255 and 999); model. This catches keys built from unpadded decimals or little-endian bytes, not fixed-width `{:08}` decimal keys, which sort correctly up to 10^8 entries |
 //! | §2 | timestamps read back exactly | [`runs::summary_and_timestamps_stored_exactly`], [`runs::append_read_round_trip`], [`sessions::log_append_read_round_trip`], [`supersessions::put_get_round_trip`] |
 //! | §2 | injectable clock | not observable through a [`Harness`]; `stowage-fakes` tests its clock |
 //! | §2 | idempotency keys return the original, store once | [`runs::idempotency_key_returns_original`], [`runs::idempotency_after_completion`], [`runs::racing_idempotent_appends`], [`sessions::log_idempotency_key_returns_original`], [`sessions::log_racing_idempotent_appends`], [`reopen::runs_survive`], [`reopen::sessions_survive`], model |
 //! | §3 | `put` returns the SHA-256; `Digest` display/parse/short/serde | [`cas::put_get_round_trip`], [`cas::digest_parsing_hostile`] |
 //! | §3 | same bytes twice or concurrently stored once; empty blob valid | [`cas::same_bytes_twice`], [`cas::concurrent_identical_puts`], [`cas::empty_blob`] |
-//! | §3 | `get` `NotFound`; damaged bytes `Corrupted`, never wrong data; `verify` re-hashes | [`cas::missing_blob_not_found`], [`integrity::tampered_blob_corrupted`] |
+//! | §3 | `get` `NotFound`; damaged bytes `Corrupted`, never wrong data; `verify` re-hashes | [`cas::missing_blob_not_found`], [`integrity::tampered_blob_corrupted`] (damaged bytes). "`verify` re-hashes" is **not** shown: `Tamper::Blob` leaves any stored checksum stale, so a `verify` that only checks a CRC passes too |
 //! | §3 | `contains`, `stat`, idempotent `delete`, `list` ascending | [`cas::put_get_round_trip`], [`cas::binary_content_and_sizes`], [`cas::delete_idempotent`], [`cas::list_ascending_paginated`] |
-//! | §3 | streaming put/get | [`cas::stream_round_trip`], [`cas::oversized_blob_rejected`] (streamed oversize) |
+//! | §3 | streaming put/get | [`cas::stream_round_trip`] (chunking), [`cas::oversized_blob_rejected`] (streamed oversize), [`cas::failing_stream_reader_rejected`] (a reader failing mid-way stores nothing). "Never holds a whole large blob in memory" is not observable through a [`Harness`]: the backend's own tests must show it |
 //! | §4 | `create_run`, UUID v7, metadata (tags a JSON object) | [`runs::create_get_round_trip`], [`runs::hostile_metadata_rejected`] |
 //! | §4 | `append_event` gap-free seqs, also concurrently; `Conflict` when not `Running`; expected next seq | [`runs::append_read_round_trip`], [`runs::concurrent_appends`], [`runs::append_to_terminal_conflict`], [`runs::expected_seq_conflict`], [`runs::racing_compare_and_append`] |
 //! | §4 | hash chain; `verify_run` reports the first broken link | [`runs::append_read_round_trip`], [`integrity::tampered_run_event_corrupted`] |
 //! | §4 | terminal transitions only from `Running`; one winner; summary and timestamps as given | [`runs::second_terminal_transition_conflict`], [`runs::racing_finish_one_winner`], [`runs::summary_and_timestamps_stored_exactly`] |
-//! | §4 | `get_run`, `read_events` ascending, `list_runs` filters newest first | [`runs::unknown_run_not_found`], [`runs::read_events_paginated`], [`runs::list_newest_first_paginated`], [`runs::list_filters`], [`runs::runs_isolated`], model |
+//! | §4 | `get_run`, `read_events` ascending, `list_runs` filters newest first | [`runs::unknown_run_not_found`], [`runs::read_events_paginated`], [`runs::list_newest_first_paginated`] (descending id, which is creation order only as far as the id generator is monotonic: the check sorts the ids itself and cannot see runs of one millisecond out of creation order), [`runs::list_filters`], [`runs::runs_isolated`], model |
 //! | §5 | `promote` appends, gap-free seq per name, compare-and-promote | [`releases::promote_current_round_trip`], [`releases::compare_and_promote`], [`releases::racing_compare_and_promote`] |
 //! | §5 | rollback walks back A,B,C → B → A → `Conflict`; own `created_at` and actor; names the restored seq | [`releases::rollback_walks_back`], model |
 //! | §5 | `rollback_to` | [`releases::rollback_to_explicit`], model |
@@ -230,21 +238,22 @@
 //! | §6 | create (`AlreadyExists`), load, save with expected version, list ascending, delete with log | [`sessions::create_load_round_trip`], [`sessions::create_duplicate_already_exists`], [`sessions::save_versions`], [`sessions::list_ascending_paginated`], [`sessions::delete_removes_log`], [`sessions::unknown_session_not_found`] |
 //! | §6 | states; final states | [`sessions::state_machine`], model |
 //! | §6 | log: gap-free seqs under concurrency, hash chain, idempotent message ids | [`sessions::log_append_read_round_trip`], [`sessions::log_concurrent_appends`], [`sessions::log_idempotency_key_returns_original`], [`sessions::log_racing_idempotent_appends`] |
-//! | §6 | `read_log` ascending; `verify_log` | [`sessions::read_log_paginated`], [`integrity::tampered_log_entry_corrupted`] |
+//! | §6 | `read_log` ascending; `verify_log` | [`sessions::read_log_paginated`], [`integrity::tampered_log_entry_corrupted`] (an edited payload only: a truncated tail and a `verify_log` racing `replace_log` are not checked) |
 //! | §6 | `replace_log`: atomic, seqs restart at 0, expected next seq, racing appends wholly before or after | [`sessions::replace_semantics`], [`sessions::replace_expected_next_seq`], [`sessions::replace_forgets_old_keys`], [`sessions::replace_races_appends`], model |
 //! | §7 | `sign`/`verify`; bad signature, `target == replacement`, long reason → `InvalidInput` | [`supersessions::bad_signatures_rejected`], [`supersessions::invalid_records_rejected`] |
 //! | §7 | append-only: different record `Conflict`, identical no-op | [`supersessions::put_idempotent_and_append_only`], [`supersessions::racing_puts_one_stored`], [`supersessions::racing_identical_puts`], model |
 //! | §7 | a replacement chain back to its target is `Conflict` | [`supersessions::cycles_rejected`], [`supersessions::racing_cycle_rejected`], model |
 //! | §7 | `get`, `is_superseded` | [`supersessions::put_get_round_trip`] |
 //! | §7 | `by_agent`: inclusive range, newest first by (hlc, timestamp, target), N newest, equal timestamps kept, no separator parsing | [`supersessions::by_agent_newest_first`], [`supersessions::by_agent_inclusive_range_and_isolation`], [`supersessions::by_agent_hlc_ordering`], [`supersessions::binary_targets_isolated`], model |
-//! | §7 | `resolve` follows replacements (`Current`/`Withdrawn`, hops) | [`supersessions::resolve_chains`], model; a chain over 1024 hops is left to core's unit tests (1025 signed puts would slow every backend) |
+//! | §7 | `resolve` follows replacements (`Current`/`Withdrawn`, hops); a cycle or an over-long chain is reported | [`supersessions::resolve_chains`], model. A chain over `MAX_RESOLVE_HOPS` (1024) is **not checked** here: it needs 1025 signed puts, and each `put` verifies an Ed25519 signature, which takes ~15 ms in an unoptimised build (16 s on the memory backend); nothing else covers it yet |
 //! | §7 | `Hlc` orders by (physical, logical, node) | [`supersessions::by_agent_hlc_ordering`] |
-//! | §8 | one `pub async fn` per behaviour, a one-line `$crate::` macro, capabilities decide, model-based test | this crate; its own tests prove the checks fail against injected bugs (`tests/suite_catches_bugs.rs`: each of 11 injected bugs fails at least one check or the model test; `tests/shared_handles.rs`) |
+//! | §8 | one `pub async fn` per behaviour, a one-line `$crate::` macro, capabilities decide, model-based test | this crate; its own tests prove the checks fail against injected bugs (`tests/suite_catches_bugs.rs`: each of 12 injected bugs fails at least one check or the model test; `tests/shared_handles.rs`) |
 //! | §9 | fakes pass the whole suite | `crates/fakes/tests/conformance.rs` runs [`conformance_tests!`] against them (directly and through the fault injector) |
 //! | §9 | controllable clock, deterministic ids, fault injection, recorder, snapshot/fork | not observable through a [`Harness`]: `stowage-fakes`' own tests |
 
 pub mod cas;
 pub mod harness;
+pub mod hostile;
 pub mod integrity;
 mod macros;
 mod model;

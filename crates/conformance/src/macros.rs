@@ -31,7 +31,7 @@ macro_rules! conformance_tests {
                 put_get_round_trip, empty_blob, binary_content_and_sizes, same_bytes_twice,
                 concurrent_identical_puts, missing_blob_not_found, delete_idempotent,
                 list_ascending_paginated, stream_round_trip, oversized_blob_rejected,
-                digest_parsing_hostile,
+                digest_parsing_hostile, failing_stream_reader_rejected,
             );
             $crate::__conformance_module!(runs;
                 create_get_round_trip, unknown_run_not_found, summary_and_timestamps_stored_exactly,
@@ -65,6 +65,7 @@ macro_rules! conformance_tests {
                 by_agent_inclusive_range_and_isolation, by_agent_hlc_ordering, resolve_chains,
                 binary_targets_isolated,
             );
+            $crate::__conformance_module!(hostile; deep_json_rejected, identifier_length_edges);
             $crate::__conformance_module!(integrity;
                 tampered_blob_corrupted, tampered_run_event_corrupted, tampered_log_entry_corrupted,
             );

@@ -53,6 +53,16 @@ catches!(
     runs::hostile_events_rejected
 );
 catches!(
+    partial_write_on_deep_json,
+    Bug::AppendBeforeValidating,
+    hostile::deep_json_rejected
+);
+catches!(
+    truncated_session_ids_at_edge,
+    Bug::SessionIdsNotValidated,
+    hostile::identifier_length_edges
+);
+catches!(
     by_agent_limit_before_order,
     Bug::ByAgentLimitFirst,
     supersessions::by_agent_newest_first
@@ -117,4 +127,11 @@ fn model_catches_wrong_rollback() {
 #[test]
 fn model_catches_data_lost_on_reopen() {
     model_catches(Bug::ReopenLosesData);
+}
+
+/// The model-based test finds compare-and-append and compare-and-promote
+/// that ignore their expected seq.
+#[test]
+fn model_catches_ignored_compare_and_set() {
+    model_catches(Bug::CompareAndSetIgnored);
 }

@@ -37,6 +37,8 @@ pub(crate) enum Op {
     RunAppend {
         run: u8,
         key: Option<u8>,
+        /// Compare-and-append: `NewEvent::expected_seq`.
+        expected: Option<u8>,
     },
     RunFinish {
         run: u8,
@@ -45,6 +47,8 @@ pub(crate) enum Op {
     Promote {
         name: u8,
         spec: u8,
+        /// Compare-and-promote: `expected_next_seq`.
+        expected: Option<u8>,
     },
     Rollback {
         name: u8,
@@ -93,9 +97,11 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         1 => (0..4u8).prop_map(Op::CasDelete),
         1 => (0..4u8).prop_map(Op::CasGet),
         3 => (0..2u8, 0..3u8).prop_map(|(agent, spec)| Op::RunCreate { agent, spec }),
-        4 => (0..4u8, key.clone()).prop_map(|(run, key)| Op::RunAppend { run, key }),
+        4 => (0..4u8, key.clone(), proptest::option::of(0..4u8))
+            .prop_map(|(run, key, expected)| Op::RunAppend { run, key, expected }),
         2 => (0..4u8, 0..3u8).prop_map(|(run, status)| Op::RunFinish { run, status }),
-        3 => (0..2u8, 0..3u8).prop_map(|(name, spec)| Op::Promote { name, spec }),
+        3 => (0..2u8, 0..3u8, proptest::option::of(0..4u8))
+            .prop_map(|(name, spec, expected)| Op::Promote { name, spec, expected }),
         2 => (0..2u8).prop_map(|name| Op::Rollback { name }),
         1 => (0..2u8, 0..5u8).prop_map(|(name, seq)| Op::RollbackTo { name, seq }),
         3 => (0..3u8).prop_map(|id| Op::SessionCreate { id }),

@@ -73,6 +73,7 @@ impl Model {
         &mut self,
         run: Option<usize>,
         event: (String, Value, Option<String>),
+        expected_seq: Option<u64>,
     ) -> Outcome {
         let r = run
             .and_then(|i| self.runs.get_mut(i))
@@ -83,6 +84,11 @@ impl Model {
             }
         }
         if r.status.is_terminal() {
+            return Err(ErrorKind::Conflict);
+        }
+        // A retry with a used key returned the original above, whatever its
+        // expected seq; otherwise a mismatch changes nothing.
+        if expected_seq.is_some_and(|s| s != r.events.len() as u64) {
             return Err(ErrorKind::Conflict);
         }
         r.events.push(event);
@@ -100,7 +106,12 @@ impl Model {
         Ok(status.to_string())
     }
 
-    pub(crate) fn promote(&mut self, name: &str, spec: Digest) -> Outcome {
+    pub(crate) fn promote(&mut self, name: &str, spec: Digest, expected: Option<u64>) -> Outcome {
+        let next = self.releases.get(name).map_or(0, |h| h.len() as u64);
+        if expected.is_some_and(|e| e != next) {
+            // A failed compare-and-promote creates nothing, not even the name.
+            return Err(ErrorKind::Conflict);
+        }
         let history = self.releases.entry(name.to_owned()).or_default();
         let previous = history.len().checked_sub(1).map(|s| s as u64);
         history.push(ModelRelease {

@@ -103,17 +103,22 @@ pub(crate) async fn step(
             });
             (Ok(String::new()), Ok(String::new()))
         }
-        Op::RunAppend { run, key } => {
+        Op::RunAppend { run, key, expected } => {
             let which = (!m.runs.is_empty()).then(|| idx(run, m.runs.len()));
             let id = which.map_or_else(ghost, |w| m.runs[w].id);
             let mut e = NewEvent::new(format!("kind-{}", i % 3), json!({"op": i}));
             e.idempotency_key = key.map(|k| format!("k{k}"));
+            e.expected_seq = expected.map(u64::from);
             let got = outcome(s.runs.append_event(id, e.clone()).await, |ev| {
                 ev.seq.to_string()
             });
             (
                 got,
-                m.run_append(which, (e.kind, e.payload, e.idempotency_key)),
+                m.run_append(
+                    which,
+                    (e.kind, e.payload, e.idempotency_key),
+                    e.expected_seq,
+                ),
             )
         }
         Op::RunFinish { run, status } => {
@@ -126,15 +131,20 @@ pub(crate) async fn step(
             });
             (got, m.run_finish(which, status))
         }
-        Op::Promote { name, spec: sp } => {
+        Op::Promote {
+            name,
+            spec: sp,
+            expected,
+        } => {
             let name = NAMES[idx(name, NAMES.len())];
+            let expected = expected.map(u64::from);
             let got = outcome(
                 s.releases
-                    .promote(name, spec(u64::from(sp)), rmeta("v"), None)
+                    .promote(name, spec(u64::from(sp)), rmeta("v"), expected)
                     .await,
                 |r| r.seq.to_string(),
             );
-            (got, m.promote(name, spec(u64::from(sp))))
+            (got, m.promote(name, spec(u64::from(sp)), expected))
         }
         Op::Rollback { name } => {
             let name = NAMES[idx(name, NAMES.len())];

@@ -41,6 +41,8 @@ pub(crate) enum Bug {
     TamperDoesNothing,
     /// Claims durability; `reopen` opens an empty store.
     ReopenLosesData,
+    /// `append_event` and `promote` drop their expected seq (no compare-and-set).
+    CompareAndSetIgnored,
 }
 
 /// A memory store with one [`Bug`].
@@ -124,6 +126,9 @@ impl RunLedger for Runs {
             let count = self.inner.get_run(run).await?.event_count;
             tokio::task::yield_now().await;
             event.expected_seq = Some(count);
+        }
+        if self.bug == Bug::CompareAndSetIgnored {
+            event.expected_seq = None;
         }
         if self.bug == Bug::AppendBeforeValidating && event.validate().is_err() {
             self.inner
@@ -244,6 +249,7 @@ impl ReleaseRegistry for Releases {
         meta: ReleaseMetadata,
         expected: Option<u64>,
     ) -> Result<ReleaseRecord> {
+        let expected = expected.filter(|_| self.bug != Bug::CompareAndSetIgnored);
         self.inner.promote(name, spec, meta, expected).await
     }
     async fn rollback(&self, name: &str, by: &str) -> Result<ReleaseRecord> {
