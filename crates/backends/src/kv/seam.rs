@@ -76,6 +76,7 @@ impl Table {
     }
 
     /// A stable one-byte id (for engines that keep tables in one key space).
+    #[cfg_attr(not(any(feature = "sled", feature = "file")), allow(dead_code))]
     pub(crate) fn id(self) -> u8 {
         self as u8
     }

@@ -1,0 +1,224 @@
+//! A conformance [`Harness`] for the RocksDB and sled engines (in-crate, so
+//! `tamper` can reach the engine), and tests of what only a real engine
+//! shows: reopening, on-disk tampering, races through the real seam.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use stowage_conformance::{Harness, Tamper};
+use stowage_core::{Error, ErrorKind, Result, StoreEnv, Stores};
+
+use super::options::KvUrl;
+use super::seam::OrderedKv;
+use super::testing::{tamper_blob, tamper_event, tamper_log};
+
+/// Which engine a harness opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Engine {
+    #[cfg(feature = "sled")]
+    Sled,
+    #[cfg(feature = "rocksdb")]
+    RocksDb,
+}
+
+/// One isolated store in a fresh temp dir.
+pub(crate) struct EngineHarness {
+    engine: Engine,
+    dir: tempfile::TempDir,
+    open: Mutex<Option<Weak<dyn OrderedKv>>>,
+}
+
+impl EngineHarness {
+    pub(crate) fn new(engine: Engine) -> Self {
+        EngineHarness {
+            engine,
+            dir: tempfile::tempdir().expect("a temp dir for the store"),
+            open: Mutex::new(None),
+        }
+    }
+
+    fn url(&self) -> String {
+        let scheme = match self.engine {
+            #[cfg(feature = "sled")]
+            Engine::Sled => "sled",
+            #[cfg(feature = "rocksdb")]
+            Engine::RocksDb => "rocksdb",
+        };
+        format!("{scheme}://{}", self.dir.path().display())
+    }
+
+    async fn open_once(&self) -> Result<Stores> {
+        let parsed = KvUrl::parse(
+            &url::Url::parse(&self.url()).map_err(|e| Error::internal(e.to_string()))?,
+        )?;
+        let (engine, caps): (Arc<dyn OrderedKv>, _) = match self.engine {
+            #[cfg(feature = "sled")]
+            Engine::Sled => (
+                super::sled::open(&parsed).await?,
+                super::sled::capabilities(&parsed),
+            ),
+            #[cfg(feature = "rocksdb")]
+            Engine::RocksDb => (
+                super::rocksdb::open(&parsed).await?,
+                super::rocksdb::capabilities(&parsed),
+            ),
+        };
+        *self.open.lock() = Some(Arc::downgrade(&engine));
+        Ok(super::stores_over(engine, StoreEnv::default(), caps))
+    }
+
+    fn engine(&self) -> Result<Arc<dyn OrderedKv>> {
+        self.open
+            .lock()
+            .as_ref()
+            .and_then(Weak::upgrade)
+            .ok_or_else(|| Error::internal("the harness's store is not open"))
+    }
+}
+
+#[async_trait]
+impl Harness for EngineHarness {
+    async fn open(&self) -> Result<Stores> {
+        self.open_once().await
+    }
+
+    async fn reopen(&self, stores: Stores) -> Result<Stores> {
+        drop(stores);
+        // Wait until the engine is really closed (a dropped upload's
+        // cleanup task may hold it for a moment), then open the same dir.
+        let weak = self.open.lock().take();
+        for _ in 0..500 {
+            if weak.as_ref().is_none_or(|w| w.strong_count() == 0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for _ in 0..100 {
+            match self.open_once().await {
+                Err(e) if e.kind() == ErrorKind::Unavailable => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+        self.open_once().await
+    }
+
+    async fn tamper(&self, _stores: &Stores, target: Tamper) -> Result<()> {
+        let engine = self.engine()?;
+        tokio::task::spawn_blocking(move || match target {
+            Tamper::Blob(digest) => tamper_blob(engine.as_ref(), &digest),
+            Tamper::RunEvent { run, seq } => tamper_event(engine.as_ref(), run, seq),
+            Tamper::LogEntry { session, seq } => tamper_log(engine.as_ref(), &session, seq),
+        })
+        .await
+        .map_err(|e| Error::internal(e.to_string()))?
+    }
+}
+
+/// Tests every engine must pass, instantiated per engine below.
+macro_rules! engine_tests {
+    ($module:ident, $engine:expr) => {
+        mod $module {
+            use super::*;
+            use bytes::Bytes;
+            use serde_json::json;
+            use stowage_core::{
+                Digest, LogKind, NewEvent, NewLogEntry, ReleaseMetadata, RunMetadata, RunSummary,
+            };
+
+            async fn harness() -> EngineHarness {
+                EngineHarness::new($engine)
+            }
+
+            stowage_conformance::conformance_tests!(harness);
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn acknowledged_data_survives_reopen() {
+                let h = EngineHarness::new($engine);
+                let s = h.open().await.unwrap();
+                let blob = Bytes::from(vec![5u8; super::super::cas::CHUNK_BYTES + 10]);
+                let digest = s.cas.put(blob.clone()).await.unwrap();
+                let run = s.runs.create_run(Digest::of(b"s"), RunMetadata::new("a:b")).await.unwrap();
+                for i in 0..10 {
+                    s.runs.append_event(run, NewEvent::new("k", json!(i))).await.unwrap();
+                }
+                s.runs.complete_run(run, RunSummary::new("done")).await.unwrap();
+                s.sessions.create_session("s/1", json!({"x": 1})).await.unwrap();
+                let e = NewLogEntry::new(LogKind::Incoming, "u", "t", "hi");
+                s.sessions.append_log("s/1", e).await.unwrap();
+                let meta = ReleaseMetadata::new("v1", "ci");
+                s.releases.promote("🚀", Digest::of(b"a"), meta, None).await.unwrap();
+                let s = h.reopen(s).await.unwrap();
+                assert_eq!(s.cas.get(&digest).await.unwrap(), blob);
+                s.cas.verify(&digest).await.unwrap();
+                assert_eq!(s.runs.verify_run(run).await.unwrap().len, 10);
+                assert!(s.runs.get_run(run).await.unwrap().status.is_terminal());
+                assert_eq!(s.sessions.verify_log("s/1").await.unwrap().len, 1);
+                assert_eq!(s.releases.current("🚀").await.unwrap().seq, 0);
+                // Appending after reopen continues the chain.
+                s.sessions
+                    .append_log("s/1", NewLogEntry::new(LogKind::Internal, "u", "t", "2"))
+                    .await
+                    .unwrap();
+                assert_eq!(s.sessions.verify_log("s/1").await.unwrap().len, 2);
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn racing_appenders_get_gap_free_seqs() {
+                let h = EngineHarness::new($engine);
+                let s = h.open().await.unwrap();
+                let run = s.runs.create_run(Digest::of(b"s"), RunMetadata::new("a")).await.unwrap();
+                let tasks: Vec<_> = (0..32)
+                    .map(|t| {
+                        let runs = Arc::clone(&s.runs);
+                        tokio::spawn(async move {
+                            let mut seqs = Vec::new();
+                            for i in 0..50 {
+                                let e = NewEvent::new("k", json!([t, i]));
+                                seqs.push(runs.append_event(run, e).await.unwrap().seq);
+                            }
+                            seqs
+                        })
+                    })
+                    .collect();
+                let mut all = Vec::new();
+                for t in tasks {
+                    all.extend(t.await.unwrap());
+                }
+                all.sort_unstable();
+                assert_eq!(all, (0..1600).collect::<Vec<u64>>());
+                let s = h.reopen(s).await.unwrap();
+                assert_eq!(s.runs.verify_run(run).await.unwrap().len, 1600);
+            }
+
+            #[tokio::test]
+            async fn tampering_on_disk_is_corrupted() {
+                let h = EngineHarness::new($engine);
+                let s = h.open().await.unwrap();
+                let digest = s.cas.put(Bytes::from_static(b"hello")).await.unwrap();
+                h.tamper(&s, Tamper::Blob(digest)).await.unwrap();
+                let s = h.reopen(s).await.unwrap();
+                assert_eq!(s.cas.get(&digest).await.unwrap_err().kind(), ErrorKind::Corrupted);
+                assert_eq!(s.cas.verify(&digest).await.unwrap_err().kind(), ErrorKind::Corrupted);
+            }
+
+            #[tokio::test]
+            async fn a_second_opener_is_refused_while_open() {
+                let h = EngineHarness::new($engine);
+                let s = h.open().await.unwrap();
+                let err = crate::open(&h.url()).await.unwrap_err();
+                assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+                drop(s);
+                assert!(crate::open(&h.url()).await.is_ok());
+            }
+        }
+    };
+}
+
+#[cfg(feature = "sled")]
+engine_tests!(sled, Engine::Sled);
+#[cfg(feature = "rocksdb")]
+engine_tests!(rocksdb, Engine::RocksDb);

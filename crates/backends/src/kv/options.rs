@@ -1,0 +1,116 @@
+//! URL parsing shared by the embedded KV backends: `scheme:///abs/dir`
+//! with query options.
+
+use std::path::PathBuf;
+
+use stowage_core::{Durability, Error, Result};
+use url::Url;
+
+/// The default largest blob of the KV backends (blobs are chunked, so the
+/// limit is about disk space, not memory).
+pub(crate) const DEFAULT_MAX_BLOB_SIZE: u64 = 1024 * 1024 * 1024;
+
+/// What a `rocksdb:` / `sled:` URL asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KvUrl {
+    /// The store's directory (absolute).
+    pub(crate) dir: PathBuf,
+    /// `?durability=sync|buffered` (default `sync`).
+    pub(crate) durability: Durability,
+    /// `?max_blob_size=BYTES` (default [`DEFAULT_MAX_BLOB_SIZE`]).
+    pub(crate) max_blob_size: u64,
+}
+
+impl KvUrl {
+    /// Parses `scheme:///abs/dir[?durability=…&max_blob_size=…]`.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a host, a relative or empty path, or an unknown
+    /// or malformed option.
+    pub(crate) fn parse(url: &Url) -> Result<KvUrl> {
+        let scheme = url.scheme();
+        let bad = |why: &str| {
+            Error::invalid_input(format!(
+                "{scheme} URL {:?}: {why}; expected {scheme}:///absolute/dir",
+                url.as_str()
+            ))
+        };
+        if url.cannot_be_a_base() {
+            return Err(bad("the path must be absolute"));
+        }
+        if url.host_str().is_some_and(|h| !h.is_empty()) {
+            return Err(bad("a host is not allowed"));
+        }
+        if url.port().is_some() || !url.username().is_empty() || url.password().is_some() {
+            return Err(bad("a port or user is not allowed"));
+        }
+        if url.path().is_empty() || url.path() == "/" {
+            return Err(bad("the directory is empty"));
+        }
+        let dir = url
+            .to_file_path()
+            .map_err(|()| bad("the path is not a usable directory"))?;
+        if !dir.is_absolute() {
+            return Err(bad("the path must be absolute"));
+        }
+        let mut parsed = KvUrl {
+            dir,
+            durability: Durability::Sync,
+            max_blob_size: DEFAULT_MAX_BLOB_SIZE,
+        };
+        for (key, value) in url.query_pairs() {
+            match (&*key, &*value) {
+                ("durability", "sync") => parsed.durability = Durability::Sync,
+                ("durability", "buffered") => parsed.durability = Durability::Buffered,
+                ("max_blob_size", n) => {
+                    parsed.max_blob_size = n
+                        .parse()
+                        .map_err(|_| bad("max_blob_size must be a number of bytes"))?;
+                }
+                _ => {
+                    return Err(bad(&format!(
+                        "unknown option {key}={value} (known: durability=sync|buffered, max_blob_size=BYTES)"
+                    )))
+                }
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stowage_core::ErrorKind;
+
+    fn parse(s: &str) -> Result<KvUrl> {
+        KvUrl::parse(&Url::parse(s).unwrap())
+    }
+
+    #[test]
+    fn absolute_dirs_and_options_parse() {
+        let u = parse("rocksdb:///tmp/a%20b/c?durability=buffered&max_blob_size=10").unwrap();
+        assert_eq!(u.dir, PathBuf::from("/tmp/a b/c"));
+        assert_eq!(u.durability, Durability::Buffered);
+        assert_eq!(u.max_blob_size, 10);
+        let u = parse("sled:///x").unwrap();
+        assert_eq!(u.durability, Durability::Sync);
+        assert_eq!(u.max_blob_size, DEFAULT_MAX_BLOB_SIZE);
+    }
+
+    #[test]
+    fn relative_empty_hosted_and_unknown_are_invalid_input() {
+        for bad in [
+            "rocksdb:rel/dir",
+            "rocksdb://",
+            "rocksdb:///",
+            "sled://host/dir",
+            "sled:///x?durability=fast",
+            "sled:///x?colour=blue",
+            "sled:///x?max_blob_size=big",
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad}");
+        }
+    }
+}
