@@ -1,8 +1,9 @@
-//! A tour of all five stowage stores on the embedded default backend.
+//! A tour of all five stowage stores on the embedded default backend: the
+//! file engine, in a fresh directory under the system temp dir.
 //!
 //! ```text
-//! cargo run -p stowage-examples --example quickstart            # embedded default
-//! cargo run -p stowage-examples --example quickstart -- memory:// # any store URL
+//! cargo run -p stowage-examples --example quickstart              # embedded default
+//! cargo run -p stowage-examples --example quickstart -- memory://  # any store URL
 //! ```
 
 use bytes::Bytes;
@@ -12,14 +13,20 @@ use stowage_core::{
     SigningKey, Supersession, SupersessionDraft, SupersessionKind, Timestamp,
 };
 
-/// The embedded default store used when no URL is given.
-const DEFAULT_URL: &str = "memory://";
+/// The embedded default when no URL is given: a new file store in the
+/// system temp dir (so the tour can run again and again).
+fn default_url() -> String {
+    let dir = std::env::temp_dir().join(format!(
+        "stowage-quickstart-{}-{}",
+        std::process::id(),
+        Timestamp::now().as_millis()
+    ));
+    format!("file://{}", dir.display())
+}
 
 #[tokio::main]
 async fn main() -> stowage_core::Result<()> {
-    let url = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| DEFAULT_URL.to_owned());
+    let url = std::env::args().nth(1).unwrap_or_else(default_url);
     let stores = stowage_backends::open(&url).await?;
     let caps = &stores.capabilities;
     println!(

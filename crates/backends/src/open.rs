@@ -18,8 +18,7 @@ pub async fn open(url: &str) -> Result<Stores> {
 /// # Errors
 /// As [`open`].
 pub async fn open_with(url: &str, env: StoreEnv) -> Result<Stores> {
-    let parsed = Url::parse(url)
-        .map_err(|e| Error::invalid_input(format!("store URL {url:?} is malformed: {e}")))?;
+    let parsed = parse_url(url)?;
     let _ = &env;
     match parsed.scheme() {
         #[cfg(feature = "memory")]
@@ -34,6 +33,33 @@ pub async fn open_with(url: &str, env: StoreEnv) -> Result<Stores> {
         "redis" | "rediss" => crate::redis::open_url(&parsed, env).await,
         scheme => Err(not_compiled_in(scheme)),
     }
+}
+
+/// Parses a store URL. `file:rel/dir` (no `//`) is a directory relative to
+/// the current one: the `url` crate would read it as `/rel/dir`, so it is
+/// resolved to an absolute `file:///…` URL first.
+fn parse_url(url: &str) -> Result<Url> {
+    let malformed = |why: &dyn std::fmt::Display| {
+        Error::invalid_input(format!("store URL {url:?} is malformed: {why}"))
+    };
+    let Some(relative) = url
+        .strip_prefix("file:")
+        .filter(|rest| !rest.starts_with('/'))
+    else {
+        return Url::parse(url).map_err(|e| malformed(&e));
+    };
+    let (path, query) = relative
+        .split_once('?')
+        .map_or((relative, None), |(p, q)| (p, Some(q)));
+    if path.is_empty() {
+        return Err(malformed(&"the directory is empty"));
+    }
+    let cwd = std::env::current_dir()
+        .map_err(|e| Error::from(e).context(format!("resolving the relative store URL {url:?}")))?;
+    let mut parsed = Url::from_file_path(cwd.join(path))
+        .map_err(|()| malformed(&"the path is not a usable directory"))?;
+    parsed.set_query(query);
+    Ok(parsed)
 }
 
 fn not_compiled_in(scheme: &str) -> Error {
@@ -67,6 +93,23 @@ mod tests {
         );
         assert_eq!(
             open("not a url").await.unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+    }
+
+    #[test]
+    fn relative_file_urls_resolve_against_the_current_directory() {
+        let cwd = std::env::current_dir().unwrap();
+        let url = parse_url("file:data/store?durability=buffered").unwrap();
+        assert_eq!(url.to_file_path().unwrap(), cwd.join("data/store"));
+        assert_eq!(url.query(), Some("durability=buffered"));
+        let abs = parse_url("file:///srv/store").unwrap();
+        assert_eq!(
+            abs.to_file_path().unwrap(),
+            std::path::PathBuf::from("/srv/store")
+        );
+        assert_eq!(
+            parse_url("file:").unwrap_err().kind(),
             ErrorKind::InvalidInput
         );
     }

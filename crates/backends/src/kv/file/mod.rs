@@ -1,0 +1,305 @@
+//! The file backend: our own crash-safe embedded engine behind the
+//! ordered-KV seam. Design, formats and invariants: `docs/file-engine.md`.
+//!
+//! - A segmented write-ahead log holds every batch as one CRC32C-framed
+//!   record ([`record`]); segments rotate at a configured size.
+//! - An in-memory index maps every key to the offset of its value on disk
+//!   ([`index`]); reads fetch values by offset and check their CRC32C.
+//! - Group commit: concurrent writers share one fsync ([`wal`]).
+//! - Recovery truncates a torn tail and refuses other damage ([`recovery`]).
+//! - Checkpoints make reopening fast; compaction reclaims space ([`maintain`]).
+//! - All file-system calls go through the I/O seam ([`vfs`]), which tests
+//!   replace with a simulated disk.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use stowage_core::{Capabilities, Durability, Error, Result, StoreEnv, Stores};
+
+use self::index::{Index, Loc};
+use self::recovery::{segment_name, RecoveryReport};
+use self::vfs::{RealFs, VFile, Vfs};
+use self::wal::{Commit, Wal};
+use crate::kv::seam::{Batch, Direction, OrderedKv, Table};
+
+mod checkpoint;
+mod index;
+mod maintain;
+mod record;
+mod recovery;
+mod url_options;
+mod vfs;
+mod wal;
+
+#[cfg(test)]
+mod sim;
+#[cfg(test)]
+mod tests;
+
+/// A scan hit before its value is read: key, location, segment file.
+type Hit = (Vec<u8>, Loc, Option<Arc<dyn VFile>>);
+
+/// How the engine is configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FileOptions {
+    /// A segment is sealed and the next one started once it would exceed
+    /// this many bytes (a larger record gets a segment of its own).
+    pub(crate) segment_size: u64,
+    /// `Sync`: fsync before acknowledging. `Buffered`: acknowledge once the
+    /// write reached the OS (survives `kill -9`, not power loss).
+    pub(crate) durability: Durability,
+    /// The largest batch payload, checked before anything is allocated.
+    pub(crate) max_record_size: usize,
+    /// Bytes of log written between automatic checkpoints (0: only on
+    /// [`FileKv::close`] and explicit calls).
+    pub(crate) checkpoint_interval: u64,
+    /// Open a damaged store anyway, keeping what is intact and reporting
+    /// what was lost in [`FileKv::recovery_report`].
+    pub(crate) salvage: bool,
+}
+
+impl Default for FileOptions {
+    fn default() -> Self {
+        FileOptions {
+            segment_size: 64 << 20,
+            durability: Durability::Sync,
+            max_record_size: 64 << 20,
+            checkpoint_interval: 256 << 20,
+            salvage: false,
+        }
+    }
+}
+
+/// The engine: one open store directory.
+pub(crate) struct FileKv {
+    dir: PathBuf,
+    vfs: Arc<dyn Vfs>,
+    opts: FileOptions,
+    index: RwLock<Index>,
+    segs: RwLock<BTreeMap<u64, Arc<dyn VFile>>>,
+    wal: Mutex<Wal>,
+    commit: Mutex<Commit>,
+    poison: RwLock<Option<String>>,
+    maintenance: Mutex<()>,
+    report: RecoveryReport,
+    _lock: Box<dyn Any + Send + Sync>,
+}
+
+impl FileKv {
+    /// Opens (creating if needed) the store in `dir` on the real file system.
+    ///
+    /// # Errors
+    /// `Unavailable` naming the holder when another opener holds the lock;
+    /// `Corrupted` naming segment and offset for damage other than a torn
+    /// tail (unless `salvage`); `InvalidInput` for bad options; I/O errors.
+    pub(crate) fn open(dir: &Path, opts: FileOptions) -> Result<FileKv> {
+        Self::open_on(Arc::new(RealFs), dir, opts)
+    }
+
+    /// Opens the store in `dir` on the file system `vfs` (the simulated
+    /// disk in tests).
+    pub(crate) fn open_on(vfs: Arc<dyn Vfs>, dir: &Path, opts: FileOptions) -> Result<FileKv> {
+        if opts.segment_size < 4096 {
+            return Err(Error::invalid_input(
+                "segment_size must be at least 4096 bytes",
+            ));
+        }
+        if opts.max_record_size < 1024 || opts.max_record_size > (u32::MAX as usize) {
+            return Err(Error::invalid_input(
+                "max_record_size must be between 1 KiB and 4 GiB",
+            ));
+        }
+        let ctx = |e: std::io::Error| {
+            Error::from(e).context(format!("opening file store {}", dir.display()))
+        };
+        vfs.create_dir_all(dir).map_err(ctx)?;
+        let lock = vfs.lock(&dir.join("LOCK"))?;
+        let rec = recovery::recover(&*vfs, dir, &opts)?;
+        let file = rec
+            .segs
+            .get(&rec.active)
+            .cloned()
+            .ok_or_else(|| Error::internal("recovery lost the active segment"))?;
+        // What recovery read may still sit only in the page cache.
+        file.sync_data().map_err(ctx)?;
+        Ok(FileKv {
+            dir: dir.to_path_buf(),
+            opts,
+            index: RwLock::new(rec.index),
+            segs: RwLock::new(rec.segs),
+            wal: Mutex::new(Wal {
+                active: rec.active,
+                file,
+                tail: rec.tail,
+                next_seq: rec.next_seq,
+                // Anything replayed makes the next checkpoint worthwhile.
+                since_checkpoint: rec.report.replayed_records.min(1),
+            }),
+            commit: Mutex::new(Commit::new(rec.next_seq)),
+            poison: RwLock::new(None),
+            maintenance: Mutex::new(()),
+            report: rec.report,
+            _lock: lock,
+            vfs,
+        })
+    }
+
+    /// Writes a checkpoint so the next open is fast. Dropping the engine
+    /// (which releases the lock) without `close` loses nothing; drop also
+    /// checkpoints unless `checkpoint_interval` is 0.
+    ///
+    /// # Errors
+    /// As [`FileKv::checkpoint`].
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn close(&self) -> Result<()> {
+        self.checkpoint()
+    }
+
+    /// What recovery found and did when this engine was opened.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// Reads the value of a key of `table` at `loc` and checks its CRC32C.
+    fn read_value(&self, table: Table, loc: Loc, file: Option<Arc<dyn VFile>>) -> Result<Vec<u8>> {
+        let name = segment_name(loc.seg);
+        let where_ = || {
+            format!(
+                "file store {}: a value of table {} in segment {name} at offset {}",
+                self.dir.display(),
+                table.name(),
+                loc.off
+            )
+        };
+        let file =
+            file.ok_or_else(|| Error::corrupted(format!("{}: the segment is missing", where_())))?;
+        if loc.len as usize > self.opts.max_record_size {
+            return Err(Error::corrupted(format!(
+                "{}: the index claims a value of {} bytes",
+                where_(),
+                loc.len
+            )));
+        }
+        let mut buf = vec![0u8; loc.len as usize];
+        file.read_at(&mut buf, loc.off).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Error::corrupted(format!("{}: the value is cut short", where_())).with_source(e)
+            } else {
+                Error::from(e).context(where_())
+            }
+        })?;
+        if crc32c::crc32c(&buf) != loc.crc {
+            return Err(Error::corrupted(format!(
+                "{}: the value's CRC32C does not match",
+                where_()
+            )));
+        }
+        Ok(buf)
+    }
+}
+
+impl Drop for FileKv {
+    /// Checkpoints (best effort) when anything was written since the last
+    /// one, so the next open replays little. Skipped when automatic
+    /// checkpoints are off (`checkpoint_interval == 0`) or the engine is
+    /// poisoned. On a multi-threaded tokio worker this runs inside
+    /// `block_in_place`, so the runtime moves its other tasks away.
+    fn drop(&mut self) {
+        if self.opts.checkpoint_interval > 0
+            && self.poison.read().is_none()
+            && self.wal.lock().since_checkpoint > 0
+        {
+            let multi_thread = tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+            if multi_thread {
+                tokio::task::block_in_place(|| {
+                    let _ = self.checkpoint();
+                });
+            } else {
+                let _ = self.checkpoint();
+            }
+        }
+    }
+}
+
+impl OrderedKv for FileKv {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.check_poison()?;
+        let (loc, file) = {
+            let index = self.index.read();
+            match index.table(table).get(key) {
+                None => return Ok(None),
+                Some(loc) => (*loc, self.segs.read().get(&loc.seg).cloned()),
+            }
+        };
+        self.read_value(table, loc, file).map(Some)
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.check_poison()?;
+        if end.is_some_and(|e| e <= start) || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
+        let hits: Vec<Hit> = {
+            let index = self.index.read();
+            let segs = self.segs.read();
+            let range = index
+                .table(table)
+                .range::<[u8], _>((Bound::Included(start), upper));
+            let pick = |(k, l): (&Vec<u8>, &Loc)| (k.clone(), *l, segs.get(&l.seg).cloned());
+            match direction {
+                Direction::Forward => range.take(limit).map(pick).collect(),
+                Direction::Reverse => range.rev().take(limit).map(pick).collect(),
+            }
+        };
+        hits.into_iter()
+            .map(|(k, loc, file)| Ok((k, self.read_value(table, loc, file)?)))
+            .collect()
+    }
+
+    fn write(&self, batch: Batch) -> Result<()> {
+        self.write_batch(&batch)
+    }
+}
+
+/// Opens `file:///abs/dir` (or `file:rel/dir`) with options from the query
+/// (`durability=sync|buffered`, `segment_size`, `max_record_size`,
+/// `checkpoint_interval`, `max_blob_size`, `salvage=true`).
+///
+/// # Errors
+/// `InvalidInput` for a bad URL or option; as [`FileKv::open`].
+pub(crate) async fn open_url(url: &url::Url, env: StoreEnv) -> Result<Stores> {
+    let (dir, opts, max_blob_size) = url_options::parse(url)?;
+    let engine = tokio::task::spawn_blocking(move || FileKv::open(&dir, opts))
+        .await
+        .map_err(|e| Error::internal(format!("opening the file store failed: {e}")))??;
+    Ok(crate::kv::kv_stores(
+        Arc::new(engine),
+        env,
+        capabilities(max_blob_size),
+    ))
+}
+
+/// What the file backend can do.
+fn capabilities(max_blob_size: u64) -> Capabilities {
+    Capabilities {
+        backend: "file",
+        durable: true,
+        shared: false,
+        max_blob_size,
+        streaming: true,
+    }
+}

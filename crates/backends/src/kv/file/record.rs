@@ -1,0 +1,288 @@
+//! The on-disk framing of the write-ahead log: segment headers, record
+//! frames and the batch payload inside a record.
+//!
+//! Every decoder here is total: it takes untrusted bytes and returns a
+//! [`Damage`] instead of panicking, and it checks every length against the
+//! bytes actually present (and the maximum record size) before allocating.
+
+use crate::kv::seam::{Batch, Op, Table};
+
+/// Magic at the start of every segment file.
+pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"STWGSEG1";
+/// Length of the segment header: magic, segment id, CRC32C, padding.
+pub(crate) const SEGMENT_HEADER_LEN: u64 = 24;
+/// Length of a record frame header: payload length, CRC32C, seq.
+pub(crate) const RECORD_HEADER_LEN: usize = 16;
+
+const TAG_PUT: u8 = 1;
+const TAG_DELETE: u8 = 2;
+const TAG_DELETE_RANGE: u8 = 3;
+
+/// Why bytes did not decode (the caller adds segment and offset).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Damage(pub(crate) String);
+
+/// The header of segment `id`.
+pub(crate) fn segment_header(id: u64) -> [u8; SEGMENT_HEADER_LEN as usize] {
+    let mut h = [0u8; SEGMENT_HEADER_LEN as usize];
+    h[..8].copy_from_slice(SEGMENT_MAGIC);
+    h[8..16].copy_from_slice(&id.to_le_bytes());
+    let crc = crc32c::crc32c(&h[..16]);
+    h[16..20].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// Checks that `bytes` start with the header of segment `id`.
+pub(crate) fn check_segment_header(bytes: &[u8], id: u64) -> Result<(), Damage> {
+    let expected = segment_header(id);
+    match bytes.get(..expected.len()) {
+        Some(h) if h == expected => Ok(()),
+        Some(_) => Err(Damage(format!(
+            "segment header is not that of segment {id}"
+        ))),
+        None => Err(Damage("segment header is incomplete".into())),
+    }
+}
+
+fn record_crc(segment: u64, len: u32, seq: u64, payload: &[u8]) -> u32 {
+    let mut crc = crc32c::crc32c(&segment.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, &len.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, &seq.to_le_bytes());
+    crc32c::crc32c_append(crc, payload)
+}
+
+/// Encodes `batch` into a buffer that starts with [`RECORD_HEADER_LEN`]
+/// reserved bytes (filled by [`seal_frame`]).
+///
+/// Errors when the payload would exceed `max_payload` bytes (checked before
+/// anything large is allocated).
+pub(crate) fn encode_batch(batch: &Batch, max_payload: usize) -> Result<Vec<u8>, Damage> {
+    let mut size: usize = 4;
+    for op in &batch.ops {
+        size = size.saturating_add(match op {
+            Op::Put { key, value, .. } => 2 + 8 + key.len() + value.len(),
+            Op::Delete { key, .. } => 2 + 4 + key.len(),
+            Op::DeleteRange { start, end, .. } => 2 + 8 + start.len() + end.len(),
+        });
+    }
+    if size > max_payload {
+        return Err(Damage(format!(
+            "the batch needs {size} bytes, more than the maximum record size of {max_payload} bytes"
+        )));
+    }
+    let count = u32::try_from(batch.ops.len())
+        .map_err(|_| Damage("the batch has more than 2^32 operations".into()))?;
+    let mut buf = Vec::with_capacity(RECORD_HEADER_LEN + size);
+    buf.resize(RECORD_HEADER_LEN, 0);
+    buf.extend_from_slice(&count.to_le_bytes());
+    for op in &batch.ops {
+        match op {
+            Op::Put { table, key, value } => {
+                buf.extend_from_slice(&[TAG_PUT, table.id()]);
+                put_bytes(&mut buf, key);
+                put_bytes(&mut buf, value);
+            }
+            Op::Delete { table, key } => {
+                buf.extend_from_slice(&[TAG_DELETE, table.id()]);
+                put_bytes(&mut buf, key);
+            }
+            Op::DeleteRange { table, start, end } => {
+                buf.extend_from_slice(&[TAG_DELETE_RANGE, table.id()]);
+                put_bytes(&mut buf, start);
+                put_bytes(&mut buf, end);
+            }
+        }
+    }
+    Ok(buf)
+}
+
+fn put_bytes(buf: &mut Vec<u8>, bytes: &[u8]) {
+    // Lengths fit: the whole payload was checked against `max_payload`,
+    // which is itself at most u32::MAX.
+    let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(bytes);
+}
+
+/// Fills the frame header of `frame` (from [`encode_batch`]) for record
+/// `seq` in segment `segment`.
+pub(crate) fn seal_frame(frame: &mut [u8], segment: u64, seq: u64) {
+    let payload_len = frame.len().saturating_sub(RECORD_HEADER_LEN);
+    let len = u32::try_from(payload_len).unwrap_or(u32::MAX);
+    let crc = record_crc(
+        segment,
+        len,
+        seq,
+        frame.get(RECORD_HEADER_LEN..).unwrap_or(&[]),
+    );
+    if let Some(h) = frame.get_mut(..RECORD_HEADER_LEN) {
+        h[..4].copy_from_slice(&len.to_le_bytes());
+        h[4..8].copy_from_slice(&crc.to_le_bytes());
+        h[8..16].copy_from_slice(&seq.to_le_bytes());
+    }
+}
+
+/// One record decoded from a segment.
+#[derive(Debug)]
+pub(crate) struct Frame<'a> {
+    /// The record's sequence number.
+    pub(crate) seq: u64,
+    /// The payload (an encoded batch).
+    pub(crate) payload: &'a [u8],
+    /// Total bytes of the frame (header and payload).
+    pub(crate) len: usize,
+}
+
+/// Decodes the record frame at the start of `bytes`, which belongs to
+/// segment `segment`. `Ok(None)`: `bytes` is empty (clean end).
+pub(crate) fn decode_frame(
+    bytes: &[u8],
+    segment: u64,
+    max_payload: usize,
+) -> Result<Option<Frame<'_>>, Damage> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let header = bytes
+        .get(..RECORD_HEADER_LEN)
+        .ok_or_else(|| Damage("the record header is incomplete".into()))?;
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    let mut seq_bytes = [0u8; 8];
+    seq_bytes.copy_from_slice(&header[8..16]);
+    let seq = u64::from_le_bytes(seq_bytes);
+    let len_usize = len as usize;
+    if len_usize > max_payload {
+        return Err(Damage(format!(
+            "the record claims {len} payload bytes, more than the maximum of {max_payload}"
+        )));
+    }
+    if len_usize < 4 {
+        return Err(Damage(format!(
+            "the record claims {len} payload bytes, too few"
+        )));
+    }
+    let payload = bytes
+        .get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + len_usize)
+        .ok_or_else(|| Damage("the record is incomplete".into()))?;
+    if record_crc(segment, len, seq, payload) != crc {
+        return Err(Damage("the record's CRC32C does not match".into()));
+    }
+    Ok(Some(Frame {
+        seq,
+        payload,
+        len: RECORD_HEADER_LEN + len_usize,
+    }))
+}
+
+/// One operation of a decoded batch, borrowing from the payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OpRef<'a> {
+    /// A put; `value_offset` is the value's offset inside the payload.
+    Put {
+        table: Table,
+        key: &'a [u8],
+        value: &'a [u8],
+        value_offset: usize,
+    },
+    /// A delete.
+    Delete { table: Table, key: &'a [u8] },
+    /// A range delete.
+    DeleteRange {
+        table: Table,
+        start: &'a [u8],
+        end: &'a [u8],
+    },
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Damage> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .ok_or_else(|| Damage("a length overflows".into()))?;
+        let out = self
+            .bytes
+            .get(self.pos..end)
+            .ok_or_else(|| Damage("the batch ends early".into()))?;
+        self.pos = end;
+        Ok(out)
+    }
+
+    fn u32(&mut self) -> Result<u32, Damage> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn u8(&mut self) -> Result<u8, Damage> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn bytes(&mut self) -> Result<(&'a [u8], usize), Damage> {
+        let len = self.u32()? as usize;
+        let at = self.pos;
+        Ok((self.take(len)?, at))
+    }
+
+    fn table(&mut self) -> Result<Table, Damage> {
+        let id = self.u8()?;
+        Table::ALL
+            .get(id as usize)
+            .copied()
+            .ok_or_else(|| Damage(format!("unknown table id {id}")))
+    }
+}
+
+/// Decodes a batch payload. Allocation is bounded by the payload size: the
+/// op count is checked against the bytes present before the vector grows.
+pub(crate) fn decode_batch(payload: &[u8]) -> Result<Vec<OpRef<'_>>, Damage> {
+    let mut r = Reader {
+        bytes: payload,
+        pos: 0,
+    };
+    let count = r.u32()? as usize;
+    // Each op needs at least 6 bytes (tag, table, one length).
+    if count > payload.len() / 6 {
+        return Err(Damage(format!(
+            "the batch claims {count} operations in {} bytes",
+            payload.len()
+        )));
+    }
+    let mut ops = Vec::with_capacity(count);
+    for _ in 0..count {
+        let tag = r.u8()?;
+        let table = r.table()?;
+        let op = match tag {
+            TAG_PUT => {
+                let (key, _) = r.bytes()?;
+                let (value, value_offset) = r.bytes()?;
+                OpRef::Put {
+                    table,
+                    key,
+                    value,
+                    value_offset,
+                }
+            }
+            TAG_DELETE => OpRef::Delete {
+                table,
+                key: r.bytes()?.0,
+            },
+            TAG_DELETE_RANGE => {
+                let (start, _) = r.bytes()?;
+                let (end, _) = r.bytes()?;
+                OpRef::DeleteRange { table, start, end }
+            }
+            other => return Err(Damage(format!("unknown operation tag {other}"))),
+        };
+        ops.push(op);
+    }
+    if r.pos != payload.len() {
+        return Err(Damage("the batch has trailing bytes".into()));
+    }
+    Ok(ops)
+}

@@ -1,0 +1,365 @@
+//! Recovery on open: load the newest checkpoint, check that no segment is
+//! missing, replay the records after the checkpoint, truncate a torn tail
+//! of the last segment, and refuse (or, with salvage, cut and report) any
+//! other damage.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use stowage_core::{Error, Result};
+
+use super::checkpoint::{self, Position};
+use super::index::Index;
+use super::record::{self, Damage, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use super::vfs::{read_all, VFile, Vfs};
+use super::FileOptions;
+
+/// What recovery found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RecoveryReport {
+    /// The checkpoint used (the seq of the first record after it).
+    pub(crate) checkpoint: Option<u64>,
+    /// Records replayed from the log.
+    pub(crate) replayed_records: u64,
+    /// A torn tail that was truncated: (segment, offset, bytes removed).
+    pub(crate) truncated_tail: Option<(u64, u64, u64)>,
+    /// What salvage gave up, one sentence each (empty without salvage).
+    pub(crate) lost: Vec<String>,
+    /// Segments no longer referenced (left by an interrupted compaction) and removed.
+    pub(crate) removed_segments: Vec<u64>,
+}
+
+/// The state recovery hands to the engine.
+pub(crate) struct Recovered {
+    pub(crate) index: Index,
+    pub(crate) segs: BTreeMap<u64, Arc<dyn VFile>>,
+    pub(crate) active: u64,
+    pub(crate) tail: u64,
+    pub(crate) next_seq: u64,
+    pub(crate) report: RecoveryReport,
+}
+
+/// The file name of segment `id`.
+pub(crate) fn segment_name(id: u64) -> String {
+    format!("{id:016x}.wal")
+}
+
+fn parse_hex(name: &str, ext: &str) -> Option<u64> {
+    let stem = name.strip_suffix(ext)?;
+    if stem.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(stem, 16).ok()
+}
+
+fn corrupted(dir: &Path, what: impl std::fmt::Display) -> Error {
+    Error::corrupted(format!("file store {}: {what}", dir.display()))
+}
+
+fn io_err(dir: &Path, what: &str, e: std::io::Error) -> Error {
+    Error::from(e).context(format!("file store {}: {what}", dir.display()))
+}
+
+/// Creates segment `id` with its header, synced, and syncs the directory.
+pub(crate) fn create_segment(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    id: u64,
+) -> std::io::Result<Arc<dyn VFile>> {
+    let path = dir.join(segment_name(id));
+    let file = vfs.create(&path)?;
+    let result = file
+        .write_at(&record::segment_header(id), 0)
+        .and_then(|()| file.sync_data())
+        .and_then(|()| vfs.sync_dir(dir));
+    match result {
+        Ok(()) => Ok(file),
+        Err(e) => {
+            let _ = vfs.remove(&path);
+            Err(e)
+        }
+    }
+}
+
+/// Whether a record with a plausible seq (at least `expected`) decodes
+/// anywhere after `from` in `bytes`.
+fn valid_record_after(bytes: &[u8], from: usize, seg: u64, expected: u64, max: usize) -> bool {
+    let mut at = from + 1;
+    while at + RECORD_HEADER_LEN <= bytes.len() {
+        let mut s = [0u8; 8];
+        s.copy_from_slice(&bytes[at + 8..at + 16]);
+        let seq = u64::from_le_bytes(s);
+        if seq >= expected
+            && seq - expected < (1 << 32)
+            && matches!(record::decode_frame(&bytes[at..], seg, max), Ok(Some(_)))
+        {
+            return true;
+        }
+        at += 1;
+    }
+    false
+}
+
+/// Recovers the store in `dir`.
+pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<Recovered> {
+    let max = opts.max_record_size;
+    let mut report = RecoveryReport::default();
+    let mut seg_ids = BTreeSet::new();
+    let mut ckps = BTreeMap::new();
+    for name in vfs.list(dir).map_err(|e| io_err(dir, "listing", e))? {
+        if let Some(id) = parse_hex(&name, ".wal") {
+            seg_ids.insert(id);
+        } else if let Some(seq) = parse_hex(&name, ".ckp") {
+            ckps.insert(seq, name);
+        } else if name == "checkpoint.tmp" {
+            let _ = vfs.remove(&dir.join(&name));
+        }
+    }
+
+    // The newest intact checkpoint.
+    let mut loaded: Option<(Index, Position)> = None;
+    for (seq, name) in ckps.iter().rev() {
+        let path = dir.join(name);
+        let bytes = vfs
+            .open(&path)
+            .and_then(|f| read_all(&*f))
+            .map_err(|e| io_err(dir, &format!("reading checkpoint {name}"), e))?;
+        match checkpoint::decode(&bytes) {
+            Ok(found) => {
+                report.checkpoint = Some(*seq);
+                loaded = Some(found);
+                break;
+            }
+            Err(Damage(why)) if opts.salvage => {
+                report
+                    .lost
+                    .push(format!("checkpoint {name} is damaged ({why}); not used"));
+            }
+            Err(Damage(why)) => return Err(corrupted(dir, format!("checkpoint {name}: {why}"))),
+        }
+    }
+    let (mut index, start, start_off, mut expected) = match loaded {
+        Some((index, pos)) => (index, pos.seg, pos.off, Some(pos.next_seq)),
+        None => (Index::new(), 1, SEGMENT_HEADER_LEN, Some(0)),
+    };
+
+    // No gap from the replay start to the newest segment.
+    let mut live: Vec<u64> = Vec::new();
+    if let Some(&last) = seg_ids.iter().next_back() {
+        let mut id = start;
+        if !seg_ids.contains(&start) && opts.salvage {
+            if let Some(&first) = seg_ids.range(start..).next() {
+                report.lost.push(format!(
+                    "segments {} to {} are missing; replay starts at {}",
+                    segment_name(start),
+                    segment_name(first - 1),
+                    segment_name(first)
+                ));
+                id = first;
+                expected = None;
+            }
+        }
+        while id <= last {
+            if seg_ids.contains(&id) {
+                live.push(id);
+            } else if opts.salvage {
+                set_aside(vfs, dir, &seg_ids, id, &mut report)?;
+                break;
+            } else {
+                return Err(corrupted(
+                    dir,
+                    format!("segment {} is missing", segment_name(id)),
+                ));
+            }
+            id += 1;
+        }
+    }
+    if report.checkpoint.is_some() && live.first() != Some(&start) && !opts.salvage {
+        return Err(corrupted(
+            dir,
+            format!(
+                "segment {} (named by the checkpoint) is missing",
+                segment_name(start)
+            ),
+        ));
+    }
+
+    // Older segments: keep the referenced ones, remove the rest.
+    let referenced = index.referenced_segments();
+    for &id in seg_ids.range(..start) {
+        if !referenced.contains(&id) {
+            vfs.remove(&dir.join(segment_name(id)))
+                .map_err(|e| io_err(dir, "removing an unreferenced segment", e))?;
+            report.removed_segments.push(id);
+        }
+    }
+    let mut segs: BTreeMap<u64, Arc<dyn VFile>> = BTreeMap::new();
+    for &id in &referenced {
+        if id >= start {
+            continue;
+        }
+        if seg_ids.contains(&id) {
+            let f = vfs
+                .open(&dir.join(segment_name(id)))
+                .map_err(|e| io_err(dir, "opening a segment", e))?;
+            segs.insert(id, f);
+        } else if opts.salvage {
+            let n = index.drop_segment(id);
+            report.lost.push(format!(
+                "segment {} is missing: {n} entries lost",
+                segment_name(id)
+            ));
+        } else {
+            return Err(corrupted(
+                dir,
+                format!(
+                    "segment {} is missing but still referenced",
+                    segment_name(id)
+                ),
+            ));
+        }
+    }
+
+    // Replay.
+    let mut tail = SEGMENT_HEADER_LEN;
+    let mut active = None;
+    for (i, &id) in live.iter().enumerate() {
+        let is_last = i + 1 == live.len();
+        let name = segment_name(id);
+        let path = dir.join(&name);
+        let file = vfs
+            .open(&path)
+            .map_err(|e| io_err(dir, "opening a segment", e))?;
+        let bytes = read_all(&*file).map_err(|e| io_err(dir, &format!("reading {name}"), e))?;
+        if let Err(Damage(why)) = record::check_segment_header(&bytes, id) {
+            // A segment is only written after its header and the directory
+            // were synced, so a bad header on the newest, never-checkpointed
+            // segment is an interrupted rotation with nothing acknowledged.
+            if is_last && (report.checkpoint.is_none() || id != start) && i > 0 {
+                vfs.remove(&path)
+                    .map_err(|e| io_err(dir, "removing a torn segment", e))?;
+                report.truncated_tail = Some((id, 0, bytes.len() as u64));
+                break;
+            }
+            if is_last && live.len() == 1 && report.checkpoint.is_none() {
+                vfs.remove(&path)
+                    .map_err(|e| io_err(dir, "removing a torn segment", e))?;
+                report.truncated_tail = Some((id, 0, bytes.len() as u64));
+                break;
+            }
+            return Err(corrupted(dir, format!("segment {name} at offset 0: {why}")));
+        }
+        let mut off = if id == start {
+            start_off
+        } else {
+            SEGMENT_HEADER_LEN
+        } as usize;
+        if off > bytes.len() {
+            return Err(corrupted(
+                dir,
+                format!(
+                    "segment {name} at offset {}: the segment ends before the checkpoint's position {off}",
+                    bytes.len()
+                ),
+            ));
+        }
+        let mut salvaged = false;
+        loop {
+            let rest = bytes.get(off..).unwrap_or(&[]);
+            let damage = match record::decode_frame(rest, id, max) {
+                Ok(None) => break,
+                Ok(Some(frame)) if expected.is_some_and(|e| e != frame.seq) => Damage(format!(
+                    "record seq {} where {} was expected",
+                    frame.seq,
+                    expected.unwrap_or(0)
+                )),
+                Ok(Some(frame)) => match record::decode_batch(frame.payload) {
+                    Ok(ops) => {
+                        index.apply(id, (off + RECORD_HEADER_LEN) as u64, &ops);
+                        report.replayed_records += 1;
+                        expected = Some(frame.seq + 1);
+                        off += frame.len;
+                        continue;
+                    }
+                    Err(d) => d,
+                },
+                Err(d) => d,
+            };
+            let next = expected.unwrap_or(0);
+            if is_last && !valid_record_after(&bytes, off, id, next, max) {
+                truncate(&*file, off as u64)
+                    .map_err(|e| io_err(dir, "truncating a torn tail", e))?;
+                report.truncated_tail = Some((id, off as u64, (bytes.len() - off) as u64));
+                break;
+            }
+            if !opts.salvage {
+                return Err(corrupted(
+                    dir,
+                    format!("segment {name} at offset {off}: {}", damage.0),
+                ));
+            }
+            truncate(&*file, off as u64).map_err(|e| io_err(dir, "salvaging", e))?;
+            report.lost.push(format!(
+                "segment {name} from offset {off}: {} bytes dropped ({})",
+                bytes.len() - off,
+                damage.0
+            ));
+            if let Some(&after) = live.get(i + 1) {
+                set_aside(vfs, dir, &seg_ids, after, &mut report)?;
+            }
+            salvaged = true;
+            break;
+        }
+        tail = off as u64;
+        segs.insert(id, file);
+        active = Some(id);
+        if salvaged {
+            break;
+        }
+    }
+    let active = match active {
+        Some(id) => id,
+        None => {
+            let id = start;
+            let file =
+                create_segment(vfs, dir, id).map_err(|e| io_err(dir, "creating a segment", e))?;
+            segs.insert(id, file);
+            tail = SEGMENT_HEADER_LEN;
+            id
+        }
+    };
+    Ok(Recovered {
+        index,
+        segs,
+        active,
+        tail,
+        next_seq: expected.unwrap_or(0),
+        report,
+    })
+}
+
+fn truncate(file: &dyn VFile, len: u64) -> std::io::Result<()> {
+    file.set_len(len)?;
+    file.sync_data()
+}
+
+/// Salvage: renames segments from `from` on to `*.wal.lost` and reports it.
+fn set_aside(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    seg_ids: &BTreeSet<u64>,
+    from: u64,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    for &id in seg_ids.range(from..) {
+        let name = segment_name(id);
+        vfs.rename(&dir.join(&name), &dir.join(format!("{name}.lost")))
+            .map_err(|e| io_err(dir, "setting a segment aside", e))?;
+        report.lost.push(format!(
+            "segment {name} set aside as {name}.lost (after damage)"
+        ));
+    }
+    vfs.sync_dir(dir)
+        .map_err(|e| io_err(dir, "syncing the directory", e))
+}

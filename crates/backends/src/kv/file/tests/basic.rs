@@ -1,0 +1,249 @@
+//! Round trips, ordering, reopen, the lock file, group commit, checkpoints
+//! and compaction.
+
+use super::*;
+use stowage_core::{Durability, ErrorKind};
+
+fn put(table: Table, key: &[u8], value: &[u8]) -> Batch {
+    let mut b = Batch::default();
+    b.put(table, key.to_vec(), value.to_vec());
+    b
+}
+
+#[test]
+fn get_scan_and_batches_behave_like_the_model() {
+    let fs = SimFs::new();
+    let kv = open_sim(&fs, small_opts()).unwrap();
+    let mut model = Model::new();
+    for b in workload(7, 60) {
+        kv.write(b.clone()).unwrap();
+        apply_model(&mut model, &b);
+    }
+    assert_eq!(dump(&kv).unwrap(), model);
+    for ((t, k), v) in &model {
+        assert_eq!(kv.get(*t, k).unwrap().as_ref(), Some(v));
+    }
+    assert_eq!(kv.get(Table::Runs, b"absent").unwrap(), None);
+}
+
+#[test]
+fn scans_honour_bounds_direction_and_limit() {
+    let fs = SimFs::new();
+    let kv = open_sim(&fs, small_opts()).unwrap();
+    let mut b = Batch::default();
+    for i in 0u8..10 {
+        b.put(Table::Runs, vec![i], vec![i, i]);
+    }
+    b.put(Table::Releases, vec![3], b"other table".to_vec());
+    kv.write(b).unwrap();
+    let keys = |v: Vec<(Vec<u8>, Vec<u8>)>| v.into_iter().map(|(k, _)| k[0]).collect::<Vec<_>>();
+    let fwd = kv
+        .scan(Table::Runs, &[2], Some(&[6]), Direction::Forward, 100)
+        .unwrap();
+    assert_eq!(keys(fwd), vec![2, 3, 4, 5]);
+    let rev = kv
+        .scan(Table::Runs, &[2], Some(&[6]), Direction::Reverse, 3)
+        .unwrap();
+    assert_eq!(keys(rev), vec![5, 4, 3]);
+    let open_end = kv
+        .scan(Table::Runs, &[8], None, Direction::Forward, 100)
+        .unwrap();
+    assert_eq!(keys(open_end), vec![8, 9]);
+    assert!(kv
+        .scan(Table::Runs, &[6], Some(&[2]), Direction::Forward, 9)
+        .unwrap()
+        .is_empty());
+    assert!(kv
+        .scan(Table::Runs, &[0], None, Direction::Forward, 0)
+        .unwrap()
+        .is_empty());
+    let mut b = Batch::default();
+    b.delete_range(Table::Runs, vec![3], vec![7]);
+    b.delete_range(Table::Runs, vec![9], vec![1]);
+    b.delete(Table::Runs, vec![0]);
+    kv.write(b).unwrap();
+    let all = kv
+        .scan(Table::Runs, &[], None, Direction::Forward, 100)
+        .unwrap();
+    assert_eq!(keys(all), vec![1, 2, 7, 8, 9]);
+    assert_eq!(
+        kv.get(Table::Releases, &[3]).unwrap().unwrap(),
+        b"other table"
+    );
+}
+
+#[test]
+fn state_survives_reopen_with_and_without_checkpoints() {
+    for checkpoint_interval in [0, 3000] {
+        let fs = SimFs::new();
+        let opts = FileOptions {
+            checkpoint_interval,
+            ..small_opts()
+        };
+        let mut model = Model::new();
+        for round in 0..3 {
+            let kv = open_sim(&fs, opts.clone()).unwrap();
+            assert_eq!(dump(&kv).unwrap(), model, "round {round}");
+            for b in workload(round + 11, 40) {
+                kv.write(b.clone()).unwrap();
+                apply_model(&mut model, &b);
+            }
+        }
+        let kv = open_sim(&fs, opts).unwrap();
+        assert_eq!(dump(&kv).unwrap(), model);
+        assert_eq!(kv.recovery_report().truncated_tail, None);
+    }
+}
+
+#[test]
+fn close_checkpoints_so_reopen_replays_nothing() {
+    let fs = SimFs::new();
+    let mut model = Model::new();
+    {
+        let kv = open_sim(&fs, small_opts()).unwrap();
+        for b in workload(3, 80) {
+            kv.write(b.clone()).unwrap();
+            apply_model(&mut model, &b);
+        }
+        kv.close().unwrap();
+    }
+    let kv = open_sim(&fs, small_opts()).unwrap();
+    assert_eq!(kv.recovery_report().replayed_records, 0);
+    assert_eq!(kv.recovery_report().checkpoint, Some(80));
+    assert_eq!(dump(&kv).unwrap(), model);
+}
+
+#[test]
+fn compaction_reclaims_segments_and_keeps_every_value() {
+    let fs = SimFs::new();
+    let mut model = Model::new();
+    let kv = open_sim(&fs, small_opts()).unwrap();
+    for b in workload(5, 200) {
+        kv.write(b.clone()).unwrap();
+        apply_model(&mut model, &b);
+    }
+    let before = fs.ops();
+    let segments = |fs: &SimFs| {
+        use super::super::vfs::Vfs;
+        fs.list(&sim_dir())
+            .unwrap()
+            .iter()
+            .filter(|n| n.ends_with(".wal"))
+            .count()
+    };
+    let count_before = segments(&fs);
+    let removed = kv.compact().unwrap();
+    assert!(removed > 0, "nothing compacted");
+    assert!(fs.ops() > before);
+    assert!(segments(&fs) < count_before);
+    assert_eq!(dump(&kv).unwrap(), model);
+    drop(kv);
+    let kv = open_sim(&fs, small_opts()).unwrap();
+    assert_eq!(dump(&kv).unwrap(), model);
+}
+
+#[test]
+fn oversized_batches_are_refused_and_change_nothing() {
+    let fs = SimFs::new();
+    let opts = FileOptions {
+        max_record_size: 4096,
+        ..small_opts()
+    };
+    let kv = open_sim(&fs, opts).unwrap();
+    let err = kv
+        .write(put(Table::Blobs, b"k", &vec![0u8; 5000]))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert_eq!(kv.get(Table::Blobs, b"k").unwrap(), None);
+    kv.write(put(Table::Blobs, b"k", &vec![1u8; 3000])).unwrap();
+    assert_eq!(kv.get(Table::Blobs, b"k").unwrap().unwrap().len(), 3000);
+}
+
+#[test]
+fn a_second_opener_is_refused_naming_the_holder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kv = FileKv::open(tmp.path(), FileOptions::default()).unwrap();
+    let err = FileKv::open(tmp.path(), FileOptions::default())
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(
+        err.message().contains(&std::process::id().to_string()),
+        "{err}"
+    );
+    drop(kv);
+    FileKv::open(tmp.path(), FileOptions::default()).unwrap();
+}
+
+#[test]
+fn concurrent_writers_share_fsyncs_and_lose_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = FileOptions {
+        segment_size: 64 << 10,
+        checkpoint_interval: 200 << 10,
+        ..FileOptions::default()
+    };
+    let kv = Arc::new(FileKv::open(tmp.path(), opts.clone()).unwrap());
+    let threads: Vec<_> = (0u8..16)
+        .map(|t| {
+            let kv = kv.clone();
+            std::thread::spawn(move || {
+                for i in 0u8..40 {
+                    kv.write(put(Table::SessionLog, &[t, i], &[t; 300]))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    drop(kv);
+    let kv = FileKv::open(tmp.path(), opts).unwrap();
+    let all = kv
+        .scan(Table::SessionLog, &[], None, Direction::Forward, usize::MAX)
+        .unwrap();
+    assert_eq!(all.len(), 16 * 40);
+    assert!(all.iter().all(|(k, v)| v == &vec![k[0]; 300]));
+}
+
+#[test]
+fn buffered_durability_survives_reopen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = FileOptions {
+        durability: Durability::Buffered,
+        ..FileOptions::default()
+    };
+    {
+        let kv = FileKv::open(tmp.path(), opts.clone()).unwrap();
+        kv.write(put(Table::Meta, b"a", b"1")).unwrap();
+    }
+    let kv = FileKv::open(tmp.path(), opts).unwrap();
+    assert_eq!(kv.get(Table::Meta, b"a").unwrap().unwrap(), b"1");
+}
+
+#[test]
+fn urls_parse_into_directory_and_options() {
+    use super::super::url_options::parse;
+    let url =
+        url::Url::parse("file:///tmp/a%20b?durability=buffered&segment_size=8192&salvage=true")
+            .unwrap();
+    let (dir, opts, max_blob) = parse(&url).unwrap();
+    assert_eq!(max_blob, crate::kv::options::DEFAULT_MAX_BLOB_SIZE);
+    assert_eq!(dir, PathBuf::from("/tmp/a b"));
+    assert_eq!(opts.durability, Durability::Buffered);
+    assert_eq!(opts.segment_size, 8192);
+    assert!(opts.salvage);
+    for bad in [
+        "file:///x?durability=fast",
+        "file:///x?colour=blue",
+        "file:///x?segment_size=big",
+        "file://host/x",
+        "file:///",
+        "file:///x?salvage=maybe",
+        "file:///x?max_blob_size=big",
+    ] {
+        let err = parse(&url::Url::parse(bad).unwrap()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad}");
+    }
+}

@@ -1,0 +1,129 @@
+//! A failed fsync poisons the engine; a full disk is `StorageFull` and
+//! writes resume once space is freed.
+
+use super::*;
+use std::sync::Mutex;
+use stowage_core::ErrorKind;
+
+fn put(key: &[u8], len: usize) -> Batch {
+    let mut b = Batch::default();
+    b.put(Table::Blobs, key.to_vec(), vec![7u8; len]);
+    b
+}
+
+#[test]
+fn a_failed_fsync_poisons_every_later_call_until_reopen() {
+    let fs = SimFs::new();
+    let kv = open_sim(&fs, small_opts()).unwrap();
+    kv.write(put(b"a", 10)).unwrap();
+    fs.fail_next_sync();
+    let err = kv.write(put(b"b", 10)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
+    let err = kv.write(put(b"c", 10)).unwrap_err();
+    assert!(err.message().contains("reopen"), "{err}");
+    assert!(kv.get(Table::Blobs, b"a").is_err());
+    assert!(kv
+        .scan(Table::Blobs, &[], None, Direction::Forward, 9)
+        .is_err());
+    drop(kv);
+    // Linux dropped the dirty pages: after power loss `b` is gone, `a` stays.
+    fs.power_loss(None);
+    let kv = open_sim(&fs, small_opts()).unwrap();
+    assert_eq!(kv.get(Table::Blobs, b"a").unwrap().unwrap(), vec![7u8; 10]);
+    assert_eq!(kv.get(Table::Blobs, b"b").unwrap(), None);
+    assert_eq!(kv.get(Table::Blobs, b"c").unwrap(), None);
+    kv.write(put(b"d", 10)).unwrap();
+}
+
+#[test]
+fn concurrent_writers_never_get_a_false_acknowledgement_from_a_failed_fsync() {
+    for round in 0..5u8 {
+        let fs = SimFs::new();
+        let kv = Arc::new(open_sim(&fs, small_opts()).unwrap());
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let kinds = Arc::new(Mutex::new(Vec::new()));
+        let threads: Vec<_> = (0u8..8)
+            .map(|t| {
+                let (kv, acked, fs) = (kv.clone(), acked.clone(), fs.clone());
+                let kinds = kinds.clone();
+                std::thread::spawn(move || {
+                    for i in 0u8..20 {
+                        if t == 0 && i == 5 + round {
+                            fs.fail_next_sync();
+                        }
+                        match kv.write(put(&[t, i], 50)) {
+                            Ok(()) => acked.lock().unwrap().push(vec![t, i]),
+                            Err(e) => kinds.lock().unwrap().push(e.kind()),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // The writers of the failed round cannot know whether their write
+        // survived; later ones are told to reopen.
+        let kinds = kinds.lock().unwrap().clone();
+        assert!(kinds.contains(&ErrorKind::OutcomeUnknown), "{kinds:?}");
+        assert!(
+            kinds
+                .iter()
+                .all(|k| matches!(k, ErrorKind::OutcomeUnknown | ErrorKind::Internal)),
+            "{kinds:?}"
+        );
+        drop(kv);
+        fs.power_loss(None);
+        let kv = open_sim(&fs, small_opts()).unwrap();
+        for key in acked.lock().unwrap().iter() {
+            assert!(
+                kv.get(Table::Blobs, key).unwrap().is_some(),
+                "acknowledged {key:?} lost"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_full_disk_is_storage_full_and_writes_resume_once_space_is_freed() {
+    let fs = SimFs::new();
+    let kv = open_sim(&fs, small_opts()).unwrap();
+    let mut model = Model::new();
+    for i in 0u8..10 {
+        let b = put(&[i], 300);
+        kv.write(b.clone()).unwrap();
+        apply_model(&mut model, &b);
+    }
+    let used: u64 = {
+        use super::super::vfs::Vfs;
+        fs.list(&sim_dir())
+            .unwrap()
+            .iter()
+            .map(|n| {
+                fs.contents(&sim_dir().join(n))
+                    .map_or(0, |c| c.len() as u64)
+            })
+            .sum()
+    };
+    fs.set_capacity(Some(used + 100));
+    // Fails part-way through the append (and again when rotating).
+    for i in 0..6u8 {
+        let err = kv.write(put(&[100 + i], 600)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::StorageFull, "{err}");
+    }
+    assert_eq!(
+        dump(&kv).unwrap(),
+        model,
+        "acknowledged data stays readable"
+    );
+    fs.set_capacity(None);
+    for i in 20u8..40 {
+        let b = put(&[i], 300);
+        kv.write(b.clone()).unwrap();
+        apply_model(&mut model, &b);
+    }
+    drop(kv);
+    fs.power_loss(None);
+    let kv = open_sim(&fs, small_opts()).unwrap();
+    assert_eq!(dump(&kv).unwrap(), model);
+}

@@ -1,0 +1,117 @@
+//! Compaction and checkpoints racing writers, and damaged checkpoints.
+
+use super::super::checkpoint;
+use super::*;
+use stowage_core::ErrorKind;
+
+#[test]
+fn compaction_racing_writers_never_resurrects_an_old_value() {
+    let fs = SimFs::new();
+    let kv = Arc::new(open_sim(&fs, small_opts()).unwrap());
+    let writers: Vec<_> = (0u8..4)
+        .map(|t| {
+            let kv = kv.clone();
+            std::thread::spawn(move || {
+                for round in 0u32..150 {
+                    let mut b = Batch::default();
+                    // Each writer owns keys [t, 0..8]; the value names the round.
+                    let key = vec![t, (round % 8) as u8];
+                    let mut value = round.to_be_bytes().to_vec();
+                    value.resize(200, t);
+                    b.put(Table::Runs, key, value);
+                    if round % 10 == 9 {
+                        b.delete(Table::Runs, vec![t, 3]);
+                    }
+                    kv.write(b).unwrap();
+                }
+            })
+        })
+        .collect();
+    let maintainer = {
+        let kv = kv.clone();
+        std::thread::spawn(move || {
+            let mut removed = 0;
+            for _ in 0..30 {
+                kv.checkpoint().unwrap();
+                removed += kv.compact().unwrap();
+                std::thread::yield_now();
+            }
+            removed
+        })
+    };
+    for w in writers {
+        w.join().unwrap();
+    }
+    let removed = maintainer.join().unwrap() + kv.compact().unwrap();
+    assert!(removed > 0, "compaction never ran while racing");
+    // The model: the last write of each key wins.
+    let mut model = Model::new();
+    for t in 0u8..4 {
+        for round in 0u32..150 {
+            let mut value = round.to_be_bytes().to_vec();
+            value.resize(200, t);
+            model.insert((Table::Runs, vec![t, (round % 8) as u8]), value);
+            if round % 10 == 9 {
+                model.remove(&(Table::Runs, vec![t, 3]));
+            }
+        }
+    }
+    assert_eq!(dump(&kv).unwrap(), model);
+    drop(kv);
+    let kv = open_sim(&fs, small_opts()).unwrap();
+    assert_eq!(dump(&kv).unwrap(), model);
+}
+
+#[test]
+fn a_damaged_checkpoint_refuses_to_open_and_salvage_replays_around_it() {
+    let fs = SimFs::new();
+    let mut model = Model::new();
+    {
+        let kv = open_sim(&fs, small_opts()).unwrap();
+        for b in workload(21, 40) {
+            kv.write(b.clone()).unwrap();
+            apply_model(&mut model, &b);
+        }
+        kv.close().unwrap();
+    }
+    let ckp = sim_dir().join(checkpoint::file_name(40));
+    fs.edit(&ckp, |d| d[20] ^= 1);
+    let err = open_sim(&fs, small_opts()).err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Corrupted, "{err}");
+    assert!(err.message().contains(&checkpoint::file_name(40)), "{err}");
+    // No compaction ran, so the whole log is still there to replay.
+    let salvage = FileOptions {
+        salvage: true,
+        ..small_opts()
+    };
+    let kv = open_sim(&fs, salvage).unwrap();
+    assert!(!kv.recovery_report().lost.is_empty());
+    assert_eq!(dump(&kv).unwrap(), model);
+}
+
+#[test]
+fn compaction_does_not_rewrite_a_value_overwritten_after_it_was_read() {
+    let fs = SimFs::new();
+    let kv = open_sim(&fs, small_opts()).unwrap();
+    let put = |value: &[u8]| {
+        let mut b = Batch::default();
+        b.put(Table::Meta, b"k".to_vec(), value.to_vec());
+        b
+    };
+    kv.write(put(b"old")).unwrap();
+    // What compaction read before taking the WAL lock.
+    let loc = *kv.index.read().table(Table::Meta).get(&b"k"[..]).unwrap();
+    kv.write(put(b"new")).unwrap();
+    let appended = kv
+        .rewrite(vec![(Table::Meta, b"k".to_vec(), loc, b"old".to_vec())])
+        .unwrap();
+    assert_eq!(appended, None, "a stale value must not be re-appended");
+    assert_eq!(kv.get(Table::Meta, b"k").unwrap().unwrap(), b"new");
+    // Still current: rewritten, same value.
+    let loc = *kv.index.read().table(Table::Meta).get(&b"k"[..]).unwrap();
+    let appended = kv
+        .rewrite(vec![(Table::Meta, b"k".to_vec(), loc, b"new".to_vec())])
+        .unwrap();
+    assert!(appended.is_some());
+    assert_eq!(kv.get(Table::Meta, b"k").unwrap().unwrap(), b"new");
+}

@@ -1,0 +1,115 @@
+//! Opening the file backend by URL through the public API: options,
+//! capabilities, the single-opener lock, and durability across reopen.
+
+#![cfg(feature = "file")]
+
+use bytes::Bytes;
+use stowage_backends::open;
+use stowage_core::ErrorKind;
+
+fn url(dir: &std::path::Path, query: &str) -> String {
+    let mut u = url::Url::from_file_path(dir).expect("absolute temp dir");
+    if !query.is_empty() {
+        u.set_query(Some(query));
+    }
+    u.to_string()
+}
+
+#[tokio::test]
+async fn bad_urls_are_invalid_input() {
+    for bad in [
+        "file:///",
+        "file://somehost/dir",
+        "file:///tmp/x?durability=sometimes",
+        "file:///tmp/x?unknown=1",
+        "file:///tmp/x?segment_size=12",
+        "file:///tmp/x?salvage=maybe",
+    ] {
+        let err = open(bad).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn stores_open_by_url_and_declare_their_capabilities() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = open(&url(&dir.path().join("s"), "max_blob_size=100"))
+        .await
+        .unwrap();
+    let caps = &stores.capabilities;
+    assert_eq!(caps.backend, "file");
+    assert!(caps.durable && caps.streaming && !caps.shared);
+    assert_eq!(caps.max_blob_size, 100);
+    let err = stores.cas.put(Bytes::from(vec![0; 101])).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    let d = stores.cas.put(Bytes::from(vec![0; 100])).await.unwrap();
+    assert_eq!(stores.cas.stat(&d).await.unwrap().size, 100);
+}
+
+#[tokio::test]
+async fn a_second_opener_gets_an_error_naming_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let u = url(&dir.path().join("s"), "");
+    let first = open(&u).await.unwrap();
+    let err = open(&u).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    let pid = std::process::id().to_string();
+    assert!(err.message().contains(&pid), "names the holder: {err}");
+    drop(first);
+    open(&u).await.unwrap();
+}
+
+#[tokio::test]
+async fn writes_survive_reopen_in_both_durability_modes() {
+    for query in [
+        "durability=sync",
+        "durability=buffered",
+        "segment_size=4096",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let u = url(&dir.path().join("s"), query);
+        let stores = open(&u).await.unwrap();
+        let mut digests = Vec::new();
+        for i in 0..50u32 {
+            let bytes = Bytes::from(vec![i as u8; 1000 + i as usize]);
+            digests.push((stores.cas.put(bytes.clone()).await.unwrap(), bytes));
+        }
+        drop(stores);
+        let stores = open(&u).await.unwrap();
+        for (d, bytes) in &digests {
+            assert_eq!(&stores.cas.get(d).await.unwrap(), bytes, "{query}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_flipped_byte_in_a_sealed_segment_refuses_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s");
+    let u = url(&store, "segment_size=4096&checkpoint_interval=0");
+    let stores = open(&u).await.unwrap();
+    for i in 0..20u8 {
+        stores.cas.put(Bytes::from(vec![i; 3000])).await.unwrap();
+    }
+    drop(stores);
+    let first = store.join(format!("{:016x}.wal", 1));
+    let mut bytes = std::fs::read(&first).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&first, bytes).unwrap();
+    let err = open(&u).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupted, "{err}");
+    assert!(err.message().contains("0000000000000001.wal"), "{err}");
+    assert!(err.message().contains("offset"), "{err}");
+    // Salvage opens what is intact and the store works again.
+    let salvaged = open(&url(
+        &store,
+        "segment_size=4096&checkpoint_interval=0&salvage=true",
+    ))
+    .await
+    .unwrap();
+    salvaged
+        .cas
+        .put(Bytes::from_static(b"after"))
+        .await
+        .unwrap();
+}
