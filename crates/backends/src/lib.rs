@@ -3,13 +3,25 @@
 //! Every stowage backend, each behind a Cargo feature, and [`open`], which
 //! picks one by URL:
 //!
-//! | feature | URL | durable | shared between processes |
-//! |---|---|---|---|
-//! | `memory` (default) | `memory://` | no | no |
-//! | `file` | `file:///abs/dir`, `file:rel/dir` | yes | no (lock file) |
-//! | `rocksdb` | `rocksdb:///abs/dir` | yes | no |
-//! | `sled` | `sled:///abs/dir` | yes (best effort: sled is beta) | no |
-//! | `redis` | `redis://host:port/db?prefix=NAME`, `rediss://…` | as the server is configured | yes |
+//! | feature | URL | durable | shared between processes | docs |
+//! |---|---|---|---|---|
+//! | `memory` (default) | `memory://` | no | no | [`memory`] |
+//! | `file` (default; the embedded default) | `file:///abs/dir`, `file:rel/dir` | yes: fsync before acknowledging | no (a lock file refuses a second opener) | `docs/file-engine.md` |
+//! | `rocksdb` | `rocksdb:///abs/dir` | yes: synced WAL before acknowledging | no | `docs/kv.md` |
+//! | `sled` | `sled:///abs/dir` | best effort: flush before acknowledging; sled 0.34 is beta | no | `docs/kv.md` |
+//! | `redis` | `redis://host:port/db?prefix=NAME` | as the server is configured (`appendfsync`), opt-in `WAIT`/`WAITAOF` | yes | `docs/redis.md` |
+//!
+//! Other features: `testcontainers` (test tooling only: the Redis test
+//! harness starts Redis in Docker when no `STOWAGE_TEST_REDIS_URL` is set
+//! and a Docker engine is reachable). Features starting with `_` are
+//! internal.
+//!
+//! The embedded backends (`file`, `rocksdb`, `sled`) share one store layer
+//! written over an ordered key-value seam, so they cannot drift; each
+//! engine supplies only get, ordered scan and an atomic write batch.
+//! `file`, `rocksdb` and `sled` accept `?durability=buffered` (acknowledge
+//! before fsync: survives `kill -9`, not power loss) and
+//! `?max_blob_size=BYTES`.
 //!
 //! A URL whose backend was not compiled in fails with
 //! [`ErrorKind::Unsupported`](stowage_core::ErrorKind::Unsupported) naming
@@ -28,5 +40,7 @@ mod kv;
 #[cfg(feature = "memory")]
 pub mod memory;
 mod open;
+#[cfg(feature = "redis")]
+mod redis;
 
 pub use open::{open, open_with};

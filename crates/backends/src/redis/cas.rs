@@ -1,0 +1,165 @@
+//! [`CasStore`] over Redis: one string per blob (`{prefix:blob:<hex>}:data`
+//! = 4-byte big-endian CRC32C, then the bytes) plus the digest listing
+//! `{prefix:idx}:blobs`. Damaged bytes fail the checksum and give
+//! `Corrupted`; `verify` re-hashes.
+//!
+//! Listing consistency across slots: put writes the blob then adds the
+//! digest; delete removes the blob, removes the digest, then re-adds it if
+//! a concurrent put stored the blob again. Every stored blob is listed;
+//! digests whose blob is gone are skipped.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::future::try_join_all;
+use stowage_core::cas::too_large;
+use stowage_core::{validate, BlobStat, CasStore, Digest, Error, Result};
+
+use super::conn::{bytes, int, items, Op};
+use super::{Shared, MAX_BLOB};
+
+/// The blob store.
+pub(crate) struct RedisCas(pub(crate) Arc<Shared>);
+
+const SCAN_BATCH: usize = 512;
+
+impl RedisCas {
+    async fn index(&self, d: &Digest, what: &str) -> Result<()> {
+        let sh = &self.0;
+        let hex = d.to_string();
+        sh.conn
+            .mutate(
+                &sh.scripts.index_add,
+                &[&sh.keys.blobs_all()],
+                &[hex.as_bytes()],
+                what,
+            )
+            .await
+            .map(drop)
+    }
+
+    async fn exists(&self, d: &Digest, what: &str) -> Result<bool> {
+        let mut cmd = redis::cmd("EXISTS");
+        cmd.arg(self.0.keys.blob(d));
+        Ok(int(&self.0.conn.query(&cmd, Op::Read, what).await?) == Some(1))
+    }
+}
+
+#[async_trait]
+impl CasStore for RedisCas {
+    async fn put(&self, data: Bytes) -> Result<Digest> {
+        too_large(data.len() as u64, MAX_BLOB)?;
+        let d = Digest::of(&data);
+        let what = format!("put blob {}", d.short());
+        let mut value = Vec::with_capacity(data.len() + 4);
+        value.extend_from_slice(&crc32c::crc32c(&data).to_be_bytes());
+        value.extend_from_slice(&data);
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.0.keys.blob(&d)).arg(value).arg("NX");
+        self.0.conn.query(&cmd, Op::Write, &what).await?;
+        self.0.conn.wait_durable(&what).await?;
+        self.index(&d, &what).await?;
+        Ok(d)
+    }
+
+    async fn get(&self, digest: &Digest) -> Result<Bytes> {
+        let what = format!("blob {}", digest.short());
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.0.keys.blob(digest));
+        let reply = self.0.conn.query(&cmd, Op::Read, &what).await?;
+        let stored =
+            bytes(&reply).ok_or_else(|| Error::not_found(format!("{what} does not exist")))?;
+        let (crc, body) = match stored.split_first_chunk::<4>() {
+            Some((crc, body)) => (u32::from_be_bytes(*crc), body),
+            None => return Err(Error::corrupted(format!("{what} is truncated"))),
+        };
+        if crc32c::crc32c(body) != crc {
+            return Err(Error::corrupted(format!(
+                "{what} is damaged: its checksum does not match"
+            )));
+        }
+        Ok(Bytes::copy_from_slice(body))
+    }
+
+    async fn contains(&self, digest: &Digest) -> Result<bool> {
+        self.exists(digest, &format!("blob {}", digest.short()))
+            .await
+    }
+
+    async fn stat(&self, digest: &Digest) -> Result<BlobStat> {
+        let what = format!("blob {}", digest.short());
+        let mut cmd = redis::cmd("STRLEN");
+        cmd.arg(self.0.keys.blob(digest));
+        let len = int(&self.0.conn.query(&cmd, Op::Read, &what).await?).unwrap_or(0);
+        match len {
+            0 => Err(Error::not_found(format!("{what} does not exist"))),
+            1..=3 => Err(Error::corrupted(format!("{what} is truncated"))),
+            n => Ok(BlobStat { size: n as u64 - 4 }),
+        }
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<bool> {
+        let sh = &self.0;
+        let what = format!("delete blob {}", digest.short());
+        let mut del = redis::cmd("DEL");
+        del.arg(sh.keys.blob(digest));
+        let existed = int(&sh.conn.query(&del, Op::Write, &what).await?) == Some(1);
+        sh.conn.wait_durable(&what).await?;
+        let mut zrem = redis::cmd("ZREM");
+        zrem.arg(sh.keys.blobs_all()).arg(digest.to_string());
+        sh.conn.query(&zrem, Op::Write, &what).await?;
+        if self.exists(digest, &what).await? {
+            self.index(digest, &what).await?;
+        }
+        Ok(existed)
+    }
+
+    async fn list(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<Digest>> {
+        let limit = validate::page_limit(limit);
+        let idx = self.0.keys.blobs_all();
+        let mut out = Vec::new();
+        let mut cursor = after.map(ToString::to_string);
+        while out.len() < limit {
+            let min = cursor
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |c| format!("({c}"));
+            let mut cmd = redis::cmd("ZRANGEBYLEX");
+            cmd.arg(&idx)
+                .arg(min)
+                .arg("+")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(SCAN_BATCH);
+            let found = items(self.0.conn.query(&cmd, Op::Read, "list blobs").await?);
+            if found.is_empty() {
+                break;
+            }
+            let digests: Vec<Digest> = found
+                .iter()
+                .map(|v| {
+                    let s = bytes(v).map(String::from_utf8_lossy).unwrap_or_default();
+                    s.parse::<Digest>().map_err(|_| {
+                        Error::corrupted(format!("blob index holds a bad digest {s:?}"))
+                    })
+                })
+                .collect::<Result<_>>()?;
+            cursor = digests.last().map(ToString::to_string);
+            let present =
+                try_join_all(digests.iter().map(|d| self.exists(d, "list blobs"))).await?;
+            for (d, p) in digests.iter().zip(present) {
+                if p && out.len() < limit {
+                    out.push(*d);
+                }
+            }
+            if found.len() < SCAN_BATCH {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn max_blob_size(&self) -> u64 {
+        MAX_BLOB
+    }
+}

@@ -1,0 +1,272 @@
+//! The connection (single node or cluster), script calls, and the mapping of
+//! redis-rs errors into stowage's [`ErrorKind`]s.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, ErrorKind as RedisKind, RedisError, ServerErrorKind, Value};
+use stowage_core::{Error, ErrorKind, Result};
+
+/// Whether a failed call may have changed anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// Reads never change anything: a lost reply is `Unavailable`.
+    Read,
+    /// A lost or timed-out reply to a write is `OutcomeUnknown`.
+    Write,
+}
+
+/// An opt-in durability wait issued after every acknowledged mutation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WaitMode {
+    /// Acknowledge as soon as the primary ran the script.
+    None,
+    /// `WAITAOF 1 0 <timeout>`: the primary fsynced its AOF (Redis ≥ 7.2).
+    Aof,
+    /// `WAIT <n> <timeout>`: `n` replicas received the write.
+    Replicas(u32),
+}
+
+/// A Lua script with its SHA-1, called by `EVALSHA` with an `EVAL` fallback.
+pub(crate) struct Lua {
+    body: &'static str,
+    sha: String,
+}
+
+impl Lua {
+    pub(crate) fn new(body: &'static str) -> Self {
+        Lua {
+            body,
+            sha: redis::Script::new(body).get_hash().to_owned(),
+        }
+    }
+}
+
+/// A cheap-to-clone handle on the server(s).
+#[derive(Clone)]
+pub(crate) struct Conn {
+    inner: Inner,
+    wait: WaitMode,
+    wait_timeout: Duration,
+}
+
+#[derive(Clone)]
+enum Inner {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    pub(crate) fn single(c: ConnectionManager, wait: WaitMode, wait_timeout: Duration) -> Self {
+        Conn {
+            inner: Inner::Single(c),
+            wait,
+            wait_timeout,
+        }
+    }
+
+    pub(crate) fn cluster(c: ClusterConnection, wait: WaitMode, wait_timeout: Duration) -> Self {
+        Conn {
+            inner: Inner::Cluster(c),
+            wait,
+            wait_timeout,
+        }
+    }
+
+    /// Sends one command.
+    pub(crate) async fn query(&self, cmd: &Cmd, op: Op, what: &str) -> Result<Value> {
+        let result = match self.inner.clone() {
+            Inner::Single(mut c) => cmd.query_async::<Value>(&mut c).await,
+            Inner::Cluster(mut c) => cmd.query_async::<Value>(&mut c).await,
+        };
+        result.map_err(|e| map_error(e, op, what))
+    }
+
+    /// Runs a script by SHA, falling back to `EVAL` (which also caches it on
+    /// that node) when the server does not know it yet. `NOSCRIPT` means
+    /// nothing ran, so the fallback never duplicates a write.
+    pub(crate) async fn eval(
+        &self,
+        lua: &Lua,
+        keys: &[&[u8]],
+        args: &[&[u8]],
+        op: Op,
+        what: &str,
+    ) -> Result<Value> {
+        let build = |head: &str, body: &[u8]| {
+            let mut cmd = redis::cmd(head);
+            cmd.arg(body).arg(keys.len());
+            for k in keys {
+                cmd.arg(*k);
+            }
+            for a in args {
+                cmd.arg(*a);
+            }
+            cmd
+        };
+        let by_sha = build("EVALSHA", lua.sha.as_bytes());
+        let result = match self.inner.clone() {
+            Inner::Single(mut c) => by_sha.query_async::<Value>(&mut c).await,
+            Inner::Cluster(mut c) => by_sha.query_async::<Value>(&mut c).await,
+        };
+        match result {
+            Err(e) if e.kind() == RedisKind::Server(ServerErrorKind::NoScript) => {
+                let full = build("EVAL", lua.body.as_bytes());
+                self.query(&full, op, what).await
+            }
+            other => other.map_err(|e| map_error(e, op, what)),
+        }
+    }
+
+    /// Runs a mutating script, then (if it wrote) the configured
+    /// durability wait. The wait is sent on the same multiplexed connection
+    /// as the write, so it covers it.
+    pub(crate) async fn mutate(
+        &self,
+        lua: &Lua,
+        keys: &[&[u8]],
+        args: &[&[u8]],
+        what: &str,
+    ) -> Result<Value> {
+        let reply = self.eval(lua, keys, args, Op::Write, what).await?;
+        // Only a script that wrote (status `ok` / `stored`) has anything to wait for.
+        let wrote = match &reply {
+            Value::Array(items) => items
+                .first()
+                .and_then(bytes)
+                .is_some_and(|w| w == b"ok" || w == b"stored"),
+            _ => false,
+        };
+        if wrote {
+            self.wait_durable(what).await?;
+        }
+        Ok(reply)
+    }
+
+    /// Issues `WAIT`/`WAITAOF` when configured.
+    ///
+    /// # Errors
+    /// `OutcomeUnknown` when the wait times out short of its target: the
+    /// write was applied on the primary but its durability is not confirmed.
+    pub(crate) async fn wait_durable(&self, what: &str) -> Result<()> {
+        let timeout = self.wait_timeout.as_millis().to_string();
+        let (cmd, want) = match self.wait {
+            WaitMode::None => return Ok(()),
+            WaitMode::Aof => {
+                let mut c = redis::cmd("WAITAOF");
+                c.arg(1).arg(0).arg(&timeout);
+                (c, 1)
+            }
+            WaitMode::Replicas(n) => {
+                let mut c = redis::cmd("WAIT");
+                c.arg(n).arg(&timeout);
+                (c, i64::from(n))
+            }
+        };
+        let reply = self.query(&cmd, Op::Write, what).await?;
+        let got = match &reply {
+            Value::Int(n) => *n,
+            Value::Array(items) => match items.first() {
+                Some(Value::Int(n)) => *n,
+                _ => -1,
+            },
+            _ => -1,
+        };
+        if got < want {
+            return Err(Error::new(
+                ErrorKind::OutcomeUnknown,
+                format!(
+                    "{what}: applied on the primary, but the durability wait confirmed {got} of {want} within {timeout} ms"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Maps a redis-rs error. Only errors that prove nothing ran are
+/// `Unavailable` for writes; a lost or timed-out reply is `OutcomeUnknown`.
+pub(crate) fn map_error(e: RedisError, op: Op, what: &str) -> Error {
+    let code = e.code().unwrap_or("");
+    let kind = match e.kind() {
+        RedisKind::Server(
+            ServerErrorKind::BusyLoading
+            | ServerErrorKind::TryAgain
+            | ServerErrorKind::ClusterDown
+            | ServerErrorKind::MasterDown
+            | ServerErrorKind::ReadOnly
+            | ServerErrorKind::Moved
+            | ServerErrorKind::Ask,
+        ) => ErrorKind::Unavailable,
+        RedisKind::Server(ServerErrorKind::CrossSlot) => ErrorKind::Internal,
+        RedisKind::AuthenticationFailed | RedisKind::InvalidClientConfig => ErrorKind::Unavailable,
+        RedisKind::ClusterConnectionNotFound => ErrorKind::Unavailable,
+        _ if code == "OOM" => ErrorKind::StorageFull,
+        // A key of the wrong type was written behind the SDK's back.
+        _ if code == "WRONGTYPE" => ErrorKind::Corrupted,
+        _ if code == "BUSY" || code == "NOREPLICAS" => ErrorKind::Unavailable,
+        _ if e.is_connection_refusal() => ErrorKind::Unavailable,
+        RedisKind::Io | RedisKind::Parse => match op {
+            Op::Read => ErrorKind::Unavailable,
+            Op::Write => ErrorKind::OutcomeUnknown,
+        },
+        _ => ErrorKind::Internal,
+    };
+    let rule = match kind {
+        ErrorKind::OutcomeUnknown => {
+            "the request was sent but its reply was lost or timed out; it may or may not have been applied"
+        }
+        ErrorKind::Unavailable => "the server is unreachable or refused the request; nothing was applied",
+        ErrorKind::StorageFull => "the server is out of memory (maxmemory); nothing was applied",
+        ErrorKind::Corrupted => "a stored key has the wrong type (changed behind the SDK's back)",
+        _ => "unexpected Redis error",
+    };
+    Error::new(kind, format!("{what}: {rule}")).with_source(e)
+}
+
+/// Reads a reply as bytes (`None` for nil).
+pub(crate) fn bytes(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+/// Reads a reply as an integer (integers and numeric strings).
+pub(crate) fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(n) => Some(*n),
+        other => bytes(other).and_then(|b| std::str::from_utf8(b).ok()?.parse().ok()),
+    }
+}
+
+/// The items of an array reply (empty for anything else).
+pub(crate) fn items(v: Value) -> Vec<Value> {
+    match v {
+        Value::Array(items) | Value::Set(items) => items,
+        _ => Vec::new(),
+    }
+}
+
+/// A script's status word and the rest of its reply.
+pub(crate) fn status(v: Value, what: &str) -> Result<(String, Vec<Value>)> {
+    let mut all = items(v);
+    if all.is_empty() {
+        return Err(Error::internal(format!(
+            "{what}: script returned no status"
+        )));
+    }
+    let head = all.remove(0);
+    let word = bytes(&head)
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .ok_or_else(|| Error::internal(format!("{what}: script status is not a string")))?
+        .to_owned();
+    Ok((word, all))
+}
+
+/// An unexpected script status.
+pub(crate) fn unexpected(what: &str, word: &str) -> Error {
+    Error::internal(format!("{what}: unexpected script reply {word:?}"))
+}

@@ -1,0 +1,203 @@
+//! The Lua scripts. Each checks every precondition before its first write
+//! (Redis does not roll back a half-run script), so a script that returns a
+//! refusal has changed nothing.
+
+use super::conn::Lua;
+
+/// Appends one record to a hash-chained list (run events, session log).
+/// KEYS: meta, list, idem. ARGV: mode (`run` checks the status), expected
+/// next seq, expected head hash (hex or ""), new head, record, idempotency
+/// key (or ""), the next seq after this one. `next` and `head` live in the
+/// meta hash, so the checks cost one `HMGET`.
+const APPEND: &str = r#"
+local m = redis.call('HMGET', KEYS[1], 'next', 'head', 'status')
+if not m[1] then return {'notfound'} end
+if ARGV[6] ~= '' then
+  local s = redis.call('HGET', KEYS[3], ARGV[6])
+  if s then return {'dup', redis.call('LINDEX', KEYS[2], s)} end
+end
+if ARGV[1] == 'run' and m[3] ~= 'Running' then return {'status', m[3] or ''} end
+if m[1] ~= ARGV[2] or m[2] ~= ARGV[3] then return {'moved', m[1], m[2] or ''} end
+redis.call('RPUSH', KEYS[2], ARGV[5])
+redis.call('HSET', KEYS[1], 'head', ARGV[4], 'next', ARGV[7])
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[3], ARGV[6], ARGV[2]) end
+return {'ok'}
+"#;
+
+/// Reads a chain head and looks up an idempotency key in one step.
+/// KEYS: meta, list, idem. ARGV: idempotency key (or "").
+const HEAD: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'notfound'} end
+local dup = false
+if ARGV[1] ~= '' then
+  local s = redis.call('HGET', KEYS[3], ARGV[1])
+  if s then dup = redis.call('LINDEX', KEYS[2], s) end
+end
+local m = redis.call('HMGET', KEYS[1], 'next', 'head')
+return {'ok', m[1] or '0', m[2] or '', dup}
+"#;
+
+/// A page of a list whose owner must exist. KEYS: meta, list. ARGV: start, stop.
+const READ_LIST: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'notfound'} end
+return {'ok', redis.call('LRANGE', KEYS[2], ARGV[1], ARGV[2])}
+"#;
+
+/// Moves a run from Running to a terminal status. KEYS: meta. ARGV: status, record.
+const FINISH_RUN: &str = r#"
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return {'notfound'} end
+if st ~= 'Running' then return {'status', st} end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'rec', ARGV[2])
+return {'ok', redis.call('HGET', KEYS[1], 'next') or '0'}
+"#;
+
+/// Adds one member (score 0) to every index in KEYS. ARGV: member.
+const INDEX_ADD: &str = r#"
+for i = 1, #KEYS do redis.call('ZADD', KEYS[i], 0, ARGV[1]) end
+return {'ok'}
+"#;
+
+/// Creates a record hash unless it exists. KEYS: meta. ARGV: field/value pairs.
+const CREATE: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return {'ok'}
+"#;
+
+/// Compare-and-set of a session record on its version. KEYS: meta.
+/// ARGV: expected version, new version, record.
+const SAVE_SESSION: &str = r#"
+local v = redis.call('HGET', KEYS[1], 'ver')
+if not v then return {'notfound'} end
+if v ~= ARGV[1] then return {'moved'} end
+redis.call('HSET', KEYS[1], 'ver', ARGV[2], 'rec', ARGV[3])
+return {'ok'}
+"#;
+
+/// Deletes a session record with its log. KEYS: meta, log, idem.
+const DELETE_SESSION: &str = r#"
+local existed = redis.call('EXISTS', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+return {'ok', existed}
+"#;
+
+/// Replaces a whole session log. KEYS: meta, log, idem. ARGV: expected
+/// length (or ""), new head, entry count n, n records, then pairs of
+/// idempotency key and seq.
+const REPLACE_LOG: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'notfound'} end
+local len = redis.call('LLEN', KEYS[2])
+if ARGV[1] ~= '' and tostring(len) ~= ARGV[1] then return {'conflict', tostring(len)} end
+redis.call('DEL', KEYS[2], KEYS[3])
+local n = tonumber(ARGV[3])
+local i = 4
+while i < 4 + n do
+  local stop = math.min(i + 999, 3 + n)
+  redis.call('RPUSH', KEYS[2], unpack(ARGV, i, stop))
+  i = stop + 1
+end
+local j = 4 + n
+while j < #ARGV do
+  redis.call('HSET', KEYS[3], ARGV[j], ARGV[j + 1])
+  j = j + 2
+end
+redis.call('HSET', KEYS[1], 'head', ARGV[2], 'next', tostring(n))
+return {'ok'}
+"#;
+
+/// Appends a release record if the history still has the expected length.
+/// KEYS: history. ARGV: expected length, record.
+const PROMOTE: &str = r#"
+local n = redis.call('LLEN', KEYS[1])
+if tostring(n) ~= ARGV[1] then return {'moved'} end
+redis.call('RPUSH', KEYS[1], ARGV[2])
+return {'ok'}
+"#;
+
+/// Release records with seq < before (all when ""), the `limit` newest,
+/// returned oldest first. KEYS: history. ARGV: before, limit.
+const HISTORY: &str = r#"
+local top = redis.call('LLEN', KEYS[1])
+if ARGV[1] ~= '' then
+  local b = tonumber(ARGV[1])
+  if b < top then top = b end
+end
+local limit = tonumber(ARGV[2])
+if top <= 0 or limit <= 0 then return {} end
+local start = top - limit
+if start < 0 then start = 0 end
+return redis.call('LRANGE', KEYS[1], start, top - 1)
+"#;
+
+/// The record already stored for a target, and the replacement chain from
+/// a hash. KEYS: records, replacements. ARGV: target, start, max hops.
+/// Returns {existing or false, h1, r1, h2, r2, …}; a hash missing from the
+/// pairs is not superseded.
+const SUP_CHAIN: &str = r#"
+local out = {redis.call('HGET', KEYS[1], ARGV[1])}
+if ARGV[2] == '' then return out end
+local cur = ARGV[2]
+local max = tonumber(ARGV[3])
+for i = 0, max do
+  if cur == ARGV[1] then break end
+  local r = redis.call('HGET', KEYS[2], cur)
+  if not r then break end
+  table.insert(out, cur)
+  table.insert(out, r)
+  if r == '' then break end
+  cur = r
+end
+return out
+"#;
+
+/// Stores a supersession with its agent index, if the target is still free
+/// and the chain's tail (the first hash that was not superseded when the
+/// cycle check ran) still is not. KEYS: records, replacements, agent index.
+/// ARGV: target, replacement (or ""), record, order key, tail (or "").
+const SUP_PUT: &str = r#"
+local existing = redis.call('HGET', KEYS[1], ARGV[1])
+if existing then return {'exists', existing} end
+if ARGV[5] ~= '' and redis.call('HEXISTS', KEYS[2], ARGV[5]) == 1 then return {'moved'} end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[3], 0, ARGV[4])
+return {'stored'}
+"#;
+
+/// Every script, hashed once per open store.
+pub(crate) struct Scripts {
+    pub(crate) append: Lua,
+    pub(crate) head: Lua,
+    pub(crate) read_list: Lua,
+    pub(crate) finish_run: Lua,
+    pub(crate) index_add: Lua,
+    pub(crate) create: Lua,
+    pub(crate) save_session: Lua,
+    pub(crate) delete_session: Lua,
+    pub(crate) replace_log: Lua,
+    pub(crate) promote: Lua,
+    pub(crate) history: Lua,
+    pub(crate) sup_chain: Lua,
+    pub(crate) sup_put: Lua,
+}
+
+impl Scripts {
+    pub(crate) fn new() -> Self {
+        Scripts {
+            append: Lua::new(APPEND),
+            head: Lua::new(HEAD),
+            read_list: Lua::new(READ_LIST),
+            finish_run: Lua::new(FINISH_RUN),
+            index_add: Lua::new(INDEX_ADD),
+            create: Lua::new(CREATE),
+            save_session: Lua::new(SAVE_SESSION),
+            delete_session: Lua::new(DELETE_SESSION),
+            replace_log: Lua::new(REPLACE_LOG),
+            promote: Lua::new(PROMOTE),
+            history: Lua::new(HISTORY),
+            sup_chain: Lua::new(SUP_CHAIN),
+            sup_put: Lua::new(SUP_PUT),
+        }
+    }
+}

@@ -1,0 +1,420 @@
+//! Targeted checks of the Redis backend against a real `redis-server`
+//! (see `support/redis_server.rs` for how the server is found or started).
+#![cfg(feature = "redis")]
+
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+use bytes::Bytes;
+use serde_json::json;
+use stowage_core::{
+    Digest, ErrorKind, LogKind, NewEvent, NewLogEntry, ReleaseMetadata, Resolution, RunFilter,
+    RunMetadata, RunStatus, RunSummary, SessionState, SigningKey, Stores, Supersession,
+    SupersessionDraft, SupersessionKind, Timestamp,
+};
+
+async fn open(tag: &str) -> Stores {
+    stowage_backends::open(&redis_server::fresh_url(tag))
+        .await
+        .expect("open redis store")
+}
+
+#[tokio::test]
+async fn capabilities_are_honest() {
+    let s = open("caps").await;
+    assert_eq!(s.capabilities.backend, "redis");
+    assert!(s.capabilities.shared);
+    assert_eq!(s.capabilities.max_blob_size, 512 * 1024 * 1024 - 4);
+}
+
+#[tokio::test]
+async fn blobs_round_trip_and_list_in_order() {
+    let s = open("cas").await;
+    let mut digests = Vec::new();
+    for b in [&b""[..], b"a", b"bb", b"ccc"] {
+        let d = s.cas.put(Bytes::copy_from_slice(b)).await.unwrap();
+        assert_eq!(d, Digest::of(b));
+        assert_eq!(&s.cas.get(&d).await.unwrap()[..], b);
+        assert_eq!(s.cas.stat(&d).await.unwrap().size, b.len() as u64);
+        digests.push(d);
+    }
+    digests.sort();
+    assert_eq!(s.cas.list(None, 100).await.unwrap(), digests);
+    assert_eq!(
+        s.cas.list(Some(&digests[1]), 1).await.unwrap(),
+        vec![digests[2]]
+    );
+    assert!(s.cas.delete(&digests[0]).await.unwrap());
+    assert!(!s.cas.delete(&digests[0]).await.unwrap());
+    assert_eq!(
+        s.cas.get(&digests[0]).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(s.cas.list(None, 100).await.unwrap(), digests[1..].to_vec());
+}
+
+#[tokio::test]
+async fn runs_chain_finish_and_list() {
+    let s = open("runs").await;
+    let spec = Digest::of(b"spec");
+    let a = s
+        .runs
+        .create_run(spec, RunMetadata::new("alpha"))
+        .await
+        .unwrap();
+    let b = s
+        .runs
+        .create_run(Digest::of(b"other"), RunMetadata::new("beta"))
+        .await
+        .unwrap();
+    for i in 0..5 {
+        let e = s
+            .runs
+            .append_event(a, NewEvent::new("step", json!({"i": i})))
+            .await
+            .unwrap();
+        assert_eq!(e.seq, i);
+    }
+    let mut keyed = NewEvent::new("once", json!(1));
+    keyed.idempotency_key = Some("k1".into());
+    let first = s.runs.append_event(a, keyed.clone()).await.unwrap();
+    let again = s.runs.append_event(a, keyed.clone()).await.unwrap();
+    assert_eq!(first, again);
+    let mut cas = NewEvent::new("cas", json!(null));
+    cas.expected_seq = Some(3);
+    assert_eq!(
+        s.runs.append_event(a, cas).await.unwrap_err().kind(),
+        ErrorKind::Conflict
+    );
+    assert_eq!(s.runs.get_run(a).await.unwrap().event_count, 6);
+    assert_eq!(s.runs.verify_run(a).await.unwrap().len, 6);
+    let page = s.runs.read_events(a, Some(1), 2).await.unwrap();
+    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 3]);
+    let done = s.runs.complete_run(a, RunSummary::new("ok")).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(done.event_count, 6);
+    assert_eq!(
+        s.runs
+            .fail_run(a, RunSummary::new("x"))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Conflict
+    );
+    let late = s
+        .runs
+        .append_event(a, NewEvent::new("late", json!(1)))
+        .await
+        .unwrap_err();
+    assert_eq!(late.kind(), ErrorKind::Conflict, "{late}");
+    // The key used before the run ended still returns the original.
+    assert_eq!(s.runs.append_event(a, keyed).await.unwrap(), first);
+    let all = s
+        .runs
+        .list_runs(&RunFilter::default(), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(all.iter().map(|r| r.id).collect::<Vec<_>>(), {
+        let mut ids = vec![a, b];
+        ids.sort();
+        ids.reverse();
+        ids
+    });
+    let by_spec = RunFilter {
+        spec_digest: Some(spec),
+        ..Default::default()
+    };
+    assert_eq!(s.runs.list_runs(&by_spec, None, 10).await.unwrap().len(), 1);
+    let running = RunFilter {
+        status: Some(RunStatus::Running),
+        ..Default::default()
+    };
+    assert_eq!(s.runs.list_runs(&running, None, 10).await.unwrap()[0].id, b);
+    let unknown = stowage_core::RunId::new_v7(Timestamp::from_millis(5), 5);
+    assert_eq!(
+        s.runs.get_run(unknown).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        s.runs
+            .read_events(unknown, None, 5)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+}
+
+#[tokio::test]
+async fn releases_promote_and_roll_back() {
+    let s = open("rel").await;
+    let m = || ReleaseMetadata::new("v", "ci");
+    let name = "plan{ner}:%7D";
+    for x in [b"a", b"b", b"c"] {
+        s.releases
+            .promote(name, Digest::of(x), m(), None)
+            .await
+            .unwrap();
+    }
+    let r = s.releases.rollback(name, "oncall").await.unwrap();
+    assert_eq!(r.spec_digest, Digest::of(b"b"));
+    let r = s.releases.rollback(name, "oncall").await.unwrap();
+    assert_eq!(r.spec_digest, Digest::of(b"a"));
+    assert_eq!(
+        s.releases
+            .rollback(name, "oncall")
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Conflict
+    );
+    assert_eq!(s.releases.current(name).await.unwrap().seq, 4);
+    let h = s.releases.history(name, Some(4), 2).await.unwrap();
+    assert_eq!(h.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![3, 2]);
+    assert_eq!(
+        s.releases
+            .promote(name, Digest::of(b"x"), m(), Some(2))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Conflict
+    );
+    s.releases
+        .promote("other", Digest::of(b"x"), m(), Some(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.releases.list_names(None, 10).await.unwrap(),
+        vec!["other".to_owned(), name.to_owned()]
+    );
+    assert_eq!(
+        s.releases.current("never").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        s.releases
+            .rollback_to(name, 99, "x")
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+}
+
+#[tokio::test]
+async fn sessions_records_logs_and_replace() {
+    let s = open("sess").await;
+    let id = "chat}{1";
+    s.sessions
+        .create_session(id, json!({"a": 1}))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.sessions
+            .create_session(id, json!({}))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::AlreadyExists
+    );
+    let v2 = s
+        .sessions
+        .save_session(id, json!({"a": 2}), Some(1))
+        .await
+        .unwrap();
+    assert_eq!(v2.version, 2);
+    assert_eq!(
+        s.sessions
+            .save_session(id, json!({}), Some(1))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Conflict
+    );
+    let v3 = s
+        .sessions
+        .set_session_state(id, SessionState::Resolved, None)
+        .await
+        .unwrap();
+    assert_eq!(v3.version, 3);
+    let mut e = NewLogEntry::new(LogKind::Incoming, "user", "text", "hi");
+    e.idempotency_key = Some("m1".into());
+    let first = s.sessions.append_log(id, e.clone()).await.unwrap();
+    assert_eq!(s.sessions.append_log(id, e).await.unwrap(), first);
+    s.sessions
+        .append_log(id, NewLogEntry::new(LogKind::Internal, "bot", "text", "yo"))
+        .await
+        .unwrap();
+    assert_eq!(s.sessions.verify_log(id).await.unwrap().len, 2);
+    assert_eq!(
+        s.sessions
+            .replace_log(id, vec![], Some(5))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Conflict
+    );
+    let cp = NewLogEntry::new(LogKind::Checkpoint, "sys", "summary", "both");
+    s.sessions.replace_log(id, vec![cp], Some(2)).await.unwrap();
+    let log = s.sessions.read_log(id, None, 10).await.unwrap();
+    assert_eq!(log.len(), 1);
+    let next = s
+        .sessions
+        .append_log(id, NewLogEntry::new(LogKind::Incoming, "u", "t", "x"))
+        .await
+        .unwrap();
+    assert_eq!(next.seq, 1);
+    assert_eq!(next.prev_hash, Some(log[0].hash));
+    s.sessions.create_session("b", json!(null)).await.unwrap();
+    let listed: Vec<_> = s
+        .sessions
+        .list_sessions(None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(listed, vec!["b".to_owned(), id.to_owned()]);
+    assert!(s.sessions.delete_session(id).await.unwrap());
+    assert!(!s.sessions.delete_session(id).await.unwrap());
+    assert!(s.sessions.load_session(id).await.unwrap().is_none());
+    assert_eq!(
+        s.sessions.read_log(id, None, 1).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(s.sessions.list_sessions(None, 10).await.unwrap().len(), 1);
+}
+
+fn sup(key: &SigningKey, target: &[u8], replacement: Option<&[u8]>, ts: u64) -> Supersession {
+    Supersession::sign(
+        key,
+        SupersessionDraft {
+            target: Digest::of(target),
+            replacement: replacement.map(Digest::of),
+            kind: SupersessionKind::Correction,
+            reason: "r".into(),
+            timestamp: Timestamp::from_millis(ts),
+            hlc: None,
+        },
+    )
+}
+
+#[tokio::test]
+async fn supersessions_put_cycles_and_by_agent() {
+    let s = open("sup").await;
+    let key = SigningKey::from_bytes(&[3; 32]);
+    let a = sup(&key, b"a", Some(b"b"), 10);
+    assert_eq!(
+        s.supersessions.put(a.clone()).await.unwrap(),
+        stowage_core::PutOutcome::Stored
+    );
+    assert_eq!(
+        s.supersessions.put(a.clone()).await.unwrap(),
+        stowage_core::PutOutcome::AlreadyPresent
+    );
+    assert_eq!(
+        s.supersessions
+            .put(sup(&key, b"a", None, 11))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Conflict
+    );
+    s.supersessions
+        .put(sup(&key, b"b", Some(b"c"), 12))
+        .await
+        .unwrap();
+    let cycle = s
+        .supersessions
+        .put(sup(&key, b"c", Some(b"a"), 13))
+        .await
+        .unwrap_err();
+    assert_eq!(cycle.kind(), ErrorKind::Conflict, "{cycle}");
+    assert!(s
+        .supersessions
+        .is_superseded(&Digest::of(b"a"))
+        .await
+        .unwrap());
+    assert!(!s
+        .supersessions
+        .is_superseded(&Digest::of(b"c"))
+        .await
+        .unwrap());
+    assert_eq!(
+        s.supersessions.resolve(&Digest::of(b"a")).await.unwrap(),
+        Resolution::Current {
+            hash: Digest::of(b"c"),
+            hops: 2
+        }
+    );
+    let agent = stowage_core::AgentKey::of(&key);
+    let newest = s
+        .supersessions
+        .by_agent(&agent, Timestamp::ZERO, None, 1)
+        .await
+        .unwrap();
+    assert_eq!(newest[0].target, Digest::of(b"b"));
+    let window = s
+        .supersessions
+        .by_agent(
+            &agent,
+            Timestamp::from_millis(10),
+            Some(Timestamp::from_millis(11)),
+            5,
+        )
+        .await
+        .unwrap();
+    assert_eq!(window.len(), 1);
+    assert_eq!(window[0].target, Digest::of(b"a"));
+}
+
+#[tokio::test]
+async fn tampering_is_corrupted() {
+    use stowage_conformance::{Harness, Tamper};
+    let h = redis_server::RedisHarness::standalone();
+    let s = h.open().await.unwrap();
+    let d = s.cas.put(Bytes::from_static(b"precious")).await.unwrap();
+    h.tamper(&s, Tamper::Blob(d)).await.unwrap();
+    assert_eq!(
+        s.cas.get(&d).await.unwrap_err().kind(),
+        ErrorKind::Corrupted
+    );
+    let run = s
+        .runs
+        .create_run(Digest::of(b"x"), RunMetadata::new("a"))
+        .await
+        .unwrap();
+    for i in 0..3 {
+        s.runs
+            .append_event(run, NewEvent::new("k", json!(i)))
+            .await
+            .unwrap();
+    }
+    h.tamper(&s, Tamper::RunEvent { run, seq: 1 })
+        .await
+        .unwrap();
+    assert_eq!(
+        s.runs.verify_run(run).await.unwrap_err().kind(),
+        ErrorKind::Corrupted
+    );
+    s.sessions.create_session("s{1}", json!({})).await.unwrap();
+    s.sessions
+        .append_log("s{1}", NewLogEntry::new(LogKind::Incoming, "u", "t", "x"))
+        .await
+        .unwrap();
+    h.tamper(
+        &s,
+        Tamper::LogEntry {
+            session: "s{1}".into(),
+            seq: 0,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.sessions.verify_log("s{1}").await.unwrap_err().kind(),
+        ErrorKind::Corrupted
+    );
+    let s2 = h.reopen(s).await.unwrap();
+    assert_eq!(s2.runs.get_run(run).await.unwrap().event_count, 3);
+}

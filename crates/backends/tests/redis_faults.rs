@@ -1,0 +1,257 @@
+//! Honest failures: a connection cut after the request was forwarded (a
+//! tiny TCP proxy that drops the reply), a reply slower than the response
+//! timeout, and a server that is gone. Proves `OutcomeUnknown`, that
+//! nothing is retried blindly, and exactly-once retries with idempotency
+//! keys.
+#![cfg(feature = "redis")]
+
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use stowage_core::{Digest, ErrorKind, LogKind, NewEvent, NewLogEntry, RunMetadata, Stores};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+const PASS: u8 = 0;
+/// Forward the next request, swallow its reply, cut the connection.
+const CUT: u8 = 1;
+/// Forward the next request, hold its reply for 1.5 s.
+const DELAY: u8 = 2;
+
+/// A loopback proxy in front of the test server.
+struct Proxy {
+    port: u16,
+    mode: Arc<AtomicU8>,
+    kill: watch::Sender<bool>,
+}
+
+impl Proxy {
+    async fn start(upstream: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mode = Arc::new(AtomicU8::new(PASS));
+        let (kill, killed) = watch::channel(false);
+        let m = mode.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                if *killed.borrow() {
+                    return;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
+                    return;
+                };
+                tokio::spawn(pump(client, server, m.clone(), killed.clone()));
+            }
+        });
+        Proxy { port, mode, kill }
+    }
+
+    fn arm(&self, mode: u8) {
+        self.mode.store(mode, Ordering::SeqCst);
+    }
+}
+
+async fn pump(
+    client: TcpStream,
+    server: TcpStream,
+    mode: Arc<AtomicU8>,
+    mut killed: watch::Receiver<bool>,
+) {
+    let (mut cr, mut cw) = client.into_split();
+    let (mut sr, mut sw) = server.into_split();
+    let armed = Arc::new(AtomicU8::new(PASS));
+    let armed2 = armed.clone();
+    let up = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match cr.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let m = mode.swap(PASS, Ordering::SeqCst);
+            if m != PASS {
+                armed.store(m, Ordering::SeqCst);
+            }
+            if sw.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    let down = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match sr.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            match armed2.swap(PASS, Ordering::SeqCst) {
+                CUT => return,
+                DELAY => tokio::time::sleep(Duration::from_millis(1500)).await,
+                _ => {}
+            }
+            if cw.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = up => {}
+        _ = down => {}
+        _ = killed.wait_for(|k| *k) => {}
+    }
+}
+
+fn server_port() -> u16 {
+    let base = redis_server::base_url();
+    let url = url::Url::parse(&base).unwrap();
+    url.port().unwrap_or(6379)
+}
+
+async fn through(proxy: &Proxy, params: &str) -> (Stores, Stores) {
+    let prefix = redis_server::unique_prefix("fault");
+    let via = format!(
+        "redis://127.0.0.1:{}/0?prefix={prefix}&{params}",
+        proxy.port
+    );
+    let direct = redis_server::with_params(&redis_server::base_url(), &format!("prefix={prefix}"));
+    let a = stowage_backends::open(&via).await.unwrap();
+    let b = stowage_backends::open(&direct).await.unwrap();
+    (a, b)
+}
+
+fn keyed(key: &str) -> NewEvent {
+    let mut e = NewEvent::new("tool_call", json!({"k": key}));
+    e.idempotency_key = Some(key.into());
+    e
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_after_send_is_outcome_unknown_and_keyed_retry_is_exactly_once() {
+    let proxy = Proxy::start(server_port()).await;
+    let (s, direct) = through(&proxy, "idempotent_retries=0").await;
+    let run = s
+        .runs
+        .create_run(Digest::of(b"x"), RunMetadata::new("a"))
+        .await
+        .unwrap();
+    s.runs
+        .append_event(run, NewEvent::new("warm", json!(0)))
+        .await
+        .unwrap();
+
+    proxy.arm(CUT);
+    let err = s.runs.append_event(run, keyed("k1")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
+    assert!(!err.is_retryable());
+    // The server did apply it: a retry with the same key returns it, once.
+    let retried = s.runs.append_event(run, keyed("k1")).await.unwrap();
+    assert_eq!(retried.seq, 1);
+    assert_eq!(direct.runs.get_run(run).await.unwrap().event_count, 2);
+    direct.runs.verify_run(run).await.unwrap();
+
+    // Without a key nothing is retried: the cut append happened exactly once.
+    s.runs
+        .append_event(run, NewEvent::new("warm", json!(1)))
+        .await
+        .unwrap();
+    proxy.arm(CUT);
+    let err = s
+        .runs
+        .append_event(run, NewEvent::new("plain", json!(2)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
+    assert_eq!(direct.runs.get_run(run).await.unwrap().event_count, 4);
+    direct.runs.verify_run(run).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_calls_retry_themselves_exactly_once() {
+    let proxy = Proxy::start(server_port()).await;
+    let (s, direct) = through(&proxy, "idempotent_retries=3").await;
+    let run = s
+        .runs
+        .create_run(Digest::of(b"x"), RunMetadata::new("a"))
+        .await
+        .unwrap();
+    s.sessions.create_session("chat", json!({})).await.unwrap();
+    s.runs
+        .append_event(run, NewEvent::new("warm", json!(0)))
+        .await
+        .unwrap();
+    proxy.arm(CUT);
+    let e = s.runs.append_event(run, keyed("k2")).await.unwrap();
+    assert_eq!(e.seq, 1);
+    assert_eq!(direct.runs.get_run(run).await.unwrap().event_count, 2);
+
+    let mut m = NewLogEntry::new(LogKind::Incoming, "user", "text", "hello");
+    m.idempotency_key = Some("msg-1".into());
+    proxy.arm(CUT);
+    let entry = s.sessions.append_log("chat", m).await.unwrap();
+    assert_eq!(entry.seq, 0);
+    assert_eq!(
+        direct
+            .sessions
+            .read_log("chat", None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_slower_than_the_timeout_is_outcome_unknown_not_a_duplicate() {
+    let proxy = Proxy::start(server_port()).await;
+    let (s, direct) = through(&proxy, "idempotent_retries=0&response_timeout_ms=300").await;
+    let run = s
+        .runs
+        .create_run(Digest::of(b"x"), RunMetadata::new("a"))
+        .await
+        .unwrap();
+    s.runs
+        .append_event(run, NewEvent::new("warm", json!(0)))
+        .await
+        .unwrap();
+    proxy.arm(DELAY);
+    let err = s.runs.append_event(run, keyed("slow")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let again = s.runs.append_event(run, keyed("slow")).await.unwrap();
+    assert_eq!(again.seq, 1);
+    assert_eq!(direct.runs.get_run(run).await.unwrap().event_count, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_is_gone_is_unavailable() {
+    let proxy = Proxy::start(server_port()).await;
+    let (s, _direct) = through(&proxy, "reconnect_retries=0&connect_timeout_ms=200").await;
+    let run = s
+        .runs
+        .create_run(Digest::of(b"x"), RunMetadata::new("a"))
+        .await
+        .unwrap();
+    let _ = proxy.kill.send(true);
+    // Wake the accept loop so it exits and the port closes.
+    let _ = TcpStream::connect(("127.0.0.1", proxy.port)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let read = s.runs.get_run(run).await.unwrap_err();
+    assert_eq!(read.kind(), ErrorKind::Unavailable, "{read}");
+    assert!(read.is_retryable());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let write = s
+        .runs
+        .append_event(run, NewEvent::new("k", json!(1)))
+        .await
+        .unwrap_err();
+    assert_eq!(write.kind(), ErrorKind::Unavailable, "{write}");
+}
