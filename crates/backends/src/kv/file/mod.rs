@@ -17,7 +17,7 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 use stowage_core::{Capabilities, Durability, Error, Result, StoreEnv, Stores};
 
 use self::index::{Index, Loc};
@@ -83,6 +83,7 @@ pub(crate) struct FileKv {
     segs: RwLock<BTreeMap<u64, Arc<dyn VFile>>>,
     wal: Mutex<Wal>,
     commit: Mutex<Commit>,
+    synced: Condvar,
     poison: RwLock<Option<String>>,
     maintenance: Mutex<()>,
     report: RecoveryReport,
@@ -139,7 +140,11 @@ impl FileKv {
                 // Anything replayed makes the next checkpoint worthwhile.
                 since_checkpoint: rec.report.replayed_records.min(1),
             }),
-            commit: Mutex::new(Commit::new(rec.next_seq)),
+            commit: Mutex::new(Commit {
+                synced: rec.next_seq,
+                syncing: false,
+            }),
+            synced: Condvar::new(),
             poison: RwLock::new(None),
             maintenance: Mutex::new(()),
             report: rec.report,

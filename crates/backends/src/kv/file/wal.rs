@@ -2,9 +2,7 @@
 //! group commit (concurrent writers share one fsync; a failed fsync
 //! poisons the engine).
 
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
-use std::thread::Thread;
 
 use stowage_core::{Durability, Error, ErrorKind, Result};
 
@@ -24,81 +22,12 @@ pub(crate) struct Wal {
 }
 
 /// Group-commit state (guarded by `FileKv::commit`).
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(crate) struct Commit {
     /// Every record with a seq below this is on stable storage.
     pub(crate) synced: u64,
-    /// A leader is running fsync right now (or was just handed the role).
+    /// A leader is running fsync right now.
     pub(crate) syncing: bool,
-    /// Writers parked until a leader settles them.
-    pub(crate) waiters: Vec<Waiter>,
-}
-
-impl Commit {
-    /// The state of a freshly opened log: everything below `synced` is
-    /// durable, nobody waits.
-    pub(crate) fn new(synced: u64) -> Self {
-        Commit {
-            synced,
-            syncing: false,
-            waiters: Vec::new(),
-        }
-    }
-}
-
-/// A parked writer: the record it waits for and where to tell it.
-pub(crate) struct Waiter {
-    seq: u64,
-    slot: Arc<Slot>,
-}
-
-/// How many fsync rounds one leader runs back to back while writers wait,
-/// before it hands the role over and returns to its own caller.
-const LEAD_ROUNDS: u32 = 4;
-
-/// Still waiting.
-const PENDING: u8 = 0;
-/// A fsync covered the record.
-const DURABLE: u8 = 1;
-/// The fsync failed; the engine is poisoned.
-const FAILED: u8 = 2;
-/// Not covered yet: this writer is the next leader.
-const LEAD: u8 = 3;
-
-/// Where a leader settles a parked writer: a state (written under the
-/// commit lock, read by the writer after `unpark`) and its thread.
-struct Slot {
-    state: AtomicU8,
-    thread: Thread,
-}
-
-impl Slot {
-    /// Parks until a leader moved the state away from `PENDING` (spurious
-    /// wake-ups park again) and returns it.
-    fn park(&self) -> u8 {
-        loop {
-            match self.state.load(Ordering::Acquire) {
-                PENDING => std::thread::park(),
-                settled => return settled,
-            }
-        }
-    }
-}
-
-thread_local! {
-    /// One slot per thread, reused by every wait (a thread waits for one
-    /// record at a time), so waiting allocates nothing.
-    static SLOT: Arc<Slot> = Arc::new(Slot {
-        state: AtomicU8::new(PENDING),
-        thread: std::thread::current(),
-    });
-}
-
-/// Unparks settled writers (after the commit lock was released).
-fn wake(woken: &[Waiter]) {
-    for w in woken {
-        w.slot.thread.unpark();
-    }
 }
 
 impl FileKv {
@@ -211,119 +140,54 @@ impl FileKv {
     }
 
     /// Returns once record `seq` (already appended) is on stable storage.
+    /// The first waiter becomes the leader and fsyncs, with no lock held,
+    /// for everyone appended so far; the others wait on the condvar and are
+    /// covered by it or by the next leader (group commit). `parking_lot`'s
+    /// `notify_all` requeues the waiters onto the commit mutex, so they
+    /// wake one at a time rather than all at once.
     ///
-    /// Group commit: the first waiter becomes the leader, reads the tail
-    /// seq, and runs one fsync with no lock held. Writers arriving
-    /// meanwhile register in `Commit::waiters` and park. After the fsync
-    /// the leader marks durable exactly the waiters it covered, hands the
-    /// leadership to one waiter it did not cover (if any), and only then,
-    /// with the lock released, unparks them: each writer is woken once, by
-    /// the round that settles it, and never contends for the lock again.
-    /// A failed fsync poisons the engine and fails every waiter with
-    /// `OutcomeUnknown`.
+    /// # Errors
+    /// A failed fsync poisons the engine. A waiter that finds the engine
+    /// poisoned gets `OutcomeUnknown`: its record was appended and may or
+    /// may not have reached the disk.
     pub(crate) fn wait_durable(&self, seq: u64) -> Result<()> {
-        {
-            let mut c = self.commit.lock();
-            self.check_poison()?;
+        let mut c = self.commit.lock();
+        loop {
+            if self.poison.read().is_some() {
+                return Err(self.failed_round_error());
+            }
             if c.synced > seq {
                 return Ok(());
             }
             if c.syncing {
-                let slot = SLOT.with(Arc::clone);
-                slot.state.store(PENDING, Ordering::Relaxed);
-                c.waiters.push(Waiter {
-                    seq,
-                    slot: Arc::clone(&slot),
-                });
-                drop(c);
-                match slot.park() {
-                    DURABLE => return Ok(()),
-                    LEAD => {}
-                    _ => return Err(self.failed_round_error()),
-                }
-            } else {
-                c.syncing = true;
-            }
-        }
-        self.lead(seq)
-    }
-
-    /// Runs fsyncs (holding `Commit::syncing`) until record `seq` is
-    /// covered, then settles the waiters and passes the leadership on.
-    fn lead(&self, seq: u64) -> Result<()> {
-        let mut rounds = 0;
-        loop {
-            let (target, file) = {
-                let w = self.wal.lock();
-                (w.next_seq, Arc::clone(&w.file))
-            };
-            let result = file.sync_data();
-            let mut c = self.commit.lock();
-            if let Err(e) = result {
-                let err = self.poison_with("fsync of the log", e);
-                c.syncing = false;
-                let failed = std::mem::take(&mut c.waiters);
-                for w in &failed {
-                    w.slot.state.store(FAILED, Ordering::Release);
-                }
-                drop(c);
-                for w in &failed {
-                    w.slot.thread.unpark();
-                }
-                return Err(err);
-            }
-            c.synced = c.synced.max(target);
-            let synced = c.synced;
-            let mut woken = Vec::new();
-            let mut i = 0;
-            while i < c.waiters.len() {
-                if c.waiters[i].seq < synced {
-                    let w = c.waiters.swap_remove(i);
-                    w.slot.state.store(DURABLE, Ordering::Release);
-                    woken.push(w);
-                } else {
-                    i += 1;
-                }
-            }
-            rounds += 1;
-            if seq >= synced || (rounds < LEAD_ROUNDS && !c.waiters.is_empty()) {
-                // Our own record is not covered yet (cannot happen for a
-                // record appended before this call), or others are waiting
-                // and this thread is already running: sync again at once
-                // rather than wait for a parked writer to be scheduled.
-                drop(c);
-                wake(&woken);
+                self.synced.wait(&mut c);
                 continue;
             }
-            // Hand over to the oldest uncovered waiter, woken first so the
-            // next fsync starts as soon as possible.
-            let next = c
-                .waiters
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, w)| w.seq)
-                .map(|(i, _)| i);
-            match next {
-                Some(i) => {
-                    let w = c.waiters.swap_remove(i);
-                    w.slot.state.store(LEAD, Ordering::Release);
-                    woken.insert(0, w);
-                }
-                None => c.syncing = false,
+            c.syncing = true;
+            let result = parking_lot::MutexGuard::unlocked(&mut c, || {
+                let (target, file) = {
+                    let w = self.wal.lock();
+                    (w.next_seq, Arc::clone(&w.file))
+                };
+                file.sync_data().map(|()| target)
+            });
+            c.syncing = false;
+            self.synced.notify_all();
+            match result {
+                Ok(target) => c.synced = c.synced.max(target),
+                Err(e) => return Err(self.poison_with("fsync of the log", e)),
             }
-            drop(c);
-            wake(&woken);
-            return Ok(());
         }
     }
 
-    /// The error of a writer whose group-commit round failed.
+    /// The error of a writer whose record was appended when a failed fsync
+    /// poisoned the engine.
     fn failed_round_error(&self) -> Error {
         Error::new(
             ErrorKind::OutcomeUnknown,
             format!(
-                "file store {}: the fsync covering this write failed; the write may or may not be \
-                 durable and the store must be reopened",
+                "file store {}: a fsync of the log failed while this write waited for it; the \
+                 write may or may not be durable and the store must be reopened",
                 self.dir.display()
             ),
         )
