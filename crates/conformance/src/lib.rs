@@ -269,4 +269,4 @@ pub use harness::{Harness, Tamper};
 #[doc(hidden)]
 pub use macros::__run;
 #[doc(hidden)]
-pub use model::__run_model;
+pub use model::{__run_model, __run_model_seeded, DEFAULT_MODEL_SEED};

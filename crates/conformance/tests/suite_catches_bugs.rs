@@ -93,11 +93,13 @@ catches!(
     reopen::runs_survive
 );
 
-/// Runs the model-based test against `bug` up to three times (it samples
-/// random sequences) and fails unless one run fails.
+/// Runs the model-based test against `bug` with the default seed and a few
+/// fixed others (each run is deterministic) and fails unless one catches it.
 fn model_catches(bug: Bug) {
-    let caught = (0..3).any(|_| {
-        catch_unwind(|| suite::__run_model(|| async move { MutantHarness::new(bug) })).is_err()
+    let seeds = [suite::DEFAULT_MODEL_SEED, 1, 2, 3, 4, 5];
+    let caught = seeds.into_iter().any(|seed| {
+        catch_unwind(|| suite::__run_model_seeded(|| async move { MutantHarness::new(bug) }, seed))
+            .is_err()
     });
     assert!(
         caught,
