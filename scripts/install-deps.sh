@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the full test suite needs and a fresh machine may lack:
-# redis-server (Redis backend tests) and clang/libclang (RocksDB's C++ build).
+# redis-server (Redis backend tests), openssl (certificates for the TLS
+# tests) and clang/libclang (RocksDB's C++ build).
 set -euo pipefail
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v clang >/dev/null 2>&1 || missing+=(clang)
 compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null || compgen -G "/usr/lib/*/libclang*.so*" >/dev/null || missing+=(libclang-dev)
 

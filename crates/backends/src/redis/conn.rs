@@ -28,6 +28,53 @@ pub(crate) enum WaitMode {
     Replicas(u32),
 }
 
+/// Makes rustls's ring provider the process default for `rediss://`,
+/// unless the application installed one already (then that one is used).
+pub(crate) fn use_ring_provider() {
+    // `Err` only means a default is already installed: keep it.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Reads the `tls_ca` PEM file (off the async runtime) as the only roots
+/// a `rediss://` connection trusts.
+///
+/// # Errors
+/// `InvalidInput` when the file cannot be read, is not PEM, or holds no
+/// certificate.
+pub(crate) async fn private_ca(path: &str) -> Result<redis::TlsCertificates> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+
+    let owned = path.to_owned();
+    let read = tokio::task::spawn_blocking(move || std::fs::read(&owned))
+        .await
+        .map_err(|e| Error::internal(format!("reading tls_ca {path:?}: {e}")))?;
+    let pem = read.map_err(|e| {
+        Error::invalid_input(format!(
+            "redis URL parameter tls_ca={path:?}: cannot read the file"
+        ))
+        .with_source(e)
+    })?;
+    let mut count = 0usize;
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        cert.map_err(|e| {
+            Error::invalid_input(format!(
+                "redis URL parameter tls_ca={path:?}: not a PEM certificate file: {e}"
+            ))
+        })?;
+        count += 1;
+    }
+    if count == 0 {
+        return Err(Error::invalid_input(format!(
+            "redis URL parameter tls_ca={path:?}: the file holds no PEM certificate"
+        )));
+    }
+    Ok(redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    })
+}
+
 /// A Lua script with its SHA-1, called by `EVALSHA` with an `EVAL` fallback.
 pub(crate) struct Lua {
     body: &'static str,

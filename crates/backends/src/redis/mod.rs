@@ -14,6 +14,7 @@
 //! | `idempotent_retries` | `2` | automatic retries of calls that carry an idempotency key |
 //! | `wait` | `none` | `aof` (`WAITAOF 1 0`) or `replicas:N` (`WAIT N`) after every write |
 //! | `wait_timeout_ms` | `1000` | timeout of that wait |
+//! | `tls_ca` | system roots | `rediss://` only: PEM file of the CA(s) to trust instead |
 
 mod cas;
 mod chain;
@@ -84,6 +85,8 @@ struct Config {
     idempotent_retries: u32,
     wait: WaitMode,
     wait_timeout: Duration,
+    /// `rediss://` only: a PEM file of the CA(s) to trust instead of the system roots.
+    tls_ca: Option<String>,
 }
 
 fn parse_config(url: &Url) -> Result<(Config, String)> {
@@ -96,6 +99,7 @@ fn parse_config(url: &Url) -> Result<(Config, String)> {
         idempotent_retries: 2,
         wait: WaitMode::None,
         wait_timeout: Duration::from_secs(1),
+        tls_ca: None,
     };
     let bad = |k: &str, v: &str| {
         Error::invalid_input(format!("redis URL parameter {k}={v:?} is not valid"))
@@ -117,6 +121,12 @@ fn parse_config(url: &Url) -> Result<(Config, String)> {
                 cfg.idempotent_retries = u32::try_from(num(&k, &v)?).map_err(|_| bad(&k, &v))?
             }
             "wait_timeout_ms" => cfg.wait_timeout = Duration::from_millis(num(&k, &v)?),
+            "tls_ca" => {
+                if v.is_empty() {
+                    return Err(bad(&k, &v));
+                }
+                cfg.tls_ca = Some(v.into_owned());
+            }
             "wait" => {
                 cfg.wait = match v.as_ref() {
                     "none" => WaitMode::None,
@@ -134,6 +144,11 @@ fn parse_config(url: &Url) -> Result<(Config, String)> {
             }
         }
     }
+    if cfg.tls_ca.is_some() && url.scheme() != "rediss" {
+        return Err(Error::invalid_input(
+            "redis URL parameter tls_ca is only valid with rediss:// (TLS)",
+        ));
+    }
     if cfg.cluster && cfg.wait != WaitMode::None {
         return Err(Error::unsupported(
             "the wait= durability mode is not supported with cluster=true",
@@ -144,36 +159,48 @@ fn parse_config(url: &Url) -> Result<(Config, String)> {
     Ok((cfg, server.to_string()))
 }
 
-fn open_failed(e: redis::RedisError, url: &str) -> Error {
+fn open_failed(e: redis::RedisError, url: &str, tls: bool) -> Error {
     let kind = match e.kind() {
         redis::ErrorKind::InvalidClientConfig => ErrorKind::InvalidInput,
         _ => ErrorKind::Unavailable,
     };
-    Error::new(kind, format!("cannot open redis store at {url}")).with_source(e)
+    let how = if tls {
+        " over TLS (the server's certificate must name this host and chain to a trusted root: the system roots, or the CA file given by tls_ca=)"
+    } else {
+        ""
+    };
+    Error::new(kind, format!("cannot open redis store at {url}{how}")).with_source(e)
 }
 
 pub(crate) async fn open_url(url: &Url, env: StoreEnv) -> Result<Stores> {
-    if url.scheme() == "rediss" {
-        return Err(Error::unsupported(
-            "rediss:// (TLS) is not supported yet: the `redis` crate is built without a TLS feature; use redis:// over a trusted network or a TLS tunnel",
-        ));
-    }
     let (cfg, server) = parse_config(url)?;
     let shown = redacted(url);
+    let tls = url.scheme() == "rediss";
+    if tls {
+        conn::use_ring_provider();
+    }
+    let certs = match &cfg.tls_ca {
+        Some(path) => Some(conn::private_ca(path).await?),
+        None => None,
+    };
+    let failed = |e| open_failed(e, &shown, tls);
     let conn = if cfg.cluster {
-        let client = redis::cluster::ClusterClientBuilder::new(vec![server.as_str()])
+        let mut builder = redis::cluster::ClusterClientBuilder::new(vec![server.as_str()])
             .retries(0)
             .connection_timeout(cfg.connect_timeout)
-            .response_timeout(cfg.response_timeout)
-            .build()
-            .map_err(|e| open_failed(e, &shown))?;
-        let c = client
-            .get_async_connection()
-            .await
-            .map_err(|e| open_failed(e, &shown))?;
+            .response_timeout(cfg.response_timeout);
+        if let Some(certs) = certs {
+            builder = builder.certs(certs);
+        }
+        let client = builder.build().map_err(failed)?;
+        let c = client.get_async_connection().await.map_err(failed)?;
         Conn::cluster(c, cfg.wait, cfg.wait_timeout)
     } else {
-        let client = redis::Client::open(server.as_str()).map_err(|e| open_failed(e, &shown))?;
+        let client = match certs {
+            Some(certs) => redis::Client::build_with_tls(server.as_str(), certs),
+            None => redis::Client::open(server.as_str()),
+        }
+        .map_err(failed)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_response_timeout(Some(cfg.response_timeout))
             .set_connection_timeout(Some(cfg.connect_timeout))
@@ -181,7 +208,7 @@ pub(crate) async fn open_url(url: &Url, env: StoreEnv) -> Result<Stores> {
             .set_max_delay(Duration::from_secs(1));
         let c = redis::aio::ConnectionManager::new_with_config(client, config)
             .await
-            .map_err(|e| open_failed(e, &shown))?;
+            .map_err(failed)?;
         Conn::single(c, cfg.wait, cfg.wait_timeout)
     };
     if cfg.wait == WaitMode::Aof {

@@ -10,6 +10,9 @@
 //!
 //! [`cluster`] starts a real 3-node Redis Cluster on loopback ports the
 //! same way (`redis-server --cluster-enabled yes` ×3 + `redis-cli --cluster create`).
+//!
+//! [`tls::spawn_tls`] starts a private TLS-only server with a throwaway CA
+//! (`redis_tls_server.rs`).
 #![allow(dead_code, unreachable_pub)]
 
 use std::io::{Read, Write};
@@ -69,16 +72,20 @@ fn ping(port: u16) -> bool {
 pub fn spawn(extra: &[&str], dir: Option<PathBuf>) -> Process {
     let port = free_port();
     let port_s = port.to_string();
-    let mut args = vec![
-        "--port",
-        &port_s,
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ];
+    launch(port, &["--port", &port_s], extra, dir, ping)
+}
+
+/// Starts `redis-server` listening on `port` as `port_args` say, and waits
+/// until `ready(port)`.
+fn launch(
+    port: u16,
+    port_args: &[&str],
+    extra: &[&str],
+    dir: Option<PathBuf>,
+    ready: fn(u16) -> bool,
+) -> Process {
+    let mut args = port_args.to_vec();
+    args.extend_from_slice(&["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
     args.extend_from_slice(extra);
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
@@ -98,9 +105,9 @@ pub fn spawn(extra: &[&str], dir: Option<PathBuf>) -> Process {
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{HELP}: {e}"));
     let stdin = child.stdin.take();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !ping(port) {
+    while !ready(port) {
         if Instant::now() > deadline {
-            panic!("redis-server on port {port} did not answer PING within 10 s; {HELP}");
+            panic!("redis-server on port {port} did not become ready within 10 s; {HELP}");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -111,6 +118,9 @@ pub fn spawn(extra: &[&str], dir: Option<PathBuf>) -> Process {
         dir,
     }
 }
+
+#[path = "redis_tls_server.rs"]
+pub mod tls;
 
 /// What keeps the shared standalone server alive.
 enum Keeper {
@@ -345,6 +355,8 @@ pub struct RedisHarness {
     url: String,
     prefix: String,
     cluster: bool,
+    /// The CA a TLS harness trusts (for its raw tamper connections).
+    tls_ca: Option<PathBuf>,
 }
 
 impl RedisHarness {
@@ -355,6 +367,7 @@ impl RedisHarness {
             url: with_params(&base_url(), &format!("prefix={prefix}")),
             prefix,
             cluster: false,
+            tls_ca: None,
         }
     }
 
@@ -365,6 +378,22 @@ impl RedisHarness {
             url: with_params(&cluster_url(), &format!("prefix={prefix}")),
             prefix,
             cluster: true,
+            tls_ca: None,
+        }
+    }
+
+    /// A harness on a TLS server, trusting its CA.
+    pub fn tls(server: &tls::TlsServer) -> Self {
+        let prefix = unique_prefix("tconf");
+        RedisHarness {
+            url: format!(
+                "{}?tls_ca={}&prefix={prefix}",
+                server.base_url(),
+                server.ca.display()
+            ),
+            prefix,
+            cluster: false,
+            tls_ca: Some(server.ca.clone()),
         }
     }
 
@@ -381,6 +410,15 @@ impl RedisHarness {
         if self.cluster {
             let client = redis::cluster::ClusterClient::new(vec![base])?;
             let mut c = client.get_async_connection().await?;
+            cmd.query_async(&mut c).await
+        } else if let Some(ca) = &self.tls_ca {
+            let root_cert = std::fs::read(ca)?;
+            let certs = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root_cert),
+            };
+            let client = redis::Client::build_with_tls(base, certs)?;
+            let mut c = client.get_multiplexed_async_connection().await?;
             cmd.query_async(&mut c).await
         } else {
             let client = redis::Client::open(base)?;
