@@ -9,7 +9,7 @@
 //! | `file` (default; the embedded default) | `file:///abs/dir`, `file:rel/dir` | yes: fsync before acknowledging | no (a lock file refuses a second opener) | `docs/file-engine.md` |
 //! | `rocksdb` | `rocksdb:///abs/dir` | yes: synced WAL before acknowledging | no | `docs/kv.md` |
 //! | `sled` | `sled:///abs/dir` | best effort: flush before acknowledging; sled 0.34 is beta | no | `docs/kv.md` |
-//! | `redis` | `redis://host:port/db?prefix=NAME` | as the server is configured (`appendfsync`), opt-in `WAIT`/`WAITAOF` | yes | `docs/redis.md` |
+//! | `redis` | `redis://host:port/db?prefix=NAME`, `rediss://…` (TLS) | as the server is configured (`appendfsync`), opt-in `WAIT`/`WAITAOF` | yes | `docs/redis.md` |
 //!
 //! Other features: `testcontainers` (test tooling only: the Redis test
 //! harness starts Redis in Docker when no `STOWAGE_TEST_REDIS_URL` is set
