@@ -25,6 +25,7 @@ use self::locks::LockTable;
 use self::seam::OrderedKv;
 
 mod cas;
+mod heads;
 mod keys;
 mod locks;
 pub(crate) mod options;
@@ -66,6 +67,7 @@ fn stores_over(engine: Arc<dyn OrderedKv>, env: StoreEnv, capabilities: Capabili
         engine,
         env,
         locks: LockTable::new(),
+        run_heads: heads::RunHeads::default(),
         supersession_lock: Mutex::new(()),
         uploads_recovered: Mutex::new(false),
         permits: Arc::new(Semaphore::new(MAX_BLOCKING)),
@@ -90,6 +92,8 @@ pub(crate) struct Kv {
     engine: Arc<dyn OrderedKv>,
     env: StoreEnv,
     locks: LockTable,
+    /// Committed run records and chain heads, for appends (see `heads`).
+    run_heads: heads::RunHeads,
     /// Held across the chain walk and the insert of a supersession `put`,
     /// so cycle checks see every committed record.
     supersession_lock: Mutex<()>,

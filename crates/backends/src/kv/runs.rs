@@ -4,6 +4,14 @@
 //! `RunEvents` ((run id, seq) → event), `RunIdempotency` ((run id, key) →
 //! seq), and the indexes `RunsBySpec` / `RunsByAgent`. Every mutation of a
 //! run holds the run's stripe and writes one atomic batch.
+//!
+//! Appends keep a bounded in-memory cache of each run's committed record and
+//! chain head (`kv::heads`), so an append does not re-read and decode the
+//! run record and the previous event. The engines admit a single opener, so
+//! this process is the only writer: an entry is inserted only under the
+//! run's stripe, only after its batch was written successfully, and taken
+//! out (dropped) at the start of every mutation, so a failed or refused
+//! mutation leaves the run uncached and the next one reloads from the engine.
 
 use async_trait::async_trait;
 use stowage_core::encoding::encode_record;
@@ -13,6 +21,7 @@ use stowage_core::{
     RunStatus, RunSummary,
 };
 
+use super::heads::Head;
 use super::keys;
 use super::seam::{Batch, Direction, Table};
 use super::{Kv, KvStore};
@@ -33,23 +42,45 @@ impl Kv {
             })
     }
 
+    /// The run record and its chain head: from the cache (taking the entry
+    /// out) or from the engine.
+    fn load_head(&self, id: RunId) -> Result<Head> {
+        if let Some(cached) = self.run_heads.take(id) {
+            return Ok(cached);
+        }
+        let bytes = self
+            .engine
+            .get(Table::Runs, &keys::run(id))?
+            .ok_or_else(|| Error::not_found(format!("run {id} does not exist")))?;
+        let run: Run = stowage_core::encoding::decode_record("run record", &bytes)?;
+        let hash = match run.event_count.checked_sub(1) {
+            None => None,
+            Some(last) => Some(self.load_event(id, last)?.hash),
+        };
+        Ok(Head {
+            run,
+            hash,
+            size: bytes.len(),
+        })
+    }
+
     fn append_locked(&self, id: RunId, new: NewEvent) -> Result<RunEvent> {
-        let mut run = self.load_run(id)?;
+        let head = self.load_head(id)?;
         if let Some(key) = &new.idempotency_key {
             let stored = self
                 .engine
                 .get(Table::RunIdempotency, &keys::run_idempotency(id, key))?;
             if let Some(seq) = stored {
                 let seq = keys::decode_u64("run idempotency entry", &seq)?;
-                return self.load_event(id, seq);
+                let event = self.load_event(id, seq)?;
+                // Nothing was written: the state taken out is still current.
+                self.run_heads.put(head);
+                return Ok(event);
             }
         }
+        let Head { mut run, hash, .. } = head;
         run.check_running()?;
-        let prev_hash = match run.event_count.checked_sub(1) {
-            None => None,
-            Some(last) => Some(self.load_event(id, last)?.hash),
-        };
-        let event = RunEvent::build(id, run.event_count, prev_hash, new, self.now())?;
+        let event = RunEvent::build(id, run.event_count, hash, new, self.now())?;
         run.event_count = run.event_count.checked_add(1).ok_or_else(|| {
             Error::conflict(format!("run {id} has reached the largest event seq"))
         })?;
@@ -66,8 +97,15 @@ impl Kv {
                 event.seq.to_be_bytes().to_vec(),
             );
         }
-        batch.put(Table::Runs, keys::run(id), encode_record(&run)?);
+        let record = encode_record(&run)?;
+        let size = record.len();
+        batch.put(Table::Runs, keys::run(id), record);
         self.engine.write(batch)?;
+        self.run_heads.put(Head {
+            run,
+            hash: Some(event.hash),
+            size,
+        });
         Ok(event)
     }
 
@@ -183,6 +221,8 @@ impl RunLedger for KvStore {
     async fn finish_run(&self, run: RunId, status: RunStatus, summary: RunSummary) -> Result<Run> {
         self.blocking(move |kv| {
             let _guard = kv.locks.lock(Table::Runs, &keys::run(run));
+            // Finished runs take no appends; keep them out of the cache.
+            drop(kv.run_heads.take(run));
             let current = kv.load_run(run)?;
             let finished = current.finish(status, summary, kv.now())?;
             let mut batch = Batch::default();
@@ -241,5 +281,131 @@ impl RunLedger for KvStore {
         let filter = filter.clone();
         self.blocking(move |kv| kv.list_runs_blocking(&filter, after, limit))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    use std::sync::Arc;
+
+    use serde_json::json;
+    use stowage_core::{Capabilities, ErrorKind, StoreEnv, Stores};
+
+    use super::super::seam::OrderedKv;
+    use super::super::testing::MemKv;
+    use super::*;
+
+    /// Fails the next write: 1 = without applying it, 2 = after applying it
+    /// (an ambiguous outcome, as when a sync fails after the data was written).
+    #[derive(Default)]
+    struct FlakyKv {
+        inner: MemKv,
+        fail_next: AtomicU8,
+    }
+
+    impl OrderedKv for FlakyKv {
+        fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+            self.inner.get(table, key)
+        }
+
+        fn scan(
+            &self,
+            table: Table,
+            start: &[u8],
+            end: Option<&[u8]>,
+            direction: Direction,
+            limit: usize,
+        ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+            self.inner.scan(table, start, end, direction, limit)
+        }
+
+        fn write(&self, batch: Batch) -> Result<()> {
+            match self.fail_next.swap(0, Ordering::SeqCst) {
+                1 => Err(Error::internal("injected write failure")),
+                2 => {
+                    self.inner.write(batch)?;
+                    Err(Error::internal("injected failure after the write"))
+                }
+                _ => self.inner.write(batch),
+            }
+        }
+    }
+
+    fn flaky_stores() -> (Stores, Arc<FlakyKv>) {
+        let engine = Arc::new(FlakyKv::default());
+        let caps = Capabilities {
+            backend: "kv-flaky",
+            durable: false,
+            shared: false,
+            max_blob_size: 1 << 20,
+            streaming: true,
+        };
+        let stores = super::super::kv_stores(Arc::clone(&engine), StoreEnv::default(), caps);
+        (stores, engine)
+    }
+
+    #[tokio::test]
+    async fn failed_appends_leave_no_cached_head_behind() {
+        let (stores, engine) = flaky_stores();
+        let run = stores
+            .runs
+            .create_run(Digest::of(b"spec"), RunMetadata::new("agent"))
+            .await
+            .unwrap();
+        let step = |i: u64| NewEvent::new("step", json!({ "i": i }));
+        let first = stores.runs.append_event(run, step(0)).await.unwrap();
+        assert_eq!(first.seq, 0);
+
+        // A write that fails without applying: the next append reuses seq 1.
+        engine.fail_next.store(1, Ordering::SeqCst);
+        assert!(stores.runs.append_event(run, step(1)).await.is_err());
+        let second = stores.runs.append_event(run, step(1)).await.unwrap();
+        assert_eq!((second.seq, second.prev_hash), (1, Some(first.hash)));
+
+        // A write that applied but reported failure: the next append sees it.
+        engine.fail_next.store(2, Ordering::SeqCst);
+        assert!(stores.runs.append_event(run, step(2)).await.is_err());
+        let fourth = stores.runs.append_event(run, step(3)).await.unwrap();
+        assert_eq!(fourth.seq, 3);
+        let events = stores.runs.read_events(run, None, 10).await.unwrap();
+        assert_eq!(events.len(), 4);
+        assert_eq!(fourth.prev_hash, events.get(2).map(|e| e.hash));
+        assert_eq!(stores.runs.verify_run(run).await.unwrap().len, 4);
+        assert_eq!(stores.runs.get_run(run).await.unwrap().event_count, 4);
+
+        // A finished run takes no more appends, cached or not.
+        stores
+            .runs
+            .complete_run(run, RunSummary::new("done"))
+            .await
+            .unwrap();
+        let err = stores.runs.append_event(run, step(4)).await.unwrap_err();
+        assert_ne!(err.kind(), ErrorKind::Internal);
+        assert_eq!(stores.runs.get_run(run).await.unwrap().event_count, 4);
+    }
+
+    #[tokio::test]
+    async fn idempotent_retries_keep_the_head() {
+        let (stores, _) = flaky_stores();
+        let run = stores
+            .runs
+            .create_run(Digest::of(b"spec"), RunMetadata::new("agent"))
+            .await
+            .unwrap();
+        let keyed = || {
+            let mut event = NewEvent::new("step", json!({}));
+            event.idempotency_key = Some("k".into());
+            event
+        };
+        let a = stores.runs.append_event(run, keyed()).await.unwrap();
+        let again = stores.runs.append_event(run, keyed()).await.unwrap();
+        assert_eq!(a, again);
+        let next = stores
+            .runs
+            .append_event(run, NewEvent::new("step", json!({})))
+            .await
+            .unwrap();
+        assert_eq!((next.seq, next.prev_hash), (1, Some(a.hash)));
     }
 }
