@@ -24,6 +24,30 @@ if ARGV[6] ~= '' then redis.call('HSET', KEYS[3], ARGV[6], ARGV[2]) end
 return {'ok'}
 "#;
 
+/// [`APPEND`] for a run without an idempotency key: fewer arguments (Lua
+/// argument passing is a large share of a small script's cost), the same
+/// checks. KEYS: meta, list. ARGV: expected next seq, expected head hash
+/// (hex or ""), new head, record, the next seq after this one.
+const APPEND_RUN: &str = r#"
+local m = redis.call('HMGET', KEYS[1], 'next', 'head', 'status')
+if not m[1] then return {'notfound'} end
+if m[3] ~= 'Running' then return {'status', m[3] or ''} end
+if m[1] ~= ARGV[1] or m[2] ~= ARGV[2] then return {'moved', m[1], m[2] or ''} end
+redis.call('RPUSH', KEYS[2], ARGV[4])
+redis.call('HSET', KEYS[1], 'head', ARGV[3], 'next', ARGV[5])
+return {'ok'}
+"#;
+
+/// [`APPEND_RUN`] for a session log (no status to check).
+const APPEND_SESSION: &str = r#"
+local m = redis.call('HMGET', KEYS[1], 'next', 'head')
+if not m[1] then return {'notfound'} end
+if m[1] ~= ARGV[1] or m[2] ~= ARGV[2] then return {'moved', m[1], m[2] or ''} end
+redis.call('RPUSH', KEYS[2], ARGV[4])
+redis.call('HSET', KEYS[1], 'head', ARGV[3], 'next', ARGV[5])
+return {'ok'}
+"#;
+
 /// Reads a chain head and looks up an idempotency key in one step.
 /// KEYS: meta, list, idem. ARGV: idempotency key (or "").
 const HEAD: &str = r#"
@@ -168,6 +192,8 @@ return {'stored'}
 /// Every script, hashed once per open store.
 pub(crate) struct Scripts {
     pub(crate) append: Lua,
+    pub(crate) append_run: Lua,
+    pub(crate) append_session: Lua,
     pub(crate) head: Lua,
     pub(crate) read_list: Lua,
     pub(crate) finish_run: Lua,
@@ -186,6 +212,8 @@ impl Scripts {
     pub(crate) fn new() -> Self {
         Scripts {
             append: Lua::new(APPEND),
+            append_run: Lua::new(APPEND_RUN),
+            append_session: Lua::new(APPEND_SESSION),
             head: Lua::new(HEAD),
             read_list: Lua::new(READ_LIST),
             finish_run: Lua::new(FINISH_RUN),
