@@ -418,3 +418,70 @@ async fn tampering_is_corrupted() {
     let s2 = h.reopen(s).await.unwrap();
     assert_eq!(s2.runs.get_run(run).await.unwrap().event_count, 3);
 }
+
+/// Listings page through their sorted-set index in batches of 256: more
+/// entries than one batch, deleted entries in between, and `after`/`limit`
+/// must still give every live entry once, in order.
+#[tokio::test]
+async fn listings_cross_index_batches_and_skip_deleted_entries() {
+    let s = open("lex-batches").await;
+    let mut ids: Vec<String> = (0..600).map(|i| format!("s{i:04}")).collect();
+    for id in &ids {
+        s.sessions.create_session(id, json!({})).await.unwrap();
+    }
+    // Delete every third session, so some batches are mostly gone.
+    for id in ids.iter().step_by(3) {
+        assert!(s.sessions.delete_session(id).await.unwrap());
+    }
+    ids = ids
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 != 0)
+        .map(|(_, id)| id)
+        .collect();
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = s
+            .sessions
+            .list_sessions(after.as_deref(), 70)
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 70);
+        after = page.last().map(|p| p.id.clone());
+        seen.extend(page.into_iter().map(|p| p.id));
+    }
+    assert_eq!(seen, ids);
+
+    let spec = Digest::of(b"spec");
+    let names: Vec<String> = (0..300).map(|i| format!("r{i:04}")).collect();
+    for n in &names {
+        s.releases
+            .promote(n, spec, ReleaseMetadata::new("v1", "ci"), None)
+            .await
+            .unwrap();
+    }
+    let all = s.releases.list_names(None, 1000).await.unwrap();
+    assert_eq!(all, names);
+    let tail = s.releases.list_names(Some("r0255"), 10).await.unwrap();
+    assert_eq!(tail, names[256..266].to_vec());
+
+    let mut digests = Vec::new();
+    for i in 0..300u32 {
+        digests.push(
+            s.cas
+                .put(Bytes::from(i.to_be_bytes().to_vec()))
+                .await
+                .unwrap(),
+        );
+    }
+    digests.sort();
+    assert_eq!(s.cas.list(None, 1000).await.unwrap(), digests);
+    assert_eq!(
+        s.cas.list(Some(&digests[100]), 5).await.unwrap(),
+        digests[101..106].to_vec()
+    );
+}

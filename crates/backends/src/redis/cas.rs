@@ -16,13 +16,12 @@ use futures::future::try_join_all;
 use stowage_core::cas::too_large;
 use stowage_core::{validate, BlobStat, CasStore, Digest, Error, Result};
 
-use super::conn::{bytes, int, items, Op};
+use super::conn::{bytes, int, Op};
+use super::index::scan_lex;
 use super::{Shared, MAX_BLOB};
 
 /// The blob store.
 pub(crate) struct RedisCas(pub(crate) Arc<Shared>);
-
-const SCAN_BATCH: usize = 512;
 
 impl RedisCas {
     async fn index(&self, d: &Digest, what: &str) -> Result<()> {
@@ -116,47 +115,34 @@ impl CasStore for RedisCas {
     }
 
     async fn list(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<Digest>> {
-        let limit = validate::page_limit(limit);
+        let after = after.map(|d| d.to_string().into_bytes());
         let idx = self.0.keys.blobs_all();
-        let mut out = Vec::new();
-        let mut cursor = after.map(ToString::to_string);
-        while out.len() < limit {
-            let min = cursor
-                .as_ref()
-                .map_or_else(|| "-".to_owned(), |c| format!("({c}"));
-            let mut cmd = redis::cmd("ZRANGEBYLEX");
-            cmd.arg(&idx)
-                .arg(min)
-                .arg("+")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(SCAN_BATCH);
-            let found = items(self.0.conn.query(&cmd, Op::Read, "list blobs").await?);
-            if found.is_empty() {
-                break;
-            }
-            let digests: Vec<Digest> = found
-                .iter()
-                .map(|v| {
-                    let s = bytes(v).map(String::from_utf8_lossy).unwrap_or_default();
-                    s.parse::<Digest>().map_err(|_| {
-                        Error::corrupted(format!("blob index holds a bad digest {s:?}"))
+        scan_lex(
+            &self.0.conn,
+            &idx,
+            after,
+            validate::page_limit(limit),
+            "list blobs",
+            |members| async move {
+                let digests = members
+                    .iter()
+                    .map(|m| {
+                        let s = String::from_utf8_lossy(m);
+                        s.parse::<Digest>().map_err(|_| {
+                            Error::corrupted(format!("blob index holds a bad digest {s:?}"))
+                        })
                     })
-                })
-                .collect::<Result<_>>()?;
-            cursor = digests.last().map(ToString::to_string);
-            let present =
-                try_join_all(digests.iter().map(|d| self.exists(d, "list blobs"))).await?;
-            for (d, p) in digests.iter().zip(present) {
-                if p && out.len() < limit {
-                    out.push(*d);
-                }
-            }
-            if found.len() < SCAN_BATCH {
-                break;
-            }
-        }
-        Ok(out)
+                    .collect::<Result<Vec<_>>>()?;
+                let present =
+                    try_join_all(digests.iter().map(|d| self.exists(d, "list blobs"))).await?;
+                Ok(digests
+                    .into_iter()
+                    .zip(present)
+                    .map(|(d, p)| p.then_some(d))
+                    .collect())
+            },
+        )
+        .await
     }
 
     fn max_blob_size(&self) -> u64 {

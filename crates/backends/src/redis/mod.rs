@@ -19,6 +19,7 @@
 mod cas;
 mod chain;
 mod conn;
+mod index;
 mod keys;
 mod releases;
 mod runs;

@@ -18,12 +18,11 @@ use stowage_core::{
 };
 
 use super::conn::{bytes, int, items, status, unexpected, Op};
+use super::index::scan_lex;
 use super::Shared;
 
 /// The release registry.
 pub(crate) struct RedisReleases(pub(crate) Arc<Shared>);
-
-const SCAN_BATCH: usize = 256;
 
 fn name_of(name: &str) -> String {
     format!("release {:?}", validate::preview(name))
@@ -204,53 +203,34 @@ impl ReleaseRegistry for RedisReleases {
     }
 
     async fn list_names(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
-        let limit = validate::page_limit(limit);
+        let after = after.map(|a| a.as_bytes().to_vec());
         let idx = self.0.keys.releases_all();
-        let mut out = Vec::new();
-        let mut cursor: Option<Vec<u8>> = after.map(|a| a.as_bytes().to_vec());
-        while out.len() < limit {
-            let min = match &cursor {
-                None => b"-".to_vec(),
-                Some(c) => [&b"("[..], c].concat(),
-            };
-            let mut cmd = redis::cmd("ZRANGEBYLEX");
-            cmd.arg(&idx)
-                .arg(min)
-                .arg("+")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(SCAN_BATCH);
-            let names = items(
-                self.0
-                    .conn
-                    .query(&cmd, Op::Read, "list release names")
-                    .await?,
-            );
-            if names.is_empty() {
-                break;
-            }
-            cursor = names.last().and_then(bytes).map(<[u8]>::to_vec);
-            let names: Vec<String> = names
-                .iter()
-                .filter_map(bytes)
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .collect();
-            let exists = try_join_all(names.iter().map(|n| {
-                let mut cmd = redis::cmd("EXISTS");
-                cmd.arg(self.0.keys.release_history(n));
-                let conn = self.0.conn.clone();
-                async move { conn.query(&cmd, Op::Read, "list release names").await }
-            }))
-            .await?;
-            for (n, e) in names.iter().zip(&exists) {
-                if int(e) == Some(1) && out.len() < limit {
-                    out.push(n.clone());
-                }
-            }
-            if names.len() < SCAN_BATCH {
-                break;
-            }
-        }
-        Ok(out)
+        let what = "list release names";
+        scan_lex(
+            &self.0.conn,
+            &idx,
+            after,
+            validate::page_limit(limit),
+            what,
+            |members| async move {
+                let names: Vec<String> = members
+                    .iter()
+                    .map(|m| String::from_utf8_lossy(m).into_owned())
+                    .collect();
+                let exists = try_join_all(names.iter().map(|n| {
+                    let mut cmd = redis::cmd("EXISTS");
+                    cmd.arg(self.0.keys.release_history(n));
+                    let conn = self.0.conn.clone();
+                    async move { conn.query(&cmd, Op::Read, what).await }
+                }))
+                .await?;
+                Ok(names
+                    .into_iter()
+                    .zip(&exists)
+                    .map(|(n, e)| (int(e) == Some(1)).then_some(n))
+                    .collect())
+            },
+        )
+        .await
     }
 }

@@ -21,13 +21,12 @@ use stowage_core::{
 
 use super::chain::{append, Appended, ChainKeys};
 use super::conn::{bytes, int, items, status, unexpected, Op};
+use super::index::scan_lex;
 use super::runs::read_list;
 use super::Shared;
 
 /// The session store.
 pub(crate) struct RedisSessions(pub(crate) Arc<Shared>);
-
-const SCAN_BATCH: usize = 256;
 
 fn name(id: &str) -> String {
     format!("session {:?}", validate::preview(id))
@@ -172,43 +171,27 @@ impl SessionStore for RedisSessions {
     }
 
     async fn list_sessions(&self, after: Option<&str>, limit: usize) -> Result<Vec<Session>> {
-        let limit = validate::page_limit(limit);
+        let after = after.map(|a| a.as_bytes().to_vec());
         let idx = self.0.keys.sessions_all();
-        let mut out = Vec::new();
-        let mut cursor: Option<Vec<u8>> = after.map(|a| a.as_bytes().to_vec());
-        while out.len() < limit {
-            let min = match &cursor {
-                None => b"-".to_vec(),
-                Some(c) => [&b"("[..], c].concat(),
-            };
-            let mut cmd = redis::cmd("ZRANGEBYLEX");
-            cmd.arg(&idx)
-                .arg(min)
-                .arg("+")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(SCAN_BATCH);
-            let ids = items(self.0.conn.query(&cmd, Op::Read, "list sessions").await?);
-            if ids.is_empty() {
-                break;
-            }
-            let names: Vec<String> = ids
-                .iter()
-                .filter_map(bytes)
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .collect();
-            cursor = ids.last().and_then(bytes).map(<[u8]>::to_vec);
-            let loaded = try_join_all(names.iter().map(|n| self.load(n))).await?;
-            for (s, _) in loaded.into_iter().flatten() {
-                if out.len() < limit {
-                    out.push(s);
-                }
-            }
-            if ids.len() < SCAN_BATCH {
-                break;
-            }
-        }
-        Ok(out)
+        scan_lex(
+            &self.0.conn,
+            &idx,
+            after,
+            validate::page_limit(limit),
+            "list sessions",
+            |members| async move {
+                let ids: Vec<String> = members
+                    .iter()
+                    .map(|m| String::from_utf8_lossy(m).into_owned())
+                    .collect();
+                let loaded = try_join_all(ids.iter().map(|id| self.load(id))).await?;
+                Ok(loaded
+                    .into_iter()
+                    .map(|s| s.map(|(session, _)| session))
+                    .collect())
+            },
+        )
+        .await
     }
 
     async fn delete_session(&self, id: &str) -> Result<bool> {
