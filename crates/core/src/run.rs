@@ -212,9 +212,14 @@ impl NewEvent {
     /// # Errors
     /// `InvalidInput` naming the field.
     pub fn validate(&self) -> Result<()> {
+        self.checked_payload().map(drop)
+    }
+
+    /// Checks every field and returns the payload's canonical JSON.
+    fn checked_payload(&self) -> Result<Vec<u8>> {
         validate::identifier("event kind", &self.kind)?;
         validate::optional_identifier("idempotency key", self.idempotency_key.as_deref())?;
-        validate::json("event payload", &self.payload).map(drop)
+        validate::json("event payload", &self.payload)
     }
 }
 
@@ -254,7 +259,7 @@ impl RunEvent {
         new: NewEvent,
         now: Timestamp,
     ) -> Result<RunEvent> {
-        new.validate()?;
+        let payload_json = new.checked_payload()?;
         if let Some(expected) = new.expected_seq {
             if expected != next_seq {
                 return Err(Error::conflict(format!(
@@ -272,19 +277,24 @@ impl RunEvent {
             prev_hash,
             hash: Digest::from_array([0; 32]),
         };
-        event.hash = event.compute_hash();
+        event.hash = event.hash_with_payload(&payload_json);
         Ok(event)
     }
 
     /// Recomputes the hash from the fields.
     pub fn compute_hash(&self) -> Digest {
+        self.hash_with_payload(&canonical_json(&self.payload))
+    }
+
+    /// The hash, given the payload's canonical JSON.
+    fn hash_with_payload(&self, payload_json: &[u8]) -> Digest {
         let encoded = FieldWriter::new("stowage/run-event/v1")
             .bytes(&self.run_id.to_bytes())
             .opt_fixed(self.prev_hash.as_ref().map(|d| &d.as_bytes()[..]))
             .u64(self.seq)
             .bytes(self.kind.as_bytes())
             .u64(self.timestamp.as_millis())
-            .bytes(&canonical_json(&self.payload))
+            .bytes(payload_json)
             .opt_bytes(self.idempotency_key.as_deref().map(str::as_bytes))
             .finish();
         Digest::of(&encoded)
