@@ -9,7 +9,13 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v clang >/dev/null 2>&1 || missing+=(clang)
-compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null || compgen -G "/usr/lib/*/libclang*.so*" >/dev/null || missing+=(libclang-dev)
+# bindgen (clang-sys) loads the unversioned `libclang.so` / `libclang-N.so`
+# that only libclang-dev installs; `libclang-cpp.so.N` or `libclang.so.1`
+# alone do not count.
+compgen -G "/usr/lib/llvm-*/lib/libclang.so" >/dev/null \
+  || compgen -G "/usr/lib/*/libclang-*.so" >/dev/null \
+  || compgen -G "/usr/lib/*/libclang.so" >/dev/null \
+  || missing+=(libclang-dev)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing missing packages: ${missing[*]}"
