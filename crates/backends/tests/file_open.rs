@@ -113,3 +113,49 @@ async fn a_flipped_byte_in_a_sealed_segment_refuses_to_open() {
         .await
         .unwrap();
 }
+
+/// Maintenance due after writes through the stores (a checkpoint every
+/// 8 KiB of log here) runs on its own: checkpoints appear, deleted blobs'
+/// segments are compacted away, and every live blob survives reopen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automatic_checkpoints_and_compaction_run_during_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s");
+    let u = url(&store, "segment_size=4096&checkpoint_interval=8192");
+    let stores = open(&u).await.unwrap();
+    let mut live = Vec::new();
+    let mut written = 0u64;
+    for i in 0..300u32 {
+        let bytes = Bytes::from(vec![(i % 251) as u8; 900 + i as usize]);
+        written += bytes.len() as u64;
+        let digest = stores.cas.put(bytes.clone()).await.unwrap();
+        if i % 10 == 0 {
+            live.push((digest, bytes));
+        } else {
+            stores.cas.delete(&digest).await.unwrap();
+        }
+    }
+    let files: Vec<String> = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        files.iter().any(|f| f.ends_with(".ckp")),
+        "a checkpoint was written: {files:?}"
+    );
+    let log_bytes: u64 = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".wal"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(
+        log_bytes < written / 2,
+        "compaction reclaimed the deleted blobs: {log_bytes} bytes of log for {written} written"
+    );
+    drop(stores);
+    let stores = open(&u).await.unwrap();
+    for (d, bytes) in &live {
+        assert_eq!(&stores.cas.get(d).await.unwrap(), bytes);
+    }
+}

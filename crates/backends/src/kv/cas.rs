@@ -136,7 +136,7 @@ impl Kv {
                 Kv::delete_body(&mut batch, &body);
                 batch.delete(Table::Meta, key.clone());
             }
-            self.engine.write(batch)?;
+            self.write(batch)?;
         }
         *done = true;
         Ok(())
@@ -146,7 +146,7 @@ impl Kv {
         let mut batch = Batch::default();
         Kv::delete_body(&mut batch, body);
         batch.delete(Table::Meta, keys::pending_upload(body));
-        self.engine.write(batch)
+        self.write(batch)
     }
 }
 
@@ -181,7 +181,7 @@ impl Upload {
             .ok_or_else(|| Error::invalid_input("blob has too many chunks"))?;
         let hasher = self
             .store
-            .blocking(move |kv| {
+            .mutate(move |kv| {
                 hasher.update(&chunk);
                 let mut batch = Batch::default();
                 if index == 0 {
@@ -193,7 +193,7 @@ impl Upload {
                     keys::blob_chunk(&body, index),
                     encode_chunk(&chunk),
                 );
-                kv.engine.write(batch)?;
+                kv.write(batch)?;
                 Ok(hasher)
             })
             .await?;
@@ -212,7 +212,7 @@ impl Upload {
         let wrote_chunks = self.next_chunk > 0;
         self.finished = true;
         self.store
-            .blocking(move |kv| {
+            .mutate(move |kv| {
                 let _guard = kv.locks.lock(Table::Blobs, digest.as_bytes());
                 let mut batch = Batch::default();
                 if wrote_chunks {
@@ -227,7 +227,7 @@ impl Upload {
                         encode_record(&header)?,
                     );
                 }
-                kv.engine.write(batch)?;
+                kv.write(batch)?;
                 Ok(digest)
             })
             .await
@@ -254,7 +254,7 @@ impl CasStore for KvStore {
     async fn put(&self, bytes: Bytes) -> Result<Digest> {
         too_large(bytes.len() as u64, self.0.max_blob_size)?;
         let chunks = chunk_count(bytes.len())?;
-        self.blocking(move |kv| {
+        self.mutate(move |kv| {
             let digest = Digest::of(&bytes);
             let _guard = kv.locks.lock(Table::Blobs, digest.as_bytes());
             if kv.blob_header(&digest)?.is_some() {
@@ -278,7 +278,7 @@ impl CasStore for KvStore {
                 keys::blob_header(&digest),
                 encode_record(&header)?,
             );
-            kv.engine.write(batch)?;
+            kv.write(batch)?;
             Ok(digest)
         })
         .await
@@ -311,7 +311,7 @@ impl CasStore for KvStore {
 
     async fn delete(&self, digest: &Digest) -> Result<bool> {
         let digest = *digest;
-        self.blocking(move |kv| {
+        self.mutate(move |kv| {
             let _guard = kv.locks.lock(Table::Blobs, digest.as_bytes());
             let Some(header) = kv.blob_header(&digest)? else {
                 return Ok(false);
@@ -319,7 +319,7 @@ impl CasStore for KvStore {
             let mut batch = Batch::default();
             batch.delete(Table::Blobs, keys::blob_header(&digest));
             Kv::delete_body(&mut batch, &header.body);
-            kv.engine.write(batch)?;
+            kv.write(batch)?;
             Ok(true)
         })
         .await

@@ -66,7 +66,7 @@ impl EngineHarness {
             ),
         };
         *self.open.lock() = Some(Arc::downgrade(&engine));
-        Ok(super::stores_over(engine, StoreEnv::default(), caps))
+        super::stores_over(engine, StoreEnv::default(), caps)
     }
 
     fn engine(&self) -> Result<Arc<dyn OrderedKv>> {

@@ -6,8 +6,12 @@
 //! blobs, run/release/session/supersession rules (which call core) — lives
 //! here once, so engines cannot drift. See `docs/kv.md`.
 //!
-//! Every seam call runs inside `spawn_blocking`, behind a semaphore that
-//! bounds how many blocking calls one store runs at once.
+//! Reads run inside `spawn_blocking`, behind a semaphore that bounds how
+//! many blocking calls one store runs at once; so do mutations, except
+//! over an engine with group commit (the file engine): there they run on
+//! the store's writer thread (`writer`), the engine defers their fsync,
+//! and the caller waits for it asynchronously before its result is
+//! returned (`deferred`).
 
 // `_kv` alone (no engine) is not a real build; only silence it there.
 #![cfg_attr(
@@ -25,6 +29,7 @@ use self::locks::LockTable;
 use self::seam::OrderedKv;
 
 mod cas;
+mod deferred;
 mod heads;
 mod keys;
 mod locks;
@@ -34,6 +39,7 @@ mod runs;
 pub(crate) mod seam;
 mod sessions;
 mod supersessions;
+mod writer;
 
 #[cfg(all(test, any(feature = "sled", feature = "rocksdb")))]
 mod engine_tests;
@@ -57,13 +63,23 @@ pub(crate) fn kv_stores<K: OrderedKv>(
     engine: Arc<K>,
     env: StoreEnv,
     capabilities: Capabilities,
-) -> Stores {
+) -> Result<Stores> {
     let engine: Arc<dyn OrderedKv> = engine;
     stores_over(engine, env, capabilities)
 }
 
-fn stores_over(engine: Arc<dyn OrderedKv>, env: StoreEnv, capabilities: Capabilities) -> Stores {
+fn stores_over(
+    engine: Arc<dyn OrderedKv>,
+    env: StoreEnv,
+    capabilities: Capabilities,
+) -> Result<Stores> {
+    let writer = if engine.group_commits() {
+        Some(writer::Writer::start()?)
+    } else {
+        None
+    };
     let store = KvStore(Arc::new(Kv {
+        writer,
         engine,
         env,
         locks: LockTable::new(),
@@ -73,14 +89,14 @@ fn stores_over(engine: Arc<dyn OrderedKv>, env: StoreEnv, capabilities: Capabili
         permits: Arc::new(Semaphore::new(MAX_BLOCKING)),
         max_blob_size: capabilities.max_blob_size,
     }));
-    Stores {
+    Ok(Stores {
         cas: Arc::new(store.clone()),
         runs: Arc::new(store.clone()),
         releases: Arc::new(store.clone()),
         sessions: Arc::new(store.clone()),
         supersessions: Arc::new(store),
         capabilities,
-    }
+    })
 }
 
 /// One handle implementing all five store traits (one module each).
@@ -89,6 +105,8 @@ pub(crate) struct KvStore(Arc<Kv>);
 
 /// The shared state of a store over one engine.
 pub(crate) struct Kv {
+    /// Runs the mutations of an engine with group commit (see `writer`).
+    writer: Option<writer::Writer>,
     engine: Arc<dyn OrderedKv>,
     env: StoreEnv,
     locks: LockTable,
@@ -126,6 +144,48 @@ impl KvStore {
     }
 }
 
+impl KvStore {
+    /// Runs the mutation `f`: on the writer thread when the engine has
+    /// group commit, else like [`KvStore::blocking`]. Either way the
+    /// result reaches the caller only once the writes it made are durable.
+    /// The mutation runs to completion even if the caller's future is
+    /// dropped.
+    async fn mutate<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Kv) -> Result<T> + Send + 'static,
+    {
+        let Some(writer) = &self.0.writer else {
+            return self.blocking(f).await;
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let kv = Arc::clone(&self.0);
+        writer.submit(Box::new(move || {
+            let outcome = deferred::collect(|| f(&kv));
+            // Released before the reply, so a caller that drops the store
+            // on receiving it really closes the engine.
+            drop(kv);
+            let _ = tx.send(outcome);
+        }));
+        let (result, ticket) = rx
+            .await
+            .map_err(|_| Error::internal("a storage task failed on the store's writer thread"))?;
+        let value = result?;
+        if let Some(ticket) = ticket {
+            Arc::clone(&self.0.engine).wait_durable(ticket).await?;
+        }
+        if self.0.engine.take_maintenance() {
+            // Off the writer thread, so other mutations go on meanwhile.
+            self.blocking(|kv| {
+                kv.engine.maintain();
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(value)
+    }
+}
+
 impl Kv {
     fn now(&self) -> stowage_core::Timestamp {
         self.env.clock.now()
@@ -134,6 +194,13 @@ impl Kv {
 
 /// Typed helpers over the seam, shared by the store modules.
 impl Kv {
+    /// Writes `batch` atomically. Inside [`KvStore::blocking`] the engine
+    /// may defer durability to the end of the call; anywhere else this
+    /// returns only once the batch is durable.
+    fn write(&self, batch: seam::Batch) -> Result<()> {
+        deferred::write(&*self.engine, batch)
+    }
+
     /// The record under `key`, decoded with core's `decode_record`.
     fn get_record<T: serde::de::DeserializeOwned>(
         &self,

@@ -63,7 +63,7 @@ impl Kv {
             keys::release_head(&record.name),
             record.seq.to_be_bytes().to_vec(),
         );
-        self.engine.write(batch)
+        self.write(batch)
     }
 
     fn restore_locked(&self, name: &str, seq: Option<u64>, actor: &str) -> Result<ReleaseRecord> {
@@ -96,7 +96,7 @@ impl ReleaseRegistry for KvStore {
         validate::identifier("release name", name)?;
         metadata.validate()?;
         let name = name.to_owned();
-        self.blocking(move |kv| {
+        self.mutate(move |kv| {
             let _guard = kv.locks.lock(Table::Releases, name.as_bytes());
             let head = kv.release_head(&name)?;
             let record = ReleaseRecord::promotion(
@@ -117,7 +117,7 @@ impl ReleaseRegistry for KvStore {
         validate::identifier("release name", name)?;
         validate::identifier("promoted_by", promoted_by)?;
         let (name, actor) = (name.to_owned(), promoted_by.to_owned());
-        self.blocking(move |kv| {
+        self.mutate(move |kv| {
             let _guard = kv.locks.lock(Table::Releases, name.as_bytes());
             kv.restore_locked(&name, None, &actor)
         })
@@ -128,7 +128,7 @@ impl ReleaseRegistry for KvStore {
         validate::identifier("release name", name)?;
         validate::identifier("promoted_by", promoted_by)?;
         let (name, actor) = (name.to_owned(), promoted_by.to_owned());
-        self.blocking(move |kv| {
+        self.mutate(move |kv| {
             let _guard = kv.locks.lock(Table::Releases, name.as_bytes());
             kv.restore_locked(&name, Some(seq), &actor)
         })

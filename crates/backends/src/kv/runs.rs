@@ -100,7 +100,7 @@ impl Kv {
         let record = encode_record(&run)?;
         let size = record.len();
         batch.put(Table::Runs, keys::run(id), record);
-        self.engine.write(batch)?;
+        self.write(batch)?;
         self.run_heads.put(Head {
             run,
             hash: Some(event.hash),
@@ -181,7 +181,7 @@ impl Kv {
 impl RunLedger for KvStore {
     async fn create_run(&self, spec_digest: Digest, metadata: RunMetadata) -> Result<RunId> {
         metadata.validate()?;
-        self.blocking(move |kv| {
+        self.mutate(move |kv| {
             let now = kv.now();
             let id = kv.env.ids.new_run_id(now);
             let _guard = kv.locks.lock(Table::Runs, &keys::run(id));
@@ -203,7 +203,7 @@ impl RunLedger for KvStore {
                 keys::run_by_agent(&run.metadata.agent_name, id),
                 Vec::new(),
             );
-            kv.engine.write(batch)?;
+            kv.write(batch)?;
             Ok(id)
         })
         .await
@@ -211,7 +211,7 @@ impl RunLedger for KvStore {
 
     async fn append_event(&self, run: RunId, event: NewEvent) -> Result<RunEvent> {
         event.validate()?;
-        self.blocking(move |kv| {
+        self.mutate(move |kv| {
             let _guard = kv.locks.lock(Table::Runs, &keys::run(run));
             kv.append_locked(run, event)
         })
@@ -219,7 +219,7 @@ impl RunLedger for KvStore {
     }
 
     async fn finish_run(&self, run: RunId, status: RunStatus, summary: RunSummary) -> Result<Run> {
-        self.blocking(move |kv| {
+        self.mutate(move |kv| {
             let _guard = kv.locks.lock(Table::Runs, &keys::run(run));
             // Finished runs take no appends; keep them out of the cache.
             drop(kv.run_heads.take(run));
@@ -227,7 +227,7 @@ impl RunLedger for KvStore {
             let finished = current.finish(status, summary, kv.now())?;
             let mut batch = Batch::default();
             batch.put(Table::Runs, keys::run(run), encode_record(&finished)?);
-            kv.engine.write(batch)?;
+            kv.write(batch)?;
             Ok(finished)
         })
         .await
@@ -341,7 +341,8 @@ mod tests {
             max_blob_size: 1 << 20,
             streaming: true,
         };
-        let stores = super::super::kv_stores(Arc::clone(&engine), StoreEnv::default(), caps);
+        let stores = super::super::kv_stores(Arc::clone(&engine), StoreEnv::default(), caps)
+            .expect("stores over the engine");
         (stores, engine)
     }
 

@@ -3,8 +3,18 @@
 //! the sibling modules, so engines cannot drift.
 //!
 //! The seam is blocking; the store layer calls it from `spawn_blocking`.
+//! An engine with group commit may also let the store layer wait for
+//! durability asynchronously ([`OrderedKv::write_deferred`]), so a writer
+//! waiting for a shared fsync holds no blocking thread.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use stowage_core::Result;
+
+/// What [`OrderedKv::wait_durable`] returns.
+pub(crate) type DurableFuture = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 
 /// A namespace of keys: a column family (RocksDB), a tree (sled), a table
 /// of the file engine. Keys in different tables never collide.
@@ -163,4 +173,43 @@ pub(crate) trait OrderedKv: Send + Sync + 'static {
     /// Applies `batch` atomically and, unless the engine was opened with
     /// `Durability::Buffered`, durably before returning `Ok`.
     fn write(&self, batch: Batch) -> Result<()>;
+
+    /// Whether [`OrderedKv::write_deferred`] defers durability, so the store
+    /// layer runs mutations on one writer thread (see `kv::writer`).
+    fn group_commits(&self) -> bool {
+        false
+    }
+
+    /// Applies `batch` atomically like [`OrderedKv::write`], but may return
+    /// before it is durable: then it returns a ticket, and the batch is
+    /// durable once [`OrderedKv::wait_durable`] of that ticket (or of a
+    /// later one) resolved `Ok`. Nothing may be acknowledged before that.
+    /// Engines without group commit write durably and return `None`.
+    ///
+    /// # Errors
+    /// As [`OrderedKv::write`].
+    fn write_deferred(&self, batch: Batch) -> Result<Option<u64>> {
+        self.write(batch).map(|()| None)
+    }
+
+    /// Resolves once every batch up to `ticket` is durable.
+    ///
+    /// # Errors
+    /// When the engine cannot make it durable (a failed fsync): the
+    /// batches may or may not be on disk.
+    fn wait_durable(self: Arc<Self>, ticket: u64) -> DurableFuture {
+        let _ = ticket;
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Whether deferred writes made background maintenance due (asked
+    /// once: `true` hands the job to this caller, who runs
+    /// [`OrderedKv::maintain`] on a blocking thread).
+    fn take_maintenance(&self) -> bool {
+        false
+    }
+
+    /// Best-effort maintenance (checkpoint, compaction); failures surface
+    /// on later calls.
+    fn maintain(&self) {}
 }

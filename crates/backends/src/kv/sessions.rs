@@ -82,7 +82,7 @@ impl Kv {
         let entry = LogEntry::build(id, next, prev_hash, new, self.now())?;
         let mut batch = Batch::default();
         put_entry(&mut batch, &entry)?;
-        self.engine.write(batch)?;
+        self.write(batch)?;
         Ok(entry)
     }
 
@@ -96,7 +96,7 @@ impl Kv {
         let updated = change(&self.session_or_not_found(id)?)?;
         let mut batch = Batch::default();
         batch.put(Table::Sessions, keys::session(id), encode_record(&updated)?);
-        self.engine.write(batch)?;
+        self.write(batch)?;
         Ok(updated)
     }
 }
@@ -132,7 +132,7 @@ impl SessionStore for KvStore {
     async fn create_session(&self, id: &str, data: Value) -> Result<Session> {
         let id = id.to_owned();
         let session = Session::new(&id, data, stowage_core::Timestamp::ZERO)?;
-        self.blocking(move |kv| {
+        self.mutate(move |kv| {
             let _guard = kv.locks.lock(Table::Sessions, id.as_bytes());
             if kv
                 .engine
@@ -156,7 +156,7 @@ impl SessionStore for KvStore {
                 keys::session(&id),
                 encode_record(&session)?,
             );
-            kv.engine.write(batch)?;
+            kv.write(batch)?;
             Ok(session)
         })
         .await
@@ -177,7 +177,7 @@ impl SessionStore for KvStore {
         validate::identifier("session id", id)?;
         validate::json("session data", &data)?;
         let id = id.to_owned();
-        self.blocking(move |kv| {
+        self.mutate(move |kv| {
             let now = kv.now();
             kv.update_session(&id, |s| s.saved(data, expected_version, now))
         })
@@ -192,7 +192,7 @@ impl SessionStore for KvStore {
     ) -> Result<Session> {
         validate::identifier("session id", id)?;
         let id = id.to_owned();
-        self.blocking(move |kv| {
+        self.mutate(move |kv| {
             let now = kv.now();
             kv.update_session(&id, |s| s.with_state(state, expected_version, now))
         })
@@ -218,7 +218,7 @@ impl SessionStore for KvStore {
     async fn delete_session(&self, id: &str) -> Result<bool> {
         validate::identifier("session id", id)?;
         let id = id.to_owned();
-        self.blocking(move |kv| {
+        self.mutate(move |kv| {
             let _guard = kv.locks.lock(Table::Sessions, id.as_bytes());
             if kv
                 .engine
@@ -230,7 +230,7 @@ impl SessionStore for KvStore {
             let mut batch = Batch::default();
             batch.delete(Table::Sessions, keys::session(&id));
             clear_log(&mut batch, &id);
-            kv.engine.write(batch)?;
+            kv.write(batch)?;
             Ok(true)
         })
         .await
@@ -240,7 +240,7 @@ impl SessionStore for KvStore {
         validate::identifier("session id", id)?;
         entry.validate()?;
         let id = id.to_owned();
-        self.blocking(move |kv| {
+        self.mutate(move |kv| {
             let _guard = kv.locks.lock(Table::Sessions, id.as_bytes());
             kv.append_log_locked(&id, entry)
         })
@@ -281,7 +281,7 @@ impl SessionStore for KvStore {
     ) -> Result<Vec<LogEntry>> {
         validate::identifier("session id", id)?;
         let id = id.to_owned();
-        self.blocking(move |kv| {
+        self.mutate(move |kv| {
             let log = LogEntry::build_log(&id, entries, kv.now())?;
             let _guard = kv.locks.lock(Table::Sessions, id.as_bytes());
             kv.session_or_not_found(&id)?;
@@ -299,7 +299,7 @@ impl SessionStore for KvStore {
             for entry in &log {
                 put_entry(&mut batch, entry)?;
             }
-            kv.engine.write(batch)?;
+            kv.write(batch)?;
             Ok(log)
         })
         .await

@@ -31,7 +31,7 @@ pub(crate) async fn open_url(url: &url::Url, env: StoreEnv) -> Result<Stores> {
     let parsed = KvUrl::parse(url)?;
     let capabilities = capabilities(&parsed);
     let engine = open(&parsed).await?;
-    Ok(super::kv_stores(engine, env, capabilities))
+    super::kv_stores(engine, env, capabilities)
 }
 
 /// What a sled store can do.

@@ -47,7 +47,7 @@ impl Kv {
             keys::supersession_by_agent(record),
             Vec::new(),
         );
-        self.engine.write(batch)?;
+        self.write(batch)?;
         Ok(outcome)
     }
 
@@ -99,7 +99,7 @@ impl Kv {
 impl SupersessionStore for KvStore {
     async fn put(&self, record: Supersession) -> Result<PutOutcome> {
         record.validate()?;
-        self.blocking(move |kv| {
+        self.mutate(move |kv| {
             let _guard = kv.supersession_lock.lock();
             kv.put_supersession_locked(&record)
         })

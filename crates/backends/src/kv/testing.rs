@@ -91,7 +91,8 @@ pub(crate) fn mem_stores() -> (Stores, Arc<MemKv>) {
         max_blob_size: 8 * 1024 * 1024,
         streaming: true,
     };
-    let stores = super::kv_stores(Arc::clone(&engine), StoreEnv::default(), caps);
+    let stores = super::kv_stores(Arc::clone(&engine), StoreEnv::default(), caps)
+        .expect("stores over the engine");
     (stores, engine)
 }
 

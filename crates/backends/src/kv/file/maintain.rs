@@ -66,7 +66,7 @@ impl FileKv {
             (self.index.read().clone(), pos)
         };
         if pos.next_seq > 0 {
-            self.wait_durable(pos.next_seq - 1)?;
+            self.block_until_durable(pos.next_seq - 1)?;
         }
         let bytes = checkpoint::encode(&index, pos);
         drop(index);
@@ -167,7 +167,7 @@ impl FileKv {
         }
         last_seq = self.rewrite(chunk)?.or(last_seq);
         if let Some(seq) = last_seq {
-            self.wait_durable(seq)?;
+            self.block_until_durable(seq)?;
         }
         self.checkpoint_locked()?;
         let still = self.index.read().referenced_segments();

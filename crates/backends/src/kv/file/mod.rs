@@ -15,6 +15,7 @@ use std::any::Any;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -24,7 +25,7 @@ use self::index::{Index, Loc};
 use self::recovery::{segment_name, RecoveryReport};
 use self::vfs::{RealFs, VFile, Vfs};
 use self::wal::{Commit, Wal};
-use crate::kv::seam::{Batch, Direction, OrderedKv, Table};
+use crate::kv::seam::{Batch, Direction, DurableFuture, OrderedKv, Table};
 
 mod checkpoint;
 mod index;
@@ -84,8 +85,13 @@ pub(crate) struct FileKv {
     wal: Mutex<Wal>,
     commit: Mutex<Commit>,
     synced: Condvar,
+    /// Wakes async waiters when a group-commit round ends.
+    round_done: tokio::sync::Notify,
     poison: RwLock<Option<String>>,
     maintenance: Mutex<()>,
+    /// The log grew by the checkpoint interval; whoever sees this runs
+    /// [`FileKv::maybe_maintain`] (off the store's writer thread).
+    maintenance_wanted: AtomicBool,
     report: RecoveryReport,
     _lock: Box<dyn Any + Send + Sync>,
 }
@@ -145,8 +151,10 @@ impl FileKv {
                 syncing: false,
             }),
             synced: Condvar::new(),
+            round_done: tokio::sync::Notify::new(),
             poison: RwLock::new(None),
             maintenance: Mutex::new(()),
+            maintenance_wanted: AtomicBool::new(false),
             report: rec.report,
             _lock: lock,
             vfs,
@@ -278,6 +286,26 @@ impl OrderedKv for FileKv {
     fn write(&self, batch: Batch) -> Result<()> {
         self.write_batch(&batch)
     }
+
+    fn group_commits(&self) -> bool {
+        true
+    }
+
+    fn write_deferred(&self, batch: Batch) -> Result<Option<u64>> {
+        self.append_batch(&batch)
+    }
+
+    fn wait_durable(self: Arc<Self>, ticket: u64) -> DurableFuture {
+        Box::pin(self.durable(ticket))
+    }
+
+    fn take_maintenance(&self) -> bool {
+        self.maintenance_wanted.swap(false, Ordering::Relaxed)
+    }
+
+    fn maintain(&self) {
+        self.maybe_maintain();
+    }
 }
 
 /// Opens `file:///abs/dir` (or `file:rel/dir`) with options from the query
@@ -291,11 +319,7 @@ pub(crate) async fn open_url(url: &url::Url, env: StoreEnv) -> Result<Stores> {
     let engine = tokio::task::spawn_blocking(move || FileKv::open(&dir, opts))
         .await
         .map_err(|e| Error::internal(format!("opening the file store failed: {e}")))??;
-    Ok(crate::kv::kv_stores(
-        Arc::new(engine),
-        env,
-        capabilities(max_blob_size),
-    ))
+    crate::kv::kv_stores(Arc::new(engine), env, capabilities(max_blob_size))
 }
 
 /// What the file backend can do.

@@ -2,6 +2,7 @@
 //! group commit (concurrent writers share one fsync; a failed fsync
 //! poisons the engine).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use stowage_core::{Durability, Error, ErrorKind, Result};
@@ -65,23 +66,36 @@ impl FileKv {
     }
 
     /// Appends `batch` as one record and, unless buffered, waits for the
-    /// fsync covering it.
+    /// fsync covering it. Runs due maintenance (checkpoint, compaction) on
+    /// the calling thread.
     pub(crate) fn write_batch(&self, batch: &Batch) -> Result<()> {
+        let seq = self.append_batch(batch)?;
+        if self.maintenance_wanted.swap(false, Ordering::Relaxed) {
+            self.maybe_maintain();
+        }
+        match seq {
+            Some(seq) => self.block_until_durable(seq),
+            None => Ok(()),
+        }
+    }
+
+    /// Appends `batch` as one record (visible to reads at once) and returns
+    /// its seq when the caller must wait for it to become durable before
+    /// acknowledging it (`None` when buffered). When the log grew enough
+    /// for maintenance, sets `maintenance_wanted` for the caller to act on.
+    pub(crate) fn append_batch(&self, batch: &Batch) -> Result<Option<u64>> {
         self.check_poison()?;
         let frame = record::encode_batch(batch, self.opts.max_record_size)
             .map_err(|d| Error::invalid_input(format!("file store write refused: {}", d.0)))?;
-        let (seq, maintenance_due) = {
+        let seq = {
             let mut w = self.wal.lock();
             let seq = self.append_locked(&mut w, frame)?;
-            (seq, self.maintenance_due(&w))
+            if self.maintenance_due(&w) {
+                self.maintenance_wanted.store(true, Ordering::Relaxed);
+            }
+            seq
         };
-        if self.opts.durability == Durability::Sync {
-            self.wait_durable(seq)?;
-        }
-        if maintenance_due {
-            self.maybe_maintain();
-        }
-        Ok(())
+        Ok((self.opts.durability == Durability::Sync).then_some(seq))
     }
 
     /// Appends an encoded frame at the tail (the caller holds the WAL
@@ -140,23 +154,21 @@ impl FileKv {
     }
 
     /// Returns once record `seq` (already appended) is on stable storage.
-    /// The first waiter becomes the leader and fsyncs, with no lock held,
-    /// for everyone appended so far; the others wait on the condvar and are
-    /// covered by it or by the next leader (group commit). `parking_lot`'s
-    /// `notify_all` requeues the waiters onto the commit mutex, so they
-    /// wake one at a time rather than all at once.
+    /// The first waiter becomes the leader and runs a round
+    /// ([`FileKv::sync_round`]) for everyone appended so far; the others
+    /// wait on the condvar and are covered by it or by the next leader
+    /// (group commit). `parking_lot`'s `notify_all` requeues the waiters
+    /// onto the commit mutex, so they wake one at a time rather than all
+    /// at once.
     ///
     /// # Errors
     /// A failed fsync poisons the engine. A waiter that finds the engine
     /// poisoned gets `OutcomeUnknown`: its record was appended and may or
     /// may not have reached the disk.
-    pub(crate) fn wait_durable(&self, seq: u64) -> Result<()> {
+    pub(crate) fn block_until_durable(&self, seq: u64) -> Result<()> {
         let mut c = self.commit.lock();
         loop {
-            if self.poison.read().is_some() {
-                return Err(self.failed_round_error());
-            }
-            if c.synced > seq {
+            if self.is_durable(&c, seq)? {
                 return Ok(());
             }
             if c.syncing {
@@ -164,20 +176,77 @@ impl FileKv {
                 continue;
             }
             c.syncing = true;
-            let result = parking_lot::MutexGuard::unlocked(&mut c, || {
-                let (target, file) = {
-                    let w = self.wal.lock();
-                    (w.next_seq, Arc::clone(&w.file))
-                };
-                file.sync_data().map(|()| target)
-            });
-            c.syncing = false;
-            self.synced.notify_all();
-            match result {
-                Ok(target) => c.synced = c.synced.max(target),
-                Err(e) => return Err(self.poison_with("fsync of the log", e)),
+            parking_lot::MutexGuard::unlocked(&mut c, || self.sync_round())?;
+        }
+    }
+
+    /// The same wait for an async caller, holding no thread while it waits
+    /// (the store layer's deferred writes): the leader runs its round on
+    /// the blocking pool, the others wait for the round's notification.
+    /// A round runs to its end even if the leader's caller goes away.
+    ///
+    /// # Errors
+    /// As [`FileKv::block_until_durable`].
+    pub(crate) async fn durable(self: Arc<Self>, seq: u64) -> Result<()> {
+        loop {
+            let notified = self.round_done.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a round ending in between
+            // still wakes this waiter.
+            notified.as_mut().enable();
+            let lead = {
+                let mut c = self.commit.lock();
+                if self.is_durable(&c, seq)? {
+                    return Ok(());
+                }
+                !std::mem::replace(&mut c.syncing, true)
+            };
+            if lead {
+                let kv = Arc::clone(&self);
+                tokio::task::spawn_blocking(move || kv.sync_round())
+                    .await
+                    .map_err(|e| Error::internal(format!("a log fsync task failed: {e}")))??;
+            } else {
+                notified.await;
             }
         }
+    }
+
+    /// Whether record `seq` is durable (the caller holds the commit lock).
+    ///
+    /// # Errors
+    /// `OutcomeUnknown` when a failed fsync poisoned the engine.
+    fn is_durable(&self, c: &Commit, seq: u64) -> Result<bool> {
+        if self.poison.read().is_some() {
+            return Err(self.failed_round_error());
+        }
+        Ok(c.synced > seq)
+    }
+
+    /// One group-commit round, run by the leader that set `syncing` (no
+    /// lock held): fsyncs the log up to everything appended so far, then
+    /// publishes the result and wakes every waiter, blocking or async.
+    fn sync_round(&self) -> Result<()> {
+        let result = {
+            let (target, file) = {
+                let w = self.wal.lock();
+                (w.next_seq, Arc::clone(&w.file))
+            };
+            file.sync_data().map(|()| target)
+        };
+        let mut c = self.commit.lock();
+        c.syncing = false;
+        let outcome = match result {
+            Ok(target) => {
+                c.synced = c.synced.max(target);
+                Ok(())
+            }
+            Err(e) => Err(self.poison_with("fsync of the log", e)),
+        };
+        drop(c);
+        self.synced.notify_all();
+        self.round_done.notify_waiters();
+        outcome
     }
 
     /// The error of a writer whose record was appended when a failed fsync

@@ -127,3 +127,122 @@ fn a_full_disk_is_storage_full_and_writes_resume_once_space_is_freed() {
     let kv = open_sim(&fs, small_opts()).unwrap();
     assert_eq!(dump(&kv).unwrap(), model);
 }
+
+/// The store layer's deferred writes: tasks append through the stores
+/// (their blocking threads return before the fsync, and they wait for it
+/// asynchronously); one fsync fails part-way. Every append acknowledged
+/// must survive power loss, and no waiter of the failed round is told its
+/// append succeeded.
+#[test]
+fn deferred_appends_are_acknowledged_only_after_their_fsync() {
+    use serde_json::json;
+    use stowage_core::{Digest, NewEvent, RunMetadata};
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    for round in 0..4u64 {
+        let fs = SimFs::new();
+        let kv = Arc::new(open_sim(&fs, small_opts()).unwrap());
+        let stores = stores_over(&kv).unwrap();
+        let acked = rt.block_on(async {
+            let mut runs = Vec::new();
+            for t in 0..8u64 {
+                let meta = RunMetadata::new("agent");
+                let run = stores.runs.create_run(Digest::of(&t.to_be_bytes()), meta);
+                runs.push(run.await.unwrap());
+            }
+            let tasks: Vec<_> = runs
+                .into_iter()
+                .enumerate()
+                .map(|(t, run)| {
+                    let (stores, fs) = (stores.clone(), fs.clone());
+                    tokio::spawn(async move {
+                        let mut acked = Vec::new();
+                        for i in 0..20u64 {
+                            if t == 0 && i == 3 + round {
+                                fs.fail_next_sync();
+                            }
+                            let event = NewEvent::new("step", json!({ "i": i }));
+                            match stores.runs.append_event(run, event).await {
+                                Ok(e) => acked.push((run, e.seq, e.hash)),
+                                Err(e) => assert!(
+                                    matches!(
+                                        e.kind(),
+                                        ErrorKind::OutcomeUnknown | ErrorKind::Internal
+                                    ),
+                                    "{e}"
+                                ),
+                            }
+                        }
+                        acked
+                    })
+                })
+                .collect();
+            let mut acked = Vec::new();
+            for task in tasks {
+                acked.extend(task.await.unwrap());
+            }
+            acked
+        });
+        assert!(kv.check_poison().is_err(), "the failed fsync poisoned");
+        drop(stores);
+        drop(kv);
+        fs.power_loss(None);
+        let kv = Arc::new(open_sim(&fs, small_opts()).unwrap());
+        let stores = stores_over(&kv).unwrap();
+        rt.block_on(async {
+            for (run, seq, hash) in &acked {
+                let events = stores.runs.read_events(*run, None, 100).await.unwrap();
+                let stored = events.iter().find(|e| e.seq == *seq).map(|e| e.hash);
+                assert_eq!(stored, Some(*hash), "acknowledged event {run}/{seq} lost");
+            }
+        });
+    }
+}
+
+/// Without failures, every deferred acknowledgement is durable: power
+/// loss right after the last one keeps all of them.
+#[test]
+fn deferred_acknowledgements_survive_power_loss() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let fs = SimFs::new();
+    let kv = Arc::new(open_sim(&fs, small_opts()).unwrap());
+    let stores = stores_over(&kv).unwrap();
+    let digests = rt.block_on(async {
+        let tasks: Vec<_> = (0..16u32)
+            .map(|t| {
+                let stores = stores.clone();
+                tokio::spawn(async move {
+                    let mut digests = Vec::new();
+                    for i in 0..10u32 {
+                        let blob = bytes::Bytes::from(format!("blob {t} {i}").into_bytes());
+                        digests.push(stores.cas.put(blob).await.unwrap());
+                    }
+                    digests
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.unwrap());
+        }
+        all
+    });
+    // Power is lost while the handle is still open (on a copy of the
+    // disk): nothing runs after the last acknowledgement.
+    let after = fs.fork();
+    after.power_loss(None);
+    drop((stores, kv));
+    let kv = Arc::new(open_sim(&after, small_opts()).unwrap());
+    let stores = stores_over(&kv).unwrap();
+    rt.block_on(async {
+        for digest in &digests {
+            assert!(stores.cas.contains(digest).await.unwrap(), "{digest} lost");
+        }
+    });
+}

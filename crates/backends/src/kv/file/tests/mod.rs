@@ -38,6 +38,15 @@ fn open_sim(fs: &SimFs, opts: FileOptions) -> Result<FileKv> {
     FileKv::open_on(Arc::new(fs.clone()), &sim_dir(), opts)
 }
 
+/// The real store layer over an engine on the simulated disk.
+fn stores_over(kv: &Arc<FileKv>) -> Result<stowage_core::Stores> {
+    crate::kv::kv_stores(
+        Arc::clone(kv),
+        stowage_core::StoreEnv::default(),
+        super::capabilities(1 << 30),
+    )
+}
+
 fn apply_model(m: &mut Model, b: &Batch) {
     for op in &b.ops {
         match op {

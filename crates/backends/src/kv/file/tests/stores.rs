@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde_json::json;
 use stowage_core::{
     Digest, ErrorKind, LogKind, NewEvent, NewLogEntry, ReleaseMetadata, RunId, RunMetadata,
-    RunStatus, RunSummary, StoreEnv, Stores,
+    RunStatus, RunSummary, Stores,
 };
 
 /// What the workload got acknowledged before the crash.
@@ -34,11 +34,7 @@ fn blob_b() -> Bytes {
 
 fn stores_on(fs: &SimFs) -> Result<(Arc<FileKv>, Stores)> {
     let kv = Arc::new(open_sim(fs, small_opts())?);
-    let stores = crate::kv::kv_stores(
-        kv.clone(),
-        StoreEnv::default(),
-        super::super::capabilities(1 << 30),
-    );
+    let stores = stores_over(&kv)?;
     Ok((kv, stores))
 }
 
