@@ -179,9 +179,11 @@ impl Upload {
         self.next_chunk = index
             .checked_add(1)
             .ok_or_else(|| Error::invalid_input("blob has too many chunks"))?;
+        // On the blocking pool, not the writer thread: hashing 1 MiB is
+        // slow, and a chunk of a fresh body needs no ordering with others.
         let hasher = self
             .store
-            .mutate(move |kv| {
+            .blocking(move |kv| {
                 hasher.update(&chunk);
                 let mut batch = Batch::default();
                 if index == 0 {

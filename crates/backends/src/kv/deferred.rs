@@ -1,12 +1,12 @@
-//! Deferred durability: a mutation writes on the store's writer thread,
-//! which goes on with the next one while the caller waits for the
-//! engine's shared fsync asynchronously.
+//! Deferred durability: a store call writes on the store's writer thread
+//! (or a blocking-pool thread), which goes on with other work while the
+//! caller waits for the engine's shared fsync asynchronously.
 //!
-//! [`collect`] runs one mutation's closure with a per-thread slot armed;
+//! [`collect`] runs one call's closure with a per-thread slot armed;
 //! [`write`] lets the engine defer durability only while the slot is armed
-//! and records the highest ticket in it. `KvStore::mutate` then awaits
-//! that ticket before the mutation's result reaches its caller, so nothing
-//! is acknowledged before it is durable. Outside `collect` (no slot armed)
+//! and records the highest ticket in it. `KvStore::acknowledge` then
+//! awaits that ticket before the call's result reaches its caller, so
+//! nothing is acknowledged before it is durable. Outside `collect` (no slot armed)
 //! [`write`] is an ordinary durable write, so a caller that would not wait
 //! can never receive a deferred one.
 

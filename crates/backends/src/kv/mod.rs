@@ -9,9 +9,9 @@
 //! Reads run inside `spawn_blocking`, behind a semaphore that bounds how
 //! many blocking calls one store runs at once; so do mutations, except
 //! over an engine with group commit (the file engine): there they run on
-//! the store's writer thread (`writer`), the engine defers their fsync,
-//! and the caller waits for it asynchronously before its result is
-//! returned (`deferred`).
+//! the store's writer thread (`writer`). Such an engine defers the fsync
+//! of writes made inside either, and the caller waits for it
+//! asynchronously before its result is returned (`deferred`).
 
 // `_kv` alone (no engine) is not a real build; only silence it there.
 #![cfg_attr(
@@ -123,8 +123,10 @@ pub(crate) struct Kv {
 
 impl KvStore {
     /// Runs `f` on the blocking pool (bounded by the semaphore) with the
-    /// shared state. The closure runs to completion even if the caller's
-    /// future is dropped, so a started write is never torn.
+    /// shared state; used for reads, and for writes that need no ordering
+    /// with other mutations (blob chunks). The closure runs to completion
+    /// even if the caller's future is dropped, so a started write is never
+    /// torn. Writes it made reach the caller only once durable.
     async fn blocking<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -135,21 +137,20 @@ impl KvStore {
             .await
             .map_err(|_| Error::internal("the store's blocking pool was closed"))?;
         let kv = Arc::clone(&self.0);
-        tokio::task::spawn_blocking(move || {
+        let (result, ticket) = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            f(&kv)
+            deferred::collect(|| f(&kv))
         })
         .await
-        .map_err(|e| Error::internal(format!("a storage task failed: {e}")))?
+        .map_err(|e| Error::internal(format!("a storage task failed: {e}")))?;
+        self.acknowledge(result, ticket).await
     }
-}
 
-impl KvStore {
-    /// Runs the mutation `f`: on the writer thread when the engine has
-    /// group commit, else like [`KvStore::blocking`]. Either way the
-    /// result reaches the caller only once the writes it made are durable.
-    /// The mutation runs to completion even if the caller's future is
-    /// dropped.
+    /// Runs the mutation `f` (a read-modify-write): on the writer thread
+    /// when the engine has group commit, else like [`KvStore::blocking`].
+    /// Either way the result reaches the caller only once the writes it
+    /// made are durable, and the mutation runs to completion even if the
+    /// caller's future is dropped.
     async fn mutate<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -170,17 +171,22 @@ impl KvStore {
         let (result, ticket) = rx
             .await
             .map_err(|_| Error::internal("a storage task failed on the store's writer thread"))?;
+        self.acknowledge(result, ticket).await
+    }
+
+    /// Returns `result` once the writes up to `ticket` are durable, after
+    /// running any maintenance they made due (on the blocking pool, so a
+    /// writer thread goes on meanwhile).
+    async fn acknowledge<T>(&self, result: Result<T>, ticket: Option<u64>) -> Result<T> {
         let value = result?;
         if let Some(ticket) = ticket {
             Arc::clone(&self.0.engine).wait_durable(ticket).await?;
         }
         if self.0.engine.take_maintenance() {
-            // Off the writer thread, so other mutations go on meanwhile.
-            self.blocking(|kv| {
-                kv.engine.maintain();
-                Ok(())
-            })
-            .await?;
+            let kv = Arc::clone(&self.0);
+            tokio::task::spawn_blocking(move || kv.engine.maintain())
+                .await
+                .map_err(|e| Error::internal(format!("store maintenance failed: {e}")))?;
         }
         Ok(value)
     }
