@@ -161,8 +161,20 @@ impl KvStore {
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
         let kv = Arc::clone(&self.0);
+        let _in_flight = writer.enter();
         writer.submit(Box::new(move || {
-            let outcome = deferred::collect(|| f(&kv));
+            let (result, ticket) = deferred::collect(|| f(&kv));
+            let outcome = match (result, ticket) {
+                (Ok(value), Some(ticket))
+                    if kv.writer.as_ref().is_some_and(writer::Writer::alone) =>
+                {
+                    // A lone writer: lead the fsync here instead of handing
+                    // it to another thread and back. With company, the
+                    // writer thread goes on and a waiter leads the round.
+                    kv.engine.settle(ticket).map(|rest| (Ok(value), rest))
+                }
+                other => Ok(other),
+            };
             // Released before the reply, so a caller that drops the store
             // on receiving it really closes the engine.
             drop(kv);
@@ -170,7 +182,7 @@ impl KvStore {
         }));
         let (result, ticket) = rx
             .await
-            .map_err(|_| Error::internal("a storage task failed on the store's writer thread"))?;
+            .map_err(|_| Error::internal("a storage task failed on the store's writer thread"))??;
         self.acknowledge(result, ticket).await
     }
 

@@ -192,6 +192,17 @@ pub(crate) trait OrderedKv: Send + Sync + 'static {
         self.write(batch).map(|()| None)
     }
 
+    /// Makes `ticket` durable on the calling thread if that is cheap (no
+    /// group-commit round is running: lead one here) and returns `None`;
+    /// otherwise returns it for [`OrderedKv::wait_durable`]. For a lone
+    /// writer this saves handing the fsync to another thread and back.
+    ///
+    /// # Errors
+    /// As [`OrderedKv::wait_durable`].
+    fn settle(&self, ticket: u64) -> Result<Option<u64>> {
+        Ok(Some(ticket))
+    }
+
     /// Resolves once every batch up to `ticket` is durable.
     ///
     /// # Errors

@@ -17,6 +17,7 @@
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
@@ -29,6 +30,18 @@ pub(crate) type Job = Box<dyn FnOnce() + Send>;
 /// queue is empty.
 pub(crate) struct Writer {
     shared: Arc<Shared>,
+    /// Mutations submitted and not yet returned to their callers
+    /// (including their wait for durability).
+    in_flight: AtomicUsize,
+}
+
+/// Counts one mutation in flight until dropped (see [`Writer::enter`]).
+pub(crate) struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 struct Shared {
@@ -61,7 +74,10 @@ impl Writer {
             .map_err(|e| {
                 Error::internal("could not start the store's writer thread").with_source(e)
             })?;
-        Ok(Writer { shared })
+        Ok(Writer {
+            shared,
+            in_flight: AtomicUsize::new(0),
+        })
     }
 
     /// Queues `job`; jobs run in submission order. A job that panics is
@@ -73,6 +89,21 @@ impl Writer {
             q.idle = false;
             self.shared.wake.notify_one();
         }
+    }
+}
+
+impl Writer {
+    /// Counts a mutation in flight until the guard is dropped (when its
+    /// caller got the result, or gave up waiting).
+    pub(crate) fn enter(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(&self.in_flight)
+    }
+
+    /// Whether the mutation running now is the only one in flight: no
+    /// other caller is queued or waiting for a fsync.
+    pub(crate) fn alone(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) <= 1
     }
 }
 

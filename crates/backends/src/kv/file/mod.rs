@@ -295,6 +295,10 @@ impl OrderedKv for FileKv {
         self.append_batch(&batch)
     }
 
+    fn settle(&self, ticket: u64) -> Result<Option<u64>> {
+        FileKv::settle(self, ticket)
+    }
+
     fn wait_durable(self: Arc<Self>, ticket: u64) -> DurableFuture {
         Box::pin(self.durable(ticket))
     }
