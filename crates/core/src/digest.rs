@@ -81,9 +81,30 @@ impl DigestWriter {
     }
 }
 
+impl Digest {
+    /// The 64 lower-case hex characters, without allocating (this runs
+    /// for every stored record that names a digest).
+    fn hex(&self) -> HexDigest {
+        let mut out = [0u8; 64];
+        // 32 bytes always fit 64 characters.
+        let _ = hex::encode_to_slice(self.0, &mut out);
+        HexDigest(out)
+    }
+}
+
+/// A digest's hex form on the stack.
+struct HexDigest([u8; 64]);
+
+impl HexDigest {
+    fn as_str(&self) -> &str {
+        // Only ASCII hex digits were written.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
+        f.write_str(self.hex().as_str())
     }
 }
 
@@ -113,7 +134,7 @@ impl FromStr for Digest {
 
 impl Serialize for Digest {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_string())
+        serializer.serialize_str(self.hex().as_str())
     }
 }
 

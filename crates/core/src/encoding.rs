@@ -158,7 +158,10 @@ const RECORD_VERSION: u8 = 1;
 /// [`Internal`](crate::ErrorKind::Internal) if the value cannot be encoded
 /// (a bug: every stowage record can be).
 pub fn encode_record<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    let mut out = vec![RECORD_VERSION];
+    // Most records (events, run and session records) fit; one allocation
+    // instead of a chain of doublings from one byte.
+    let mut out = Vec::with_capacity(512);
+    out.push(RECORD_VERSION);
     ciborium::into_writer(value, &mut out)
         .map_err(|e| Error::internal(format!("cannot encode record: {e}")))?;
     Ok(out)
