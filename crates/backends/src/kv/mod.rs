@@ -212,9 +212,10 @@ impl Kv {
 
 /// Typed helpers over the seam, shared by the store modules.
 impl Kv {
-    /// Writes `batch` atomically. Inside [`KvStore::blocking`] the engine
-    /// may defer durability to the end of the call; anywhere else this
-    /// returns only once the batch is durable.
+    /// Writes `batch` atomically. Inside a store call
+    /// ([`KvStore::blocking`], [`KvStore::mutate`]) the engine may defer
+    /// durability until the call acknowledges; anywhere else this returns
+    /// only once the batch is durable.
     fn write(&self, batch: seam::Batch) -> Result<()> {
         deferred::write(&*self.engine, batch)
     }
