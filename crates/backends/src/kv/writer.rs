@@ -90,9 +90,7 @@ impl Writer {
             self.shared.wake.notify_one();
         }
     }
-}
 
-impl Writer {
     /// Counts a mutation in flight until the guard is dropped (when its
     /// caller got the result, or gave up waiting).
     pub(crate) fn enter(&self) -> InFlight<'_> {
