@@ -1,4 +1,5 @@
-//! Tests of the shared KV layer over the in-process `BTreeMap` engine.
+//! Tests of the shared KV layer over the in-process `BTreeMap` engine
+//! (chunked blobs in `blobs`).
 
 use std::sync::Arc;
 
@@ -17,6 +18,8 @@ use super::seam::{Batch, Direction, OrderedKv, Table};
 use super::testing::{mem_stores, tamper_blob, tamper_event, tamper_log};
 
 const HOSTILE: [&str; 7] = ["a", "a:b", "a/b", "{a}", "🚀", "..", "a\u{200f}b"];
+
+mod blobs;
 
 fn big_blob(len: usize) -> Bytes {
     (0..len).map(|i| (i % 251) as u8).collect::<Vec<_>>().into()
@@ -177,92 +180,6 @@ async fn prefix_ids_never_leak_into_each_others_scans() {
         after,
         sorted[sorted.iter().position(|n| *n == "a").unwrap() + 1..][..2]
     );
-}
-
-#[tokio::test]
-async fn chunked_blobs_round_trip_in_memory_and_streamed() {
-    let (stores, engine) = mem_stores();
-    for len in [0, 1, CHUNK_BYTES - 1, CHUNK_BYTES, 2 * CHUNK_BYTES + 5] {
-        let blob = big_blob(len);
-        let digest = stores.cas.put(blob.clone()).await.unwrap();
-        assert_eq!(digest, Digest::of(&blob));
-        assert_eq!(stores.cas.get(&digest).await.unwrap(), blob);
-        assert_eq!(stores.cas.stat(&digest).await.unwrap().size, len as u64);
-        let streamed: Vec<Bytes> = stores
-            .cas
-            .get_stream(&digest)
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
-        assert_eq!(streamed.concat(), blob.to_vec());
-        stores.cas.verify(&digest).await.unwrap();
-        // A streamed put of the same bytes dedupes onto the stored blob.
-        let reader = Box::pin(std::io::Cursor::new(blob.to_vec()));
-        assert_eq!(stores.cas.put_stream(reader).await.unwrap(), digest);
-    }
-    let listed = stores.cas.list(None, 100).await.unwrap();
-    assert_eq!(listed.len(), 5);
-    assert!(listed.windows(2).all(|w| w[0] < w[1]));
-    // Deduped uploads left no chunks and no pending markers behind: five
-    // headers plus 0 + 1 + 1 + 1 + 3 chunks.
-    let all = engine
-        .scan(Table::Blobs, &[], None, Direction::Forward, 1000)
-        .unwrap();
-    assert_eq!(all.len(), 5 + 6);
-    let (start, end) = keys::pending_uploads();
-    assert!(engine
-        .scan(Table::Meta, &start, Some(&end), Direction::Forward, 10)
-        .unwrap()
-        .is_empty());
-    for d in &listed {
-        assert!(stores.cas.delete(d).await.unwrap());
-        assert!(!stores.cas.delete(d).await.unwrap());
-    }
-    assert!(engine
-        .scan(Table::Blobs, &[], None, Direction::Forward, 10)
-        .unwrap()
-        .is_empty());
-}
-
-#[tokio::test]
-async fn oversized_streams_are_rejected_and_leave_nothing() {
-    let (stores, engine) = mem_stores();
-    let limit = stores.cas.max_blob_size() as usize;
-    let reader = Box::pin(std::io::Cursor::new(vec![7u8; limit + 1]));
-    let err = stores.cas.put_stream(reader).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidInput);
-    // The abandoned upload's chunks are removed in the background.
-    for _ in 0..100 {
-        if engine
-            .scan(Table::Blobs, &[], None, Direction::Forward, 1)
-            .unwrap()
-            .is_empty()
-        {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("the chunks of an oversized upload were left behind");
-}
-
-#[tokio::test]
-async fn chunks_of_interrupted_uploads_are_recovered() {
-    let (stores, engine) = mem_stores();
-    // What a crash mid-upload leaves: a marker and a chunk, no header.
-    let body = [9u8; 16];
-    let mut batch = Batch::default();
-    batch.put(Table::Meta, keys::pending_upload(&body), Vec::new());
-    batch.put(Table::Blobs, keys::blob_chunk(&body, 0), vec![0; 8]);
-    engine.write(batch).unwrap();
-    let reader = Box::pin(std::io::Cursor::new(b"fresh".to_vec()));
-    let digest = stores.cas.put_stream(reader).await.unwrap();
-    let all = engine
-        .scan(Table::Blobs, &[], None, Direction::Forward, 100)
-        .unwrap();
-    assert_eq!(all.len(), 2, "one header and one chunk of the new blob");
-    assert_eq!(&stores.cas.get(&digest).await.unwrap()[..], b"fresh");
 }
 
 #[tokio::test]
