@@ -64,3 +64,126 @@ pub(super) fn write(engine: &dyn OrderedKv, batch: Batch) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    use parking_lot::Mutex;
+    use serde_json::json;
+    use stowage_core::{Capabilities, Digest, NewEvent, RunMetadata, StoreEnv};
+
+    use super::super::seam::{Direction, DurableFuture, Table};
+    use super::super::testing::MemKv;
+    use super::*;
+
+    /// An engine with group commit whose fsyncs the test controls: every
+    /// deferred write gets the next ticket, and `wait_durable` records the
+    /// ticket it was asked for and marks it durable.
+    #[derive(Default)]
+    struct Deferring {
+        inner: MemKv,
+        written: AtomicU64,
+        synced: AtomicU64,
+        waits: Mutex<Vec<u64>>,
+    }
+
+    impl OrderedKv for Deferring {
+        fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+            self.inner.get(table, key)
+        }
+
+        fn scan(
+            &self,
+            table: Table,
+            start: &[u8],
+            end: Option<&[u8]>,
+            direction: Direction,
+            limit: usize,
+        ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+            self.inner.scan(table, start, end, direction, limit)
+        }
+
+        fn write(&self, batch: Batch) -> Result<()> {
+            self.inner.write(batch)
+        }
+
+        fn group_commits(&self) -> bool {
+            true
+        }
+
+        fn write_deferred(&self, batch: Batch) -> Result<Option<u64>> {
+            self.inner.write(batch)?;
+            Ok(Some(self.written.fetch_add(1, Ordering::SeqCst) + 1))
+        }
+
+        fn unsynced_ticket(&self) -> Option<u64> {
+            let written = self.written.load(Ordering::SeqCst);
+            (written > self.synced.load(Ordering::SeqCst)).then_some(written)
+        }
+
+        fn wait_durable(self: Arc<Self>, ticket: u64) -> DurableFuture {
+            self.waits.lock().push(ticket);
+            self.synced.fetch_max(ticket, Ordering::SeqCst);
+            Box::pin(std::future::ready(Ok(())))
+        }
+    }
+
+    #[test]
+    fn writes_outside_a_store_call_are_never_deferred() {
+        let engine = Deferring::default();
+        write(&engine, Batch::default()).unwrap();
+        assert_eq!(engine.written.load(Ordering::SeqCst), 0);
+        let (result, ticket) = collect(|| write(&engine, Batch::default()));
+        result.unwrap();
+        assert_eq!(ticket, Some(1));
+        // Disarmed again once the call is over.
+        write(&engine, Batch::default()).unwrap();
+        assert_eq!(engine.written.load(Ordering::SeqCst), 1);
+    }
+
+    /// An idempotent retry writes nothing, but the original it returns may
+    /// not be durable yet: the retry waits for it as well.
+    #[tokio::test]
+    async fn a_retry_answered_from_a_write_not_yet_durable_waits_for_it() {
+        let engine = Arc::new(Deferring::default());
+        let caps = Capabilities {
+            backend: "deferring",
+            durable: true,
+            shared: false,
+            max_blob_size: 1 << 20,
+            streaming: true,
+        };
+        let stores = crate::kv::kv_stores(Arc::clone(&engine), StoreEnv::default(), caps).unwrap();
+        let run = stores
+            .runs
+            .create_run(Digest::of(b"spec"), RunMetadata::new("agent"))
+            .await
+            .unwrap();
+        let event = NewEvent {
+            idempotency_key: Some("k".into()),
+            ..NewEvent::new("step", json!({}))
+        };
+        let original = stores.runs.append_event(run, event.clone()).await.unwrap();
+        assert_eq!(*engine.waits.lock(), vec![1, 2]);
+        // As if the original's fsync were still running.
+        engine.synced.store(1, Ordering::SeqCst);
+        let retried = stores.runs.append_event(run, event).await.unwrap();
+        assert_eq!(retried, original);
+        assert_eq!(*engine.waits.lock(), vec![1, 2, 2]);
+        // Nothing pending: a retry answers at once.
+        stores
+            .runs
+            .append_event(
+                run,
+                NewEvent {
+                    idempotency_key: Some("k".into()),
+                    ..NewEvent::new("step", json!({}))
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(*engine.waits.lock(), vec![1, 2, 2]);
+    }
+}

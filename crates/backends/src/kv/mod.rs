@@ -164,6 +164,12 @@ impl KvStore {
         let _in_flight = writer.enter();
         writer.submit(Box::new(move || {
             let (result, ticket) = deferred::collect(|| f(&kv));
+            // Answered from state that may not be durable yet (say, an
+            // idempotent retry finding its original): wait for it too.
+            let ticket = match (&result, ticket) {
+                (Ok(_), None) => kv.engine.unsynced_ticket(),
+                (_, ticket) => ticket,
+            };
             let outcome = match (result, ticket) {
                 (Ok(value), Some(ticket))
                     if kv.writer.as_ref().is_some_and(writer::Writer::alone) =>

@@ -192,6 +192,14 @@ pub(crate) trait OrderedKv: Send + Sync + 'static {
         self.write(batch).map(|()| None)
     }
 
+    /// The ticket covering everything written so far, when some of it is
+    /// not yet durable (`None`: all of it is). A mutation that wrote
+    /// nothing may still have read such a write (an idempotent retry
+    /// finding its original), so it waits for this before answering.
+    fn unsynced_ticket(&self) -> Option<u64> {
+        None
+    }
+
     /// Makes `ticket` durable on the calling thread if that is cheap (no
     /// group-commit round is running: lead one here) and returns `None`;
     /// otherwise returns it for [`OrderedKv::wait_durable`]. For a lone

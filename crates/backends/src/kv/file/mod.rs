@@ -295,6 +295,16 @@ impl OrderedKv for FileKv {
         self.append_batch(&batch)
     }
 
+    fn unsynced_ticket(&self) -> Option<u64> {
+        if self.opts.durability != Durability::Sync {
+            return None;
+        }
+        // WAL lock before commit lock, as everywhere.
+        let next = self.wal.lock().next_seq;
+        let synced = self.commit.lock().synced;
+        (next > synced).then(|| next - 1)
+    }
+
     fn settle(&self, ticket: u64) -> Result<Option<u64>> {
         FileKv::settle(self, ticket)
     }
