@@ -142,6 +142,7 @@ impl FileKv {
                 active: rec.active,
                 file,
                 tail: rec.tail,
+                filled: rec.filled,
                 next_seq: rec.next_seq,
                 // Anything replayed makes the next checkpoint worthwhile.
                 since_checkpoint: rec.report.replayed_records.min(1),

@@ -36,6 +36,8 @@ pub(crate) struct Recovered {
     pub(crate) segs: BTreeMap<u64, Arc<dyn VFile>>,
     pub(crate) active: u64,
     pub(crate) tail: u64,
+    /// The active file's length (zeros from `tail` on).
+    pub(crate) filled: u64,
     pub(crate) next_seq: u64,
     pub(crate) report: RecoveryReport,
 }
@@ -223,6 +225,7 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
 
     // Replay.
     let mut tail = SEGMENT_HEADER_LEN;
+    let mut filled = SEGMENT_HEADER_LEN;
     let mut active = None;
     for (i, &id) in live.iter().enumerate() {
         let is_last = i + 1 == live.len();
@@ -265,15 +268,21 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
             ));
         }
         let mut salvaged = false;
+        filled = bytes.len() as u64;
         loop {
             let rest = bytes.get(off..).unwrap_or(&[]);
-            let damage = match record::decode_frame(rest, id, max) {
+            // `intact`: the frame passed its CRC, so these are the bytes
+            // that were written — never a torn write, whatever follows.
+            let (damage, intact) = match record::decode_frame(rest, id, max) {
                 Ok(None) => break,
-                Ok(Some(frame)) if expected.is_some_and(|e| e != frame.seq) => Damage(format!(
-                    "record seq {} where {} was expected",
-                    frame.seq,
-                    expected.unwrap_or(0)
-                )),
+                Ok(Some(frame)) if expected.is_some_and(|e| e != frame.seq) => (
+                    Damage(format!(
+                        "record seq {} where {} was expected",
+                        frame.seq,
+                        expected.unwrap_or(0)
+                    )),
+                    true,
+                ),
                 Ok(Some(frame)) => match record::decode_batch(frame.payload) {
                     Ok(ops) => {
                         index.apply(id, (off + RECORD_HEADER_LEN) as u64, &ops);
@@ -282,15 +291,23 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
                         off += frame.len;
                         continue;
                     }
-                    Err(d) => d,
+                    Err(d) => (d, true),
                 },
-                Err(d) => d,
+                Err(d) => (d, false),
             };
+            if !intact && rest.iter().all(|&b| b == 0) {
+                // Zeros the engine wrote ahead of its tail: the clean end.
+                // (Records lost before the next segment show as a seq gap
+                // at its first record.)
+                filled = bytes.len() as u64;
+                break;
+            }
             let next = expected.unwrap_or(0);
-            if is_last && !valid_record_after(&bytes, off, id, next, max) {
+            if is_last && !intact && !valid_record_after(&bytes, off, id, next, max) {
                 truncate(&*file, off as u64)
                     .map_err(|e| io_err(dir, "truncating a torn tail", e))?;
                 report.truncated_tail = Some((id, off as u64, (bytes.len() - off) as u64));
+                filled = off as u64;
                 break;
             }
             if !opts.salvage {
@@ -300,6 +317,7 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
                 ));
             }
             truncate(&*file, off as u64).map_err(|e| io_err(dir, "salvaging", e))?;
+            filled = off as u64;
             report.lost.push(format!(
                 "segment {name} from offset {off}: {} bytes dropped ({})",
                 bytes.len() - off,
@@ -326,6 +344,7 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
                 create_segment(vfs, dir, id).map_err(|e| io_err(dir, "creating a segment", e))?;
             segs.insert(id, file);
             tail = SEGMENT_HEADER_LEN;
+            filled = SEGMENT_HEADER_LEN;
             id
         }
     };
@@ -334,6 +353,7 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
         segs,
         active,
         tail,
+        filled,
         next_seq: expected.unwrap_or(0),
         report,
     })

@@ -18,9 +18,16 @@ pub(crate) struct Wal {
     pub(crate) active: u64,
     pub(crate) file: Arc<dyn VFile>,
     pub(crate) tail: u64,
+    /// The active file is at least this long, zeros past `tail` (see
+    /// [`FileKv::fill_ahead`]).
+    pub(crate) filled: u64,
     pub(crate) next_seq: u64,
     pub(crate) since_checkpoint: u64,
 }
+
+/// How far ahead of the tail the active segment is filled with zeros at a
+/// time (capped at the segment size).
+const FILL_STEP: u64 = 1 << 20;
 
 /// Group-commit state (guarded by `FileKv::commit`).
 #[derive(Debug, Default)]
@@ -106,6 +113,7 @@ impl FileKv {
         if w.tail > SEGMENT_HEADER_LEN && w.tail.saturating_add(len) > self.opts.segment_size {
             self.rotate(w)?;
         }
+        self.fill_ahead(w, w.tail.saturating_add(len))?;
         let seq = w.next_seq;
         record::seal_frame(&mut frame, w.active, seq);
         if let Err(e) = w.file.write_at(&frame, w.tail) {
@@ -128,10 +136,42 @@ impl FileKv {
         Ok(seq)
     }
 
-    /// Seals the active segment (fsync) and starts the next one (header
-    /// fsynced, directory fsynced) before anything is written in it.
+    /// Makes the active file at least `end` bytes long by writing zeros
+    /// past what it holds (at least [`FILL_STEP`] at a time, up to the
+    /// segment size), so appends overwrite preallocated zeros instead of
+    /// growing the file: their `fdatasync` then has no file size to
+    /// persist. Recovery reads an all-zero remainder as the clean end of
+    /// a segment. On failure (`ENOSPC` → `StorageFull`) the file is cut
+    /// back and nothing changes.
+    fn fill_ahead(&self, w: &mut Wal, end: u64) -> Result<()> {
+        if end <= w.filled {
+            return Ok(());
+        }
+        let target = end.max(
+            w.filled
+                .saturating_add(FILL_STEP)
+                .min(self.opts.segment_size),
+        );
+        let mut at = w.filled;
+        while at < target {
+            let n = (target - at).min(FILL_STEP) as usize;
+            if let Err(e) = w.file.write_at(&vec![0u8; n], at) {
+                if let Err(e2) = w.file.set_len(w.filled) {
+                    return Err(self.poison_with("undoing a failed preallocation", e2));
+                }
+                return Err(self.io_error("preallocating the log", e));
+            }
+            at += n as u64;
+        }
+        w.filled = target;
+        Ok(())
+    }
+
+    /// Seals the active segment (cut to its last record, fsync) and starts
+    /// the next one (header fsynced, directory fsynced) before anything is
+    /// written in it.
     fn rotate(&self, w: &mut Wal) -> Result<()> {
-        if let Err(e) = w.file.sync_data() {
+        if let Err(e) = w.file.set_len(w.tail).and_then(|()| w.file.sync_data()) {
             return Err(self.poison_with("sealing a segment", e));
         }
         {
@@ -150,6 +190,7 @@ impl FileKv {
         w.active = id;
         w.file = file;
         w.tail = SEGMENT_HEADER_LEN;
+        w.filled = SEGMENT_HEADER_LEN;
         Ok(())
     }
 

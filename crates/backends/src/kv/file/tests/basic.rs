@@ -1,6 +1,7 @@
 //! Round trips, ordering, reopen, the lock file, group commit, checkpoints
 //! and compaction.
 
+use super::super::recovery::segment_name;
 use super::*;
 use stowage_core::{Durability, ErrorKind};
 
@@ -246,4 +247,60 @@ fn urls_parse_into_directory_and_options() {
         let err = parse(&url::Url::parse(bad).unwrap()).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad}");
     }
+}
+
+/// The engine fills the active segment with zeros ahead of its tail (so a
+/// `fdatasync` has no file size to persist). Those zeros are the clean end
+/// of the log on reopen, sealing a segment cuts it back to its last
+/// record, and zeros where a sealed segment's records were are caught by
+/// the seq of the next segment's first record.
+#[test]
+fn zeros_filled_ahead_are_a_clean_end_and_never_hide_lost_records() {
+    let fs = SimFs::new();
+    let kv = open_sim(&fs, small_opts()).unwrap();
+    let mut model = Model::new();
+    let first = sim_dir().join(segment_name(1));
+    let b = put(Table::Meta, b"a", &[1; 100]);
+    kv.write(b.clone()).unwrap();
+    apply_model(&mut model, &b);
+    let tail = kv.wal.lock().tail;
+    let len = fs.contents(&first).unwrap().len() as u64;
+    assert!(len > tail, "filled ahead: {len} bytes for a tail at {tail}");
+    drop(kv);
+    let kv = open_sim(&fs, small_opts()).unwrap();
+    assert_eq!(kv.recovery_report().truncated_tail, None);
+    assert_eq!(kv.wal.lock().tail, tail);
+    assert_eq!(dump(&kv).unwrap(), model);
+    // Into a second segment.
+    let mut last_start_in_first = tail;
+    let mut i = 0u8;
+    while kv.wal.lock().active == 1 {
+        let start = kv.wal.lock().tail;
+        let b = put(Table::Meta, &[b'k', i], &[i; 300]);
+        kv.write(b.clone()).unwrap();
+        apply_model(&mut model, &b);
+        if kv.wal.lock().active == 1 {
+            last_start_in_first = start;
+        }
+        i += 1;
+    }
+    drop(kv);
+    let sealed = fs.contents(&first).unwrap();
+    assert!(
+        (sealed.len() as u64) < small_opts().segment_size,
+        "sealing cut the zeros: {} bytes",
+        sealed.len()
+    );
+    let kv = open_sim(&fs, small_opts()).unwrap();
+    assert_eq!(dump(&kv).unwrap(), model);
+    drop(kv);
+    // The last record of the sealed segment turned to zeros: its loss
+    // shows as a seq gap at the start of segment 2.
+    fs.edit(&first, |d| {
+        let from = (last_start_in_first as usize).min(d.len());
+        d[from..].fill(0);
+    });
+    let err = open_sim(&fs, small_opts()).map(|_| ()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupted, "{err}");
+    assert!(err.message().contains(&segment_name(2)), "{err}");
 }

@@ -106,9 +106,21 @@ fn a_full_disk_is_storage_full_and_writes_resume_once_space_is_freed() {
             .sum()
     };
     fs.set_capacity(Some(used + 100));
-    // Fails part-way through the append (and again when rotating).
+    // Space the engine already filled ahead of its tail still takes
+    // writes; once it is used up, preallocating (or appending) fails.
+    let mut next = 100u8;
+    let err = loop {
+        let b = put(&[next], 600);
+        match kv.write(b.clone()) {
+            Ok(()) => apply_model(&mut model, &b),
+            Err(e) => break e,
+        }
+        next += 1;
+        assert!(next < 120, "the full disk never refused a write");
+    };
+    assert_eq!(err.kind(), ErrorKind::StorageFull, "{err}");
     for i in 0..6u8 {
-        let err = kv.write(put(&[100 + i], 600)).unwrap_err();
+        let err = kv.write(put(&[next + 1 + i], 600)).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::StorageFull, "{err}");
     }
     assert_eq!(
