@@ -92,6 +92,8 @@ pub(crate) struct FileKv {
     /// The log grew by the checkpoint interval; whoever sees this runs
     /// [`FileKv::maybe_maintain`] (off the store's writer thread).
     maintenance_wanted: AtomicBool,
+    /// The WAL holds frames not yet written to the file (see `Wal::buf`).
+    unflushed: AtomicBool,
     report: RecoveryReport,
     _lock: Box<dyn Any + Send + Sync>,
 }
@@ -143,6 +145,7 @@ impl FileKv {
                 file,
                 tail: rec.tail,
                 filled: rec.filled,
+                buf: Vec::new(),
                 next_seq: rec.next_seq,
                 // Anything replayed makes the next checkpoint worthwhile.
                 since_checkpoint: rec.report.replayed_records.min(1),
@@ -156,6 +159,7 @@ impl FileKv {
             poison: RwLock::new(None),
             maintenance: Mutex::new(()),
             maintenance_wanted: AtomicBool::new(false),
+            unflushed: AtomicBool::new(false),
             report: rec.report,
             _lock: lock,
             vfs,
@@ -192,6 +196,7 @@ impl FileKv {
         };
         let file =
             file.ok_or_else(|| Error::corrupted(format!("{}: the segment is missing", where_())))?;
+        self.flush_for_read()?;
         if loc.len as usize > self.opts.max_record_size {
             return Err(Error::corrupted(format!(
                 "{}: the index claims a value of {} bytes",
@@ -218,25 +223,30 @@ impl FileKv {
 }
 
 impl Drop for FileKv {
-    /// Checkpoints (best effort) when anything was written since the last
-    /// one, so the next open replays little. Skipped when automatic
-    /// checkpoints are off (`checkpoint_interval == 0`) or the engine is
-    /// poisoned. On a multi-threaded tokio worker this runs inside
+    /// Writes out frames not yet written, then checkpoints (best effort)
+    /// when anything was written since the last one, so the next open
+    /// replays little. The checkpoint is skipped when automatic checkpoints
+    /// are off (`checkpoint_interval == 0`); nothing runs once the engine
+    /// is poisoned. On a multi-threaded tokio worker this runs inside
     /// `block_in_place`, so the runtime moves its other tasks away.
     fn drop(&mut self) {
-        if self.opts.checkpoint_interval > 0
-            && self.poison.read().is_none()
-            && self.wal.lock().since_checkpoint > 0
-        {
-            let multi_thread = tokio::runtime::Handle::try_current()
-                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-            if multi_thread {
-                tokio::task::block_in_place(|| {
-                    let _ = self.checkpoint();
-                });
-            } else {
+        if self.poison.read().is_some() {
+            return;
+        }
+        let work = || {
+            // Frames not yet written reach the OS, as they would have
+            // before the WAL buffered them.
+            let _ = self.flush_locked(&mut self.wal.lock());
+            if self.opts.checkpoint_interval > 0 && self.wal.lock().since_checkpoint > 0 {
                 let _ = self.checkpoint();
             }
+        };
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_thread {
+            tokio::task::block_in_place(work);
+        } else {
+            work();
         }
     }
 }

@@ -18,9 +18,14 @@ pub(crate) struct Wal {
     pub(crate) active: u64,
     pub(crate) file: Arc<dyn VFile>,
     pub(crate) tail: u64,
-    /// The active file is at least this long, zeros past `tail` (see
-    /// [`FileKv::fill_ahead`]).
+    /// The active file is at least this long, zeros past what was written
+    /// (see [`FileKv::fill_ahead`]).
     pub(crate) filled: u64,
+    /// Frames appended (and applied to the index) but not yet written to
+    /// the file: they end at `tail`. Written by [`FileKv::flush_locked`]
+    /// before every fsync, at rotation, when a reader may need them, and
+    /// once they reach [`FLUSH_AT`] bytes.
+    pub(crate) buf: Vec<u8>,
     pub(crate) next_seq: u64,
     pub(crate) since_checkpoint: u64,
 }
@@ -28,6 +33,9 @@ pub(crate) struct Wal {
 /// How far ahead of the tail the active segment is filled with zeros at a
 /// time (capped at the segment size).
 const FILL_STEP: u64 = 1 << 20;
+
+/// Unwritten frames are written once they reach this many bytes.
+const FLUSH_AT: usize = 1 << 20;
 
 /// Group-commit state (guarded by `FileKv::commit`).
 #[derive(Debug, Default)]
@@ -113,27 +121,54 @@ impl FileKv {
         if w.tail > SEGMENT_HEADER_LEN && w.tail.saturating_add(len) > self.opts.segment_size {
             self.rotate(w)?;
         }
+        // The zeros reserve the space, so writing the frame later cannot
+        // run out of it.
         self.fill_ahead(w, w.tail.saturating_add(len))?;
         let seq = w.next_seq;
         record::seal_frame(&mut frame, w.active, seq);
-        if let Err(e) = w.file.write_at(&frame, w.tail) {
-            // Take back whatever part of the frame reached the file.
-            if let Err(e2) = w.file.set_len(w.tail) {
-                return Err(self.poison_with("undoing a failed append", e2));
-            }
-            return Err(self.io_error("appending to the log", e));
-        }
         let payload = frame.get(RECORD_HEADER_LEN..).unwrap_or(&[]);
         let ops = record::decode_batch(payload).map_err(|d| {
             Error::internal(format!("a just-encoded batch does not decode: {}", d.0))
         })?;
+        // Set before the index shows the record, so a reader that finds it
+        // also finds the flag and writes the frame out first.
+        self.unflushed.store(true, Ordering::Release);
+        w.buf.extend_from_slice(&frame);
         self.index
             .write()
             .apply(w.active, w.tail + RECORD_HEADER_LEN as u64, &ops);
         w.tail += len;
         w.next_seq += 1;
         w.since_checkpoint += len;
+        if w.buf.len() >= FLUSH_AT || self.opts.durability != Durability::Sync {
+            self.flush_locked(w)?;
+        }
         Ok(seq)
+    }
+
+    /// Writes the frames appended but not yet written (the caller holds the
+    /// WAL lock). A failure poisons the engine: the index already shows
+    /// those records.
+    pub(crate) fn flush_locked(&self, w: &mut Wal) -> Result<()> {
+        if w.buf.is_empty() {
+            return Ok(());
+        }
+        let start = w.tail - w.buf.len() as u64;
+        if let Err(e) = w.file.write_at(&w.buf, start) {
+            return Err(self.poison_with("writing the log", e));
+        }
+        w.buf.clear();
+        self.unflushed.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    /// Writes out appended frames if there are any, so that a read of a
+    /// just-appended value finds it in the file.
+    pub(crate) fn flush_for_read(&self) -> Result<()> {
+        if self.unflushed.load(Ordering::Acquire) {
+            self.flush_locked(&mut self.wal.lock())?;
+        }
+        Ok(())
     }
 
     /// Makes the active file at least `end` bytes long by writing zeros
@@ -171,6 +206,7 @@ impl FileKv {
     /// the next one (header fsynced, directory fsynced) before anything is
     /// written in it.
     fn rotate(&self, w: &mut Wal) -> Result<()> {
+        self.flush_locked(w)?;
         if let Err(e) = w.file.set_len(w.tail).and_then(|()| w.file.sync_data()) {
             return Err(self.poison_with("sealing a segment", e));
         }
@@ -289,21 +325,19 @@ impl FileKv {
     /// publishes the result and wakes every waiter, blocking or async.
     fn sync_round(&self) -> Result<()> {
         let result = {
-            let (target, file) = {
-                let w = self.wal.lock();
-                (w.next_seq, Arc::clone(&w.file))
-            };
-            file.sync_data().map(|()| target)
-        };
+            let mut w = self.wal.lock();
+            self.flush_locked(&mut w)
+                .map(|()| (w.next_seq, Arc::clone(&w.file)))
+        }
+        .and_then(|(target, file)| match file.sync_data() {
+            Ok(()) => Ok(target),
+            Err(e) => Err(self.poison_with("fsync of the log", e)),
+        });
         let mut c = self.commit.lock();
         c.syncing = false;
-        let outcome = match result {
-            Ok(target) => {
-                c.synced = c.synced.max(target);
-                Ok(())
-            }
-            Err(e) => Err(self.poison_with("fsync of the log", e)),
-        };
+        let outcome = result.map(|target| {
+            c.synced = c.synced.max(target);
+        });
         drop(c);
         self.synced.notify_all();
         self.round_done.notify_waiters();

@@ -304,3 +304,29 @@ fn zeros_filled_ahead_are_a_clean_end_and_never_hide_lost_records() {
     assert_eq!(err.kind(), ErrorKind::Corrupted, "{err}");
     assert!(err.message().contains(&segment_name(2)), "{err}");
 }
+
+/// Appended frames wait in the WAL until the next fsync round (one write
+/// for the round); a read of such a value writes them out first.
+#[test]
+fn values_appended_but_not_yet_written_read_back() {
+    let fs = SimFs::new();
+    let kv = open_sim(&fs, small_opts()).unwrap();
+    let first = sim_dir().join(segment_name(1));
+    let ticket = kv.write_deferred(put(Table::Meta, b"k", b"value")).unwrap();
+    assert!(ticket.is_some());
+    let on_disk = |fs: &SimFs| {
+        let bytes = fs.contents(&first).unwrap();
+        bytes.windows(5).any(|w| w == b"value")
+    };
+    assert!(!on_disk(&fs), "buffered until a round or a read");
+    assert_eq!(
+        kv.get(Table::Meta, b"k").unwrap().as_deref(),
+        Some(&b"value"[..])
+    );
+    assert!(on_disk(&fs));
+    kv.write_deferred(put(Table::Meta, b"l", b"other")).unwrap();
+    let all = kv
+        .scan(Table::Meta, &[], None, Direction::Forward, 10)
+        .unwrap();
+    assert_eq!(all.len(), 2);
+}
