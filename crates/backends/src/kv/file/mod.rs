@@ -15,7 +15,7 @@ use std::any::Any;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -307,13 +307,7 @@ impl OrderedKv for FileKv {
     }
 
     fn unsynced_ticket(&self) -> Option<u64> {
-        if self.opts.durability != Durability::Sync {
-            return None;
-        }
-        // WAL lock before commit lock, as everywhere.
-        let next = self.wal.lock().next_seq;
-        let synced = self.commit.lock().synced;
-        (next > synced).then(|| next - 1)
+        self.unsynced_seq()
     }
 
     fn settle(&self, ticket: u64) -> Result<Option<u64>> {
@@ -325,7 +319,7 @@ impl OrderedKv for FileKv {
     }
 
     fn take_maintenance(&self) -> bool {
-        self.maintenance_wanted.swap(false, Ordering::Relaxed)
+        FileKv::take_maintenance(self)
     }
 
     fn maintain(&self) {

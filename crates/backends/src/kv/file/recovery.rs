@@ -296,10 +296,9 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
                 Err(d) => (d, false),
             };
             if !intact && rest.iter().all(|&b| b == 0) {
-                // Zeros the engine wrote ahead of its tail: the clean end.
-                // (Records lost before the next segment show as a seq gap
-                // at its first record.)
-                filled = bytes.len() as u64;
+                // Zeros the engine wrote ahead of its tail: the clean end
+                // (`filled` stays the file's length). Records lost before
+                // the next segment show as a seq gap at its first record.
                 break;
             }
             let next = expected.unwrap_or(0);

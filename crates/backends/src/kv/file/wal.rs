@@ -85,13 +85,31 @@ impl FileKv {
     /// the calling thread.
     pub(crate) fn write_batch(&self, batch: &Batch) -> Result<()> {
         let seq = self.append_batch(batch)?;
-        if self.maintenance_wanted.swap(false, Ordering::Relaxed) {
+        if self.take_maintenance() {
             self.maybe_maintain();
         }
         match seq {
             Some(seq) => self.block_until_durable(seq),
             None => Ok(()),
         }
+    }
+
+    /// Whether an append made maintenance due since the last call (asked
+    /// once: `true` hands the job to this caller).
+    pub(crate) fn take_maintenance(&self) -> bool {
+        self.maintenance_wanted.swap(false, Ordering::Relaxed)
+    }
+
+    /// The seq of the last record appended, when it is not yet durable
+    /// (`None` when everything is, or in buffered mode).
+    pub(crate) fn unsynced_seq(&self) -> Option<u64> {
+        if self.opts.durability != Durability::Sync {
+            return None;
+        }
+        // WAL lock before commit lock, as everywhere.
+        let next = self.wal.lock().next_seq;
+        let synced = self.commit.lock().synced;
+        (next > synced).then(|| next - 1)
     }
 
     /// Appends `batch` as one record (visible to reads at once) and returns
@@ -187,10 +205,11 @@ impl FileKv {
                 .saturating_add(FILL_STEP)
                 .min(self.opts.segment_size),
         );
+        let zeros = vec![0u8; (target - w.filled).min(FILL_STEP) as usize];
         let mut at = w.filled;
         while at < target {
-            let n = (target - at).min(FILL_STEP) as usize;
-            if let Err(e) = w.file.write_at(&vec![0u8; n], at) {
+            let n = ((target - at) as usize).min(zeros.len());
+            if let Err(e) = w.file.write_at(&zeros[..n], at) {
                 if let Err(e2) = w.file.set_len(w.filled) {
                     return Err(self.poison_with("undoing a failed preallocation", e2));
                 }
