@@ -158,7 +158,8 @@ async fn group_commit() {
     let rounds = env_usize("STOWAGE_BENCH_ROUNDS", ROUNDS).max(1);
     let (mut ratios, mut raw_ratios) = (Vec::new(), Vec::new());
     for r in 0..rounds {
-        let raw = raw_fsync_appends(dir.path().to_path_buf(), SINGLE).await;
+        let single = env_usize("STOWAGE_BENCH_SINGLE", SINGLE);
+        let raw = raw_fsync_appends(dir.path().to_path_buf(), single).await;
         let (one, many) = round(|tasks, per_task| appends(&stores, tasks, per_task)).await;
         println!(
             "run events, round {r}: bare write+fdatasync {raw:.0}/s, 1 appender {one:.0}/s, \

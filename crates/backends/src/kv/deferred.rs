@@ -72,10 +72,10 @@ mod tests {
 
     use parking_lot::Mutex;
     use serde_json::json;
-    use stowage_core::{Capabilities, Digest, NewEvent, RunMetadata, StoreEnv};
+    use stowage_core::{Digest, NewEvent, RunMetadata};
 
-    use super::super::seam::{Direction, DurableFuture, Table};
-    use super::super::testing::MemKv;
+    use super::super::seam::DurableFuture;
+    use super::super::testing::{reads_from_inner, test_stores, MemKv};
     use super::*;
 
     /// An engine with group commit whose fsyncs the test controls: every
@@ -90,20 +90,7 @@ mod tests {
     }
 
     impl OrderedKv for Deferring {
-        fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
-            self.inner.get(table, key)
-        }
-
-        fn scan(
-            &self,
-            table: Table,
-            start: &[u8],
-            end: Option<&[u8]>,
-            direction: Direction,
-            limit: usize,
-        ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-            self.inner.scan(table, start, end, direction, limit)
-        }
+        reads_from_inner!();
 
         fn write(&self, batch: Batch) -> Result<()> {
             self.inner.write(batch)
@@ -147,15 +134,7 @@ mod tests {
     /// not be durable yet: the retry waits for it as well.
     #[tokio::test]
     async fn a_retry_answered_from_a_write_not_yet_durable_waits_for_it() {
-        let engine = Arc::new(Deferring::default());
-        let caps = Capabilities {
-            backend: "deferring",
-            durable: true,
-            shared: false,
-            max_blob_size: 1 << 20,
-            streaming: true,
-        };
-        let stores = crate::kv::kv_stores(Arc::clone(&engine), StoreEnv::default(), caps).unwrap();
+        let (stores, engine) = test_stores(Deferring::default());
         let run = stores
             .runs
             .create_run(Digest::of(b"spec"), RunMetadata::new("agent"))

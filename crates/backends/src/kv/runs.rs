@@ -290,10 +290,10 @@ mod tests {
     use std::sync::Arc;
 
     use serde_json::json;
-    use stowage_core::{Capabilities, ErrorKind, StoreEnv, Stores};
+    use stowage_core::{ErrorKind, Stores};
 
     use super::super::seam::OrderedKv;
-    use super::super::testing::MemKv;
+    use super::super::testing::{reads_from_inner, test_stores, MemKv};
     use super::*;
 
     /// Fails the next write: 1 = without applying it, 2 = after applying it
@@ -305,20 +305,7 @@ mod tests {
     }
 
     impl OrderedKv for FlakyKv {
-        fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
-            self.inner.get(table, key)
-        }
-
-        fn scan(
-            &self,
-            table: Table,
-            start: &[u8],
-            end: Option<&[u8]>,
-            direction: Direction,
-            limit: usize,
-        ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-            self.inner.scan(table, start, end, direction, limit)
-        }
+        reads_from_inner!();
 
         fn write(&self, batch: Batch) -> Result<()> {
             match self.fail_next.swap(0, Ordering::SeqCst) {
@@ -333,17 +320,7 @@ mod tests {
     }
 
     fn flaky_stores() -> (Stores, Arc<FlakyKv>) {
-        let engine = Arc::new(FlakyKv::default());
-        let caps = Capabilities {
-            backend: "kv-flaky",
-            durable: false,
-            shared: false,
-            max_blob_size: 1 << 20,
-            streaming: true,
-        };
-        let stores = super::super::kv_stores(Arc::clone(&engine), StoreEnv::default(), caps)
-            .expect("stores over the engine");
-        (stores, engine)
+        test_stores(FlakyKv::default())
     }
 
     #[tokio::test]

@@ -83,9 +83,14 @@ impl OrderedKv for MemKv {
 
 /// Stores over a fresh [`MemKv`], plus the engine for tampering.
 pub(crate) fn mem_stores() -> (Stores, Arc<MemKv>) {
-    let engine = Arc::new(MemKv::default());
+    test_stores(MemKv::default())
+}
+
+/// Stores over a test engine (8 MiB blobs), plus the engine.
+pub(crate) fn test_stores<K: OrderedKv + Default>(engine: K) -> (Stores, Arc<K>) {
+    let engine = Arc::new(engine);
     let caps = Capabilities {
-        backend: "kv-mem",
+        backend: "kv-test",
         durable: false,
         shared: false,
         max_blob_size: 8 * 1024 * 1024,
@@ -95,6 +100,32 @@ pub(crate) fn mem_stores() -> (Stores, Arc<MemKv>) {
         .expect("stores over the engine");
     (stores, engine)
 }
+
+/// The reads of a test engine that wraps a [`MemKv`] in a field `inner`
+/// and changes only how it writes.
+macro_rules! reads_from_inner {
+    () => {
+        fn get(
+            &self,
+            table: $crate::kv::seam::Table,
+            key: &[u8],
+        ) -> stowage_core::Result<Option<Vec<u8>>> {
+            self.inner.get(table, key)
+        }
+
+        fn scan(
+            &self,
+            table: $crate::kv::seam::Table,
+            start: &[u8],
+            end: Option<&[u8]>,
+            direction: $crate::kv::seam::Direction,
+            limit: usize,
+        ) -> stowage_core::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+            self.inner.scan(table, start, end, direction, limit)
+        }
+    };
+}
+pub(crate) use reads_from_inner;
 
 fn flip_first_byte(bytes: &mut [u8]) {
     if let Some(b) = bytes.first_mut() {

@@ -150,10 +150,7 @@ fn deferred_appends_are_acknowledged_only_after_their_fsync() {
     use serde_json::json;
     use stowage_core::{Digest, NewEvent, RunMetadata};
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .unwrap();
+    let rt = runtime();
     for round in 0..4u64 {
         let fs = SimFs::new();
         let kv = Arc::new(open_sim(&fs, small_opts()).unwrap());
@@ -218,10 +215,7 @@ fn deferred_appends_are_acknowledged_only_after_their_fsync() {
 /// loss right after the last one keeps all of them.
 #[test]
 fn deferred_acknowledgements_survive_power_loss() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .unwrap();
+    let rt = runtime();
     let fs = SimFs::new();
     let kv = Arc::new(open_sim(&fs, small_opts()).unwrap());
     let stores = stores_over(&kv).unwrap();

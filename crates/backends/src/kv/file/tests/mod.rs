@@ -38,6 +38,15 @@ fn open_sim(fs: &SimFs, opts: FileOptions) -> Result<FileKv> {
     FileKv::open_on(Arc::new(fs.clone()), &sim_dir(), opts)
 }
 
+/// A 2-worker multi-thread runtime, for tests that drive the stores from
+/// synchronous code.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap()
+}
+
 /// The real store layer over an engine on the simulated disk.
 fn stores_over(kv: &Arc<FileKv>) -> Result<stowage_core::Stores> {
     crate::kv::kv_stores(

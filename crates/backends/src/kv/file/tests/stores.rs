@@ -135,10 +135,7 @@ async fn check(s: &Stores, a: &Acked, step: u64) {
 
 #[test]
 fn power_loss_at_every_io_step_of_a_store_workload_loses_nothing_acknowledged() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let total = {
             let fs = SimFs::new();
