@@ -13,7 +13,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::ids::RunId;
+use crate::run::RunEvent;
+use crate::time::Timestamp;
 
 /// Serialises JSON canonically: no whitespace, object keys sorted by their
 /// UTF-8 bytes, strings escaped as `serde_json` does.
@@ -184,6 +188,131 @@ pub fn decode_record<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T>
     }
 }
 
+/// The version byte of [`encode_event`]'s compact layout.
+const EVENT_VERSION: u8 = 2;
+
+/// Encodes a run event for storage in a compact layout that decodes
+/// without a generic codec: a version byte, the run id (16 bytes), seq
+/// and timestamp (big-endian `u64`), the hash and the optional previous
+/// hash as raw 32 bytes, the kind and the optional idempotency key
+/// length-prefixed, then the payload as JSON. Reading an event costs one
+/// `serde_json` parse of its payload, no hex and no CBOR.
+///
+/// # Errors
+/// [`Internal`](crate::ErrorKind::Internal) if the payload cannot be
+/// serialised (a bug: validated payloads always can).
+pub fn encode_event(event: &RunEvent) -> Result<Vec<u8>> {
+    let payload = serde_json::to_vec(&event.payload)
+        .map_err(|e| Error::internal(format!("cannot encode run event payload: {e}")))?;
+    let idem = event.idempotency_key.as_deref().unwrap_or("");
+    let mut out = Vec::with_capacity(128 + event.kind.len() + idem.len() + payload.len());
+    out.push(EVENT_VERSION);
+    out.extend_from_slice(&event.run_id.to_bytes());
+    out.extend_from_slice(&event.seq.to_be_bytes());
+    out.extend_from_slice(&event.timestamp.as_millis().to_be_bytes());
+    out.extend_from_slice(event.hash.as_bytes());
+    match &event.prev_hash {
+        Some(prev) => {
+            out.push(1);
+            out.extend_from_slice(prev.as_bytes());
+        }
+        None => out.push(0),
+    }
+    put_text(&mut out, &event.kind);
+    out.push(u8::from(event.idempotency_key.is_some()));
+    put_text(&mut out, idem);
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
+/// A `u32` big-endian length, then the bytes. Fields are bounded by
+/// validation (≤ 256 bytes), far below `u32::MAX`.
+fn put_text(out: &mut Vec<u8>, text: &str) {
+    out.extend_from_slice(&(text.len() as u32).to_be_bytes());
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// Decodes a run event written by [`encode_event`], or by
+/// [`encode_record`] (the layout of stores written before it).
+///
+/// # Errors
+/// [`Corrupted`](crate::ErrorKind::Corrupted) for bytes that are not such
+/// an event.
+pub fn decode_event(what: &str, bytes: &[u8]) -> Result<RunEvent> {
+    if bytes.first() != Some(&EVENT_VERSION) {
+        return decode_record(what, bytes);
+    }
+    let mut r = Reader {
+        what,
+        rest: &bytes[1..],
+    };
+    let run_id = RunId::from_bytes(r.array()?)
+        .map_err(|e| Error::corrupted(format!("{what}: bad run id: {e}")))?;
+    let seq = u64::from_be_bytes(r.array()?);
+    let timestamp = Timestamp::from_millis(u64::from_be_bytes(r.array()?));
+    let hash = Digest::from_array(r.array()?);
+    let prev_hash = match r.array::<1>()? {
+        [0] => None,
+        [1] => Some(Digest::from_array(r.array()?)),
+        _ => return Err(r.bad("previous-hash flag")),
+    };
+    let kind = r.text()?;
+    let has_key = r.array::<1>()?;
+    let idem = r.text()?;
+    let idempotency_key = match has_key {
+        [0] if idem.is_empty() => None,
+        [1] => Some(idem),
+        _ => return Err(r.bad("idempotency-key flag")),
+    };
+    let payload = serde_json::from_slice(r.rest)
+        .map_err(|e| Error::corrupted(format!("{what}: payload is not JSON: {e}")))?;
+    Ok(RunEvent {
+        run_id,
+        seq,
+        kind,
+        payload,
+        timestamp,
+        idempotency_key,
+        prev_hash,
+        hash,
+    })
+}
+
+/// Reads the fields of [`decode_event`]'s layout; every shortfall is
+/// `Corrupted`.
+struct Reader<'a> {
+    what: &'a str,
+    rest: &'a [u8],
+}
+
+impl Reader<'_> {
+    fn bad(&self, field: &str) -> Error {
+        Error::corrupted(format!("{}: truncated or invalid {field}", self.what))
+    }
+
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        if self.rest.len() < n {
+            return Err(self.bad("record"));
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let bytes = self.take(N)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(bytes);
+        Ok(out)
+    }
+
+    fn text(&mut self) -> Result<String> {
+        let len = u32::from_be_bytes(self.array()?) as usize;
+        let bytes = self.take(len)?.to_vec();
+        String::from_utf8(bytes).map_err(|_| self.bad("text field"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +324,47 @@ mod tests {
         assert_eq!(
             canonical_json(&v),
             br#"{"a":1.5,"z":{"x":"\"\n","y":1}}"#.to_vec()
+        );
+    }
+
+    fn event(prev: Option<Digest>, idem: Option<&str>) -> RunEvent {
+        RunEvent {
+            run_id: RunId::from_bytes(*uuid::Uuid::now_v7().as_bytes()).unwrap(),
+            seq: 7,
+            kind: "tool_call ✓".into(),
+            payload: json!({"f": 0.1, "big": u64::MAX, "neg": -3, "s": "x\u{0}y", "a": [null, true]}),
+            timestamp: Timestamp::from_millis(1_700_000_000_123),
+            idempotency_key: idem.map(str::to_owned),
+            prev_hash: prev,
+            hash: Digest::of(b"h"),
+        }
+    }
+
+    #[test]
+    fn events_round_trip_in_both_layouts() {
+        for e in [
+            event(None, None),
+            event(Some(Digest::of(b"p")), Some("")),
+            event(Some(Digest::of(b"p")), Some("key/☃")),
+        ] {
+            assert_eq!(decode_event("e", &encode_event(&e).unwrap()).unwrap(), e);
+            assert_eq!(decode_event("e", &encode_record(&e).unwrap()).unwrap(), e);
+        }
+    }
+
+    #[test]
+    fn damaged_events_are_corrupted() {
+        let bytes = encode_event(&event(Some(Digest::of(b"p")), Some("k"))).unwrap();
+        for cut in 0..bytes.len() - 1 {
+            // Every truncation fails (the payload's JSON cannot end early).
+            let err = decode_event("e", &bytes[..cut]).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::Corrupted, "cut at {cut}");
+        }
+        let mut flag = bytes.clone();
+        flag[1 + 16 + 8 + 8 + 32] = 9;
+        assert_eq!(
+            decode_event("e", &flag).unwrap_err().kind(),
+            crate::ErrorKind::Corrupted
         );
     }
 

@@ -14,7 +14,7 @@
 //! mutation leaves the run uncached and the next one reloads from the engine.
 
 use async_trait::async_trait;
-use stowage_core::encoding::encode_record;
+use stowage_core::encoding::{decode_event, encode_event, encode_record};
 use stowage_core::validate::{self, page_limit};
 use stowage_core::{
     Digest, Error, NewEvent, Result, Run, RunEvent, RunFilter, RunId, RunLedger, RunMetadata,
@@ -36,7 +36,10 @@ impl Kv {
     }
 
     fn load_event(&self, id: RunId, seq: u64) -> Result<RunEvent> {
-        self.get_record(Table::RunEvents, &keys::run_event(id, seq), "run event")?
+        self.engine
+            .get(Table::RunEvents, &keys::run_event(id, seq))?
+            .map(|bytes| decode_event("run event", &bytes))
+            .transpose()?
             .ok_or_else(|| {
                 Error::corrupted(format!("run {id}: event {seq} is missing from the log"))
             })
@@ -88,7 +91,7 @@ impl Kv {
         batch.put(
             Table::RunEvents,
             keys::run_event(id, event.seq),
-            encode_record(&event)?,
+            encode_event(&event)?,
         );
         if let Some(key) = &event.idempotency_key {
             batch.put(
@@ -245,19 +248,25 @@ impl RunLedger for KvStore {
     ) -> Result<Vec<RunEvent>> {
         let limit = page_limit(limit);
         self.blocking(move |kv| {
-            // Existence first, so an unknown run is NotFound, not empty.
-            kv.load_run(run)?;
+            // Existence first, so an unknown run is NotFound, not empty
+            // (without decoding the record: its tags may be large).
+            if kv.engine.get(Table::Runs, &keys::run(run))?.is_none() {
+                return Err(Error::not_found(format!("run {run} does not exist")));
+            }
             let Some((start, end)) = keys::run_events_after(run, after_seq) else {
                 return Ok(Vec::new());
             };
-            kv.scan_records(
-                Table::RunEvents,
-                &start,
-                Some(&end),
-                Direction::Forward,
-                limit,
-                "run event",
-            )
+            kv.engine
+                .scan(
+                    Table::RunEvents,
+                    &start,
+                    Some(&end),
+                    Direction::Forward,
+                    limit,
+                )?
+                .iter()
+                .map(|(_, bytes)| decode_event("run event", bytes))
+                .collect()
         })
         .await
     }

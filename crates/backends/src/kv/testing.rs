@@ -6,7 +6,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use stowage_core::encoding::{decode_record, encode_record};
+use stowage_core::encoding::{decode_event, decode_record, encode_event, encode_record};
 use stowage_core::{
     Capabilities, Digest, Error, LogEntry, Result, RunEvent, RunId, StoreEnv, Stores,
 };
@@ -170,10 +170,10 @@ pub(crate) fn tamper_event(engine: &dyn OrderedKv, run: RunId, seq: u64) -> Resu
     let bytes = engine
         .get(Table::RunEvents, &key)?
         .ok_or_else(|| Error::not_found("no such event to tamper with"))?;
-    let mut event: RunEvent = decode_record("run event", &bytes)?;
+    let mut event: RunEvent = decode_event("run event", &bytes)?;
     event.payload = serde_json::json!({ "tampered": event.payload });
     let mut batch = Batch::default();
-    batch.put(Table::RunEvents, key, encode_record(&event)?);
+    batch.put(Table::RunEvents, key, encode_event(&event)?);
     engine.write(batch)
 }
 

@@ -30,6 +30,7 @@ use crate::kv::seam::{Batch, Direction, DurableFuture, OrderedKv, Table};
 mod checkpoint;
 mod index;
 mod maintain;
+mod read;
 mod record;
 mod recovery;
 mod url_options;
@@ -289,9 +290,7 @@ impl OrderedKv for FileKv {
                 Direction::Reverse => range.rev().take(limit).map(pick).collect(),
             }
         };
-        hits.into_iter()
-            .map(|(k, loc, file)| Ok((k, self.read_value(table, loc, file)?)))
-            .collect()
+        self.read_values(table, hits)
     }
 
     fn write(&self, batch: Batch) -> Result<()> {

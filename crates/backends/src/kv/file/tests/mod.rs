@@ -15,6 +15,7 @@ mod codec;
 mod crash;
 mod faults;
 mod races;
+mod reads;
 mod stores;
 
 /// The reference model: (table, key) → value.
