@@ -60,6 +60,14 @@ impl Runs {
         true
     }
 
+    pub(crate) fn replace_events(&self, run: RunId, events: Vec<RunEvent>) -> bool {
+        let Some(entry) = self.map.read().get(&run).cloned() else {
+            return false;
+        };
+        entry.lock().events = events;
+        true
+    }
+
     fn get(&self, run: RunId) -> Result<Shared> {
         self.map
             .read()

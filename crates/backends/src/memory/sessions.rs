@@ -64,6 +64,16 @@ impl Sessions {
         true
     }
 
+    pub(crate) fn replace_entries(&self, session: &str, log: Vec<LogEntry>) -> bool {
+        let Some(shared) = self.map.read().get(session).cloned() else {
+            return false;
+        };
+        let mut entry = shared.lock();
+        entry.keys = key_index(&log);
+        entry.log = log;
+        true
+    }
+
     /// Runs `f` on the live entry for `id`, locked, or fails with `NotFound`.
     fn with<T>(&self, id: &str, f: impl FnOnce(&mut SessionEntry) -> Result<T>) -> Result<T> {
         let shared = self.map.read().get(id).cloned();

@@ -53,6 +53,9 @@ impl Harness for MemoryHarness {
             Tamper::Blob(d) => self.0.corrupt_blob(d),
             Tamper::RunEvent { run, seq } => self.0.corrupt_run_event(*run, *seq),
             Tamper::LogEntry { session, seq } => self.0.corrupt_log_entry(session, *seq),
+            Tamper::RunEvents { run, events } => self.0.corrupt_run_events(*run, events.clone()),
+            Tamper::LogEntries { session, entries } => self.0.corrupt_log(session, entries.clone()),
+            other => return Err(Error::unsupported(format!("cannot inflict {other:?}"))),
         };
         let missing = || Error::not_found(format!("nothing to tamper: {target:?}"));
         hit.then_some(()).ok_or_else(missing)

@@ -157,7 +157,7 @@ pub async fn log_idempotency_key_returns_original(h: &dyn Harness) {
     ok(s.sessions.append_log("s", entry("between")).await, "append");
     let again = ok(
         s.sessions
-            .append_log("s", keyed_entry("hello again", "msg-1"))
+            .append_log("s", keyed_entry("hello", "msg-1"))
             .await,
         "retried append",
     );

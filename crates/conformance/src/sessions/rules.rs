@@ -1,0 +1,134 @@
+//! Session log rules every backend must apply the same way: a reused
+//! message id with other content, and appends to a closed session.
+
+use bytes::Bytes;
+use serde_json::json;
+use stowage_core::{ErrorKind, LogKind, NewLogEntry, SessionState};
+
+use crate::harness::Harness;
+use crate::util::{entry, expect_kind, keyed_entry, ok, open};
+
+/// A reused idempotency key with other content (kind, sender, message type
+/// or payload) is `Conflict` naming the key and the session, and stores
+/// nothing; the same content returns the original.
+pub async fn log_idempotency_key_other_content_conflict(h: &dyn Harness) {
+    let s = open(h).await;
+    ok(s.sessions.create_session("s", json!({})).await, "create");
+    let original = keyed_entry("hello", "msg-1");
+    let first = ok(s.sessions.append_log("s", original.clone()).await, "append");
+    let again = ok(
+        s.sessions.append_log("s", original.clone()).await,
+        "identical retry",
+    );
+    assert_eq!(again, first, "an identical retry returns the original");
+
+    let mut changed: Vec<(&str, NewLogEntry)> = Vec::new();
+    let mut other = original.clone();
+    other.payload = Bytes::from_static(b"hello again");
+    changed.push(("another payload", other));
+    let mut other = original.clone();
+    other.kind = LogKind::Internal;
+    changed.push(("another kind", other));
+    let mut other = original.clone();
+    other.sender = "someone-else".into();
+    changed.push(("another sender", other));
+    let mut other = original.clone();
+    other.message_type = "image".into();
+    changed.push(("another message type", other));
+    for (what, new) in changed {
+        let err = expect_kind(
+            s.sessions.append_log("s", new).await,
+            ErrorKind::Conflict,
+            &format!("a reused message id with {what}"),
+        );
+        for needle in ["msg-1", "\"s\""] {
+            assert!(
+                err.message().contains(needle),
+                "the Conflict for {what} names {needle:?}: {err}"
+            );
+        }
+    }
+    assert_eq!(
+        ok(s.sessions.read_log("s", None, 10).await, "read_log").len(),
+        1,
+        "nothing stored by the refused retries"
+    );
+    ok(s.sessions.verify_log("s").await, "verify_log");
+}
+
+/// A session in a final state (`Resolved`, `Expired`, `Cancelled`) refuses
+/// appends and `replace_log` with `Conflict` naming the session and its
+/// state, and its log is unchanged; an identical retry of a message already
+/// in the log still returns the original, other content under that key is
+/// `Conflict`. `Suspended` sessions take appends.
+pub async fn log_closed_session_refuses_appends(h: &dyn Harness) {
+    let s = open(h).await;
+    ok(
+        s.sessions.create_session("paused", json!({})).await,
+        "create",
+    );
+    ok(
+        s.sessions
+            .set_session_state("paused", SessionState::Suspended, None)
+            .await,
+        "suspend",
+    );
+    ok(
+        s.sessions.append_log("paused", entry("still open")).await,
+        "append to a suspended session",
+    );
+    for state in [
+        SessionState::Resolved,
+        SessionState::Expired,
+        SessionState::Cancelled,
+    ] {
+        let id = format!("closed-{state}");
+        ok(s.sessions.create_session(&id, json!({})).await, "create");
+        let kept = keyed_entry("before", "msg-1");
+        let first = ok(s.sessions.append_log(&id, kept.clone()).await, "append");
+        ok(
+            s.sessions.set_session_state(&id, state, None).await,
+            "close the session",
+        );
+        let err = expect_kind(
+            s.sessions.append_log(&id, entry("after")).await,
+            ErrorKind::Conflict,
+            &format!("append to a {state} session"),
+        );
+        for needle in [id.as_str(), &state.to_string()] {
+            assert!(
+                err.message().contains(needle),
+                "the Conflict names {needle:?}: {err}"
+            );
+        }
+        expect_kind(
+            s.sessions
+                .append_log(&id, keyed_entry("after", "msg-2"))
+                .await,
+            ErrorKind::Conflict,
+            &format!("a keyed append to a {state} session"),
+        );
+        assert_eq!(
+            ok(s.sessions.append_log(&id, kept.clone()).await, "retry"),
+            first,
+            "an identical retry of a stored message returns the original on a {state} session"
+        );
+        expect_kind(
+            s.sessions
+                .append_log(&id, keyed_entry("other", "msg-1"))
+                .await,
+            ErrorKind::Conflict,
+            &format!("a stored key with other content on a {state} session"),
+        );
+        expect_kind(
+            s.sessions
+                .replace_log(&id, vec![entry("compacted")], None)
+                .await,
+            ErrorKind::Conflict,
+            &format!("replace_log on a {state} session"),
+        );
+        let log = ok(s.sessions.read_log(&id, None, 10).await, "read_log");
+        assert_eq!(log, vec![first], "a {state} session's log is unchanged");
+        ok(s.sessions.verify_log(&id).await, "verify_log");
+    }
+}
