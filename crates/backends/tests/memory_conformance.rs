@@ -35,6 +35,8 @@ impl Harness for MemoryHarness {
             Tamper::LogEntries { session, entries } => {
                 self.backend.corrupt_log(session, entries.clone())
             }
+            Tamper::RunHead { run, head } => self.backend.corrupt_run_head(*run, *head),
+            Tamper::LogHead { session, head } => self.backend.corrupt_log_head(session, *head),
             other => {
                 return Err(Error::unsupported(format!(
                     "the memory harness cannot inflict {other:?}"

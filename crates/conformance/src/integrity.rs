@@ -358,4 +358,19 @@ pub async fn log_truncation_and_rewrites_corrupted(h: &dyn Harness) {
         "verify_log of an undamaged log",
     );
     assert_eq!(report.len, 6, "an undamaged log verifies whole");
+    let session = ok(s.sessions.load_session(&ids[5]).await, "load_session");
+    let session = session.unwrap_or_else(|| panic!("session {} vanished", ids[5]));
+    assert_eq!(
+        (session.log_len, session.log_head),
+        (6, report.head),
+        "the session record keeps the log's length and head"
+    );
+    let run = ok(s.runs.create_run(spec(1), meta("a")).await, "create_run");
+    let last = ok(s.runs.append_event(run, event("step", 0)).await, "append");
+    let record = ok(s.runs.get_run(run).await, "get_run");
+    assert_eq!(
+        (record.event_count, record.head),
+        (1, Some(last.hash)),
+        "the run record keeps the event count and head"
+    );
 }

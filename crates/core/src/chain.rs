@@ -95,16 +95,31 @@ impl ChainVerifier {
         self.next_seq
     }
 
-    /// Checks that the chain ends where the store says it ends.
+    /// Checks that the chain ends where the owner's record says it ends:
+    /// `expected_len` entries whose last hash is `expected_head` (`None`
+    /// for an empty chain). The record is updated atomically with every
+    /// append, so a removed tail, a removed middle and a rewrite that was
+    /// re-chained over all end somewhere else.
     ///
     /// # Errors
     /// [`Corrupted`](crate::ErrorKind::Corrupted) when entries are missing at
-    /// the end (the store recorded `expected_len` entries).
-    pub fn finish(self, expected_len: u64) -> Result<ChainReport> {
+    /// the end, or the last entry's hash is not the recorded head.
+    pub fn finish(self, expected_len: u64, expected_head: Option<Digest>) -> Result<ChainReport> {
         if self.next_seq != expected_len {
             return Err(Error::corrupted(format!(
-                "{}: hash chain has {} entries but the store recorded {expected_len}",
+                "{}: hash chain has {} entries but the store recorded {expected_len} \
+                 (entries were removed)",
                 self.entity, self.next_seq
+            )));
+        }
+        if self.head != expected_head {
+            let show = |h: Option<Digest>| h.map_or_else(|| "none".to_owned(), |d| d.to_string());
+            return Err(Error::corrupted(format!(
+                "{}: hash chain ends at head {} but the store recorded head {} \
+                 (the log was rewritten)",
+                self.entity,
+                show(self.head),
+                show(expected_head)
             )));
         }
         Ok(ChainReport {

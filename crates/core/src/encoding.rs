@@ -150,7 +150,11 @@ impl FieldWriter {
 }
 
 /// The version byte in front of every stored record.
-const RECORD_VERSION: u8 = 1;
+///
+/// Version 2 (run records carry their chain head, session records their
+/// log length and head) replaced version 1 before any release; records of
+/// version 1 are refused as `Corrupted` with a message saying so.
+const RECORD_VERSION: u8 = 2;
 
 /// Encodes a record for storage: a version byte, then CBOR.
 ///
@@ -177,6 +181,10 @@ pub fn decode_record<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T>
     match bytes.split_first() {
         Some((&RECORD_VERSION, body)) => ciborium::from_reader(body)
             .map_err(|e| Error::corrupted(format!("{what} cannot be decoded: {e}"))),
+        Some((1, _)) => Err(Error::corrupted(format!(
+            "{what} has record version 1, written by a pre-release stowage; this \
+             version reads only version {RECORD_VERSION} (recreate the store)"
+        ))),
         Some((v, _)) => Err(Error::corrupted(format!(
             "{what} has unknown record version {v}"
         ))),

@@ -123,6 +123,10 @@ pub struct Run {
     pub summary: Option<RunSummary>,
     /// Number of events appended (the next event's seq).
     pub event_count: u64,
+    /// The hash of the last event (`None` before the first). Stored with
+    /// the count, atomically with every append, so that `verify_run` sees
+    /// a removed tail or a rewritten, re-chained log.
+    pub head: Option<Digest>,
 }
 
 impl Run {
@@ -137,7 +141,22 @@ impl Run {
             finished_at: None,
             summary: None,
             event_count: 0,
+            head: None,
         }
+    }
+
+    /// Records `event` (built for this run at seq `event_count`) as the
+    /// new end of the chain: the count and head a store writes atomically
+    /// with the event.
+    ///
+    /// # Errors
+    /// `Conflict` when the run has reached the largest seq.
+    pub fn record_append(&mut self, event: &RunEvent) -> Result<()> {
+        self.event_count = event.seq.checked_add(1).ok_or_else(|| {
+            Error::conflict(format!("run {} has reached the largest event seq", self.id))
+        })?;
+        self.head = Some(event.hash);
+        Ok(())
     }
 
     /// Checks that events may still be appended.
@@ -178,6 +197,14 @@ impl Run {
         run.summary = Some(summary);
         Ok(run)
     }
+}
+
+/// The error for a run id the id generator handed out twice: every backend
+/// reports it as `AlreadyExists` and stores nothing.
+pub fn run_id_taken(id: RunId) -> Error {
+    Error::already_exists(format!(
+        "run {id} already exists (the id generator repeated an id); nothing was created"
+    ))
 }
 
 /// An event to append to a run.
@@ -300,6 +327,37 @@ impl RunEvent {
         Digest::of(&encoded)
     }
 
+    /// Whether `new` asks for the same event as this stored one: the same
+    /// kind, the same payload (compared as canonical JSON, so key order does
+    /// not matter) and, if `new` gives a timestamp, the same timestamp (a
+    /// retry that leaves the time to the store matches any stored time).
+    /// The idempotency key and `expected_seq` are not content.
+    pub fn same_content(&self, new: &NewEvent) -> bool {
+        self.kind == new.kind
+            && new.timestamp.is_none_or(|t| t == self.timestamp)
+            && (self.payload == new.payload
+                || canonical_json(&self.payload) == canonical_json(&new.payload))
+    }
+
+    /// The answer to an append whose idempotency key found this stored
+    /// event: the event itself when the content is the same, else
+    /// `Conflict` naming the key and the run.
+    ///
+    /// # Errors
+    /// `Conflict` when [`RunEvent::same_content`] is false.
+    pub fn retried(self, new: &NewEvent) -> Result<RunEvent> {
+        if self.same_content(new) {
+            return Ok(self);
+        }
+        Err(Error::conflict(format!(
+            "run {}: idempotency key {:?} was already used for event {} with other content \
+             (kind, payload or timestamp); use a new key for a new event",
+            self.run_id,
+            validate::preview(self.idempotency_key.as_deref().unwrap_or_default()),
+            self.seq
+        )))
+    }
+
     /// This event as a chain link for [`ChainVerifier`].
     pub fn link(&self) -> Link {
         Link {
@@ -357,18 +415,22 @@ pub trait RunLedger: Send + Sync {
     /// Creates a `Running` run with a new UUID v7 id.
     ///
     /// # Errors
-    /// `InvalidInput` for bad metadata.
+    /// `InvalidInput` for bad metadata; `AlreadyExists` ([`run_id_taken`])
+    /// when the id generator returns an id that is already taken (nothing
+    /// is created).
     async fn create_run(&self, spec_digest: Digest, metadata: RunMetadata) -> Result<RunId>;
 
     /// Appends an event with the next seq, extending the hash chain.
     ///
-    /// If `idempotency_key` was already used in this run, the original event
-    /// comes back and nothing is stored (even if the run has since ended).
+    /// If `idempotency_key` was already used in this run with the same
+    /// content ([`RunEvent::same_content`]), the original event comes back
+    /// and nothing is stored (even if the run has since ended); with other
+    /// content it is `Conflict` naming the key and the run.
     ///
     /// # Errors
     /// `NotFound` for an unknown run; `Conflict` when the run is not
-    /// `Running` or `expected_seq` is not the next seq; `InvalidInput` for
-    /// bad fields.
+    /// `Running`, `expected_seq` is not the next seq, or the idempotency key
+    /// was used with other content; `InvalidInput` for bad fields.
     async fn append_event(&self, run: RunId, event: NewEvent) -> Result<RunEvent>;
 
     /// `Running → Completed`. See [`RunLedger::finish_run`].
@@ -426,10 +488,12 @@ pub trait RunLedger: Send + Sync {
     ) -> Result<Vec<Run>>;
 
     /// Re-walks the run's hash chain up to the event count recorded when the
-    /// walk started. The default pages through [`RunLedger::read_events`].
+    /// walk started, and checks that it ends at the head hash the record
+    /// keeps. The default pages through [`RunLedger::read_events`].
     ///
     /// # Errors
-    /// `NotFound`; `Corrupted` naming the first broken link.
+    /// `NotFound`; `Corrupted` naming the first broken link, or saying that
+    /// entries were removed or the chain was rewritten.
     async fn verify_run(&self, run: RunId) -> Result<ChainReport> {
         let record = self.get_run(run).await?;
         let mut verifier = ChainVerifier::new(format!("run {run}"));
@@ -447,7 +511,7 @@ pub trait RunLedger: Send + Sync {
                 after = Some(event.seq);
             }
         }
-        verifier.finish(record.event_count)
+        verifier.finish(record.event_count, record.head)
     }
 }
 

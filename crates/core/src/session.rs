@@ -63,6 +63,13 @@ pub struct Session {
     pub created_at: Timestamp,
     /// When last saved (store clock).
     pub updated_at: Timestamp,
+    /// How many entries the log holds (the next entry's seq). Kept with
+    /// [`Session::log_head`] atomically with every append and
+    /// `replace_log`, so that `verify_log` sees a removed tail or a
+    /// rewritten, re-chained log. Appends do not change `version`.
+    pub log_len: u64,
+    /// The hash of the log's last entry (`None` while the log is empty).
+    pub log_head: Option<Digest>,
 }
 
 impl Session {
@@ -80,7 +87,50 @@ impl Session {
             version: 1,
             created_at: now,
             updated_at: now,
+            log_len: 0,
+            log_head: None,
         })
+    }
+
+    /// Checks that the log may change: a session in a final state
+    /// (`Resolved`, `Expired`, `Cancelled`) takes no appends and no
+    /// `replace_log`.
+    ///
+    /// # Errors
+    /// `Conflict` naming the session and its state.
+    pub fn check_log_open(&self) -> Result<()> {
+        if self.state.is_final() {
+            return Err(Error::conflict(format!(
+                "session {:?} is {}; its log can no longer change",
+                validate::preview(&self.id),
+                self.state
+            )));
+        }
+        Ok(())
+    }
+
+    /// Records `entry` (built for this session at seq `log_len`) as the new
+    /// end of the log: the length and head a store writes atomically with
+    /// the entry.
+    ///
+    /// # Errors
+    /// `Conflict` when the log has reached the largest seq.
+    pub fn record_append(&mut self, entry: &LogEntry) -> Result<()> {
+        self.log_len = entry.seq.checked_add(1).ok_or_else(|| {
+            Error::conflict(format!(
+                "session {:?} has reached the largest log seq",
+                validate::preview(&self.id)
+            ))
+        })?;
+        self.log_head = Some(entry.hash);
+        Ok(())
+    }
+
+    /// Records `log` (from [`LogEntry::build_log`]) as the whole log, as
+    /// `replace_log` stores it.
+    pub fn record_replace(&mut self, log: &[LogEntry]) {
+        self.log_len = log.len() as u64;
+        self.log_head = log.last().map(|e| e.hash);
     }
 
     /// The session after saving `data` (checked against `expected_version`).
@@ -329,6 +379,36 @@ impl LogEntry {
         Digest::of(&encoded)
     }
 
+    /// Whether `new` asks for the same entry as this stored one: the same
+    /// kind, sender, message type and payload. The idempotency key and the
+    /// timestamp are not content (a message id names one message; its
+    /// arrival time may differ between deliveries).
+    pub fn same_content(&self, new: &NewLogEntry) -> bool {
+        self.kind == new.kind
+            && self.sender == new.sender
+            && self.message_type == new.message_type
+            && self.payload == new.payload
+    }
+
+    /// The answer to an append whose idempotency key found this stored
+    /// entry: the entry itself when the content is the same, else
+    /// `Conflict` naming the key and the session.
+    ///
+    /// # Errors
+    /// `Conflict` when [`LogEntry::same_content`] is false.
+    pub fn retried(self, new: &NewLogEntry) -> Result<LogEntry> {
+        if self.same_content(new) {
+            return Ok(self);
+        }
+        Err(Error::conflict(format!(
+            "session {:?}: idempotency key {:?} was already used for entry {} with other \
+             content (kind, sender, message type or payload); use a new key for a new message",
+            validate::preview(&self.session_id),
+            validate::preview(self.idempotency_key.as_deref().unwrap_or_default()),
+            self.seq
+        )))
+    }
+
     /// This entry as a chain link.
     pub fn link(&self) -> Link {
         Link {
@@ -400,12 +480,17 @@ pub trait SessionStore: Send + Sync {
     /// the session existed.
     async fn delete_session(&self, id: &str) -> Result<bool>;
 
-    /// Appends with the next seq, extending the hash chain. An entry whose
-    /// idempotency key is already in the log is not stored again: the
-    /// original entry comes back.
+    /// Appends with the next seq, extending the hash chain, and records the
+    /// new length and head in the session record in the same atomic step.
+    /// An entry whose idempotency key is already in the log with the same
+    /// content ([`LogEntry::same_content`]) is not stored again: the
+    /// original entry comes back — also when the session has since reached
+    /// a final state. The same key with other content is `Conflict`.
     ///
     /// # Errors
-    /// `NotFound` for an unknown session; `InvalidInput`.
+    /// `NotFound` for an unknown session; `Conflict` when the session is in
+    /// a final state (`Resolved`, `Expired`, `Cancelled`) or the key was
+    /// used with other content; `InvalidInput`.
     async fn append_log(&self, id: &str, entry: NewLogEntry) -> Result<LogEntry>;
 
     /// Entries with seq strictly greater than `after_seq`, ascending, at
@@ -427,10 +512,13 @@ pub trait SessionStore: Send + Sync {
     ///
     /// Idempotency keys are those of the entries in the current log: keys
     /// of replaced entries are forgotten with them (carry a message id into
-    /// a new entry's `idempotency_key` to keep deduplicating it).
+    /// a new entry's `idempotency_key` to keep deduplicating it). The
+    /// session record's log length and head are reset with the log.
     ///
     /// # Errors
-    /// `NotFound`; `Conflict` on a mismatch; `InvalidInput`.
+    /// `NotFound`; `Conflict` on a mismatch or when the session is in a
+    /// final state (a closed session's log is final; delete the session to
+    /// reclaim it); `InvalidInput`.
     async fn replace_log(
         &self,
         id: &str,
@@ -438,13 +526,16 @@ pub trait SessionStore: Send + Sync {
         expected_next_seq: Option<u64>,
     ) -> Result<Vec<LogEntry>>;
 
-    /// Re-walks the log's hash chain. The default pages through
-    /// [`SessionStore::read_log`]; a `replace_log` racing the walk can join
-    /// pages of the old log to the new one, so a break is re-checked with a
-    /// fresh walk and reported only if it persists.
+    /// Re-walks the log's hash chain up to the length recorded in the
+    /// session record when the walk started, and checks that it ends at the
+    /// recorded head. The default pages through [`SessionStore::read_log`];
+    /// a `replace_log` racing the walk can join pages of the old log to the
+    /// new one, so a break is re-checked with a fresh walk and reported only
+    /// if it persists.
     ///
     /// # Errors
-    /// `NotFound`; `Corrupted` naming the first broken link.
+    /// `NotFound`; `Corrupted` naming the first broken link, or saying that
+    /// entries were removed or the log was rewritten.
     async fn verify_log(&self, id: &str) -> Result<ChainReport> {
         let mut walks = 1;
         loop {
@@ -460,18 +551,25 @@ pub trait SessionStore: Send + Sync {
 const VERIFY_WALKS: u32 = 4;
 
 async fn walk_log<S: SessionStore + ?Sized>(store: &S, id: &str) -> Result<ChainReport> {
-    let mut verifier = ChainVerifier::new(format!("session {:?}", validate::preview(id)));
+    let name = format!("session {:?}", validate::preview(id));
+    let record = store
+        .load_session(id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("{name} does not exist")))?;
+    let mut verifier = ChainVerifier::new(name);
     let mut after = None;
-    loop {
+    'pages: while verifier.next_seq() < record.log_len {
         let page = store.read_log(id, after, VERIFY_PAGE).await?;
         if page.is_empty() {
             break;
         }
         for entry in &page {
+            if verifier.next_seq() >= record.log_len {
+                break 'pages;
+            }
             verifier.push(entry.link())?;
             after = Some(entry.seq);
         }
     }
-    let len = verifier.next_seq();
-    verifier.finish(len)
+    verifier.finish(record.log_len, record.log_head)
 }

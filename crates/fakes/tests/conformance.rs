@@ -22,6 +22,10 @@ fn tamper_fake(fakes: &FakeStores, target: Tamper) -> Result<()> {
             fakes.backend().corrupt_log(session, entries.clone()),
             "session",
         ),
+        Tamper::RunHead { run, head } => (fakes.backend().corrupt_run_head(*run, *head), "run"),
+        Tamper::LogHead { session, head } => {
+            (fakes.backend().corrupt_log_head(session, *head), "session")
+        }
         other => {
             return Err(Error::unsupported(format!(
                 "the fakes cannot inflict {other:?}"

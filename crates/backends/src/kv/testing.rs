@@ -242,6 +242,28 @@ pub(crate) fn tamper_kv(engine: &dyn OrderedKv, target: stowage_conformance::Tam
         Tamper::LogEntry { session, seq } => tamper_log(engine, &session, seq),
         Tamper::RunEvents { run, events } => tamper_events(engine, run, &events),
         Tamper::LogEntries { session, entries } => tamper_entries(engine, &session, &entries),
+        Tamper::RunHead { run, head } => {
+            let key = keys::run(run);
+            let bytes = engine
+                .get(Table::Runs, &key)?
+                .ok_or_else(|| Error::not_found("no such run to tamper with"))?;
+            let mut record: stowage_core::Run = decode_record("run record", &bytes)?;
+            record.head = head;
+            let mut batch = Batch::default();
+            batch.put(Table::Runs, key, encode_record(&record)?);
+            engine.write(batch)
+        }
+        Tamper::LogHead { session, head } => {
+            let key = keys::session(&session);
+            let bytes = engine
+                .get(Table::Sessions, &key)?
+                .ok_or_else(|| Error::not_found("no such session to tamper with"))?;
+            let mut record: stowage_core::Session = decode_record("session record", &bytes)?;
+            record.log_head = head;
+            let mut batch = Batch::default();
+            batch.put(Table::Sessions, key, encode_record(&record)?);
+            engine.write(batch)
+        }
         other => Err(Error::unsupported(format!(
             "the kv harness cannot inflict {other:?}"
         ))),

@@ -208,6 +208,22 @@ impl MemoryBackend {
         self.state.sessions.replace_entries(session, entries)
     }
 
+    /// Integrity-testing hook: overwrites the chain head the record of
+    /// `run` keeps (not its events or count), so `verify_run` reports
+    /// `Corrupted`. Returns false if there is no such run.
+    pub fn corrupt_run_head(&self, run: RunId, head: Option<Digest>) -> bool {
+        let _w = self.state.writing();
+        self.state.runs.set_head(run, head)
+    }
+
+    /// Integrity-testing hook: overwrites the chain head the record of
+    /// `session` keeps (not its log or length), so `verify_log` reports
+    /// `Corrupted`. Returns false if there is no such session.
+    pub fn corrupt_log_head(&self, session: &str, head: Option<Digest>) -> bool {
+        let _w = self.state.writing();
+        self.state.sessions.set_head(session, head)
+    }
+
     /// Integrity-testing hook: changes the payload of log entry `seq` of
     /// `session` and leaves its hash, so `verify_log` reports `Corrupted`.
     /// Returns false if there is no such entry.

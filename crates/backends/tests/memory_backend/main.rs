@@ -55,6 +55,8 @@ impl Harness for MemoryHarness {
             Tamper::LogEntry { session, seq } => self.0.corrupt_log_entry(session, *seq),
             Tamper::RunEvents { run, events } => self.0.corrupt_run_events(*run, events.clone()),
             Tamper::LogEntries { session, entries } => self.0.corrupt_log(session, entries.clone()),
+            Tamper::RunHead { run, head } => self.0.corrupt_run_head(*run, *head),
+            Tamper::LogHead { session, head } => self.0.corrupt_log_head(session, *head),
             other => return Err(Error::unsupported(format!("cannot inflict {other:?}"))),
         };
         let missing = || Error::not_found(format!("nothing to tamper: {target:?}"));

@@ -545,6 +545,18 @@ impl Harness for RedisHarness {
                 let records = entries.iter().map(encode_record).collect::<Result<_>>()?;
                 self.replace_list(&key, records).await
             }
+            Tamper::RunHead { run, head } => {
+                let key = format!("{{{p}:run:{run}}}:meta");
+                let hex = head.map(|d| d.to_string()).unwrap_or_default();
+                self.set(redis::cmd("HSET").arg(&key).arg("head").arg(hex))
+                    .await
+            }
+            Tamper::LogHead { session, head } => {
+                let key = format!("{{{p}:session:{}}}:meta", escape(&session));
+                let hex = head.map(|d| d.to_string()).unwrap_or_default();
+                self.set(redis::cmd("HSET").arg(&key).arg("head").arg(hex))
+                    .await
+            }
             other => Err(Error::unsupported(format!(
                 "the Redis harness cannot inflict {other:?}"
             ))),

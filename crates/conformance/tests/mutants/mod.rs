@@ -110,6 +110,8 @@ impl Harness for MutantHarness {
             Tamper::LogEntries { session, entries } => {
                 self.backend.corrupt_log(session, entries.clone())
             }
+            Tamper::RunHead { run, head } => self.backend.corrupt_run_head(*run, *head),
+            Tamper::LogHead { session, head } => self.backend.corrupt_log_head(session, *head),
             other => return Err(Error::unsupported(format!("cannot inflict {other:?}"))),
         };
         found
