@@ -59,6 +59,7 @@ macro_rules! conformance_tests {
                 log_racing_idempotent_appends, log_hostile_entries_rejected, replace_semantics,
                 replace_expected_next_seq, replace_forgets_old_keys, replace_races_appends,
                 log_idempotency_key_other_content_conflict, log_closed_session_refuses_appends,
+                log_appends_racing_close, log_racing_reused_keys,
             );
             $crate::__conformance_module!(supersessions;
                 put_get_round_trip, put_idempotent_and_append_only, bad_signatures_rejected,

@@ -227,7 +227,11 @@ async fn fork_is_a_deep_independent_copy() {
     assert_eq!(fr.history("r", None, 10).await.unwrap().len(), 2);
     s.verify_log("s").await.unwrap();
     // The fork kept the idempotency keys too.
-    let again = fs.append_log("s", entry(Some("m1"), b"zz")).await.unwrap();
+    // (The fork's entry 0 was damaged above: retry with what it holds now.)
+    let held = fs.read_log("s", None, 1).await.unwrap().remove(0).payload;
+    let mut retry = entry(Some("m1"), b"");
+    retry.payload = held;
+    let again = fs.append_log("s", retry).await.unwrap();
     assert_eq!(again.seq, 0);
 }
 
@@ -346,8 +350,10 @@ async fn deleting_a_session_removes_log_and_keys_together() {
     let s = backend().stores().sessions;
     s.create_session("s", json!({})).await.unwrap();
     let first = s.append_log("s", entry(Some("m"), b"1")).await.unwrap();
-    let retry = s.append_log("s", entry(Some("m"), b"other")).await.unwrap();
+    let retry = s.append_log("s", entry(Some("m"), b"1")).await.unwrap();
     assert_eq!(retry, first);
+    let reused = s.append_log("s", entry(Some("m"), b"other")).await;
+    assert_eq!(kind(reused), ErrorKind::Conflict);
     assert!(s.delete_session("s").await.unwrap());
     assert!(!s.delete_session("s").await.unwrap());
     assert_eq!(kind(s.read_log("s", None, 10).await), ErrorKind::NotFound);

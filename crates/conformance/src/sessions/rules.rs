@@ -6,7 +6,7 @@ use serde_json::json;
 use stowage_core::{ErrorKind, LogKind, NewLogEntry, SessionState};
 
 use crate::harness::Harness;
-use crate::util::{entry, expect_kind, keyed_entry, ok, open};
+use crate::util::{entry, expect_kind, keyed_entry, ok, open, race};
 
 /// A reused idempotency key with other content (kind, sender, message type
 /// or payload) is `Conflict` naming the key and the session, and stores
@@ -131,4 +131,93 @@ pub async fn log_closed_session_refuses_appends(h: &dyn Harness) {
         assert_eq!(log, vec![first], "a {state} session's log is unchanged");
         ok(s.sessions.verify_log(&id).await, "verify_log");
     }
+}
+
+/// 16 tasks appending 10 entries each while another task resolves the
+/// session: every append that returned `Ok` is in the log, every other one
+/// is `Conflict`, nothing lands after the close (the log is the same a while
+/// later), and the chain verifies.
+pub async fn log_appends_racing_close(h: &dyn Harness) {
+    let s = open(h).await;
+    ok(s.sessions.create_session("s", json!({})).await, "create");
+    let sessions = s.sessions.clone();
+    let results = race(17, |t| {
+        let sessions = sessions.clone();
+        async move {
+            if t == 16 {
+                tokio::task::yield_now().await;
+                let closed = sessions
+                    .set_session_state("s", SessionState::Resolved, None)
+                    .await;
+                return vec![closed.map(|_| None)];
+            }
+            let mut out = Vec::new();
+            for i in 0..10 {
+                let payload = format!("task {t} entry {i}");
+                let appended = sessions.append_log("s", entry(payload)).await;
+                out.push(appended.map(|e| Some(e.seq)));
+            }
+            out
+        }
+    })
+    .await;
+    let mut stored = Vec::new();
+    let mut refused = 0;
+    for result in results.into_iter().flatten() {
+        match result {
+            Ok(Some(seq)) => stored.push(seq),
+            Ok(None) => {}
+            Err(e) if e.kind() == ErrorKind::Conflict => refused += 1,
+            Err(e) => panic!("an append racing a close failed with {e}"),
+        }
+    }
+    stored.sort_unstable();
+    let log = ok(s.sessions.read_log("s", None, 1000).await, "read_log");
+    assert_eq!(
+        log.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        stored,
+        "exactly the acknowledged appends are in the log ({refused} refused)"
+    );
+    assert_eq!(stored.len() + refused, 160, "every append answered");
+    let session = ok(s.sessions.load_session("s").await, "load_session");
+    assert_eq!(
+        session.map(|s| (s.state, s.log_len)),
+        Some((SessionState::Resolved, log.len() as u64)),
+        "the record is closed and keeps the log's length"
+    );
+    ok(s.sessions.verify_log("s").await, "verify_log");
+}
+
+/// 16 tasks appending the same message id with 16 different payloads:
+/// exactly one entry is stored; the task that stored it gets it, every
+/// other task gets `Conflict`.
+pub async fn log_racing_reused_keys(h: &dyn Harness) {
+    let s = open(h).await;
+    ok(s.sessions.create_session("s", json!({})).await, "create");
+    let sessions = s.sessions.clone();
+    let results = race(16, |t| {
+        let sessions = sessions.clone();
+        async move {
+            let payload = format!("version {t}");
+            let appended = sessions
+                .append_log("s", keyed_entry(payload.clone(), "msg"))
+                .await;
+            (payload, appended)
+        }
+    })
+    .await;
+    let log = ok(s.sessions.read_log("s", None, 100).await, "read_log");
+    assert_eq!(log.len(), 1, "one entry stored for one message id");
+    let mut winners = 0;
+    for (payload, result) in results {
+        match result {
+            Ok(e) => {
+                assert_eq!(e, log[0], "the winner gets the stored entry");
+                assert_eq!(e.payload.as_ref(), payload.as_bytes());
+                winners += 1;
+            }
+            Err(e) => assert_eq!(e.kind(), ErrorKind::Conflict, "a loser: {e}"),
+        }
+    }
+    assert_eq!(winners, 1, "exactly one content wins the key");
 }
