@@ -128,3 +128,39 @@ impl ChainVerifier {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    fn link(seq: u64, prev: Option<Digest>, n: u8) -> Link {
+        let h = Digest::of(&[n]);
+        Link {
+            seq,
+            prev_hash: prev,
+            hash: h,
+            recomputed: h,
+        }
+    }
+
+    #[test]
+    fn a_chain_must_end_at_the_recorded_length_and_head() {
+        let walk = || {
+            let mut v = ChainVerifier::new("run r");
+            let a = link(0, None, 1);
+            v.push(a).unwrap();
+            v.push(link(1, Some(a.hash), 2)).unwrap();
+            v
+        };
+        let head = Some(Digest::of(&[2]));
+        assert_eq!(walk().finish(2, head).unwrap().len, 2);
+        let short = walk().finish(3, head).unwrap_err();
+        assert_eq!(short.kind(), ErrorKind::Corrupted);
+        assert!(short.message().contains("removed"), "{short}");
+        let rewritten = walk().finish(2, Some(Digest::of(b"x"))).unwrap_err();
+        assert_eq!(rewritten.kind(), ErrorKind::Corrupted);
+        assert!(rewritten.message().contains("rewritten"), "{rewritten}");
+        assert!(ChainVerifier::new("empty").finish(0, None).is_ok());
+    }
+}

@@ -185,6 +185,16 @@ pub async fn log_appends_racing_close(h: &dyn Harness) {
         Some((SessionState::Resolved, log.len() as u64)),
         "the record is closed and keeps the log's length"
     );
+    expect_kind(
+        s.sessions.append_log("s", entry("after the race")).await,
+        ErrorKind::Conflict,
+        "an append after the close",
+    );
+    assert_eq!(
+        ok(s.sessions.read_log("s", None, 1000).await, "read_log"),
+        log,
+        "nothing lands after the close"
+    );
     ok(s.sessions.verify_log("s").await, "verify_log");
 }
 
