@@ -59,18 +59,28 @@ pub async fn idempotency_key_other_content_conflict(h: &dyn Harness) {
     );
 
     // A retry that leaves the timestamp to the store matches any stored time.
-    let mut untimed = NewEvent::new("step", json!({"n": 1}));
-    untimed.idempotency_key = Some("msg-2".into());
-    let second = ok(s.runs.append_event(id, untimed.clone()).await, "append");
-    let mut timed = untimed.clone();
-    timed.timestamp = None;
+    let mut untimed = e.clone();
+    untimed.timestamp = None;
     assert_eq!(
         ok(
-            s.runs.append_event(id, timed).await,
+            s.runs.append_event(id, untimed).await,
             "retry without a timestamp"
         ),
+        first,
+        "a timestamp the retry does not give is not compared"
+    );
+    // An append that took the store's clock, retried with that very time.
+    let mut clocked = NewEvent::new("step", json!({"n": 1}));
+    clocked.idempotency_key = Some("msg-2".into());
+    let second = ok(s.runs.append_event(id, clocked.clone()).await, "append");
+    clocked.timestamp = Some(second.timestamp);
+    assert_eq!(
+        ok(
+            s.runs.append_event(id, clocked).await,
+            "retry with the stored time"
+        ),
         second,
-        "the store's clock is not part of the content"
+        "the stored time matches"
     );
 
     // After the run ended: the same content returns the original, other content is Conflict.
