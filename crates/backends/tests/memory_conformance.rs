@@ -20,11 +20,28 @@ impl Harness for MemoryHarness {
         Ok(self.backend.stores())
     }
 
+    async fn open_with(&self, env: StoreEnv) -> Result<Stores> {
+        Ok(MemoryBackend::new(env).stores())
+    }
+
     async fn tamper(&self, _stores: &Stores, target: Tamper) -> Result<()> {
         let found = match &target {
             Tamper::Blob(digest) => self.backend.corrupt_blob(digest),
             Tamper::RunEvent { run, seq } => self.backend.corrupt_run_event(*run, *seq),
             Tamper::LogEntry { session, seq } => self.backend.corrupt_log_entry(session, *seq),
+            Tamper::RunEvents { run, events } => {
+                self.backend.corrupt_run_events(*run, events.clone())
+            }
+            Tamper::LogEntries { session, entries } => {
+                self.backend.corrupt_log(session, entries.clone())
+            }
+            Tamper::RunHead { run, head } => self.backend.corrupt_run_head(*run, *head),
+            Tamper::LogHead { session, head } => self.backend.corrupt_log_head(session, *head),
+            other => {
+                return Err(Error::unsupported(format!(
+                    "the memory harness cannot inflict {other:?}"
+                )))
+            }
         };
         if found {
             Ok(())

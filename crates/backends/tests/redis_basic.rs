@@ -233,7 +233,7 @@ async fn sessions_records_logs_and_replace() {
     );
     let v3 = s
         .sessions
-        .set_session_state(id, SessionState::Resolved, None)
+        .set_session_state(id, SessionState::Suspended, None)
         .await
         .unwrap();
     assert_eq!(v3.version, 3);
@@ -275,6 +275,19 @@ async fn sessions_records_logs_and_replace() {
         .map(|s| s.id)
         .collect();
     assert_eq!(listed, vec!["b".to_owned(), id.to_owned()]);
+    // A resolved session's log is final; the record keeps its length.
+    let closed = s
+        .sessions
+        .set_session_state(id, SessionState::Resolved, None)
+        .await
+        .unwrap();
+    assert_eq!((closed.log_len, closed.log_head), (2, Some(next.hash)));
+    let refused = s
+        .sessions
+        .append_log(id, NewLogEntry::new(LogKind::Incoming, "u", "t", "late"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::Conflict, "{refused}");
     assert!(s.sessions.delete_session(id).await.unwrap());
     assert!(!s.sessions.delete_session(id).await.unwrap());
     assert!(s.sessions.load_session(id).await.unwrap().is_none());

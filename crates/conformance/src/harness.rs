@@ -1,11 +1,15 @@
 //! What a backend author provides to run the suite: a [`Harness`].
 
 use async_trait::async_trait;
-use stowage_core::{Digest, Error, Result, RunId, Stores};
+use stowage_core::{Digest, Error, LogEntry, Result, RunEvent, RunId, StoreEnv, Stores};
 
 /// Damage to inflict on stored data behind the SDK's back, to prove that
 /// integrity checks catch it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// New kinds of damage may be added: a harness answers `Unsupported` for
+/// the ones it cannot inflict (the check then prints why and does not apply).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Tamper {
     /// Change the stored bytes of a blob (keep its length when possible).
     Blob(Digest),
@@ -22,6 +26,39 @@ pub enum Tamper {
         session: String,
         /// The entry's seq.
         seq: u64,
+    },
+    /// Replace the whole stored event log of a run with exactly `events`
+    /// (as given: the suite drops, renumbers or re-chains them), leaving
+    /// the run record (its event count and head hash) as it is.
+    RunEvents {
+        /// The run.
+        run: RunId,
+        /// The events to store, in order.
+        events: Vec<RunEvent>,
+    },
+    /// Overwrite the chain head the run record keeps, leaving the events
+    /// and the event count as they are.
+    RunHead {
+        /// The run.
+        run: RunId,
+        /// The head hash to record.
+        head: Option<Digest>,
+    },
+    /// Replace the whole stored log of a session with exactly `entries`,
+    /// leaving the session record (its log length and head hash) as it is.
+    LogEntries {
+        /// The session id.
+        session: String,
+        /// The entries to store, in order.
+        entries: Vec<LogEntry>,
+    },
+    /// Overwrite the chain head the session record keeps, leaving the log
+    /// and the recorded length as they are.
+    LogHead {
+        /// The session id.
+        session: String,
+        /// The head hash to record.
+        head: Option<Digest>,
     },
 }
 
@@ -53,6 +90,16 @@ pub trait Harness: Send + Sync + 'static {
         let _ = stores;
         Err(Error::unsupported(
             "this harness cannot open a second handle onto its store",
+        ))
+    }
+
+    /// Opens a fresh, empty store that takes its clock and run ids from
+    /// `env` (for checks that need a misbehaving id generator, say). The
+    /// default is `Unsupported`.
+    async fn open_with(&self, env: StoreEnv) -> Result<Stores> {
+        let _ = env;
+        Err(Error::unsupported(
+            "this harness cannot open a store with a given environment",
         ))
     }
 

@@ -32,7 +32,7 @@
 //! # fn main() {}
 //! ```
 //!
-//! That generates **93 tests** — the 92 checks listed below and
+//! That generates **101 tests** — the 100 checks listed below and
 //! `conformance::model_based` — named `conformance::<store>::<check>`
 //! (e.g. `conformance::runs::concurrent_appends`). Every path inside the
 //! macro goes through `$crate::`, so the test crate needs no dependency but
@@ -55,7 +55,8 @@
 //! |---|---|---|
 //! | `durable` + [`Harness::reopen`] | [`reopen`] | not durable → skipped; durable but `reopen` unsupported → **fails** |
 //! | `shared` + [`Harness::open_another`] | [`shared`] | not shared, or the harness has no second handle → skipped |
-//! | [`Harness::tamper`] | [`integrity`] | `tamper` returns `Unsupported` → skipped |
+//! | [`Harness::tamper`] | [`integrity`] | `tamper` returns `Unsupported` for the damage a check needs → skipped |
+//! | [`Harness::open_with`] | [`runs::repeated_run_id_already_exists`] | `open_with` returns `Unsupported` → skipped |
 //! | `max_blob_size` | [`cas::oversized_blob_rejected`] | over 256 MiB (too big to allocate) → skipped; the exactly-max part only up to 8 MiB |
 //! | `max_blob_size` | [`cas::stream_round_trip`] | below a 2.2 MiB blob → skipped |
 //!
@@ -93,7 +94,7 @@
 //! - [`digest_parsing_hostile`](cas::digest_parsing_hostile): Digests of the wrong length or not hex are `InvalidInput`; parsing is case-insensitive and display is 64 lower-case hex.
 //! - [`failing_stream_reader_rejected`](cas::failing_stream_reader_rejected): A `put_stream` reader that fails (at once, or after 1.5 MiB) is `InvalidInput` and stores nothing.
 //!
-//! **[`runs`]** (22 checks)
+//! **[`runs`]** (24 checks)
 //!
 //! - [`append_read_round_trip`](runs::append_read_round_trip): Appends get seqs 0, 1, 2, … chained by `prev_hash`; reads return exactly what was stored.
 //! - [`read_events_paginated`](runs::read_events_paginated): `read_events(after_seq, limit)` is ascending, exclusive, `limit` after ordering.
@@ -107,6 +108,8 @@
 //! - [`appends_racing_finish`](runs::appends_racing_finish): Appends racing a terminal transition: every `Ok` append is in the log, the rest `Conflict`.
 //! - [`racing_compare_and_append`](runs::racing_compare_and_append): 16 tasks with `expected_seq = 0`: exactly one appends, the rest `Conflict`.
 //! - [`racing_idempotent_appends`](runs::racing_idempotent_appends): 16 tasks appending with the same idempotency key: all get the one original event.
+//! - [`idempotency_key_other_content_conflict`](runs::idempotency_key_other_content_conflict): A reused idempotency key with other content (kind, payload, a given timestamp) is `Conflict` naming the key and the run; the same content (payload keys in any order, no timestamp) returns the original, also after the run ended.
+//! - [`repeated_run_id_already_exists`](runs::repeated_run_id_already_exists): An id generator that repeats an id (through [`Harness::open_with`]): the second `create_run` is `AlreadyExists` naming the id; the first run is untouched and listed once.
 //! - [`create_get_round_trip`](runs::create_get_round_trip): `create_run` then `get_run` returns the spec, metadata (tags, git sha) as given, `Running`.
 //! - [`unknown_run_not_found`](runs::unknown_run_not_found): Every call on an unknown run is `NotFound`.
 //! - [`summary_and_timestamps_stored_exactly`](runs::summary_and_timestamps_stored_exactly): Terminal transitions store the status, the summary exactly and the caller's timestamp.
@@ -131,7 +134,7 @@
 //! - [`racing_compare_and_promote`](releases::racing_compare_and_promote): 16 tasks racing a compare-and-promote with the same expected seq: exactly one wins.
 //! - [`hostile_input_rejected`](releases::hostile_input_rejected): Invalid names, actors, labels and notes are `InvalidInput` and change nothing.
 //!
-//! **[`sessions`]** (22 checks)
+//! **[`sessions`]** (26 checks)
 //!
 //! - [`log_append_read_round_trip`](sessions::log_append_read_round_trip): Appends get seqs 0, 1, 2, … chained by `prev_hash`; every field round-trips.
 //! - [`read_log_paginated`](sessions::read_log_paginated): `read_log(after_seq, limit)` is ascending, exclusive, `limit` after ordering.
@@ -154,6 +157,10 @@
 //! - [`replace_semantics`](sessions::replace_semantics): `replace_log` swaps the whole log: new seqs from 0, one chain, appends continue after it.
 //! - [`replace_expected_next_seq`](sessions::replace_expected_next_seq): `expected_next_seq` makes a compare-and-replace: a mismatch is `Conflict` and changes nothing.
 //! - [`replace_forgets_old_keys`](sessions::replace_forgets_old_keys): After `replace_log` the old idempotency keys are gone; the new entries' keys are honoured.
+//! - [`log_idempotency_key_other_content_conflict`](sessions::log_idempotency_key_other_content_conflict): A reused message id with other content (kind, sender, message type, payload) is `Conflict` naming the key and the session; the same content returns the original.
+//! - [`log_closed_session_refuses_appends`](sessions::log_closed_session_refuses_appends): `Resolved`, `Expired`, `Cancelled` sessions refuse appends and `replace_log` with `Conflict` naming the session and its state; an identical retry of a stored message returns the original; `Suspended` takes appends.
+//! - [`log_appends_racing_close`](sessions::log_appends_racing_close): 160 appends racing a close: exactly the acknowledged ones are in the log, the rest `Conflict`, nothing lands after it.
+//! - [`log_racing_reused_keys`](sessions::log_racing_reused_keys): 16 tasks appending one message id with 16 payloads: one stored and returned to its task, the rest `Conflict`.
 //! - [`replace_races_appends`](sessions::replace_races_appends): Appends and readers racing a `replace_log`: readers see one unbroken chain; each append lands wholly before (and is replaced) or wholly after it.
 //!
 //! **[`supersessions`]** (13 checks)
@@ -177,11 +184,13 @@
 //! - [`deep_json_rejected`](hostile::deep_json_rejected): JSON nested 65 deep (event payload, session data on create and save, run tags, summary output) is `InvalidInput` and changes nothing; 64 deep is stored and read back exactly.
 //! - [`identifier_length_edges`](hostile::identifier_length_edges): Identifiers of exactly 256 bytes (ASCII, 64 × 4-byte emoji, 128 × 2-byte) are accepted and round-trip in every identifier field; 257 bytes (also with a multi-byte character at the edge) are `InvalidInput` and change nothing.
 //!
-//! **[`integrity`]** (3 checks)
+//! **[`integrity`]** (5 checks)
 //!
 //! - [`tampered_blob_corrupted`](integrity::tampered_blob_corrupted): A damaged blob: `get`, `verify` and `get_stream` report `Corrupted`; other blobs are fine; delete + put repairs it.
 //! - [`tampered_run_event_corrupted`](integrity::tampered_run_event_corrupted): A damaged run event: `verify_run` is `Corrupted`; other runs still verify.
 //! - [`tampered_log_entry_corrupted`](integrity::tampered_log_entry_corrupted): A damaged session log entry: `verify_log` is `Corrupted`; other logs still verify.
+//! - [`run_truncation_and_rewrites_corrupted`](integrity::run_truncation_and_rewrites_corrupted): A dropped tail, a dropped middle re-chained over, an edited event re-chained over, a damaged head in the record: `verify_run` is `Corrupted` for each (`Tamper::RunEvents`, `Tamper::RunHead`).
+//! - [`log_truncation_and_rewrites_corrupted`](integrity::log_truncation_and_rewrites_corrupted): The same for session logs, also after `replace_log`; the session record keeps the log's length and head (`Tamper::LogEntries`, `Tamper::LogHead`).
 //!
 //! **[`reopen`]** (6 checks)
 //!
@@ -207,7 +216,7 @@
 //! | §2 | traits object-safe, `Send + Sync` | by construction: every check drives `Arc<dyn …>` handles from [`Stores`](stowage_core::Stores), many from spawned tasks |
 //! | §2 | errors: one `Error`, the right `ErrorKind` | every check asserts kinds (`NotFound`, `AlreadyExists`, `Conflict`, `InvalidInput`, `Corrupted`) |
 //! | §2 | messages name the entity and the rule | [`runs::append_to_terminal_conflict`]; every failure prints the backend's message |
-//! | §2 | never panic on bad input or stored data | bad input: every hostile-input check, including [`hostile::deep_json_rejected`] (65 levels of nesting), [`hostile::identifier_length_edges`] and [`cas::failing_stream_reader_rejected`]. Stored data: only the payload flips of [`integrity`]; damaged record bytes, a truncated log tail, and removed or reordered entries are not tampered with (`Tamper` has no such variants), so this half is only partly shown |
+//! | §2 | never panic on bad input or stored data | bad input: every hostile-input check, including [`hostile::deep_json_rejected`] (65 levels of nesting), [`hostile::identifier_length_edges`] and [`cas::failing_stream_reader_rejected`]. Stored data: the payload flips, dropped tails, dropped middles and re-chained rewrites of [`integrity`]; damaged record bytes (undecodable CBOR) are not tampered with, so this half is only partly shown |
 //! | §2 | identifiers 1–256 bytes, no control characters | [`runs::hostile_metadata_rejected`], [`runs::hostile_events_rejected`], [`releases::hostile_input_rejected`], [`sessions::hostile_input_rejected`], [`sessions::log_hostile_entries_rejected`] (empty, 257 bytes, 260 bytes of emoji, `\0`, `\u{7f}`, `\n`, `\t`, ESC, U+0085); [`hostile::identifier_length_edges`] (every identifier field: 256 bytes of ASCII and 64 × 4-byte emoji accepted and round-trip, 257 bytes and 256 bytes + 1 rejected) |
 //! | §2 | `:` `/` `{` `}` `..` spaces emoji RTL round-trip, no collisions or traversal | [`runs::agent_names_isolated`], [`runs::tricky_kinds_and_keys_round_trip`], [`releases::names_listed_and_isolated`], [`sessions::tricky_ids_isolated`], [`sessions::list_ascending_paginated`], [`supersessions::binary_targets_isolated`], model |
 //! | §2 | JSON ≤ 1 MiB and ≤ 64 levels deep, text ≤ 4 KiB, blobs ≤ `max_blob_size` | [`hostile::deep_json_rejected`] (event payload, session data on create and save, run tags, summary output: 65 levels `InvalidInput`, 64 levels stored and read back), [`runs::hostile_metadata_rejected`], [`runs::hostile_events_rejected`], [`sessions::hostile_input_rejected`], [`releases::hostile_input_rejected`], [`supersessions::invalid_records_rejected`], [`cas::oversized_blob_rejected`] |
@@ -219,15 +228,15 @@
 //! | §2 | seqs `u64` from 0, no gaps, sort numerically | the append/pagination checks above; [`runs::concurrent_appends`] and [`sessions::log_concurrent_appends`] read 1600 entries back in numeric order (crossing 255 and 999); model. This catches keys built from unpadded decimals or little-endian bytes, not fixed-width `{:08}` decimal keys, which sort correctly up to 10^8 entries |
 //! | §2 | timestamps read back exactly | [`runs::summary_and_timestamps_stored_exactly`], [`runs::append_read_round_trip`], [`sessions::log_append_read_round_trip`], [`supersessions::put_get_round_trip`] |
 //! | §2 | injectable clock | not observable through a [`Harness`]; `stowage-fakes` tests its clock |
-//! | §2 | idempotency keys return the original, store once | [`runs::idempotency_key_returns_original`], [`runs::idempotency_after_completion`], [`runs::racing_idempotent_appends`], [`sessions::log_idempotency_key_returns_original`], [`sessions::log_racing_idempotent_appends`], [`reopen::runs_survive`], [`reopen::sessions_survive`], model |
+//! | §2 | idempotency keys return the original, store once; the same key with other content is `Conflict` naming the key | [`runs::idempotency_key_other_content_conflict`], [`sessions::log_idempotency_key_other_content_conflict`], [`sessions::log_racing_reused_keys`], [`runs::idempotency_key_returns_original`], [`runs::idempotency_after_completion`], [`runs::racing_idempotent_appends`], [`sessions::log_idempotency_key_returns_original`], [`sessions::log_racing_idempotent_appends`], [`reopen::runs_survive`], [`reopen::sessions_survive`], model |
 //! | §3 | `put` returns the SHA-256; `Digest` display/parse/short/serde | [`cas::put_get_round_trip`], [`cas::digest_parsing_hostile`] |
 //! | §3 | same bytes twice or concurrently stored once; empty blob valid | [`cas::same_bytes_twice`], [`cas::concurrent_identical_puts`], [`cas::empty_blob`] |
 //! | §3 | `get` `NotFound`; damaged bytes `Corrupted`, never wrong data; `verify` re-hashes | [`cas::missing_blob_not_found`], [`integrity::tampered_blob_corrupted`] (damaged bytes). "`verify` re-hashes" is **not** shown: `Tamper::Blob` leaves any stored checksum stale, so a `verify` that only checks a CRC passes too |
 //! | §3 | `contains`, `stat`, idempotent `delete`, `list` ascending | [`cas::put_get_round_trip`], [`cas::binary_content_and_sizes`], [`cas::delete_idempotent`], [`cas::list_ascending_paginated`] |
 //! | §3 | streaming put/get | [`cas::stream_round_trip`] (chunking), [`cas::oversized_blob_rejected`] (streamed oversize), [`cas::failing_stream_reader_rejected`] (a reader failing mid-way stores nothing). "Never holds a whole large blob in memory" is not observable through a [`Harness`]: the backend's own tests must show it |
-//! | §4 | `create_run`, UUID v7, metadata (tags a JSON object) | [`runs::create_get_round_trip`], [`runs::hostile_metadata_rejected`] |
+//! | §4 | `create_run`, UUID v7, metadata (tags a JSON object); a repeated id is `AlreadyExists` | [`runs::create_get_round_trip`], [`runs::hostile_metadata_rejected`], [`runs::repeated_run_id_already_exists`] |
 //! | §4 | `append_event` gap-free seqs, also concurrently; `Conflict` when not `Running`; expected next seq | [`runs::append_read_round_trip`], [`runs::concurrent_appends`], [`runs::append_to_terminal_conflict`], [`runs::expected_seq_conflict`], [`runs::racing_compare_and_append`] |
-//! | §4 | hash chain; `verify_run` reports the first broken link | [`runs::append_read_round_trip`], [`integrity::tampered_run_event_corrupted`] |
+//! | §4 | hash chain; `verify_run` reports the first broken link, a removed tail or middle (the record keeps count and head) | [`runs::append_read_round_trip`], [`integrity::tampered_run_event_corrupted`], [`integrity::run_truncation_and_rewrites_corrupted`] |
 //! | §4 | terminal transitions only from `Running`; one winner; summary and timestamps as given | [`runs::second_terminal_transition_conflict`], [`runs::racing_finish_one_winner`], [`runs::summary_and_timestamps_stored_exactly`] |
 //! | §4 | `get_run`, `read_events` ascending, `list_runs` filters newest first | [`runs::unknown_run_not_found`], [`runs::read_events_paginated`], [`runs::list_newest_first_paginated`] (descending id, which is creation order only as far as the id generator is monotonic: the check sorts the ids itself and cannot see runs of one millisecond out of creation order), [`runs::list_filters`], [`runs::runs_isolated`], model |
 //! | §5 | `promote` appends, gap-free seq per name, compare-and-promote | [`releases::promote_current_round_trip`], [`releases::compare_and_promote`], [`releases::racing_compare_and_promote`] |
@@ -237,8 +246,9 @@
 //! | §5 | history never rewritten; concurrent promotes all kept | [`releases::rollback_walks_back`], [`releases::concurrent_promotes_all_kept`] |
 //! | §6 | create (`AlreadyExists`), load, save with expected version, list ascending, delete with log | [`sessions::create_load_round_trip`], [`sessions::create_duplicate_already_exists`], [`sessions::save_versions`], [`sessions::list_ascending_paginated`], [`sessions::delete_removes_log`], [`sessions::unknown_session_not_found`] |
 //! | §6 | states; final states | [`sessions::state_machine`], model |
+//! | §6 | a final session refuses appends (and `replace_log`) with `Conflict` | [`sessions::log_closed_session_refuses_appends`], [`sessions::log_appends_racing_close`], model |
 //! | §6 | log: gap-free seqs under concurrency, hash chain, idempotent message ids | [`sessions::log_append_read_round_trip`], [`sessions::log_concurrent_appends`], [`sessions::log_idempotency_key_returns_original`], [`sessions::log_racing_idempotent_appends`] |
-//! | §6 | `read_log` ascending; `verify_log` | [`sessions::read_log_paginated`], [`integrity::tampered_log_entry_corrupted`] (an edited payload only: a truncated tail and a `verify_log` racing `replace_log` are not checked) |
+//! | §6 | `read_log` ascending; `verify_log` | [`sessions::read_log_paginated`], [`integrity::tampered_log_entry_corrupted`], [`integrity::log_truncation_and_rewrites_corrupted`] (a `verify_log` racing `replace_log` is not checked) |
 //! | §6 | `replace_log`: atomic, seqs restart at 0, expected next seq, racing appends wholly before or after | [`sessions::replace_semantics`], [`sessions::replace_expected_next_seq`], [`sessions::replace_forgets_old_keys`], [`sessions::replace_races_appends`], model |
 //! | §7 | `sign`/`verify`; bad signature, `target == replacement`, long reason → `InvalidInput` | [`supersessions::bad_signatures_rejected`], [`supersessions::invalid_records_rejected`] |
 //! | §7 | append-only: different record `Conflict`, identical no-op | [`supersessions::put_idempotent_and_append_only`], [`supersessions::racing_puts_one_stored`], [`supersessions::racing_identical_puts`], model |

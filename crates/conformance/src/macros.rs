@@ -42,6 +42,7 @@ macro_rules! conformance_tests {
                 idempotency_after_completion, tricky_kinds_and_keys_round_trip, runs_isolated,
                 concurrent_appends, racing_finish_one_winner, appends_racing_finish,
                 racing_compare_and_append, racing_idempotent_appends,
+                idempotency_key_other_content_conflict, repeated_run_id_already_exists,
             );
             $crate::__conformance_module!(releases;
                 promote_current_round_trip, unknown_name_not_found, rollback_walks_back,
@@ -57,6 +58,8 @@ macro_rules! conformance_tests {
                 read_log_paginated, log_idempotency_key_returns_original, log_concurrent_appends,
                 log_racing_idempotent_appends, log_hostile_entries_rejected, replace_semantics,
                 replace_expected_next_seq, replace_forgets_old_keys, replace_races_appends,
+                log_idempotency_key_other_content_conflict, log_closed_session_refuses_appends,
+                log_appends_racing_close, log_racing_reused_keys,
             );
             $crate::__conformance_module!(supersessions;
                 put_get_round_trip, put_idempotent_and_append_only, bad_signatures_rejected,
@@ -68,6 +71,7 @@ macro_rules! conformance_tests {
             $crate::__conformance_module!(hostile; deep_json_rejected, identifier_length_edges);
             $crate::__conformance_module!(integrity;
                 tampered_blob_corrupted, tampered_run_event_corrupted, tampered_log_entry_corrupted,
+                run_truncation_and_rewrites_corrupted, log_truncation_and_rewrites_corrupted,
             );
             $crate::__conformance_module!(reopen;
                 cas_survives, runs_survive, releases_survive, sessions_survive,

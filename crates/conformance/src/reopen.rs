@@ -224,9 +224,7 @@ pub async fn sessions_survive(h: &dyn Harness) {
     );
     assert_eq!(
         ok(
-            s.sessions
-                .append_log("chat", keyed_entry("dup", "m1"))
-                .await,
+            s.sessions.append_log("chat", keyed_entry("hi", "m1")).await,
             "retry after reopen"
         ),
         original,

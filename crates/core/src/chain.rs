@@ -95,21 +95,72 @@ impl ChainVerifier {
         self.next_seq
     }
 
-    /// Checks that the chain ends where the store says it ends.
+    /// Checks that the chain ends where the owner's record says it ends:
+    /// `expected_len` entries whose last hash is `expected_head` (`None`
+    /// for an empty chain). The record is updated atomically with every
+    /// append, so a removed tail, a removed middle and a rewrite that was
+    /// re-chained over all end somewhere else.
     ///
     /// # Errors
     /// [`Corrupted`](crate::ErrorKind::Corrupted) when entries are missing at
-    /// the end (the store recorded `expected_len` entries).
-    pub fn finish(self, expected_len: u64) -> Result<ChainReport> {
+    /// the end, or the last entry's hash is not the recorded head.
+    pub fn finish(self, expected_len: u64, expected_head: Option<Digest>) -> Result<ChainReport> {
         if self.next_seq != expected_len {
             return Err(Error::corrupted(format!(
-                "{}: hash chain has {} entries but the store recorded {expected_len}",
+                "{}: hash chain has {} entries but the store recorded {expected_len} \
+                 (entries were removed)",
                 self.entity, self.next_seq
+            )));
+        }
+        if self.head != expected_head {
+            let show = |h: Option<Digest>| h.map_or_else(|| "none".to_owned(), |d| d.to_string());
+            return Err(Error::corrupted(format!(
+                "{}: hash chain ends at head {} but the store recorded head {} \
+                 (the log was rewritten)",
+                self.entity,
+                show(self.head),
+                show(expected_head)
             )));
         }
         Ok(ChainReport {
             len: self.next_seq,
             head: self.head,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    fn link(seq: u64, prev: Option<Digest>, n: u8) -> Link {
+        let h = Digest::of(&[n]);
+        Link {
+            seq,
+            prev_hash: prev,
+            hash: h,
+            recomputed: h,
+        }
+    }
+
+    #[test]
+    fn a_chain_must_end_at_the_recorded_length_and_head() {
+        let walk = || {
+            let mut v = ChainVerifier::new("run r");
+            let a = link(0, None, 1);
+            v.push(a).unwrap();
+            v.push(link(1, Some(a.hash), 2)).unwrap();
+            v
+        };
+        let head = Some(Digest::of(&[2]));
+        assert_eq!(walk().finish(2, head).unwrap().len, 2);
+        let short = walk().finish(3, head).unwrap_err();
+        assert_eq!(short.kind(), ErrorKind::Corrupted);
+        assert!(short.message().contains("removed"), "{short}");
+        let rewritten = walk().finish(2, Some(Digest::of(b"x"))).unwrap_err();
+        assert_eq!(rewritten.kind(), ErrorKind::Corrupted);
+        assert!(rewritten.message().contains("rewritten"), "{rewritten}");
+        assert!(ChainVerifier::new("empty").finish(0, None).is_ok());
     }
 }

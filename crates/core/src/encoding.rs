@@ -154,7 +154,11 @@ impl FieldWriter {
 }
 
 /// The version byte in front of every stored record.
-const RECORD_VERSION: u8 = 1;
+///
+/// Version 2 (run records carry their chain head, session records their
+/// log length and head) replaced version 1 before any release; records of
+/// version 1 are refused as `Corrupted` with a message saying so.
+const RECORD_VERSION: u8 = 2;
 
 /// Encodes a record for storage: a version byte, then CBOR.
 ///
@@ -181,6 +185,10 @@ pub fn decode_record<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T>
     match bytes.split_first() {
         Some((&RECORD_VERSION, body)) => ciborium::from_reader(body)
             .map_err(|e| Error::corrupted(format!("{what} cannot be decoded: {e}"))),
+        Some((1, _)) => Err(Error::corrupted(format!(
+            "{what} has record version 1, written by a pre-release stowage; this \
+             version reads only version {RECORD_VERSION} (recreate the store)"
+        ))),
         Some((v, _)) => Err(Error::corrupted(format!(
             "{what} has unknown record version {v}"
         ))),
@@ -188,8 +196,9 @@ pub fn decode_record<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T>
     }
 }
 
-/// The version byte of [`encode_event`]'s compact layout.
-const EVENT_VERSION: u8 = 2;
+/// The version byte of [`encode_event`]'s compact layout: distinct from
+/// every [`encode_record`] version, so one byte tells the layouts apart.
+const EVENT_VERSION: u8 = 0xE1;
 
 /// Encodes a run event for storage in a compact layout that decodes
 /// without a generic codec: a version byte, the run id (16 bytes), seq
@@ -233,7 +242,7 @@ fn put_text(out: &mut Vec<u8>, text: &str) {
 }
 
 /// Decodes a run event written by [`encode_event`], or by
-/// [`encode_record`] (the layout of stores written before it).
+/// [`encode_record`] (the Redis backend's layout).
 ///
 /// # Errors
 /// [`Corrupted`](crate::ErrorKind::Corrupted) for bytes that are not such

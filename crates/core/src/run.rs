@@ -6,13 +6,14 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::chain::{ChainReport, ChainVerifier, Link};
+use crate::chain::{ChainReport, ChainVerifier};
 use crate::digest::Digest;
-use crate::encoding::{canonical_json, FieldWriter};
 use crate::error::{Error, Result};
 use crate::ids::RunId;
 use crate::time::Timestamp;
 use crate::validate;
+
+pub use crate::run_event::{NewEvent, RunEvent};
 
 /// The lifecycle of a run: `Running → Completed | Failed | Cancelled`.
 /// Terminal runs are immutable.
@@ -123,6 +124,10 @@ pub struct Run {
     pub summary: Option<RunSummary>,
     /// Number of events appended (the next event's seq).
     pub event_count: u64,
+    /// The hash of the last event (`None` before the first). Stored with
+    /// the count, atomically with every append, so that `verify_run` sees
+    /// a removed tail or a rewritten, re-chained log.
+    pub head: Option<Digest>,
 }
 
 impl Run {
@@ -137,7 +142,22 @@ impl Run {
             finished_at: None,
             summary: None,
             event_count: 0,
+            head: None,
         }
+    }
+
+    /// Records `event` (built for this run at seq `event_count`) as the
+    /// new end of the chain: the count and head a store writes atomically
+    /// with the event.
+    ///
+    /// # Errors
+    /// `Conflict` when the run has reached the largest seq.
+    pub fn record_append(&mut self, event: &RunEvent) -> Result<()> {
+        self.event_count = event.seq.checked_add(1).ok_or_else(|| {
+            Error::conflict(format!("run {} has reached the largest event seq", self.id))
+        })?;
+        self.head = Some(event.hash);
+        Ok(())
     }
 
     /// Checks that events may still be appended.
@@ -180,135 +200,12 @@ impl Run {
     }
 }
 
-/// An event to append to a run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NewEvent {
-    /// What happened (an identifier, e.g. `"tool_call"`).
-    pub kind: String,
-    /// Details: at most 1 MiB of JSON.
-    pub payload: Value,
-    /// When it happened; the store's clock when `None`.
-    pub timestamp: Option<Timestamp>,
-    /// Makes a retried append exactly-once (an identifier).
-    pub idempotency_key: Option<String>,
-    /// Compare-and-append: fail with `Conflict` unless this is the next seq.
-    pub expected_seq: Option<u64>,
-}
-
-impl NewEvent {
-    /// An event of `kind` with `payload` and all options unset.
-    pub fn new(kind: impl Into<String>, payload: Value) -> Self {
-        NewEvent {
-            kind: kind.into(),
-            payload,
-            timestamp: None,
-            idempotency_key: None,
-            expected_seq: None,
-        }
-    }
-
-    /// Checks every field.
-    ///
-    /// # Errors
-    /// `InvalidInput` naming the field.
-    pub fn validate(&self) -> Result<()> {
-        self.checked_payload().map(drop)
-    }
-
-    /// Checks every field and returns the payload's canonical JSON.
-    fn checked_payload(&self) -> Result<Vec<u8>> {
-        validate::identifier("event kind", &self.kind)?;
-        validate::optional_identifier("idempotency key", self.idempotency_key.as_deref())?;
-        validate::json("event payload", &self.payload)
-    }
-}
-
-/// A stored, hash-chained run event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunEvent {
-    /// The run it belongs to.
-    pub run_id: RunId,
-    /// Position in the run's log: 0, 1, 2, … without gaps.
-    pub seq: u64,
-    /// What happened.
-    pub kind: String,
-    /// Details.
-    pub payload: Value,
-    /// When it happened.
-    pub timestamp: Timestamp,
-    /// The idempotency key it was appended with.
-    pub idempotency_key: Option<String>,
-    /// The previous event's hash (`None` for seq 0).
-    pub prev_hash: Option<Digest>,
-    /// SHA-256 over this event's fields and `prev_hash`.
-    pub hash: Digest,
-}
-
-impl RunEvent {
-    /// Builds the event with seq `next_seq` after the chain head `prev_hash`.
-    /// Does not check the run's status or idempotency (see
-    /// [`Run::check_running`]); does check `expected_seq`.
-    ///
-    /// # Errors
-    /// `InvalidInput` for bad fields; `Conflict` when `expected_seq` is not
-    /// `next_seq`.
-    pub fn build(
-        run_id: RunId,
-        next_seq: u64,
-        prev_hash: Option<Digest>,
-        new: NewEvent,
-        now: Timestamp,
-    ) -> Result<RunEvent> {
-        let payload_json = new.checked_payload()?;
-        if let Some(expected) = new.expected_seq {
-            if expected != next_seq {
-                return Err(Error::conflict(format!(
-                    "run {run_id}: expected to append seq {expected} but the next seq is {next_seq}"
-                )));
-            }
-        }
-        let mut event = RunEvent {
-            run_id,
-            seq: next_seq,
-            kind: new.kind,
-            payload: new.payload,
-            timestamp: new.timestamp.unwrap_or(now),
-            idempotency_key: new.idempotency_key,
-            prev_hash,
-            hash: Digest::from_array([0; 32]),
-        };
-        event.hash = event.hash_with_payload(&payload_json);
-        Ok(event)
-    }
-
-    /// Recomputes the hash from the fields.
-    pub fn compute_hash(&self) -> Digest {
-        self.hash_with_payload(&canonical_json(&self.payload))
-    }
-
-    /// The hash, given the payload's canonical JSON.
-    fn hash_with_payload(&self, payload_json: &[u8]) -> Digest {
-        let encoded = FieldWriter::new("stowage/run-event/v1")
-            .bytes(&self.run_id.to_bytes())
-            .opt_fixed(self.prev_hash.as_ref().map(|d| &d.as_bytes()[..]))
-            .u64(self.seq)
-            .bytes(self.kind.as_bytes())
-            .u64(self.timestamp.as_millis())
-            .bytes(payload_json)
-            .opt_bytes(self.idempotency_key.as_deref().map(str::as_bytes))
-            .finish();
-        Digest::of(&encoded)
-    }
-
-    /// This event as a chain link for [`ChainVerifier`].
-    pub fn link(&self) -> Link {
-        Link {
-            seq: self.seq,
-            prev_hash: self.prev_hash,
-            hash: self.hash,
-            recomputed: self.compute_hash(),
-        }
-    }
+/// The error for a run id the id generator handed out twice: every backend
+/// reports it as `AlreadyExists` and stores nothing.
+pub fn run_id_taken(id: RunId) -> Error {
+    Error::already_exists(format!(
+        "run {id} already exists (the id generator repeated an id); nothing was created"
+    ))
 }
 
 /// Which runs [`RunLedger::list_runs`] returns; unset fields match all.
@@ -357,18 +254,22 @@ pub trait RunLedger: Send + Sync {
     /// Creates a `Running` run with a new UUID v7 id.
     ///
     /// # Errors
-    /// `InvalidInput` for bad metadata.
+    /// `InvalidInput` for bad metadata; `AlreadyExists` ([`run_id_taken`])
+    /// when the id generator returns an id that is already taken (nothing
+    /// is created).
     async fn create_run(&self, spec_digest: Digest, metadata: RunMetadata) -> Result<RunId>;
 
     /// Appends an event with the next seq, extending the hash chain.
     ///
-    /// If `idempotency_key` was already used in this run, the original event
-    /// comes back and nothing is stored (even if the run has since ended).
+    /// If `idempotency_key` was already used in this run with the same
+    /// content ([`RunEvent::same_content`]), the original event comes back
+    /// and nothing is stored (even if the run has since ended); with other
+    /// content it is `Conflict` naming the key and the run.
     ///
     /// # Errors
     /// `NotFound` for an unknown run; `Conflict` when the run is not
-    /// `Running` or `expected_seq` is not the next seq; `InvalidInput` for
-    /// bad fields.
+    /// `Running`, `expected_seq` is not the next seq, or the idempotency key
+    /// was used with other content; `InvalidInput` for bad fields.
     async fn append_event(&self, run: RunId, event: NewEvent) -> Result<RunEvent>;
 
     /// `Running → Completed`. See [`RunLedger::finish_run`].
@@ -426,10 +327,12 @@ pub trait RunLedger: Send + Sync {
     ) -> Result<Vec<Run>>;
 
     /// Re-walks the run's hash chain up to the event count recorded when the
-    /// walk started. The default pages through [`RunLedger::read_events`].
+    /// walk started, and checks that it ends at the head hash the record
+    /// keeps. The default pages through [`RunLedger::read_events`].
     ///
     /// # Errors
-    /// `NotFound`; `Corrupted` naming the first broken link.
+    /// `NotFound`; `Corrupted` naming the first broken link, or saying that
+    /// entries were removed or the chain was rewritten.
     async fn verify_run(&self, run: RunId) -> Result<ChainReport> {
         let record = self.get_run(run).await?;
         let mut verifier = ChainVerifier::new(format!("run {run}"));
@@ -447,7 +350,7 @@ pub trait RunLedger: Send + Sync {
                 after = Some(event.seq);
             }
         }
-        verifier.finish(record.event_count)
+        verifier.finish(record.event_count, record.head)
     }
 }
 

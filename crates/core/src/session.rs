@@ -1,20 +1,19 @@
 //! Session records plus an append-only, hash-chained message log per session.
 
-use std::collections::HashSet;
 use std::fmt;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::chain::{ChainReport, ChainVerifier, Link};
+use crate::chain::{ChainReport, ChainVerifier};
 use crate::digest::Digest;
-use crate::encoding::FieldWriter;
 use crate::error::{Error, ErrorKind, Result};
 use crate::run::VERIFY_PAGE;
 use crate::time::Timestamp;
 use crate::validate;
+
+pub use crate::log_entry::{LogEntry, LogKind, NewLogEntry};
 
 /// The lifecycle of a session. `Open` and `Suspended` may move anywhere;
 /// `Resolved`, `Expired` and `Cancelled` are final.
@@ -63,6 +62,13 @@ pub struct Session {
     pub created_at: Timestamp,
     /// When last saved (store clock).
     pub updated_at: Timestamp,
+    /// How many entries the log holds (the next entry's seq). Kept with
+    /// [`Session::log_head`] atomically with every append and
+    /// `replace_log`, so that `verify_log` sees a removed tail or a
+    /// rewritten, re-chained log. Appends do not change `version`.
+    pub log_len: u64,
+    /// The hash of the log's last entry (`None` while the log is empty).
+    pub log_head: Option<Digest>,
 }
 
 impl Session {
@@ -80,7 +86,50 @@ impl Session {
             version: 1,
             created_at: now,
             updated_at: now,
+            log_len: 0,
+            log_head: None,
         })
+    }
+
+    /// Checks that the log may change: a session in a final state
+    /// (`Resolved`, `Expired`, `Cancelled`) takes no appends and no
+    /// `replace_log`.
+    ///
+    /// # Errors
+    /// `Conflict` naming the session and its state.
+    pub fn check_log_open(&self) -> Result<()> {
+        if self.state.is_final() {
+            return Err(Error::conflict(format!(
+                "session {:?} is {}; its log can no longer change",
+                validate::preview(&self.id),
+                self.state
+            )));
+        }
+        Ok(())
+    }
+
+    /// Records `entry` (built for this session at seq `log_len`) as the new
+    /// end of the log: the length and head a store writes atomically with
+    /// the entry.
+    ///
+    /// # Errors
+    /// `Conflict` when the log has reached the largest seq.
+    pub fn record_append(&mut self, entry: &LogEntry) -> Result<()> {
+        self.log_len = entry.seq.checked_add(1).ok_or_else(|| {
+            Error::conflict(format!(
+                "session {:?} has reached the largest log seq",
+                validate::preview(&self.id)
+            ))
+        })?;
+        self.log_head = Some(entry.hash);
+        Ok(())
+    }
+
+    /// Records `log` (from [`LogEntry::build_log`]) as the whole log, as
+    /// `replace_log` stores it.
+    pub fn record_replace(&mut self, log: &[LogEntry]) {
+        self.log_len = log.len() as u64;
+        self.log_head = log.last().map(|e| e.hash);
     }
 
     /// The session after saving `data` (checked against `expected_version`).
@@ -151,195 +200,6 @@ impl Session {
     }
 }
 
-/// What a log entry is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum LogKind {
-    /// A message that arrived from outside.
-    Incoming,
-    /// Something the agent did or said internally.
-    Internal,
-    /// A compacted summary of earlier entries.
-    Checkpoint,
-}
-
-impl LogKind {
-    fn tag(self) -> u8 {
-        match self {
-            LogKind::Incoming => 1,
-            LogKind::Internal => 2,
-            LogKind::Checkpoint => 3,
-        }
-    }
-}
-
-/// An entry to append to a session log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NewLogEntry {
-    /// What the entry is.
-    pub kind: LogKind,
-    /// Who sent it (an identifier).
-    pub sender: String,
-    /// Application message type (an identifier).
-    pub message_type: String,
-    /// The message bytes, at most 1 MiB.
-    pub payload: Bytes,
-    /// A message id: an entry whose key is already in the log is not stored
-    /// again; the original comes back.
-    pub idempotency_key: Option<String>,
-    /// When it happened; the store's clock when `None`.
-    pub timestamp: Option<Timestamp>,
-}
-
-impl NewLogEntry {
-    /// An entry with no idempotency key and the store's clock.
-    pub fn new(
-        kind: LogKind,
-        sender: impl Into<String>,
-        message_type: impl Into<String>,
-        payload: impl Into<Bytes>,
-    ) -> Self {
-        NewLogEntry {
-            kind,
-            sender: sender.into(),
-            message_type: message_type.into(),
-            payload: payload.into(),
-            idempotency_key: None,
-            timestamp: None,
-        }
-    }
-
-    /// Checks every field.
-    ///
-    /// # Errors
-    /// `InvalidInput` naming the field.
-    pub fn validate(&self) -> Result<()> {
-        validate::identifier("log sender", &self.sender)?;
-        validate::identifier("log message type", &self.message_type)?;
-        validate::optional_identifier("idempotency key", self.idempotency_key.as_deref())?;
-        validate::payload(
-            "log payload",
-            self.payload.len(),
-            validate::MAX_LOG_PAYLOAD_BYTES,
-        )
-    }
-}
-
-/// A stored, hash-chained log entry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LogEntry {
-    /// The session it belongs to.
-    pub session_id: String,
-    /// Position: 0, 1, 2, … without gaps (restarts at 0 after `replace_log`).
-    pub seq: u64,
-    /// What the entry is.
-    pub kind: LogKind,
-    /// Who sent it.
-    pub sender: String,
-    /// Application message type.
-    pub message_type: String,
-    /// The message bytes.
-    pub payload: Bytes,
-    /// The idempotency key it was appended with.
-    pub idempotency_key: Option<String>,
-    /// When it happened.
-    pub timestamp: Timestamp,
-    /// The previous entry's hash (`None` for seq 0).
-    pub prev_hash: Option<Digest>,
-    /// SHA-256 over this entry's fields and `prev_hash`.
-    pub hash: Digest,
-}
-
-impl LogEntry {
-    /// Builds the entry with seq `next_seq` after chain head `prev_hash`.
-    ///
-    /// # Errors
-    /// `InvalidInput` for bad fields.
-    pub fn build(
-        session_id: &str,
-        next_seq: u64,
-        prev_hash: Option<Digest>,
-        new: NewLogEntry,
-        now: Timestamp,
-    ) -> Result<LogEntry> {
-        new.validate()?;
-        let mut entry = LogEntry {
-            session_id: session_id.to_owned(),
-            seq: next_seq,
-            kind: new.kind,
-            sender: new.sender,
-            message_type: new.message_type,
-            payload: new.payload,
-            idempotency_key: new.idempotency_key,
-            timestamp: new.timestamp.unwrap_or(now),
-            prev_hash,
-            hash: Digest::from_array([0; 32]),
-        };
-        entry.hash = entry.compute_hash();
-        Ok(entry)
-    }
-
-    /// Builds a whole new log for `replace_log`: seqs from 0, one chain.
-    ///
-    /// # Errors
-    /// `InvalidInput` for bad fields, more than
-    /// [`MAX_REPLACE_ENTRIES`](validate::MAX_REPLACE_ENTRIES) entries, or an
-    /// idempotency key used twice.
-    pub fn build_log(
-        session_id: &str,
-        entries: Vec<NewLogEntry>,
-        now: Timestamp,
-    ) -> Result<Vec<LogEntry>> {
-        if entries.len() > validate::MAX_REPLACE_ENTRIES {
-            return Err(Error::invalid_input(format!(
-                "replace_log got {} entries; the limit is {}",
-                entries.len(),
-                validate::MAX_REPLACE_ENTRIES
-            )));
-        }
-        let mut keys = HashSet::new();
-        let mut out: Vec<LogEntry> = Vec::with_capacity(entries.len());
-        for (seq, new) in (0u64..).zip(entries) {
-            if let Some(key) = &new.idempotency_key {
-                if !keys.insert(key.clone()) {
-                    return Err(Error::invalid_input(format!(
-                        "replace_log: idempotency key {:?} appears twice",
-                        validate::preview(key)
-                    )));
-                }
-            }
-            let prev = out.last().map(|e| e.hash);
-            out.push(LogEntry::build(session_id, seq, prev, new, now)?);
-        }
-        Ok(out)
-    }
-
-    /// Recomputes the hash from the fields.
-    pub fn compute_hash(&self) -> Digest {
-        let encoded = FieldWriter::new("stowage/session-log/v1")
-            .bytes(self.session_id.as_bytes())
-            .opt_fixed(self.prev_hash.as_ref().map(|d| &d.as_bytes()[..]))
-            .u64(self.seq)
-            .u8(self.kind.tag())
-            .bytes(self.sender.as_bytes())
-            .bytes(self.message_type.as_bytes())
-            .u64(self.timestamp.as_millis())
-            .bytes(&self.payload)
-            .opt_bytes(self.idempotency_key.as_deref().map(str::as_bytes))
-            .finish();
-        Digest::of(&encoded)
-    }
-
-    /// This entry as a chain link.
-    pub fn link(&self) -> Link {
-        Link {
-            seq: self.seq,
-            prev_hash: self.prev_hash,
-            hash: self.hash,
-            recomputed: self.compute_hash(),
-        }
-    }
-}
-
 /// Session records and their logs. Per session, every call is atomic and
 /// linearizable; appends get unique, gap-free seqs under any concurrency.
 ///
@@ -400,12 +260,17 @@ pub trait SessionStore: Send + Sync {
     /// the session existed.
     async fn delete_session(&self, id: &str) -> Result<bool>;
 
-    /// Appends with the next seq, extending the hash chain. An entry whose
-    /// idempotency key is already in the log is not stored again: the
-    /// original entry comes back.
+    /// Appends with the next seq, extending the hash chain, and records the
+    /// new length and head in the session record in the same atomic step.
+    /// An entry whose idempotency key is already in the log with the same
+    /// content ([`LogEntry::same_content`]) is not stored again: the
+    /// original entry comes back — also when the session has since reached
+    /// a final state. The same key with other content is `Conflict`.
     ///
     /// # Errors
-    /// `NotFound` for an unknown session; `InvalidInput`.
+    /// `NotFound` for an unknown session; `Conflict` when the session is in
+    /// a final state (`Resolved`, `Expired`, `Cancelled`) or the key was
+    /// used with other content; `InvalidInput`.
     async fn append_log(&self, id: &str, entry: NewLogEntry) -> Result<LogEntry>;
 
     /// Entries with seq strictly greater than `after_seq`, ascending, at
@@ -427,10 +292,13 @@ pub trait SessionStore: Send + Sync {
     ///
     /// Idempotency keys are those of the entries in the current log: keys
     /// of replaced entries are forgotten with them (carry a message id into
-    /// a new entry's `idempotency_key` to keep deduplicating it).
+    /// a new entry's `idempotency_key` to keep deduplicating it). The
+    /// session record's log length and head are reset with the log.
     ///
     /// # Errors
-    /// `NotFound`; `Conflict` on a mismatch; `InvalidInput`.
+    /// `NotFound`; `Conflict` on a mismatch or when the session is in a
+    /// final state (a closed session's log is final; delete the session to
+    /// reclaim it); `InvalidInput`.
     async fn replace_log(
         &self,
         id: &str,
@@ -438,13 +306,16 @@ pub trait SessionStore: Send + Sync {
         expected_next_seq: Option<u64>,
     ) -> Result<Vec<LogEntry>>;
 
-    /// Re-walks the log's hash chain. The default pages through
-    /// [`SessionStore::read_log`]; a `replace_log` racing the walk can join
-    /// pages of the old log to the new one, so a break is re-checked with a
-    /// fresh walk and reported only if it persists.
+    /// Re-walks the log's hash chain up to the length recorded in the
+    /// session record when the walk started, and checks that it ends at the
+    /// recorded head. The default pages through [`SessionStore::read_log`];
+    /// a `replace_log` racing the walk can join pages of the old log to the
+    /// new one, so a break is re-checked with a fresh walk and reported only
+    /// if it persists.
     ///
     /// # Errors
-    /// `NotFound`; `Corrupted` naming the first broken link.
+    /// `NotFound`; `Corrupted` naming the first broken link, or saying that
+    /// entries were removed or the log was rewritten.
     async fn verify_log(&self, id: &str) -> Result<ChainReport> {
         let mut walks = 1;
         loop {
@@ -460,18 +331,25 @@ pub trait SessionStore: Send + Sync {
 const VERIFY_WALKS: u32 = 4;
 
 async fn walk_log<S: SessionStore + ?Sized>(store: &S, id: &str) -> Result<ChainReport> {
-    let mut verifier = ChainVerifier::new(format!("session {:?}", validate::preview(id)));
+    let name = format!("session {:?}", validate::preview(id));
+    let record = store
+        .load_session(id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("{name} does not exist")))?;
+    let mut verifier = ChainVerifier::new(name);
     let mut after = None;
-    loop {
+    'pages: while verifier.next_seq() < record.log_len {
         let page = store.read_log(id, after, VERIFY_PAGE).await?;
         if page.is_empty() {
             break;
         }
         for entry in &page {
+            if verifier.next_seq() >= record.log_len {
+                break 'pages;
+            }
             verifier.push(entry.link())?;
             after = Some(entry.seq);
         }
     }
-    let len = verifier.next_seq();
-    verifier.finish(len)
+    verifier.finish(record.log_len, record.log_head)
 }

@@ -3,8 +3,9 @@
 //! [`Recorder`]) with no faults armed, to prove the wrappers are transparent.
 
 use async_trait::async_trait;
+use stowage_backends::memory::MemoryBackend;
 use stowage_conformance::{Harness, Tamper};
-use stowage_core::{Error, Result, Stores};
+use stowage_core::{Error, Result, StoreEnv, Stores};
 use stowage_fakes::{CallLog, FakeStores, FaultController, FaultInjector, Recorder};
 
 /// Applies `target` through the fake's integrity-testing hooks.
@@ -13,6 +14,23 @@ fn tamper_fake(fakes: &FakeStores, target: Tamper) -> Result<()> {
         Tamper::Blob(digest) => (fakes.corrupt_blob(digest), "blob"),
         Tamper::RunEvent { run, seq } => (fakes.corrupt_run_event(*run, *seq), "run event"),
         Tamper::LogEntry { session, seq } => (fakes.corrupt_log_entry(session, *seq), "log entry"),
+        Tamper::RunEvents { run, events } => (
+            fakes.backend().corrupt_run_events(*run, events.clone()),
+            "run",
+        ),
+        Tamper::LogEntries { session, entries } => (
+            fakes.backend().corrupt_log(session, entries.clone()),
+            "session",
+        ),
+        Tamper::RunHead { run, head } => (fakes.backend().corrupt_run_head(*run, *head), "run"),
+        Tamper::LogHead { session, head } => {
+            (fakes.backend().corrupt_log_head(session, *head), "session")
+        }
+        other => {
+            return Err(Error::unsupported(format!(
+                "the fakes cannot inflict {other:?}"
+            )))
+        }
     };
     if found {
         Ok(())
@@ -34,6 +52,11 @@ impl Harness for FakeHarness {
         Ok(self.fakes.stores())
     }
 
+    async fn open_with(&self, env: StoreEnv) -> Result<Stores> {
+        // The fakes are the memory backend with a fake clock and ids.
+        Ok(MemoryBackend::new(env).stores())
+    }
+
     async fn tamper(&self, _stores: &Stores, target: Tamper) -> Result<()> {
         tamper_fake(&self.fakes, target)
     }
@@ -52,6 +75,11 @@ struct WrappedHarness {
 impl Harness for WrappedHarness {
     async fn open(&self) -> Result<Stores> {
         Ok(self.stores.clone())
+    }
+
+    async fn open_with(&self, env: StoreEnv) -> Result<Stores> {
+        let (recorded, _log) = Recorder::wrap(MemoryBackend::new(env).stores());
+        Ok(FaultInjector::wrap(recorded).0)
     }
 
     async fn tamper(&self, _stores: &Stores, target: Tamper) -> Result<()> {

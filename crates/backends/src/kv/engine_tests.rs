@@ -12,7 +12,7 @@ use stowage_core::{Error, ErrorKind, Result, StoreEnv, Stores};
 
 use super::options::KvUrl;
 use super::seam::OrderedKv;
-use super::testing::{tamper_blob, tamper_event, tamper_log};
+use super::testing::tamper_kv;
 
 /// Which engine a harness opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +21,10 @@ pub(crate) enum Engine {
     Sled,
     #[cfg(feature = "rocksdb")]
     RocksDb,
+    /// Only for the integrity checks, which need to reach the engine; the
+    /// whole suite runs in `tests/file_conformance.rs`.
+    #[cfg(feature = "file")]
+    File,
 }
 
 /// One isolated store in a fresh temp dir.
@@ -40,19 +44,60 @@ impl EngineHarness {
     }
 
     fn url(&self) -> String {
+        self.url_of(self.dir.path())
+    }
+
+    fn url_of(&self, dir: &std::path::Path) -> String {
         let scheme = match self.engine {
             #[cfg(feature = "sled")]
             Engine::Sled => "sled",
             #[cfg(feature = "rocksdb")]
             Engine::RocksDb => "rocksdb",
+            #[cfg(feature = "file")]
+            Engine::File => "file",
         };
-        format!("{scheme}://{}", self.dir.path().display())
+        format!("{scheme}://{}", dir.display())
     }
 
     async fn open_once(&self) -> Result<Stores> {
-        let parsed = KvUrl::parse(
-            &url::Url::parse(&self.url()).map_err(|e| Error::internal(e.to_string()))?,
-        )?;
+        let (engine, stores) = self.open_at(&self.url(), StoreEnv::default()).await?;
+        *self.open.lock() = Some(Arc::downgrade(&engine));
+        Ok(stores)
+    }
+
+    /// Opens the engine at `url` directly (so `tamper` can reach it) and
+    /// the stores over it.
+    async fn open_at(&self, url: &str, env: StoreEnv) -> Result<(Arc<dyn OrderedKv>, Stores)> {
+        let url = url::Url::parse(url).map_err(|e| Error::internal(e.to_string()))?;
+        #[cfg(feature = "file")]
+        if self.engine == Engine::File {
+            // The backend's own capabilities, from a store opened and closed
+            // once; then the engine itself.
+            let caps = super::file::open_url(&url, StoreEnv::default())
+                .await?
+                .capabilities;
+            let dir = url
+                .to_file_path()
+                .map_err(|()| Error::internal("a file URL without a path"))?;
+            let engine = loop {
+                let dir = dir.clone();
+                let opened = tokio::task::spawn_blocking(move || {
+                    super::file::FileKv::open(&dir, super::file::FileOptions::default())
+                })
+                .await
+                .map_err(|e| Error::internal(e.to_string()))?;
+                match opened {
+                    Err(e) if e.kind() == ErrorKind::Unavailable => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    other => break other?,
+                }
+            };
+            let engine: Arc<dyn OrderedKv> = Arc::new(engine);
+            let stores = super::stores_over(Arc::clone(&engine), env, caps)?;
+            return Ok((engine, stores));
+        }
+        let parsed = KvUrl::parse(&url)?;
         let (engine, caps): (Arc<dyn OrderedKv>, _) = match self.engine {
             #[cfg(feature = "sled")]
             Engine::Sled => (
@@ -64,9 +109,11 @@ impl EngineHarness {
                 super::rocksdb::open(&parsed).await?,
                 super::rocksdb::capabilities(&parsed),
             ),
+            #[cfg(feature = "file")]
+            Engine::File => unreachable!("opened above"),
         };
-        *self.open.lock() = Some(Arc::downgrade(&engine));
-        super::stores_over(engine, StoreEnv::default(), caps)
+        let stores = super::stores_over(Arc::clone(&engine), env, caps)?;
+        Ok((engine, stores))
     }
 
     fn engine(&self) -> Result<Arc<dyn OrderedKv>> {
@@ -106,15 +153,17 @@ impl Harness for EngineHarness {
         self.open_once().await
     }
 
+    async fn open_with(&self, env: StoreEnv) -> Result<Stores> {
+        let dir = self.dir.path().join("with-env");
+        let (_engine, stores) = self.open_at(&self.url_of(&dir), env).await?;
+        Ok(stores)
+    }
+
     async fn tamper(&self, _stores: &Stores, target: Tamper) -> Result<()> {
         let engine = self.engine()?;
-        tokio::task::spawn_blocking(move || match target {
-            Tamper::Blob(digest) => tamper_blob(engine.as_ref(), &digest),
-            Tamper::RunEvent { run, seq } => tamper_event(engine.as_ref(), run, seq),
-            Tamper::LogEntry { session, seq } => tamper_log(engine.as_ref(), &session, seq),
-        })
-        .await
-        .map_err(|e| Error::internal(e.to_string()))?
+        tokio::task::spawn_blocking(move || tamper_kv(engine.as_ref(), target))
+            .await
+            .map_err(|e| Error::internal(e.to_string()))?
     }
 }
 
@@ -222,3 +271,44 @@ macro_rules! engine_tests {
 engine_tests!(sled, Engine::Sled);
 #[cfg(feature = "rocksdb")]
 engine_tests!(rocksdb, Engine::RocksDb);
+
+/// The integrity checks whose damage the file harness of
+/// `tests/file_conformance.rs` cannot inflict by flipping bytes in a
+/// segment (replaced logs, damaged chain heads): here they go through the
+/// engine.
+#[cfg(feature = "file")]
+mod file_integrity {
+    use super::*;
+
+    async fn run<F, Fut>(check: F)
+    where
+        F: FnOnce(EngineHarness) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        check(EngineHarness::new(Engine::File)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn run_truncation_and_rewrites_corrupted() {
+        run(|h| async move {
+            stowage_conformance::integrity::run_truncation_and_rewrites_corrupted(&h).await;
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn log_truncation_and_rewrites_corrupted() {
+        run(|h| async move {
+            stowage_conformance::integrity::log_truncation_and_rewrites_corrupted(&h).await;
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn repeated_run_id_already_exists() {
+        run(|h| async move {
+            stowage_conformance::runs::repeated_run_id_already_exists(&h).await;
+        })
+        .await;
+    }
+}

@@ -41,7 +41,7 @@ mod sessions;
 mod supersessions;
 mod writer;
 
-#[cfg(all(test, any(feature = "sled", feature = "rocksdb")))]
+#[cfg(all(test, any(feature = "sled", feature = "rocksdb", feature = "file")))]
 mod engine_tests;
 #[cfg(test)]
 mod layer_tests;

@@ -15,6 +15,7 @@
 
 use async_trait::async_trait;
 use stowage_core::encoding::{decode_event, encode_event, encode_record};
+use stowage_core::run::run_id_taken;
 use stowage_core::validate::{self, page_limit};
 use stowage_core::{
     Digest, Error, NewEvent, Result, Run, RunEvent, RunFilter, RunId, RunLedger, RunMetadata,
@@ -56,10 +57,8 @@ impl Kv {
             .get(Table::Runs, &keys::run(id))?
             .ok_or_else(|| Error::not_found(format!("run {id} does not exist")))?;
         let run: Run = stowage_core::encoding::decode_record("run record", &bytes)?;
-        let hash = match run.event_count.checked_sub(1) {
-            None => None,
-            Some(last) => Some(self.load_event(id, last)?.hash),
-        };
+        // The record keeps the chain head with the count.
+        let hash = run.head;
         Ok(Head {
             run,
             hash,
@@ -78,15 +77,13 @@ impl Kv {
                 let event = self.load_event(id, seq)?;
                 // Nothing was written: the state taken out is still current.
                 self.run_heads.put(head);
-                return Ok(event);
+                return event.retried(&new);
             }
         }
         let Head { mut run, hash, .. } = head;
         run.check_running()?;
         let event = RunEvent::build(id, run.event_count, hash, new, self.now())?;
-        run.event_count = run.event_count.checked_add(1).ok_or_else(|| {
-            Error::conflict(format!("run {id} has reached the largest event seq"))
-        })?;
+        run.record_append(&event)?;
         let mut batch = Batch::default();
         batch.put(
             Table::RunEvents,
@@ -189,9 +186,7 @@ impl RunLedger for KvStore {
             let id = kv.env.ids.new_run_id(now);
             let _guard = kv.locks.lock(Table::Runs, &keys::run(id));
             if kv.engine.get(Table::Runs, &keys::run(id))?.is_some() {
-                return Err(Error::already_exists(format!(
-                    "run {id} already exists (the id generator repeated an id)"
-                )));
+                return Err(run_id_taken(id));
             }
             let run = Run::new(id, spec_digest, metadata, now);
             let mut batch = Batch::default();

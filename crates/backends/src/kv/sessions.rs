@@ -1,18 +1,17 @@
 //! `SessionStore` over the seam.
 //!
-//! Tables: `Sessions` (raw id → record, so they list by id), `SessionLog`
-//! ((lp(id), seq) → entry; the last entry is the chain head and gives the
-//! next seq) and `SessionIdempotency` ((lp(id), lp(key)) → seq). Every call
-//! that changes a session or its log holds the session's stripe and writes
-//! one atomic batch, so `replace_log` and `delete_session` are seen whole.
+//! Tables: `Sessions` (raw id → record, so they list by id; the record
+//! keeps the log's length and head hash, rewritten in the batch of every
+//! append and `replace_log`), `SessionLog` ((lp(id), seq) → entry) and
+//! `SessionIdempotency` ((lp(id), lp(key)) → seq). Every call that changes
+//! a session or its log holds the session's stripe and writes one atomic
+//! batch, so `replace_log` and `delete_session` are seen whole.
 
 use async_trait::async_trait;
 use serde_json::Value;
 use stowage_core::encoding::encode_record;
 use stowage_core::validate::{self, page_limit};
-use stowage_core::{
-    Digest, Error, LogEntry, NewLogEntry, Result, Session, SessionState, SessionStore,
-};
+use stowage_core::{Error, LogEntry, NewLogEntry, Result, Session, SessionState, SessionStore};
 
 use super::keys;
 use super::seam::{Batch, Direction, Table};
@@ -32,56 +31,36 @@ impl Kv {
         })
     }
 
-    /// The next seq and the chain head of a session's log.
-    fn log_head(&self, id: &str) -> Result<(u64, Option<Digest>)> {
-        let (start, end) = keys::whole_log(id);
-        let last: Vec<LogEntry> = self.scan_records(
-            Table::SessionLog,
-            &start,
-            Some(&end),
-            Direction::Reverse,
-            1,
-            "session log entry",
-        )?;
-        match last.first() {
-            None => Ok((0, None)),
-            Some(entry) => {
-                let next = entry.seq.checked_add(1).ok_or_else(|| {
-                    Error::conflict(format!(
-                        "session {:?} has reached the largest log seq",
-                        validate::preview(id)
-                    ))
-                })?;
-                Ok((next, Some(entry.hash)))
-            }
-        }
-    }
-
     fn append_log_locked(&self, id: &str, new: NewLogEntry) -> Result<LogEntry> {
-        self.session_or_not_found(id)?;
+        let mut session = self.session_or_not_found(id)?;
         if let Some(key) = &new.idempotency_key {
             let stored = self
                 .engine
                 .get(Table::SessionIdempotency, &keys::log_idempotency(id, key))?;
             if let Some(seq) = stored {
                 let seq = keys::decode_u64("log idempotency entry", &seq)?;
-                let entry = self.get_record(
+                let entry: Option<LogEntry> = self.get_record(
                     Table::SessionLog,
                     &keys::log_entry(id, seq),
                     "session log entry",
                 )?;
-                return entry.ok_or_else(|| {
+                let entry = entry.ok_or_else(|| {
                     Error::corrupted(format!(
                         "session {:?}: idempotency key names missing entry {seq}",
                         validate::preview(id)
                     ))
-                });
+                })?;
+                return entry.retried(&new);
             }
         }
-        let (next, prev_hash) = self.log_head(id)?;
+        session.check_log_open()?;
+        let (next, prev_hash) = (session.log_len, session.log_head);
         let entry = LogEntry::build(id, next, prev_hash, new, self.now())?;
+        session.record_append(&entry)?;
         let mut batch = Batch::default();
         put_entry(&mut batch, &entry)?;
+        // The record's log length and head change with the log, atomically.
+        batch.put(Table::Sessions, keys::session(id), encode_record(&session)?);
         self.write(batch)?;
         Ok(entry)
     }
@@ -284,9 +263,10 @@ impl SessionStore for KvStore {
         self.mutate(move |kv| {
             let log = LogEntry::build_log(&id, entries, kv.now())?;
             let _guard = kv.locks.lock(Table::Sessions, id.as_bytes());
-            kv.session_or_not_found(&id)?;
+            let mut session = kv.session_or_not_found(&id)?;
+            session.check_log_open()?;
             if let Some(expected) = expected_next_seq {
-                let (next, _) = kv.log_head(&id)?;
+                let next = session.log_len;
                 if expected != next {
                     return Err(Error::conflict(format!(
                         "session {:?}: expected the log to end at seq {expected} but it ends at {next}",
@@ -299,6 +279,8 @@ impl SessionStore for KvStore {
             for entry in &log {
                 put_entry(&mut batch, entry)?;
             }
+            session.record_replace(&log);
+            batch.put(Table::Sessions, keys::session(&id), encode_record(&session)?);
             kv.write(batch)?;
             Ok(log)
         })

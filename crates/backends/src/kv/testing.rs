@@ -88,6 +88,11 @@ pub(crate) fn mem_stores() -> (Stores, Arc<MemKv>) {
 
 /// Stores over a test engine (8 MiB blobs), plus the engine.
 pub(crate) fn test_stores<K: OrderedKv + Default>(engine: K) -> (Stores, Arc<K>) {
+    test_stores_with(engine, StoreEnv::default())
+}
+
+/// [`test_stores`] with the clock and id generator of `env`.
+pub(crate) fn test_stores_with<K: OrderedKv>(engine: K, env: StoreEnv) -> (Stores, Arc<K>) {
     let engine = Arc::new(engine);
     let caps = Capabilities {
         backend: "kv-test",
@@ -96,8 +101,7 @@ pub(crate) fn test_stores<K: OrderedKv + Default>(engine: K) -> (Stores, Arc<K>)
         max_blob_size: 8 * 1024 * 1024,
         streaming: true,
     };
-    let stores = super::kv_stores(Arc::clone(&engine), StoreEnv::default(), caps)
-        .expect("stores over the engine");
+    let stores = super::kv_stores(Arc::clone(&engine), env, caps).expect("stores over the engine");
     (stores, engine)
 }
 
@@ -192,6 +196,80 @@ pub(crate) fn tamper_log(engine: &dyn OrderedKv, session: &str, seq: u64) -> Res
     engine.write(batch)
 }
 
+/// Replaces every stored event of `run` with `events`, leaving the record.
+pub(crate) fn tamper_events(engine: &dyn OrderedKv, run: RunId, events: &[RunEvent]) -> Result<()> {
+    let (start, end) = keys::run_events_after(run, None)
+        .ok_or_else(|| Error::internal("a run's whole event range is never empty"))?;
+    let mut batch = Batch::default();
+    batch.delete_range(Table::RunEvents, start, end);
+    for event in events {
+        batch.put(
+            Table::RunEvents,
+            keys::run_event(run, event.seq),
+            encode_event(event)?,
+        );
+    }
+    engine.write(batch)
+}
+
+/// Replaces every stored entry of `session`'s log with `entries`, leaving
+/// the record (and the idempotency index).
+pub(crate) fn tamper_entries(
+    engine: &dyn OrderedKv,
+    session: &str,
+    entries: &[LogEntry],
+) -> Result<()> {
+    let (start, end) = keys::whole_log(session);
+    let mut batch = Batch::default();
+    batch.delete_range(Table::SessionLog, start, end);
+    for entry in entries {
+        batch.put(
+            Table::SessionLog,
+            keys::log_entry(session, entry.seq),
+            encode_record(entry)?,
+        );
+    }
+    engine.write(batch)
+}
+
+/// Applies `target` to the records of `engine`: the one place every kv
+/// harness (in-memory, file, RocksDB, sled) inflicts damage.
+pub(crate) fn tamper_kv(engine: &dyn OrderedKv, target: stowage_conformance::Tamper) -> Result<()> {
+    use stowage_conformance::Tamper;
+    match target {
+        Tamper::Blob(digest) => tamper_blob(engine, &digest),
+        Tamper::RunEvent { run, seq } => tamper_event(engine, run, seq),
+        Tamper::LogEntry { session, seq } => tamper_log(engine, &session, seq),
+        Tamper::RunEvents { run, events } => tamper_events(engine, run, &events),
+        Tamper::LogEntries { session, entries } => tamper_entries(engine, &session, &entries),
+        Tamper::RunHead { run, head } => {
+            let key = keys::run(run);
+            let bytes = engine
+                .get(Table::Runs, &key)?
+                .ok_or_else(|| Error::not_found("no such run to tamper with"))?;
+            let mut record: stowage_core::Run = decode_record("run record", &bytes)?;
+            record.head = head;
+            let mut batch = Batch::default();
+            batch.put(Table::Runs, key, encode_record(&record)?);
+            engine.write(batch)
+        }
+        Tamper::LogHead { session, head } => {
+            let key = keys::session(&session);
+            let bytes = engine
+                .get(Table::Sessions, &key)?
+                .ok_or_else(|| Error::not_found("no such session to tamper with"))?;
+            let mut record: stowage_core::Session = decode_record("session record", &bytes)?;
+            record.log_head = head;
+            let mut batch = Batch::default();
+            batch.put(Table::Sessions, key, encode_record(&record)?);
+            engine.write(batch)
+        }
+        other => Err(Error::unsupported(format!(
+            "the kv harness cannot inflict {other:?}"
+        ))),
+    }
+}
+
 /// A conformance harness over a fresh [`MemKv`] (not durable: no reopen).
 pub(crate) struct MemHarness {
     engine: Mutex<Option<Arc<MemKv>>>,
@@ -206,17 +284,16 @@ impl stowage_conformance::Harness for MemHarness {
     }
 
     async fn tamper(&self, _stores: &Stores, target: stowage_conformance::Tamper) -> Result<()> {
-        use stowage_conformance::Tamper;
         let engine = self
             .engine
             .lock()
             .clone()
             .ok_or_else(|| Error::internal("the harness's store is not open"))?;
-        match target {
-            Tamper::Blob(digest) => tamper_blob(engine.as_ref(), &digest),
-            Tamper::RunEvent { run, seq } => tamper_event(engine.as_ref(), run, seq),
-            Tamper::LogEntry { session, seq } => tamper_log(engine.as_ref(), &session, seq),
-        }
+        tamper_kv(engine.as_ref(), target)
+    }
+
+    async fn open_with(&self, env: StoreEnv) -> Result<Stores> {
+        Ok(test_stores_with(MemKv::default(), env).0)
     }
 }
 

@@ -59,7 +59,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use parking_lot::{RwLock, RwLockReadGuard};
-use stowage_core::{Capabilities, Digest, Error, Result, RunId, StoreEnv, Stores, Timestamp};
+use stowage_core::{
+    Capabilities, Digest, Error, LogEntry, Result, RunEvent, RunId, StoreEnv, Stores, Timestamp,
+};
 
 /// Largest blob the memory backend accepts: 256 MiB.
 const MAX_BLOB_SIZE: u64 = 256 * 1024 * 1024;
@@ -186,6 +188,40 @@ impl MemoryBackend {
     pub fn corrupt_run_event(&self, run: RunId, seq: u64) -> bool {
         let _w = self.state.writing();
         self.state.runs.corrupt_event(run, seq)
+    }
+
+    /// Integrity-testing hook: replaces the stored events of `run` with
+    /// exactly `events` (which the caller may have dropped, renumbered or
+    /// re-chained), leaving the run record, so `verify_run` reports the
+    /// difference as `Corrupted`. Returns false if there is no such run.
+    pub fn corrupt_run_events(&self, run: RunId, events: Vec<RunEvent>) -> bool {
+        let _w = self.state.writing();
+        self.state.runs.replace_events(run, events)
+    }
+
+    /// Integrity-testing hook: replaces the stored log of `session` with
+    /// exactly `entries`, leaving the session record, so `verify_log`
+    /// reports the difference as `Corrupted`. Returns false if there is no
+    /// such session.
+    pub fn corrupt_log(&self, session: &str, entries: Vec<LogEntry>) -> bool {
+        let _w = self.state.writing();
+        self.state.sessions.replace_entries(session, entries)
+    }
+
+    /// Integrity-testing hook: overwrites the chain head the record of
+    /// `run` keeps (not its events or count), so `verify_run` reports
+    /// `Corrupted`. Returns false if there is no such run.
+    pub fn corrupt_run_head(&self, run: RunId, head: Option<Digest>) -> bool {
+        let _w = self.state.writing();
+        self.state.runs.set_head(run, head)
+    }
+
+    /// Integrity-testing hook: overwrites the chain head the record of
+    /// `session` keeps (not its log or length), so `verify_log` reports
+    /// `Corrupted`. Returns false if there is no such session.
+    pub fn corrupt_log_head(&self, session: &str, head: Option<Digest>) -> bool {
+        let _w = self.state.writing();
+        self.state.sessions.set_head(session, head)
     }
 
     /// Integrity-testing hook: changes the payload of log entry `seq` of

@@ -13,6 +13,8 @@ use stowage_core::{
     RunStatus, RunSummary,
 };
 
+use stowage_core::run::run_id_taken;
+
 use super::{page_after, State};
 
 /// One run: its record, its events (index = seq) and its idempotency keys.
@@ -60,6 +62,22 @@ impl Runs {
         true
     }
 
+    pub(crate) fn replace_events(&self, run: RunId, events: Vec<RunEvent>) -> bool {
+        let Some(entry) = self.map.read().get(&run).cloned() else {
+            return false;
+        };
+        entry.lock().events = events;
+        true
+    }
+
+    pub(crate) fn set_head(&self, run: RunId, head: Option<Digest>) -> bool {
+        let Some(entry) = self.map.read().get(&run).cloned() else {
+            return false;
+        };
+        entry.lock().run.head = head;
+        true
+    }
+
     fn get(&self, run: RunId) -> Result<Shared> {
         self.map
             .read()
@@ -86,9 +104,7 @@ impl RunLedger for MemoryRuns {
         };
         let mut map = self.0.runs.map.write();
         if map.contains_key(&id) {
-            return Err(Error::internal(format!(
-                "the id generator returned run id {id}, which is already taken"
-            )));
+            return Err(run_id_taken(id));
         }
         map.insert(id, Arc::new(Mutex::new(entry)));
         Ok(id)
@@ -107,18 +123,17 @@ impl RunLedger for MemoryRuns {
                 .and_then(|&seq| usize::try_from(seq).ok())
                 .and_then(|i| entry.events.get(i))
             {
-                return Ok(original.clone());
+                return original.clone().retried(&event);
             }
         }
         entry.run.check_running()?;
         let next_seq = entry.run.event_count;
-        let prev = entry.events.last().map(|e| e.hash);
-        let built = RunEvent::build(run, next_seq, prev, event, self.0.now())?;
+        let built = RunEvent::build(run, next_seq, entry.run.head, event, self.0.now())?;
+        entry.run.record_append(&built)?;
         if let Some(key) = &built.idempotency_key {
             entry.keys.insert(key.clone(), built.seq);
         }
         entry.events.push(built.clone());
-        entry.run.event_count = next_seq + 1;
         Ok(built)
     }
 

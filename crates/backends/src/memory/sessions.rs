@@ -9,7 +9,9 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 use stowage_core::validate::{self, page_limit};
-use stowage_core::{Error, LogEntry, NewLogEntry, Result, Session, SessionState, SessionStore};
+use stowage_core::{
+    Digest, Error, LogEntry, NewLogEntry, Result, Session, SessionState, SessionStore,
+};
 
 use super::{page_after, State};
 
@@ -61,6 +63,24 @@ impl Sessions {
             None => damaged.extend_from_slice(b"tampered"),
         }
         log_entry.payload = Bytes::from(damaged);
+        true
+    }
+
+    pub(crate) fn replace_entries(&self, session: &str, log: Vec<LogEntry>) -> bool {
+        let Some(shared) = self.map.read().get(session).cloned() else {
+            return false;
+        };
+        let mut entry = shared.lock();
+        entry.keys = key_index(&log);
+        entry.log = log;
+        true
+    }
+
+    pub(crate) fn set_head(&self, session: &str, head: Option<Digest>) -> bool {
+        let Some(shared) = self.map.read().get(session).cloned() else {
+            return false;
+        };
+        shared.lock().record.log_head = head;
         true
     }
 
@@ -198,12 +218,13 @@ impl SessionStore for MemorySessions {
                     .and_then(|&seq| usize::try_from(seq).ok())
                     .and_then(|i| e.log.get(i))
                 {
-                    return Ok(original.clone());
+                    return original.clone().retried(&entry);
                 }
             }
-            let next_seq = e.log.len() as u64;
-            let prev = e.log.last().map(|l| l.hash);
+            e.record.check_log_open()?;
+            let (next_seq, prev) = (e.record.log_len, e.record.log_head);
             let built = LogEntry::build(id, next_seq, prev, entry, self.0.now())?;
+            e.record.record_append(&built)?;
             if let Some(key) = &built.idempotency_key {
                 e.keys.insert(key.clone(), built.seq);
             }
@@ -237,7 +258,8 @@ impl SessionStore for MemorySessions {
         let out = log.clone();
         let _w = self.0.writing();
         self.0.sessions.with(id, |e| {
-            let len = e.log.len() as u64;
+            e.record.check_log_open()?;
+            let len = e.record.log_len;
             if let Some(expected) = expected_next_seq {
                 if expected != len {
                     return Err(Error::conflict(format!(
@@ -246,6 +268,7 @@ impl SessionStore for MemorySessions {
                     )));
                 }
             }
+            e.record.record_replace(&log);
             e.log = log;
             e.keys = keys;
             Ok(())

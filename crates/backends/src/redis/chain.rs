@@ -33,11 +33,13 @@ pub(crate) enum Appended<T> {
     Dup(Vec<u8>),
     /// The owner does not exist.
     NotFound,
-    /// The run is not `Running` (its stored status word).
-    NotRunning(String),
+    /// The owner takes no appends: a run that is not `Running`, a session
+    /// in a final state (the caller asks core for the message).
+    NotRunning,
 }
 
-fn parse_head(hex: &str, what: &str) -> Result<Option<Digest>> {
+/// A stored chain head: lowercase hex, or empty for an empty chain.
+pub(crate) fn parse_head(hex: &str, what: &str) -> Result<Option<Digest>> {
     if hex.is_empty() {
         return Ok(None);
     }
@@ -171,12 +173,7 @@ pub(crate) async fn append<T>(
                 sh.remember_head(&k.meta, None);
                 return Ok(Appended::NotFound);
             }
-            "status" => {
-                let st = rest.first().and_then(bytes).unwrap_or_default();
-                return Ok(Appended::NotRunning(
-                    String::from_utf8_lossy(st).into_owned(),
-                ));
-            }
+            "status" => return Ok(Appended::NotRunning),
             other => return Err(unexpected(what, other)),
         }
     }

@@ -12,7 +12,9 @@ use stowage_core::{
     RunMetadata, RunStatus, RunSummary,
 };
 
-use super::chain::{append, Appended, ChainKeys};
+use stowage_core::run::run_id_taken;
+
+use super::chain::{append, parse_head, Appended, ChainKeys};
 use super::conn::{bytes, int, items, status, unexpected, Op};
 use super::Shared;
 
@@ -45,18 +47,19 @@ impl RedisRuns {
     async fn load(&self, id: RunId) -> Result<Option<Run>> {
         let what = format!("run {id}");
         let mut cmd = redis::cmd("HMGET");
-        cmd.arg(self.0.keys.run_meta(id)).arg("rec").arg("next");
+        cmd.arg(self.0.keys.run_meta(id))
+            .arg("rec")
+            .arg("next")
+            .arg("head");
         let reply = items(self.0.conn.query(&cmd, Op::Read, &what).await?);
         let Some(rec) = reply.first().and_then(bytes) else {
             return Ok(None);
         };
         let mut run: Run = decode_record(&what, rec)?;
-        let next = reply
-            .get(1)
-            .and_then(int)
-            .and_then(|n| u64::try_from(n).ok());
-        run.event_count =
-            next.ok_or_else(|| Error::corrupted(format!("{what}: event count is missing")))?;
+        // The count and head live beside the record, written by every append.
+        let (count, head) = chain_end(reply.get(1), reply.get(2), &what)?;
+        run.event_count = count;
+        run.head = head;
         Ok(Some(run))
     }
 
@@ -108,9 +111,7 @@ impl RunLedger for RedisRuns {
                 sh.remember_head(&meta, Some((0, String::new())));
                 Ok(id)
             }
-            "exists" => Err(Error::already_exists(format!(
-                "run {id} already exists (the id generator repeated an id)"
-            ))),
+            "exists" => Err(run_id_taken(id)),
             other => Err(unexpected(&what, other)),
         }
     }
@@ -136,9 +137,14 @@ impl RunLedger for RedisRuns {
         .await?;
         match outcome {
             Appended::New(e) => Ok(e),
-            Appended::Dup(rec) => decode_record(&format!("run {run} event"), &rec),
+            Appended::Dup(rec) => {
+                // The script returned the stored original; the content rule
+                // is core's (the original is immutable, so no race).
+                let original: RunEvent = decode_record(&format!("run {run} event"), &rec)?;
+                original.retried(&event)
+            }
             Appended::NotFound => Err(Self::not_found(run)),
-            Appended::NotRunning(_) => {
+            Appended::NotRunning => {
                 let current = self.load(run).await?.ok_or_else(|| Self::not_found(run))?;
                 current.check_running()?;
                 Err(Error::internal(format!(
@@ -173,13 +179,9 @@ impl RunLedger for RedisRuns {
         let (word, rest) = status(reply, &what)?;
         match word.as_str() {
             "ok" => {
-                if let Some(n) = rest
-                    .first()
-                    .and_then(int)
-                    .and_then(|n| u64::try_from(n).ok())
-                {
-                    finished.event_count = n;
-                }
+                let (count, head) = chain_end(rest.first(), rest.get(1), &what)?;
+                finished.event_count = count;
+                finished.head = head;
                 Ok(finished)
             }
             "notfound" => Err(Self::not_found(run)),
@@ -266,6 +268,23 @@ impl RunLedger for RedisRuns {
         }
         Ok(out)
     }
+}
+
+/// The length and head of a chain from its owner's `next` and `head` fields.
+pub(crate) fn chain_end(
+    next: Option<&redis::Value>,
+    head: Option<&redis::Value>,
+    what: &str,
+) -> Result<(u64, Option<Digest>)> {
+    let count = next
+        .and_then(int)
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| Error::corrupted(format!("{what}: the chain length is missing")))?;
+    let hex = head
+        .and_then(bytes)
+        .map(String::from_utf8_lossy)
+        .unwrap_or_default();
+    Ok((count, parse_head(&hex, what)?))
 }
 
 /// Reads `limit` records after `after_seq` from a chain list; `None` when

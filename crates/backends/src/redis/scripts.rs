@@ -5,18 +5,22 @@
 use super::conn::Lua;
 
 /// Appends one record to a hash-chained list (run events, session log).
-/// KEYS: meta, list, idem. ARGV: mode (`run` checks the status), expected
+/// KEYS: meta, list, idem. ARGV: mode (`run` checks the status, `session`
+/// the `final` flag that core's `SessionState::is_final` set), expected
 /// next seq, expected head hash (hex or ""), new head, record, idempotency
 /// key (or ""), the next seq after this one. `next` and `head` live in the
 /// meta hash, so the checks cost one `HMGET`.
 const APPEND: &str = r#"
-local m = redis.call('HMGET', KEYS[1], 'next', 'head', 'status')
+local gate = 'final'
+if ARGV[1] == 'run' then gate = 'status' end
+local m = redis.call('HMGET', KEYS[1], 'next', 'head', gate)
 if not m[1] then return {'notfound'} end
 if ARGV[6] ~= '' then
   local s = redis.call('HGET', KEYS[3], ARGV[6])
   if s then return {'dup', redis.call('LINDEX', KEYS[2], s)} end
 end
 if ARGV[1] == 'run' and m[3] ~= 'Running' then return {'status', m[3] or ''} end
+if ARGV[1] ~= 'run' and m[3] == '1' then return {'status', 'final'} end
 if m[1] ~= ARGV[2] or m[2] ~= ARGV[3] then return {'moved', m[1], m[2] or ''} end
 redis.call('RPUSH', KEYS[2], ARGV[5])
 redis.call('HSET', KEYS[1], 'head', ARGV[4], 'next', ARGV[7])
@@ -38,10 +42,11 @@ redis.call('HSET', KEYS[1], 'head', ARGV[3], 'next', ARGV[5])
 return {'ok'}
 "#;
 
-/// [`APPEND_RUN`] for a session log (no status to check).
+/// [`APPEND_RUN`] for a session log (the `final` flag instead of a status).
 const APPEND_SESSION: &str = r#"
-local m = redis.call('HMGET', KEYS[1], 'next', 'head')
+local m = redis.call('HMGET', KEYS[1], 'next', 'head', 'final')
 if not m[1] then return {'notfound'} end
+if m[3] == '1' then return {'status', 'final'} end
 if m[1] ~= ARGV[1] or m[2] ~= ARGV[2] then return {'moved', m[1], m[2] or ''} end
 redis.call('RPUSH', KEYS[2], ARGV[4])
 redis.call('HSET', KEYS[1], 'head', ARGV[3], 'next', ARGV[5])
@@ -67,13 +72,15 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return {'notfound'} end
 return {'ok', redis.call('LRANGE', KEYS[2], ARGV[1], ARGV[2])}
 "#;
 
-/// Moves a run from Running to a terminal status. KEYS: meta. ARGV: status, record.
+/// Moves a run from Running to a terminal status. KEYS: meta. ARGV: status,
+/// record. Returns the event count and head it finished with.
 const FINISH_RUN: &str = r#"
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return {'notfound'} end
 if st ~= 'Running' then return {'status', st} end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'rec', ARGV[2])
-return {'ok', redis.call('HGET', KEYS[1], 'next') or '0'}
+local m = redis.call('HMGET', KEYS[1], 'next', 'head')
+return {'ok', m[1] or '0', m[2] or ''}
 "#;
 
 /// Adds one member (score 0) to every index in KEYS. ARGV: member.
@@ -90,13 +97,15 @@ return {'ok'}
 "#;
 
 /// Compare-and-set of a session record on its version. KEYS: meta.
-/// ARGV: expected version, new version, record.
+/// ARGV: expected version, new version, record, final flag (`1` when the
+/// new state is final). Returns the log length and head it saved beside.
 const SAVE_SESSION: &str = r#"
 local v = redis.call('HGET', KEYS[1], 'ver')
 if not v then return {'notfound'} end
 if v ~= ARGV[1] then return {'moved'} end
-redis.call('HSET', KEYS[1], 'ver', ARGV[2], 'rec', ARGV[3])
-return {'ok'}
+redis.call('HSET', KEYS[1], 'ver', ARGV[2], 'rec', ARGV[3], 'final', ARGV[4])
+local m = redis.call('HMGET', KEYS[1], 'next', 'head')
+return {'ok', m[1] or '0', m[2] or ''}
 "#;
 
 /// Deletes a session record with its log. KEYS: meta, log, idem.
@@ -108,11 +117,14 @@ return {'ok', existed}
 
 /// Replaces a whole session log. KEYS: meta, log, idem. ARGV: expected
 /// length (or ""), new head, entry count n, n records, then pairs of
-/// idempotency key and seq.
+/// idempotency key and seq. Refuses a session whose `final` flag is set;
+/// the expected length is the recorded one (`next`).
 const REPLACE_LOG: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'notfound'} end
-local len = redis.call('LLEN', KEYS[2])
-if ARGV[1] ~= '' and tostring(len) ~= ARGV[1] then return {'conflict', tostring(len)} end
+local m = redis.call('HMGET', KEYS[1], 'ver', 'next', 'final')
+if not m[1] then return {'notfound'} end
+if m[3] == '1' then return {'final'} end
+local len = m[2] or '0'
+if ARGV[1] ~= '' and len ~= ARGV[1] then return {'conflict', len} end
 redis.call('DEL', KEYS[2], KEYS[3])
 local n = tonumber(ARGV[3])
 local i = 4

@@ -22,7 +22,7 @@ use stowage_core::{
 use super::chain::{append, Appended, ChainKeys};
 use super::conn::{bytes, int, items, status, unexpected, Op};
 use super::index::scan_lex;
-use super::runs::read_list;
+use super::runs::{chain_end, read_list};
 use super::Shared;
 
 /// The session store.
@@ -49,18 +49,43 @@ impl RedisSessions {
     async fn load(&self, id: &str) -> Result<Option<(Session, String)>> {
         let what = name(id);
         let mut cmd = redis::cmd("HMGET");
-        cmd.arg(self.0.keys.session_meta(id)).arg("rec").arg("ver");
+        cmd.arg(self.0.keys.session_meta(id))
+            .arg("rec")
+            .arg("ver")
+            .arg("next")
+            .arg("head");
         let reply = items(self.0.conn.query(&cmd, Op::Read, &what).await?);
         let Some(rec) = reply.first().and_then(bytes) else {
             return Ok(None);
         };
-        let session: Session = decode_record(&what, rec)?;
+        let mut session: Session = decode_record(&what, rec)?;
+        // The log length and head live beside the record, written by every
+        // append and replace.
+        let (len, head) = chain_end(reply.get(2), reply.get(3), &what)?;
+        session.log_len = len;
+        session.log_head = head;
         let ver = reply
             .get(1)
             .and_then(bytes)
             .map(|b| String::from_utf8_lossy(b).into_owned())
             .ok_or_else(|| Error::corrupted(format!("{what}: version is missing")))?;
         Ok(Some((session, ver)))
+    }
+
+    /// The error for a log change the store refused because the session's
+    /// `final` flag is set: core's message, from the session as it is now.
+    async fn closed(&self, id: &str, what: &str) -> Error {
+        match self.load(id).await {
+            Ok(Some((session, _))) => match session.check_log_open() {
+                Err(e) => e,
+                Ok(()) => Error::internal(format!(
+                    "{what}: the store refused the change as final but the session is {}",
+                    session.state
+                )),
+            },
+            Ok(None) => Self::not_found(id),
+            Err(e) => e,
+        }
     }
 
     async fn index(&self, id: &str, what: &str) -> Result<()> {
@@ -85,21 +110,27 @@ impl RedisSessions {
         let meta = sh.keys.session_meta(id);
         loop {
             let (current, ver) = self.load(id).await?.ok_or_else(|| Self::not_found(id))?;
-            let next = change(&current)?;
+            let mut next = change(&current)?;
             let rec = encode_record(&next)?;
             let new_ver = next.version.to_string();
+            let closed: &[u8] = if next.state.is_final() { b"1" } else { b"0" };
             let reply = sh
                 .conn
                 .mutate(
                     &sh.scripts.save_session,
                     &[&meta],
-                    &[ver.as_bytes(), new_ver.as_bytes(), &rec],
+                    &[ver.as_bytes(), new_ver.as_bytes(), &rec, closed],
                     what,
                 )
                 .await?;
-            let (word, _) = status(reply, what)?;
+            let (word, rest) = status(reply, what)?;
             match word.as_str() {
-                "ok" => return Ok(next),
+                "ok" => {
+                    let (len, head) = chain_end(rest.first(), rest.get(1), what)?;
+                    next.log_len = len;
+                    next.log_head = head;
+                    return Ok(next);
+                }
                 "moved" => continue,
                 "notfound" => return Err(Self::not_found(id)),
                 other => return Err(unexpected(what, other)),
@@ -116,7 +147,9 @@ impl SessionStore for RedisSessions {
         let what = format!("create {}", name(id));
         let rec = encode_record(&session)?;
         let meta = sh.keys.session_meta(id);
-        let args: [&[u8]; 8] = [b"rec", &rec, b"ver", b"1", b"head", b"", b"next", b"0"];
+        let args: [&[u8]; 10] = [
+            b"rec", &rec, b"ver", b"1", b"head", b"", b"next", b"0", b"final", b"0",
+        ];
         let reply = sh
             .conn
             .mutate(&sh.scripts.create, &[&meta], &args, &what)
@@ -247,9 +280,14 @@ impl SessionStore for RedisSessions {
         .await?;
         match outcome {
             Appended::New(e) => Ok(e),
-            Appended::Dup(rec) => decode_record(&format!("{} log entry", name(id)), &rec),
+            Appended::Dup(rec) => {
+                // The script returned the stored original; the content rule
+                // is core's (the original is immutable, so no race).
+                let original: LogEntry = decode_record(&format!("{} log entry", name(id)), &rec)?;
+                original.retried(&entry)
+            }
             Appended::NotFound => Err(Self::not_found(id)),
-            Appended::NotRunning(w) => Err(unexpected(&what, &w)),
+            Appended::NotRunning => Err(self.closed(id, &what).await),
         }
     }
 
@@ -307,6 +345,7 @@ impl SessionStore for RedisSessions {
         match word.as_str() {
             "ok" => Ok(log),
             "notfound" => Err(Self::not_found(id)),
+            "final" => Err(self.closed(id, &what).await),
             "conflict" => {
                 let len = rest.first().and_then(int).unwrap_or(-1);
                 Err(Error::conflict(format!(

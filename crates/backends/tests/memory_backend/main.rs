@@ -53,6 +53,11 @@ impl Harness for MemoryHarness {
             Tamper::Blob(d) => self.0.corrupt_blob(d),
             Tamper::RunEvent { run, seq } => self.0.corrupt_run_event(*run, *seq),
             Tamper::LogEntry { session, seq } => self.0.corrupt_log_entry(session, *seq),
+            Tamper::RunEvents { run, events } => self.0.corrupt_run_events(*run, events.clone()),
+            Tamper::LogEntries { session, entries } => self.0.corrupt_log(session, entries.clone()),
+            Tamper::RunHead { run, head } => self.0.corrupt_run_head(*run, *head),
+            Tamper::LogHead { session, head } => self.0.corrupt_log_head(session, *head),
+            other => return Err(Error::unsupported(format!("cannot inflict {other:?}"))),
         };
         let missing = || Error::not_found(format!("nothing to tamper: {target:?}"));
         hit.then_some(()).ok_or_else(missing)
@@ -222,7 +227,11 @@ async fn fork_is_a_deep_independent_copy() {
     assert_eq!(fr.history("r", None, 10).await.unwrap().len(), 2);
     s.verify_log("s").await.unwrap();
     // The fork kept the idempotency keys too.
-    let again = fs.append_log("s", entry(Some("m1"), b"zz")).await.unwrap();
+    // (The fork's entry 0 was damaged above: retry with what it holds now.)
+    let held = fs.read_log("s", None, 1).await.unwrap().remove(0).payload;
+    let mut retry = entry(Some("m1"), b"");
+    retry.payload = held;
+    let again = fs.append_log("s", retry).await.unwrap();
     assert_eq!(again.seq, 0);
 }
 
@@ -341,8 +350,10 @@ async fn deleting_a_session_removes_log_and_keys_together() {
     let s = backend().stores().sessions;
     s.create_session("s", json!({})).await.unwrap();
     let first = s.append_log("s", entry(Some("m"), b"1")).await.unwrap();
-    let retry = s.append_log("s", entry(Some("m"), b"other")).await.unwrap();
+    let retry = s.append_log("s", entry(Some("m"), b"1")).await.unwrap();
     assert_eq!(retry, first);
+    let reused = s.append_log("s", entry(Some("m"), b"other")).await;
+    assert_eq!(kind(reused), ErrorKind::Conflict);
     assert!(s.delete_session("s").await.unwrap());
     assert!(!s.delete_session("s").await.unwrap());
     assert_eq!(kind(s.read_log("s", None, 10).await), ErrorKind::NotFound);

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use stowage_conformance::{Harness, Tamper};
 use stowage_core::encoding::{decode_record, encode_record};
-use stowage_core::{Error, LogEntry, Result, RunEvent, Stores};
+use stowage_core::{Error, LogEntry, Result, RunEvent, StoreEnv, Stores};
 
 const HELP: &str =
     "the Redis tests need a server: set STOWAGE_TEST_REDIS_URL=redis://host:port/db \
@@ -437,6 +437,49 @@ impl RedisHarness {
         }
     }
 
+    /// Replaces the list at `key` with `records` (one transaction).
+    async fn replace_list(&self, key: &str, records: Vec<Vec<u8>>) -> Result<()> {
+        let mut pipe = redis::pipe();
+        pipe.atomic().del(key);
+        if !records.is_empty() {
+            pipe.rpush(key, records);
+        }
+        let base = self.url.split('?').next().unwrap_or_default().to_owned();
+        let result: redis::RedisResult<redis::Value> = if self.cluster {
+            let client = redis::cluster::ClusterClient::new(vec![base])
+                .map_err(|e| Error::internal(format!("tamper: {e}")))?;
+            let mut c = client
+                .get_async_connection()
+                .await
+                .map_err(|e| Error::internal(format!("tamper: {e}")))?;
+            pipe.query_async(&mut c).await
+        } else if let Some(ca) = &self.tls_ca {
+            let root_cert = std::fs::read(ca)?;
+            let certs = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root_cert),
+            };
+            let client = redis::Client::build_with_tls(base, certs)
+                .map_err(|e| Error::internal(format!("tamper: {e}")))?;
+            let mut c = client
+                .get_multiplexed_async_connection()
+                .await
+                .map_err(|e| Error::internal(format!("tamper: {e}")))?;
+            pipe.query_async(&mut c).await
+        } else {
+            let client =
+                redis::Client::open(base).map_err(|e| Error::internal(format!("tamper: {e}")))?;
+            let mut c = client
+                .get_multiplexed_async_connection()
+                .await
+                .map_err(|e| Error::internal(format!("tamper: {e}")))?;
+            pipe.query_async(&mut c).await
+        };
+        result
+            .map(drop)
+            .map_err(|e| Error::internal(format!("tamper: {e}")))
+    }
+
     async fn set(&self, cmd: &redis::Cmd) -> Result<()> {
         self.raw(cmd)
             .await
@@ -492,6 +535,37 @@ impl Harness for RedisHarness {
                 self.set(redis::cmd("LSET").arg(&key).arg(seq).arg(rec))
                     .await
             }
+            Tamper::RunEvents { run, events } => {
+                let key = format!("{{{p}:run:{run}}}:events");
+                let records = events.iter().map(encode_record).collect::<Result<_>>()?;
+                self.replace_list(&key, records).await
+            }
+            Tamper::LogEntries { session, entries } => {
+                let key = format!("{{{p}:session:{}}}:log", escape(&session));
+                let records = entries.iter().map(encode_record).collect::<Result<_>>()?;
+                self.replace_list(&key, records).await
+            }
+            Tamper::RunHead { run, head } => {
+                let key = format!("{{{p}:run:{run}}}:meta");
+                let hex = head.map(|d| d.to_string()).unwrap_or_default();
+                self.set(redis::cmd("HSET").arg(&key).arg("head").arg(hex))
+                    .await
+            }
+            Tamper::LogHead { session, head } => {
+                let key = format!("{{{p}:session:{}}}:meta", escape(&session));
+                let hex = head.map(|d| d.to_string()).unwrap_or_default();
+                self.set(redis::cmd("HSET").arg(&key).arg("head").arg(hex))
+                    .await
+            }
+            other => Err(Error::unsupported(format!(
+                "the Redis harness cannot inflict {other:?}"
+            ))),
         }
+    }
+
+    async fn open_with(&self, env: StoreEnv) -> Result<Stores> {
+        let own = format!("prefix={}", self.prefix);
+        let url = self.url.replace(&own, &format!("{own}-env"));
+        stowage_backends::open_with(&url, env).await
     }
 }

@@ -80,6 +80,11 @@ impl Model {
             .ok_or(ErrorKind::NotFound)?;
         if let Some(key) = &event.2 {
             if let Some(seq) = r.events.iter().position(|e| e.2.as_ref() == Some(key)) {
+                // The same key with other content is a Conflict.
+                let original = &r.events[seq];
+                if (&original.0, &original.1) != (&event.0, &event.1) {
+                    return Err(ErrorKind::Conflict);
+                }
                 return Ok(seq.to_string());
             }
         }
@@ -186,8 +191,17 @@ impl Model {
         let s = self.sessions.get_mut(id).ok_or(ErrorKind::NotFound)?;
         if let Some(k) = &key {
             if let Some(seq) = s.log.iter().position(|e| e.1.as_ref() == Some(k)) {
+                // The steps give every entry a distinct payload (and
+                // entries of another kind another payload), so comparing
+                // payloads compares the content.
+                if s.log[seq].0 != payload {
+                    return Err(ErrorKind::Conflict);
+                }
                 return Ok(seq.to_string());
             }
+        }
+        if s.state.is_final() {
+            return Err(ErrorKind::Conflict);
         }
         s.log.push((payload, key));
         Ok((s.log.len() - 1).to_string())
@@ -200,6 +214,9 @@ impl Model {
         expected: Option<u64>,
     ) -> Outcome {
         let s = self.sessions.get_mut(id).ok_or(ErrorKind::NotFound)?;
+        if s.state.is_final() {
+            return Err(ErrorKind::Conflict);
+        }
         if expected.is_some_and(|e| e != s.log.len() as u64) {
             return Err(ErrorKind::Conflict);
         }

@@ -3,7 +3,9 @@
 mod events;
 mod races;
 mod records;
+mod rules;
 
 pub use events::*;
 pub use races::*;
 pub use records::*;
+pub use rules::*;

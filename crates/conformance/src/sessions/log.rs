@@ -157,7 +157,7 @@ pub async fn log_idempotency_key_returns_original(h: &dyn Harness) {
     ok(s.sessions.append_log("s", entry("between")).await, "append");
     let again = ok(
         s.sessions
-            .append_log("s", keyed_entry("hello again", "msg-1"))
+            .append_log("s", keyed_entry("hello", "msg-1"))
             .await,
         "retried append",
     );
@@ -241,11 +241,11 @@ pub async fn log_racing_idempotent_appends(h: &dyn Harness) {
     let s = open(h).await;
     ok(s.sessions.create_session("s", json!({})).await, "create");
     let sessions = s.sessions.clone();
-    let results = race(16, |t| {
+    let results = race(16, |_| {
         let sessions = sessions.clone();
         async move {
             sessions
-                .append_log("s", keyed_entry(format!("try {t}"), "once"))
+                .append_log("s", keyed_entry("the one message", "once"))
                 .await
         }
     })

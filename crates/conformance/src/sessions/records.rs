@@ -44,10 +44,16 @@ pub async fn create_duplicate_already_exists(h: &dyn Harness) {
         s.sessions.create_session("dup", json!({"v": 1})).await,
         "create_session",
     );
-    ok(
+    let kept = ok(
         s.sessions.append_log("dup", entry("kept")).await,
         "append_log",
     );
+    // The record keeps the log's length and head.
+    let original = stowage_core::Session {
+        log_len: 1,
+        log_head: Some(kept.hash),
+        ..original
+    };
     let before = snapshot(&s, &[], &[]).await;
     expect_kind(
         s.sessions.create_session("dup", json!({"v": 2})).await,

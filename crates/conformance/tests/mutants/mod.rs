@@ -104,6 +104,15 @@ impl Harness for MutantHarness {
             Tamper::Blob(d) => self.backend.corrupt_blob(d),
             Tamper::RunEvent { run, seq } => self.backend.corrupt_run_event(*run, *seq),
             Tamper::LogEntry { session, seq } => self.backend.corrupt_log_entry(session, *seq),
+            Tamper::RunEvents { run, events } => {
+                self.backend.corrupt_run_events(*run, events.clone())
+            }
+            Tamper::LogEntries { session, entries } => {
+                self.backend.corrupt_log(session, entries.clone())
+            }
+            Tamper::RunHead { run, head } => self.backend.corrupt_run_head(*run, *head),
+            Tamper::LogHead { session, head } => self.backend.corrupt_log_head(session, *head),
+            other => return Err(Error::unsupported(format!("cannot inflict {other:?}"))),
         };
         found
             .then_some(())

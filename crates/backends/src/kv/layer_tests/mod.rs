@@ -456,14 +456,16 @@ async fn sessions_follow_core_rules_and_delete_with_their_log() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict);
+    let e = NewLogEntry::new(LogKind::Incoming, "u", "t", "x");
+    stores.sessions.append_log("s", e.clone()).await.unwrap();
     let s = stores
         .sessions
         .set_session_state("s", SessionState::Resolved, None)
         .await
         .unwrap();
-    assert_eq!(s.version, 3);
-    let e = NewLogEntry::new(LogKind::Incoming, "u", "t", "x");
-    stores.sessions.append_log("s", e).await.unwrap();
+    assert_eq!((s.version, s.log_len), (3, 1));
+    let err = stores.sessions.append_log("s", e).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
     assert!(stores.sessions.delete_session("s").await.unwrap());
     assert!(stores.sessions.load_session("s").await.unwrap().is_none());
     for table in [
