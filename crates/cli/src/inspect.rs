@@ -9,8 +9,22 @@ use crate::args::{InspectArgs, InspectWhat};
 use crate::table::{self, Table};
 use crate::{json_line, open, stdout_failed, supersessions, Outcome};
 
-/// Runs `stowage inspect`.
+/// Runs `stowage inspect`. A reader that goes away (`| head`) ends the
+/// output quietly.
 pub(crate) async fn run(args: InspectArgs) -> Result<Outcome> {
+    match show(args).await {
+        Err(e) if broken_pipe(&e) => Ok(Outcome::Clean),
+        outcome => outcome,
+    }
+}
+
+fn broken_pipe(err: &Error) -> bool {
+    std::error::Error::source(err)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+async fn show(args: InspectArgs) -> Result<Outcome> {
     let stores = open(&args.url).await?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -13,12 +13,13 @@ use crate::format::{Counts, Record};
 /// One spinner per store, counting records as they pass.
 #[derive(Debug)]
 pub(crate) struct Progress {
-    _multi: MultiProgress,
+    multi: MultiProgress,
     blobs: ProgressBar,
     releases: ProgressBar,
     runs: ProgressBar,
     sessions: ProgressBar,
     supersessions: ProgressBar,
+    skipped: std::sync::atomic::AtomicBool,
 }
 
 impl Progress {
@@ -33,11 +34,15 @@ impl Progress {
         let multi = MultiProgress::with_draw_target(target);
         let style = ProgressStyle::with_template("{spinner} {prefix:>24} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        let visible = !multi.is_hidden();
         let bar = |name: &str| {
             let b = multi.add(ProgressBar::new_spinner());
             b.set_style(style.clone());
             b.set_prefix(format!("{verb} {name}"));
             b.set_message("waiting");
+            if visible {
+                b.enable_steady_tick(std::time::Duration::from_millis(120));
+            }
             b
         };
         Progress {
@@ -46,8 +51,17 @@ impl Progress {
             runs: bar("runs"),
             sessions: bar("sessions"),
             supersessions: bar("supersessions"),
-            _multi: multi,
+            skipped: std::sync::atomic::AtomicBool::new(false),
+            multi: multi,
         }
+    }
+
+    /// Says that supersessions are not being copied.
+    fn skipping_supersessions(&self) {
+        self.skipped
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.supersessions
+            .set_message("skipped: the source cannot enumerate them yet");
     }
 
     fn update(&self, c: &Counts) {
@@ -66,7 +80,9 @@ impl Progress {
             "{} sessions, {} log entries",
             c.sessions, c.log_entries
         ));
-        self.supersessions.set_message(c.supersessions.to_string());
+        if !self.skipped.load(std::sync::atomic::Ordering::Relaxed) {
+            self.supersessions.set_message(c.supersessions.to_string());
+        }
         for b in [
             &self.blobs,
             &self.releases,
@@ -78,7 +94,8 @@ impl Progress {
         }
     }
 
-    /// Stops every bar, leaving the final counts on screen.
+    /// Stops every bar and clears them (the command prints its own
+    /// summary line).
     pub(crate) fn finish(&self) {
         for b in [
             &self.blobs,
@@ -87,8 +104,9 @@ impl Progress {
             &self.sessions,
             &self.supersessions,
         ] {
-            b.finish();
+            b.finish_and_clear();
         }
+        let _ = self.multi.clear();
     }
 }
 
@@ -120,6 +138,11 @@ impl<'a, S: Sink> ProgressSink<'a, S> {
 impl<S: Sink> Sink for ProgressSink<'_, S> {
     async fn put(&mut self, record: Record) -> Result<()> {
         count(&mut self.counts, &record);
+        if let Record::Header(h) = &record {
+            if h.supersessions == crate::format::Coverage::Skipped {
+                self.progress.skipping_supersessions();
+            }
+        }
         self.inner.put(record).await?;
         self.seen += 1;
         if self.seen.is_multiple_of(64) {
