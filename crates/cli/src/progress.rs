@@ -52,7 +52,7 @@ impl Progress {
             sessions: bar("sessions"),
             supersessions: bar("supersessions"),
             skipped: std::sync::atomic::AtomicBool::new(false),
-            multi: multi,
+            multi,
         }
     }
 
