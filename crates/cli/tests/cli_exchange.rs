@@ -246,3 +246,72 @@ async fn garbage_and_unknown_versions_are_refused_with_one_line() {
     let err = fails(&stowage(&["import", &target, "/nonexistent/x.jsonl"]), 1);
     assert!(err.starts_with("error: not_found: "), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_export_is_refused_naming_the_line_and_entity() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = file_url(&dir.path().join("src"));
+    let p = with_store(&src, async |s| populate(s).await).await;
+    let full = dir.path().join("full.jsonl");
+    ok(&stowage(&["export", &src, full.to_str().unwrap(), "--skip-supersessions"]));
+    let text = std::fs::read_to_string(&full).unwrap();
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let run = p.completed_run.to_string();
+    let event_line = |seq: u64| {
+        lines
+            .iter()
+            .position(|l| l.contains(&run) && l.contains(&format!("\"seq\":{seq},")))
+            .unwrap()
+    };
+    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<String>)>, &str)> = vec![
+        (
+            "a missing event",
+            Box::new(|l: &mut Vec<String>| {
+                l.remove(event_line(2));
+            }),
+            "expected event 2 but found event 3",
+        ),
+        (
+            "an edited event payload",
+            Box::new(|l: &mut Vec<String>| {
+                let i = event_line(2);
+                l[i] = l[i].replace("TAMPERME2", "TAMPERED2");
+            }),
+            "first difference: hash",
+        ),
+        (
+            "edited blob bytes",
+            Box::new(|l: &mut Vec<String>| {
+                let i = l.iter().position(|x| x.contains("cHJvbXB0IHYx")).unwrap();
+                l[i] = l[i].replace("cHJvbXB0IHYx", "cHJvbXB0IHYy");
+            }),
+            "its bytes hash to",
+        ),
+        (
+            "wrong end counts",
+            Box::new(|l: &mut Vec<String>| {
+                let last = l.len() - 1;
+                l[last] = l[last].replace("\"runs\":3", "\"runs\":4");
+            }),
+            "the end record counts",
+        ),
+        (
+            "a record after the end",
+            Box::new(|l: &mut Vec<String>| {
+                let first_blob = l[1].clone();
+                l.push(first_blob);
+            }),
+            "follows the end record",
+        ),
+    ];
+    for (i, (what, edit, expected)) in cases.into_iter().enumerate() {
+        let mut edited = lines.clone();
+        edit(&mut edited);
+        let file = dir.path().join(format!("bad{i}.jsonl"));
+        std::fs::write(&file, edited.join("\n")).unwrap();
+        let target = file_url(&dir.path().join(format!("t{i}")));
+        let err = fails(&stowage(&["import", &target, file.to_str().unwrap()]), 1);
+        assert!(err.contains(expected), "{what}: {err}");
+        assert!(err.contains("export line "), "{what}: the line is named: {err}");
+    }
+}
