@@ -253,7 +253,12 @@ async fn a_damaged_export_is_refused_naming_the_line_and_entity() {
     let src = file_url(&dir.path().join("src"));
     let p = with_store(&src, async |s| populate(s).await).await;
     let full = dir.path().join("full.jsonl");
-    ok(&stowage(&["export", &src, full.to_str().unwrap(), "--skip-supersessions"]));
+    ok(&stowage(&[
+        "export",
+        &src,
+        full.to_str().unwrap(),
+        "--skip-supersessions",
+    ]));
     let text = std::fs::read_to_string(&full).unwrap();
     let lines: Vec<String> = text.lines().map(str::to_owned).collect();
     let run = p.completed_run.to_string();
@@ -263,7 +268,8 @@ async fn a_damaged_export_is_refused_naming_the_line_and_entity() {
             .position(|l| l.contains(&run) && l.contains(&format!("\"seq\":{seq},")))
             .unwrap()
     };
-    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<String>)>, &str)> = vec![
+    type Edit<'a> = Box<dyn Fn(&mut Vec<String>) + 'a>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
         (
             "a missing event",
             Box::new(|l: &mut Vec<String>| {
@@ -312,6 +318,9 @@ async fn a_damaged_export_is_refused_naming_the_line_and_entity() {
         let target = file_url(&dir.path().join(format!("t{i}")));
         let err = fails(&stowage(&["import", &target, file.to_str().unwrap()]), 1);
         assert!(err.contains(expected), "{what}: {err}");
-        assert!(err.contains("export line "), "{what}: the line is named: {err}");
+        assert!(
+            err.contains("export line "),
+            "{what}: the line is named: {err}"
+        );
     }
 }
