@@ -6,7 +6,8 @@
 //!
 //! [`run`] is the whole command as a function (the binary is one line
 //! around it), so tests can drive it without a process. The export format
-//! is documented in [`format`]; the replaying importer in [`import`].
+//! is documented in [`format`](mod@format); the replaying importer in
+//! [`import`](mod@import).
 //!
 //! Backends are the features of `stowage-backends`, forwarded: `memory`
 //! and `file` by default, `sled`, `redis` and `rocksdb` on request.

@@ -8,7 +8,8 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 use crate::export::Sink;
 use crate::format::{Record, MAX_LINE_BYTES};
 
-/// Feeds every line of `reader` into `sink`, then checks the end record.
+/// Feeds every record line of `reader` into `sink` (blank lines are
+/// skipped). Whether the stream was complete is the sink's to say.
 ///
 /// # Errors
 /// `InvalidInput` for an over-long or malformed line (naming it); the
@@ -64,10 +65,11 @@ async fn read_line_bounded<R: AsyncBufRead + Unpin>(
     }
 }
 
-/// Imports the file at `path` (`-` for stdin) into `importer`.
+/// Feeds the file at `path` (`-` for stdin) into `sink`.
 ///
 /// # Errors
-/// As [`feed`] and [`Importer::finish`].
+/// As [`feed`]. It does not check that the file was complete: call
+/// [`Importer::finish`](super::Importer::finish) afterwards.
 pub async fn import_file(path: &Path, sink: &mut dyn Sink) -> Result<()> {
     if path.as_os_str() == "-" {
         feed(tokio::io::BufReader::new(tokio::io::stdin()), sink).await
