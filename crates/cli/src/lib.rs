@@ -13,8 +13,9 @@
 //! and `file` by default, `sled`, `redis` and `rocksdb` on request.
 //!
 //! Exit codes: 0 success; 1 an error, printed as one line
-//! `error: <kind>: <message>`; 2 bad usage (clap); 3 damage or a difference
-//! was found (`verify`, `import` checks, `migrate` parity).
+//! `error: <kind>: <message>` (this includes an import that finds the
+//! target contradicting the file: `conflict`); 2 bad usage (clap); 3
+//! `verify` found damage or `migrate`'s parity report found a difference.
 
 use std::ffi::OsString;
 use std::io::Write;

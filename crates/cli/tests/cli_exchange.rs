@@ -324,3 +324,22 @@ async fn a_damaged_export_is_refused_naming_the_line_and_entity() {
         );
     }
 }
+
+#[cfg(feature = "sled")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_to_sled_to_memory_migrates_with_parity() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = file_url(&dir.path().join("src"));
+    with_store(&src, async |s| populate(s).await).await;
+    let sled = format!("sled://{}", dir.path().join("sled").display());
+    let out = ok(&stowage(&["migrate", &src, &sled, "--skip-supersessions"]));
+    assert!(out.contains("ok: all 11 entities match"), "{out}");
+    let out = ok(&stowage(&[
+        "migrate",
+        &sled,
+        "memory://",
+        "--skip-supersessions",
+    ]));
+    assert!(out.contains("ok: all 11 entities match"), "{out}");
+    assert_eq!(fingerprint_of(&sled).await, fingerprint_of(&src).await);
+}
