@@ -93,7 +93,7 @@ pub async fn stats(stores: &Stores) -> Result<Stats> {
         };
         for name in &names {
             c.release_names += 1;
-            c.releases += stores.releases.current(name).await?.seq + 1;
+            c.releases += stores.releases.current(name).await?.seq.saturating_add(1);
         }
         after = Some(last);
     }

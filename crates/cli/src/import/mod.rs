@@ -315,7 +315,7 @@ impl Importer {
         let next = match &self.release_next {
             Some((name, next)) if *name == record.name => *next,
             _ => match releases.current(&record.name).await {
-                Ok(cur) => cur.seq + 1,
+                Ok(cur) => cur.seq.saturating_add(1),
                 Err(e) if e.kind() == stowage_core::ErrorKind::NotFound => 0,
                 Err(e) => return Err(e),
             },
@@ -323,7 +323,7 @@ impl Importer {
         let entity = format!("release {:?} record {}", record.name, record.seq);
         let stored = if record.seq < next {
             let mut found = releases
-                .history(&record.name, Some(record.seq + 1), 1)
+                .history(&record.name, Some(record.seq.saturating_add(1)), 1)
                 .await?;
             found.pop()
         } else if record.seq == next {
@@ -352,7 +352,7 @@ impl Importer {
             )));
         };
         same(&entity, stored.as_ref(), Some(&record))?;
-        self.release_next = Some((record.name.clone(), next.max(record.seq + 1)));
+        self.release_next = Some((record.name.clone(), next.max(record.seq.saturating_add(1))));
         Ok(())
     }
 }
@@ -448,5 +448,23 @@ pub(crate) async fn run(args: ImportArgs) -> Result<Outcome> {
 impl Sink for &mut Importer {
     async fn put(&mut self, record: Record) -> Result<()> {
         (**self).put(record).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_difference;
+    use serde_json::json;
+
+    #[test]
+    fn the_first_differing_field_is_named_with_both_values() {
+        let a = json!({"id": 1, "data": {"x": 1}, "seq": 3});
+        let b = json!({"id": 1, "data": {"x": 2}, "seq": 4});
+        assert_eq!(
+            first_difference(&a, &b).unwrap(),
+            r#"data: target {"x":1} vs source {"x":2}"#
+        );
+        assert_eq!(first_difference(&a, &a), None);
+        assert_eq!(first_difference(&json!(1), &json!(2)).unwrap(), "value");
     }
 }
