@@ -1,0 +1,334 @@
+//! `stowage export`: stream every entity of a store as [`Record`]s.
+//!
+//! [`export`] walks the store and hands each record to a [`Sink`]: the
+//! JSONL file writer ([`JsonlSink`]) for `export`, the importer for
+//! `migrate`. Nothing larger than one page of records or one blob chunk is
+//! held in memory. The export is not a point-in-time snapshot of a store
+//! that is being written: each run and session is read consistently up to
+//! the event count / log length its record had when it was read, and
+//! entities created during the export may or may not be included.
+
+use std::io::Write;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use stowage_core::{Digest, Error, Result, RunFilter, Stores};
+
+use crate::args::ExportArgs;
+use crate::format::{Counts, Coverage, Header, LogLine, Record, CHUNK_BYTES};
+use crate::progress::{Progress, ProgressSink};
+use crate::supersessions::{cannot_enumerate, list_supersessions};
+use crate::{open, Outcome};
+
+/// Page size for every list the exporter walks.
+pub const PAGE: usize = 500;
+
+/// Where exported records go, in file order.
+#[async_trait]
+pub trait Sink: Send {
+    /// Takes the next record.
+    ///
+    /// # Errors
+    /// Whatever consuming it failed with; the export stops.
+    async fn put(&mut self, record: Record) -> Result<()>;
+}
+
+/// Writes records as JSON Lines.
+#[derive(Debug)]
+pub struct JsonlSink<W> {
+    out: W,
+}
+
+impl<W: Write + Send> JsonlSink<W> {
+    /// A sink writing to `out` (wrap files in a `BufWriter`).
+    pub fn new(out: W) -> Self {
+        JsonlSink { out }
+    }
+
+    /// Flushes and returns the writer.
+    ///
+    /// # Errors
+    /// As the writer's flush.
+    pub fn finish(mut self) -> Result<W> {
+        self.out.flush().map_err(write_failed)?;
+        Ok(self.out)
+    }
+}
+
+#[async_trait]
+impl<W: Write + Send> Sink for JsonlSink<W> {
+    async fn put(&mut self, record: Record) -> Result<()> {
+        let line = record.to_line()?;
+        self.out.write_all(line.as_bytes()).map_err(write_failed)?;
+        self.out.write_all(b"\n").map_err(write_failed)
+    }
+}
+
+fn write_failed(e: std::io::Error) -> Error {
+    Error::from(e).context("writing the export file")
+}
+
+/// Whether to go on when the store cannot enumerate supersessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SupersessionPolicy {
+    /// Fail with `Unsupported` (the default: never lose data silently).
+    Require,
+    /// Skip them and say so in the header.
+    SkipIfUnlistable,
+}
+
+/// Streams every entity of `stores` into `sink`: header, blobs, releases,
+/// runs with their events, sessions with their logs, supersessions, end.
+///
+/// # Errors
+/// `Unsupported` when supersessions cannot be enumerated and `policy` is
+/// `Require` (checked before anything is written); any store error; the
+/// sink's errors.
+pub async fn export(
+    stores: &Stores,
+    sink: &mut dyn Sink,
+    policy: SupersessionPolicy,
+) -> Result<Counts> {
+    let coverage = match list_supersessions(stores, None, 1).await {
+        Ok(_) => Coverage::Included,
+        Err(e) if cannot_enumerate(&e) && policy == SupersessionPolicy::SkipIfUnlistable => {
+            Coverage::Skipped
+        }
+        Err(e) => return Err(e),
+    };
+    let backend = stores.capabilities.backend;
+    sink.put(Record::Header(Header::new(backend, coverage)))
+        .await?;
+    let mut counts = Counts::default();
+    blobs(stores, sink, &mut counts).await?;
+    releases(stores, sink, &mut counts).await?;
+    runs(stores, sink, &mut counts).await?;
+    sessions(stores, sink, &mut counts).await?;
+    if coverage == Coverage::Included {
+        supersessions(stores, sink, &mut counts).await?;
+    }
+    sink.put(Record::End { counts }).await?;
+    Ok(counts)
+}
+
+async fn blobs(stores: &Stores, sink: &mut dyn Sink, counts: &mut Counts) -> Result<()> {
+    let mut after: Option<Digest> = None;
+    loop {
+        let page = stores.cas.list(after.as_ref(), PAGE).await?;
+        let Some(last) = page.last().copied() else {
+            return Ok(());
+        };
+        for digest in page {
+            blob(stores, sink, digest, counts).await?;
+        }
+        after = Some(last);
+    }
+}
+
+async fn blob(
+    stores: &Stores,
+    sink: &mut dyn Sink,
+    digest: Digest,
+    counts: &mut Counts,
+) -> Result<()> {
+    let size = stores.cas.stat(&digest).await?.size;
+    sink.put(Record::Blob { digest, size }).await?;
+    let mut stream = stores.cas.get_stream(&digest).await?;
+    let mut sent = 0u64;
+    let mut pending = bytes::BytesMut::new();
+    while let Some(piece) = stream.next().await {
+        pending.extend_from_slice(&piece?);
+        while pending.len() >= CHUNK_BYTES {
+            let data = pending.split_to(CHUNK_BYTES).freeze();
+            sent += data.len() as u64;
+            sink.put(Record::Chunk { data }).await?;
+        }
+    }
+    if !pending.is_empty() {
+        sent += pending.len() as u64;
+        sink.put(Record::Chunk {
+            data: pending.freeze(),
+        })
+        .await?;
+    }
+    if sent != size {
+        return Err(Error::corrupted(format!(
+            "blob {} is {size} bytes by stat but {sent} bytes were read",
+            digest.short()
+        )));
+    }
+    counts.blobs += 1;
+    counts.blob_bytes += size;
+    Ok(())
+}
+
+async fn releases(stores: &Stores, sink: &mut dyn Sink, counts: &mut Counts) -> Result<()> {
+    let mut after: Option<String> = None;
+    loop {
+        let names = stores.releases.list_names(after.as_deref(), PAGE).await?;
+        let Some(last) = names.last().cloned() else {
+            return Ok(());
+        };
+        for name in names {
+            let head = stores.releases.current(&name).await?.seq;
+            // History pages come newest first; walk windows oldest first.
+            let mut start = 0u64;
+            while start <= head {
+                let before = start.saturating_add(PAGE as u64).min(head + 1);
+                let mut window = stores.releases.history(&name, Some(before), PAGE).await?;
+                window.reverse();
+                for record in window.into_iter().filter(|r| r.seq >= start) {
+                    counts.releases += 1;
+                    sink.put(Record::Release { record }).await?;
+                }
+                start = before;
+            }
+            counts.release_names += 1;
+        }
+        after = Some(last);
+    }
+}
+
+async fn runs(stores: &Stores, sink: &mut dyn Sink, counts: &mut Counts) -> Result<()> {
+    let mut after = None;
+    loop {
+        let page = stores
+            .runs
+            .list_runs(&RunFilter::default(), after, PAGE)
+            .await?;
+        let Some(last) = page.last().map(|r| r.id) else {
+            return Ok(());
+        };
+        for listed in page {
+            // Re-read: the record and its event count are taken together.
+            let run = stores.runs.get_run(listed.id).await?;
+            let (id, total) = (run.id, run.event_count);
+            sink.put(Record::Run { run }).await?;
+            let mut next = 0u64;
+            while next < total {
+                let events = stores
+                    .runs
+                    .read_events(id, next.checked_sub(1), PAGE)
+                    .await?;
+                if events.is_empty() {
+                    return Err(Error::corrupted(format!(
+                        "run {id} records {total} events but only {next} could be read"
+                    )));
+                }
+                for event in events.into_iter().take((total - next) as usize) {
+                    next += 1;
+                    counts.events += 1;
+                    sink.put(Record::Event { event }).await?;
+                }
+            }
+            counts.runs += 1;
+        }
+        after = Some(last);
+    }
+}
+
+async fn sessions(stores: &Stores, sink: &mut dyn Sink, counts: &mut Counts) -> Result<()> {
+    let mut after: Option<String> = None;
+    loop {
+        let page = stores
+            .sessions
+            .list_sessions(after.as_deref(), PAGE)
+            .await?;
+        let Some(last) = page.last().map(|s| s.id.clone()) else {
+            return Ok(());
+        };
+        for listed in page {
+            // The record has no log length: read the log first (buffering
+            // one session's log), so the `log_len` announced is exact.
+            let log = read_whole_log(stores, &listed.id).await?;
+            let Some(session) = stores.sessions.load_session(&listed.id).await? else {
+                continue; // deleted meanwhile
+            };
+            sink.put(Record::Session {
+                session,
+                log_len: log.len() as u64,
+            })
+            .await?;
+            for entry in &log {
+                counts.log_entries += 1;
+                sink.put(Record::Log {
+                    entry: LogLine::from(entry),
+                })
+                .await?;
+            }
+            counts.sessions += 1;
+        }
+        after = Some(last);
+    }
+}
+
+/// The whole current log of session `id`.
+pub(crate) async fn read_whole_log(
+    stores: &Stores,
+    id: &str,
+) -> Result<Vec<stowage_core::LogEntry>> {
+    let mut log = Vec::new();
+    loop {
+        let after = log.last().map(|e: &stowage_core::LogEntry| e.seq);
+        let page = stores.sessions.read_log(id, after, PAGE).await?;
+        if page.is_empty() {
+            return Ok(log);
+        }
+        log.extend(page);
+    }
+}
+
+async fn supersessions(stores: &Stores, sink: &mut dyn Sink, counts: &mut Counts) -> Result<()> {
+    let mut after = None;
+    loop {
+        let page = list_supersessions(stores, after, PAGE).await?;
+        let Some(last) = page.last().map(|s| s.target) else {
+            return Ok(());
+        };
+        for record in page {
+            counts.supersessions += 1;
+            sink.put(Record::Supersession { record }).await?;
+        }
+        after = Some(last);
+    }
+}
+
+/// Runs `stowage export`.
+pub(crate) async fn run(args: ExportArgs) -> Result<Outcome> {
+    let stores = open(&args.url).await?;
+    let policy = if args.skip_supersessions {
+        SupersessionPolicy::SkipIfUnlistable
+    } else {
+        SupersessionPolicy::Require
+    };
+    let progress = Progress::new(args.quiet, "exporting");
+    let counts = if args.file.as_os_str() == "-" {
+        let mut sink = ProgressSink::new(
+            JsonlSink::new(std::io::BufWriter::new(std::io::stdout())),
+            &progress,
+        );
+        let counts = export(&stores, &mut sink, policy).await?;
+        sink.into_inner().finish()?;
+        counts
+    } else {
+        let file = std::fs::File::create(&args.file)
+            .map_err(|e| Error::from(e).context(format!("creating {}", args.file.display())))?;
+        let mut sink = ProgressSink::new(JsonlSink::new(std::io::BufWriter::new(file)), &progress);
+        let counts = export(&stores, &mut sink, policy).await?;
+        let file = sink.into_inner().finish()?;
+        file.into_inner()
+            .map_err(|e| write_failed(e.into_error()))?
+            .sync_all()
+            .map_err(write_failed)?;
+        counts
+    };
+    progress.finish();
+    if !args.quiet && args.file.as_os_str() != "-" {
+        eprintln!(
+            "exported {} to {}",
+            crate::progress::describe(&counts),
+            args.file.display()
+        );
+    }
+    Ok(Outcome::Clean)
+}

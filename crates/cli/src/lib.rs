@@ -1,0 +1,146 @@
+//! # stowage-cli
+//!
+//! The `stowage` command: look inside any stowage store, prove it intact,
+//! export it to a versioned JSONL file, import such a file into any
+//! backend, and migrate between backends with a parity report.
+//!
+//! [`run`] is the whole command as a function (the binary is one line
+//! around it), so tests can drive it without a process. The export format
+//! is documented in [`format`](mod@format); the replaying importer in
+//! [`import`](mod@import).
+//!
+//! Backends are the features of `stowage-backends`, forwarded: `memory`
+//! and `file` by default, `sled`, `redis` and `rocksdb` on request.
+//!
+//! Exit codes: 0 success; 1 an error, printed as one line
+//! `error: <kind>: <message>` (this includes an import that finds the
+//! target contradicting the file: `conflict`); 2 bad usage (clap); 3
+//! `verify` found damage or `migrate`'s parity report found a difference.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use stowage_core::{Error, Result, Stores};
+
+pub mod args;
+pub mod export;
+pub mod format;
+pub mod import;
+mod inspect;
+pub mod migrate;
+mod parity;
+mod progress;
+pub mod replay;
+pub mod stats;
+pub mod supersessions;
+mod table;
+mod verify;
+
+use args::{Cli, Command};
+
+/// Exit code for an error.
+pub const EXIT_ERROR: u8 = 1;
+/// Exit code for bad usage.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code when damage or a difference was found.
+pub const EXIT_PROBLEMS: u8 = 3;
+
+/// How a command that ran to the end came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything is fine.
+    Clean,
+    /// The command finished and found damage or differences (already
+    /// printed).
+    Problems,
+}
+
+/// Runs the `stowage` command with `args` (the first is the program name)
+/// and returns its exit code. Never panics on user input or stored data:
+/// errors are printed as one line on stderr.
+pub fn run<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            report(&Error::from(e).context("starting the async runtime"));
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(Outcome::Clean) => ExitCode::SUCCESS,
+        Ok(Outcome::Problems) => ExitCode::from(EXIT_PROBLEMS),
+        Err(e) => {
+            report(&e);
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// Prints `err` as the one line `error: <kind>: <message>[: <source>]`.
+fn report(err: &Error) {
+    eprintln!("error: {}", one_line(err));
+}
+
+/// `<kind>: <message>[: <source>]` on one line.
+pub fn one_line(err: &Error) -> String {
+    let mut line = format!("{}: {}", err.kind(), err.message());
+    if let Some(source) = std::error::Error::source(err) {
+        line.push_str(&format!(": {source}"));
+    }
+    table::printable(&line)
+}
+
+async fn dispatch(command: Command) -> Result<Outcome> {
+    match command {
+        Command::Inspect(a) => inspect::run(a).await,
+        Command::Verify(a) => verify::run(a).await,
+        Command::Stats(a) => stats::run(a).await,
+        Command::Export(a) => export::run(a).await,
+        Command::Import(a) => import::run(a).await,
+        Command::Migrate(a) => migrate::run(a).await,
+    }
+}
+
+/// Opens `url` with the system clock and random ids, naming the URL in
+/// errors.
+///
+/// # Errors
+/// As `stowage_backends::open`.
+pub async fn open(url: &str) -> Result<Stores> {
+    stowage_backends::open(url)
+        .await
+        .map_err(|e| e.context(format!("opening {url}")))
+}
+
+/// Writes `value` as one JSON line to stdout.
+fn json_line<T: serde::Serialize>(out: &mut impl Write, value: &T) -> Result<()> {
+    let line = serde_json::to_string(value)
+        .map_err(|e| Error::internal(format!("encoding JSON output: {e}")))?;
+    writeln!(out, "{line}").map_err(stdout_failed)
+}
+
+/// The error for a failed write to stdout.
+fn stdout_failed(e: std::io::Error) -> Error {
+    Error::from(e).context("writing to standard output")
+}

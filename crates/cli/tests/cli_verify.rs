@@ -1,0 +1,126 @@
+//! `stowage verify` and `stowage stats` on a file store, clean and then
+//! tampered with behind the SDK's back.
+
+mod support;
+
+use std::path::Path;
+
+use support::*;
+
+/// Rewrites `needle` as `replacement` (same length) inside the file
+/// engine's log and re-seals the frame's CRC32C, as an attacker with
+/// access to the directory could: only the hash chains and digests can
+/// tell. Returns how many frames were changed.
+fn tamper_wal(dir: &Path, needle: &[u8], replacement: &[u8]) -> usize {
+    assert_eq!(needle.len(), replacement.len());
+    let mut changed = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("wal") {
+            continue;
+        }
+        let mut bytes = std::fs::read(&path).unwrap();
+        let segment = u64::from_le_bytes(bytes[8..16].try_into().unwrap());
+        let mut off = 24;
+        while off + 16 <= bytes.len() {
+            let len = u32::from_le_bytes(bytes[off..off + 4].try_into().unwrap()) as usize;
+            if len == 0 {
+                break; // the zero fill ahead of the tail
+            }
+            let seq = u64::from_le_bytes(bytes[off + 8..off + 16].try_into().unwrap());
+            let body = off + 16..off + 16 + len;
+            let payload = &mut bytes[body.clone()];
+            let mut hit = false;
+            while let Some(i) = payload.windows(needle.len()).position(|w| w == needle) {
+                payload[i..i + needle.len()].copy_from_slice(replacement);
+                hit = true;
+            }
+            if hit {
+                let mut crc = crc32c::crc32c(&segment.to_le_bytes());
+                crc = crc32c::crc32c_append(crc, &(len as u32).to_le_bytes());
+                crc = crc32c::crc32c_append(crc, &seq.to_le_bytes());
+                crc = crc32c::crc32c_append(crc, &bytes[body.clone()]);
+                bytes[off + 4..off + 8].copy_from_slice(&crc.to_le_bytes());
+                changed += 1;
+            }
+            off = body.end;
+        }
+        std::fs::write(&path, bytes).unwrap();
+    }
+    changed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_passes_a_clean_store_and_names_tampered_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = file_url(dir.path());
+    let p = with_store(&url, async |s| populate(s).await).await;
+
+    let clean = ok(&stowage(&["verify", &url]));
+    assert!(clean.contains("ok: no damage found"), "{clean}");
+    assert!(
+        clean
+            .lines()
+            .any(|l| l.starts_with("runs") && l.contains(" 3 ")),
+        "{clean}"
+    );
+    assert!(clean.contains("cannot enumerate supersessions"), "{clean}");
+
+    assert_eq!(tamper_wal(dir.path(), b"TAMPERME2", b"TAMPERED2"), 1);
+    assert_eq!(tamper_wal(dir.path(), b"prompt v1", b"prompt v2"), 1);
+
+    let out = stowage(&["verify", &url]);
+    let err = fails(&out, 3);
+    let report = stdout(&out);
+    assert!(err.is_empty(), "{err}");
+    assert!(report.contains("2 damaged:"), "{report}");
+    let run_line = report
+        .lines()
+        .find(|l| l.contains(&format!("run {}", p.completed_run)))
+        .unwrap_or_else(|| panic!("the run is named:\n{report}"));
+    assert!(
+        run_line.contains("corrupted") && run_line.contains("seq 2"),
+        "{run_line}"
+    );
+    let blob = stowage_core::Digest::of(b"prompt v1");
+    assert!(
+        report.contains(&format!("blob {blob}: corrupted")),
+        "{report}"
+    );
+
+    let json = stowage(&["verify", &url, "--json"]);
+    fails(&json, 3);
+    let doc: serde_json::Value = serde_json::from_str(stdout(&json).trim()).unwrap();
+    assert_eq!(doc["problems"].as_array().unwrap().len(), 2);
+    assert_eq!(doc["problems"][0]["error_kind"], "corrupted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_counts_every_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = file_url(dir.path());
+    with_store(&url, async |s| populate(s).await).await;
+    let json = ok(&stowage(&["stats", &url, "--json"]));
+    let doc: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    let expect = [
+        ("blobs", 3),
+        ("blob_bytes", BIG_BLOB as u64 + 9),
+        ("release_names", 2),
+        ("releases", 6),
+        ("runs", 3),
+        ("events", 6),
+        ("sessions", 3),
+        ("log_entries", 5),
+        ("log_bytes", 10 + 11 + 12 + 13 + 9),
+    ];
+    for (field, n) in expect {
+        assert_eq!(doc[field], n, "{field} in {json}");
+    }
+    assert_eq!(doc["supersessions_listable"], false);
+    let human = ok(&stowage(&["stats", &url]));
+    assert!(human.starts_with("STORE"), "{human}");
+    assert!(
+        human.contains("6 events") && human.contains("5 log entries"),
+        "{human}"
+    );
+}
