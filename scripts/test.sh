@@ -10,5 +10,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 # Every backend feature (the `testcontainers` test-tooling feature is left
 # out: it only matters where a Docker engine runs, and CI lints it).
+# The command's tests that need a backend are gated on its own features.
 cargo test --workspace \
-  -F stowage-backends/file,stowage-backends/rocksdb,stowage-backends/sled,stowage-backends/redis "$@"
+  -F stowage-backends/file,stowage-backends/rocksdb,stowage-backends/sled,stowage-backends/redis \
+  -F stowage-cli/sled,stowage-cli/redis "$@"
