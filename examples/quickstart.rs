@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 use serde_json::json;
-use stowage_core::{
+use stowage::{
     Digest, LogKind, NewEvent, NewLogEntry, ReleaseMetadata, Resolution, RunMetadata, RunSummary,
     SigningKey, Supersession, SupersessionDraft, SupersessionKind, Timestamp,
 };
@@ -25,9 +25,9 @@ fn default_url() -> String {
 }
 
 #[tokio::main]
-async fn main() -> stowage_core::Result<()> {
+async fn main() -> stowage::Result<()> {
     let url = std::env::args().nth(1).unwrap_or_else(default_url);
-    let stores = stowage_backends::open(&url).await?;
+    let stores = stowage::open(&url).await?;
     let caps = &stores.capabilities;
     println!(
         "opened {url} (backend {}, durable: {}, shared: {})\n",
