@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde_json::json;
 use stowage::{
     Digest, LogKind, NewEvent, NewLogEntry, ReleaseMetadata, Resolution, RunMetadata, RunSummary,
-    SigningKey, Supersession, SupersessionDraft, SupersessionKind, Timestamp,
+    SigningKey, Supersession, SupersessionCursor, SupersessionDraft, SupersessionKind, Timestamp,
 };
 
 /// The embedded default when no URL is given: a new file store in the
@@ -157,6 +157,24 @@ async fn main() -> stowage::Result<()> {
         },
     );
     stores.supersessions.put(record).await?;
+    // This agent's records, newest first, one page at a time: the cursor is
+    // the position of the last record seen, so paging stays exact while
+    // the agent keeps writing.
+    let agent = stowage_core::AgentKey::of(&key);
+    let mut after: Option<SupersessionCursor> = None;
+    loop {
+        let page = stores
+            .supersessions
+            .by_agent(&agent, Timestamp::ZERO, None, after, 100)
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = Some(SupersessionCursor::of(last));
+        println!("   by_agent page: {} record(s)", page.len());
+    }
+    println!(
+        "   all supersessions: {}",
+        stores.supersessions.list(None, 100).await?.len()
+    );
     println!(
         "   {} superseded: {}",
         old.short(),

@@ -363,7 +363,7 @@ async fn supersessions_put_cycles_and_by_agent() {
     let agent = stowage_core::AgentKey::of(&key);
     let newest = s
         .supersessions
-        .by_agent(&agent, Timestamp::ZERO, None, 1)
+        .by_agent(&agent, Timestamp::ZERO, None, None, 1)
         .await
         .unwrap();
     assert_eq!(newest[0].target, Digest::of(b"b"));
@@ -373,6 +373,7 @@ async fn supersessions_put_cycles_and_by_agent() {
             &agent,
             Timestamp::from_millis(10),
             Some(Timestamp::from_millis(11)),
+            None,
             5,
         )
         .await

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde_json::json;
 use stowage_core::{Digest, ErrorKind, LogKind, NewEvent, NewLogEntry, RunMetadata, Stores};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,12 +24,21 @@ const PASS: u8 = 0;
 const CUT: u8 = 1;
 /// Forward the next request, hold its reply for 1.5 s.
 const DELAY: u8 = 2;
+/// Forward the next request, swallow its reply, then close every
+/// connection and the listening port (the server "died": new connections
+/// are refused).
+const CUT_THEN_REFUSE: u8 = 3;
+/// Forward the next request and its reply, then close every connection
+/// and the listening port.
+const PASS_THEN_REFUSE: u8 = 4;
 
 /// A loopback proxy in front of the test server.
 struct Proxy {
     port: u16,
     mode: Arc<AtomicU8>,
-    kill: watch::Sender<bool>,
+    kill: Arc<watch::Sender<bool>>,
+    /// When not empty, only a request holding these bytes takes the mode.
+    only: Arc<std::sync::Mutex<Vec<u8>>>,
 }
 
 impl Proxy {
@@ -37,10 +47,19 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let mode = Arc::new(AtomicU8::new(PASS));
         let (kill, killed) = watch::channel(false);
-        let m = mode.clone();
+        let kill = Arc::new(kill);
+        let (m, k) = (mode.clone(), kill.clone());
+        let only = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let o = only.clone();
         tokio::spawn(async move {
+            let mut stop = killed.clone();
             loop {
-                let Ok((client, _)) = listener.accept().await else {
+                // Killed: drop the listener, so connecting is refused.
+                let accepted = tokio::select! {
+                    a = listener.accept() => a,
+                    _ = stop.wait_for(|k| *k) => return,
+                };
+                let Ok((client, _)) = accepted else {
                     return;
                 };
                 if *killed.borrow() {
@@ -49,22 +68,44 @@ impl Proxy {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
                     return;
                 };
-                tokio::spawn(pump(client, server, m.clone(), killed.clone()));
+                let modes = Modes {
+                    mode: m.clone(),
+                    only: o.clone(),
+                };
+                tokio::spawn(pump(client, server, modes, killed.clone(), k.clone()));
             }
         });
-        Proxy { port, mode, kill }
+        Proxy {
+            port,
+            mode,
+            kill,
+            only,
+        }
     }
 
     fn arm(&self, mode: u8) {
         self.mode.store(mode, Ordering::SeqCst);
     }
+
+    /// Arms `mode` for the next request that holds `needle`.
+    fn arm_on(&self, mode: u8, needle: &[u8]) {
+        *self.only.lock().unwrap() = needle.to_vec();
+        self.arm(mode);
+    }
+}
+
+/// The armed mode and the request it waits for.
+struct Modes {
+    mode: Arc<AtomicU8>,
+    only: Arc<std::sync::Mutex<Vec<u8>>>,
 }
 
 async fn pump(
     client: TcpStream,
     server: TcpStream,
-    mode: Arc<AtomicU8>,
+    modes: Modes,
     mut killed: watch::Receiver<bool>,
+    kill: Arc<watch::Sender<bool>>,
 ) {
     let (mut cr, mut cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();
@@ -77,7 +118,15 @@ async fn pump(
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
-            let m = mode.swap(PASS, Ordering::SeqCst);
+            let wanted = {
+                let needle = modes.only.lock().unwrap();
+                needle.is_empty() || buf[..n].windows(needle.len()).any(|w| w == &needle[..])
+            };
+            let m = if wanted {
+                modes.mode.swap(PASS, Ordering::SeqCst)
+            } else {
+                PASS
+            };
             if m != PASS {
                 armed.store(m, Ordering::SeqCst);
             }
@@ -95,6 +144,15 @@ async fn pump(
             };
             match armed2.swap(PASS, Ordering::SeqCst) {
                 CUT => return,
+                CUT_THEN_REFUSE => {
+                    let _ = kill.send(true);
+                    return;
+                }
+                PASS_THEN_REFUSE => {
+                    let _ = cw.write_all(&buf[..n]).await;
+                    let _ = kill.send(true);
+                    return;
+                }
                 DELAY => tokio::time::sleep(Duration::from_millis(1500)).await,
                 _ => {}
             }
@@ -241,8 +299,6 @@ async fn a_server_that_is_gone_is_unavailable() {
         .await
         .unwrap();
     let _ = proxy.kill.send(true);
-    // Wake the accept loop so it exits and the port closes.
-    let _ = TcpStream::connect(("127.0.0.1", proxy.port)).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let read = s.runs.get_run(run).await.unwrap_err();
     assert_eq!(read.kind(), ErrorKind::Unavailable, "{read}");
@@ -254,4 +310,73 @@ async fn a_server_that_is_gone_is_unavailable() {
         .await
         .unwrap_err();
     assert_eq!(write.kind(), ErrorKind::Unavailable, "{write}");
+}
+
+/// A keyed append whose first attempt ran but lost its reply, and whose
+/// automatic retries then met a refused connection, is `OutcomeUnknown`
+/// (the event is stored), never `Unavailable`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_refused_after_a_lost_reply_are_outcome_unknown() {
+    let proxy = Proxy::start(server_port()).await;
+    let (s, direct) = through(
+        &proxy,
+        "idempotent_retries=3&reconnect_retries=0&connect_timeout_ms=200",
+    )
+    .await;
+    let run = s
+        .runs
+        .create_run(Digest::of(b"x"), RunMetadata::new("a"))
+        .await
+        .unwrap();
+    s.runs
+        .append_event(run, NewEvent::new("warm", json!(0)))
+        .await
+        .unwrap();
+    proxy.arm(CUT_THEN_REFUSE);
+    let err = s.runs.append_event(run, keyed("k-lost")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
+    assert!(!err.is_retryable(), "{err}");
+    let stored = direct.runs.read_events(run, None, 10).await.unwrap();
+    assert_eq!(stored.len(), 2, "the first attempt was applied");
+    assert_eq!(stored[1].idempotency_key.as_deref(), Some("k-lost"));
+}
+
+/// `cas.put` whose blob step ran before the server went away is
+/// `OutcomeUnknown`, not `Unavailable`; putting the same bytes again lists
+/// the blob.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cas_put_interrupted_after_the_blob_is_outcome_unknown_and_a_re_put_lists_it() {
+    let proxy = Proxy::start(server_port()).await;
+    let (s, direct) = through(&proxy, "reconnect_retries=0&connect_timeout_ms=200").await;
+    s.cas.put(Bytes::from_static(b"warm")).await.unwrap();
+    let data = Bytes::from_static(b"stored, then the server died");
+    let d = Digest::of(&data);
+    // Other calls share the connection (as in a running workload): the
+    // first to meet the dead connection makes the client reconnect, so
+    // the listing step meets a refused connection, not a lost reply.
+    let busy = {
+        let cas = s.cas.clone();
+        tokio::spawn(async move {
+            for _ in 0..100_000 {
+                if cas.contains(&Digest::of(b"warm")).await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    proxy.arm_on(PASS_THEN_REFUSE, b"SET");
+    let err = s.cas.put(data.clone()).await.unwrap_err();
+    busy.abort();
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
+    assert!(direct.cas.contains(&d).await.unwrap(), "the blob step ran");
+    assert!(
+        !direct.cas.list(None, 100).await.unwrap().contains(&d),
+        "the listing step did not run"
+    );
+    assert_eq!(direct.cas.put(data).await.unwrap(), d);
+    assert!(
+        direct.cas.list(None, 100).await.unwrap().contains(&d),
+        "a re-put of an existing blob lists it"
+    );
 }

@@ -163,7 +163,7 @@
 //! - [`log_racing_reused_keys`](sessions::log_racing_reused_keys): 16 tasks appending one message id with 16 payloads: one stored and returned to its task, the rest `Conflict`.
 //! - [`replace_races_appends`](sessions::replace_races_appends): Appends and readers racing a `replace_log`: readers see one unbroken chain; each append lands wholly before (and is replaced) or wholly after it.
 //!
-//! **[`supersessions`]** (13 checks)
+//! **[`supersessions`]** (18 checks)
 //!
 //! - [`put_get_round_trip`](supersessions::put_get_round_trip): `put` stores a signed record: `get` returns it exactly, `is_superseded` is true; other targets are untouched.
 //! - [`put_idempotent_and_append_only`](supersessions::put_idempotent_and_append_only): Putting the identical record again is a no-op (`AlreadyPresent`); a different record for the target is `Conflict`.
@@ -178,6 +178,11 @@
 //! - [`by_agent_hlc_ordering`](supersessions::by_agent_hlc_ordering): With hybrid logical clocks, `by_agent` orders by (physical, logical, node) before the timestamp.
 //! - [`resolve_chains`](supersessions::resolve_chains): `resolve` follows replacements: `Current` at the chain's end, `Withdrawn` where a record has no replacement, with hop counts.
 //! - [`binary_targets_isolated`](supersessions::binary_targets_isolated): Targets made of separator-like bytes (`0x00`, `:`, `/`, `0xff`) round-trip and never collide: keys are not parsed by searching for a separator.
+//! - [`by_agent_pages_one_timestamp`](supersessions::by_agent_pages_one_timestamp): More records at one timestamp than `limit` page exactly with the `after` cursor.
+//! - [`by_agent_pages_with_hlc`](supersessions::by_agent_pages_with_hlc): Records with hybrid logical clocks page in hlc order, whatever their timestamps.
+//! - [`by_agent_cursor_positions`](supersessions::by_agent_cursor_positions): A cursor is a position: one from another agent's record pages this agent's older records; one newer than the window changes nothing; one older than it gives an empty page; it survives JSON.
+//! - [`by_agent_exact_while_agent_writes`](supersessions::by_agent_exact_while_agent_writes): `by_agent` over a fixed window while the same agent keeps adding newer records returns each record of the window exactly once (whole, by `limit`, and paged).
+//! - [`list_ascending_paginated`](supersessions::list_ascending_paginated): `list` returns every supersession of every agent ascending by target, paged exactly by the `after` target.
 //!
 //! **[`hostile`]** (2 checks)
 //!
@@ -224,7 +229,7 @@
 //! | §2 | atomic, linearizable per entity under concurrency | [`runs::concurrent_appends`], [`runs::racing_finish_one_winner`], [`runs::appends_racing_finish`], [`runs::racing_compare_and_append`], [`releases::concurrent_promotes_all_kept`], [`releases::racing_compare_and_promote`], [`sessions::racing_create_one_winner`], [`sessions::racing_save_one_winner`], [`sessions::concurrent_saves_versions`], [`sessions::log_concurrent_appends`], [`sessions::replace_races_appends`], [`supersessions::racing_puts_one_stored`], [`supersessions::racing_cycle_rejected`], [`cas::concurrent_identical_puts`] |
 //! | §2 | … also across processes (shared backends) | [`shared::handles_see_each_other`], [`shared::handles_race`] |
 //! | §2 | durability: acknowledged writes survive | [`reopen`], model (reopens mid-sequence); clean close and reopen only: `kill -9` and power loss need the backend's own crash tests |
-//! | §2 | ordering documented and deterministic; `limit` after ordering; exclusive `after` | [`cas::list_ascending_paginated`], [`runs::list_newest_first_paginated`], [`runs::read_events_paginated`], [`releases::history_newest_first_paginated`], [`releases::names_listed_and_isolated`], [`sessions::list_ascending_paginated`], [`sessions::read_log_paginated`]. `by_agent` has no `after` cursor: it pages by narrowing `to`, which [`supersessions::by_agent_newest_first`] and [`supersessions::by_agent_inclusive_range_and_isolation`] check (`limit` takes the newest; `to` is inclusive) |
+//! | §2 | ordering documented and deterministic; `limit` after ordering; exclusive `after` | [`cas::list_ascending_paginated`], [`runs::list_newest_first_paginated`], [`runs::read_events_paginated`], [`releases::history_newest_first_paginated`], [`releases::names_listed_and_isolated`], [`sessions::list_ascending_paginated`], [`sessions::read_log_paginated`], [`supersessions::by_agent_pages_one_timestamp`], [`supersessions::by_agent_pages_with_hlc`], [`supersessions::by_agent_cursor_positions`], [`supersessions::by_agent_exact_while_agent_writes`] (the `after` cursor stays exact while the agent writes), [`supersessions::list_ascending_paginated`] |
 //! | §2 | seqs `u64` from 0, no gaps, sort numerically | the append/pagination checks above; [`runs::concurrent_appends`] and [`sessions::log_concurrent_appends`] read 1600 entries back in numeric order (crossing 255 and 999); model. This catches keys built from unpadded decimals or little-endian bytes, not fixed-width `{:08}` decimal keys, which sort correctly up to 10^8 entries |
 //! | §2 | timestamps read back exactly | [`runs::summary_and_timestamps_stored_exactly`], [`runs::append_read_round_trip`], [`sessions::log_append_read_round_trip`], [`supersessions::put_get_round_trip`] |
 //! | §2 | injectable clock | not observable through a [`Harness`]; `stowage-fakes` tests its clock |
@@ -255,9 +260,11 @@
 //! | §7 | a replacement chain back to its target is `Conflict` | [`supersessions::cycles_rejected`], [`supersessions::racing_cycle_rejected`], model |
 //! | §7 | `get`, `is_superseded` | [`supersessions::put_get_round_trip`] |
 //! | §7 | `by_agent`: inclusive range, newest first by (hlc, timestamp, target), N newest, equal timestamps kept, no separator parsing | [`supersessions::by_agent_newest_first`], [`supersessions::by_agent_inclusive_range_and_isolation`], [`supersessions::by_agent_hlc_ordering`], [`supersessions::binary_targets_isolated`], model |
+//! | §7 | `by_agent` `after` cursor: exclusive, exact while the agent keeps writing, a position (another agent's record, outside the window) | [`supersessions::by_agent_pages_one_timestamp`], [`supersessions::by_agent_pages_with_hlc`], [`supersessions::by_agent_cursor_positions`], [`supersessions::by_agent_exact_while_agent_writes`] |
+//! | §7 | `list`: every supersession ascending by target, exclusive `after` | [`supersessions::list_ascending_paginated`] |
 //! | §7 | `resolve` follows replacements (`Current`/`Withdrawn`, hops); a cycle or an over-long chain is reported | [`supersessions::resolve_chains`], model. A chain over `MAX_RESOLVE_HOPS` (1024) is **not checked** here: it needs 1025 signed puts, and each `put` verifies an Ed25519 signature, which takes ~15 ms in an unoptimised build (16 s on the memory backend); nothing else covers it yet |
 //! | §7 | `Hlc` orders by (physical, logical, node) | [`supersessions::by_agent_hlc_ordering`] |
-//! | §8 | one `pub async fn` per behaviour, a one-line `$crate::` macro, capabilities decide, model-based test | this crate; its own tests prove the checks fail against injected bugs (`tests/suite_catches_bugs.rs`: each of 12 injected bugs fails at least one check or the model test; `tests/shared_handles.rs`) |
+//! | §8 | one `pub async fn` per behaviour, a one-line `$crate::` macro, capabilities decide, model-based test | this crate; its own tests prove the checks fail against injected bugs (`tests/suite_catches_bugs.rs`: each of 13 injected bugs fails at least one check or the model test; `tests/shared_handles.rs`) |
 //! | §9 | fakes pass the whole suite | `crates/fakes/tests/conformance.rs` runs [`conformance_tests!`] against them (directly and through the fault injector) |
 //! | §9 | controllable clock, deterministic ids, fault injection, recorder, snapshot/fork | not observable through a [`Harness`]: `stowage-fakes`' own tests |
 

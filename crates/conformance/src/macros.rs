@@ -66,7 +66,9 @@ macro_rules! conformance_tests {
                 invalid_records_rejected, cycles_rejected, racing_puts_one_stored,
                 racing_identical_puts, racing_cycle_rejected, by_agent_newest_first,
                 by_agent_inclusive_range_and_isolation, by_agent_hlc_ordering, resolve_chains,
-                binary_targets_isolated,
+                binary_targets_isolated, by_agent_pages_one_timestamp, by_agent_pages_with_hlc,
+                by_agent_cursor_positions, by_agent_exact_while_agent_writes,
+                list_ascending_paginated,
             );
             $crate::__conformance_module!(hostile; deep_json_rejected, identifier_length_edges);
             $crate::__conformance_module!(integrity;

@@ -272,7 +272,7 @@ pub(crate) async fn snapshot(s: &Stores, agents: &[AgentKey], targets: &[Digest]
     for agent in agents {
         let records = ok(
             s.supersessions
-                .by_agent(agent, Timestamp::ZERO, None, MAX_PAGE)
+                .by_agent(agent, Timestamp::ZERO, None, None, MAX_PAGE)
                 .await,
             "snapshot: by_agent",
         );

@@ -68,6 +68,11 @@ catches!(
     supersessions::by_agent_newest_first
 );
 catches!(
+    by_agent_cursor_by_timestamp,
+    Bug::ByAgentCursorByTimestamp,
+    supersessions::by_agent_pages_one_timestamp
+);
+catches!(
     unvalidated_session_ids,
     Bug::SessionIdsNotValidated,
     sessions::hostile_input_rejected

@@ -38,8 +38,8 @@ pub use run::{NewEvent, Run, RunEvent, RunFilter, RunLedger, RunMetadata, RunSta
 pub use session::{LogEntry, LogKind, NewLogEntry, Session, SessionState, SessionStore};
 pub use stores::{Capabilities, Durability, StoreEnv, Stores};
 pub use supersession::{
-    AgentKey, PutOutcome, Resolution, Signature, Supersession, SupersessionDraft, SupersessionKind,
-    SupersessionStore,
+    AgentKey, PutOutcome, Resolution, Signature, Supersession, SupersessionCursor,
+    SupersessionDraft, SupersessionKind, SupersessionStore,
 };
 pub use time::{Clock, Hlc, SystemClock, Timestamp};
 

@@ -13,6 +13,9 @@ use crate::error::{Error, Result};
 use crate::time::{Hlc, Timestamp};
 use crate::validate::{self, MAX_RESOLVE_HOPS};
 
+mod cursor;
+pub use cursor::SupersessionCursor;
+
 /// Why an assertion is superseded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SupersessionKind {
@@ -297,9 +300,10 @@ impl Supersession {
         )))
     }
 
-    /// The ordering key of [`SupersessionStore::by_agent`] (sort descending).
-    pub fn order_key(&self) -> (Option<Hlc>, Timestamp, Digest) {
-        (self.hlc, self.timestamp, self.target)
+    /// The ordering key of [`SupersessionStore::by_agent`] (sort
+    /// descending): the record's [`SupersessionCursor`].
+    pub fn order_key(&self) -> SupersessionCursor {
+        SupersessionCursor::of(self)
     }
 }
 
@@ -345,19 +349,52 @@ pub trait SupersessionStore: Send + Sync {
     /// Whether `target` is superseded.
     async fn is_superseded(&self, target: &Digest) -> Result<bool>;
 
-    /// Records by `agent` with `from <= timestamp <= to` (no upper bound when
-    /// `to` is `None`), newest first by `(hlc, timestamp, target)` — records
+    /// Records by `agent` with `from <= timestamp <= to` (both inclusive; no
+    /// upper bound when `to` is `None`), newest first by
+    /// [`SupersessionCursor`] order `(hlc, timestamp, target)` — records
     /// without an [`Hlc`] order before (older than) every record with one —
-    /// the `limit` newest after ordering (clamped to
-    /// [`MAX_PAGE`](crate::validate::MAX_PAGE)). Page further back by
-    /// narrowing `to`.
+    /// strictly after (older than) the cursor `after`, the `limit` newest
+    /// of those (clamped to [`MAX_PAGE`](crate::validate::MAX_PAGE)).
+    ///
+    /// Page with `after = Some(SupersessionCursor::of(last record))`; paging
+    /// is exact while the agent keeps writing: every record present for the
+    /// whole walk is returned exactly once. Two records of one agent at the
+    /// same timestamp are both kept (the target breaks the tie). See
+    /// [`SupersessionCursor`] for a cursor outside the window or from
+    /// another agent's record.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use stowage_core::*;
+    /// async fn all_of(store: &dyn SupersessionStore, agent: &AgentKey)
+    ///     -> Result<Vec<Supersession>> {
+    ///     let mut out = Vec::new();
+    ///     let mut after = None;
+    ///     loop {
+    ///         let page = store.by_agent(agent, Timestamp::ZERO, None, after, 100).await?;
+    ///         let Some(last) = page.last() else { return Ok(out) };
+    ///         after = Some(SupersessionCursor::of(last));
+    ///         out.extend(page);
+    ///     }
+    /// }
+    /// # });
+    /// ```
     async fn by_agent(
         &self,
         agent: &AgentKey,
         from: Timestamp,
         to: Option<Timestamp>,
+        after: Option<SupersessionCursor>,
         limit: usize,
     ) -> Result<Vec<Supersession>>;
+
+    /// Every supersession (of every agent), ascending by target digest
+    /// bytes, strictly after the target `after`, at most `limit` (clamped
+    /// to [`MAX_PAGE`](crate::validate::MAX_PAGE)). Records are
+    /// append-only, so paging by the last target is exact while others
+    /// write: a record stored before the walk starts is returned exactly
+    /// once.
+    async fn list(&self, after: Option<Digest>, limit: usize) -> Result<Vec<Supersession>>;
 
     /// Follows replacements from `hash` to the newest assertion that is not
     /// superseded.

@@ -54,7 +54,7 @@ macro_rules! operations {
         /// assert_eq!(Operation::RunsAppendEvent.to_string(), "runs.append_event");
         /// assert_eq!(Operation::CasPut.store(), StoreKind::Cas);
         /// assert_eq!(Operation::CasPut.method(), "put");
-        /// assert_eq!(Operation::ALL.len(), 40);
+        /// assert_eq!(Operation::ALL.len(), 41);
         /// ```
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum Operation {
@@ -152,6 +152,7 @@ operations! {
     SupersessionsGet => Supersessions, "get", read;
     SupersessionsIsSuperseded => Supersessions, "is_superseded", read;
     SupersessionsByAgent => Supersessions, "by_agent", read;
+    SupersessionsList => Supersessions, "list", read;
     SupersessionsResolve => Supersessions, "resolve", read;
 }
 

@@ -318,10 +318,11 @@ async fn every_method_is_recorded_as_its_own_operation() {
     let agent = AgentKey::of(&key);
     let mine = s
         .supersessions
-        .by_agent(&agent, Timestamp::ZERO, None, 10)
+        .by_agent(&agent, Timestamp::ZERO, None, None, 10)
         .await
         .unwrap();
     assert_eq!(mine.len(), 1);
+    assert_eq!(s.supersessions.list(None, 10).await.unwrap(), mine);
     s.supersessions.resolve(&Digest::of(b"old")).await.unwrap();
 
     assert_eq!(

@@ -12,7 +12,7 @@
 //! * no key is ever parsed by searching for a separator: the only decoding
 //!   reads fields at fixed offsets.
 
-use stowage_core::{AgentKey, Digest, Error, Result, RunId, Supersession};
+use stowage_core::{AgentKey, Digest, Error, Result, RunId, Supersession, SupersessionCursor};
 
 /// Tag byte of a blob header key in [`Table::Blobs`](super::seam::Table::Blobs).
 const BLOB_HEADER: u8 = 0x00;
@@ -292,51 +292,47 @@ pub(crate) fn all_log_idempotency(id: &str) -> (Vec<u8>, Vec<u8>) {
 // ---- supersessions -------------------------------------------------------
 
 /// Width of a by-agent index key.
-const BY_AGENT_LEN: usize = 32 + 1 + 20 + 8 + 32;
+const BY_AGENT_LEN: usize = 32 + SupersessionCursor::LEN;
 
 /// A supersession: `target(32)`.
 pub(crate) fn supersession(target: &Digest) -> Vec<u8> {
     target.as_bytes().to_vec()
 }
 
-/// Index entry of a supersession by agent:
-/// `agent(32) has_hlc(1) hlc(8+4+8, zero when absent) timestamp(8) target(32)`,
-/// which sorts like [`Supersession::order_key`].
+/// Index entry of a supersession by agent: `agent(32)` then the record's
+/// [`SupersessionCursor::to_bytes`], so the entries of one agent sort like
+/// [`Supersession::order_key`].
 pub(crate) fn supersession_by_agent(s: &Supersession) -> Vec<u8> {
-    let mut out = Vec::with_capacity(BY_AGENT_LEN);
-    out.extend_from_slice(&s.agent.0);
-    match s.hlc {
-        None => out.extend_from_slice(&[0; 21]),
-        Some(h) => {
-            out.push(1);
-            out.extend_from_slice(&h.physical_ms.to_be_bytes());
-            out.extend_from_slice(&h.logical.to_be_bytes());
-            out.extend_from_slice(&h.node.to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&s.timestamp.as_millis().to_be_bytes());
-    out.extend_from_slice(s.target.as_bytes());
-    out
+    cat(&[&s.agent.0, &s.order_key().to_bytes()])
 }
 
-/// Range of every index entry of `agent`.
-pub(crate) fn by_agent_range(agent: &AgentKey) -> (Vec<u8>, Vec<u8>) {
-    (agent.0.to_vec(), cat(&[&agent.0, &[0xFF; BY_AGENT_LEN]]))
+/// Range of the index entries of `agent` strictly before `after` in
+/// `by_agent` order (all of them without a cursor); the end is exclusive.
+pub(crate) fn by_agent_range(
+    agent: &AgentKey,
+    after: Option<&SupersessionCursor>,
+) -> (Vec<u8>, Vec<u8>) {
+    let end = match after {
+        Some(c) => cat(&[&agent.0, &c.to_bytes()]),
+        None => cat(&[&agent.0, &[0xFF; BY_AGENT_LEN]]),
+    };
+    (agent.0.to_vec(), end)
 }
 
-/// The target at the end of a by-agent index key (fixed offsets).
+/// The position encoded after the agent in a by-agent index key (fixed
+/// offsets).
 ///
 /// # Errors
-/// `Corrupted` when the key has the wrong width.
-pub(crate) fn target_of_by_agent(key: &[u8]) -> Result<Digest> {
+/// `Corrupted` when the key has the wrong width or a malformed position.
+pub(crate) fn cursor_of_by_agent(key: &[u8]) -> Result<SupersessionCursor> {
     if key.len() != BY_AGENT_LEN {
         return Err(Error::corrupted(
             "a supersession index key has the wrong length",
         ));
     }
-    key.get(BY_AGENT_LEN - 32..)
+    key.get(32..)
         .ok_or_else(|| Error::corrupted("a supersession index key is too short"))
-        .and_then(Digest::from_slice)
+        .and_then(SupersessionCursor::from_bytes)
 }
 
 #[cfg(test)]
@@ -375,7 +371,7 @@ mod tests {
         assert!(digest_of_blob_header(&blob_chunk(&[0; 16], 0)).is_err());
         assert!(body_of_pending(&[1, 2]).is_err());
         assert!(run_id_suffix(&[0; 3]).is_err());
-        assert!(target_of_by_agent(&[0; 10]).is_err());
+        assert!(cursor_of_by_agent(&[0; 10]).is_err());
         assert!(decode_u64("x", &[0; 7]).is_err());
     }
 }

@@ -1,8 +1,11 @@
 //! `SupersessionStore` over the seam.
 //!
 //! Tables: `Supersessions` (target → record) and `SupersessionsByAgent`
-//! (fixed-width `(agent, hlc, timestamp, target)` → empty, sorting like
-//! `Supersession::order_key`). `put` holds one store-wide lock across the
+//! (`agent(32)` + the record's fixed-width `SupersessionCursor` bytes →
+//! empty, sorting like `Supersession::order_key`). `by_agent` scans an
+//! agent's entries in reverse below the cursor, filters the window on the
+//! key alone and loads only the records it returns; `list` scans
+//! `Supersessions` forward. `put` holds one store-wide lock across the
 //! append-only check, the replacement-chain walk and the atomic batch, so a
 //! cycle can never be committed by two racing puts.
 
@@ -10,7 +13,8 @@ use async_trait::async_trait;
 use stowage_core::encoding::encode_record;
 use stowage_core::validate::page_limit;
 use stowage_core::{
-    AgentKey, Digest, PutOutcome, Result, Supersession, SupersessionStore, Timestamp,
+    AgentKey, Digest, PutOutcome, Result, Supersession, SupersessionCursor, SupersessionStore,
+    Timestamp,
 };
 
 use super::keys;
@@ -56,9 +60,10 @@ impl Kv {
         agent: &AgentKey,
         from: Timestamp,
         to: Option<Timestamp>,
+        after: Option<SupersessionCursor>,
         limit: usize,
     ) -> Result<Vec<Supersession>> {
-        let (start, mut end) = keys::by_agent_range(agent);
+        let (start, mut end) = keys::by_agent_range(agent, after.as_ref());
         let mut out = Vec::new();
         while out.len() < limit {
             let page = self.engine.scan(
@@ -71,20 +76,19 @@ impl Kv {
             let exhausted = page.len() < SCAN_PAGE;
             for (key, _) in &page {
                 end.clone_from(key);
-                let target = keys::target_of_by_agent(key)?;
-                let Some(record) = self.load_supersession(&target)? else {
+                let position = keys::cursor_of_by_agent(key)?;
+                if !position.in_page(from, to, None) {
+                    continue;
+                }
+                let Some(record) = self.load_supersession(&position.target)? else {
                     return Err(stowage_core::Error::corrupted(format!(
                         "the by-agent index names supersession {}, which is missing",
-                        target.short()
+                        position.target.short()
                     )));
                 };
-                let in_range =
-                    record.timestamp >= from && to.is_none_or(|to| record.timestamp <= to);
-                if in_range {
-                    out.push(record);
-                    if out.len() == limit {
-                        break;
-                    }
+                out.push(record);
+                if out.len() == limit {
+                    break;
                 }
             }
             if exhausted {
@@ -92,6 +96,18 @@ impl Kv {
             }
         }
         Ok(out)
+    }
+
+    fn list_supersessions(&self, after: Option<Digest>, limit: usize) -> Result<Vec<Supersession>> {
+        let start = after.map_or_else(Vec::new, |d| keys::successor(&keys::supersession(&d)));
+        self.scan_records(
+            Table::Supersessions,
+            &start,
+            None,
+            Direction::Forward,
+            limit,
+            "supersession record",
+        )
     }
 }
 
@@ -122,6 +138,7 @@ impl SupersessionStore for KvStore {
         agent: &AgentKey,
         from: Timestamp,
         to: Option<Timestamp>,
+        after: Option<SupersessionCursor>,
         limit: usize,
     ) -> Result<Vec<Supersession>> {
         let limit = page_limit(limit);
@@ -129,7 +146,16 @@ impl SupersessionStore for KvStore {
             return Ok(Vec::new());
         }
         let agent = *agent;
-        self.blocking(move |kv| kv.by_agent_blocking(&agent, from, to, limit))
+        self.blocking(move |kv| kv.by_agent_blocking(&agent, from, to, after, limit))
+            .await
+    }
+
+    async fn list(&self, after: Option<Digest>, limit: usize) -> Result<Vec<Supersession>> {
+        let limit = page_limit(limit);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.blocking(move |kv| kv.list_supersessions(after, limit))
             .await
     }
 }

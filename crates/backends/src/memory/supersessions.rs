@@ -1,23 +1,26 @@
-//! Signed supersession records in memory, indexed by target and by agent.
+//! Signed supersession records in memory, ordered by target and indexed
+//! by agent in `by_agent` order.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
-use stowage_core::supersession::sort_newest_first;
 use stowage_core::validate::page_limit;
 use stowage_core::{
-    AgentKey, Digest, PutOutcome, Result, Supersession, SupersessionStore, Timestamp,
+    AgentKey, Digest, PutOutcome, Result, Supersession, SupersessionCursor, SupersessionStore,
+    Timestamp,
 };
 
 use super::State;
 
-/// The records and the per-agent index (agent → the targets it superseded).
+/// The records (ascending by target) and the per-agent index (agent → the
+/// positions of its records, in [`SupersessionCursor`] order).
 #[derive(Default, Clone)]
 struct Data {
-    by_target: HashMap<Digest, Supersession>,
-    by_agent: HashMap<AgentKey, Vec<Digest>>,
+    by_target: BTreeMap<Digest, Supersession>,
+    by_agent: HashMap<AgentKey, BTreeSet<SupersessionCursor>>,
 }
 
 /// All supersessions. `put`s are serialised by `writer` so that the
@@ -61,7 +64,7 @@ impl SupersessionStore for MemorySupersessions {
         data.by_agent
             .entry(record.agent)
             .or_default()
-            .push(record.target);
+            .insert(record.order_key());
         data.by_target.insert(record.target, record);
         Ok(PutOutcome::Stored)
     }
@@ -92,25 +95,36 @@ impl SupersessionStore for MemorySupersessions {
         agent: &AgentKey,
         from: Timestamp,
         to: Option<Timestamp>,
+        after: Option<SupersessionCursor>,
         limit: usize,
     ) -> Result<Vec<Supersession>> {
-        let to = to.unwrap_or(Timestamp::MAX);
-        let mut records: Vec<Supersession> = {
-            let data = self.0.supersessions.data.read();
-            data.by_agent
-                .get(agent)
-                .map(|targets| {
-                    targets
-                        .iter()
-                        .filter_map(|t| data.by_target.get(t))
-                        .filter(|s| from <= s.timestamp && s.timestamp <= to)
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default()
+        let limit = page_limit(limit);
+        let data = self.0.supersessions.data.read();
+        let Some(positions) = data.by_agent.get(agent) else {
+            return Ok(Vec::new());
         };
-        sort_newest_first(&mut records);
-        records.truncate(page_limit(limit));
-        Ok(records)
+        let upper = after.map_or(Bound::Unbounded, Bound::Excluded);
+        Ok(positions
+            .range((Bound::Unbounded, upper))
+            .rev()
+            .filter(|p| p.in_page(from, to, None))
+            .filter_map(|p| data.by_target.get(&p.target))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn list(&self, after: Option<Digest>, limit: usize) -> Result<Vec<Supersession>> {
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        Ok(self
+            .0
+            .supersessions
+            .data
+            .read()
+            .by_target
+            .range((lower, Bound::Unbounded))
+            .take(page_limit(limit))
+            .map(|(_, s)| s.clone())
+            .collect())
     }
 }

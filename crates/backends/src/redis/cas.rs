@@ -5,8 +5,14 @@
 //!
 //! Listing consistency across slots: put writes the blob then adds the
 //! digest; delete removes the blob, removes the digest, then re-adds it if
-//! a concurrent put stored the blob again. Every stored blob is listed;
-//! digests whose blob is gone are skipped.
+//! a concurrent put stored the blob again. Every blob whose put returned
+//! `Ok` is listed; digests whose blob is gone are skipped.
+//!
+//! Once the blob step ran, a put that fails later (the durability wait or
+//! the listing step, say because the server died in between) is
+//! `OutcomeUnknown`, never `Unavailable`: the blob may exist, unlisted.
+//! Putting the same bytes again repairs it — `SET NX` leaves the blob and
+//! the listing step runs again.
 
 use std::sync::Arc;
 
@@ -14,7 +20,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::future::try_join_all;
 use stowage_core::cas::too_large;
-use stowage_core::{validate, BlobStat, CasStore, Digest, Error, Result};
+use stowage_core::{validate, BlobStat, CasStore, Digest, Error, ErrorKind, Result};
 
 use super::conn::{bytes, int, Op};
 use super::index::scan_lex;
@@ -45,6 +51,23 @@ impl RedisCas {
     }
 }
 
+/// An error after the blob step: nothing about the put is certain any
+/// more, so `Unavailable` (which promises nothing was applied) becomes
+/// `OutcomeUnknown`.
+fn blob_stored_but(e: Error, what: &str) -> Error {
+    if e.kind() != ErrorKind::Unavailable {
+        return e;
+    }
+    Error::new(
+        ErrorKind::OutcomeUnknown,
+        format!(
+            "{what}: the blob was stored, but the server became unavailable before it \
+             was confirmed and listed; put the same bytes again to complete it"
+        ),
+    )
+    .with_source(e)
+}
+
 #[async_trait]
 impl CasStore for RedisCas {
     async fn put(&self, data: Bytes) -> Result<Digest> {
@@ -57,8 +80,11 @@ impl CasStore for RedisCas {
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.0.keys.blob(&d)).arg(value).arg("NX");
         self.0.conn.query(&cmd, Op::Write, &what).await?;
-        self.0.conn.wait_durable(&what).await?;
-        self.index(&d, &what).await?;
+        let listed = async {
+            self.0.conn.wait_durable(&what).await?;
+            self.index(&d, &what).await
+        };
+        listed.await.map_err(|e| blob_stored_but(e, &what))?;
         Ok(d)
     }
 

@@ -63,13 +63,52 @@ fn hex_of(d: &Digest) -> String {
 /// Builds an entry with `build(next_seq, prev_hash) -> (value, record, hash)`
 /// and appends it atomically. `mode` is `"run"` (status must be Running) or
 /// `"session"`.
+///
+/// # Errors
+/// Once any attempt ended with its reply lost (`OutcomeUnknown`: it may
+/// have been applied), the call can no longer promise that nothing was
+/// applied: a later attempt's `Unavailable` (say, "connection refused"
+/// while the server restarts) is reported as `OutcomeUnknown`, naming
+/// both. A later attempt that answers definitively (stored, the original
+/// of a duplicate key, not found…) decides the outcome as usual.
 pub(crate) async fn append<T>(
     sh: &Shared,
     k: &ChainKeys,
     mode: &str,
     idem: Option<&str>,
     what: &str,
+    build: impl FnMut(u64, Option<Digest>) -> Result<(T, Vec<u8>, Digest)>,
+) -> Result<Appended<T>> {
+    let mut unknown = false;
+    attempts(sh, k, mode, idem, what, build, &mut unknown)
+        .await
+        .map_err(|e| after_unknown(e, unknown, what))
+}
+
+/// The outcome of a call one of whose attempts may have been applied.
+fn after_unknown(e: Error, unknown: bool, what: &str) -> Error {
+    if !unknown || e.kind() != ErrorKind::Unavailable {
+        return e;
+    }
+    Error::new(
+        ErrorKind::OutcomeUnknown,
+        format!(
+            "{what}: an earlier attempt's reply was lost, so it may have been applied; \
+             the retry then found the server unavailable"
+        ),
+    )
+    .with_source(e)
+}
+
+/// The attempts of [`append`]; sets `unknown` when one ends without a reply.
+async fn attempts<T>(
+    sh: &Shared,
+    k: &ChainKeys,
+    mode: &str,
+    idem: Option<&str>,
+    what: &str,
     mut build: impl FnMut(u64, Option<Digest>) -> Result<(T, Vec<u8>, Digest)>,
+    unknown: &mut bool,
 ) -> Result<Appended<T>> {
     let idem_b = idem.unwrap_or("");
     let (mut head, mut confirmed) = match sh.cached_head(&k.meta) {
@@ -136,6 +175,7 @@ pub(crate) async fn append<T>(
             Ok(r) => r,
             Err(e) => {
                 sh.remember_head(&k.meta, None);
+                *unknown |= e.kind() == ErrorKind::OutcomeUnknown;
                 let transient =
                     matches!(e.kind(), ErrorKind::OutcomeUnknown | ErrorKind::Unavailable);
                 if transient && retries_left > 0 {

@@ -114,6 +114,11 @@ impl Keys {
     pub(crate) fn sup_replacements(&self) -> Vec<u8> {
         self.sup("replacements")
     }
+    /// Every superseded target (hex), lex-ordered: the order of
+    /// `SupersessionStore::list`. Written by the put script with the record.
+    pub(crate) fn sup_targets(&self) -> Vec<u8> {
+        self.sup("targets")
+    }
     /// One agent's records, ordered by a fixed-width binary order key.
     pub(crate) fn sup_by_agent(&self, agent: &AgentKey) -> Vec<u8> {
         self.sup(&format!("agent:{agent}"))

@@ -189,8 +189,9 @@ return out
 
 /// Stores a supersession with its agent index, if the target is still free
 /// and the chain's tail (the first hash that was not superseded when the
-/// cycle check ran) still is not. KEYS: records, replacements, agent index.
-/// ARGV: target, replacement (or ""), record, order key, tail (or "").
+/// cycle check ran) still is not. KEYS: records, replacements, agent index,
+/// targets index. ARGV: target, replacement (or ""), record, order key,
+/// tail (or "").
 const SUP_PUT: &str = r#"
 local existing = redis.call('HGET', KEYS[1], ARGV[1])
 if existing then return {'exists', existing} end
@@ -198,7 +199,14 @@ if ARGV[5] ~= '' and redis.call('HEXISTS', KEYS[2], ARGV[5]) == 1 then return {'
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[3], 0, ARGV[4])
+redis.call('ZADD', KEYS[4], 0, ARGV[1])
 return {'stored'}
+"#;
+
+/// The sizes of the targets index and the records hash, read atomically.
+/// KEYS: targets index, records.
+const SUP_COUNTS: &str = r#"
+return {redis.call('ZCARD', KEYS[1]), redis.call('HLEN', KEYS[2])}
 "#;
 
 /// Every script, hashed once per open store.
@@ -218,6 +226,7 @@ pub(crate) struct Scripts {
     pub(crate) history: Lua,
     pub(crate) sup_chain: Lua,
     pub(crate) sup_put: Lua,
+    pub(crate) sup_counts: Lua,
 }
 
 impl Scripts {
@@ -238,6 +247,7 @@ impl Scripts {
             history: Lua::new(HISTORY),
             sup_chain: Lua::new(SUP_CHAIN),
             sup_put: Lua::new(SUP_PUT),
+            sup_counts: Lua::new(SUP_COUNTS),
         }
     }
 }

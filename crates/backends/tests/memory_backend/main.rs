@@ -388,11 +388,14 @@ async fn supersessions_by_agent_newest_first_inclusive_and_limited() {
 
     let agent = AgentKey::of(&key);
     let (from, to) = (Timestamp::from_millis(20), Timestamp::from_millis(30));
-    let got = store.by_agent(&agent, from, Some(to), 2).await.unwrap();
+    let got = store
+        .by_agent(&agent, from, Some(to), None, 2)
+        .await
+        .unwrap();
     let stamps: Vec<u64> = got.iter().map(|s| s.timestamp.as_millis()).collect();
     assert_eq!(stamps, [30, 20]);
     let all = store
-        .by_agent(&agent, Timestamp::ZERO, None, 100)
+        .by_agent(&agent, Timestamp::ZERO, None, None, 100)
         .await
         .unwrap();
     let mut sorted = all.clone();

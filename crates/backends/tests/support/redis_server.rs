@@ -75,6 +75,18 @@ pub fn spawn(extra: &[&str], dir: Option<PathBuf>) -> Process {
     launch(port, &["--port", &port_s], extra, dir, ping)
 }
 
+/// Starts `redis-server` with `args` on `port` (e.g. to restart a server
+/// on the port its clients know).
+pub fn spawn_on(port: u16, extra: &[&str]) -> Process {
+    let port_s = port.to_string();
+    launch(port, &["--port", &port_s], extra, None, ping)
+}
+
+/// A free loopback port (for [`spawn_on`]).
+pub fn any_free_port() -> u16 {
+    free_port()
+}
+
 /// Starts `redis-server` listening on `port` as `port_args` say, and waits
 /// until `ready(port)`.
 fn launch(

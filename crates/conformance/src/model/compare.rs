@@ -199,7 +199,7 @@ async fn supersessions(s: &Stores, m: &Model) -> Check {
         let agent = AgentKey::of(&signer(n));
         let got: Vec<Digest> = call(
             s.supersessions
-                .by_agent(&agent, Timestamp::ZERO, None, MAX_PAGE)
+                .by_agent(&agent, Timestamp::ZERO, None, None, MAX_PAGE)
                 .await,
             "by_agent",
         )?

@@ -328,7 +328,7 @@ pub async fn racing_identical_puts(h: &dyn Harness) {
     );
     let by = ok(
         s.supersessions
-            .by_agent(&rec.agent, Timestamp::ZERO, None, 10)
+            .by_agent(&rec.agent, Timestamp::ZERO, None, None, 10)
             .await,
         "by_agent",
     );

@@ -24,7 +24,7 @@ pub async fn by_agent_newest_first(h: &dyn Harness) {
     let agent = AgentKey::of(&key);
     let got = ok(
         s.supersessions
-            .by_agent(&agent, Timestamp::ZERO, None, 100)
+            .by_agent(&agent, Timestamp::ZERO, None, None, 100)
             .await,
         "by_agent",
     );
@@ -48,7 +48,7 @@ pub async fn by_agent_newest_first(h: &dyn Harness) {
     );
     let top = ok(
         s.supersessions
-            .by_agent(&agent, Timestamp::ZERO, None, 3)
+            .by_agent(&agent, Timestamp::ZERO, None, None, 3)
             .await,
         "by_agent",
     );
@@ -60,7 +60,7 @@ pub async fn by_agent_newest_first(h: &dyn Harness) {
     assert!(
         ok(
             s.supersessions
-                .by_agent(&agent, Timestamp::ZERO, None, 0)
+                .by_agent(&agent, Timestamp::ZERO, None, None, 0)
                 .await,
             "by_agent"
         )
@@ -101,6 +101,7 @@ pub async fn by_agent_inclusive_range_and_isolation(h: &dyn Harness) {
                     &a0,
                     Timestamp::from_millis(from),
                     to.map(Timestamp::from_millis),
+                    None,
                     100,
                 )
                 .await
@@ -131,7 +132,7 @@ pub async fn by_agent_inclusive_range_and_isolation(h: &dyn Harness) {
     );
     let theirs = ok(
         s.supersessions
-            .by_agent(&AgentKey::of(&k1), Timestamp::ZERO, None, 100)
+            .by_agent(&AgentKey::of(&k1), Timestamp::ZERO, None, None, 100)
             .await,
         "by_agent",
     );
@@ -143,7 +144,7 @@ pub async fn by_agent_inclusive_range_and_isolation(h: &dyn Harness) {
     assert!(
         ok(
             s.supersessions
-                .by_agent(&stranger, Timestamp::ZERO, None, 100)
+                .by_agent(&stranger, Timestamp::ZERO, None, None, 100)
                 .await,
             "by_agent"
         )
@@ -180,7 +181,7 @@ pub async fn by_agent_hlc_ordering(h: &dyn Harness) {
     }
     let got = ok(
         s.supersessions
-            .by_agent(&AgentKey::of(&key), Timestamp::ZERO, None, 10)
+            .by_agent(&AgentKey::of(&key), Timestamp::ZERO, None, None, 10)
             .await,
         "by_agent",
     );
@@ -192,7 +193,7 @@ pub async fn by_agent_hlc_ordering(h: &dyn Harness) {
     );
     let top = ok(
         s.supersessions
-            .by_agent(&AgentKey::of(&key), Timestamp::ZERO, None, 2)
+            .by_agent(&AgentKey::of(&key), Timestamp::ZERO, None, None, 2)
             .await,
         "by_agent",
     );
@@ -304,7 +305,7 @@ pub async fn binary_targets_isolated(h: &dyn Harness) {
     }
     let all = ok(
         s.supersessions
-            .by_agent(&AgentKey::of(&key), Timestamp::ZERO, None, 100)
+            .by_agent(&AgentKey::of(&key), Timestamp::ZERO, None, None, 100)
             .await,
         "by_agent",
     );

@@ -13,7 +13,7 @@ use stowage_core::{
     AgentKey, Digest, Error, ErrorKind, LogEntry, NewEvent, NewLogEntry, PutOutcome,
     ReleaseMetadata, ReleaseRecord, ReleaseRegistry, Result, Run, RunEvent, RunFilter, RunId,
     RunLedger, RunMetadata, RunStatus, RunSummary, Session, SessionState, SessionStore, StoreEnv,
-    Stores, Supersession, SupersessionStore, Timestamp,
+    Stores, Supersession, SupersessionCursor, SupersessionStore, Timestamp,
 };
 
 /// The one bug a mutant store has.
@@ -29,6 +29,9 @@ pub(crate) enum Bug {
     AppendBeforeValidating,
     /// `by_agent` takes the `limit` oldest, then sorts them newest first.
     ByAgentLimitFirst,
+    /// `by_agent` pages by the cursor's timestamp alone (skips the rest of
+    /// a millisecond).
+    ByAgentCursorByTimestamp,
     /// `create_session` sanitises ids instead of rejecting them.
     SessionIdsNotValidated,
     /// `append_log` drops the idempotency key.
@@ -312,15 +315,27 @@ impl SupersessionStore for Supersessions {
         agent: &AgentKey,
         from: Timestamp,
         to: Option<Timestamp>,
+        after: Option<SupersessionCursor>,
         limit: usize,
     ) -> Result<Vec<Supersession>> {
-        if self.bug != Bug::ByAgentLimitFirst {
-            return self.inner.by_agent(agent, from, to, limit).await;
+        if self.bug == Bug::ByAgentCursorByTimestamp {
+            let to = match after {
+                Some(c) if c.timestamp == Timestamp::ZERO => return Ok(Vec::new()),
+                Some(c) => Some(Timestamp::from_millis(c.timestamp.as_millis() - 1)),
+                None => to,
+            };
+            return self.inner.by_agent(agent, from, to, None, limit).await;
         }
-        let mut all = self.inner.by_agent(agent, from, to, MAX_PAGE).await?;
+        if self.bug != Bug::ByAgentLimitFirst {
+            return self.inner.by_agent(agent, from, to, after, limit).await;
+        }
+        let mut all = self.inner.by_agent(agent, from, to, None, MAX_PAGE).await?;
         all.reverse();
         all.truncate(limit);
         sort_newest_first(&mut all);
         Ok(all)
+    }
+    async fn list(&self, after: Option<Digest>, limit: usize) -> Result<Vec<Supersession>> {
+        self.inner.list(after, limit).await
     }
 }

@@ -9,7 +9,7 @@ use stowage_core::{
     AgentKey, BlobReader, BlobStat, BlobStream, CasStore, ChainReport, Digest, LogEntry, NewEvent,
     NewLogEntry, PutOutcome, ReleaseMetadata, ReleaseRecord, ReleaseRegistry, Resolution, Result,
     Run, RunEvent, RunFilter, RunId, RunLedger, RunMetadata, RunStatus, RunSummary, Session,
-    SessionState, SessionStore, Supersession, SupersessionStore, Timestamp,
+    SessionState, SessionStore, Supersession, SupersessionCursor, SupersessionStore, Timestamp,
 };
 
 use super::Interposed;
@@ -374,16 +374,30 @@ impl SupersessionStore for Interposed {
         agent: &AgentKey,
         from: Timestamp,
         to: Option<Timestamp>,
+        after: Option<SupersessionCursor>,
         limit: usize,
     ) -> Result<Vec<Supersession>> {
         let agent_text = agent.to_string();
         let to_text = to.map_or_else(|| "none".to_owned(), |t| t.to_string());
+        let after_text = after.map_or_else(
+            || "none".to_owned(),
+            |c| format!("{}@{}", c.target.short(), c.timestamp),
+        );
         let args = format!(
-            "agent {}, from {from}, to {to_text}, limit {limit}",
+            "agent {}, from {from}, to {to_text}, after {after_text}, limit {limit}",
             agent_text.get(..12).unwrap_or(&agent_text)
         );
-        let call = self.inner.supersessions.by_agent(agent, from, to, limit);
+        let call = self
+            .inner
+            .supersessions
+            .by_agent(agent, from, to, after, limit);
         self.run(Op::SupersessionsByAgent, args, call).await
+    }
+
+    async fn list(&self, after: Option<Digest>, limit: usize) -> Result<Vec<Supersession>> {
+        let args = format!("after {}, limit {limit}", opt_digest(after.as_ref()));
+        let call = self.inner.supersessions.list(after, limit);
+        self.run(Op::SupersessionsList, args, call).await
     }
 
     async fn resolve(&self, hash: &Digest) -> Result<Resolution> {

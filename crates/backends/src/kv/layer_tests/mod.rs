@@ -412,6 +412,7 @@ async fn by_agent_is_newest_first_within_the_time_range() {
             &agent,
             Timestamp::from_millis(5),
             Some(Timestamp::from_millis(7)),
+            None,
             2,
         )
         .await
@@ -420,7 +421,7 @@ async fn by_agent_is_newest_first_within_the_time_range() {
     assert_eq!(stamps, vec![7, 5]);
     let all = stores
         .supersessions
-        .by_agent(&agent, Timestamp::ZERO, None, 100)
+        .by_agent(&agent, Timestamp::ZERO, None, None, 100)
         .await
         .unwrap();
     let mut expected = all.clone();
