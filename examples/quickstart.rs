@@ -160,7 +160,7 @@ async fn main() -> stowage::Result<()> {
     // This agent's records, newest first, one page at a time: the cursor is
     // the position of the last record seen, so paging stays exact while
     // the agent keeps writing.
-    let agent = stowage_core::AgentKey::of(&key);
+    let agent = stowage::AgentKey::of(&key);
     let mut after: Option<SupersessionCursor> = None;
     loop {
         let page = stores

@@ -315,13 +315,14 @@ async fn supersession_list(
         Some(agent) => {
             if page.after.is_some() {
                 return Err(Error::invalid_input(
-                    "--after is not supported with --agent: by_agent has no cursor yet",
+                    "--after is not supported with --agent (it shows the newest --limit \
+                     records); page through every record without --agent",
                 ));
             }
             let key: AgentKey = agent.parse()?;
             stores
                 .supersessions
-                .by_agent(&key, Timestamp::ZERO, None, page.limit)
+                .by_agent(&key, Timestamp::ZERO, None, None, page.limit)
                 .await?
         }
         None => supersessions::list_supersessions(stores, page.after_digest()?, page.limit).await?,

@@ -1,11 +1,5 @@
-//! The one place that enumerates supersessions.
-//!
-//! Today's `SupersessionStore` can list records only per agent
-//! (`by_agent`), so no backend can enumerate all of them. A
-//! `SupersessionStore::list(after, limit)` (ascending by target) is being
-//! added; once it lands, replace the body of [`list_supersessions`] with
-//! `stores.supersessions.list(after, limit).await` and every command —
-//! `inspect … supersessions`, `verify`, `stats`, `export`, `migrate` — uses it.
+//! The one place that enumerates supersessions: ascending by target,
+//! through `SupersessionStore::list`.
 
 use stowage_core::{Digest, Error, Result, Stores, Supersession};
 
@@ -13,23 +7,17 @@ use stowage_core::{Digest, Error, Result, Stores, Supersession};
 /// `after`, at most `limit`.
 ///
 /// # Errors
-/// `Unsupported` while the store trait has no way to enumerate
-/// supersessions (see the module docs).
+/// As `SupersessionStore::list`.
 pub async fn list_supersessions(
     stores: &Stores,
     after: Option<Digest>,
     limit: usize,
 ) -> Result<Vec<Supersession>> {
-    let _ = (after, limit);
-    Err(Error::unsupported(format!(
-        "the {} backend cannot enumerate supersessions yet (only per agent: use \
-         `inspect URL supersessions --agent KEY`); export and migrate need \
-         --skip-supersessions until SupersessionStore::list exists",
-        stores.capabilities.backend
-    )))
+    stores.supersessions.list(after, limit).await
 }
 
-/// Whether `err` is the "cannot enumerate" answer of [`list_supersessions`].
+/// Whether `err` says the store cannot enumerate supersessions (a
+/// third-party backend whose `list` is `Unsupported`).
 pub fn cannot_enumerate(err: &Error) -> bool {
     err.kind() == stowage_core::ErrorKind::Unsupported
 }

@@ -53,12 +53,7 @@ async fn memory_to_file_to_file_round_trips_exactly() {
     assert_eq!(fingerprint_of(&a).await, source_print);
 
     let second = dir.path().join("a.jsonl");
-    ok(&stowage(&[
-        "export",
-        &a,
-        second.to_str().unwrap(),
-        "--skip-supersessions",
-    ]));
+    ok(&stowage(&["export", &a, second.to_str().unwrap()]));
     assert_eq!(body(&first), body(&second), "memory → file is exact");
 
     let b = file_url(&dir.path().join("b"));
@@ -69,13 +64,7 @@ async fn memory_to_file_to_file_round_trips_exactly() {
         "--quiet",
     ]));
     let third = dir.path().join("b.jsonl");
-    ok(&stowage(&[
-        "export",
-        &b,
-        third.to_str().unwrap(),
-        "--skip-supersessions",
-        "-q",
-    ]));
+    ok(&stowage(&["export", &b, third.to_str().unwrap(), "-q"]));
     assert_eq!(body(&second), body(&third), "file → file is exact");
     assert_eq!(fingerprint_of(&b).await, source_print);
 
@@ -83,38 +72,32 @@ async fn memory_to_file_to_file_round_trips_exactly() {
     ok(&stowage(&["import", &b, third.to_str().unwrap()]));
     assert_eq!(fingerprint_of(&b).await, source_print);
     let fourth = dir.path().join("b2.jsonl");
-    ok(&stowage(&[
-        "export",
-        &b,
-        fourth.to_str().unwrap(),
-        "--skip-supersessions",
-    ]));
+    ok(&stowage(&["export", &b, fourth.to_str().unwrap()]));
     assert_eq!(body(&third), body(&fourth));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn export_without_listable_supersessions_refuses_unless_told() {
+async fn supersessions_are_exported_whenever_the_store_can_list_them() {
     let dir = tempfile::tempdir().unwrap();
     let url = file_url(&dir.path().join("s"));
     with_store(&url, async |s| populate(s).await).await;
     let file = dir.path().join("x.jsonl");
-    let err = fails(&stowage(&["export", &url, file.to_str().unwrap()]), 1);
-    assert!(
-        err.starts_with("error: unsupported: ") && err.contains("--skip-supersessions"),
-        "{err}"
-    );
+    ok(&stowage(&["export", &url, file.to_str().unwrap()]));
+    let exported = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(exported.matches("{\"type\":\"supersession\"").count(), 1);
     ok(&stowage(&[
         "export",
         &url,
         file.to_str().unwrap(),
         "--skip-supersessions",
     ]));
+    // The flag only skips what a store cannot list; every backend here can.
     let header = std::fs::read_to_string(&file).unwrap();
     assert!(header
         .lines()
         .next()
         .unwrap()
-        .contains("\"supersessions\":\"skipped\""));
+        .contains("\"supersessions\":\"included\""));
 }
 
 /// A tiny deterministic generator (no extra dependency): the cut points
@@ -147,12 +130,7 @@ async fn an_import_cut_anywhere_is_finished_by_running_it_again() {
     let src = file_url(&dir.path().join("src"));
     with_store(&src, async |s| populate(s).await).await;
     let full = dir.path().join("full.jsonl");
-    ok(&stowage(&[
-        "export",
-        &src,
-        full.to_str().unwrap(),
-        "--skip-supersessions",
-    ]));
+    ok(&stowage(&["export", &src, full.to_str().unwrap()]));
     let source_print = fingerprint_of(&src).await;
     let text = std::fs::read_to_string(&full).unwrap();
     let lines: Vec<&str> = text.lines().collect();
@@ -201,12 +179,7 @@ async fn a_target_that_contradicts_the_file_is_a_conflict_and_is_not_merged() {
     let src = file_url(&dir.path().join("src"));
     with_store(&src, async |s| populate(s).await).await;
     let full = dir.path().join("full.jsonl");
-    ok(&stowage(&[
-        "export",
-        &src,
-        full.to_str().unwrap(),
-        "--skip-supersessions",
-    ]));
+    ok(&stowage(&["export", &src, full.to_str().unwrap()]));
     let target = file_url(&dir.path().join("t"));
     with_store(&target, async |s| {
         s.sessions
@@ -253,12 +226,7 @@ async fn a_damaged_export_is_refused_naming_the_line_and_entity() {
     let src = file_url(&dir.path().join("src"));
     let p = with_store(&src, async |s| populate(s).await).await;
     let full = dir.path().join("full.jsonl");
-    ok(&stowage(&[
-        "export",
-        &src,
-        full.to_str().unwrap(),
-        "--skip-supersessions",
-    ]));
+    ok(&stowage(&["export", &src, full.to_str().unwrap()]));
     let text = std::fs::read_to_string(&full).unwrap();
     let lines: Vec<String> = text.lines().map(str::to_owned).collect();
     let run = p.completed_run.to_string();
@@ -332,14 +300,9 @@ async fn file_to_sled_to_memory_migrates_with_parity() {
     let src = file_url(&dir.path().join("src"));
     with_store(&src, async |s| populate(s).await).await;
     let sled = format!("sled://{}", dir.path().join("sled").display());
-    let out = ok(&stowage(&["migrate", &src, &sled, "--skip-supersessions"]));
-    assert!(out.contains("ok: all 11 entities match"), "{out}");
-    let out = ok(&stowage(&[
-        "migrate",
-        &sled,
-        "memory://",
-        "--skip-supersessions",
-    ]));
-    assert!(out.contains("ok: all 11 entities match"), "{out}");
+    let out = ok(&stowage(&["migrate", &src, &sled]));
+    assert!(out.contains("ok: all 12 entities match"), "{out}");
+    let out = ok(&stowage(&["migrate", &sled, "memory://"]));
+    assert!(out.contains("ok: all 12 entities match"), "{out}");
     assert_eq!(fingerprint_of(&sled).await, fingerprint_of(&src).await);
 }

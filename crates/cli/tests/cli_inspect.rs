@@ -115,9 +115,9 @@ async fn inspect_shows_every_store_as_tables_and_json() {
         by_agent.contains("Correction") && by_agent.contains("fixed a typo"),
         "{by_agent}"
     );
-    // Enumerating all supersessions is not possible with today's traits.
-    let err = fails(&stowage(&["inspect", &url, "supersessions"]), 1);
-    assert!(err.starts_with("error: unsupported: "), "{err}");
+    // Every supersession, ascending by target.
+    let all = ok(&stowage(&["inspect", &url, "supersessions"]));
+    assert_eq!(all, by_agent);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

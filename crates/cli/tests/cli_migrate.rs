@@ -23,16 +23,9 @@ async fn file_to_redis_to_file_keeps_parity() {
     let redis = fresh_url("migrate");
     let back = file_url(&dir.path().join("back"));
 
-    let there = ok(&stowage(&["migrate", &src, &redis, "--skip-supersessions"]));
-    assert!(there.contains("ok: all 11 entities match"), "{there}");
-    assert!(there.contains("supersessions: not compared"), "{there}");
-    let report = ok(&stowage(&[
-        "migrate",
-        &redis,
-        &back,
-        "--skip-supersessions",
-        "--json",
-    ]));
+    let there = ok(&stowage(&["migrate", &src, &redis]));
+    assert!(there.contains("ok: all 12 entities match"), "{there}");
+    let report = ok(&stowage(&["migrate", &redis, &back, "--json"]));
     let doc: serde_json::Value = serde_json::from_str(report.trim()).unwrap();
     assert_eq!(doc["differences"].as_array().unwrap().len(), 0, "{report}");
     assert_eq!(doc["counts"][2], serde_json::json!(["runs", 3, 3]));
@@ -50,12 +43,7 @@ async fn an_interrupted_migration_resumes_and_a_differing_target_fails_parity() 
     let src = file_url(&dir.path().join("src"));
     with_store(&src, async |s| populate(s).await).await;
     let full = dir.path().join("full.jsonl");
-    ok(&stowage(&[
-        "export",
-        &src,
-        full.to_str().unwrap(),
-        "--skip-supersessions",
-    ]));
+    ok(&stowage(&["export", &src, full.to_str().unwrap()]));
     let text = std::fs::read_to_string(&full).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let nanos = std::time::SystemTime::now()
@@ -70,9 +58,9 @@ async fn an_interrupted_migration_resumes_and_a_differing_target_fails_parity() 
     std::fs::write(&part, lines[..cut].join("\n")).unwrap();
     fails(&stowage(&["import", &redis, part.to_str().unwrap()]), 1);
     // Resuming is running the migration again.
-    let out = ok(&stowage(&["migrate", &src, &redis, "--skip-supersessions"]));
+    let out = ok(&stowage(&["migrate", &src, &redis]));
     assert!(
-        out.contains("ok: all 11 entities match"),
+        out.contains("ok: all 12 entities match"),
         "cut {cut}: {out}"
     );
     assert_eq!(fingerprint_of(&redis).await, fingerprint_of(&src).await);
@@ -85,7 +73,7 @@ async fn an_interrupted_migration_resumes_and_a_differing_target_fails_parity() 
             .unwrap();
     })
     .await;
-    let out = stowage(&["migrate", &src, &redis, "--skip-supersessions"]);
+    let out = stowage(&["migrate", &src, &redis]);
     fails(&out, 3);
     let extra = stowage_core::Digest::of(b"extra");
     let report = stdout(&out);
