@@ -119,14 +119,14 @@ impl MemoryBackend {
     /// One handle per store trait, all over this backend's state.
     pub fn stores(&self) -> Stores {
         let s = &self.state;
-        Stores {
-            cas: Arc::new(cas::MemoryCas(Arc::clone(s))),
-            runs: Arc::new(runs::MemoryRuns(Arc::clone(s))),
-            releases: Arc::new(releases::MemoryReleases(Arc::clone(s))),
-            sessions: Arc::new(sessions::MemorySessions(Arc::clone(s))),
-            supersessions: Arc::new(supersessions::MemorySupersessions(Arc::clone(s))),
-            capabilities: Self::capabilities(),
-        }
+        Stores::new(
+            Arc::new(cas::MemoryCas(Arc::clone(s))),
+            Arc::new(runs::MemoryRuns(Arc::clone(s))),
+            Arc::new(releases::MemoryReleases(Arc::clone(s))),
+            Arc::new(sessions::MemorySessions(Arc::clone(s))),
+            Arc::new(supersessions::MemorySupersessions(Arc::clone(s))),
+            Self::capabilities(),
+        )
     }
 
     /// What the memory backend can do: not durable, not shared, blobs up to

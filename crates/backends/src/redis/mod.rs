@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use stowage_core::{validate, Capabilities, Error, ErrorKind, Result, StoreEnv, Stores};
+use stowage_core::{validate, Capabilities, Close, Error, ErrorKind, Result, StoreEnv, Stores};
 use url::Url;
 
 use conn::{Conn, WaitMode};
@@ -90,6 +90,22 @@ struct Config {
     tls_ca: Option<String>,
 }
 
+/// Every query parameter of a Redis URL and what it accepts.
+const PARAMS: [(&str, &str); 9] = [
+    (
+        "prefix",
+        "an identifier (1-256 bytes, no control characters)",
+    ),
+    ("cluster", "true or false"),
+    ("response_timeout_ms", "a whole number of milliseconds"),
+    ("connect_timeout_ms", "a whole number of milliseconds"),
+    ("reconnect_retries", "a whole number"),
+    ("idempotent_retries", "a whole number up to 4294967295"),
+    ("wait", "none, aof or replicas:N"),
+    ("wait_timeout_ms", "a whole number of milliseconds"),
+    ("tls_ca", "the path of a PEM file (rediss:// only)"),
+];
+
 fn parse_config(url: &Url) -> Result<(Config, String)> {
     let mut cfg = Config {
         prefix: "stowage".to_owned(),
@@ -102,17 +118,35 @@ fn parse_config(url: &Url) -> Result<(Config, String)> {
         wait_timeout: Duration::from_secs(1),
         tls_ca: None,
     };
+    let shown = redacted(url);
     let bad = |k: &str, v: &str| {
-        Error::invalid_input(format!("redis URL parameter {k}={v:?} is not valid"))
+        let allowed = PARAMS
+            .iter()
+            .find(|(name, _)| *name == k)
+            .map_or("", |(_, allowed)| *allowed);
+        Error::invalid_input(format!(
+            "store URL {shown:?}: parameter {k}={v:?} is not valid; allowed values: {allowed}"
+        ))
     };
     let num = |k: &str, v: &str| v.parse::<u64>().map_err(|_| bad(k, v));
     for (k, v) in url.query_pairs() {
         match k.as_ref() {
             "prefix" => {
-                validate::identifier("redis key prefix", &v)?;
+                validate::identifier("redis key prefix", &v).map_err(|e| {
+                    Error::invalid_input(format!(
+                        "store URL {shown:?}: parameter prefix={v:?} is not valid: {}",
+                        e.message()
+                    ))
+                })?;
                 cfg.prefix = v.into_owned();
             }
-            "cluster" => cfg.cluster = matches!(v.as_ref(), "true" | "1" | "yes"),
+            "cluster" => {
+                cfg.cluster = match v.as_ref() {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" => false,
+                    _ => return Err(bad(&k, &v)),
+                }
+            }
             "response_timeout_ms" => cfg.response_timeout = Duration::from_millis(num(&k, &v)?),
             "connect_timeout_ms" => cfg.connect_timeout = Duration::from_millis(num(&k, &v)?),
             "reconnect_retries" => {
@@ -139,21 +173,26 @@ fn parse_config(url: &Url) -> Result<(Config, String)> {
                 }
             }
             other => {
+                let known: Vec<String> = PARAMS
+                    .iter()
+                    .map(|(name, allowed)| format!("{name} ({allowed})"))
+                    .collect();
                 return Err(Error::invalid_input(format!(
-                    "unknown redis URL parameter {other:?}"
-                )))
+                    "store URL {shown:?}: unknown redis URL parameter {other:?}; known parameters: {}",
+                    known.join(", ")
+                )));
             }
         }
     }
     if cfg.tls_ca.is_some() && url.scheme() != "rediss" {
-        return Err(Error::invalid_input(
-            "redis URL parameter tls_ca is only valid with rediss:// (TLS)",
-        ));
+        return Err(Error::invalid_input(format!(
+            "store URL {shown:?}: parameter tls_ca is only valid with rediss:// (TLS)"
+        )));
     }
     if cfg.cluster && cfg.wait != WaitMode::None {
-        return Err(Error::unsupported(
-            "the wait= durability mode is not supported with cluster=true",
-        ));
+        return Err(Error::unsupported(format!(
+            "store URL {shown:?}: the wait= durability mode is not supported with cluster=true"
+        )));
     }
     let mut server = url.clone();
     server.set_query(None);
@@ -181,7 +220,11 @@ pub(crate) async fn open_url(url: &Url, env: StoreEnv) -> Result<Stores> {
         conn::use_ring_provider();
     }
     let certs = match &cfg.tls_ca {
-        Some(path) => Some(conn::private_ca(path).await?),
+        Some(path) => Some(
+            conn::private_ca(path)
+                .await
+                .map_err(|e| e.context(format_args!("store URL {shown:?}")))?,
+        ),
         None => None,
     };
     let failed = |e| open_failed(e, &shown, tls);
@@ -233,20 +276,34 @@ pub(crate) async fn open_url(url: &Url, env: StoreEnv) -> Result<Stores> {
         idempotent_retries: cfg.idempotent_retries,
         heads: Mutex::new(HashMap::new()),
     });
-    Ok(Stores {
-        cas: Arc::new(cas::RedisCas(shared.clone())),
-        runs: Arc::new(runs::RedisRuns(shared.clone())),
-        releases: Arc::new(releases::RedisReleases(shared.clone())),
-        sessions: Arc::new(sessions::RedisSessions(shared.clone())),
-        supersessions: Arc::new(supersessions::RedisSupersessions(shared)),
-        capabilities: Capabilities {
+    let closer = Arc::new(CloseConn(shared.conn.clone()));
+    let stores = Stores::new(
+        Arc::new(cas::RedisCas(shared.clone())),
+        Arc::new(runs::RedisRuns(shared.clone())),
+        Arc::new(releases::RedisReleases(shared.clone())),
+        Arc::new(sessions::RedisSessions(shared.clone())),
+        Arc::new(supersessions::RedisSupersessions(shared)),
+        Capabilities {
             backend: "redis",
             durable: true,
             shared: true,
             max_blob_size: MAX_BLOB,
             streaming: false,
         },
-    })
+    );
+    Ok(stores.with_closer(closer))
+}
+
+/// Drops the connections on [`Stores::close`]: every write was
+/// acknowledged by the server already, so there is nothing to flush.
+struct CloseConn(Conn);
+
+#[async_trait::async_trait]
+impl Close for CloseConn {
+    async fn close(&self) -> Result<()> {
+        self.0.close();
+        Ok(())
+    }
 }
 
 /// The URL without its password, for messages.
