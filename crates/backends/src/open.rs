@@ -3,6 +3,8 @@
 use stowage_core::{Error, Result, StoreEnv, Stores};
 use url::Url;
 
+use crate::options::StoreOptions;
+
 /// Opens the backend named by `url` with the system clock and random ids.
 ///
 /// # Errors
@@ -18,19 +20,34 @@ pub async fn open(url: &str) -> Result<Stores> {
 /// # Errors
 /// As [`open`].
 pub async fn open_with(url: &str, env: StoreEnv) -> Result<Stores> {
+    parse_options(url)?.open_with(env).await
+}
+
+/// Parses `url` into the typed options of its backend (see
+/// [`StoreOptions::parse`]).
+pub(crate) fn parse_options(url: &str) -> Result<StoreOptions> {
     let parsed = parse_url(url)?;
-    let _ = &env;
+    let _ = &parsed;
     match parsed.scheme() {
         #[cfg(feature = "memory")]
-        "memory" => crate::memory::open_url(&parsed, env).await,
+        "memory" => crate::memory::check_url(&parsed).map(|()| StoreOptions::Memory),
         #[cfg(feature = "file")]
-        "file" => crate::kv::file::open_url(&parsed, env).await,
+        "file" => {
+            let (dir, engine, max_blob_size) = crate::kv::file::url_options::parse(&parsed)?;
+            Ok(StoreOptions::File(crate::options::FileOptions::from_parts(
+                dir,
+                engine,
+                max_blob_size,
+            )))
+        }
         #[cfg(feature = "rocksdb")]
-        "rocksdb" => crate::kv::rocksdb::open_url(&parsed, env).await,
+        "rocksdb" => crate::kv::options::KvUrl::parse(&parsed)
+            .map(|p| StoreOptions::RocksDb(crate::options::RocksDbOptions::from_parsed(p))),
         #[cfg(feature = "sled")]
-        "sled" => crate::kv::sled::open_url(&parsed, env).await,
+        "sled" => crate::kv::options::KvUrl::parse(&parsed)
+            .map(|p| StoreOptions::Sled(crate::options::SledOptions::from_parsed(p))),
         #[cfg(feature = "redis")]
-        "redis" | "rediss" => crate::redis::open_url(&parsed, env).await,
+        "redis" | "rediss" => crate::redis::config::parse(&parsed).map(StoreOptions::Redis),
         scheme => Err(not_compiled_in(url, scheme)),
     }
 }

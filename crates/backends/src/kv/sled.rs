@@ -26,9 +26,11 @@ pub(crate) struct SledKv {
     trees: Vec<sled::Tree>,
 }
 
-/// Opens `sled:///abs/dir` (only `durability=sync`: see the module docs).
-pub(crate) async fn open_url(url: &url::Url, env: StoreEnv) -> Result<Stores> {
-    let parsed = KvUrl::parse(url)?;
+/// Opens the store `parsed` describes (from a URL or typed options).
+///
+/// # Errors
+/// As [`open`].
+pub(crate) async fn open_parsed(parsed: KvUrl, env: StoreEnv) -> Result<Stores> {
     let capabilities = capabilities(&parsed);
     let engine = open(&parsed).await?;
     super::kv_stores(engine, env, capabilities)

@@ -21,15 +21,7 @@ pub(crate) enum Op {
 }
 
 /// An opt-in durability wait issued after every acknowledged mutation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum WaitMode {
-    /// Acknowledge as soon as the primary ran the script.
-    None,
-    /// `WAITAOF 1 0 <timeout>`: the primary fsynced its AOF (Redis ≥ 7.2).
-    Aof,
-    /// `WAIT <n> <timeout>`: `n` replicas received the write.
-    Replicas(u32),
-}
+pub(crate) use super::config::RedisWait as WaitMode;
 
 /// Makes rustls's ring provider the process default for `rediss://`,
 /// unless the application installed one already (then that one is used).

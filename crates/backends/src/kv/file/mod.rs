@@ -32,7 +32,7 @@ mod index;
 mod maintain;
 mod record;
 mod recovery;
-mod url_options;
+pub(crate) mod url_options;
 mod vfs;
 mod wal;
 
@@ -374,14 +374,16 @@ impl OrderedKv for FileKv {
     }
 }
 
-/// Opens `file:///abs/dir` (or `file:rel/dir`) with options from the query
-/// (`durability=sync|buffered`, `segment_size`, `max_record_size`,
-/// `checkpoint_interval`, `max_blob_size`, `salvage=true`).
+/// Opens the store in `dir` (absolute) with the engine options `opts`.
 ///
 /// # Errors
-/// `InvalidInput` for a bad URL or option; as [`FileKv::open`].
-pub(crate) async fn open_url(url: &url::Url, env: StoreEnv) -> Result<Stores> {
-    let (dir, opts, max_blob_size) = url_options::parse(url)?;
+/// As [`FileKv::open`].
+pub(crate) async fn open_parts(
+    dir: PathBuf,
+    opts: FileOptions,
+    max_blob_size: u64,
+    env: StoreEnv,
+) -> Result<Stores> {
     let engine = tokio::task::spawn_blocking(move || FileKv::open(&dir, opts))
         .await
         .map_err(|e| Error::internal(format!("opening the file store failed: {e}")))??;
