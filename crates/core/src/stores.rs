@@ -154,11 +154,13 @@ impl Stores {
     /// - memory: nothing to do.
     ///
     /// Once it returns, the same store may be opened again at once, in this
-    /// process or another. Calls through handles kept from these stores
-    /// (clones of this bundle or of its `Arc`s) then fail with
+    /// process or another. On every backend but memory, calls through
+    /// handles kept from these stores (clones of this bundle or of its
+    /// `Arc`s) then fail with
     /// [`ErrorKind::Conflict`](crate::ErrorKind::Conflict) saying the store
     /// was closed; calls still running when `close` starts finish first.
-    /// Closing a clone closes the backend for every clone.
+    /// Closing a clone closes the backend for every clone; closing again
+    /// is `Ok(())`. A memory store stays usable through kept handles.
     ///
     /// Without `close`, dropping the last handle releases the backend too,
     /// but only best effort and synchronously inside `Drop`: the file
