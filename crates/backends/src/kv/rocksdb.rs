@@ -213,4 +213,11 @@ impl OrderedKv for RocksKv {
         opts.set_sync(self.sync);
         self.db.write_opt(wb, &opts).map_err(map_err)
     }
+
+    fn close(&self) -> Result<()> {
+        // Under `durability=buffered` the WAL is not synced yet.
+        self.db
+            .flush_wal(true)
+            .map_err(|e| map_err(e).context("syncing the RocksDB WAL on close"))
+    }
 }
