@@ -35,8 +35,8 @@
 use std::path::{Path, PathBuf};
 
 #[cfg(feature = "_kv")]
-use stowage_core::Durability;
-use stowage_core::{Error, Result, StoreEnv, Stores};
+use stowage_core::{Durability, Error};
+use stowage_core::{Result, StoreEnv, Stores};
 
 #[cfg(feature = "redis")]
 pub use crate::redis::{RedisOptions, RedisWait};
