@@ -1,9 +1,6 @@
 //! Every backend opens from a typed options struct as well as from a URL,
-//! and the URL parses into that struct.
-
-#[cfg(feature = "redis")]
-#[path = "support/redis_server.rs"]
-mod redis_server;
+//! and the URL parses into that struct. Redis: `redis_options.rs` (it
+//! starts a server, which must not run beside close-and-reopen tests).
 
 use bytes::Bytes;
 use stowage_backends::options::StoreOptions;
@@ -112,66 +109,5 @@ async fn rocksdb_options_equal_their_url_and_open_the_same_store() {
     let d = stores.cas.put(Bytes::from_static(b"typed")).await.unwrap();
     stores.close().await.unwrap();
     let stores = stowage_backends::open(&url).await.unwrap();
-    assert_eq!(&stores.cas.get(&d).await.unwrap()[..], b"typed");
-}
-
-#[cfg(feature = "redis")]
-#[test]
-fn redis_options_equal_their_url_and_hide_the_password() {
-    use std::time::Duration;
-    use stowage_backends::options::{RedisOptions, RedisWait};
-    let mut typed = RedisOptions::new("redis://:hunter2@127.0.0.1:1/3");
-    typed.prefix = "app".into();
-    typed.wait = RedisWait::Replicas(2);
-    typed.response_timeout = Duration::from_millis(500);
-    let url = "redis://:hunter2@127.0.0.1:1/3?prefix=app&wait=replicas:2&response_timeout_ms=500";
-    assert_eq!(RedisOptions::from_url(url).unwrap(), typed);
-    assert_eq!(
-        StoreOptions::parse(url).unwrap(),
-        StoreOptions::Redis(typed.clone())
-    );
-    let shown = format!("{typed:?}");
-    assert!(
-        !shown.contains("hunter2") && shown.contains("***"),
-        "{shown}"
-    );
-    let err = RedisOptions::from_url("file:///x").unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidInput);
-}
-
-#[cfg(feature = "redis")]
-#[tokio::test]
-async fn redis_options_are_checked_before_connecting() {
-    use stowage_backends::options::{RedisOptions, RedisWait};
-    let mut bad_prefix = RedisOptions::new("redis://127.0.0.1:1/0");
-    bad_prefix.prefix = String::new();
-    let err = bad_prefix.open().await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
-    assert!(err.message().contains("prefix"), "{err}");
-    let mut tls_ca = RedisOptions::new("redis://127.0.0.1:1/0");
-    tls_ca.tls_ca = Some("/ca.pem".into());
-    let err = tls_ca.open().await.unwrap_err();
-    assert!(err.message().contains("rediss://"), "{err}");
-    let mut cluster_wait = RedisOptions::new("redis://127.0.0.1:1/0");
-    cluster_wait.cluster = true;
-    cluster_wait.wait = RedisWait::Aof;
-    let err = cluster_wait.open().await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
-    let err = RedisOptions::new("redis://h:1/0?prefix=x")
-        .open()
-        .await
-        .unwrap_err();
-    assert!(err.message().contains("without a query"), "{err}");
-}
-
-#[cfg(feature = "redis")]
-#[tokio::test]
-async fn redis_opens_from_typed_options() {
-    use stowage_backends::options::RedisOptions;
-    let typed = RedisOptions::from_url(&redis_server::fresh_url("typed")).unwrap();
-    let stores = typed.clone().open().await.unwrap();
-    let d = stores.cas.put(Bytes::from_static(b"typed")).await.unwrap();
-    stores.close().await.unwrap();
-    let stores = typed.open().await.unwrap();
     assert_eq!(&stores.cas.get(&d).await.unwrap()[..], b"typed");
 }

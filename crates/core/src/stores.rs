@@ -154,7 +154,10 @@ impl Stores {
     /// - memory: nothing to do.
     ///
     /// Once it returns, the same store may be opened again at once, in this
-    /// process or another. On every backend but memory, calls through
+    /// process or another. (Embedded backends lock with `flock`: a child
+    /// process being spawned by another thread at that moment inherits the
+    /// lock file's descriptor until it execs, so a reopen racing a spawn
+    /// can see `Unavailable` for that instant.) On every backend but memory, calls through
     /// handles kept from these stores (clones of this bundle or of its
     /// `Arc`s) then fail with
     /// [`ErrorKind::Conflict`](crate::ErrorKind::Conflict) saying the store
