@@ -187,6 +187,9 @@ async fn main() -> stowage::Result<()> {
             hash.short()
         );
     }
+    // Flush and release the store (its lock file) now, reporting errors,
+    // rather than in `Drop`.
+    stores.close().await?;
     println!("\ndone.");
     Ok(())
 }

@@ -267,8 +267,7 @@ fn fill_both(dir: &Path, events: usize) -> (PathBuf, SqliteLedger) {
         rt.block_on(stores.runs.append_event(runs[i % runs.len()], event))
             .expect("append");
     }
-    drop(stores); // writes the checkpoint, as a closed store would have
-    drop(rt);
+    rt.block_on(stores.close()).expect("close");
     let ledger = sqlite_ledger(&dir.join("peer.sqlite"));
     for run in 0..100u64 {
         ledger.fill(run, events / 100, event_payload);

@@ -23,6 +23,11 @@
 //! before fsync: survives `kill -9`, not power loss) and
 //! `?max_blob_size=BYTES`.
 //!
+//! Every backend also opens from a typed options struct, into which its
+//! URL parses ([`options`]: [`StoreOptions::parse`], `FileOptions::open`,
+//! …); unknown options and bad values are errors naming the URL, the
+//! option and what it accepts.
+//!
 //! A URL whose backend was not compiled in fails with
 //! [`ErrorKind::Unsupported`](stowage_core::ErrorKind::Unsupported) naming
 //! the feature to enable.
@@ -40,7 +45,9 @@ mod kv;
 #[cfg(feature = "memory")]
 pub mod memory;
 mod open;
+pub mod options;
 #[cfg(feature = "redis")]
 mod redis;
 
 pub use open::{open, open_with};
+pub use options::StoreOptions;

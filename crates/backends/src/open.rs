@@ -3,6 +3,8 @@
 use stowage_core::{Error, Result, StoreEnv, Stores};
 use url::Url;
 
+use crate::options::StoreOptions;
+
 /// Opens the backend named by `url` with the system clock and random ids.
 ///
 /// # Errors
@@ -18,21 +20,92 @@ pub async fn open(url: &str) -> Result<Stores> {
 /// # Errors
 /// As [`open`].
 pub async fn open_with(url: &str, env: StoreEnv) -> Result<Stores> {
+    parse_options(url)?.open_with(env).await
+}
+
+/// Parses `url` into the typed options of its backend (see
+/// [`StoreOptions::parse`]).
+pub(crate) fn parse_options(url: &str) -> Result<StoreOptions> {
     let parsed = parse_url(url)?;
-    let _ = &env;
+    let _ = &parsed;
     match parsed.scheme() {
         #[cfg(feature = "memory")]
-        "memory" => crate::memory::open_url(&parsed, env).await,
+        "memory" => crate::memory::check_url(&parsed).map(|()| StoreOptions::Memory),
         #[cfg(feature = "file")]
-        "file" => crate::kv::file::open_url(&parsed, env).await,
+        "file" => {
+            let (dir, engine, max_blob_size) = crate::kv::file::url_options::parse(&parsed)?;
+            Ok(StoreOptions::File(crate::options::FileOptions::from_parts(
+                dir,
+                engine,
+                max_blob_size,
+            )))
+        }
         #[cfg(feature = "rocksdb")]
-        "rocksdb" => crate::kv::rocksdb::open_url(&parsed, env).await,
+        "rocksdb" => crate::kv::options::KvUrl::parse(&parsed)
+            .map(|p| StoreOptions::RocksDb(crate::options::RocksDbOptions::from_parsed(p))),
         #[cfg(feature = "sled")]
-        "sled" => crate::kv::sled::open_url(&parsed, env).await,
+        "sled" => crate::kv::options::KvUrl::parse(&parsed)
+            .map(|p| StoreOptions::Sled(crate::options::SledOptions::from_parsed(p))),
         #[cfg(feature = "redis")]
-        "redis" | "rediss" => crate::redis::open_url(&parsed, env).await,
-        scheme => Err(not_compiled_in(scheme)),
+        "redis" | "rediss" => crate::redis::config::parse(&parsed).map(StoreOptions::Redis),
+        scheme => Err(not_compiled_in(url, scheme)),
     }
+}
+
+/// Every scheme stowage knows, with the feature that provides it and the
+/// shape of its URLs (for error messages).
+const SCHEMES: [(&str, &str, bool, &str); 6] = [
+    ("memory", "memory", cfg!(feature = "memory"), "memory://"),
+    (
+        "file",
+        "file",
+        cfg!(feature = "file"),
+        "file:///abs/dir or file:rel/dir",
+    ),
+    (
+        "rocksdb",
+        "rocksdb",
+        cfg!(feature = "rocksdb"),
+        "rocksdb:///abs/dir",
+    ),
+    ("sled", "sled", cfg!(feature = "sled"), "sled:///abs/dir"),
+    (
+        "redis",
+        "redis",
+        cfg!(feature = "redis"),
+        "redis://host:6379/0?prefix=NAME",
+    ),
+    (
+        "rediss",
+        "redis",
+        cfg!(feature = "redis"),
+        "rediss://host:6379/0",
+    ),
+];
+
+/// "a store URL looks like …; compiled in: …", the tail of every message
+/// about a URL that names no usable backend.
+fn what_urls_look_like() -> String {
+    let shapes: Vec<&str> = SCHEMES
+        .iter()
+        .filter(|(_, _, on, _)| *on)
+        .map(|(_, _, _, shape)| *shape)
+        .collect();
+    let compiled: Vec<&str> = SCHEMES
+        .iter()
+        .filter(|(_, _, on, _)| *on)
+        .map(|(scheme, ..)| *scheme)
+        .collect();
+    if compiled.is_empty() {
+        return "no backend is compiled in; enable a feature of stowage-backends \
+                (memory, file, rocksdb, sled, redis)"
+            .to_owned();
+    }
+    format!(
+        "a store URL looks like {} (schemes compiled in: {})",
+        shapes.join(", "),
+        compiled.join(", ")
+    )
 }
 
 /// Parses a store URL. `file:rel/dir` (no `//`) is a directory relative to
@@ -46,7 +119,7 @@ fn parse_url(url: &str) -> Result<Url> {
         .strip_prefix("file:")
         .filter(|rest| !rest.starts_with('/'))
     else {
-        return Url::parse(url).map_err(|e| malformed(&e));
+        return Url::parse(url).map_err(|e| no_scheme(url).unwrap_or_else(|| malformed(&e)));
     };
     let (path, query) = relative
         .split_once('?')
@@ -62,22 +135,44 @@ fn parse_url(url: &str) -> Result<Url> {
     Ok(parsed)
 }
 
-fn not_compiled_in(scheme: &str) -> Error {
-    let feature = match scheme {
-        "memory" => "memory",
-        "file" => "file",
-        "rocksdb" => "rocksdb",
-        "sled" => "sled",
-        "redis" | "rediss" => "redis",
-        other => {
-            return Error::invalid_input(format!(
-                "unknown store URL scheme {other:?}; expected memory, file, rocksdb, sled, redis or rediss"
-            ))
-        }
+/// The error for a URL without a scheme (`""`, `"memory"`, `"not a url"`),
+/// or `None` when `url` has one (then the parser's own reason is shown).
+fn no_scheme(url: &str) -> Option<Error> {
+    let has_scheme = url
+        .split_once(':')
+        .is_some_and(|(scheme, _)| Url::parse(&format!("{scheme}:x")).is_ok());
+    if has_scheme {
+        return None;
+    }
+    let hint = SCHEMES
+        .iter()
+        .find(|(scheme, ..)| url.trim().eq_ignore_ascii_case(scheme))
+        .map(|(scheme, ..)| format!("; did you mean {scheme}://?"))
+        .unwrap_or_default();
+    let what = if url.trim().is_empty() {
+        "is empty"
+    } else {
+        "has no scheme"
     };
-    Error::unsupported(format!(
-        "the {scheme}:// backend is not compiled in; enable the `{feature}` feature of stowage-backends"
-    ))
+    Some(Error::invalid_input(format!(
+        "store URL {url:?} {what}{hint}; {}",
+        what_urls_look_like()
+    )))
+}
+
+/// The error for a URL whose scheme names no backend of this build.
+fn not_compiled_in(url: &str, scheme: &str) -> Error {
+    match SCHEMES.iter().find(|(known, ..)| *known == scheme) {
+        Some((_, feature, ..)) => Error::unsupported(format!(
+            "store URL {url:?}: the {scheme}:// backend is not compiled in; enable the \
+             `{feature}` feature of stowage-backends; {}",
+            what_urls_look_like()
+        )),
+        None => Error::invalid_input(format!(
+            "store URL {url:?}: unknown scheme {scheme:?}; {}",
+            what_urls_look_like()
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -116,8 +211,9 @@ mod tests {
 
     #[test]
     fn missing_features_are_named() {
-        let err = not_compiled_in("rediss");
+        let err = not_compiled_in("rediss://h", "rediss");
         assert_eq!(err.kind(), ErrorKind::Unsupported);
         assert!(err.message().contains("`redis` feature"), "{err}");
+        assert!(err.message().contains("\"rediss://h\""), "{err}");
     }
 }

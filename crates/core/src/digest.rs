@@ -109,8 +109,11 @@ impl fmt::Display for Digest {
 }
 
 impl fmt::Debug for Digest {
+    /// `Digest(<64 hex characters>)`: the whole value, so failing test
+    /// output can be matched against stored data ([`Digest::short`] is the
+    /// 12-character form for logs).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Digest({})", self.short())
+        write!(f, "Digest({})", self.hex().as_str())
     }
 }
 
@@ -174,6 +177,15 @@ mod tests {
         w.update(b"hel");
         w.update(b"lo");
         assert_eq!(w.finish(), Digest::of(b"hello"));
+    }
+
+    #[test]
+    fn debug_shows_the_whole_digest_and_short_stays_short() {
+        let d = Digest::of(b"");
+        let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_eq!(format!("{d:?}"), format!("Digest({hex})"));
+        assert_eq!(format!("{:?}", Some(d)), format!("Some(Digest({hex}))"));
+        assert_eq!(d.short(), &hex[..12]);
     }
 
     #[test]

@@ -164,13 +164,45 @@ impl Error {
 }
 
 impl fmt::Debug for Error {
+    /// Reads like [`Display`](fmt::Display), one cause per line, as
+    /// `anyhow` prints errors, so `fn main() -> Result<(), Error>` and
+    /// `unwrap()` show something a person can act on:
+    ///
+    /// ```text
+    /// opening file:///srv/store (unavailable)
+    ///
+    /// Caused by:
+    ///     0: writing segment 3 (internal)
+    ///     1: disk on fire
+    /// ```
+    ///
+    /// `{:#?}` gives the field-by-field form instead.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("Error");
-        d.field("kind", &self.kind).field("message", &self.message);
-        if let Some(source) = &self.source {
-            d.field("source", source);
+        if f.alternate() {
+            let mut d = f.debug_struct("Error");
+            d.field("kind", &self.kind).field("message", &self.message);
+            if let Some(source) = &self.source {
+                d.field("source", source);
+            }
+            return d.finish();
         }
-        d.finish()
+        write!(f, "{} ({})", self.message, self.kind)?;
+        let mut cause = StdError::source(self);
+        if cause.is_some() {
+            f.write_str("\n\nCaused by:")?;
+        }
+        let mut depth = 0;
+        while let Some(err) = cause {
+            // A stowage error's Display repeats its own source: show only
+            // its message here, the source comes on the next line.
+            match err.downcast_ref::<Error>() {
+                Some(e) => write!(f, "\n    {depth}: {} ({})", e.message, e.kind)?,
+                None => write!(f, "\n    {depth}: {err}")?,
+            }
+            cause = err.source();
+            depth += 1;
+        }
+        Ok(())
     }
 }
 
@@ -224,6 +256,32 @@ mod tests {
             "writing segment 3 (internal): disk on fire"
         );
         assert!(err.source().is_some());
+    }
+
+    /// What `fn main() -> Result<(), Error>` prints: the kind, the
+    /// message and every cause, one per line, as `anyhow` does.
+    #[test]
+    fn debug_reads_like_display_with_the_source_chain() {
+        let inner =
+            Error::internal("writing segment 3").with_source(std::io::Error::other("disk on fire"));
+        let outer =
+            Error::new(ErrorKind::Unavailable, "opening file:///srv/store").with_source(inner);
+        assert_eq!(
+            format!("{outer:?}"),
+            "opening file:///srv/store (unavailable)\n\nCaused by:\n    0: writing segment 3 (internal)\n    1: disk on fire"
+        );
+        let plain = Error::invalid_input("bad");
+        assert_eq!(format!("{plain:?}"), "bad (invalid_input)");
+        assert_eq!(
+            format!("{:?}", Err::<(), _>(plain)),
+            "Err(bad (invalid_input))"
+        );
+        // `{:#?}` keeps the field-by-field form for debugging stowage itself.
+        let alt = format!("{outer:#?}");
+        assert!(
+            alt.starts_with("Error {") && alt.contains("Unavailable"),
+            "{alt}"
+        );
     }
 
     #[test]

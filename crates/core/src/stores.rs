@@ -3,7 +3,10 @@
 use std::fmt;
 use std::sync::Arc;
 
+use async_trait::async_trait;
+
 use crate::cas::CasStore;
+use crate::error::Result;
 use crate::ids::{IdGenerator, RandomIds};
 use crate::release::ReleaseRegistry;
 use crate::run::RunLedger;
@@ -57,8 +60,30 @@ impl Default for StoreEnv {
     }
 }
 
+/// What a backend runs when its [`Stores`] are closed: flush what it
+/// buffers and release what it holds (lock files, engines, connections).
+///
+/// Backends attach one with [`Stores::with_closer`]; wrappers that build a
+/// new bundle over another keep its closer with [`Stores::closing`].
+#[async_trait]
+pub trait Close: Send + Sync + 'static {
+    /// Flushes and releases the backend. Afterwards every call through any
+    /// handle of these stores fails with a clear error; closing again is
+    /// `Ok(())`.
+    ///
+    /// # Errors
+    /// The backend's error when the final flush failed (say, a failed
+    /// fsync); the resources are released all the same.
+    async fn close(&self) -> Result<()>;
+}
+
 /// One handle per store trait, all over the same backend, plus its
-/// [`Capabilities`]. Cheap to clone.
+/// [`Capabilities`]. Cheap to clone; clones share the backend.
+///
+/// Build one with [`Stores::new`] (and [`Stores::with_closer`] when the
+/// backend has something to release). Finish with [`Stores::close`] to
+/// flush and release the backend deterministically; see there for what
+/// dropping the last handle does instead.
 #[derive(Clone)]
 pub struct Stores {
     /// Content-addressed blobs.
@@ -73,6 +98,90 @@ pub struct Stores {
     pub supersessions: Arc<dyn SupersessionStore>,
     /// What the backend can do.
     pub capabilities: Capabilities,
+    /// Run by [`Stores::close`]; `None`: nothing to release.
+    closer: Option<Arc<dyn Close>>,
+}
+
+impl Stores {
+    /// A bundle of the five handles over one backend, with nothing to
+    /// release on [`Stores::close`] (add that with [`Stores::with_closer`]).
+    pub fn new(
+        cas: Arc<dyn CasStore>,
+        runs: Arc<dyn RunLedger>,
+        releases: Arc<dyn ReleaseRegistry>,
+        sessions: Arc<dyn SessionStore>,
+        supersessions: Arc<dyn SupersessionStore>,
+        capabilities: Capabilities,
+    ) -> Stores {
+        Stores {
+            cas,
+            runs,
+            releases,
+            sessions,
+            supersessions,
+            capabilities,
+            closer: None,
+        }
+    }
+
+    /// These stores, with `closer` run by [`Stores::close`].
+    #[must_use]
+    pub fn with_closer(mut self, closer: Arc<dyn Close>) -> Stores {
+        self.closer = Some(closer);
+        self
+    }
+
+    /// These stores, closing what `inner` closes: for a wrapper (fault
+    /// injection, tracing, recording) that builds its own bundle over
+    /// `inner`'s handles, so that closing the wrapper closes the backend.
+    #[must_use]
+    pub fn closing(mut self, inner: &Stores) -> Stores {
+        self.closer = inner.closer.clone();
+        self
+    }
+
+    /// Flushes the backend and releases what it holds, returning the error
+    /// a final flush met instead of swallowing it:
+    ///
+    /// - file: writes out buffered log frames, checkpoints when anything
+    ///   was written since the last checkpoint (so the next open replays
+    ///   nothing), fsyncs every segment (also under
+    ///   `durability=buffered`), and releases the lock file, all on a
+    ///   blocking thread;
+    /// - RocksDB and sled: flush, then close the database (releasing its
+    ///   lock);
+    /// - Redis: drops the connections;
+    /// - memory: nothing to do.
+    ///
+    /// Once it returns, the same store may be opened again at once, in this
+    /// process or another. (Embedded backends lock with `flock`: a child
+    /// process being spawned by another thread at that moment inherits the
+    /// lock file's descriptor until it execs, so a reopen racing a spawn
+    /// can see `Unavailable` for that instant.) On every backend but memory, calls through
+    /// handles kept from these stores (clones of this bundle or of its
+    /// `Arc`s) then fail with
+    /// [`ErrorKind::Conflict`](crate::ErrorKind::Conflict) saying the store
+    /// was closed; calls still running when `close` starts finish first.
+    /// Closing a clone closes the backend for every clone; closing again
+    /// is `Ok(())`. A memory store stays usable through kept handles.
+    ///
+    /// Without `close`, dropping the last handle releases the backend too,
+    /// but only best effort and synchronously inside `Drop`: the file
+    /// backend then writes out buffered frames and checkpoints (blocking
+    /// I/O, run inside `block_in_place` on a multi-threaded tokio runtime),
+    /// and sled flushes; errors there are lost. Acknowledged writes are
+    /// durable either way (unless `durability=buffered`).
+    ///
+    /// # Errors
+    /// The backend's error when the final flush or checkpoint failed (the
+    /// backend is released all the same), or when the store was already
+    /// unusable (a file store poisoned by a failed fsync).
+    pub async fn close(self) -> Result<()> {
+        match &self.closer {
+            Some(closer) => closer.close().await,
+            None => Ok(()),
+        }
+    }
 }
 
 impl fmt::Debug for Stores {

@@ -62,9 +62,11 @@ macro_rules! hex_newtype {
                 f.write_str(&hex::encode(self.0))
             }
         }
+        /// The type name and the whole value in hex, so failing test
+        /// output can be matched against stored data.
         impl fmt::Debug for $ty {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}({}…)", stringify!($ty), &hex::encode(&self.0[..6]))
+                write!(f, "{}({})", stringify!($ty), hex::encode(self.0))
             }
         }
         impl std::str::FromStr for $ty {
@@ -435,5 +437,21 @@ pub trait SupersessionStore: Send + Sync {
             "supersession chain from {} is longer than {MAX_RESOLVE_HOPS}",
             hash.short()
         )))
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_whole_agent_keys_and_signatures() {
+        let key = AgentKey([0xab; 32]);
+        assert_eq!(format!("{key:?}"), format!("AgentKey({})", "ab".repeat(32)));
+        let sig = Signature([0x01; 64]);
+        assert_eq!(
+            format!("{sig:?}"),
+            format!("Signature({})", "01".repeat(64))
+        );
     }
 }

@@ -41,7 +41,7 @@
 pub use stowage_core::*;
 
 #[doc(inline)]
-pub use stowage_backends::{open, open_with};
+pub use stowage_backends::{open, open_with, options, StoreOptions};
 
 /// The in-memory backend.
 #[cfg(feature = "memory")]

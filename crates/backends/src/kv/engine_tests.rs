@@ -73,9 +73,9 @@ impl EngineHarness {
         if self.engine == Engine::File {
             // The backend's own capabilities, from a store opened and closed
             // once; then the engine itself.
-            let caps = super::file::open_url(&url, StoreEnv::default())
-                .await?
-                .capabilities;
+            let stores = crate::open(url.as_str()).await?;
+            let caps = stores.capabilities.clone();
+            stores.close().await?;
             let dir = url
                 .to_file_path()
                 .map_err(|()| Error::internal("a file URL without a path"))?;

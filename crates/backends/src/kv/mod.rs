@@ -30,6 +30,7 @@ use self::seam::OrderedKv;
 
 mod cas;
 mod deferred;
+mod gate;
 mod heads;
 mod keys;
 mod locks;
@@ -73,6 +74,8 @@ fn stores_over(
     env: StoreEnv,
     capabilities: Capabilities,
 ) -> Result<Stores> {
+    let gate = Arc::new(gate::Gate::new(capabilities.backend, engine));
+    let engine: Arc<dyn OrderedKv> = Arc::clone(&gate) as Arc<dyn OrderedKv>;
     let writer = if engine.group_commits() {
         Some(writer::Writer::start()?)
     } else {
@@ -89,14 +92,15 @@ fn stores_over(
         permits: Arc::new(Semaphore::new(MAX_BLOCKING)),
         max_blob_size: capabilities.max_blob_size,
     }));
-    Ok(Stores {
-        cas: Arc::new(store.clone()),
-        runs: Arc::new(store.clone()),
-        releases: Arc::new(store.clone()),
-        sessions: Arc::new(store.clone()),
-        supersessions: Arc::new(store),
+    let stores = Stores::new(
+        Arc::new(store.clone()),
+        Arc::new(store.clone()),
+        Arc::new(store.clone()),
+        Arc::new(store.clone()),
+        Arc::new(store),
         capabilities,
-    })
+    );
+    Ok(stores.with_closer(Arc::new(gate::CloseGate(gate))))
 }
 
 /// One handle implementing all five store traits (one module each).

@@ -21,6 +21,37 @@ pub(crate) struct KvUrl {
     pub(crate) max_blob_size: u64,
 }
 
+/// One query option of a store URL: its name and what it accepts, for
+/// error messages.
+pub(crate) type OptionSpec = (&'static str, &'static str);
+
+/// The options every embedded backend accepts.
+pub(crate) const COMMON_OPTIONS: [OptionSpec; 2] = [
+    ("durability", "sync or buffered"),
+    ("max_blob_size", "a whole number of bytes"),
+];
+
+/// `store URL "…": unknown option k=v; known options: …`.
+pub(crate) fn unknown_option(url: &Url, key: &str, value: &str, known: &[OptionSpec]) -> Error {
+    let names: Vec<String> = known
+        .iter()
+        .map(|(name, allowed)| format!("{name} ({allowed})"))
+        .collect();
+    Error::invalid_input(format!(
+        "store URL {:?}: unknown option {key}={value}; known options: {}",
+        url.as_str(),
+        names.join(", ")
+    ))
+}
+
+/// `store URL "…": option k=v is not valid; allowed values: …`.
+pub(crate) fn bad_value(url: &Url, key: &str, value: &str, allowed: &str) -> Error {
+    Error::invalid_input(format!(
+        "store URL {:?}: option {key}={value} is not valid; allowed values: {allowed}",
+        url.as_str()
+    ))
+}
+
 impl KvUrl {
     /// Parses `scheme:///abs/dir[?durability=…&max_blob_size=…]`.
     ///
@@ -28,10 +59,23 @@ impl KvUrl {
     /// `InvalidInput` for a host, a relative or empty path, or an unknown
     /// or malformed option.
     pub(crate) fn parse(url: &Url) -> Result<KvUrl> {
+        Self::parse_with(url, &[]).map(|(parsed, _)| parsed)
+    }
+
+    /// Parses like [`KvUrl::parse`], also accepting the backend's own
+    /// options `own`, which are returned unparsed (in URL order) for the
+    /// backend to read; an unknown option's error lists them too.
+    ///
+    /// # Errors
+    /// As [`KvUrl::parse`].
+    pub(crate) fn parse_with(
+        url: &Url,
+        own: &[OptionSpec],
+    ) -> Result<(KvUrl, Vec<(String, String)>)> {
         let scheme = url.scheme();
         let bad = |why: &str| {
             Error::invalid_input(format!(
-                "{scheme} URL {:?}: {why}; expected {scheme}:///absolute/dir",
+                "store URL {:?}: {why}; expected {scheme}:///absolute/dir",
                 url.as_str()
             ))
         };
@@ -58,23 +102,32 @@ impl KvUrl {
             durability: Durability::Sync,
             max_blob_size: DEFAULT_MAX_BLOB_SIZE,
         };
+        let mut rest = Vec::new();
         for (key, value) in url.query_pairs() {
-            match (&*key, &*value) {
-                ("durability", "sync") => parsed.durability = Durability::Sync,
-                ("durability", "buffered") => parsed.durability = Durability::Buffered,
-                ("max_blob_size", n) => {
-                    parsed.max_blob_size = n
+            match &*key {
+                "durability" => {
+                    parsed.durability = match &*value {
+                        "sync" => Durability::Sync,
+                        "buffered" => Durability::Buffered,
+                        _ => return Err(bad_value(url, &key, &value, COMMON_OPTIONS[0].1)),
+                    }
+                }
+                "max_blob_size" => {
+                    parsed.max_blob_size = value
                         .parse()
-                        .map_err(|_| bad("max_blob_size must be a number of bytes"))?;
+                        .map_err(|_| bad_value(url, &key, &value, COMMON_OPTIONS[1].1))?;
+                }
+                k if own.iter().any(|(name, _)| *name == k) => {
+                    rest.push((key.into_owned(), value.into_owned()));
                 }
                 _ => {
-                    return Err(bad(&format!(
-                        "unknown option {key}={value} (known: durability=sync|buffered, max_blob_size=BYTES)"
-                    )))
+                    let known: Vec<OptionSpec> =
+                        COMMON_OPTIONS.iter().chain(own).copied().collect();
+                    return Err(unknown_option(url, &key, &value, &known));
                 }
             }
         }
-        Ok(parsed)
+        Ok((parsed, rest))
     }
 }
 

@@ -33,9 +33,11 @@ pub(crate) struct RocksKv {
     sync: bool,
 }
 
-/// Opens `rocksdb:///abs/dir[?durability=buffered]`.
-pub(crate) async fn open_url(url: &url::Url, env: StoreEnv) -> Result<Stores> {
-    let parsed = KvUrl::parse(url)?;
+/// Opens the store `parsed` describes (from a URL or typed options).
+///
+/// # Errors
+/// As [`open`].
+pub(crate) async fn open_parsed(parsed: KvUrl, env: StoreEnv) -> Result<Stores> {
     let capabilities = capabilities(&parsed);
     let engine = open(&parsed).await?;
     super::kv_stores(engine, env, capabilities)
@@ -210,5 +212,12 @@ impl OrderedKv for RocksKv {
         let mut opts = WriteOptions::default();
         opts.set_sync(self.sync);
         self.db.write_opt(wb, &opts).map_err(map_err)
+    }
+
+    fn close(&self) -> Result<()> {
+        // Under `durability=buffered` the WAL is not synced yet.
+        self.db
+            .flush_wal(true)
+            .map_err(|e| map_err(e).context("syncing the RocksDB WAL on close"))
     }
 }

@@ -231,4 +231,15 @@ pub(crate) trait OrderedKv: Send + Sync + 'static {
     /// Best-effort maintenance (checkpoint, compaction); failures surface
     /// on later calls.
     fn maintain(&self) {}
+
+    /// Flushes what the engine buffers and releases what it holds that
+    /// dropping it would not (the file engine's lock file); called once,
+    /// by `Stores::close`, after which the engine is only dropped.
+    /// Dropping the engine must release the rest (its database lock).
+    ///
+    /// # Errors
+    /// When the final flush failed.
+    fn close(&self) -> Result<()> {
+        Ok(())
+    }
 }

@@ -26,9 +26,11 @@ pub(crate) struct SledKv {
     trees: Vec<sled::Tree>,
 }
 
-/// Opens `sled:///abs/dir` (only `durability=sync`: see the module docs).
-pub(crate) async fn open_url(url: &url::Url, env: StoreEnv) -> Result<Stores> {
-    let parsed = KvUrl::parse(url)?;
+/// Opens the store `parsed` describes (from a URL or typed options).
+///
+/// # Errors
+/// As [`open`].
+pub(crate) async fn open_parsed(parsed: KvUrl, env: StoreEnv) -> Result<Stores> {
     let capabilities = capabilities(&parsed);
     let engine = open(&parsed).await?;
     super::kv_stores(engine, env, capabilities)
@@ -72,7 +74,15 @@ impl SledKv {
             // background flusher thread is not needed.
             .flush_every_ms(None)
             .open()
-            .map_err(|e| map_err(e).context(format_args!("opening sled at {}", dir.display())))?;
+            .map_err(|e| {
+                if is_locked(&e) {
+                    return locked_error(dir).with_source(e);
+                }
+                map_err(e).context(format_args!("opening sled at {}", dir.display()))
+            })?;
+        // sled's lock records no holder: record ours beside it, so that the
+        // next opener's error can name us (best effort: only a hint).
+        let _ = std::fs::write(dir.join(HOLDER), format!("{}\n", std::process::id()));
         let trees = Table::ALL
             .iter()
             .map(|t| db.open_tree(t.name()).map_err(map_err))
@@ -96,16 +106,38 @@ impl SledKv {
     }
 }
 
+/// The file, beside sled's own, naming the process that holds the store.
+const HOLDER: &str = "stowage.holder";
+
+/// Whether `err` is sled refusing a second opener.
+fn is_locked(err: &sled::Error) -> bool {
+    matches!(err, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
+
+/// The error for a sled store another opener holds, naming the holder
+/// when it recorded itself in [`HOLDER`].
+fn locked_error(dir: &Path) -> Error {
+    let holder = std::fs::read_to_string(dir.join(HOLDER)).unwrap_or_default();
+    let who = match holder.trim() {
+        "" => "another opener (this or another process)".to_owned(),
+        pid if pid == std::process::id().to_string() => {
+            format!("this process ({pid}): close or drop the other Stores first")
+        }
+        pid => format!("process {pid}"),
+    };
+    Error::new(
+        ErrorKind::Unavailable,
+        format!(
+            "the sled store at {} is already open by {who}; only one opener at a time",
+            dir.display()
+        ),
+    )
+}
+
 /// Maps a sled error into the stowage error kinds (keeping the source).
 fn map_err(err: sled::Error) -> Error {
     let kind = match &err {
-        sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-            return Error::new(
-                ErrorKind::Unavailable,
-                "the sled store is already open (by this or another process); close it first",
-            )
-            .with_source(err);
-        }
+        sled::Error::Io(_) if is_locked(&err) => ErrorKind::Unavailable,
         sled::Error::Io(io) => Error::from(std::io::Error::new(io.kind(), io.to_string())).kind(),
         sled::Error::Corruption { .. } => ErrorKind::Corrupted,
         sled::Error::Unsupported(_) => ErrorKind::Unsupported,
@@ -188,6 +220,21 @@ impl OrderedKv for SledKv {
             )),
             Err(TransactionError::Storage(e)) => Err(map_err(e)),
         }
+    }
+
+    fn close(&self) -> Result<()> {
+        self.flush_for_close()
+    }
+}
+
+impl SledKv {
+    /// Flushes sled's log for `Stores::close`, reporting a failure (the
+    /// database is closed when this engine is dropped right after).
+    fn flush_for_close(&self) -> Result<()> {
+        self.db
+            .flush()
+            .map(|_| ())
+            .map_err(|e| map_err(e).context("flushing sled on close"))
     }
 }
 

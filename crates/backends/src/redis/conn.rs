@@ -1,7 +1,10 @@
 //! The connection (single node or cluster), script calls, and the mapping of
 //! redis-rs errors into stowage's [`ErrorKind`]s.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use parking_lot::RwLock;
 
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
@@ -18,15 +21,7 @@ pub(crate) enum Op {
 }
 
 /// An opt-in durability wait issued after every acknowledged mutation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum WaitMode {
-    /// Acknowledge as soon as the primary ran the script.
-    None,
-    /// `WAITAOF 1 0 <timeout>`: the primary fsynced its AOF (Redis ≥ 7.2).
-    Aof,
-    /// `WAIT <n> <timeout>`: `n` replicas received the write.
-    Replicas(u32),
-}
+pub(crate) use super::config::RedisWait as WaitMode;
 
 /// Makes rustls's ring provider the process default for `rediss://`,
 /// unless the application installed one already (then that one is used).
@@ -93,7 +88,8 @@ impl Lua {
 /// A cheap-to-clone handle on the server(s).
 #[derive(Clone)]
 pub(crate) struct Conn {
-    inner: Inner,
+    /// `None` once closed: every clone then refuses calls.
+    inner: Arc<RwLock<Option<Inner>>>,
     wait: WaitMode,
     wait_timeout: Duration,
 }
@@ -107,7 +103,7 @@ enum Inner {
 impl Conn {
     pub(crate) fn single(c: ConnectionManager, wait: WaitMode, wait_timeout: Duration) -> Self {
         Conn {
-            inner: Inner::Single(c),
+            inner: Arc::new(RwLock::new(Some(Inner::Single(c)))),
             wait,
             wait_timeout,
         }
@@ -115,15 +111,30 @@ impl Conn {
 
     pub(crate) fn cluster(c: ClusterConnection, wait: WaitMode, wait_timeout: Duration) -> Self {
         Conn {
-            inner: Inner::Cluster(c),
+            inner: Arc::new(RwLock::new(Some(Inner::Cluster(c)))),
             wait,
             wait_timeout,
         }
     }
 
+    /// Drops this handle's connections (calls already running keep theirs
+    /// until they finish); every later call fails with `Conflict`.
+    pub(crate) fn close(&self) {
+        drop(self.inner.write().take());
+    }
+
+    /// The connection for one call, or the error of a closed store.
+    fn handle(&self, what: &str) -> Result<Inner> {
+        self.inner.read().clone().ok_or_else(|| {
+            Error::conflict(format!(
+                "{what}: the redis store was closed (Stores::close); open it again to use it"
+            ))
+        })
+    }
+
     /// Sends one command.
     pub(crate) async fn query(&self, cmd: &Cmd, op: Op, what: &str) -> Result<Value> {
-        let result = match self.inner.clone() {
+        let result = match self.handle(what)? {
             Inner::Single(mut c) => cmd.query_async::<Value>(&mut c).await,
             Inner::Cluster(mut c) => cmd.query_async::<Value>(&mut c).await,
         };
@@ -153,7 +164,7 @@ impl Conn {
             cmd
         };
         let by_sha = build("EVALSHA", lua.sha.as_bytes());
-        let result = match self.inner.clone() {
+        let result = match self.handle(what)? {
             Inner::Single(mut c) => by_sha.query_async::<Value>(&mut c).await,
             Inner::Cluster(mut c) => by_sha.query_async::<Value>(&mut c).await,
         };

@@ -18,6 +18,7 @@
 
 mod cas;
 mod chain;
+pub(crate) mod config;
 mod conn;
 mod index;
 mod keys;
@@ -32,9 +33,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use stowage_core::{validate, Capabilities, Error, ErrorKind, Result, StoreEnv, Stores};
+use stowage_core::{Capabilities, Close, Error, ErrorKind, Result, StoreEnv, Stores};
 use url::Url;
 
+pub use config::{RedisOptions, RedisWait};
 use conn::{Conn, WaitMode};
 use keys::Keys;
 use scripts::Scripts;
@@ -77,89 +79,6 @@ impl Shared {
     }
 }
 
-struct Config {
-    prefix: String,
-    cluster: bool,
-    response_timeout: Duration,
-    connect_timeout: Duration,
-    reconnect_retries: usize,
-    idempotent_retries: u32,
-    wait: WaitMode,
-    wait_timeout: Duration,
-    /// `rediss://` only: a PEM file of the CA(s) to trust instead of the system roots.
-    tls_ca: Option<String>,
-}
-
-fn parse_config(url: &Url) -> Result<(Config, String)> {
-    let mut cfg = Config {
-        prefix: "stowage".to_owned(),
-        cluster: false,
-        response_timeout: Duration::from_secs(10),
-        connect_timeout: Duration::from_secs(2),
-        reconnect_retries: 3,
-        idempotent_retries: 2,
-        wait: WaitMode::None,
-        wait_timeout: Duration::from_secs(1),
-        tls_ca: None,
-    };
-    let bad = |k: &str, v: &str| {
-        Error::invalid_input(format!("redis URL parameter {k}={v:?} is not valid"))
-    };
-    let num = |k: &str, v: &str| v.parse::<u64>().map_err(|_| bad(k, v));
-    for (k, v) in url.query_pairs() {
-        match k.as_ref() {
-            "prefix" => {
-                validate::identifier("redis key prefix", &v)?;
-                cfg.prefix = v.into_owned();
-            }
-            "cluster" => cfg.cluster = matches!(v.as_ref(), "true" | "1" | "yes"),
-            "response_timeout_ms" => cfg.response_timeout = Duration::from_millis(num(&k, &v)?),
-            "connect_timeout_ms" => cfg.connect_timeout = Duration::from_millis(num(&k, &v)?),
-            "reconnect_retries" => {
-                cfg.reconnect_retries = usize::try_from(num(&k, &v)?).map_err(|_| bad(&k, &v))?
-            }
-            "idempotent_retries" => {
-                cfg.idempotent_retries = u32::try_from(num(&k, &v)?).map_err(|_| bad(&k, &v))?
-            }
-            "wait_timeout_ms" => cfg.wait_timeout = Duration::from_millis(num(&k, &v)?),
-            "tls_ca" => {
-                if v.is_empty() {
-                    return Err(bad(&k, &v));
-                }
-                cfg.tls_ca = Some(v.into_owned());
-            }
-            "wait" => {
-                cfg.wait = match v.as_ref() {
-                    "none" => WaitMode::None,
-                    "aof" => WaitMode::Aof,
-                    other => match other.strip_prefix("replicas:") {
-                        Some(n) => WaitMode::Replicas(n.parse().map_err(|_| bad(&k, &v))?),
-                        None => return Err(bad(&k, &v)),
-                    },
-                }
-            }
-            other => {
-                return Err(Error::invalid_input(format!(
-                    "unknown redis URL parameter {other:?}"
-                )))
-            }
-        }
-    }
-    if cfg.tls_ca.is_some() && url.scheme() != "rediss" {
-        return Err(Error::invalid_input(
-            "redis URL parameter tls_ca is only valid with rediss:// (TLS)",
-        ));
-    }
-    if cfg.cluster && cfg.wait != WaitMode::None {
-        return Err(Error::unsupported(
-            "the wait= durability mode is not supported with cluster=true",
-        ));
-    }
-    let mut server = url.clone();
-    server.set_query(None);
-    Ok((cfg, server.to_string()))
-}
-
 fn open_failed(e: redis::RedisError, url: &str, tls: bool) -> Error {
     let kind = match e.kind() {
         redis::ErrorKind::InvalidClientConfig => ErrorKind::InvalidInput,
@@ -173,15 +92,25 @@ fn open_failed(e: redis::RedisError, url: &str, tls: bool) -> Error {
     Error::new(kind, format!("cannot open redis store at {url}{how}")).with_source(e)
 }
 
-pub(crate) async fn open_url(url: &Url, env: StoreEnv) -> Result<Stores> {
-    let (cfg, server) = parse_config(url)?;
-    let shown = redacted(url);
+/// Opens the store `cfg` describes.
+///
+/// # Errors
+/// `InvalidInput` or `Unsupported` for options that cannot work together;
+/// `Unavailable` when the server cannot be reached.
+pub(crate) async fn open_options(cfg: RedisOptions, env: StoreEnv) -> Result<Stores> {
+    let url = config::check(&cfg)?;
+    let server = url.to_string();
+    let shown = redacted(&url);
     let tls = url.scheme() == "rediss";
     if tls {
         conn::use_ring_provider();
     }
     let certs = match &cfg.tls_ca {
-        Some(path) => Some(conn::private_ca(path).await?),
+        Some(path) => Some(
+            conn::private_ca(&path.to_string_lossy())
+                .await
+                .map_err(|e| e.context(format_args!("redis store {shown:?}")))?,
+        ),
         None => None,
     };
     let failed = |e| open_failed(e, &shown, tls);
@@ -233,24 +162,38 @@ pub(crate) async fn open_url(url: &Url, env: StoreEnv) -> Result<Stores> {
         idempotent_retries: cfg.idempotent_retries,
         heads: Mutex::new(HashMap::new()),
     });
-    Ok(Stores {
-        cas: Arc::new(cas::RedisCas(shared.clone())),
-        runs: Arc::new(runs::RedisRuns(shared.clone())),
-        releases: Arc::new(releases::RedisReleases(shared.clone())),
-        sessions: Arc::new(sessions::RedisSessions(shared.clone())),
-        supersessions: Arc::new(supersessions::RedisSupersessions(shared)),
-        capabilities: Capabilities {
+    let closer = Arc::new(CloseConn(shared.conn.clone()));
+    let stores = Stores::new(
+        Arc::new(cas::RedisCas(shared.clone())),
+        Arc::new(runs::RedisRuns(shared.clone())),
+        Arc::new(releases::RedisReleases(shared.clone())),
+        Arc::new(sessions::RedisSessions(shared.clone())),
+        Arc::new(supersessions::RedisSupersessions(shared)),
+        Capabilities {
             backend: "redis",
             durable: true,
             shared: true,
             max_blob_size: MAX_BLOB,
             streaming: false,
         },
-    })
+    );
+    Ok(stores.with_closer(closer))
+}
+
+/// Drops the connections on [`Stores::close`]: every write was
+/// acknowledged by the server already, so there is nothing to flush.
+struct CloseConn(Conn);
+
+#[async_trait::async_trait]
+impl Close for CloseConn {
+    async fn close(&self) -> Result<()> {
+        self.0.close();
+        Ok(())
+    }
 }
 
 /// The URL without its password, for messages.
-fn redacted(url: &Url) -> String {
+pub(crate) fn redacted(url: &Url) -> String {
     let mut u = url.clone();
     if u.password().is_some() {
         let _ = u.set_password(Some("***"));

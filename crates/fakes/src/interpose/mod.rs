@@ -87,18 +87,20 @@ pub trait Interceptor: Send + Sync + 'static {
 /// forwarded without interception.
 pub fn interpose(stores: Stores, interceptor: Arc<dyn Interceptor>) -> Stores {
     let capabilities = stores.capabilities.clone();
+    let closing = stores.clone();
     let layer = Arc::new(Interposed {
         inner: stores,
         interceptor,
     });
-    Stores {
-        cas: layer.clone(),
-        runs: layer.clone(),
-        releases: layer.clone(),
-        sessions: layer.clone(),
-        supersessions: layer,
+    Stores::new(
+        layer.clone(),
+        layer.clone(),
+        layer.clone(),
+        layer.clone(),
+        layer,
         capabilities,
-    }
+    )
+    .closing(&closing)
 }
 
 /// One interposed layer: implements all five traits over `inner`.

@@ -33,7 +33,7 @@ mod maintain;
 mod read;
 mod record;
 mod recovery;
-mod url_options;
+pub(crate) mod url_options;
 mod vfs;
 mod wal;
 
@@ -96,7 +96,10 @@ pub(crate) struct FileKv {
     /// The WAL holds frames not yet written to the file (see `Wal::buf`).
     unflushed: AtomicBool,
     report: RecoveryReport,
-    _lock: Box<dyn Any + Send + Sync>,
+    /// The lock file's guard; taken out (released) by [`FileKv::close`].
+    lock: Mutex<Option<Box<dyn Any + Send + Sync>>>,
+    /// [`FileKv::close`] ran: `Drop` has nothing left to do.
+    closed: AtomicBool,
 }
 
 impl FileKv {
@@ -162,20 +165,59 @@ impl FileKv {
             maintenance_wanted: AtomicBool::new(false),
             unflushed: AtomicBool::new(false),
             report: rec.report,
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
+            closed: AtomicBool::new(false),
             vfs,
         })
     }
 
-    /// Writes a checkpoint so the next open is fast. Dropping the engine
-    /// (which releases the lock) without `close` loses nothing; drop also
-    /// checkpoints unless `checkpoint_interval` is 0.
+    /// Closes the engine for `Stores::close`: writes out buffered frames,
+    /// checkpoints when anything was written since the last checkpoint
+    /// (whatever `checkpoint_interval` says), fsyncs every segment (also under
+    /// `durability=buffered`), then releases the lock file, so the store
+    /// can be opened again at once. The lock is released even when a step
+    /// fails; `Drop` then does nothing. The caller must not write through
+    /// this engine afterwards (the store layer's gate refuses it).
     ///
     /// # Errors
-    /// As [`FileKv::checkpoint`].
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// The poison error of an engine whose fsync failed earlier, or the
+    /// error of a failed write, checkpoint or fsync here.
     pub(crate) fn close(&self) -> Result<()> {
-        self.checkpoint()
+        let result = self.close_steps();
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        drop(self.lock.lock().take());
+        result
+    }
+
+    fn close_steps(&self) -> Result<()> {
+        self.check_poison()?;
+        let (since_checkpoint, next_seq) = {
+            let mut w = self.wal.lock();
+            self.flush_locked(&mut w)?;
+            (w.since_checkpoint, w.next_seq)
+        };
+        if since_checkpoint > 0 {
+            self.checkpoint()?;
+        }
+        if next_seq > 0 {
+            self.block_until_durable(next_seq - 1)?;
+        }
+        let segs: Vec<(u64, Arc<dyn VFile>)> = self
+            .segs
+            .read()
+            .iter()
+            .map(|(n, f)| (*n, Arc::clone(f)))
+            .collect();
+        for (seg, file) in segs {
+            file.sync_data().map_err(|e| {
+                self.poison_with(
+                    &format!("syncing segment {} on close", segment_name(seg)),
+                    e,
+                )
+            })?;
+        }
+        Ok(())
     }
 
     /// What recovery found and did when this engine was opened.
@@ -228,10 +270,11 @@ impl Drop for FileKv {
     /// when anything was written since the last one, so the next open
     /// replays little. The checkpoint is skipped when automatic checkpoints
     /// are off (`checkpoint_interval == 0`); nothing runs once the engine
-    /// is poisoned. On a multi-threaded tokio worker this runs inside
+    /// is poisoned or was closed ([`FileKv::close`] did all of it and
+    /// reported errors). On a multi-threaded tokio worker this runs inside
     /// `block_in_place`, so the runtime moves its other tasks away.
     fn drop(&mut self) {
-        if self.poison.read().is_some() {
+        if self.poison.read().is_some() || self.closed.load(std::sync::atomic::Ordering::Acquire) {
             return;
         }
         let work = || {
@@ -324,16 +367,22 @@ impl OrderedKv for FileKv {
     fn maintain(&self) {
         self.maybe_maintain();
     }
+
+    fn close(&self) -> Result<()> {
+        FileKv::close(self)
+    }
 }
 
-/// Opens `file:///abs/dir` (or `file:rel/dir`) with options from the query
-/// (`durability=sync|buffered`, `segment_size`, `max_record_size`,
-/// `checkpoint_interval`, `max_blob_size`, `salvage=true`).
+/// Opens the store in `dir` (absolute) with the engine options `opts`.
 ///
 /// # Errors
-/// `InvalidInput` for a bad URL or option; as [`FileKv::open`].
-pub(crate) async fn open_url(url: &url::Url, env: StoreEnv) -> Result<Stores> {
-    let (dir, opts, max_blob_size) = url_options::parse(url)?;
+/// As [`FileKv::open`].
+pub(crate) async fn open_parts(
+    dir: PathBuf,
+    opts: FileOptions,
+    max_blob_size: u64,
+    env: StoreEnv,
+) -> Result<Stores> {
     let engine = tokio::task::spawn_blocking(move || FileKv::open(&dir, opts))
         .await
         .map_err(|e| Error::internal(format!("opening the file store failed: {e}")))??;

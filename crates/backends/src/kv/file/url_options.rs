@@ -2,18 +2,24 @@
 
 use std::path::PathBuf;
 
-use stowage_core::{Error, Result};
+use stowage_core::Result;
 
 use super::FileOptions;
-use crate::kv::options::KvUrl;
+use crate::kv::options::{bad_value, KvUrl, OptionSpec};
 
 /// The options only the file engine has; the rest (directory, `durability`,
 /// `max_blob_size`) are parsed by [`KvUrl`] like every embedded backend's.
-const OWN: [&str; 4] = [
-    "segment_size",
-    "max_record_size",
-    "checkpoint_interval",
-    "salvage",
+const OWN: [OptionSpec; 4] = [
+    ("segment_size", "a whole number of bytes, at least 4096"),
+    (
+        "max_record_size",
+        "a whole number of bytes from 1024 to 4294967295",
+    ),
+    (
+        "checkpoint_interval",
+        "a whole number of bytes (0: checkpoint only on close)",
+    ),
+    ("salvage", "true or false"),
 ];
 
 /// The directory, options and largest blob named by `url`.
@@ -24,41 +30,39 @@ const OWN: [&str; 4] = [
 ///
 /// # Errors
 /// `InvalidInput` for a host, an empty path, or an unknown or malformed
-/// option.
+/// option, naming the URL (and the option and its allowed values).
 pub(crate) fn parse(url: &url::Url) -> Result<(PathBuf, FileOptions, u64)> {
-    let bad = |why: String| Error::invalid_input(format!("file store URL {url}: {why}"));
-    let mut shared = url.clone();
-    let (own, rest): (Vec<_>, Vec<_>) = url
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .partition(|(k, _)| OWN.contains(&k.as_str()));
-    if rest.is_empty() {
-        shared.set_query(None);
-    } else {
-        shared.query_pairs_mut().clear().extend_pairs(rest);
-    }
-    let common = KvUrl::parse(&shared)?;
+    let (common, own) = KvUrl::parse_with(url, &OWN)?;
     let mut opts = FileOptions {
         durability: common.durability,
         ..FileOptions::default()
     };
     for (k, v) in own {
-        let num = || {
-            v.parse::<u64>()
-                .map_err(|_| bad(format!("option {k}={v} is not a whole number")))
-        };
+        let allowed = OWN
+            .iter()
+            .find(|(name, _)| *name == k)
+            .map_or("", |(_, allowed)| *allowed);
+        let bad = || bad_value(url, &k, &v, allowed);
+        let num = || v.parse::<u64>().map_err(|_| bad());
         match k.as_str() {
-            "segment_size" => opts.segment_size = num()?,
+            "segment_size" => {
+                opts.segment_size = num()?;
+                if opts.segment_size < 4096 {
+                    return Err(bad());
+                }
+            }
             "max_record_size" => {
                 opts.max_record_size = usize::try_from(num()?)
-                    .map_err(|_| bad(format!("max_record_size={v} is too large")))?
+                    .ok()
+                    .filter(|n| (1024..=u32::MAX as usize).contains(n))
+                    .ok_or_else(bad)?;
             }
             "checkpoint_interval" => opts.checkpoint_interval = num()?,
             _ => {
                 opts.salvage = match v.as_str() {
                     "true" => true,
                     "false" => false,
-                    _ => return Err(bad(format!("salvage={v}: expected true or false"))),
+                    _ => return Err(bad()),
                 }
             }
         }

@@ -11,6 +11,7 @@ use crate::kv::seam::{Batch, Direction, Op, OrderedKv, Table};
 use stowage_core::Result;
 
 mod basic;
+mod close;
 mod codec;
 mod crash;
 mod faults;

@@ -1,0 +1,89 @@
+//! `Stores::close` over the engine on the simulated disk: it flushes,
+//! releases the lock even while the test keeps the engine alive, and
+//! reports a failed fsync instead of swallowing it.
+
+use super::*;
+use bytes::Bytes;
+use stowage_core::{Durability, ErrorKind};
+
+fn buffered() -> FileOptions {
+    FileOptions {
+        durability: Durability::Buffered,
+        ..small_opts()
+    }
+}
+
+#[test]
+fn close_makes_buffered_writes_durable_and_releases_the_lock() {
+    let fs = SimFs::new();
+    let kv = Arc::new(open_sim(&fs, buffered()).unwrap());
+    let stores = stores_over(&kv).unwrap();
+    let rt = runtime();
+    let digest = rt.block_on(async {
+        let d = stores.cas.put(Bytes::from_static(b"kept")).await.unwrap();
+        stores.close().await.unwrap();
+        d
+    });
+    // `kv` is still alive here: close released the lock itself.
+    let again = open_sim(&fs, buffered()).unwrap();
+    drop(again);
+    drop(kv);
+    // Only synced data survives power loss: close synced the buffered put.
+    fs.power_loss(None);
+    let kv = Arc::new(open_sim(&fs, buffered()).unwrap());
+    let stores = stores_over(&kv).unwrap();
+    rt.block_on(async {
+        assert_eq!(&stores.cas.get(&digest).await.unwrap()[..], b"kept");
+    });
+}
+
+#[test]
+fn close_returns_the_error_of_a_failed_fsync_and_still_releases_the_lock() {
+    let fs = SimFs::new();
+    let kv = Arc::new(open_sim(&fs, buffered()).unwrap());
+    let stores = stores_over(&kv).unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        stores.cas.put(Bytes::from_static(b"x")).await.unwrap();
+        fs.fail_next_sync();
+        let err = stores.close().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
+        assert!(err.message().contains("file store"), "{err}");
+    });
+    assert!(open_sim(&fs, buffered()).is_ok(), "the lock was released");
+}
+
+#[test]
+fn close_of_a_poisoned_store_reports_the_poison() {
+    let fs = SimFs::new();
+    let kv = Arc::new(open_sim(&fs, small_opts()).unwrap());
+    let stores = stores_over(&kv).unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        fs.fail_next_sync();
+        assert!(stores.cas.put(Bytes::from_static(b"x")).await.is_err());
+        let err = stores.close().await.unwrap_err();
+        assert!(err.message().contains("failed fsync"), "{err}");
+    });
+    assert!(open_sim(&fs, small_opts()).is_ok(), "the lock was released");
+}
+
+#[test]
+fn handles_kept_past_close_get_a_clear_error() {
+    let fs = SimFs::new();
+    let kv = Arc::new(open_sim(&fs, small_opts()).unwrap());
+    let stores = stores_over(&kv).unwrap();
+    let kept = stores.clone();
+    let rt = runtime();
+    rt.block_on(async {
+        let d = kept.cas.put(Bytes::from_static(b"x")).await.unwrap();
+        stores.close().await.unwrap();
+        let err = kept.cas.get(&d).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+        assert!(err.message().contains("closed"), "{err}");
+        let err = kept.cas.put(Bytes::from_static(b"y")).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+        // Closing again (through the kept clone) is fine.
+        kept.close().await.unwrap();
+    });
+}

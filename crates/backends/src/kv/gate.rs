@@ -1,0 +1,155 @@
+//! The engine behind a door [`Stores::close`](stowage_core::Stores::close)
+//! can shut: [`Gate`] forwards every seam call to the engine until it is
+//! closed, then refuses them, so handles kept past `close` get a clear
+//! error while the engine itself (its lock, its files) is released at once.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use parking_lot::RwLock;
+use stowage_core::{Close, Error, ErrorKind, Result};
+
+use super::seam::{Batch, Direction, DurableFuture, OrderedKv, Table};
+
+/// Forwards to the engine while open. Every call holds the read lock for
+/// its duration (calls never nest), so [`Gate::close`] waits for the
+/// calls already running and no call reaches the engine after it.
+pub(crate) struct Gate {
+    /// The backend's name, for the error after close.
+    backend: &'static str,
+    /// Asked once at construction: the store layer decides by it whether
+    /// to start a writer thread.
+    group_commits: bool,
+    engine: RwLock<Option<Arc<dyn OrderedKv>>>,
+    /// The engine's close failed: writes not yet durable may be lost.
+    close_failed: AtomicBool,
+}
+
+impl Gate {
+    pub(crate) fn new(backend: &'static str, engine: Arc<dyn OrderedKv>) -> Gate {
+        Gate {
+            backend,
+            group_commits: engine.group_commits(),
+            engine: RwLock::new(Some(engine)),
+            close_failed: AtomicBool::new(false),
+        }
+    }
+
+    fn closed(&self) -> Error {
+        Error::conflict(format!(
+            "the {} store was closed (Stores::close); open it again to use it",
+            self.backend
+        ))
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&dyn OrderedKv) -> Result<T>) -> Result<T> {
+        match &*self.engine.read() {
+            Some(engine) => f(&**engine),
+            None => Err(self.closed()),
+        }
+    }
+
+    /// Shuts the gate, then closes the engine ([`OrderedKv::close`]) and
+    /// drops it, which releases it unless a durability wait that started
+    /// before still holds it (briefly). Blocking: run it off the runtime.
+    ///
+    /// # Errors
+    /// The engine's close error; the engine is released all the same.
+    fn close_blocking(&self) -> Result<()> {
+        let engine = self.engine.write().take();
+        let result = match engine {
+            Some(engine) => engine.close(),
+            None => Ok(()),
+        };
+        if result.is_err() {
+            self.close_failed.store(true, Ordering::Release);
+        }
+        result
+    }
+}
+
+/// The [`Close`] of a store over a [`Gate`].
+pub(crate) struct CloseGate(pub(crate) Arc<Gate>);
+
+#[async_trait]
+impl Close for CloseGate {
+    async fn close(&self) -> Result<()> {
+        let gate = Arc::clone(&self.0);
+        tokio::task::spawn_blocking(move || gate.close_blocking())
+            .await
+            .map_err(|e| Error::internal(format!("closing the store failed: {e}")))?
+    }
+}
+
+impl OrderedKv for Gate {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.with(|e| e.get(table, key))
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.with(|e| e.scan(table, start, end, direction, limit))
+    }
+
+    fn write(&self, batch: Batch) -> Result<()> {
+        self.with(|e| e.write(batch))
+    }
+
+    fn group_commits(&self) -> bool {
+        self.group_commits
+    }
+
+    fn write_deferred(&self, batch: Batch) -> Result<Option<u64>> {
+        self.with(|e| e.write_deferred(batch))
+    }
+
+    fn unsynced_ticket(&self) -> Option<u64> {
+        self.with(|e| Ok(e.unsynced_ticket())).unwrap_or(None)
+    }
+
+    fn settle(&self, ticket: u64) -> Result<Option<u64>> {
+        self.with(|e| e.settle(ticket))
+    }
+
+    fn wait_durable(self: Arc<Self>, ticket: u64) -> DurableFuture {
+        let engine = self.engine.read().clone();
+        match engine {
+            Some(engine) => engine.wait_durable(ticket),
+            // The write behind `ticket` happened before the close, which
+            // made everything durable unless it failed.
+            None if self.close_failed.load(Ordering::Acquire) => {
+                let err = Error::new(
+                    ErrorKind::OutcomeUnknown,
+                    format!(
+                        "the {} store was closed before this write was durable, and closing failed",
+                        self.backend
+                    ),
+                );
+                Box::pin(std::future::ready(Err(err)))
+            }
+            None => Box::pin(std::future::ready(Ok(()))),
+        }
+    }
+
+    fn take_maintenance(&self) -> bool {
+        self.with(|e| Ok(e.take_maintenance())).unwrap_or(false)
+    }
+
+    fn maintain(&self) {
+        let _ = self.with(|e| {
+            e.maintain();
+            Ok(())
+        });
+    }
+
+    fn close(&self) -> Result<()> {
+        self.close_blocking()
+    }
+}

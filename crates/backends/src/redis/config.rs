@@ -1,0 +1,273 @@
+//! [`RedisOptions`]: the typed configuration of a Redis store, and the
+//! parsing of a `redis://…?param=value` URL into it.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use stowage_core::{validate, Error, Result, StoreEnv, Stores};
+use url::Url;
+
+use super::redacted;
+
+/// An opt-in durability wait issued after every acknowledged mutation
+/// (URL parameter `wait`).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RedisWait {
+    /// `none`: acknowledge as soon as the primary ran the script.
+    #[default]
+    None,
+    /// `aof`: `WAITAOF 1 0 <timeout>`, the primary fsynced its AOF
+    /// (Redis ≥ 7.2; refused at open otherwise).
+    Aof,
+    /// `replicas:N`: `WAIT N <timeout>`, `N` replicas received the write.
+    Replicas(u32),
+}
+
+/// How to open a Redis store: what `redis://host:port/db?…` parses into
+/// ([`RedisOptions::from_url`]), or built in code with
+/// [`RedisOptions::new`] and field assignments. Each field documents its
+/// URL parameter; the table is in `docs/redis.md`.
+///
+/// ```
+/// # #[cfg(feature = "redis")] {
+/// use stowage_backends::options::RedisOptions;
+/// let mut opts = RedisOptions::new("redis://127.0.0.1:6379/0");
+/// opts.prefix = "myapp".into();
+/// let parsed = RedisOptions::from_url("redis://127.0.0.1:6379/0?prefix=myapp").unwrap();
+/// assert_eq!(opts, parsed);
+/// # }
+/// ```
+#[non_exhaustive]
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisOptions {
+    /// The server (a seed node with `cluster`):
+    /// `redis://[user:password@]host:port/db` or `rediss://…` (TLS),
+    /// without a query.
+    pub server: String,
+    /// `prefix`: the namespace of every key, an identifier (default
+    /// `stowage`).
+    pub prefix: String,
+    /// `cluster`: use the Redis Cluster client (default `false`).
+    pub cluster: bool,
+    /// `response_timeout_ms`: how long to wait for a reply before
+    /// `OutcomeUnknown` (default 10 s).
+    pub response_timeout: Duration,
+    /// `connect_timeout_ms`: how long one connection attempt may take
+    /// (default 2 s).
+    pub connect_timeout: Duration,
+    /// `reconnect_retries`: connection attempts before `Unavailable`
+    /// (default 3).
+    pub reconnect_retries: usize,
+    /// `idempotent_retries`: automatic retries of calls that carry an
+    /// idempotency key (default 2).
+    pub idempotent_retries: u32,
+    /// `wait`: the durability wait after every write (default none).
+    pub wait: RedisWait,
+    /// `wait_timeout_ms`: the timeout of that wait (default 1 s).
+    pub wait_timeout: Duration,
+    /// `tls_ca`: `rediss://` only, a PEM file of the CA(s) to trust
+    /// instead of the system roots.
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl fmt::Debug for RedisOptions {
+    /// As the derived form, with the password in `server` hidden.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let server =
+            Url::parse(&self.server).map_or_else(|_| self.server.clone(), |u| redacted(&u));
+        f.debug_struct("RedisOptions")
+            .field("server", &server)
+            .field("prefix", &self.prefix)
+            .field("cluster", &self.cluster)
+            .field("response_timeout", &self.response_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("reconnect_retries", &self.reconnect_retries)
+            .field("idempotent_retries", &self.idempotent_retries)
+            .field("wait", &self.wait)
+            .field("wait_timeout", &self.wait_timeout)
+            .field("tls_ca", &self.tls_ca)
+            .finish()
+    }
+}
+
+impl RedisOptions {
+    /// The defaults, for the server `server` (`redis://host:port/db`).
+    pub fn new(server: impl Into<String>) -> RedisOptions {
+        RedisOptions {
+            server: server.into(),
+            prefix: "stowage".to_owned(),
+            cluster: false,
+            response_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(2),
+            reconnect_retries: 3,
+            idempotent_retries: 2,
+            wait: RedisWait::None,
+            wait_timeout: Duration::from_secs(1),
+            tls_ca: None,
+        }
+    }
+
+    /// Parses `redis://…?param=value&…` (or `rediss://…`).
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the URL for a malformed URL, another scheme,
+    /// or an unknown parameter (listing the known ones) or a bad value
+    /// (naming what the parameter accepts).
+    pub fn from_url(url: &str) -> Result<RedisOptions> {
+        let parsed = Url::parse(url)
+            .map_err(|e| Error::invalid_input(format!("store URL {url:?} is malformed: {e}")))?;
+        if !matches!(parsed.scheme(), "redis" | "rediss") {
+            return Err(Error::invalid_input(format!(
+                "store URL {:?} is not a redis:// or rediss:// URL",
+                redacted(&parsed)
+            )));
+        }
+        parse(&parsed)
+    }
+
+    /// Opens the store with the system clock and random ids.
+    ///
+    /// # Errors
+    /// `InvalidInput` or `Unsupported` for options that cannot work
+    /// together (naming them); `Unavailable` when the server cannot be
+    /// reached.
+    pub async fn open(self) -> Result<Stores> {
+        self.open_with(StoreEnv::default()).await
+    }
+
+    /// Opens the store with an injected clock and id generator.
+    ///
+    /// # Errors
+    /// As [`RedisOptions::open`].
+    pub async fn open_with(self, env: StoreEnv) -> Result<Stores> {
+        super::open_options(self, env).await
+    }
+}
+
+/// Every query parameter of a Redis URL and what it accepts.
+const PARAMS: [(&str, &str); 9] = [
+    (
+        "prefix",
+        "an identifier (1-256 bytes, no control characters)",
+    ),
+    ("cluster", "true or false"),
+    ("response_timeout_ms", "a whole number of milliseconds"),
+    ("connect_timeout_ms", "a whole number of milliseconds"),
+    ("reconnect_retries", "a whole number"),
+    ("idempotent_retries", "a whole number up to 4294967295"),
+    ("wait", "none, aof or replicas:N"),
+    ("wait_timeout_ms", "a whole number of milliseconds"),
+    ("tls_ca", "the path of a PEM file (rediss:// only)"),
+];
+
+/// Parses the query of a `redis://` / `rediss://` URL into options.
+///
+/// # Errors
+/// As [`RedisOptions::from_url`].
+pub(crate) fn parse(url: &Url) -> Result<RedisOptions> {
+    let mut server = url.clone();
+    server.set_query(None);
+    let mut cfg = RedisOptions::new(server.to_string());
+    let shown = redacted(url);
+    let bad = |k: &str, v: &str| {
+        let allowed = PARAMS
+            .iter()
+            .find(|(name, _)| *name == k)
+            .map_or("", |(_, allowed)| *allowed);
+        Error::invalid_input(format!(
+            "store URL {shown:?}: parameter {k}={v:?} is not valid; allowed values: {allowed}"
+        ))
+    };
+    let num = |k: &str, v: &str| v.parse::<u64>().map_err(|_| bad(k, v));
+    for (k, v) in url.query_pairs() {
+        match k.as_ref() {
+            "prefix" => cfg.prefix = v.into_owned(),
+            "cluster" => {
+                cfg.cluster = match v.as_ref() {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" => false,
+                    _ => return Err(bad(&k, &v)),
+                }
+            }
+            "response_timeout_ms" => cfg.response_timeout = Duration::from_millis(num(&k, &v)?),
+            "connect_timeout_ms" => cfg.connect_timeout = Duration::from_millis(num(&k, &v)?),
+            "reconnect_retries" => {
+                cfg.reconnect_retries = usize::try_from(num(&k, &v)?).map_err(|_| bad(&k, &v))?
+            }
+            "idempotent_retries" => {
+                cfg.idempotent_retries = u32::try_from(num(&k, &v)?).map_err(|_| bad(&k, &v))?
+            }
+            "wait_timeout_ms" => cfg.wait_timeout = Duration::from_millis(num(&k, &v)?),
+            "tls_ca" => {
+                if v.is_empty() {
+                    return Err(bad(&k, &v));
+                }
+                cfg.tls_ca = Some(PathBuf::from(v.into_owned()));
+            }
+            "wait" => {
+                cfg.wait = match v.as_ref() {
+                    "none" => RedisWait::None,
+                    "aof" => RedisWait::Aof,
+                    other => match other.strip_prefix("replicas:") {
+                        Some(n) => RedisWait::Replicas(n.parse().map_err(|_| bad(&k, &v))?),
+                        None => return Err(bad(&k, &v)),
+                    },
+                }
+            }
+            other => {
+                let known: Vec<String> = PARAMS
+                    .iter()
+                    .map(|(name, allowed)| format!("{name} ({allowed})"))
+                    .collect();
+                return Err(Error::invalid_input(format!(
+                    "store URL {shown:?}: unknown redis URL parameter {other:?}; known parameters: {}",
+                    known.join(", ")
+                )));
+            }
+        }
+    }
+    check(&cfg)
+        .map_err(|e| Error::new(e.kind(), format!("store URL {shown:?}: {}", e.message())))?;
+    Ok(cfg)
+}
+
+/// Checks the rules that tie options together and returns the parsed
+/// server URL.
+///
+/// # Errors
+/// `InvalidInput` for a bad server URL or prefix, or `tls_ca` without
+/// TLS; `Unsupported` for `wait` together with `cluster`.
+pub(crate) fn check(cfg: &RedisOptions) -> Result<Url> {
+    let expected = "expected redis://[user:password@]host:port/db or rediss://… without a query";
+    let server = Url::parse(&cfg.server).map_err(|e| {
+        Error::invalid_input(format!(
+            "the redis server URL is malformed ({e}); {expected}"
+        ))
+    })?;
+    if !matches!(server.scheme(), "redis" | "rediss") || server.query().is_some() {
+        return Err(Error::invalid_input(format!(
+            "redis server {:?} is not valid; {expected}",
+            redacted(&server)
+        )));
+    }
+    validate::identifier("redis key prefix", &cfg.prefix).map_err(|e| {
+        Error::invalid_input(format!(
+            "parameter prefix={:?} is not valid: {}",
+            cfg.prefix,
+            e.message()
+        ))
+    })?;
+    if cfg.tls_ca.is_some() && server.scheme() != "rediss" {
+        return Err(Error::invalid_input(
+            "parameter tls_ca is only valid with rediss:// (TLS)",
+        ));
+    }
+    if cfg.cluster && cfg.wait != RedisWait::None {
+        return Err(Error::unsupported(
+            "the wait= durability mode is not supported with cluster=true",
+        ));
+    }
+    Ok(server)
+}
