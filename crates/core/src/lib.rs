@@ -17,6 +17,7 @@ mod digest;
 pub mod encoding;
 mod error;
 mod ids;
+pub mod layer;
 pub mod release;
 pub mod run;
 pub mod session;

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use stowage_core::{Error, Stores};
 
-use crate::interpose::{interpose, Call, Interceptor, Outcome, Proceed};
 use crate::operation::{Operation, Scope};
+use stowage_core::layer::{interpose, Call, Interceptor, Outcome, Proceed};
 
 /// Records the calls made through a [`Stores`]: see [`Recorder::wrap`].
 #[derive(Debug, Clone, Copy, Default)]

@@ -10,8 +10,8 @@ use rand::{Rng, SeedableRng};
 use stowage_core::{Error, ErrorKind};
 
 use super::{Fault, RuleId, Timing, Trigger};
-use crate::interpose::{Call, Interceptor, Proceed};
 use crate::operation::{Operation, Scope};
+use stowage_core::layer::{Call, Interceptor, Proceed};
 
 const OPS: usize = Operation::ALL.len();
 

@@ -10,8 +10,8 @@ use stowage_core::{ErrorKind, Stores};
 
 pub use controller::FaultController;
 
-use crate::interpose::interpose;
 use crate::operation::Scope;
+use stowage_core::layer::interpose;
 
 /// Wraps [`Stores`] so that a test can make chosen calls fail: see
 /// [`FaultInjector::wrap`].
