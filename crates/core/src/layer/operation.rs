@@ -59,7 +59,10 @@ macro_rules! operations {
         /// assert_eq!(Operation::CasPut.method(), "put");
         /// assert_eq!(Operation::ALL.len(), 40);
         /// ```
+        ///
+        /// Non-exhaustive: new store methods add operations.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[non_exhaustive]
         pub enum Operation {
             $(
                 #[doc = concat!("`", stringify!($store), ".", $method, "`")]
