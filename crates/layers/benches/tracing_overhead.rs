@@ -2,12 +2,18 @@
 //! `append_event` against the memory backend, bare vs through
 //! [`TracingLayer`], in interleaved rounds (the order alternates), compared
 //! by their medians. Also reported, for information: every layer stacked
-//! (tracing, metrics with no recorder, retry, timeout).
+//! (tracing, metrics with no recorder, retry, timeout), and an interceptor
+//! that only lets calls through (the interposer's own cost).
 //!
 //! `cargo bench -p stowage-layers --bench tracing_overhead`
 //! (`STOWAGE_BENCH_ROUNDS`, `STOWAGE_BENCH_APPENDS` override the defaults).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use stowage_core::layer::{interpose, Call, Interceptor, Proceed};
+use stowage_core::Error;
 
 use serde_json::json;
 use stowage_backends::memory::MemoryBackend;
@@ -19,6 +25,20 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// Lets every call through: the cost of the interposer alone.
+struct PassThrough;
+
+#[async_trait]
+impl Interceptor for PassThrough {
+    async fn around(&self, _call: &Call, proceed: Proceed<'_>) -> Option<Error> {
+        let _outcome = proceed.await;
+        None
+    }
+    fn wants_args(&self) -> bool {
+        false
+    }
 }
 
 /// Nanoseconds per append of `appends` events to a fresh run.
@@ -56,6 +76,7 @@ fn main() {
     runtime.block_on(async {
         let bare = MemoryBackend::new(StoreEnv::default()).stores();
         let traced = bare.clone().layer(TracingLayer::new());
+        let passed = interpose(bare.clone(), Arc::new(PassThrough));
         let stacked = bare
             .clone()
             .layer(TimeoutLayer::new(Duration::from_secs(30)))
@@ -67,7 +88,12 @@ fn main() {
             .put(bytes::Bytes::from_static(b"bench spec"))
             .await
             .expect("spec");
-        let variants = [("bare", &bare), ("tracing", &traced), ("all layers", &stacked)];
+        let variants = [
+            ("bare", &bare),
+            ("tracing", &traced),
+            ("pass-through", &passed),
+            ("all layers", &stacked),
+        ];
         for (_, stores) in variants {
             round(stores, spec, appends / 4).await; // warm-up
         }
@@ -84,7 +110,7 @@ fn main() {
         for (i, (name, _)) in variants.iter().enumerate() {
             let (lo, hi) = (samples[i][0], samples[i][samples[i].len() - 1]);
             println!(
-                "  {name:<11} median {:>8.0} ns/append (range {lo:.0}–{hi:.0}), ratio to bare {:.3}",
+                "  {name:<12} median {:>8.0} ns/append (range {lo:.0}–{hi:.0}), ratio to bare {:.3}",
                 medians[i],
                 medians[i] / medians[0]
             );

@@ -285,3 +285,42 @@ async fn attempts_nest_inside_the_call_span() {
     );
     assert_eq!(spans[0].field("error.type"), Some("unavailable"));
 }
+
+/// Built before any subscriber exists, the layer still traces once one is
+/// installed; a subscriber filtering above `DEBUG` gets no span.
+#[tokio::test]
+async fn follows_the_subscribers_installed_later_and_their_level() {
+    let stores = MemoryBackend::new(StoreEnv::default())
+        .stores()
+        .layer(TracingLayer::new());
+    stores
+        .cas
+        .put(bytes::Bytes::from_static(b"untraced"))
+        .await
+        .unwrap();
+
+    let info_only = Capture::default();
+    {
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::filter::LevelFilter::INFO)
+            .with(info_only.clone());
+        let _guard = tracing::subscriber::set_default(subscriber);
+        stores
+            .cas
+            .put(bytes::Bytes::from_static(b"info"))
+            .await
+            .unwrap();
+    }
+    assert!(info_only.spans().is_empty(), "{:?}", info_only.spans());
+
+    let capture = Capture::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
+    stores
+        .cas
+        .put(bytes::Bytes::from_static(b"debug"))
+        .await
+        .unwrap();
+    let names: Vec<_> = capture.spans().iter().map(|s| s.name).collect();
+    assert_eq!(names, ["cas.put"]);
+}

@@ -52,7 +52,7 @@ use crate::{Error, Result, Stores};
 
 pub use call::{Call, Entity};
 pub use operation::{Operation, StoreKind};
-pub use proceed::{Outcome, Proceed};
+pub use proceed::{Outcome, Proceed, Running};
 
 use proceed::{Attempt, Reply};
 
@@ -80,6 +80,16 @@ pub trait Interceptor: Send + Sync + 'static {
     /// formatting.
     fn wants_args(&self) -> bool {
         true
+    }
+
+    /// Whether this interceptor has nothing to do with `call` right now
+    /// (`false` by default). A skipped call goes straight to the wrapped
+    /// store, as if the layer were not there: no [`around`](Interceptor::around),
+    /// no allocation. The tracing layer skips every call while no
+    /// subscriber could enable its spans.
+    fn skips(&self, call: &Call) -> bool {
+        let _ = call;
+        false
     }
 }
 
@@ -164,12 +174,21 @@ impl Interposed {
     /// against the wrapped store: it clones the call's owned arguments
     /// unless `last` (no run follows), when it moves them. It answers
     /// `None` only once they are gone, which [`Attempt`] never lets happen.
-    async fn run<T, F, Fut>(&self, call: Call, make: F) -> Result<T>
+    async fn run<T, F, Fut>(&self, call: Call, mut make: F) -> Result<T>
     where
         T: Reply + Send,
         F: FnMut(bool) -> Option<Fut> + Send,
-        Fut: Future<Output = Result<T>> + Send,
+        Fut: Future<Output = Result<T>> + Send + Unpin,
     {
+        if self.interceptor.skips(&call) {
+            return match make(true) {
+                Some(run) => run.await,
+                None => Err(Error::internal(format!(
+                    "{} had no arguments left",
+                    call.op
+                ))),
+            };
+        }
         let mut reply: Option<Result<T>> = None;
         let replaced = {
             let mut attempts = Attempt::new(call.op, call.repeatable, make, &mut reply);

@@ -2,9 +2,10 @@
 //! bookkeeping of its runs against the wrapped store.
 
 use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
 
 use crate::{
     BlobStat, BlobStream, ChainReport, Digest, Error, ErrorKind, LogEntry, PutOutcome,
@@ -27,6 +28,7 @@ pub type Outcome = std::result::Result<(), ErrorKind>;
 ///
 /// Each run replaces the reply the caller will get. Dropping `proceed`
 /// without running it means the call never reaches the wrapped store.
+/// Running it costs no allocation beyond the wrapped store's own.
 pub struct Proceed<'a> {
     attempts: &'a mut (dyn Attempts + 'a),
 }
@@ -36,18 +38,25 @@ impl<'a> Proceed<'a> {
         Proceed { attempts }
     }
 
-    /// Runs the call against the wrapped store, as its last run: no run
+    /// Starts the call against the wrapped store, as its last run: no run
     /// may follow (one would answer `Internal` without reaching the store).
-    pub async fn run(&mut self) -> Outcome {
-        self.attempts.attempt(true).await
+    /// Dropping the returned future before it finishes cancels the run.
+    pub fn run(&mut self) -> Running<'_> {
+        self.attempts.start(true);
+        Running {
+            attempts: &mut *self.attempts,
+        }
     }
 
-    /// Runs the call against the wrapped store and keeps it runnable, so
+    /// Starts the call against the wrapped store and keeps it runnable, so
     /// that it can be run again ([`run`](Proceed::run) for the last time).
     /// A call that is not [repeatable](super::Call::repeatable) runs only
     /// once: this is then its last run.
-    pub async fn attempt(&mut self) -> Outcome {
-        self.attempts.attempt(false).await
+    pub fn attempt(&mut self) -> Running<'_> {
+        self.attempts.start(false);
+        Running {
+            attempts: &mut *self.attempts,
+        }
     }
 
     /// The sequence number of the latest reply, when it succeeded and
@@ -60,34 +69,54 @@ impl<'a> Proceed<'a> {
 
 impl<'a> IntoFuture for Proceed<'a> {
     type Output = Outcome;
-    type IntoFuture = BoxFuture<'a, Outcome>;
+    type IntoFuture = Running<'a>;
 
     /// Runs the call once, as its last run.
     fn into_future(self) -> Self::IntoFuture {
         let Proceed { attempts } = self;
-        attempts.attempt(true)
+        attempts.start(true);
+        Running { attempts }
+    }
+}
+
+/// One run of a call in flight ([`Proceed::run`], [`Proceed::attempt`]):
+/// resolves to the wrapped store's [`Outcome`].
+#[must_use = "a run does nothing unless awaited"]
+pub struct Running<'a> {
+    attempts: &'a mut (dyn Attempts + 'a),
+}
+
+impl Future for Running<'_> {
+    type Output = Outcome;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        self.get_mut().attempts.poll_run(cx)
     }
 }
 
 /// The runs of one call, type-erased for [`Proceed`].
 pub(super) trait Attempts: Send {
-    /// Starts one run; `last` when no run may follow.
-    fn attempt(&mut self, last: bool) -> BoxFuture<'_, Outcome>;
+    /// Starts one run (dropping any unfinished one); `last` when no run
+    /// may follow.
+    fn start(&mut self, last: bool);
+    /// Polls the run started last; its reply becomes the caller's.
+    fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<Outcome>;
     /// The seq of the latest reply, if it succeeded and has one.
     fn seq(&self) -> Option<u64>;
 }
 
 /// The runs of one call whose reply is a `T`: `make(last)` starts one,
 /// and its result lands in `reply`.
-pub(super) struct Attempt<'r, T, F> {
+pub(super) struct Attempt<'r, T, F, Fut> {
     op: Operation,
     repeatable: bool,
     spent: bool,
     make: F,
+    running: Option<Fut>,
     reply: &'r mut Option<Result<T>>,
 }
 
-impl<'r, T, F> Attempt<'r, T, F> {
+impl<'r, T, F, Fut> Attempt<'r, T, F, Fut> {
     pub(super) fn new(
         op: Operation,
         repeatable: bool,
@@ -99,35 +128,47 @@ impl<'r, T, F> Attempt<'r, T, F> {
             repeatable,
             spent: false,
             make,
+            running: None,
             reply,
         }
     }
 }
 
-impl<'r, T, F, Fut> Attempts for Attempt<'r, T, F>
+fn outcome_of<T>(result: &Result<T>) -> Outcome {
+    result.as_ref().map(|_| ()).map_err(Error::kind)
+}
+
+impl<T, F, Fut> Attempts for Attempt<'_, T, F, Fut>
 where
     T: Reply + Send,
     F: FnMut(bool) -> Option<Fut> + Send,
-    Fut: Future<Output = Result<T>> + Send + 'r,
+    Fut: Future<Output = Result<T>> + Send + Unpin,
 {
-    fn attempt(&mut self, last: bool) -> BoxFuture<'_, Outcome> {
+    fn start(&mut self, last: bool) {
         let last = last || !self.repeatable;
-        let started = if self.spent { None } else { (self.make)(last) };
+        self.running = if self.spent { None } else { (self.make)(last) };
         self.spent |= last;
-        let op = self.op;
-        let slot = &mut *self.reply;
-        Box::pin(async move {
-            let result = match started {
-                Some(call) => call.await,
-                None => Err(Error::internal(format!(
-                    "{op} was run again after its last run: an interceptor must not \
-                     run a call after `run` or `.await`"
-                ))),
-            };
-            let outcome = result.as_ref().map(|_| ()).map_err(Error::kind);
-            *slot = Some(result);
-            outcome
-        })
+        if self.running.is_none() {
+            *self.reply = Some(Err(Error::internal(format!(
+                "{} was run again after its last run: an interceptor must not run a call \
+                 after `run` or `.await`",
+                self.op
+            ))));
+        }
+    }
+
+    fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let Some(running) = self.running.as_mut() else {
+            return Poll::Ready(match &*self.reply {
+                Some(result) => outcome_of(result),
+                None => Err(ErrorKind::Internal),
+            });
+        };
+        let result = ready!(Pin::new(running).poll(cx));
+        self.running = None;
+        let outcome = outcome_of(&result);
+        *self.reply = Some(result);
+        Poll::Ready(outcome)
     }
 
     fn seq(&self) -> Option<u64> {
