@@ -181,3 +181,42 @@ async fn the_last_layer_applied_is_the_outermost() {
     );
     assert_eq!(stores.capabilities.backend, "memory");
 }
+
+/// Counts the calls it handles; skips every read.
+#[derive(Clone, Default)]
+struct WritesOnly(Arc<Mutex<Vec<Operation>>>);
+
+#[async_trait]
+impl Interceptor for WritesOnly {
+    async fn around(&self, call: &Call, proceed: Proceed<'_>) -> Option<Error> {
+        self.0.lock().push(call.op);
+        let _ = proceed.await;
+        None
+    }
+    fn skips(&self, call: &Call) -> bool {
+        !call.op.is_write()
+    }
+}
+
+#[tokio::test]
+async fn skipped_calls_bypass_the_interceptor_and_still_run() {
+    let seen = WritesOnly::default();
+    let stores = interpose(memory(), Arc::new(seen.clone()));
+    let digest = stores.cas.put(Bytes::from_static(b"x")).await.unwrap();
+    assert_eq!(
+        stores.cas.get(&digest).await.unwrap(),
+        Bytes::from_static(b"x")
+    );
+    let err = stores
+        .cas
+        .get(&stowage_core::Digest::of(b"y"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::NotFound,
+        "errors of skipped calls pass as is"
+    );
+    assert!(stores.cas.delete(&digest).await.unwrap());
+    assert_eq!(*seen.0.lock(), [Operation::CasPut, Operation::CasDelete]);
+}

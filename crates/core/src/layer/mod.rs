@@ -47,6 +47,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::future::{BoxFuture, Either};
 
 use crate::{Error, Result, Stores};
 
@@ -170,25 +171,37 @@ impl Interposed {
         Call::new(op, self.inner.capabilities.backend, entity.into(), args)
     }
 
-    /// Runs the call through the interceptor. `make(last)` starts one run
+    /// Runs the call through the interceptor, unless it
+    /// [skips](Interceptor::skips) it. `make(last)` starts one run
     /// against the wrapped store: it clones the call's owned arguments
     /// unless `last` (no run follows), when it moves them. It answers
     /// `None` only once they are gone, which [`Attempt`] never lets happen.
-    async fn run<T, F, Fut>(&self, call: Call, mut make: F) -> Result<T>
+    fn run<'a, T, F, Fut>(
+        &'a self,
+        call: Call,
+        mut make: F,
+    ) -> Either<Fut, BoxFuture<'a, Result<T>>>
+    where
+        T: Reply + Send + 'a,
+        F: FnMut(bool) -> Option<Fut> + Send + 'a,
+        Fut: Future<Output = Result<T>> + Send + Unpin + 'a,
+    {
+        // A skipped call is the wrapped store's own future, as is: the
+        // layer adds nothing to await.
+        if self.interceptor.skips(&call) {
+            if let Some(run) = make(true) {
+                return Either::Left(run);
+            }
+        }
+        Either::Right(Box::pin(self.intercept(call, make)))
+    }
+
+    async fn intercept<T, F, Fut>(&self, call: Call, make: F) -> Result<T>
     where
         T: Reply + Send,
         F: FnMut(bool) -> Option<Fut> + Send,
         Fut: Future<Output = Result<T>> + Send + Unpin,
     {
-        if self.interceptor.skips(&call) {
-            return match make(true) {
-                Some(run) => run.await,
-                None => Err(Error::internal(format!(
-                    "{} had no arguments left",
-                    call.op
-                ))),
-            };
-        }
         let mut reply: Option<Result<T>> = None;
         let replaced = {
             let mut attempts = Attempt::new(call.op, call.repeatable, make, &mut reply);
