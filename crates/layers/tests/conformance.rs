@@ -48,13 +48,14 @@ const DEADLINE: Duration = Duration::from_secs(120);
 /// Innermost first: faults, timeout, retry, recorder, metrics, tracing.
 async fn tracing_outermost() -> LayeredHarness {
     let backend = MemoryBackend::new(StoreEnv::default());
-    let (faulty, faults) = FaultInjector::wrap(backend.stores());
-    let (recorded, log) = Recorder::wrap(
-        faulty
-            .layer(TimeoutLayer::new(DEADLINE))
-            .layer(RetryLayer::new()),
-    );
-    let stores = recorded
+    let faults = FaultController::new();
+    let log = CallLog::default();
+    let stores = backend
+        .stores()
+        .layer(&faults)
+        .layer(TimeoutLayer::new(DEADLINE))
+        .layer(RetryLayer::new())
+        .layer(&log)
         .layer(MetricsLayer::new())
         .layer(TracingLayer::new());
     LayeredHarness {

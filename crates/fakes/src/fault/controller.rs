@@ -36,6 +36,13 @@ pub struct FaultController {
     state: Arc<Mutex<State>>,
 }
 
+impl Default for FaultController {
+    /// [`FaultController::new`].
+    fn default() -> Self {
+        FaultController::new()
+    }
+}
+
 #[derive(Debug)]
 struct State {
     next_rule: u64,
@@ -67,7 +74,10 @@ struct Decision {
 }
 
 impl FaultController {
-    pub(super) fn new() -> Self {
+    /// A controller with no rules armed, wrapping nothing yet: apply it
+    /// as a [`Layer`](stowage_core::layer::Layer) (`stores.layer(&faults)`)
+    /// or get one from [`FaultInjector::wrap`](crate::FaultInjector::wrap).
+    pub fn new() -> Self {
         FaultController {
             state: Arc::new(Mutex::new(State {
                 next_rule: 1,
