@@ -14,7 +14,11 @@
 //! | [`interpose`] / [`Interceptor`] | the one wrapper both of the above plug into (re-exported from [`stowage_core::layer`], where the tracing, metrics, retry and timeout layers of `stowage-layers` plug in too); write your own interceptor to pause or observe calls |
 //!
 //! Wrappers stack: `Recorder::wrap(FaultInjector::wrap(fakes.stores()).0)`
-//! records what the code under test saw, injected errors included.
+//! records what the code under test saw, injected errors included. A
+//! [`FaultController`] and a [`CallLog`] are also [`Layer`]s, so they stack
+//! in one chain with each other and with the tracing, metrics, retry and
+//! timeout layers of `stowage-layers`:
+//! `fakes.stores().layer(&faults).layer(&log)`.
 //!
 //! ## A downstream test
 //!
