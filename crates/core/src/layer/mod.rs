@@ -70,8 +70,9 @@ pub trait Interceptor: Send + Sync + 'static {
     ///   the call ran (without it the call was never applied; after it the
     ///   call was applied and its reply is lost).
     ///
-    /// Dropping a run before it finishes (a timeout) cancels the wrapped
-    /// store's future. Returning `None` without having run the call is a
+    /// Dropping a run before it finishes (a timeout) abandons it: the
+    /// wrapped store's future is dropped when the next run starts or, at
+    /// the latest, when `around` returns. Returning `None` without having run the call is a
     /// bug in the interceptor: the caller gets an `Internal` error.
     async fn around(&self, call: &Call, proceed: Proceed<'_>) -> Option<Error>;
 
@@ -86,7 +87,7 @@ pub trait Interceptor: Send + Sync + 'static {
     /// Whether this interceptor has nothing to do with `call` right now
     /// (`false` by default). A skipped call goes straight to the wrapped
     /// store, as if the layer were not there: no [`around`](Interceptor::around),
-    /// no allocation. The tracing layer skips every call while no
+    /// nothing allocated beyond the interposed method's own future. The tracing layer skips every call while no
     /// subscriber could enable its spans.
     fn skips(&self, call: &Call) -> bool {
         let _ = call;

@@ -40,7 +40,8 @@ impl<'a> Proceed<'a> {
 
     /// Starts the call against the wrapped store, as its last run: no run
     /// may follow (one would answer `Internal` without reaching the store).
-    /// Dropping the returned future before it finishes cancels the run.
+    /// Dropping the returned future before it finishes abandons the run
+    /// (see [`Interceptor::around`](super::Interceptor::around)).
     pub fn run(&mut self) -> Running<'_> {
         self.attempts.start(true);
         Running {
