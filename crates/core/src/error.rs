@@ -38,6 +38,12 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Whether an error of this kind is safe to retry as is: only
+    /// [`ErrorKind::Unavailable`] (see [`Error::is_retryable`]).
+    pub fn is_retryable(self) -> bool {
+        matches!(self, ErrorKind::Unavailable)
+    }
+
     /// A short, stable, lower-case name (`"not_found"`, `"conflict"`, …).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -152,7 +158,7 @@ impl Error {
     /// only when the call carries an idempotency key, which makes the retry
     /// exactly-once.
     pub fn is_retryable(&self) -> bool {
-        matches!(self.kind, ErrorKind::Unavailable)
+        self.kind.is_retryable()
     }
 
     /// Prefixes the message with more context ("while opening file:///x: …").
@@ -289,6 +295,7 @@ mod tests {
         for kind in ErrorKind::ALL {
             let retryable = Error::new(kind, "x").is_retryable();
             assert_eq!(retryable, kind == ErrorKind::Unavailable, "{kind}");
+            assert_eq!(kind.is_retryable(), retryable, "{kind}");
         }
     }
 

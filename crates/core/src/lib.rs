@@ -17,6 +17,7 @@ mod digest;
 pub mod encoding;
 mod error;
 mod ids;
+pub mod layer;
 mod log_entry;
 pub mod release;
 pub mod run;

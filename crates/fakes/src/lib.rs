@@ -11,10 +11,14 @@
 //! | [`SequentialIds`] | an [`IdGenerator`](stowage_core::IdGenerator) issuing reproducible, strictly increasing UUID v7 run ids, also with a frozen clock |
 //! | [`FaultInjector`] | wraps **any** `Stores` (a fake or a real backend): fail the next / n-th / every / a seeded fraction of the calls of an [`Operation`] (or a whole store, every write, any call — see [`Scope`]) with a chosen [`ErrorKind`](stowage_core::ErrorKind), before or after the call is applied, and add latency |
 //! | [`Recorder`] | wraps any `Stores` and records every call: operation, key arguments, outcome |
-//! | [`interpose`] / [`Interceptor`] | the one wrapper both of the above plug into; write your own interceptor to pause or observe calls |
+//! | [`interpose`] / [`Interceptor`] | the one wrapper both of the above plug into (re-exported from [`stowage_core::layer`], where the tracing, metrics, retry and timeout layers of `stowage-layers` plug in too); write your own interceptor to pause or observe calls |
 //!
 //! Wrappers stack: `Recorder::wrap(FaultInjector::wrap(fakes.stores()).0)`
-//! records what the code under test saw, injected errors included.
+//! records what the code under test saw, injected errors included. A
+//! [`FaultController`] and a [`CallLog`] are also [`Layer`]s, so they stack
+//! in one chain with each other and with the tracing, metrics, retry and
+//! timeout layers of `stowage-layers`:
+//! `fakes.stores().layer(&faults).layer(&log)`.
 //!
 //! ## A downstream test
 //!
@@ -72,7 +76,6 @@ mod clock;
 mod fake_stores;
 mod fault;
 mod ids;
-mod interpose;
 mod operation;
 mod recorder;
 
@@ -80,9 +83,9 @@ pub use clock::FakeClock;
 pub use fake_stores::{FakeStores, Snapshot};
 pub use fault::{Fault, FaultController, FaultInjector, RuleId, Timing, Trigger};
 pub use ids::SequentialIds;
-pub use interpose::{interpose, Call, Interceptor, Outcome, Proceed};
 pub use operation::{Operation, Scope, StoreKind};
 pub use recorder::{CallLog, RecordedCall, Recorder};
+pub use stowage_core::layer::{interpose, Call, Entity, Interceptor, Layer, Outcome, Proceed};
 
 #[cfg(test)]
 mod send_sync {

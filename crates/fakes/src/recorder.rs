@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use stowage_core::{Error, Stores};
 
-use crate::interpose::{interpose, Call, Interceptor, Outcome, Proceed};
 use crate::operation::{Operation, Scope};
+use stowage_core::layer::{interpose, Call, Interceptor, Layer, Outcome, Proceed};
 
 /// Records the calls made through a [`Stores`]: see [`Recorder::wrap`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -133,6 +133,14 @@ impl CallLog {
     /// Forgets every recorded call.
     pub fn clear(&self) {
         self.calls.lock().clear();
+    }
+}
+
+impl Layer for CallLog {
+    /// Wraps `stores`, recording every call made through them into this
+    /// log, exactly as [`Recorder::wrap`] does: `stores.layer(&log)`.
+    fn layer(&self, stores: Stores) -> Stores {
+        interpose(stores, Arc::new(RecordingInterceptor { log: self.clone() }))
     }
 }
 

@@ -12,7 +12,7 @@ use stowage_core::{
     Supersession, SupersessionDraft, SupersessionKind, Timestamp,
 };
 use stowage_fakes::{
-    interpose, Call, FakeStores, FaultInjector, Interceptor, Operation, Proceed, Recorder,
+    interpose, Call, CallLog, FakeStores, FaultInjector, Interceptor, Operation, Proceed, Recorder,
     StoreKind,
 };
 
@@ -337,4 +337,24 @@ async fn every_method_is_recorded_as_its_own_operation() {
         "{}",
         args[10]
     );
+}
+
+/// The injector and the recorder are layers like any other: one chain.
+#[tokio::test]
+async fn injector_and_recorder_stack_as_layers() {
+    let fakes = FakeStores::new();
+    let faults = stowage_fakes::FaultController::new();
+    let log = CallLog::default();
+    let stores = fakes.stores().layer(&faults).layer(&log);
+    faults.fail_next(Operation::CasPut, ErrorKind::Unavailable);
+    let blob = Bytes::from_static(b"layered");
+    assert_eq!(
+        stores.cas.put(blob.clone()).await.unwrap_err().kind(),
+        ErrorKind::Unavailable
+    );
+    stores.cas.put(blob).await.unwrap();
+    let outcomes: Vec<_> = log.calls().into_iter().map(|c| c.outcome).collect();
+    assert_eq!(outcomes, [Err(ErrorKind::Unavailable), Ok(())]);
+    assert_eq!(faults.calls(Operation::CasPut), 2);
+    assert_eq!(faults.injected(Operation::CasPut), 1);
 }

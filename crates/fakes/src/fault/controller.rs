@@ -10,8 +10,8 @@ use rand::{Rng, SeedableRng};
 use stowage_core::{Error, ErrorKind};
 
 use super::{Fault, RuleId, Timing, Trigger};
-use crate::interpose::{Call, Interceptor, Proceed};
 use crate::operation::{Operation, Scope};
+use stowage_core::layer::{Call, Interceptor, Proceed};
 
 const OPS: usize = Operation::ALL.len();
 
@@ -34,6 +34,13 @@ const OPS: usize = Operation::ALL.len();
 #[derive(Debug, Clone)]
 pub struct FaultController {
     state: Arc<Mutex<State>>,
+}
+
+impl Default for FaultController {
+    /// [`FaultController::new`].
+    fn default() -> Self {
+        FaultController::new()
+    }
 }
 
 #[derive(Debug)]
@@ -67,7 +74,10 @@ struct Decision {
 }
 
 impl FaultController {
-    pub(super) fn new() -> Self {
+    /// A controller with no rules armed, wrapping nothing yet: apply it
+    /// as a [`Layer`](stowage_core::layer::Layer) (`stores.layer(&faults)`)
+    /// or get one from [`FaultInjector::wrap`](crate::FaultInjector::wrap).
+    pub fn new() -> Self {
         FaultController {
             state: Arc::new(Mutex::new(State {
                 next_rule: 1,

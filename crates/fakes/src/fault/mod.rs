@@ -10,8 +10,8 @@ use stowage_core::{ErrorKind, Stores};
 
 pub use controller::FaultController;
 
-use crate::interpose::interpose;
 use crate::operation::Scope;
+use stowage_core::layer::{interpose, Layer};
 
 /// Wraps [`Stores`] so that a test can make chosen calls fail: see
 /// [`FaultInjector::wrap`].
@@ -44,6 +44,16 @@ impl FaultInjector {
         let controller = FaultController::new();
         let wrapped = interpose(stores, Arc::new(controller.interceptor()));
         (wrapped, controller)
+    }
+}
+
+impl Layer for FaultController {
+    /// Wraps `stores` under this controller's rules, exactly as
+    /// [`FaultInjector::wrap`] does, so that the injector stacks with other
+    /// layers in one chain: `stores.layer(&faults).layer(RetryLayer::new())`.
+    /// A controller applied to several stacks counts their calls together.
+    fn layer(&self, stores: Stores) -> Stores {
+        interpose(stores, Arc::new(self.interceptor()))
     }
 }
 
