@@ -31,7 +31,6 @@ pub mod validate;
 pub use cas::{BlobReader, BlobStat, BlobStream, CasStore};
 pub use chain::ChainReport;
 pub use digest::{Digest, DigestWriter};
-pub use ed25519_dalek::SigningKey;
 pub use error::{Error, ErrorKind, Result};
 pub use ids::{IdGenerator, RandomIds, RunId};
 pub use release::{ReleaseMetadata, ReleaseRecord, ReleaseRegistry};
@@ -39,7 +38,7 @@ pub use run::{NewEvent, Run, RunEvent, RunFilter, RunLedger, RunMetadata, RunSta
 pub use session::{LogEntry, LogKind, NewLogEntry, Session, SessionState, SessionStore};
 pub use stores::{Capabilities, Close, Durability, StoreEnv, Stores};
 pub use supersession::{
-    AgentKey, PutOutcome, Resolution, Signature, Supersession, SupersessionCursor,
+    AgentKey, PutOutcome, Resolution, Signature, SigningKey, Supersession, SupersessionCursor,
     SupersessionDraft, SupersessionKind, SupersessionStore,
 };
 pub use time::{Clock, Hlc, SystemClock, Timestamp};

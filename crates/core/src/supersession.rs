@@ -4,7 +4,7 @@ use std::cmp::Reverse;
 use std::fmt;
 
 use async_trait::async_trait;
-use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::digest::Digest;
@@ -14,7 +14,9 @@ use crate::time::{Hlc, Timestamp};
 use crate::validate::{self, MAX_RESOLVE_HOPS};
 
 mod cursor;
+mod signing_key;
 pub use cursor::SupersessionCursor;
+pub use signing_key::SigningKey;
 
 /// Why an assertion is superseded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -47,7 +49,7 @@ pub struct AgentKey(pub [u8; 32]);
 impl AgentKey {
     /// The public key of a signing key.
     pub fn of(key: &SigningKey) -> Self {
-        AgentKey(key.verifying_key().to_bytes())
+        key.agent_key()
     }
 }
 
@@ -171,7 +173,7 @@ impl Supersession {
     ///
     /// ```
     /// use stowage_core::{Digest, Supersession, SupersessionDraft, SupersessionKind, Timestamp};
-    /// let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    /// let key = stowage_core::SigningKey::from_bytes(&[7; 32]);
     /// let s = Supersession::sign(&key, SupersessionDraft {
     ///     target: Digest::of(b"old"), replacement: Some(Digest::of(b"new")),
     ///     kind: SupersessionKind::Correction, reason: "typo".into(),
@@ -190,7 +192,7 @@ impl Supersession {
             agent: AgentKey::of(key),
             signature: Signature([0; 64]),
         };
-        s.signature = Signature(key.sign(&s.signing_bytes()).to_bytes());
+        s.signature = key.sign(&s.signing_bytes());
         s
     }
 
@@ -321,7 +323,7 @@ pub fn sort_newest_first(records: &mut [Supersession]) {
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use stowage_core::*;
 /// async fn demo(store: &dyn SupersessionStore) -> Result<()> {
-///     let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+///     let key = stowage_core::SigningKey::from_bytes(&[1; 32]);
 ///     let s = Supersession::sign(&key, SupersessionDraft {
 ///         target: Digest::of(b"v1"), replacement: Some(Digest::of(b"v2")),
 ///         kind: SupersessionKind::Correction, reason: "fixed".into(),

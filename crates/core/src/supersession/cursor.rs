@@ -25,7 +25,7 @@ use crate::time::{Hlc, Timestamp};
 /// ```
 /// use stowage_core::{Digest, Supersession, SupersessionCursor, SupersessionDraft,
 ///     SupersessionKind, Timestamp};
-/// let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+/// let key = stowage_core::SigningKey::from_bytes(&[7; 32]);
 /// let s = Supersession::sign(&key, SupersessionDraft {
 ///     target: Digest::of(b"old"), replacement: None,
 ///     kind: SupersessionKind::Outdated, reason: String::new(),
