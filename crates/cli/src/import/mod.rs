@@ -31,8 +31,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::Serialize;
 use stowage_core::{Error, LogEntry, ReleaseRecord, Result, Run, Session, Stores};
-use tokio::io::AsyncWriteExt;
-use tokio::task::JoinHandle;
 
 use crate::args::ImportArgs;
 use crate::export::Sink;
@@ -43,8 +41,10 @@ use crate::Outcome;
 
 mod chains;
 mod reader;
+mod upload;
 
 pub use reader::{feed, import_file};
+use upload::Upload;
 
 /// Recreates exported records in a target store (see the module docs).
 pub struct Importer {
@@ -78,10 +78,7 @@ struct BlobState {
     size: u64,
     received: u64,
     /// `None` when the target already holds the blob (chunks are skipped).
-    upload: Option<(
-        tokio::io::DuplexStream,
-        JoinHandle<Result<stowage_core::Digest>>,
-    )>,
+    upload: Option<Upload>,
 }
 
 struct RunState {
@@ -246,10 +243,7 @@ impl Importer {
         let upload = if self.stores.cas.contains(&digest).await? {
             None
         } else {
-            let (writer, reader) = tokio::io::duplex(256 * 1024);
-            let cas = std::sync::Arc::clone(&self.stores.cas);
-            let task = tokio::spawn(async move { cas.put_stream(Box::pin(reader)).await });
-            Some((writer, task))
+            Some(Upload::start(&self.stores.cas))
         };
         let state = BlobState {
             digest,
@@ -273,15 +267,8 @@ impl Importer {
             )));
         }
         b.received += len;
-        if let Some((mut writer, task)) = b.upload.take() {
-            match writer.write_all(&data).await {
-                Ok(()) => b.upload = Some((writer, task)),
-                Err(e) => {
-                    // The store stopped reading: its own error says why.
-                    drop(writer);
-                    return Err(join(task).await.err().unwrap_or_else(|| Error::from(e)));
-                }
-            }
+        if let Some(upload) = b.upload.take() {
+            b.upload = Some(upload.write(&data).await?);
         }
         self.blob_step(b).await
     }
@@ -293,10 +280,8 @@ impl Importer {
             return Ok(());
         }
         self.state = State::Idle;
-        if let Some((mut writer, task)) = b.upload {
-            writer.shutdown().await.map_err(Error::from)?;
-            drop(writer);
-            let stored = join(task).await?;
+        if let Some(upload) = b.upload {
+            let stored = upload.complete().await?;
             if stored != b.digest {
                 return Err(damaged(&format!(
                     "blob {}: its bytes hash to {}",
@@ -369,11 +354,6 @@ impl Sink for Importer {
         }
         Ok(())
     }
-}
-
-async fn join(task: JoinHandle<Result<stowage_core::Digest>>) -> Result<stowage_core::Digest> {
-    task.await
-        .map_err(|e| Error::internal(format!("storing a blob: the task failed: {e}")))?
 }
 
 /// The error for a malformed export stream.
