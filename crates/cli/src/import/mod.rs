@@ -25,7 +25,9 @@
 //! has), and only the missing tail is appended. Re-running an interrupted
 //! import therefore finishes the job and duplicates nothing; a target that
 //! holds a *different* entity under the same id is a `Conflict` and is
-//! never merged. Nothing else may write the target during an import.
+//! never merged. A blob counts as there when the target *lists* it (see
+//! `listed`); a blob the file cuts short is never stored (see
+//! `upload`). Nothing else may write the target during an import.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -240,7 +242,7 @@ impl Importer {
     // ---- blobs ----
 
     async fn blob(&mut self, digest: stowage_core::Digest, size: u64) -> Result<()> {
-        let upload = if self.stores.cas.contains(&digest).await? {
+        let upload = if listed(self.stores.cas.as_ref(), &digest).await? {
             None
         } else {
             Some(Upload::start(&self.stores.cas))
@@ -356,6 +358,30 @@ impl Sink for Importer {
     }
 }
 
+/// Whether the target already has blob `digest` for an import: whether it
+/// *lists* it. `contains` is not enough: a put interrupted after storing
+/// the bytes (on Redis: the process killed, or the server gone, between
+/// the blob and its listing) leaves a blob that exists but that `list`,
+/// hence export and parity, do not see; putting the same bytes again
+/// lists it, so such a blob must be imported, not skipped.
+///
+/// # Errors
+/// As [`CasStore::list`](stowage_core::CasStore::list).
+async fn listed(cas: &dyn stowage_core::CasStore, digest: &stowage_core::Digest) -> Result<bool> {
+    let after = just_below(digest);
+    Ok(cas.list(after.as_ref(), 1).await?.first() == Some(digest))
+}
+
+/// The digest right before `digest` (as a number), so that a `list` after
+/// it starts at `digest`; `None` for the all-zero digest.
+fn just_below(digest: &stowage_core::Digest) -> Option<stowage_core::Digest> {
+    let mut below = *digest.as_bytes();
+    let i = below.iter().rposition(|&b| b != 0)?;
+    below[i] -= 1;
+    below[i + 1..].fill(0xff);
+    Some(stowage_core::Digest::from_array(below))
+}
+
 /// The error for a malformed export stream.
 fn damaged(what: &str) -> Error {
     Error::invalid_input(format!("the export is damaged: {what}"))
@@ -433,8 +459,29 @@ impl Sink for &mut Importer {
 
 #[cfg(test)]
 mod tests {
-    use super::first_difference;
+    use super::{first_difference, just_below};
     use serde_json::json;
+    use stowage_core::Digest;
+
+    #[test]
+    fn just_below_borrows_across_zero_bytes() {
+        assert_eq!(just_below(&Digest::from_array([0; 32])), None);
+        let mut d = [0u8; 32];
+        d[29] = 1;
+        let mut below = [0u8; 32];
+        below[30] = 0xff;
+        below[31] = 0xff;
+        assert_eq!(
+            just_below(&Digest::from_array(d)),
+            Some(Digest::from_array(below))
+        );
+        let mut one = [0u8; 32];
+        one[31] = 1;
+        assert_eq!(
+            just_below(&Digest::from_array(one)),
+            Some(Digest::from_array([0; 32]))
+        );
+    }
 
     #[test]
     fn the_first_differing_field_is_named_with_both_values() {
