@@ -25,14 +25,14 @@
 //! has), and only the missing tail is appended. Re-running an interrupted
 //! import therefore finishes the job and duplicates nothing; a target that
 //! holds a *different* entity under the same id is a `Conflict` and is
-//! never merged. Nothing else may write the target during an import.
+//! never merged. A blob counts as there when the target *lists* it (see
+//! `listed`); a blob the file cuts short is never stored (see
+//! `upload`). Nothing else may write the target during an import.
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::Serialize;
 use stowage_core::{Error, LogEntry, ReleaseRecord, Result, Run, Session, Stores};
-use tokio::io::AsyncWriteExt;
-use tokio::task::JoinHandle;
 
 use crate::args::ImportArgs;
 use crate::export::Sink;
@@ -43,8 +43,10 @@ use crate::Outcome;
 
 mod chains;
 mod reader;
+mod upload;
 
 pub use reader::{feed, import_file};
+use upload::Upload;
 
 /// Recreates exported records in a target store (see the module docs).
 pub struct Importer {
@@ -78,10 +80,7 @@ struct BlobState {
     size: u64,
     received: u64,
     /// `None` when the target already holds the blob (chunks are skipped).
-    upload: Option<(
-        tokio::io::DuplexStream,
-        JoinHandle<Result<stowage_core::Digest>>,
-    )>,
+    upload: Option<Upload>,
 }
 
 struct RunState {
@@ -243,13 +242,10 @@ impl Importer {
     // ---- blobs ----
 
     async fn blob(&mut self, digest: stowage_core::Digest, size: u64) -> Result<()> {
-        let upload = if self.stores.cas.contains(&digest).await? {
+        let upload = if listed(self.stores.cas.as_ref(), &digest).await? {
             None
         } else {
-            let (writer, reader) = tokio::io::duplex(256 * 1024);
-            let cas = std::sync::Arc::clone(&self.stores.cas);
-            let task = tokio::spawn(async move { cas.put_stream(Box::pin(reader)).await });
-            Some((writer, task))
+            Some(Upload::start(&self.stores.cas))
         };
         let state = BlobState {
             digest,
@@ -273,15 +269,8 @@ impl Importer {
             )));
         }
         b.received += len;
-        if let Some((mut writer, task)) = b.upload.take() {
-            match writer.write_all(&data).await {
-                Ok(()) => b.upload = Some((writer, task)),
-                Err(e) => {
-                    // The store stopped reading: its own error says why.
-                    drop(writer);
-                    return Err(join(task).await.err().unwrap_or_else(|| Error::from(e)));
-                }
-            }
+        if let Some(upload) = b.upload.take() {
+            b.upload = Some(upload.write(&data).await?);
         }
         self.blob_step(b).await
     }
@@ -293,10 +282,8 @@ impl Importer {
             return Ok(());
         }
         self.state = State::Idle;
-        if let Some((mut writer, task)) = b.upload {
-            writer.shutdown().await.map_err(Error::from)?;
-            drop(writer);
-            let stored = join(task).await?;
+        if let Some(upload) = b.upload {
+            let stored = upload.complete().await?;
             if stored != b.digest {
                 return Err(damaged(&format!(
                     "blob {}: its bytes hash to {}",
@@ -371,9 +358,28 @@ impl Sink for Importer {
     }
 }
 
-async fn join(task: JoinHandle<Result<stowage_core::Digest>>) -> Result<stowage_core::Digest> {
-    task.await
-        .map_err(|e| Error::internal(format!("storing a blob: the task failed: {e}")))?
+/// Whether the target already has blob `digest` for an import: whether it
+/// *lists* it. `contains` is not enough: a put interrupted after storing
+/// the bytes (on Redis: the process killed, or the server gone, between
+/// the blob and its listing) leaves a blob that exists but that `list`,
+/// hence export and parity, do not see; putting the same bytes again
+/// lists it, so such a blob must be imported, not skipped.
+///
+/// # Errors
+/// As [`CasStore::list`](stowage_core::CasStore::list).
+async fn listed(cas: &dyn stowage_core::CasStore, digest: &stowage_core::Digest) -> Result<bool> {
+    let after = just_below(digest);
+    Ok(cas.list(after.as_ref(), 1).await?.first() == Some(digest))
+}
+
+/// The digest right before `digest` (as a number), so that a `list` after
+/// it starts at `digest`; `None` for the all-zero digest.
+fn just_below(digest: &stowage_core::Digest) -> Option<stowage_core::Digest> {
+    let mut below = *digest.as_bytes();
+    let i = below.iter().rposition(|&b| b != 0)?;
+    below[i] -= 1;
+    below[i + 1..].fill(0xff);
+    Some(stowage_core::Digest::from_array(below))
 }
 
 /// The error for a malformed export stream.
@@ -453,8 +459,29 @@ impl Sink for &mut Importer {
 
 #[cfg(test)]
 mod tests {
-    use super::first_difference;
+    use super::{first_difference, just_below};
     use serde_json::json;
+    use stowage_core::Digest;
+
+    #[test]
+    fn just_below_borrows_across_zero_bytes() {
+        assert_eq!(just_below(&Digest::from_array([0; 32])), None);
+        let mut d = [0u8; 32];
+        d[29] = 1;
+        let mut below = [0u8; 32];
+        below[30] = 0xff;
+        below[31] = 0xff;
+        assert_eq!(
+            just_below(&Digest::from_array(d)),
+            Some(Digest::from_array(below))
+        );
+        let mut one = [0u8; 32];
+        one[31] = 1;
+        assert_eq!(
+            just_below(&Digest::from_array(one)),
+            Some(Digest::from_array([0; 32]))
+        );
+    }
 
     #[test]
     fn the_first_differing_field_is_named_with_both_values() {

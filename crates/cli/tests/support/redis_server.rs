@@ -95,3 +95,50 @@ pub fn fresh_url(tag: &str) -> String {
         N.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// Runs one raw command on the server of a [`fresh_url`] URL (for tests
+/// that must put a store in a state its API cannot produce) and returns
+/// the first line of the reply. Handles `redis://[user:pass@]host:port[/db]`.
+pub fn command(url: &str, args: &[&str]) -> String {
+    let rest = url.strip_prefix("redis://").expect("a redis:// URL");
+    let rest = rest.split('?').next().unwrap_or(rest);
+    let (auth, rest) = match rest.rsplit_once('@') {
+        Some((auth, rest)) => (Some(auth), rest),
+        None => (None, rest),
+    };
+    let (addr, db) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut s = TcpStream::connect(addr).expect("connecting to the test Redis");
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut send = |args: &[&str]| {
+        let mut out = format!("*{}\r\n", args.len());
+        for a in args {
+            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s.write_all(out.as_bytes()).unwrap();
+        let mut reply = Vec::new();
+        let mut byte = [0u8; 1];
+        while !reply.ends_with(b"\r\n") {
+            s.read_exact(&mut byte).unwrap();
+            reply.push(byte[0]);
+        }
+        String::from_utf8_lossy(&reply).trim_end().to_owned()
+    };
+    if let Some(auth) = auth {
+        let reply = match auth.split_once(':') {
+            Some(("", pass)) => send(&["AUTH", pass]),
+            Some((user, pass)) => send(&["AUTH", user, pass]),
+            None => send(&["AUTH", auth]),
+        };
+        assert_eq!(reply, "+OK", "AUTH on the test Redis");
+    }
+    if !db.is_empty() {
+        assert_eq!(send(&["SELECT", db]), "+OK", "SELECT on the test Redis");
+    }
+    send(args)
+}
+
+/// The key prefix of a [`fresh_url`] URL.
+pub fn prefix_of(url: &str) -> &str {
+    let (_, query) = url.split_once("prefix=").expect("a fresh_url URL");
+    query.split('&').next().unwrap_or(query)
+}
