@@ -5,15 +5,14 @@
 //! child being spawned inherits the lock file's descriptor until it execs,
 //! which would hold the released lock for that moment.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use serde_json::json;
 use stowage_backends::open;
-use stowage_core::{ErrorKind, NewEvent, RunMetadata, Stores};
+use stowage_core::{NewEvent, RunMetadata, Stores};
 
-/// A bound on every call after close: a hang fails the test.
-const PATIENCE: Duration = Duration::from_secs(20);
+#[path = "support/after_close.rs"]
+mod after_close;
+use after_close::refused_after_close;
 
 /// Writes a blob and a run with one event; returns what to read back.
 async fn write_some(stores: &Stores) -> (stowage_core::Digest, stowage_core::RunId) {
@@ -29,39 +28,6 @@ async fn write_some(stores: &Stores) -> (stowage_core::Digest, stowage_core::Run
         .await
         .unwrap();
     (d, run)
-}
-
-/// Every kind of call through `kept` (a clone taken before close) fails
-/// with `Conflict` saying the store was closed, within [`PATIENCE`].
-async fn refused_after_close(kept: &Stores, digest: stowage_core::Digest) {
-    let calls = async {
-        let errs = [
-            kept.cas.get(&digest).await.map(|_| ()).unwrap_err(),
-            kept.cas
-                .put(Bytes::from_static(b"more"))
-                .await
-                .map(|_| ())
-                .unwrap_err(),
-            kept.runs
-                .create_run(digest, RunMetadata::new("agent"))
-                .await
-                .map(|_| ())
-                .unwrap_err(),
-            kept.releases.current("rel").await.map(|_| ()).unwrap_err(),
-            kept.sessions
-                .load_session("s")
-                .await
-                .map(|_| ())
-                .unwrap_err(),
-        ];
-        for err in errs {
-            assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
-            assert!(err.message().contains("closed"), "{err}");
-        }
-    };
-    tokio::time::timeout(PATIENCE, calls)
-        .await
-        .expect("calls after close return at once");
 }
 
 /// Open, write, close, reopen the same URL at once, read back; then a

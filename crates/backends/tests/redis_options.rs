@@ -5,15 +5,19 @@
 //! execs.
 #![cfg(feature = "redis")]
 
+#[path = "support/after_close.rs"]
+mod after_close;
 #[path = "support/redis_server.rs"]
 mod redis_server;
+
+use after_close::refused_after_close;
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use stowage_backends::open;
 use stowage_backends::options::StoreOptions;
-use stowage_core::{ErrorKind, RunMetadata};
+use stowage_core::ErrorKind;
 
 #[test]
 fn redis_options_equal_their_url_and_hide_the_password() {
@@ -79,34 +83,7 @@ async fn redis_close_drops_the_connections() {
     let kept = stores.clone();
     let digest = stores.cas.put(Bytes::from_static(b"closed")).await.unwrap();
     stores.close().await.unwrap();
-    let calls = async {
-        let errs = [
-            kept.cas.get(&digest).await.map(|_| ()).unwrap_err(),
-            kept.cas
-                .put(Bytes::from_static(b"more"))
-                .await
-                .map(|_| ())
-                .unwrap_err(),
-            kept.runs
-                .create_run(digest, RunMetadata::new("agent"))
-                .await
-                .map(|_| ())
-                .unwrap_err(),
-            kept.releases.current("rel").await.map(|_| ()).unwrap_err(),
-            kept.sessions
-                .load_session("s")
-                .await
-                .map(|_| ())
-                .unwrap_err(),
-        ];
-        for err in errs {
-            assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
-            assert!(err.message().contains("closed"), "{err}");
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(20), calls)
-        .await
-        .expect("calls after close return at once");
+    refused_after_close(&kept, digest).await;
     kept.close().await.unwrap();
     let again = open(&url).await.unwrap();
     assert_eq!(&again.cas.get(&digest).await.unwrap()[..], b"closed");
