@@ -34,7 +34,7 @@ pub use ids::{IdGenerator, RandomIds, RunId};
 pub use release::{ReleaseMetadata, ReleaseRecord, ReleaseRegistry};
 pub use run::{NewEvent, Run, RunEvent, RunFilter, RunLedger, RunMetadata, RunStatus, RunSummary};
 pub use session::{LogEntry, LogKind, NewLogEntry, Session, SessionState, SessionStore};
-pub use stores::{Capabilities, Durability, StoreEnv, Stores};
+pub use stores::{Capabilities, Durability, DurabilityLevel, StoreEnv, Stores};
 pub use supersession::{
     AgentKey, PutOutcome, Resolution, Signature, Supersession, SupersessionDraft, SupersessionKind,
     SupersessionStore,

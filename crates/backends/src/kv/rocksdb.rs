@@ -45,7 +45,7 @@ pub(crate) async fn open_url(url: &url::Url, env: StoreEnv) -> Result<Stores> {
 pub(crate) fn capabilities(parsed: &KvUrl) -> Capabilities {
     Capabilities {
         backend: "rocksdb",
-        durable: true,
+        durability: parsed.durability.level(),
         shared: false,
         max_blob_size: parsed.max_blob_size,
         streaming: true,

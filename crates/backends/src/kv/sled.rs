@@ -1,8 +1,11 @@
 //! The sled backend (`sled:///abs/dir`): sled 0.34 supplies the seam.
 //!
 //! One sled tree per [`Table`]. A [`Batch`] is one sled transaction over
-//! the trees (all-or-nothing, across trees) that flushes (fsyncs) sled's
-//! log before it returns, so an acknowledged write survives `kill -9`.
+//! the trees (all-or-nothing, across trees) that flushes sled's log to the
+//! OS before it returns, so an acknowledged write survives `kill -9`.
+//! **Not power loss**: sled 0.34's flush calls `sync_file_range`, never
+//! `fsync`, so neither the device cache nor file metadata is flushed; the
+//! capabilities say [`DurabilityLevel::ProcessCrash`].
 //! `DeleteRange` is resolved to keys inside the transaction's caller: the
 //! KV layer holds the entity's lock, so no key in the range can appear or
 //! vanish meanwhile. sled 0.34 is beta software; see `docs/kv.md` for what
@@ -14,7 +17,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
-use stowage_core::{Capabilities, Durability, Error, ErrorKind, Result, StoreEnv, Stores};
+use stowage_core::{
+    Capabilities, Durability, DurabilityLevel, Error, ErrorKind, Result, StoreEnv, Stores,
+};
 
 use super::options::KvUrl;
 use super::seam::{Batch, Direction, Op, OrderedKv, Table};
@@ -38,7 +43,9 @@ pub(crate) async fn open_url(url: &url::Url, env: StoreEnv) -> Result<Stores> {
 pub(crate) fn capabilities(parsed: &KvUrl) -> Capabilities {
     Capabilities {
         backend: "sled",
-        durable: true,
+        // sled 0.34's flush writes with `sync_file_range`, never `fsync`:
+        // an acknowledged write survives `kill -9`, not power loss.
+        durability: DurabilityLevel::ProcessCrash,
         shared: false,
         max_blob_size: parsed.max_blob_size,
         streaming: true,

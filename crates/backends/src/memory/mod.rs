@@ -59,7 +59,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use parking_lot::{RwLock, RwLockReadGuard};
-use stowage_core::{Capabilities, Digest, Error, Result, RunId, StoreEnv, Stores, Timestamp};
+use stowage_core::{
+    Capabilities, Digest, DurabilityLevel, Error, Result, RunId, StoreEnv, Stores, Timestamp,
+};
 
 /// Largest blob the memory backend accepts: 256 MiB.
 const MAX_BLOB_SIZE: u64 = 256 * 1024 * 1024;
@@ -134,7 +136,7 @@ impl MemoryBackend {
     pub fn capabilities() -> Capabilities {
         Capabilities {
             backend: "memory",
-            durable: false,
+            durability: DurabilityLevel::None,
             shared: false,
             max_blob_size: MAX_BLOB_SIZE,
             streaming: true,

@@ -32,7 +32,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use stowage_core::{validate, Capabilities, Error, ErrorKind, Result, StoreEnv, Stores};
+use stowage_core::{
+    validate, Capabilities, DurabilityLevel, Error, ErrorKind, Result, StoreEnv, Stores,
+};
 use url::Url;
 
 use conn::{Conn, WaitMode};
@@ -239,14 +241,20 @@ pub(crate) async fn open_url(url: &Url, env: StoreEnv) -> Result<Stores> {
         releases: Arc::new(releases::RedisReleases(shared.clone())),
         sessions: Arc::new(sessions::RedisSessions(shared.clone())),
         supersessions: Arc::new(supersessions::RedisSupersessions(shared)),
-        capabilities: Capabilities {
-            backend: "redis",
-            durable: true,
-            shared: true,
-            max_blob_size: MAX_BLOB,
-            streaming: false,
-        },
+        capabilities: capabilities(),
     })
+}
+
+/// What a Redis store can do: shared, as durable as the server is
+/// configured to be (`docs/redis.md`).
+pub(crate) fn capabilities() -> Capabilities {
+    Capabilities {
+        backend: "redis",
+        durability: DurabilityLevel::AsConfigured,
+        shared: true,
+        max_blob_size: MAX_BLOB,
+        streaming: false,
+    }
 }
 
 /// The URL without its password, for messages.

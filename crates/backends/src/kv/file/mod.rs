@@ -335,17 +335,25 @@ impl OrderedKv for FileKv {
 /// `InvalidInput` for a bad URL or option; as [`FileKv::open`].
 pub(crate) async fn open_url(url: &url::Url, env: StoreEnv) -> Result<Stores> {
     let (dir, opts, max_blob_size) = url_options::parse(url)?;
+    let caps = capabilities(opts.durability, max_blob_size);
     let engine = tokio::task::spawn_blocking(move || FileKv::open(&dir, opts))
         .await
         .map_err(|e| Error::internal(format!("opening the file store failed: {e}")))??;
-    crate::kv::kv_stores(Arc::new(engine), env, capabilities(max_blob_size))
+    crate::kv::kv_stores(Arc::new(engine), env, caps)
 }
 
-/// What the file backend can do.
-fn capabilities(max_blob_size: u64) -> Capabilities {
+/// What a file store opened from `url` can do (`InvalidInput` for a bad
+/// URL), without opening it.
+pub(crate) fn capabilities_for(url: &url::Url) -> Result<Capabilities> {
+    let (_, opts, max_blob_size) = url_options::parse(url)?;
+    Ok(capabilities(opts.durability, max_blob_size))
+}
+
+/// What the file backend can do: power-loss safe unless `buffered`.
+fn capabilities(durability: Durability, max_blob_size: u64) -> Capabilities {
     Capabilities {
         backend: "file",
-        durable: true,
+        durability: durability.level(),
         shared: false,
         max_blob_size,
         streaming: true,

@@ -277,6 +277,81 @@ impl SimFs {
         st.fail_next_sync = false;
     }
 
+    /// Power loss on a disk that reorders writes between syncs: every
+    /// 512-byte sector of every unsynced write survives or not on its own
+    /// (seeded), so an earlier write can be lost while a later one
+    /// persists. Lost sectors past the durable end read as zeros. Keeps
+    /// only synced directory entries; releases all locks.
+    pub(crate) fn power_loss_reordered(&self, seed: u64) {
+        let mut rng = seed | 1;
+        let mut keep = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng & 1 == 0
+        };
+        self.lose_power_with(|node| {
+            let mut data = node.durable.clone();
+            for p in &node.pending {
+                match p {
+                    Pending::Write(off, bytes) => {
+                        let end = off + bytes.len() as u64;
+                        let mut at = *off;
+                        while at < end {
+                            let next = ((at / SECTOR + 1) * SECTOR).min(end);
+                            if keep() {
+                                let part = &bytes[(at - off) as usize..(next - off) as usize];
+                                apply(&mut data, &Pending::Write(at, part.to_vec()));
+                            } else if data.len() < next as usize {
+                                data.resize(next as usize, 0);
+                            }
+                            at = next;
+                        }
+                    }
+                    Pending::SetLen(_) => apply(&mut data, p),
+                }
+            }
+            data
+        });
+    }
+
+    /// Power loss that keeps every unsynced write except the bytes
+    /// `lost` of `path`, which revert to what was synced (zeros past it):
+    /// the disk persisted later writes but not those bytes.
+    pub(crate) fn power_loss_losing(&self, path: &Path, lost: std::ops::Range<u64>) {
+        let target = self.st.lock().names.get(path).copied();
+        let mut n = 0;
+        self.lose_power_with(|node| {
+            let mut data = node.cur.clone();
+            if Some(n) == target {
+                let start = lost.start as usize;
+                let end = (lost.end as usize).min(data.len());
+                for (i, byte) in data.iter_mut().enumerate().take(end).skip(start) {
+                    *byte = node.durable.get(i).copied().unwrap_or(0);
+                }
+            }
+            n += 1;
+            data
+        });
+    }
+
+    /// Power loss where `survive` picks each file's bytes after it.
+    fn lose_power_with(&self, mut survive: impl FnMut(&Node) -> Vec<u8>) {
+        let mut st = self.st.lock();
+        for node in &mut st.nodes {
+            let data = survive(node);
+            node.cur = data.clone();
+            node.durable = data;
+            node.pending.clear();
+        }
+        st.names = st.durable_names.clone();
+        st.locks.clear();
+        st.generation += 1;
+        st.crashed = false;
+        st.crash_at = None;
+        st.fail_next_sync = false;
+    }
+
     /// Applies `f` to the bytes of `path` (durable and current alike), for
     /// tampering and torn-tail tests.
     pub(crate) fn edit(&self, path: &Path, f: impl FnOnce(&mut Vec<u8>)) {

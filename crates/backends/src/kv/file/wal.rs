@@ -143,7 +143,11 @@ impl FileKv {
         // run out of it.
         self.fill_ahead(w, w.tail.saturating_add(len))?;
         let seq = w.next_seq;
-        record::seal_frame(&mut frame, w.active, seq);
+        // The durable watermark goes into the record: on disk it proves
+        // that every record below it had been acknowledged-safe (fsynced)
+        // before this one was written. WAL lock before commit lock.
+        let synced = self.commit.lock().synced;
+        record::seal_frame(&mut frame, w.active, seq, synced);
         let payload = frame.get(RECORD_HEADER_LEN..).unwrap_or(&[]);
         let ops = record::decode_batch(payload).map_err(|d| {
             Error::internal(format!("a just-encoded batch does not decode: {}", d.0))
