@@ -125,7 +125,10 @@ impl FileKv {
         let ctx = |e: std::io::Error| {
             Error::from(e).context(format!("opening file store {}", dir.display()))
         };
-        vfs.create_dir_all(dir).map_err(ctx)?;
+        // A brand-new store must survive power loss: its directory's entry
+        // in the parent is fsynced (the lock file's and the first
+        // segment's entries are synced with the first segment).
+        vfs::create_dir_durably(&*vfs, dir).map_err(ctx)?;
         let lock = vfs.lock(&dir.join("LOCK"))?;
         let rec = recovery::recover(&*vfs, dir, &opts)?;
         let file = rec

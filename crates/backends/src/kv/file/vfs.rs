@@ -7,7 +7,7 @@
 use std::any::Any;
 use std::fmt;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use stowage_core::{Error, Result};
@@ -29,7 +29,10 @@ pub(crate) trait VFile: Send + Sync {
 /// A directory of files.
 pub(crate) trait Vfs: Send + Sync + fmt::Debug {
     /// Creates `dir` and its parents.
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Creates `dir` and its missing parents; returns the directories it
+    /// created, outermost first. Their entries are not yet durable: the
+    /// caller syncs each one's parent ([`create_dir_durably`]).
+    fn create_dir_all(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
     /// The names of the files in `dir`.
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
     /// Opens an existing file for reading and writing.
@@ -46,6 +49,19 @@ pub(crate) trait Vfs: Send + Sync + fmt::Debug {
     /// into it; the guard releases it on drop. A held lock is an
     /// `Unavailable` error naming the holder.
     fn lock(&self, path: &Path) -> Result<Box<dyn Any + Send + Sync>>;
+}
+
+/// Creates `dir` (and missing parents) so that it survives power loss: the
+/// parent of every directory created is fsynced, outermost first. Returns
+/// whether `dir` itself was created.
+pub(crate) fn create_dir_durably(vfs: &dyn Vfs, dir: &Path) -> io::Result<bool> {
+    let created = vfs.create_dir_all(dir)?;
+    for made in &created {
+        if let Some(parent) = made.parent() {
+            vfs.sync_dir(parent)?;
+        }
+    }
+    Ok(created.iter().any(|d| d == dir))
 }
 
 /// Reads a whole file.
@@ -126,8 +142,15 @@ fn open_options() -> std::fs::OpenOptions {
 }
 
 impl Vfs for RealFs {
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(dir)
+    fn create_dir_all(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        let mut missing: Vec<PathBuf> = dir
+            .ancestors()
+            .take_while(|d| !d.as_os_str().is_empty() && std::fs::metadata(d).is_err())
+            .map(Path::to_path_buf)
+            .collect();
+        missing.reverse();
+        std::fs::create_dir_all(dir)?;
+        Ok(missing)
     }
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
         let mut out = Vec::new();
