@@ -19,6 +19,9 @@ pub(crate) struct KvUrl {
     pub(crate) durability: Durability,
     /// `?max_blob_size=BYTES` (default [`DEFAULT_MAX_BLOB_SIZE`]).
     pub(crate) max_blob_size: u64,
+    /// `?mode=read_only` (default `read_write`): open without writing
+    /// anything (only the file engine supports it).
+    pub(crate) read_only: bool,
 }
 
 impl KvUrl {
@@ -57,11 +60,14 @@ impl KvUrl {
             dir,
             durability: Durability::Sync,
             max_blob_size: DEFAULT_MAX_BLOB_SIZE,
+            read_only: false,
         };
         for (key, value) in url.query_pairs() {
             match (&*key, &*value) {
                 ("durability", "sync") => parsed.durability = Durability::Sync,
                 ("durability", "buffered") => parsed.durability = Durability::Buffered,
+                ("mode", "read_only") => parsed.read_only = true,
+                ("mode", "read_write") => parsed.read_only = false,
                 ("max_blob_size", n) => {
                     parsed.max_blob_size = n
                         .parse()
@@ -69,7 +75,7 @@ impl KvUrl {
                 }
                 _ => {
                     return Err(bad(&format!(
-                        "unknown option {key}={value} (known: durability=sync|buffered, max_blob_size=BYTES)"
+                        "unknown option {key}={value} (known: durability=sync|buffered, max_blob_size=BYTES, mode=read_write|read_only)"
                     )))
                 }
             }

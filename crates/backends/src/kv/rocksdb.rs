@@ -58,6 +58,13 @@ pub(crate) fn capabilities(parsed: &KvUrl) -> Capabilities {
 /// `Unavailable` when another opener holds the directory; library errors
 /// mapped by kind.
 pub(crate) async fn open(parsed: &KvUrl) -> Result<Arc<RocksKv>> {
+    if parsed.read_only {
+        return Err(Error::unsupported(format!(
+            "rocksdb store {}: mode=read_only is not supported yet (mode=read_only works for \
+             file:// stores)",
+            parsed.dir.display()
+        )));
+    }
     let dir = parsed.dir.clone();
     let sync = parsed.durability == Durability::Sync;
     tokio::task::spawn_blocking(move || RocksKv::open(&dir, sync))

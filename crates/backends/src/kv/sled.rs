@@ -220,6 +220,14 @@ pub(crate) async fn open(parsed: &KvUrl) -> Result<Arc<SledKv>> {
              flush, so acknowledging without one would lose writes on kill -9",
         ));
     }
+    if parsed.read_only {
+        return Err(Error::unsupported(format!(
+            "sled store {}: mode=read_only is not supported: sled 0.34 has no read-only \
+             open (it always takes its lock and may write on open); copy the directory to \
+             writable storage to inspect it",
+            parsed.dir.display()
+        )));
+    }
     let dir = parsed.dir.clone();
     tokio::task::spawn_blocking(move || SledKv::open(&dir))
         .await
@@ -326,6 +334,14 @@ fn map_err(err: sled::Error) -> Error {
             return Error::new(
                 ErrorKind::Unavailable,
                 "the sled store is already open (by this or another process); close it first",
+            )
+            .with_source(err);
+        }
+        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::ReadOnlyFilesystem => {
+            return Error::unsupported(
+                "sled: the file system is read-only, so the store cannot be opened; sled 0.34 \
+                 has no read-only mode (mode=read_only works for file:// stores): copy the \
+                 directory to writable storage to inspect it",
             )
             .with_source(err);
         }

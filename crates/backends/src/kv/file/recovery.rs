@@ -114,7 +114,19 @@ fn watermark_after(bytes: &[u8], from: usize, seg: u64, expected: u64, max: usiz
 }
 
 /// Recovers the store in `dir`.
+///
+/// With `opts.read_only` it changes nothing on disk: a torn tail or a torn
+/// segment is ignored in place rather than cut, leftovers are not removed,
+/// and a directory without a store is `NotFound`.
 pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<Recovered> {
+    if opts.read_only && opts.salvage {
+        return Err(Error::invalid_input(format!(
+            "file store {}: salvage=true rewrites the store, so it cannot be combined with \
+             mode=read_only",
+            dir.display()
+        )));
+    }
+    let writable = !opts.read_only;
     let max = opts.max_record_size;
     let mut report = RecoveryReport::default();
     let mut seg_ids = BTreeSet::new();
@@ -124,7 +136,7 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
             seg_ids.insert(id);
         } else if let Some(seq) = parse_hex(&name, ".ckp") {
             ckps.insert(seq, name);
-        } else if name == "checkpoint.tmp" {
+        } else if name == "checkpoint.tmp" && writable {
             let _ = vfs.remove(&dir.join(&name));
         }
     }
@@ -200,7 +212,7 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
     // Older segments: keep the referenced ones, remove the rest.
     let referenced = index.referenced_segments();
     for &id in seg_ids.range(..start) {
-        if !referenced.contains(&id) {
+        if !referenced.contains(&id) && writable {
             vfs.remove(&dir.join(segment_name(id)))
                 .map_err(|e| io_err(dir, "removing an unreferenced segment", e))?;
             report.removed_segments.push(id);
@@ -258,14 +270,18 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
             // were synced, so a bad header on the newest, never-checkpointed
             // segment is an interrupted rotation with nothing acknowledged.
             if is_last && (report.checkpoint.is_none() || id != start) && i > 0 {
-                vfs.remove(&path)
-                    .map_err(|e| io_err(dir, "removing a torn segment", e))?;
+                if writable {
+                    vfs.remove(&path)
+                        .map_err(|e| io_err(dir, "removing a torn segment", e))?;
+                }
                 report.truncated_tail = Some((id, 0, bytes.len() as u64));
                 break;
             }
             if is_last && live.len() == 1 && report.checkpoint.is_none() {
-                vfs.remove(&path)
-                    .map_err(|e| io_err(dir, "removing a torn segment", e))?;
+                if writable {
+                    vfs.remove(&path)
+                        .map_err(|e| io_err(dir, "removing a torn segment", e))?;
+                }
                 report.truncated_tail = Some((id, 0, bytes.len() as u64));
                 break;
             }
@@ -325,8 +341,10 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
             // can leave later records of the same unsynced round intact).
             let watermark = watermark_after(&bytes, off, id, next, max);
             if is_last && !intact && watermark.is_none_or(|w| w <= next) {
-                truncate(&*file, off as u64)
-                    .map_err(|e| io_err(dir, "truncating a torn tail", e))?;
+                if writable {
+                    truncate(&*file, off as u64)
+                        .map_err(|e| io_err(dir, "truncating a torn tail", e))?;
+                }
                 report.truncated_tail = Some((id, off as u64, (bytes.len() - off) as u64));
                 filled = off as u64;
                 break;
@@ -366,6 +384,15 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
     }
     let active = match active {
         Some(id) => id,
+        None if !writable => {
+            return Err(Error::new(
+                stowage_core::ErrorKind::NotFound,
+                format!(
+                    "file store {}: no store here to open with mode=read_only",
+                    dir.display()
+                ),
+            ));
+        }
         None => {
             let id = start;
             let file =

@@ -40,6 +40,7 @@ pub(crate) fn parse(url: &url::Url) -> Result<(PathBuf, FileOptions, u64)> {
     let common = KvUrl::parse(&shared)?;
     let mut opts = FileOptions {
         durability: common.durability,
+        read_only: common.read_only,
         ..FileOptions::default()
     };
     for (k, v) in own {

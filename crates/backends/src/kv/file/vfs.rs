@@ -35,7 +35,8 @@ pub(crate) trait Vfs: Send + Sync + fmt::Debug {
     fn create_dir_all(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
     /// The names of the files in `dir`.
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
-    /// Opens an existing file for reading and writing.
+    /// Opens an existing file for reading and writing (for reading only on
+    /// a read-only file system).
     fn open(&self, path: &Path) -> io::Result<Arc<dyn VFile>>;
     /// Creates (or truncates) a file for reading and writing.
     fn create(&self, path: &Path) -> io::Result<Arc<dyn VFile>>;
@@ -162,7 +163,15 @@ impl Vfs for RealFs {
         Ok(out)
     }
     fn open(&self, path: &Path) -> io::Result<Arc<dyn VFile>> {
-        Ok(Arc::new(RealFile(open_options().open(path)?)))
+        match open_options().open(path) {
+            Ok(file) => Ok(Arc::new(RealFile(file))),
+            // A read-only medium (`mode=read_only`): reads work, and any
+            // write would fail (EBADF) — the engine makes none in that mode.
+            Err(e) if e.kind() == io::ErrorKind::ReadOnlyFilesystem => {
+                Ok(Arc::new(RealFile(std::fs::File::open(path)?)))
+            }
+            Err(e) => Err(e),
+        }
     }
     fn create(&self, path: &Path) -> io::Result<Arc<dyn VFile>> {
         let f = open_options().create(true).truncate(true).open(path)?;
@@ -187,7 +196,12 @@ impl Vfs for RealFs {
             .create(true)
             .truncate(false)
             .open(path)
-            .map_err(|e| Error::from(e).context(format!("opening lock file {}", path.display())))?;
+            .map_err(|e| match (e.kind(), path.parent()) {
+                (io::ErrorKind::ReadOnlyFilesystem, Some(dir)) => {
+                    super::read_only_medium(dir).with_source(e)
+                }
+                _ => Error::from(e).context(format!("opening lock file {}", path.display())),
+            })?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
