@@ -31,6 +31,11 @@ const MIN_BLOB_FILE_VALUE: u64 = 64 * 1024;
 pub(crate) struct RocksKv {
     db: DB,
     sync: bool,
+    /// Set by a failed write: RocksDB then keeps its background error and
+    /// refuses every later write (even once space is freed) until the
+    /// database is reopened, so the store says so instead of repeating a
+    /// stale error.
+    failed: parking_lot::RwLock<Option<String>>,
 }
 
 /// Opens `rocksdb:///abs/dir[?durability=buffered]`.
@@ -120,7 +125,11 @@ impl RocksKv {
         let db = DB::open_cf_descriptors(&db_opts, dir, families).map_err(|e| {
             map_err(e).context(format_args!("opening RocksDB at {}", dir.display()))
         })?;
-        Ok(Arc::new(RocksKv { db, sync }))
+        Ok(Arc::new(RocksKv {
+            db,
+            sync,
+            failed: parking_lot::RwLock::new(None),
+        }))
     }
 
     fn cf(&self, table: Table) -> Result<&rocksdb::ColumnFamily> {
@@ -214,8 +223,20 @@ impl OrderedKv for RocksKv {
                 }
             }
         }
+        if let Some(why) = &*self.failed.read() {
+            return Err(Error::internal(format!(
+                "the RocksDB store refuses writes after a failed write ({why}); close and \
+                 reopen it"
+            )));
+        }
         let mut opts = WriteOptions::default();
         opts.set_sync(self.sync);
-        self.db.write_opt(wb, &opts).map_err(map_err)
+        self.db.write_opt(wb, &opts).map_err(|e| {
+            let mut failed = self.failed.write();
+            if failed.is_none() {
+                *failed = Some(e.to_string());
+            }
+            map_err(e)
+        })
     }
 }

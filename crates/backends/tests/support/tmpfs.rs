@@ -29,15 +29,43 @@ impl Tmpfs {
 
     /// Remounts it read-only (`mount -o remount,ro`).
     #[allow(dead_code)]
+    /// Retries for a few seconds while it is busy (a store just dropped
+    /// may still be closing its files on another thread).
     pub(crate) fn remount_read_only(&self) {
+        let remount = || {
+            Command::new("mount")
+                .args(["-o", "remount,ro"])
+                .arg(self.dir.path())
+                .output()
+                .expect("running mount(8)")
+        };
+        let mut out = remount();
+        for _ in 0..50 {
+            if out.status.success() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            out = remount();
+        }
+        assert!(
+            out.status.success(),
+            "remounting {} read-only: {}",
+            self.dir.path().display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Resizes it (`mount -o remount,size=…`), e.g. to free space.
+    #[allow(dead_code)]
+    pub(crate) fn resize(&self, size: &str) {
         let out = Command::new("mount")
-            .args(["-o", "remount,ro"])
+            .args(["-o", &format!("remount,size={size}")])
             .arg(self.dir.path())
             .output()
             .expect("running mount(8)");
         assert!(
             out.status.success(),
-            "remounting {} read-only: {}",
+            "resizing {} to {size}: {}",
             self.dir.path().display(),
             String::from_utf8_lossy(&out.stderr)
         );
