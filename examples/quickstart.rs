@@ -30,8 +30,8 @@ async fn main() -> stowage::Result<()> {
     let stores = stowage::open(&url).await?;
     let caps = &stores.capabilities;
     println!(
-        "opened {url} (backend {}, durable: {}, shared: {})\n",
-        caps.backend, caps.durable, caps.shared
+        "opened {url} (backend {}, durability: {}, shared: {})\n",
+        caps.backend, caps.durability, caps.shared
     );
 
     // 1. Content-addressed blobs: store a prompt, get its SHA-256 back.

@@ -8,7 +8,7 @@
 //! | `memory` (default) | `memory://` | no | no | [`memory`] |
 //! | `file` (default; the embedded default) | `file:///abs/dir`, `file:rel/dir` | yes: fsync before acknowledging | no (a lock file refuses a second opener) | `docs/file-engine.md` |
 //! | `rocksdb` | `rocksdb:///abs/dir` | yes: synced WAL before acknowledging | no | `docs/kv.md` |
-//! | `sled` | `sled:///abs/dir` | best effort: flush before acknowledging; sled 0.34 is beta | no | `docs/kv.md` |
+//! | `sled` | `sled:///abs/dir` | survives `kill -9`, not power loss: sled 0.34 flushes to the OS but never calls `fsync`; sled is beta | no | `docs/kv.md` |
 //! | `redis` | `redis://host:port/db?prefix=NAME`, `rediss://…` (TLS) | as the server is configured (`appendfsync`), opt-in `WAIT`/`WAITAOF` | yes | `docs/redis.md` |
 //!
 //! Other features: `testcontainers` (test tooling only: the Redis test
@@ -27,6 +27,11 @@
 //! URL parses ([`options`]: [`StoreOptions::parse`], `FileOptions::open`,
 //! …); unknown options and bad values are errors naming the URL, the
 //! option and what it accepts.
+//!
+//! Every URL accepts `require=none|process_crash|power_loss|as_configured`
+//! (see [`open`]): a store whose
+//! [`DurabilityLevel`](stowage_core::DurabilityLevel) does not satisfy it
+//! is refused before anything is opened.
 //!
 //! A URL whose backend was not compiled in fails with
 //! [`ErrorKind::Unsupported`](stowage_core::ErrorKind::Unsupported) naming

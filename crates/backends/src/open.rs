@@ -1,16 +1,24 @@
 //! Picking a backend by URL.
 
-use stowage_core::{Error, Result, StoreEnv, Stores};
+use stowage_core::{Capabilities, DurabilityLevel, Error, Result, StoreEnv, Stores};
 use url::Url;
 
 use crate::options::StoreOptions;
 
 /// Opens the backend named by `url` with the system clock and random ids.
 ///
+/// Every URL accepts `require=none|process_crash|power_loss|as_configured`:
+/// the store is opened only if its [`DurabilityLevel`] satisfies it
+/// ([`DurabilityLevel::satisfies`]), so an application that needs
+/// power-loss safety cannot be handed sled or a `durability=buffered` store
+/// by a configuration change.
+///
 /// # Errors
-/// `InvalidInput` for a malformed URL or unknown scheme; `Unsupported`
-/// naming the feature when the backend was not compiled in; the backend's
-/// own errors when opening fails.
+/// `InvalidInput` for a malformed URL or unknown scheme, or an unknown
+/// `require` level; `Unsupported` naming the feature when the backend was
+/// not compiled in, or naming the level the backend offers when it does not
+/// satisfy `require` (checked before anything is opened or created); the
+/// backend's own errors when opening fails.
 pub async fn open(url: &str) -> Result<Stores> {
     open_with(url, StoreEnv::default()).await
 }
@@ -24,10 +32,13 @@ pub async fn open_with(url: &str, env: StoreEnv) -> Result<Stores> {
 }
 
 /// Parses `url` into the typed options of its backend (see
-/// [`StoreOptions::parse`]).
+/// [`StoreOptions::parse`]), after checking its `require=LEVEL`, which
+/// backends never see.
 pub(crate) fn parse_options(url: &str) -> Result<StoreOptions> {
-    let parsed = parse_url(url)?;
-    let _ = &parsed;
+    let (parsed, required) = take_requirement(parse_url(url)?, url)?;
+    if let Some(required) = required {
+        check_requirement(&parsed, required)?;
+    }
     match parsed.scheme() {
         #[cfg(feature = "memory")]
         "memory" => crate::memory::check_url(&parsed).map(|()| StoreOptions::Memory),
@@ -133,6 +144,84 @@ fn parse_url(url: &str) -> Result<Url> {
         .map_err(|()| malformed(&"the path is not a usable directory"))?;
     parsed.set_query(query);
     Ok(parsed)
+}
+
+/// Removes `require=LEVEL` from the query (backends never see it) and
+/// returns the level asked for.
+fn take_requirement(mut parsed: Url, shown: &str) -> Result<(Url, Option<DurabilityLevel>)> {
+    let mut required = None;
+    let mut rest = Vec::new();
+    for (key, value) in parsed.query_pairs() {
+        if key != "require" {
+            rest.push((key.into_owned(), value.into_owned()));
+            continue;
+        }
+        let level = DurabilityLevel::from_name(&value).ok_or_else(|| {
+            let known: Vec<_> = DurabilityLevel::ALL.iter().map(|l| l.name()).collect();
+            Error::invalid_input(format!(
+                "store URL {shown:?}: require={value} is not a durability level; expected one of {}",
+                known.join(", ")
+            ))
+        })?;
+        required = Some(level);
+    }
+    if required.is_some() {
+        if rest.is_empty() {
+            parsed.set_query(None);
+        } else {
+            parsed.query_pairs_mut().clear().extend_pairs(rest);
+        }
+    }
+    Ok((parsed, required))
+}
+
+/// Refuses (`Unsupported`, naming what the backend offers) a store whose
+/// durability level does not satisfy `required`, before opening it.
+fn check_requirement(parsed: &Url, required: DurabilityLevel) -> Result<()> {
+    let caps = capabilities_of(parsed)?;
+    if caps.durability.satisfies(required) {
+        return Ok(());
+    }
+    let why = match caps.durability {
+        DurabilityLevel::None => "nothing survives the process",
+        DurabilityLevel::ProcessCrash => {
+            "acknowledged writes survive kill -9 of the process but not power loss \
+             (sled never fsyncs; durability=buffered skips the fsync)"
+        }
+        DurabilityLevel::AsConfigured => {
+            "acknowledged writes are as durable as the server is configured to make them, \
+             which the client cannot verify"
+        }
+        _ => "it is a different level",
+    };
+    Err(Error::unsupported(format!(
+        "store URL {}: require={required} refused: the {} backend offers durability {} ({why})",
+        parsed.as_str(),
+        caps.backend,
+        caps.durability
+    )))
+}
+
+/// The capabilities the store named by `parsed` would have, without
+/// opening it.
+fn capabilities_of(parsed: &Url) -> Result<Capabilities> {
+    match parsed.scheme() {
+        #[cfg(feature = "memory")]
+        "memory" => Ok(crate::memory::MemoryBackend::capabilities()),
+        #[cfg(feature = "file")]
+        "file" => crate::kv::file::capabilities_for(parsed),
+        #[cfg(feature = "rocksdb")]
+        "rocksdb" => Ok(crate::kv::rocksdb::capabilities(
+            &crate::kv::options::KvUrl::parse(parsed)?,
+        )),
+        #[cfg(feature = "sled")]
+        "sled" => Ok(crate::kv::sled::capabilities(
+            &crate::kv::options::KvUrl::parse(parsed)?,
+        )),
+        #[cfg(feature = "redis")]
+        "redis" | "rediss" => Ok(crate::redis::capabilities()),
+        scheme => Err(not_compiled_in(parsed.as_str(), scheme)),
+    }
 }
 
 /// The error for a URL without a scheme (`""`, `"memory"`, `"not a url"`),

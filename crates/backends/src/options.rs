@@ -148,6 +148,10 @@ pub struct FileOptions {
     /// `salvage`: open a damaged store anyway, keeping what is intact
     /// (default `false`).
     pub salvage: bool,
+    /// `mode=read_only`: open without writing anything — no lock, no
+    /// recovery truncation, every write refused — for a store on a
+    /// read-only mount, a snapshot or a backup (default `false`).
+    pub read_only: bool,
 }
 
 #[cfg(feature = "file")]
@@ -175,6 +179,7 @@ impl FileOptions {
             max_record_size: engine.max_record_size,
             checkpoint_interval: engine.checkpoint_interval,
             salvage: engine.salvage,
+            read_only: engine.read_only,
         }
     }
 
@@ -212,6 +217,7 @@ impl FileOptions {
             max_record_size: self.max_record_size,
             checkpoint_interval: self.checkpoint_interval,
             salvage: self.salvage,
+            read_only: self.read_only,
         };
         crate::kv::file::open_parts(dir, engine, self.max_blob_size, env).await
     }
@@ -234,6 +240,9 @@ macro_rules! kv_options {
             /// `max_blob_size`: the largest blob `cas.put` accepts
             /// (default 1 GiB).
             pub max_blob_size: u64,
+            /// `mode=read_only`: refused with `Unsupported` by this
+            /// backend (only `file` opens read-only); default `false`.
+            pub read_only: bool,
         }
 
         impl $name {
@@ -243,6 +252,7 @@ macro_rules! kv_options {
                     dir: dir.into(),
                     durability: Durability::Sync,
                     max_blob_size: crate::kv::options::DEFAULT_MAX_BLOB_SIZE,
+                    read_only: false,
                 }
             }
 
@@ -277,6 +287,7 @@ macro_rules! kv_options {
                     dir: absolute(&self.dir)?,
                     durability: self.durability,
                     max_blob_size: self.max_blob_size,
+                    read_only: self.read_only,
                 };
                 crate::kv::$module::open_parsed(parsed, env).await
             }
@@ -288,6 +299,7 @@ macro_rules! kv_options {
                     dir: parsed.dir,
                     durability: parsed.durability,
                     max_blob_size: parsed.max_blob_size,
+                    read_only: parsed.read_only,
                 }
             }
         }

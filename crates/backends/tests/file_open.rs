@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use stowage_backends::open;
-use stowage_core::ErrorKind;
+use stowage_core::{DurabilityLevel, ErrorKind};
 
 fn url(dir: &std::path::Path, query: &str) -> String {
     let mut u = url::Url::from_file_path(dir).expect("absolute temp dir");
@@ -38,7 +38,8 @@ async fn stores_open_by_url_and_declare_their_capabilities() {
         .unwrap();
     let caps = &stores.capabilities;
     assert_eq!(caps.backend, "file");
-    assert!(caps.durable && caps.streaming && !caps.shared);
+    assert!(caps.survives_power_loss() && caps.streaming && !caps.shared);
+    assert_eq!(caps.durability, DurabilityLevel::PowerLoss);
     assert_eq!(caps.max_blob_size, 100);
     let err = stores.cas.put(Bytes::from(vec![0; 101])).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
@@ -158,4 +159,50 @@ async fn automatic_checkpoints_and_compaction_run_during_writes() {
     for (d, bytes) in &live {
         assert_eq!(&stores.cas.get(d).await.unwrap(), bytes);
     }
+}
+
+/// `?require=` on file and memory URLs: buffered is `process_crash`, memory
+/// is `none`, an unknown level is `InvalidInput` listing the levels.
+#[tokio::test]
+async fn require_checks_the_durability_level_of_file_and_memory_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let buffered = url(
+        &dir.path().join("b"),
+        "durability=buffered&require=power_loss",
+    );
+    let err = open(&buffered).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert!(
+        err.message().contains("offers durability process_crash"),
+        "{err}"
+    );
+    assert!(!dir.path().join("b").exists());
+    let ok = url(
+        &dir.path().join("b"),
+        "durability=buffered&require=process_crash",
+    );
+    let s = open(&ok).await.unwrap();
+    assert_eq!(s.capabilities.durability, DurabilityLevel::ProcessCrash);
+    drop(s);
+    let s = open(&url(&dir.path().join("s"), "require=power_loss"))
+        .await
+        .unwrap();
+    assert!(s.capabilities.survives_power_loss());
+    drop(s);
+    let err = open("memory://?require=process_crash").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert!(err.message().contains("offers durability none"), "{err}");
+    assert_eq!(
+        open("memory://?require=none")
+            .await
+            .unwrap()
+            .capabilities
+            .durability,
+        DurabilityLevel::None
+    );
+    let err = open(&url(&dir.path().join("x"), "require=fsync"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.message().contains("power_loss"), "{err}");
 }

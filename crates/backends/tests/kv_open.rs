@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use stowage_backends::open;
-use stowage_core::ErrorKind;
+use stowage_core::{DurabilityLevel, ErrorKind};
 
 fn schemes() -> Vec<&'static str> {
     [
@@ -43,7 +43,13 @@ async fn stores_open_by_url_and_declare_their_capabilities() {
         let stores = open(&url).await.unwrap();
         let caps = &stores.capabilities;
         assert_eq!(caps.backend, scheme);
-        assert!(caps.durable && caps.streaming && !caps.shared);
+        assert!(caps.survives_kill() && caps.streaming && !caps.shared);
+        // sled 0.34's flush never calls fsync: kill -9 only.
+        let level = match scheme {
+            "sled" => DurabilityLevel::ProcessCrash,
+            _ => DurabilityLevel::PowerLoss,
+        };
+        assert_eq!(caps.durability, level, "{scheme}");
         assert_eq!(caps.max_blob_size, 100);
         let err = stores.cas.put(Bytes::from(vec![0; 101])).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
@@ -71,4 +77,51 @@ async fn rocksdb_buffered_durability_round_trips() {
     drop(stores);
     let stores = open(&url).await.unwrap();
     assert_eq!(&stores.cas.get(&d).await.unwrap()[..], b"x");
+}
+
+/// `?require=` refuses a store whose durability level is weaker, before
+/// anything is created, naming what the backend offers.
+#[tokio::test]
+async fn require_refuses_a_weaker_durability_level_before_creating_anything() {
+    for scheme in schemes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        let url = |query: &str| format!("{scheme}://{}?{query}", store.display());
+        let offered = if scheme == "sled" {
+            "process_crash"
+        } else {
+            "power_loss"
+        };
+        for query in [
+            "require=power_loss",
+            "durability=buffered&require=power_loss",
+        ] {
+            if scheme == "sled" && query.contains("buffered") {
+                continue; // sled refuses buffered on its own
+            }
+            let weaker = scheme == "sled" || query.contains("buffered");
+            match open(&url(query)).await {
+                Err(e) if weaker => {
+                    assert_eq!(e.kind(), ErrorKind::Unsupported, "{scheme} {query}: {e}");
+                    let offered = if query.contains("buffered") {
+                        "process_crash"
+                    } else {
+                        offered
+                    };
+                    assert!(
+                        e.message().contains(&format!("durability {offered}")),
+                        "{e}"
+                    );
+                    assert!(
+                        !store.exists(),
+                        "{scheme} {query}: a refused open created the store"
+                    );
+                }
+                Ok(s) if !weaker => assert_eq!(s.capabilities.durability.name(), offered),
+                other => panic!("{scheme} {query}: {other:?}"),
+            }
+        }
+        let s = open(&url("require=process_crash")).await.unwrap();
+        assert!(s.capabilities.survives_kill());
+    }
 }

@@ -69,8 +69,8 @@ pub enum Tamper {
 /// [`Harness::reopen`]; shared backends implement [`Harness::open_another`];
 /// backends that can reach their stored bytes implement [`Harness::tamper`].
 /// A check whose hook returns `Unsupported` prints the reason and does not
-/// apply — unless the backend's capabilities claim it (a `durable` backend
-/// must support `reopen`).
+/// apply — unless the backend's capabilities claim it (a backend whose
+/// durability level survives `kill -9` must support `reopen`).
 #[async_trait]
 pub trait Harness: Send + Sync + 'static {
     /// Opens the store under test. Called once per harness.
@@ -80,6 +80,21 @@ pub trait Harness: Send + Sync + 'static {
     async fn reopen(&self, stores: Stores) -> Result<Stores> {
         drop(stores);
         Err(Error::unsupported("this harness cannot reopen its store"))
+    }
+
+    /// Simulates power loss under `stores` and opens the store again:
+    /// everything not yet on stable storage is lost and the handles are
+    /// dropped without a clean close. Backends whose harness can simulate
+    /// it (the file engine on its simulated disk) implement it so that the
+    /// suite can check a [`DurabilityLevel::PowerLoss`] claim; the default
+    /// is `Unsupported`.
+    ///
+    /// [`DurabilityLevel::PowerLoss`]: stowage_core::DurabilityLevel::PowerLoss
+    async fn lose_power(&self, stores: Stores) -> Result<Stores> {
+        drop(stores);
+        Err(Error::unsupported(
+            "this harness cannot simulate power loss",
+        ))
     }
 
     /// Opens a second, independent handle onto the same store, as another

@@ -53,7 +53,8 @@
 //!
 //! | capability / hook | checks | when it does not apply |
 //! |---|---|---|
-//! | `durable` + [`Harness::reopen`] | [`reopen`] | not durable → skipped; durable but `reopen` unsupported → **fails** |
+//! | [`Capabilities::durability`](stowage_core::Capabilities::durability) survives kill (`process_crash`, `power_loss`, `as_configured`) + [`Harness::reopen`] | [`reopen`] | level `none` → skipped; surviving kill but `reopen` unsupported → **fails** |
+//! | durability `power_loss` + [`Harness::lose_power`] | [`durability`] | a weaker level, or the harness cannot simulate power loss → skipped |
 //! | `shared` + [`Harness::open_another`] | [`shared`] | not shared, or the harness has no second handle → skipped |
 //! | [`Harness::tamper`] | [`integrity`] | `tamper` returns `Unsupported` for the damage a check needs → skipped |
 //! | [`Harness::open_with`] | [`runs::repeated_run_id_already_exists`] | `open_with` returns `Unsupported` → skipped |
@@ -269,6 +270,7 @@
 //! | §9 | controllable clock, deterministic ids, fault injection, recorder, snapshot/fork | not observable through a [`Harness`]: `stowage-fakes`' own tests |
 
 pub mod cas;
+pub mod durability;
 pub mod harness;
 pub mod hostile;
 pub mod integrity;

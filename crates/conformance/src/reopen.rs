@@ -2,9 +2,13 @@
 //! survives closing and reopening a durable store; seqs continue gap-free
 //! and idempotency keys are still honoured.
 //!
-//! They apply when `Capabilities::durable` is true, and then the harness
-//! must implement [`Harness::reopen`]. On other backends they print why
-//! they do not apply.
+//! They apply when [`Capabilities::survives_kill`] is true (every
+//! [`DurabilityLevel`] but `None`), and then the harness must implement
+//! [`Harness::reopen`]. On other backends they print why they do not
+//! apply.
+//!
+//! [`Capabilities::survives_kill`]: stowage_core::Capabilities::survives_kill
+//! [`DurabilityLevel`]: stowage_core::DurabilityLevel
 
 use bytes::Bytes;
 use serde_json::json;
@@ -18,11 +22,12 @@ use crate::util::{
 
 /// Reopens `s`, or `None` (after printing why) when the backend is not durable.
 async fn reopened(h: &dyn Harness, s: Stores, check: &str) -> Option<Stores> {
-    if !s.capabilities.durable {
+    let level = s.capabilities.durability;
+    if !level.survives_kill() {
         skipped(
             check,
             format!(
-                "backend {:?} is not durable, so there is nothing to reopen",
+                "backend {:?} has durability {level}, so there is nothing to reopen",
                 s.capabilities.backend
             ),
         );
@@ -31,7 +36,8 @@ async fn reopened(h: &dyn Harness, s: Stores, check: &str) -> Option<Stores> {
     match h.reopen(s).await {
         Ok(s) => Some(s),
         Err(e) => panic!(
-            "{check}: the backend claims `durable`, so its harness must reopen the store: {e}"
+            "{check}: the backend claims durability {level}, which survives closing the \
+             store, so its harness must reopen the store: {e}"
         ),
     }
 }

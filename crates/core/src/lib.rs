@@ -36,7 +36,7 @@ pub use ids::{IdGenerator, RandomIds, RunId};
 pub use release::{ReleaseMetadata, ReleaseRecord, ReleaseRegistry};
 pub use run::{NewEvent, Run, RunEvent, RunFilter, RunLedger, RunMetadata, RunStatus, RunSummary};
 pub use session::{LogEntry, LogKind, NewLogEntry, Session, SessionState, SessionStore};
-pub use stores::{Capabilities, Close, Durability, StoreEnv, Stores};
+pub use stores::{Capabilities, Close, Durability, DurabilityLevel, StoreEnv, Stores};
 pub use supersession::{
     AgentKey, PutOutcome, Resolution, Signature, SigningKey, Supersession, SupersessionCursor,
     SupersessionDraft, SupersessionKind, SupersessionStore,

@@ -20,14 +20,110 @@ use crate::time::{Clock, SystemClock};
 pub struct Capabilities {
     /// The backend's name (`"memory"`, `"file"`, `"redis"`, …).
     pub backend: &'static str,
-    /// Acknowledged writes survive the process being killed.
-    pub durable: bool,
+    /// What an acknowledged write survives ([`DurabilityLevel`]). Use
+    /// [`Capabilities::survives_kill`] / [`Capabilities::survives_power_loss`]
+    /// or [`DurabilityLevel::satisfies`] rather than matching on it: the
+    /// enum may grow.
+    pub durability: DurabilityLevel,
     /// Several processes may use the same store at once.
     pub shared: bool,
     /// The largest blob [`CasStore::put`] accepts.
     pub max_blob_size: u64,
     /// `put_stream`/`get_stream` never hold a whole blob in memory.
     pub streaming: bool,
+}
+
+impl Capabilities {
+    /// Acknowledged writes survive `kill -9` of the process (and closing
+    /// and reopening the store): every level but [`DurabilityLevel::None`].
+    pub fn survives_kill(&self) -> bool {
+        self.durability.survives_kill()
+    }
+
+    /// Acknowledged writes survive power loss and kernel crashes
+    /// ([`DurabilityLevel::PowerLoss`]).
+    pub fn survives_power_loss(&self) -> bool {
+        self.durability.survives_power_loss()
+    }
+}
+
+/// What an acknowledged write survives on a backend, as opened (SPEC §2).
+///
+/// The levels that can be compared form a ladder: `None` < `ProcessCrash`
+/// < `PowerLoss`. `AsConfigured` (a server-side store such as Redis)
+/// survives the client process by construction, and beyond that whatever
+/// the server is configured for, which the client cannot verify: it
+/// satisfies a requirement of `ProcessCrash`, never one of `PowerLoss`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DurabilityLevel {
+    /// Nothing survives the process (memory).
+    None,
+    /// Survives `kill -9` of the process, but not power loss or a kernel
+    /// crash: the write reached the OS page cache, not the disk (sled
+    /// 0.34, whose flush never calls `fsync`; any backend opened with
+    /// `durability=buffered`).
+    ProcessCrash,
+    /// Survives power loss: synced to stable storage (`fsync`) before it
+    /// was acknowledged (file, RocksDB by default).
+    PowerLoss,
+    /// Held by a server and as durable as the server is configured to be
+    /// (Redis: `appendonly`/`appendfsync`); survives the client process.
+    AsConfigured,
+}
+
+impl DurabilityLevel {
+    /// Every level, weakest first (the order of the ladder, then
+    /// `AsConfigured`).
+    pub const ALL: [DurabilityLevel; 4] = [
+        DurabilityLevel::None,
+        DurabilityLevel::ProcessCrash,
+        DurabilityLevel::PowerLoss,
+        DurabilityLevel::AsConfigured,
+    ];
+
+    /// Acknowledged writes survive `kill -9` of the client process.
+    pub fn survives_kill(self) -> bool {
+        !matches!(self, DurabilityLevel::None)
+    }
+
+    /// Acknowledged writes survive power loss.
+    pub fn survives_power_loss(self) -> bool {
+        matches!(self, DurabilityLevel::PowerLoss)
+    }
+
+    /// Whether a store offering `self` meets a requirement of `required`
+    /// (see the type docs for `AsConfigured`).
+    pub fn satisfies(self, required: DurabilityLevel) -> bool {
+        match required {
+            DurabilityLevel::None => true,
+            DurabilityLevel::ProcessCrash => self.survives_kill(),
+            DurabilityLevel::PowerLoss => self.survives_power_loss(),
+            DurabilityLevel::AsConfigured => self == DurabilityLevel::AsConfigured,
+        }
+    }
+
+    /// The level's name in URLs and messages: `none`, `process_crash`,
+    /// `power_loss`, `as_configured`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DurabilityLevel::None => "none",
+            DurabilityLevel::ProcessCrash => "process_crash",
+            DurabilityLevel::PowerLoss => "power_loss",
+            DurabilityLevel::AsConfigured => "as_configured",
+        }
+    }
+
+    /// The level named `name` (as [`DurabilityLevel::name`] spells it).
+    pub fn from_name(name: &str) -> Option<DurabilityLevel> {
+        DurabilityLevel::ALL.into_iter().find(|l| l.name() == name)
+    }
+}
+
+impl fmt::Display for DurabilityLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Whether a durable backend syncs to stable storage before acknowledging.
@@ -39,6 +135,17 @@ pub enum Durability {
     /// Acknowledge once the write reached the OS: survives `kill -9` of the
     /// process but **not** power loss or a kernel crash.
     Buffered,
+}
+
+impl Durability {
+    /// The level an engine that honours this mode reaches: `PowerLoss`
+    /// for `Sync`, `ProcessCrash` for `Buffered`.
+    pub fn level(self) -> DurabilityLevel {
+        match self {
+            Durability::Sync => DurabilityLevel::PowerLoss,
+            Durability::Buffered => DurabilityLevel::ProcessCrash,
+        }
+    }
 }
 
 /// The injectable environment of a store: its clock and its id generator.
@@ -189,5 +296,36 @@ impl fmt::Debug for Stores {
         f.debug_struct("Stores")
             .field("capabilities", &self.capabilities)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DurabilityLevel::{self, AsConfigured, None, PowerLoss, ProcessCrash};
+
+    #[test]
+    fn levels_satisfy_the_ladder_and_as_configured_never_promises_power_loss() {
+        let yes = [
+            (None, None),
+            (ProcessCrash, None),
+            (ProcessCrash, ProcessCrash),
+            (PowerLoss, ProcessCrash),
+            (PowerLoss, PowerLoss),
+            (AsConfigured, ProcessCrash),
+            (AsConfigured, AsConfigured),
+        ];
+        for offered in DurabilityLevel::ALL {
+            for required in DurabilityLevel::ALL {
+                assert_eq!(
+                    offered.satisfies(required),
+                    required == None || yes.contains(&(offered, required)),
+                    "{offered} satisfies {required}"
+                );
+            }
+            assert_eq!(DurabilityLevel::from_name(offered.name()), Some(offered));
+        }
+        assert!(!None.survives_kill() && !ProcessCrash.survives_power_loss());
+        assert!(AsConfigured.survives_kill() && !AsConfigured.survives_power_loss());
+        assert_eq!(DurabilityLevel::from_name("fsync"), Option::None);
     }
 }

@@ -19,6 +19,9 @@ pub(crate) struct KvUrl {
     pub(crate) durability: Durability,
     /// `?max_blob_size=BYTES` (default [`DEFAULT_MAX_BLOB_SIZE`]).
     pub(crate) max_blob_size: u64,
+    /// `?mode=read_only` (default `read_write`): open without writing
+    /// anything (only the file engine supports it).
+    pub(crate) read_only: bool,
 }
 
 /// One query option of a store URL: its name and what it accepts, for
@@ -26,9 +29,10 @@ pub(crate) struct KvUrl {
 pub(crate) type OptionSpec = (&'static str, &'static str);
 
 /// The options every embedded backend accepts.
-pub(crate) const COMMON_OPTIONS: [OptionSpec; 2] = [
+pub(crate) const COMMON_OPTIONS: [OptionSpec; 3] = [
     ("durability", "sync or buffered"),
     ("max_blob_size", "a whole number of bytes"),
+    ("mode", "read_write or read_only"),
 ];
 
 /// `store URL "…": unknown option k=v; known options: …`.
@@ -101,6 +105,7 @@ impl KvUrl {
             dir,
             durability: Durability::Sync,
             max_blob_size: DEFAULT_MAX_BLOB_SIZE,
+            read_only: false,
         };
         let mut rest = Vec::new();
         for (key, value) in url.query_pairs() {
@@ -110,6 +115,13 @@ impl KvUrl {
                         "sync" => Durability::Sync,
                         "buffered" => Durability::Buffered,
                         _ => return Err(bad_value(url, &key, &value, COMMON_OPTIONS[0].1)),
+                    }
+                }
+                "mode" => {
+                    parsed.read_only = match &*value {
+                        "read_only" => true,
+                        "read_write" => false,
+                        _ => return Err(bad_value(url, &key, &value, COMMON_OPTIONS[2].1)),
                     }
                 }
                 "max_blob_size" => {

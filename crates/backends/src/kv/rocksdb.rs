@@ -31,6 +31,11 @@ const MIN_BLOB_FILE_VALUE: u64 = 64 * 1024;
 pub(crate) struct RocksKv {
     db: DB,
     sync: bool,
+    /// Set by a failed write: RocksDB then keeps its background error and
+    /// refuses every later write (even once space is freed) until the
+    /// database is reopened, so the store says so instead of repeating a
+    /// stale error.
+    failed: parking_lot::RwLock<Option<String>>,
 }
 
 /// Opens the store `parsed` describes (from a URL or typed options).
@@ -47,7 +52,7 @@ pub(crate) async fn open_parsed(parsed: KvUrl, env: StoreEnv) -> Result<Stores> 
 pub(crate) fn capabilities(parsed: &KvUrl) -> Capabilities {
     Capabilities {
         backend: "rocksdb",
-        durable: true,
+        durability: parsed.durability.level(),
         shared: false,
         max_blob_size: parsed.max_blob_size,
         streaming: true,
@@ -60,6 +65,13 @@ pub(crate) fn capabilities(parsed: &KvUrl) -> Capabilities {
 /// `Unavailable` when another opener holds the directory; library errors
 /// mapped by kind.
 pub(crate) async fn open(parsed: &KvUrl) -> Result<Arc<RocksKv>> {
+    if parsed.read_only {
+        return Err(Error::unsupported(format!(
+            "rocksdb store {}: mode=read_only is not supported yet (mode=read_only works for \
+             file:// stores)",
+            parsed.dir.display()
+        )));
+    }
     let dir = parsed.dir.clone();
     let sync = parsed.durability == Durability::Sync;
     tokio::task::spawn_blocking(move || RocksKv::open(&dir, sync))
@@ -115,7 +127,11 @@ impl RocksKv {
         let db = DB::open_cf_descriptors(&db_opts, dir, families).map_err(|e| {
             map_err(e).context(format_args!("opening RocksDB at {}", dir.display()))
         })?;
-        Ok(Arc::new(RocksKv { db, sync }))
+        Ok(Arc::new(RocksKv {
+            db,
+            sync,
+            failed: parking_lot::RwLock::new(None),
+        }))
     }
 
     fn cf(&self, table: Table) -> Result<&rocksdb::ColumnFamily> {
@@ -209,9 +225,21 @@ impl OrderedKv for RocksKv {
                 }
             }
         }
+        if let Some(why) = &*self.failed.read() {
+            return Err(Error::internal(format!(
+                "the RocksDB store refuses writes after a failed write ({why}); close and \
+                 reopen it"
+            )));
+        }
         let mut opts = WriteOptions::default();
         opts.set_sync(self.sync);
-        self.db.write_opt(wb, &opts).map_err(map_err)
+        self.db.write_opt(wb, &opts).map_err(|e| {
+            let mut failed = self.failed.write();
+            if failed.is_none() {
+                *failed = Some(e.to_string());
+            }
+            map_err(e)
+        })
     }
 
     fn close(&self) -> Result<()> {

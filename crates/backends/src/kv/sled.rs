@@ -1,8 +1,25 @@
 //! The sled backend (`sled:///abs/dir`): sled 0.34 supplies the seam.
 //!
 //! One sled tree per [`Table`]. A [`Batch`] is one sled transaction over
-//! the trees (all-or-nothing, across trees) that flushes (fsyncs) sled's
-//! log before it returns, so an acknowledged write survives `kill -9`.
+//! the trees (all-or-nothing, across trees) that flushes sled's log to the
+//! OS before it returns, so an acknowledged write survives `kill -9`.
+//! **Not power loss**: sled 0.34's flush calls `sync_file_range`, never
+//! `fsync`, so neither the device cache nor file metadata is flushed; the
+//! capabilities say [`DurabilityLevel::ProcessCrash`].
+//!
+//! **Honest failures** (sled on a full disk hangs in its flush, applies
+//! writes it then reports as failed, and stays broken after one I/O
+//! error): every batch is committed and flushed by the store's one
+//! committer thread ([`Committer`]), which applies the queued batches
+//! and then flushes once for all of them (group commit). A caller waits at
+//! most [`FLUSH_TIMEOUT`]; a batch whose transaction or flush failed, or
+//! did not finish in time, is `OutcomeUnknown` (sled may have applied it),
+//! never `StorageFull`, and the store is **poisoned**: every later call
+//! fails with `Internal` saying to reopen it (as the file engine does
+//! after a failed fsync). sled's flush takes a process-wide lock, so a
+//! flush hung on a full disk stalls other sled stores of the process too;
+//! their calls then time out the same way instead of hanging.
+//!
 //! `DeleteRange` is resolved to keys inside the transaction's caller: the
 //! KV layer holds the entity's lock, so no key in the range can appear or
 //! vanish meanwhile. sled 0.34 is beta software; see `docs/kv.md` for what
@@ -10,20 +27,164 @@
 //! same directory (a file lock), reported as `Unavailable`.
 
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
-use stowage_core::{Capabilities, Durability, Error, ErrorKind, Result, StoreEnv, Stores};
+use stowage_core::{
+    Capabilities, Durability, DurabilityLevel, Error, ErrorKind, Result, StoreEnv, Stores,
+};
 
 use super::options::KvUrl;
 use super::seam::{Batch, Direction, Op, OrderedKv, Table};
 
+/// How long a caller waits for its batch to be committed and flushed
+/// before it gives up with `OutcomeUnknown` and poisons the store.
+pub(crate) const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long dropping the store waits for the committer to release sled's
+/// handle (and so its lock). A committer stuck in a hung flush keeps it:
+/// the directory then stays locked until the process exits.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// An open sled database with one tree per table.
 pub(crate) struct SledKv {
-    db: sled::Db,
+    dir: PathBuf,
     /// Indexed by [`Table::id`], which follows [`Table::ALL`].
-    trees: Vec<sled::Tree>,
+    trees: Arc<Vec<sled::Tree>>,
+    /// Why the store refuses every call (a failed or hung commit).
+    poison: Arc<RwLock<Option<String>>>,
+    committer: Committer,
+}
+
+/// One batch for the committer: `(tree index, key, value or delete)`.
+type Ops = Vec<(usize, Vec<u8>, Option<Vec<u8>>)>;
+
+/// What the committer answers: `Err` carries the kind and the message.
+type Reply = std::result::Result<(), (ErrorKind, String)>;
+
+/// A batch and where to answer it.
+type Job = (Ops, mpsc::SyncSender<Reply>);
+
+/// The store's committer thread: applies queued batches as sled
+/// transactions, then flushes once for all of them, then answers. Callers
+/// wait with a timeout, so a flush that never returns fails the call
+/// instead of hanging it.
+struct Committer {
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Signalled by the thread once it has released its database handle.
+    done: Mutex<mpsc::Receiver<()>>,
+}
+
+impl Committer {
+    fn start(
+        db: sled::Db,
+        trees: Arc<Vec<sled::Tree>>,
+        poison: Arc<RwLock<Option<String>>>,
+    ) -> Result<Committer> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let (done_tx, done_rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("stowage-sled-commit".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut jobs = vec![first];
+                    jobs.extend(rx.try_iter());
+                    commit_round(&db, &trees, &poison, jobs);
+                }
+                // Closing: flush what a failed round may have left, unless
+                // poisoned (a poisoned sled may hang in its flush).
+                if poison.read().is_none() {
+                    let _ = db.flush();
+                }
+                drop((db, trees));
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| Error::internal(format!("starting the sled committer thread: {e}")))?;
+        Ok(Committer {
+            jobs: Mutex::new(Some(tx)),
+            done: Mutex::new(done_rx),
+        })
+    }
+}
+
+/// Applies `jobs` in order, flushes once, and answers each. A failed
+/// transaction or flush poisons the store: sled may have applied the
+/// batch, and after an I/O error it stays broken until reopened.
+fn commit_round(
+    db: &sled::Db,
+    trees: &[sled::Tree],
+    poison: &RwLock<Option<String>>,
+    jobs: Vec<Job>,
+) {
+    let mut answers: Vec<(mpsc::SyncSender<Reply>, Reply)> = Vec::with_capacity(jobs.len());
+    let mut applied = false;
+    for (ops, reply) in jobs {
+        if let Some(why) = &*poison.read() {
+            let refused = format!("unusable after a failed write ({why}); close and reopen it");
+            answers.push((reply, Err((ErrorKind::Internal, refused))));
+            continue;
+        }
+        let answer = match apply(trees, &ops) {
+            Ok(()) => {
+                applied = true;
+                Ok(())
+            }
+            Err(TransactionError::Abort(())) => Err((
+                ErrorKind::Internal,
+                "a sled batch named a tree that is not open".to_owned(),
+            )),
+            Err(TransactionError::Storage(e)) => Err((
+                ErrorKind::OutcomeUnknown,
+                poison_with(poison, "a transaction", &e),
+            )),
+        };
+        answers.push((reply, answer));
+    }
+    if applied {
+        if let Err(e) = db.flush() {
+            let why = poison_with(poison, "a flush", &e);
+            for (_, answer) in &mut answers {
+                if answer.is_ok() {
+                    *answer = Err((ErrorKind::OutcomeUnknown, why.clone()));
+                }
+            }
+        }
+    }
+    for (reply, answer) in answers {
+        let _ = reply.send(answer);
+    }
+}
+
+/// Records why the store is poisoned (the first reason wins) and returns
+/// the message for the failed batch.
+fn poison_with(poison: &RwLock<Option<String>>, what: &str, e: &sled::Error) -> String {
+    let why = format!("sled failed in {what}: {e}");
+    let mut p = poison.write();
+    if p.is_none() {
+        *p = Some(why.clone());
+    }
+    format!("{why}; sled may or may not have applied the write, and the store must be reopened")
+}
+
+/// One batch as one sled transaction across the trees.
+fn apply(trees: &[sled::Tree], ops: &Ops) -> std::result::Result<(), TransactionError<()>> {
+    trees.transaction(|trees| {
+        for (tree, key, value) in ops {
+            let Some(tree) = trees.get(*tree) else {
+                return Err(ConflictableTransactionError::Abort(()));
+            };
+            match value {
+                Some(value) => tree.insert(key.as_slice(), value.as_slice())?,
+                None => tree.remove(key.as_slice())?,
+            };
+        }
+        Ok(())
+    })
 }
 
 /// Opens the store `parsed` describes (from a URL or typed options).
@@ -40,7 +201,9 @@ pub(crate) async fn open_parsed(parsed: KvUrl, env: StoreEnv) -> Result<Stores> 
 pub(crate) fn capabilities(parsed: &KvUrl) -> Capabilities {
     Capabilities {
         backend: "sled",
-        durable: true,
+        // sled 0.34's flush writes with `sync_file_range`, never `fsync`:
+        // an acknowledged write survives `kill -9`, not power loss.
+        durability: DurabilityLevel::ProcessCrash,
         shared: false,
         max_blob_size: parsed.max_blob_size,
         streaming: true,
@@ -58,6 +221,14 @@ pub(crate) async fn open(parsed: &KvUrl) -> Result<Arc<SledKv>> {
             "sled:// supports only durability=sync: sled buffers writes in memory until a \
              flush, so acknowledging without one would lose writes on kill -9",
         ));
+    }
+    if parsed.read_only {
+        return Err(Error::unsupported(format!(
+            "sled store {}: mode=read_only is not supported: sled 0.34 has no read-only \
+             open (it always takes its lock and may write on open); copy the directory to \
+             writable storage to inspect it",
+            parsed.dir.display()
+        )));
     }
     let dir = parsed.dir.clone();
     tokio::task::spawn_blocking(move || SledKv::open(&dir))
@@ -83,11 +254,71 @@ impl SledKv {
         // sled's lock records no holder: record ours beside it, so that the
         // next opener's error can name us (best effort: only a hint).
         let _ = std::fs::write(dir.join(HOLDER), format!("{}\n", std::process::id()));
-        let trees = Table::ALL
-            .iter()
-            .map(|t| db.open_tree(t.name()).map_err(map_err))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Arc::new(SledKv { db, trees }))
+        let trees = Arc::new(
+            Table::ALL
+                .iter()
+                .map(|t| db.open_tree(t.name()).map_err(map_err))
+                .collect::<Result<Vec<_>>>()?,
+        );
+        let poison = Arc::new(RwLock::new(None));
+        let committer = Committer::start(db.clone(), Arc::clone(&trees), Arc::clone(&poison))?;
+        Ok(Arc::new(SledKv {
+            dir: dir.to_path_buf(),
+            trees,
+            poison,
+            committer,
+        }))
+    }
+
+    /// Fails once a failed or hung commit poisoned the store.
+    fn check_poison(&self) -> Result<()> {
+        match &*self.poison.read() {
+            None => Ok(()),
+            Some(why) => Err(Error::internal(format!(
+                "sled store {} is unusable after a failed write ({why}); close and reopen it",
+                self.dir.display()
+            ))),
+        }
+    }
+
+    /// Hands `ops` to the committer and waits at most [`FLUSH_TIMEOUT`].
+    fn commit(&self, ops: Ops) -> Result<()> {
+        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+        let sent = match &*self.committer.jobs.lock() {
+            Some(jobs) => jobs.send((ops, reply_tx)).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err(Error::internal(format!(
+                "sled store {}: the committer thread is gone; close and reopen it",
+                self.dir.display()
+            )));
+        }
+        match reply_rx.recv_timeout(FLUSH_TIMEOUT) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err((kind, message))) => Err(Error::new(
+                kind,
+                format!("sled store {}: {message}", self.dir.display()),
+            )),
+            Err(_) => {
+                let why = format!(
+                    "a commit did not finish within {} s (sled's flush may hang on a full disk)",
+                    FLUSH_TIMEOUT.as_secs()
+                );
+                let mut p = self.poison.write();
+                if p.is_none() {
+                    *p = Some(why.clone());
+                }
+                Err(Error::new(
+                    ErrorKind::OutcomeUnknown,
+                    format!(
+                        "sled store {}: {why}; sled may or may not have applied the write, and \
+                         the store must be reopened",
+                        self.dir.display()
+                    ),
+                ))
+            }
+        }
     }
 
     fn tree(&self, table: Table) -> Result<&sled::Tree> {
@@ -138,6 +369,14 @@ fn locked_error(dir: &Path) -> Error {
 fn map_err(err: sled::Error) -> Error {
     let kind = match &err {
         sled::Error::Io(_) if is_locked(&err) => ErrorKind::Unavailable,
+        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::ReadOnlyFilesystem => {
+            return Error::unsupported(
+                "sled: the file system is read-only, so the store cannot be opened; sled 0.34 \
+                 has no read-only mode (mode=read_only works for file:// stores): copy the \
+                 directory to writable storage to inspect it",
+            )
+            .with_source(err);
+        }
         sled::Error::Io(io) => Error::from(std::io::Error::new(io.kind(), io.to_string())).kind(),
         sled::Error::Corruption { .. } => ErrorKind::Corrupted,
         sled::Error::Unsupported(_) => ErrorKind::Unsupported,
@@ -148,6 +387,7 @@ fn map_err(err: sled::Error) -> Error {
 
 impl OrderedKv for SledKv {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.check_poison()?;
         Ok(self
             .tree(table)?
             .get(key)
@@ -163,6 +403,7 @@ impl OrderedKv for SledKv {
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.check_poison()?;
         if end.is_some_and(|end| end <= start) {
             return Ok(Vec::new());
         }
@@ -180,8 +421,9 @@ impl OrderedKv for SledKv {
     }
 
     fn write(&self, batch: Batch) -> Result<()> {
+        self.check_poison()?;
         // Resolve range deletes to keys first (the caller holds the lock).
-        let mut ops: Vec<(usize, Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        let mut ops: Ops = Vec::new();
         for op in batch.ops {
             match op {
                 Op::Put { table, key, value } => {
@@ -198,50 +440,24 @@ impl OrderedKv for SledKv {
         if ops.is_empty() {
             return Ok(());
         }
-        let result = self.trees[..].transaction(|trees| {
-            for (tree, key, value) in &ops {
-                let Some(tree) = trees.get(*tree) else {
-                    return Err(ConflictableTransactionError::Abort(()));
-                };
-                match value {
-                    Some(value) => tree.insert(key.as_slice(), value.as_slice())?,
-                    None => tree.remove(key.as_slice())?,
-                };
-            }
-            if let Some(first) = trees.first() {
-                first.flush();
-            }
-            Ok(())
-        });
-        match result {
-            Ok(()) => Ok(()),
-            Err(TransactionError::Abort(())) => Err(Error::internal(
-                "a sled batch named a tree that is not open",
-            )),
-            Err(TransactionError::Storage(e)) => Err(map_err(e)),
-        }
+        self.commit(ops)
     }
 
+    /// Every acknowledged batch was flushed by the committer already, so
+    /// closing has nothing to flush: it reports a poisoned store (whose
+    /// last writes may be lost), and dropping the engine right after
+    /// stops the committer and releases sled's lock.
     fn close(&self) -> Result<()> {
-        self.flush_for_close()
-    }
-}
-
-impl SledKv {
-    /// Flushes sled's log for `Stores::close`, reporting a failure (the
-    /// database is closed when this engine is dropped right after).
-    fn flush_for_close(&self) -> Result<()> {
-        self.db
-            .flush()
-            .map(|_| ())
-            .map_err(|e| map_err(e).context("flushing sled on close"))
+        self.check_poison()
     }
 }
 
 impl Drop for SledKv {
     fn drop(&mut self) {
-        // Nothing is left unflushed (every batch flushes), but flush once
-        // more so that a close is clean even after a failed batch.
-        let _ = self.db.flush();
+        // Closing the queue stops the committer, which flushes once more
+        // (unless poisoned) and releases its handle; wait for it, bounded,
+        // so that the directory's lock is free once the store is dropped.
+        self.committer.jobs.lock().take();
+        let _ = self.committer.done.lock().recv_timeout(CLOSE_TIMEOUT);
     }
 }

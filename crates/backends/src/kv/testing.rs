@@ -8,7 +8,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use stowage_core::encoding::{decode_event, decode_record, encode_event, encode_record};
 use stowage_core::{
-    Capabilities, Digest, Error, LogEntry, Result, RunEvent, RunId, StoreEnv, Stores,
+    Capabilities, Digest, DurabilityLevel, Error, LogEntry, Result, RunEvent, RunId, StoreEnv,
+    Stores,
 };
 
 use super::cas::BlobHeader;
@@ -96,7 +97,7 @@ pub(crate) fn test_stores_with<K: OrderedKv>(engine: K, env: StoreEnv) -> (Store
     let engine = Arc::new(engine);
     let caps = Capabilities {
         backend: "kv-test",
-        durable: false,
+        durability: DurabilityLevel::None,
         shared: false,
         max_blob_size: 8 * 1024 * 1024,
         streaming: true,

@@ -60,7 +60,8 @@ use std::sync::Arc;
 
 use parking_lot::{RwLock, RwLockReadGuard};
 use stowage_core::{
-    Capabilities, Digest, Error, LogEntry, Result, RunEvent, RunId, StoreEnv, Stores, Timestamp,
+    Capabilities, Digest, DurabilityLevel, Error, LogEntry, Result, RunEvent, RunId, StoreEnv,
+    Stores, Timestamp,
 };
 
 /// Largest blob the memory backend accepts: 256 MiB.
@@ -136,7 +137,7 @@ impl MemoryBackend {
     pub fn capabilities() -> Capabilities {
         Capabilities {
             backend: "memory",
-            durable: false,
+            durability: DurabilityLevel::None,
             shared: false,
             max_blob_size: MAX_BLOB_SIZE,
             streaming: true,

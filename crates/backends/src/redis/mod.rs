@@ -33,7 +33,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use stowage_core::{Capabilities, Close, Error, ErrorKind, Result, StoreEnv, Stores};
+use stowage_core::{
+    Capabilities, Close, DurabilityLevel, Error, ErrorKind, Result, StoreEnv, Stores,
+};
 use url::Url;
 
 pub use config::{RedisOptions, RedisWait};
@@ -169,13 +171,7 @@ pub(crate) async fn open_options(cfg: RedisOptions, env: StoreEnv) -> Result<Sto
         Arc::new(releases::RedisReleases(shared.clone())),
         Arc::new(sessions::RedisSessions(shared.clone())),
         Arc::new(supersessions::RedisSupersessions(shared)),
-        Capabilities {
-            backend: "redis",
-            durable: true,
-            shared: true,
-            max_blob_size: MAX_BLOB,
-            streaming: false,
-        },
+        capabilities(),
     );
     Ok(stores.with_closer(closer))
 }
@@ -189,6 +185,18 @@ impl Close for CloseConn {
     async fn close(&self) -> Result<()> {
         self.0.close();
         Ok(())
+    }
+}
+
+/// What a Redis store can do: shared, as durable as the server is
+/// configured to be (`docs/redis.md`).
+pub(crate) fn capabilities() -> Capabilities {
+    Capabilities {
+        backend: "redis",
+        durability: DurabilityLevel::AsConfigured,
+        shared: true,
+        max_blob_size: MAX_BLOB,
+        streaming: false,
     }
 }
 

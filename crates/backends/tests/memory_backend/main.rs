@@ -116,7 +116,7 @@ async fn open_accepts_only_bare_memory_urls() {
     let caps = &stores.capabilities;
     assert_eq!(*caps, MemoryBackend::capabilities());
     assert_eq!(caps.max_blob_size, 256 * 1024 * 1024);
-    assert!(caps.streaming && !caps.durable && !caps.shared);
+    assert!(caps.streaming && !caps.survives_kill() && !caps.shared);
     for bad in ["memory://host", "memory:///tmp/x", "memory://?prefix=a"] {
         let err = stowage_backends::open(bad).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad}");

@@ -143,7 +143,7 @@ async fn random_sequences_match_model(h: &dyn Harness, ops: &[Op]) -> Result<(),
     compare::compare(&stores, &model)
         .await
         .map_err(|e| format!("after {} ops, final state: {e}", ops.len()))?;
-    if stores.capabilities.durable {
+    if stores.capabilities.survives_kill() {
         let stores = reopen_if_durable(h, stores).await?;
         compare::compare(&stores, &model)
             .await
@@ -154,11 +154,15 @@ async fn random_sequences_match_model(h: &dyn Harness, ops: &[Op]) -> Result<(),
 
 /// Reopens a durable store (which must support it); returns others as they are.
 async fn reopen_if_durable(h: &dyn Harness, stores: Stores) -> Result<Stores, String> {
-    if !stores.capabilities.durable {
+    if !stores.capabilities.survives_kill() {
         return Ok(stores);
     }
+    let level = stores.capabilities.durability;
     h.reopen(stores).await.map_err(|e| {
-        format!("the backend claims `durable`, so its harness must reopen the store: {e}")
+        format!(
+            "the backend claims durability {level}, which survives closing the store, \
+             so its harness must reopen the store: {e}"
+        )
     })
 }
 

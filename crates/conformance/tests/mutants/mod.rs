@@ -82,7 +82,7 @@ impl MutantHarness {
             bug,
         });
         if bug == Bug::ReopenLosesData {
-            s.capabilities.durable = true;
+            s.capabilities.durability = stowage_core::DurabilityLevel::ProcessCrash;
         }
         s
     }

@@ -55,6 +55,7 @@ impl FileKv {
 
     fn checkpoint_locked(&self) -> Result<()> {
         self.check_poison()?;
+        self.check_writable()?;
         let (index, pos) = {
             let mut w = self.wal.lock();
             w.since_checkpoint = 0;
@@ -116,6 +117,7 @@ impl FileKv {
     /// when a value to move fails its checksum (nothing is removed).
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn compact(&self) -> Result<usize> {
+        self.check_writable()?;
         let _m = self.maintenance.lock();
         self.compact_locked()
     }

@@ -62,6 +62,12 @@ pub(crate) struct FileOptions {
     /// Open a damaged store anyway, keeping what is intact and reporting
     /// what was lost in [`FileKv::recovery_report`].
     pub(crate) salvage: bool,
+    /// `mode=read_only`: inspect a store (say on a read-only mount or a
+    /// snapshot) without changing anything: no lock file, no recovery
+    /// truncation or clean-up, no fsync, no checkpoint; every write is
+    /// refused with `Unsupported`. A torn tail is left in place and
+    /// ignored.
+    pub(crate) read_only: bool,
 }
 
 impl Default for FileOptions {
@@ -72,6 +78,7 @@ impl Default for FileOptions {
             max_record_size: 64 << 20,
             checkpoint_interval: 256 << 20,
             salvage: false,
+            read_only: false,
         }
     }
 }
@@ -129,8 +136,16 @@ impl FileKv {
         let ctx = |e: std::io::Error| {
             Error::from(e).context(format!("opening file store {}", dir.display()))
         };
-        vfs.create_dir_all(dir).map_err(ctx)?;
-        let lock = vfs.lock(&dir.join("LOCK"))?;
+        let lock: Box<dyn Any + Send + Sync> = if opts.read_only {
+            Box::new(())
+        } else {
+            // A brand-new store must survive power loss: its directory's
+            // entry in the parent is fsynced (the lock file's and the
+            // first segment's entries are synced with the first segment).
+            vfs::create_dir_durably(&*vfs, dir)
+                .map_err(|e| read_only_fs(dir, e).unwrap_or_else(&ctx))?;
+            vfs.lock(&dir.join("LOCK"))?
+        };
         let rec = recovery::recover(&*vfs, dir, &opts)?;
         let file = rec
             .segs
@@ -138,7 +153,9 @@ impl FileKv {
             .cloned()
             .ok_or_else(|| Error::internal("recovery lost the active segment"))?;
         // What recovery read may still sit only in the page cache.
-        file.sync_data().map_err(ctx)?;
+        if !opts.read_only {
+            file.sync_data().map_err(ctx)?;
+        }
         Ok(FileKv {
             dir: dir.to_path_buf(),
             opts,
@@ -192,6 +209,10 @@ impl FileKv {
 
     fn close_steps(&self) -> Result<()> {
         self.check_poison()?;
+        if self.opts.read_only {
+            // Nothing was written, and a read-only medium takes no fsync.
+            return Ok(());
+        }
         let (since_checkpoint, next_seq) = {
             let mut w = self.wal.lock();
             self.flush_locked(&mut w)?;
@@ -274,7 +295,10 @@ impl Drop for FileKv {
     /// reported errors). On a multi-threaded tokio worker this runs inside
     /// `block_in_place`, so the runtime moves its other tasks away.
     fn drop(&mut self) {
-        if self.poison.read().is_some() || self.closed.load(std::sync::atomic::Ordering::Acquire) {
+        if self.poison.read().is_some()
+            || self.opts.read_only
+            || self.closed.load(std::sync::atomic::Ordering::Acquire)
+        {
             return;
         }
         let work = || {
@@ -373,6 +397,26 @@ impl OrderedKv for FileKv {
     }
 }
 
+/// The error for a store that cannot be opened for writing because its
+/// file system is read-only: `Unsupported`, pointing at `mode=read_only`.
+pub(crate) fn read_only_medium(dir: &Path) -> Error {
+    Error::unsupported(format!(
+        "file store {}: the file system is read-only, so the store cannot be opened for \
+         writing; add ?mode=read_only to the URL to inspect and verify it without writing",
+        dir.display()
+    ))
+}
+
+/// `Ok(error)` for an I/O error caused by a read-only file system;
+/// `Err(e)` (the error back) otherwise.
+fn read_only_fs(dir: &Path, e: std::io::Error) -> std::result::Result<Error, std::io::Error> {
+    if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem {
+        Ok(read_only_medium(dir).with_source(e))
+    } else {
+        Err(e)
+    }
+}
+
 /// Opens the store in `dir` (absolute) with the engine options `opts`.
 ///
 /// # Errors
@@ -383,17 +427,25 @@ pub(crate) async fn open_parts(
     max_blob_size: u64,
     env: StoreEnv,
 ) -> Result<Stores> {
+    let caps = capabilities(opts.durability, max_blob_size);
     let engine = tokio::task::spawn_blocking(move || FileKv::open(&dir, opts))
         .await
         .map_err(|e| Error::internal(format!("opening the file store failed: {e}")))??;
-    crate::kv::kv_stores(Arc::new(engine), env, capabilities(max_blob_size))
+    crate::kv::kv_stores(Arc::new(engine), env, caps)
 }
 
-/// What the file backend can do.
-fn capabilities(max_blob_size: u64) -> Capabilities {
+/// What a file store opened from `url` can do (`InvalidInput` for a bad
+/// URL), without opening it.
+pub(crate) fn capabilities_for(url: &url::Url) -> Result<Capabilities> {
+    let (_, opts, max_blob_size) = url_options::parse(url)?;
+    Ok(capabilities(opts.durability, max_blob_size))
+}
+
+/// What the file backend can do: power-loss safe unless `buffered`.
+fn capabilities(durability: Durability, max_blob_size: u64) -> Capabilities {
     Capabilities {
         backend: "file",
-        durable: true,
+        durability: durability.level(),
         shared: false,
         max_blob_size,
         streaming: true,

@@ -7,12 +7,16 @@
 
 use crate::kv::seam::{Batch, Op, Table};
 
-/// Magic at the start of every segment file.
-pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"STWGSEG1";
+/// Magic at the start of every segment file (format 2: records carry the
+/// durable watermark).
+pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"STWGSEG2";
+/// Magic of format 1 segments (16-byte record headers, no watermark),
+/// which this version refuses to open rather than misread.
+pub(crate) const SEGMENT_MAGIC_V1: &[u8; 8] = b"STWGSEG1";
 /// Length of the segment header: magic, segment id, CRC32C, padding.
 pub(crate) const SEGMENT_HEADER_LEN: u64 = 24;
-/// Length of a record frame header: payload length, CRC32C, seq.
-pub(crate) const RECORD_HEADER_LEN: usize = 16;
+/// Length of a record frame header: payload length, CRC32C, seq, synced.
+pub(crate) const RECORD_HEADER_LEN: usize = 24;
 
 const TAG_PUT: u8 = 1;
 const TAG_DELETE: u8 = 2;
@@ -37,6 +41,11 @@ pub(crate) fn check_segment_header(bytes: &[u8], id: u64) -> Result<(), Damage> 
     let expected = segment_header(id);
     match bytes.get(..expected.len()) {
         Some(h) if h == expected => Ok(()),
+        Some(h) if h.starts_with(SEGMENT_MAGIC_V1) => Err(Damage(
+            "the segment was written by an older stowage (segment format 1); this version \
+             reads only format 2"
+                .into(),
+        )),
         Some(_) => Err(Damage(format!(
             "segment header is not that of segment {id}"
         ))),
@@ -44,10 +53,16 @@ pub(crate) fn check_segment_header(bytes: &[u8], id: u64) -> Result<(), Damage> 
     }
 }
 
-fn record_crc(segment: u64, len: u32, seq: u64, payload: &[u8]) -> u32 {
+/// Whether `bytes` start like a format 1 segment.
+pub(crate) fn is_v1_segment(bytes: &[u8]) -> bool {
+    bytes.starts_with(SEGMENT_MAGIC_V1)
+}
+
+fn record_crc(segment: u64, len: u32, seq: u64, synced: u64, payload: &[u8]) -> u32 {
     let mut crc = crc32c::crc32c(&segment.to_le_bytes());
     crc = crc32c::crc32c_append(crc, &len.to_le_bytes());
     crc = crc32c::crc32c_append(crc, &seq.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, &synced.to_le_bytes());
     crc32c::crc32c_append(crc, payload)
 }
 
@@ -105,20 +120,26 @@ fn put_bytes(buf: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// Fills the frame header of `frame` (from [`encode_batch`]) for record
-/// `seq` in segment `segment`.
-pub(crate) fn seal_frame(frame: &mut [u8], segment: u64, seq: u64) {
+/// `seq` in segment `segment`. `synced` is the engine's durable watermark
+/// when the record is sealed: every record with a seq below it was on
+/// stable storage (a completed fsync covered it) before this one was
+/// written. Recovery uses it as proof of what was acknowledged
+/// (`docs/file-engine.md`, "Recovery").
+pub(crate) fn seal_frame(frame: &mut [u8], segment: u64, seq: u64, synced: u64) {
     let payload_len = frame.len().saturating_sub(RECORD_HEADER_LEN);
     let len = u32::try_from(payload_len).unwrap_or(u32::MAX);
     let crc = record_crc(
         segment,
         len,
         seq,
+        synced,
         frame.get(RECORD_HEADER_LEN..).unwrap_or(&[]),
     );
     if let Some(h) = frame.get_mut(..RECORD_HEADER_LEN) {
         h[..4].copy_from_slice(&len.to_le_bytes());
         h[4..8].copy_from_slice(&crc.to_le_bytes());
         h[8..16].copy_from_slice(&seq.to_le_bytes());
+        h[16..24].copy_from_slice(&synced.to_le_bytes());
     }
 }
 
@@ -127,6 +148,8 @@ pub(crate) fn seal_frame(frame: &mut [u8], segment: u64, seq: u64) {
 pub(crate) struct Frame<'a> {
     /// The record's sequence number.
     pub(crate) seq: u64,
+    /// The durable watermark when it was sealed (see [`seal_frame`]).
+    pub(crate) synced: u64,
     /// The payload (an encoded batch).
     pub(crate) payload: &'a [u8],
     /// Total bytes of the frame (header and payload).
@@ -151,6 +174,8 @@ pub(crate) fn decode_frame(
     let mut seq_bytes = [0u8; 8];
     seq_bytes.copy_from_slice(&header[8..16]);
     let seq = u64::from_le_bytes(seq_bytes);
+    seq_bytes.copy_from_slice(&header[16..24]);
+    let synced = u64::from_le_bytes(seq_bytes);
     let len_usize = len as usize;
     if len_usize > max_payload {
         return Err(Damage(format!(
@@ -165,11 +190,12 @@ pub(crate) fn decode_frame(
     let payload = bytes
         .get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + len_usize)
         .ok_or_else(|| Damage("the record is incomplete".into()))?;
-    if record_crc(segment, len, seq, payload) != crc {
+    if record_crc(segment, len, seq, synced, payload) != crc {
         return Err(Damage("the record's CRC32C does not match".into()));
     }
     Ok(Some(Frame {
         seq,
+        synced,
         payload,
         len: RECORD_HEADER_LEN + len_usize,
     }))

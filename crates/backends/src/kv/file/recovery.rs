@@ -84,27 +84,49 @@ pub(crate) fn create_segment(
     }
 }
 
-/// Whether a record with a plausible seq (at least `expected`) decodes
-/// anywhere after `from` in `bytes`.
-fn valid_record_after(bytes: &[u8], from: usize, seg: u64, expected: u64, max: usize) -> bool {
+/// The highest durable watermark carried by an intact record with a
+/// plausible seq (at least `expected`) anywhere after `from` in `bytes`
+/// (`None`: no such record).
+///
+/// A record's watermark `w` proves that every record with a seq below `w`
+/// had been made durable by a completed fsync before that record was
+/// written. So damage at record `expected` lies inside what was
+/// acknowledged exactly when some later record carries `w > expected`;
+/// otherwise no acknowledgement can have depended on it (see
+/// `docs/file-engine.md`, "Recovery").
+fn watermark_after(bytes: &[u8], from: usize, seg: u64, expected: u64, max: usize) -> Option<u64> {
+    let mut best: Option<u64> = None;
     let mut at = from + 1;
     while at + RECORD_HEADER_LEN <= bytes.len() {
         let mut s = [0u8; 8];
         s.copy_from_slice(&bytes[at + 8..at + 16]);
         let seq = u64::from_le_bytes(s);
-        if seq >= expected
-            && seq - expected < (1 << 32)
-            && matches!(record::decode_frame(&bytes[at..], seg, max), Ok(Some(_)))
-        {
-            return true;
+        if seq >= expected && seq - expected < (1 << 32) {
+            if let Ok(Some(frame)) = record::decode_frame(&bytes[at..], seg, max) {
+                best = Some(best.map_or(frame.synced, |b| b.max(frame.synced)));
+                at += frame.len;
+                continue;
+            }
         }
         at += 1;
     }
-    false
+    best
 }
 
 /// Recovers the store in `dir`.
+///
+/// With `opts.read_only` it changes nothing on disk: a torn tail or a torn
+/// segment is ignored in place rather than cut, leftovers are not removed,
+/// and a directory without a store is `NotFound`.
 pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<Recovered> {
+    if opts.read_only && opts.salvage {
+        return Err(Error::invalid_input(format!(
+            "file store {}: salvage=true rewrites the store, so it cannot be combined with \
+             mode=read_only",
+            dir.display()
+        )));
+    }
+    let writable = !opts.read_only;
     let max = opts.max_record_size;
     let mut report = RecoveryReport::default();
     let mut seg_ids = BTreeSet::new();
@@ -114,7 +136,7 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
             seg_ids.insert(id);
         } else if let Some(seq) = parse_hex(&name, ".ckp") {
             ckps.insert(seq, name);
-        } else if name == "checkpoint.tmp" {
+        } else if name == "checkpoint.tmp" && writable {
             let _ = vfs.remove(&dir.join(&name));
         }
     }
@@ -190,7 +212,7 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
     // Older segments: keep the referenced ones, remove the rest.
     let referenced = index.referenced_segments();
     for &id in seg_ids.range(..start) {
-        if !referenced.contains(&id) {
+        if !referenced.contains(&id) && writable {
             vfs.remove(&dir.join(segment_name(id)))
                 .map_err(|e| io_err(dir, "removing an unreferenced segment", e))?;
             report.removed_segments.push(id);
@@ -235,19 +257,31 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
             .open(&path)
             .map_err(|e| io_err(dir, "opening a segment", e))?;
         let bytes = read_all(&*file).map_err(|e| io_err(dir, &format!("reading {name}"), e))?;
+        if record::is_v1_segment(&bytes) {
+            return Err(Error::unsupported(format!(
+                "file store {}: segment {name} was written by an older stowage (segment \
+                 format 1, 16-byte record headers); this version reads only format 2 and \
+                 changes nothing: open it with the version that wrote it and copy the data out",
+                dir.display()
+            )));
+        }
         if let Err(Damage(why)) = record::check_segment_header(&bytes, id) {
             // A segment is only written after its header and the directory
             // were synced, so a bad header on the newest, never-checkpointed
             // segment is an interrupted rotation with nothing acknowledged.
             if is_last && (report.checkpoint.is_none() || id != start) && i > 0 {
-                vfs.remove(&path)
-                    .map_err(|e| io_err(dir, "removing a torn segment", e))?;
+                if writable {
+                    vfs.remove(&path)
+                        .map_err(|e| io_err(dir, "removing a torn segment", e))?;
+                }
                 report.truncated_tail = Some((id, 0, bytes.len() as u64));
                 break;
             }
             if is_last && live.len() == 1 && report.checkpoint.is_none() {
-                vfs.remove(&path)
-                    .map_err(|e| io_err(dir, "removing a torn segment", e))?;
+                if writable {
+                    vfs.remove(&path)
+                        .map_err(|e| io_err(dir, "removing a torn segment", e))?;
+                }
                 report.truncated_tail = Some((id, 0, bytes.len() as u64));
                 break;
             }
@@ -302,17 +336,30 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
                 break;
             }
             let next = expected.unwrap_or(0);
-            if is_last && !intact && !valid_record_after(&bytes, off, id, next, max) {
-                truncate(&*file, off as u64)
-                    .map_err(|e| io_err(dir, "truncating a torn tail", e))?;
+            // A torn write in the last segment: no intact record after the
+            // damage proves the damaged record durable (a reordered write
+            // can leave later records of the same unsynced round intact).
+            let watermark = watermark_after(&bytes, off, id, next, max);
+            if is_last && !intact && watermark.is_none_or(|w| w <= next) {
+                if writable {
+                    truncate(&*file, off as u64)
+                        .map_err(|e| io_err(dir, "truncating a torn tail", e))?;
+                }
                 report.truncated_tail = Some((id, off as u64, (bytes.len() - off) as u64));
                 filled = off as u64;
                 break;
             }
             if !opts.salvage {
+                let proof = match watermark {
+                    Some(w) if is_last && !intact => format!(
+                        "; a later record shows that every record below seq {w} had been \
+                         fsynced, so this is damage to acknowledged data, not a torn write"
+                    ),
+                    _ => String::new(),
+                };
                 return Err(corrupted(
                     dir,
-                    format!("segment {name} at offset {off}: {}", damage.0),
+                    format!("segment {name} at offset {off}: {}{proof}", damage.0),
                 ));
             }
             truncate(&*file, off as u64).map_err(|e| io_err(dir, "salvaging", e))?;
@@ -337,6 +384,15 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
     }
     let active = match active {
         Some(id) => id,
+        None if !writable => {
+            return Err(Error::new(
+                stowage_core::ErrorKind::NotFound,
+                format!(
+                    "file store {}: no store here to open with mode=read_only",
+                    dir.display()
+                ),
+            ));
+        }
         None => {
             let id = start;
             let file =

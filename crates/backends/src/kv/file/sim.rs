@@ -36,6 +36,10 @@ struct St {
     nodes: Vec<Node>,
     names: BTreeMap<PathBuf, usize>,
     durable_names: BTreeMap<PathBuf, usize>,
+    /// Directories made by `create_dir_all` (`/` always exists).
+    dirs: BTreeSet<PathBuf>,
+    /// Those whose entry in their parent was synced.
+    durable_dirs: BTreeSet<PathBuf>,
     locks: BTreeSet<PathBuf>,
     generation: u64,
     ops: u64,
@@ -235,11 +239,12 @@ impl SimFs {
         self.st.lock().capacity = cap;
     }
 
-    /// Power loss: keeps only synced data and directory entries. With a
-    /// seed, a random prefix of each file's unsynced writes survives too,
-    /// the last one torn at a sector boundary. Releases all locks.
+    /// Power loss: keeps only synced data and directory entries (a file
+    /// or directory inside a directory whose own entry was never synced is
+    /// lost with it). With a seed, a random prefix of each file's unsynced
+    /// writes survives too, the last one torn at a sector boundary.
+    /// Releases all locks.
     pub(crate) fn power_loss(&self, seed: Option<u64>) {
-        let mut st = self.st.lock();
         let mut rng = seed.unwrap_or(0) | 1;
         let mut next = move || {
             rng ^= rng << 13;
@@ -247,7 +252,7 @@ impl SimFs {
             rng ^= rng << 17;
             rng
         };
-        for node in &mut st.nodes {
+        self.lose_power_with(|node| {
             let mut data = node.durable.clone();
             if seed.is_some() && !node.pending.is_empty() {
                 let keep = (next() % (node.pending.len() as u64 + 1)) as usize;
@@ -265,11 +270,94 @@ impl SimFs {
                     }
                 }
             }
+            data
+        });
+    }
+
+    /// Power loss on a disk that reorders writes between syncs: every
+    /// 512-byte sector of every unsynced write survives or not on its own
+    /// (seeded), so an earlier write can be lost while a later one
+    /// persists. Lost sectors past the durable end read as zeros. Keeps
+    /// only synced directory entries; releases all locks.
+    pub(crate) fn power_loss_reordered(&self, seed: u64) {
+        let mut rng = seed | 1;
+        let mut keep = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng & 1 == 0
+        };
+        self.lose_power_with(|node| {
+            let mut data = node.durable.clone();
+            for p in &node.pending {
+                match p {
+                    Pending::Write(off, bytes) => {
+                        let end = off + bytes.len() as u64;
+                        let mut at = *off;
+                        while at < end {
+                            let next = ((at / SECTOR + 1) * SECTOR).min(end);
+                            if keep() {
+                                let part = &bytes[(at - off) as usize..(next - off) as usize];
+                                apply(&mut data, &Pending::Write(at, part.to_vec()));
+                            } else if data.len() < next as usize {
+                                data.resize(next as usize, 0);
+                            }
+                            at = next;
+                        }
+                    }
+                    Pending::SetLen(_) => apply(&mut data, p),
+                }
+            }
+            data
+        });
+    }
+
+    /// Power loss that keeps every unsynced write except the bytes
+    /// `lost` of `path`, which revert to what was synced (zeros past it):
+    /// the disk persisted later writes but not those bytes.
+    pub(crate) fn power_loss_losing(&self, path: &Path, lost: std::ops::Range<u64>) {
+        let target = self.st.lock().names.get(path).copied();
+        let mut n = 0;
+        self.lose_power_with(|node| {
+            let mut data = node.cur.clone();
+            if Some(n) == target {
+                let start = lost.start as usize;
+                let end = (lost.end as usize).min(data.len());
+                for (i, byte) in data.iter_mut().enumerate().take(end).skip(start) {
+                    *byte = node.durable.get(i).copied().unwrap_or(0);
+                }
+            }
+            n += 1;
+            data
+        });
+    }
+
+    /// Power loss where `survive` picks each file's bytes after it.
+    fn lose_power_with(&self, mut survive: impl FnMut(&Node) -> Vec<u8>) {
+        let mut st = self.st.lock();
+        for node in &mut st.nodes {
+            let data = survive(node);
             node.cur = data.clone();
             node.durable = data;
             node.pending.clear();
         }
-        st.names = st.durable_names.clone();
+        // A directory survives if its entry and its parent's did.
+        let durable = st.durable_dirs.clone();
+        let survives = |d: &Path| {
+            d.ancestors()
+                .filter(|a| a.parent().is_some())
+                .all(|a| durable.contains(a))
+        };
+        st.dirs = durable.iter().filter(|d| survives(d)).cloned().collect();
+        let dirs = st.dirs.clone();
+        st.durable_dirs = dirs.clone();
+        st.names = st
+            .durable_names
+            .iter()
+            .filter(|(p, _)| p.parent().is_some_and(|d| dirs.contains(d)))
+            .map(|(p, n)| (p.clone(), *n))
+            .collect();
+        st.durable_names = st.names.clone();
         st.locks.clear();
         st.generation += 1;
         st.crashed = false;
@@ -304,8 +392,19 @@ impl SimFs {
 }
 
 impl Vfs for SimFs {
-    fn create_dir_all(&self, _dir: &Path) -> io::Result<()> {
-        self.alive().map(|_| ())
+    fn create_dir_all(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        let mut st = self.alive()?;
+        let mut made: Vec<PathBuf> = dir
+            .ancestors()
+            .filter(|d| d.parent().is_some() && !st.dirs.contains(*d))
+            .map(Path::to_path_buf)
+            .collect();
+        if !made.is_empty() {
+            st.tick()?;
+        }
+        made.reverse();
+        st.dirs.extend(made.iter().cloned());
+        Ok(made)
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
@@ -370,6 +469,14 @@ impl Vfs for SimFs {
             .map(|(p, n)| (p.clone(), *n))
             .collect();
         st.durable_names.extend(current);
+        let subdirs: Vec<PathBuf> = st
+            .dirs
+            .iter()
+            .filter(|d| d.parent() == Some(dir))
+            .cloned()
+            .collect();
+        st.durable_dirs.retain(|d| d.parent() != Some(dir));
+        st.durable_dirs.extend(subdirs);
         Ok(())
     }
 

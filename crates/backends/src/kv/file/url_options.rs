@@ -35,6 +35,7 @@ pub(crate) fn parse(url: &url::Url) -> Result<(PathBuf, FileOptions, u64)> {
     let (common, own) = KvUrl::parse_with(url, &OWN)?;
     let mut opts = FileOptions {
         durability: common.durability,
+        read_only: common.read_only,
         ..FileOptions::default()
     };
     for (k, v) in own {

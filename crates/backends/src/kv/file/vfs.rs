@@ -7,7 +7,7 @@
 use std::any::Any;
 use std::fmt;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use stowage_core::{Error, Result};
@@ -29,10 +29,14 @@ pub(crate) trait VFile: Send + Sync {
 /// A directory of files.
 pub(crate) trait Vfs: Send + Sync + fmt::Debug {
     /// Creates `dir` and its parents.
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Creates `dir` and its missing parents; returns the directories it
+    /// created, outermost first. Their entries are not yet durable: the
+    /// caller syncs each one's parent ([`create_dir_durably`]).
+    fn create_dir_all(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
     /// The names of the files in `dir`.
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
-    /// Opens an existing file for reading and writing.
+    /// Opens an existing file for reading and writing (for reading only on
+    /// a read-only file system).
     fn open(&self, path: &Path) -> io::Result<Arc<dyn VFile>>;
     /// Creates (or truncates) a file for reading and writing.
     fn create(&self, path: &Path) -> io::Result<Arc<dyn VFile>>;
@@ -46,6 +50,19 @@ pub(crate) trait Vfs: Send + Sync + fmt::Debug {
     /// into it; the guard releases it on drop. A held lock is an
     /// `Unavailable` error naming the holder.
     fn lock(&self, path: &Path) -> Result<Box<dyn Any + Send + Sync>>;
+}
+
+/// Creates `dir` (and missing parents) so that it survives power loss: the
+/// parent of every directory created is fsynced, outermost first. Returns
+/// whether `dir` itself was created.
+pub(crate) fn create_dir_durably(vfs: &dyn Vfs, dir: &Path) -> io::Result<bool> {
+    let created = vfs.create_dir_all(dir)?;
+    for made in &created {
+        if let Some(parent) = made.parent() {
+            vfs.sync_dir(parent)?;
+        }
+    }
+    Ok(created.iter().any(|d| d == dir))
 }
 
 /// Reads a whole file.
@@ -126,8 +143,15 @@ fn open_options() -> std::fs::OpenOptions {
 }
 
 impl Vfs for RealFs {
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(dir)
+    fn create_dir_all(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        let mut missing: Vec<PathBuf> = dir
+            .ancestors()
+            .take_while(|d| !d.as_os_str().is_empty() && std::fs::metadata(d).is_err())
+            .map(Path::to_path_buf)
+            .collect();
+        missing.reverse();
+        std::fs::create_dir_all(dir)?;
+        Ok(missing)
     }
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
         let mut out = Vec::new();
@@ -139,7 +163,15 @@ impl Vfs for RealFs {
         Ok(out)
     }
     fn open(&self, path: &Path) -> io::Result<Arc<dyn VFile>> {
-        Ok(Arc::new(RealFile(open_options().open(path)?)))
+        match open_options().open(path) {
+            Ok(file) => Ok(Arc::new(RealFile(file))),
+            // A read-only medium (`mode=read_only`): reads work, and any
+            // write would fail (EBADF) — the engine makes none in that mode.
+            Err(e) if e.kind() == io::ErrorKind::ReadOnlyFilesystem => {
+                Ok(Arc::new(RealFile(std::fs::File::open(path)?)))
+            }
+            Err(e) => Err(e),
+        }
     }
     fn create(&self, path: &Path) -> io::Result<Arc<dyn VFile>> {
         let f = open_options().create(true).truncate(true).open(path)?;
@@ -164,7 +196,12 @@ impl Vfs for RealFs {
             .create(true)
             .truncate(false)
             .open(path)
-            .map_err(|e| Error::from(e).context(format!("opening lock file {}", path.display())))?;
+            .map_err(|e| match (e.kind(), path.parent()) {
+                (io::ErrorKind::ReadOnlyFilesystem, Some(dir)) => {
+                    super::read_only_medium(dir).with_source(e)
+                }
+                _ => Error::from(e).context(format!("opening lock file {}", path.display())),
+            })?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {

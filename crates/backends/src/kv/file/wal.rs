@@ -58,6 +58,18 @@ impl FileKv {
         }
     }
 
+    /// Fails when the store was opened with `mode=read_only`.
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        if self.opts.read_only {
+            return Err(Error::unsupported(format!(
+                "file store {} was opened with mode=read_only: writes are refused (reopen it \
+                 without mode=read_only, on writable storage, to change it)",
+                self.dir.display()
+            )));
+        }
+        Ok(())
+    }
+
     /// Poisons the engine after `what` failed with `e`, returning the error
     /// for the caller (whose write may or may not be on disk).
     pub(crate) fn poison_with(&self, what: &str, e: std::io::Error) -> Error {
@@ -118,6 +130,7 @@ impl FileKv {
     /// for maintenance, sets `maintenance_wanted` for the caller to act on.
     pub(crate) fn append_batch(&self, batch: &Batch) -> Result<Option<u64>> {
         self.check_poison()?;
+        self.check_writable()?;
         let frame = record::encode_batch(batch, self.opts.max_record_size)
             .map_err(|d| Error::invalid_input(format!("file store write refused: {}", d.0)))?;
         let seq = {
@@ -143,7 +156,11 @@ impl FileKv {
         // run out of it.
         self.fill_ahead(w, w.tail.saturating_add(len))?;
         let seq = w.next_seq;
-        record::seal_frame(&mut frame, w.active, seq);
+        // The durable watermark goes into the record: on disk it proves
+        // that every record below it had been acknowledged-safe (fsynced)
+        // before this one was written. WAL lock before commit lock.
+        let synced = self.commit.lock().synced;
+        record::seal_frame(&mut frame, w.active, seq, synced);
         let payload = frame.get(RECORD_HEADER_LEN..).unwrap_or(&[]);
         let ops = record::decode_batch(payload).map_err(|d| {
             Error::internal(format!("a just-encoded batch does not decode: {}", d.0))

@@ -330,3 +330,19 @@ fn values_appended_but_not_yet_written_read_back() {
         .unwrap();
     assert_eq!(all.len(), 2);
 }
+
+/// The real file system reports the directories it created, outermost
+/// first, and `create_dir_durably` syncs their parents (an existing
+/// directory creates nothing).
+#[test]
+fn creating_the_store_directory_reports_what_was_created() {
+    use super::super::vfs::{create_dir_durably, RealFs, Vfs};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a").join("b");
+    let made = RealFs.create_dir_all(&dir).unwrap();
+    assert_eq!(made, vec![tmp.path().join("a"), dir.clone()]);
+    assert!(dir.is_dir());
+    assert!(RealFs.create_dir_all(&dir).unwrap().is_empty());
+    assert!(!create_dir_durably(&RealFs, &dir).unwrap());
+    assert!(create_dir_durably(&RealFs, &tmp.path().join("c")).unwrap());
+}

@@ -21,7 +21,7 @@ proptest! {
     #[test]
     fn garbage_after_a_plausible_header_never_panics(len in any::<u32>(), count in any::<u32>(), tail in proptest::collection::vec(any::<u8>(), 0..64)) {
         let mut bytes = len.to_le_bytes().to_vec();
-        bytes.extend_from_slice(&[0; 12]);
+        bytes.extend_from_slice(&[0; 20]);
         bytes.extend_from_slice(&count.to_le_bytes());
         bytes.extend_from_slice(&tail);
         prop_assert!(decode_frame(&bytes, 1, MAX).is_err());
@@ -32,9 +32,10 @@ proptest! {
     fn batches_round_trip(seed in any::<u64>(), seg in any::<u64>(), seq in any::<u64>()) {
         for b in workload(seed, 3) {
             let mut frame = encode_batch(&b, MAX).unwrap();
-            seal_frame(&mut frame, seg, seq);
+            seal_frame(&mut frame, seg, seq, seq / 2);
             let decoded = decode_frame(&frame, seg, MAX).unwrap().unwrap();
             prop_assert_eq!(decoded.seq, seq);
+            prop_assert_eq!(decoded.synced, seq / 2);
             prop_assert_eq!(decoded.len, frame.len());
             prop_assert_eq!(decode_batch(decoded.payload).unwrap().len(), b.ops.len());
             // The same bytes do not pass as a record of another segment.
@@ -46,7 +47,7 @@ proptest! {
 #[test]
 fn huge_claimed_lengths_are_refused_before_allocating() {
     let mut bytes = u32::MAX.to_le_bytes().to_vec();
-    bytes.extend_from_slice(&[0; 12]);
+    bytes.extend_from_slice(&[0; 20]);
     let err = decode_frame(&bytes, 1, MAX).unwrap_err();
     assert!(err.0.contains("maximum"), "{err:?}");
     // A batch claiming four billion operations in a few bytes.

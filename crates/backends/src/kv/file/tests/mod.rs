@@ -13,6 +13,7 @@ use stowage_core::Result;
 mod basic;
 mod close;
 mod codec;
+mod conformance;
 mod crash;
 mod faults;
 mod races;
@@ -36,6 +37,33 @@ fn small_opts() -> FileOptions {
     }
 }
 
+/// How the simulated disk loses power.
+#[derive(Debug, Clone, Copy)]
+enum Loss {
+    /// Only synced data survives.
+    Clean,
+    /// A seeded prefix of each file's unsynced writes, the last one torn.
+    Torn(u64),
+    /// Each sector of each unsynced write survives on its own (a disk
+    /// that reorders writes between syncs).
+    Reordered(u64),
+}
+
+impl Loss {
+    /// The three kinds, seeded with `seed`.
+    fn all(seed: u64) -> [Loss; 3] {
+        [Loss::Clean, Loss::Torn(seed), Loss::Reordered(seed)]
+    }
+
+    fn strike(self, fs: &SimFs) {
+        match self {
+            Loss::Clean => fs.power_loss(None),
+            Loss::Torn(seed) => fs.power_loss(Some(seed)),
+            Loss::Reordered(seed) => fs.power_loss_reordered(seed),
+        }
+    }
+}
+
 fn open_sim(fs: &SimFs, opts: FileOptions) -> Result<FileKv> {
     FileKv::open_on(Arc::new(fs.clone()), &sim_dir(), opts)
 }
@@ -54,7 +82,7 @@ fn stores_over(kv: &Arc<FileKv>) -> Result<stowage_core::Stores> {
     crate::kv::kv_stores(
         Arc::clone(kv),
         stowage_core::StoreEnv::default(),
-        super::capabilities(1 << 30),
+        super::capabilities(kv.opts.durability, 1 << 30),
     )
 }
 

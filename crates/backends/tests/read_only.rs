@@ -1,0 +1,125 @@
+//! A store on a read-only medium (a real `mount -o remount,ro` tmpfs):
+//! opening it for writing is `Unsupported` pointing at `?mode=read_only`,
+//! never `Internal`; the file backend opens it with `mode=read_only`, reads
+//! and verifies everything, changes nothing and refuses writes; sled
+//! refuses both clearly.
+
+#[path = "support/tmpfs.rs"]
+mod tmpfs;
+
+use bytes::Bytes;
+use serde_json::json;
+use stowage_backends::open;
+use stowage_core::{Digest, ErrorKind, LogKind, NewLogEntry};
+use tmpfs::Tmpfs;
+
+/// Every file under `dir` with its bytes, to prove nothing changed.
+fn contents(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[cfg(feature = "file")]
+#[tokio::test]
+async fn a_file_store_on_a_read_only_mount_opens_with_mode_read_only() {
+    let fs = Tmpfs::mount("16m");
+    let url = format!("file://{}/store", fs.path().display());
+    let blob = Bytes::from(vec![5u8; 300_000]);
+    {
+        let s = open(&url).await.unwrap();
+        s.cas.put(blob.clone()).await.unwrap();
+        s.sessions
+            .create_session("s", json!({ "v": 1 }))
+            .await
+            .unwrap();
+        for i in 0..3u8 {
+            let e = NewLogEntry::new(LogKind::Incoming, "user", "text", vec![i; 100]);
+            s.sessions.append_log("s", e).await.unwrap();
+        }
+    }
+    fs.remount_read_only();
+    let before = contents(&fs.path().join("store"));
+
+    let err = open(&url).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert!(err.message().contains("read-only"), "{err}");
+    assert!(err.message().contains("mode=read_only"), "{err}");
+
+    let s = open(&format!("{url}?mode=read_only")).await.unwrap();
+    let d = Digest::of(&blob);
+    assert_eq!(s.cas.get(&d).await.unwrap(), blob);
+    s.cas.verify(&d).await.unwrap();
+    assert_eq!(s.sessions.read_log("s", None, 100).await.unwrap().len(), 3);
+    s.sessions.verify_log("s").await.unwrap();
+    let err = s.cas.put(Bytes::from_static(b"new")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert!(err.message().contains("mode=read_only"), "{err}");
+    let e = NewLogEntry::new(LogKind::Incoming, "user", "text", vec![9]);
+    let err = s.sessions.append_log("s", e).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    drop(s);
+    assert!(
+        contents(&fs.path().join("store")) == before,
+        "a read-only open changed the store"
+    );
+
+    // A directory without a store is NotFound, not created.
+    let missing = format!("file://{}/none?mode=read_only", fs.path().display());
+    assert_eq!(
+        open(&missing).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}
+
+/// `mode=read_only` also opens a store on writable storage without
+/// touching it, even one with a torn tail, which it leaves in place.
+#[cfg(feature = "file")]
+#[tokio::test]
+async fn mode_read_only_leaves_a_torn_tail_and_takes_no_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "file://{}/store?checkpoint_interval=0",
+        dir.path().display()
+    );
+    let writer = open(&url).await.unwrap();
+    writer.cas.put(Bytes::from_static(b"kept")).await.unwrap();
+    // A second, read-only opener while the writer holds the lock.
+    let reader = open(&format!("{url}&mode=read_only")).await.unwrap();
+    assert!(reader.cas.contains(&Digest::of(b"kept")).await.unwrap());
+    drop((reader, writer));
+    let seg = dir.path().join("store").join(format!("{:016x}.wal", 1));
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let end = bytes.iter().rposition(|&b| b != 0).unwrap() + 1;
+    bytes.truncate(end);
+    bytes.extend_from_slice(&[0xab; 40]);
+    std::fs::write(&seg, &bytes).unwrap();
+    let reader = open(&format!("{url}&mode=read_only")).await.unwrap();
+    assert!(reader.cas.contains(&Digest::of(b"kept")).await.unwrap());
+    drop(reader);
+    assert_eq!(std::fs::read(&seg).unwrap(), bytes, "the torn tail was cut");
+}
+
+#[cfg(feature = "sled")]
+#[tokio::test]
+async fn a_sled_store_on_a_read_only_mount_is_refused_clearly() {
+    let fs = Tmpfs::mount("64m");
+    let url = format!("sled://{}/store", fs.path().display());
+    {
+        let s = open(&url).await.unwrap();
+        s.cas.put(Bytes::from_static(b"x")).await.unwrap();
+    }
+    fs.remount_read_only();
+    for url in [url.clone(), format!("{url}?mode=read_only")] {
+        let err = open(&url).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unsupported, "{url}: {err}");
+        assert!(err.message().contains("read-only"), "{url}: {err}");
+    }
+}
