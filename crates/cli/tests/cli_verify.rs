@@ -22,13 +22,15 @@ fn tamper_wal(dir: &Path, needle: &[u8], replacement: &[u8]) -> usize {
         let mut bytes = std::fs::read(&path).unwrap();
         let segment = u64::from_le_bytes(bytes[8..16].try_into().unwrap());
         let mut off = 24;
-        while off + 16 <= bytes.len() {
+        // Frame header: length, CRC32C, seq, durable watermark (24 bytes).
+        while off + 24 <= bytes.len() {
             let len = u32::from_le_bytes(bytes[off..off + 4].try_into().unwrap()) as usize;
             if len == 0 {
                 break; // the zero fill ahead of the tail
             }
             let seq = u64::from_le_bytes(bytes[off + 8..off + 16].try_into().unwrap());
-            let body = off + 16..off + 16 + len;
+            let synced = u64::from_le_bytes(bytes[off + 16..off + 24].try_into().unwrap());
+            let body = off + 24..off + 24 + len;
             let payload = &mut bytes[body.clone()];
             let mut hit = false;
             while let Some(i) = payload.windows(needle.len()).position(|w| w == needle) {
@@ -39,6 +41,7 @@ fn tamper_wal(dir: &Path, needle: &[u8], replacement: &[u8]) -> usize {
                 let mut crc = crc32c::crc32c(&segment.to_le_bytes());
                 crc = crc32c::crc32c_append(crc, &(len as u32).to_le_bytes());
                 crc = crc32c::crc32c_append(crc, &seq.to_le_bytes());
+                crc = crc32c::crc32c_append(crc, &synced.to_le_bytes());
                 crc = crc32c::crc32c_append(crc, &bytes[body.clone()]);
                 bytes[off + 4..off + 8].copy_from_slice(&crc.to_le_bytes());
                 changed += 1;
