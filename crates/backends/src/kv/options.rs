@@ -62,6 +62,7 @@ impl KvUrl {
     /// # Errors
     /// `InvalidInput` for a host, a relative or empty path, or an unknown
     /// or malformed option.
+    #[cfg_attr(not(any(feature = "sled", feature = "rocksdb")), allow(dead_code))]
     pub(crate) fn parse(url: &Url) -> Result<KvUrl> {
         Self::parse_with(url, &[]).map(|(parsed, _)| parsed)
     }
