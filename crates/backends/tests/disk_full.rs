@@ -15,6 +15,7 @@
 //!
 //! The test mounts a tmpfs (it needs root) and fails loudly when it cannot;
 //! a drop guard unmounts it even when a check fails.
+#![cfg(any(feature = "file", feature = "sled", feature = "rocksdb"))]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

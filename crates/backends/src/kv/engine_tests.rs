@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use stowage_conformance::{Harness, Tamper};
 use stowage_core::{Error, ErrorKind, Result, StoreEnv, Stores};
 
+#[cfg(any(feature = "sled", feature = "rocksdb"))]
 use super::options::KvUrl;
 use super::seam::OrderedKv;
 use super::testing::tamper_kv;
@@ -97,7 +98,17 @@ impl EngineHarness {
             let stores = super::stores_over(Arc::clone(&engine), env, caps)?;
             return Ok((engine, stores));
         }
-        let parsed = KvUrl::parse(&url)?;
+        self.open_library_engine(&url, env).await
+    }
+
+    /// [`EngineHarness::open_at`] for the engines of other libraries.
+    #[cfg(any(feature = "sled", feature = "rocksdb"))]
+    async fn open_library_engine(
+        &self,
+        url: &url::Url,
+        env: StoreEnv,
+    ) -> Result<(Arc<dyn OrderedKv>, Stores)> {
+        let parsed = KvUrl::parse(url)?;
         let (engine, caps): (Arc<dyn OrderedKv>, _) = match self.engine {
             #[cfg(feature = "sled")]
             Engine::Sled => (
@@ -110,10 +121,22 @@ impl EngineHarness {
                 super::rocksdb::capabilities(&parsed),
             ),
             #[cfg(feature = "file")]
-            Engine::File => unreachable!("opened above"),
+            Engine::File => unreachable!("opened by open_at"),
         };
         let stores = super::stores_over(Arc::clone(&engine), env, caps)?;
         Ok((engine, stores))
+    }
+
+    /// Only the file engine is compiled in, and `open_at` opened it.
+    #[cfg(not(any(feature = "sled", feature = "rocksdb")))]
+    async fn open_library_engine(
+        &self,
+        url: &url::Url,
+        _env: StoreEnv,
+    ) -> Result<(Arc<dyn OrderedKv>, Stores)> {
+        Err(Error::internal(format!(
+            "no engine of this build opens {url}"
+        )))
     }
 
     fn engine(&self) -> Result<Arc<dyn OrderedKv>> {
@@ -168,6 +191,7 @@ impl Harness for EngineHarness {
 }
 
 /// Tests every engine must pass, instantiated per engine below.
+#[cfg(any(feature = "sled", feature = "rocksdb"))]
 macro_rules! engine_tests {
     ($module:ident, $engine:expr) => {
         mod $module {
