@@ -6,15 +6,20 @@
 //! which would hold the released lock for that moment.
 
 use bytes::Bytes;
-use serde_json::json;
 use stowage_backends::open;
-use stowage_core::{NewEvent, RunMetadata, Stores};
 
+#[cfg(any(feature = "file", feature = "sled", feature = "rocksdb"))]
 #[path = "support/after_close.rs"]
 mod after_close;
-use after_close::refused_after_close;
+#[cfg(any(feature = "file", feature = "sled", feature = "rocksdb"))]
+use {
+    after_close::refused_after_close,
+    serde_json::json,
+    stowage_core::{NewEvent, RunMetadata, Stores},
+};
 
 /// Writes a blob and a run with one event; returns what to read back.
+#[cfg(any(feature = "file", feature = "sled", feature = "rocksdb"))]
 async fn write_some(stores: &Stores) -> (stowage_core::Digest, stowage_core::RunId) {
     let d = stores.cas.put(Bytes::from_static(b"closed")).await.unwrap();
     let run = stores
@@ -32,6 +37,7 @@ async fn write_some(stores: &Stores) -> (stowage_core::Digest, stowage_core::Run
 
 /// Open, write, close, reopen the same URL at once, read back; then a
 /// handle kept from the first open is refused.
+#[cfg(any(feature = "file", feature = "sled", feature = "rocksdb"))]
 async fn close_then_reopen(url: &str) {
     let stores = open(url).await.unwrap();
     let kept = stores.clone();

@@ -114,6 +114,7 @@ async fn memory_urls_with_extras_name_the_url() {
 
 /// The option errors every embedded backend shares, for `scheme`; `own`
 /// are options only that backend knows (listed when one is unknown).
+#[cfg(any(feature = "file", feature = "sled", feature = "rocksdb"))]
 async fn check_embedded(scheme: &str, own: &[&str]) {
     let bad = ErrorKind::InvalidInput;
     let dir = format!("{scheme}:///nonexistent-stowage-test/x");

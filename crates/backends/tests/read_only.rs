@@ -3,6 +3,7 @@
 //! never `Internal`; the file backend opens it with `mode=read_only`, reads
 //! and verifies everything, changes nothing and refuses writes; sled
 //! refuses both clearly.
+#![cfg(any(feature = "file", feature = "sled"))]
 
 #[path = "support/tmpfs.rs"]
 mod tmpfs;

@@ -2,9 +2,12 @@
 //! and the URL parses into that struct. Redis: `redis_options.rs` (it
 //! starts a server, which must not run beside close-and-reopen tests).
 
+#[cfg(any(feature = "file", feature = "sled", feature = "rocksdb"))]
 use bytes::Bytes;
 use stowage_backends::options::StoreOptions;
-use stowage_core::{Durability, ErrorKind};
+#[cfg(any(feature = "file", feature = "sled", feature = "rocksdb"))]
+use stowage_core::Durability;
+use stowage_core::ErrorKind;
 
 #[cfg(feature = "memory")]
 #[test]
