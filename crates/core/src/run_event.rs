@@ -80,7 +80,7 @@ pub struct RunEvent {
 impl RunEvent {
     /// Builds the event with seq `next_seq` after the chain head `prev_hash`.
     /// Does not check the run's status or idempotency (see
-    /// [`Run::check_running`]); does check `expected_seq`.
+    /// [`Run::check_running`](crate::Run::check_running)); does check `expected_seq`.
     ///
     /// # Errors
     /// `InvalidInput` for bad fields; `Conflict` when `expected_seq` is not
@@ -164,7 +164,7 @@ impl RunEvent {
         )))
     }
 
-    /// This event as a chain link for [`ChainVerifier`].
+    /// This event as a chain link for [`ChainVerifier`](crate::chain::ChainVerifier).
     pub fn link(&self) -> Link {
         Link {
             seq: self.seq,
