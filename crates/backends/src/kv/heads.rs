@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use parking_lot::Mutex;
-use stowage_core::{Digest, Run, RunId};
+use stowage_core::{Run, RunId};
 
 /// How many runs [`RunHeads`] remembers before it forgets them all.
 const MAX_CACHED_RUNS: usize = 4096;
@@ -24,11 +24,10 @@ const MAX_CACHED_BYTES: usize = 32 << 20;
 /// Runs whose encoded record is larger than this are never cached.
 const MAX_CACHED_RECORD: usize = 256 << 10;
 
-/// A run's committed record, its chain head (the last event's hash) and the
-/// size of its encoded record.
+/// A run's committed record (which carries its chain head) and the size of
+/// its encoded record.
 pub(crate) struct Head {
     pub(crate) run: Run,
-    pub(crate) hash: Option<Digest>,
     pub(crate) size: usize,
 }
 
@@ -76,7 +75,7 @@ impl RunHeads {
 
 #[cfg(test)]
 mod tests {
-    use stowage_core::{RunMetadata, Timestamp};
+    use stowage_core::{Digest, RunMetadata, Timestamp};
 
     use super::*;
 
@@ -88,11 +87,7 @@ mod tests {
             RunMetadata::new("agent"),
             Timestamp::ZERO,
         );
-        Head {
-            run,
-            hash: None,
-            size,
-        }
+        Head { run, size }
     }
 
     #[test]

@@ -57,11 +57,8 @@ impl Kv {
             .get(Table::Runs, &keys::run(id))?
             .ok_or_else(|| Error::not_found(format!("run {id} does not exist")))?;
         let run: Run = stowage_core::encoding::decode_record("run record", &bytes)?;
-        // The record keeps the chain head with the count.
-        let hash = run.head;
         Ok(Head {
             run,
-            hash,
             size: bytes.len(),
         })
     }
@@ -80,9 +77,10 @@ impl Kv {
                 return event.retried(&new);
             }
         }
-        let Head { mut run, hash, .. } = head;
+        let Head { mut run, .. } = head;
         run.check_running()?;
-        let event = RunEvent::build(id, run.event_count, hash, new, self.now())?;
+        // The record keeps the chain head with the count.
+        let event = RunEvent::build(id, run.event_count, run.head, new, self.now())?;
         run.record_append(&event)?;
         let mut batch = Batch::default();
         batch.put(
@@ -101,11 +99,7 @@ impl Kv {
         let size = record.len();
         batch.put(Table::Runs, keys::run(id), record);
         self.write(batch)?;
-        self.run_heads.put(Head {
-            run,
-            hash: Some(event.hash),
-            size,
-        });
+        self.run_heads.put(Head { run, size });
         Ok(event)
     }
 
