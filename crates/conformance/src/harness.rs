@@ -126,3 +126,27 @@ pub trait Harness: Send + Sync + 'static {
         ))
     }
 }
+
+/// Applies `target` through `engine`, for a harness over an engine of the
+/// seam ([`stowage_core::engine`]): the one place every such harness
+/// inflicts damage, so [`Harness::tamper`] is one line.
+///
+/// # Errors
+/// `NotFound` when the damaged record does not exist; the engine's errors.
+pub async fn tamper_engine(
+    engine: &dyn stowage_core::engine::Engine,
+    target: Tamper,
+) -> Result<()> {
+    use stowage_core::engine::tamper;
+    match target {
+        Tamper::Blob(digest) => tamper::blob(engine, digest).await,
+        Tamper::RunEvent { run, seq } => tamper::run_event(engine, run, seq).await,
+        Tamper::RunEvents { run, events } => tamper::run_events(engine, run, events).await,
+        Tamper::RunHead { run, head } => tamper::run_head(engine, run, head).await,
+        Tamper::LogEntry { session, seq } => tamper::log_entry(engine, session, seq).await,
+        Tamper::LogEntries { session, entries } => {
+            tamper::log_entries(engine, session, entries).await
+        }
+        Tamper::LogHead { session, head } => tamper::log_head(engine, session, head).await,
+    }
+}

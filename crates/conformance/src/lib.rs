@@ -284,7 +284,7 @@ pub mod shared;
 pub mod supersessions;
 mod util;
 
-pub use harness::{Harness, Tamper};
+pub use harness::{tamper_engine, Harness, Tamper};
 #[doc(hidden)]
 pub use macros::__run;
 #[doc(hidden)]

@@ -15,6 +15,7 @@ pub mod cas;
 pub mod chain;
 mod digest;
 pub mod encoding;
+pub mod engine;
 mod error;
 mod ids;
 pub mod layer;

@@ -34,6 +34,25 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
+    /// The capabilities of a backend named `backend` whose acknowledged
+    /// writes survive `durability`, shared between processes or not, taking
+    /// blobs up to `max_blob_size` bytes and streaming them (`streaming`
+    /// is `true`; clear it for a backend that buffers whole blobs).
+    pub fn new(
+        backend: &'static str,
+        durability: DurabilityLevel,
+        shared: bool,
+        max_blob_size: u64,
+    ) -> Capabilities {
+        Capabilities {
+            backend,
+            durability,
+            shared,
+            max_blob_size,
+            streaming: true,
+        }
+    }
+
     /// Acknowledged writes survive `kill -9` of the process (and closing
     /// and reopening the store): every level but [`DurabilityLevel::None`].
     pub fn survives_kill(&self) -> bool {

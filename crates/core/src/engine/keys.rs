@@ -1,0 +1,377 @@
+//! Every key encoding of the KV layer, in one place.
+//!
+//! Rules (see `docs/kv.md`):
+//! * integers (seqs, timestamps, chunk indexes) are fixed-width big-endian,
+//!   so keys sort numerically;
+//! * an identifier that is followed by more key components is
+//!   length-prefixed (`u16` big-endian length, then its bytes), so `a` and
+//!   `a:b` never collide and a scan of one never sees the other;
+//! * an identifier that *is* the whole rest of the key is stored raw, so
+//!   the table sorts by its UTF-8 bytes (session ids, release-name heads);
+//! * digests, run ids and agent keys are fixed width;
+//! * no key is ever parsed by searching for a separator: the only decoding
+//!   reads fields at fixed offsets.
+
+use crate::{AgentKey, Digest, Error, Result, RunId, Supersession, SupersessionCursor};
+
+/// Tag byte of a blob header key in [`Table::Blobs`](super::Table::Blobs).
+const BLOB_HEADER: u8 = 0x00;
+/// Tag byte of a blob chunk key in the same table.
+const BLOB_CHUNK: u8 = 0x01;
+/// Tag byte of a release head key (`name → current seq`).
+const RELEASE_HEAD: u8 = 0x00;
+/// Tag byte of a release record key (`(name, seq) → record`).
+const RELEASE_RECORD: u8 = 0x01;
+/// Tag byte of a pending (not yet committed) streamed upload in `Meta`.
+const META_PENDING_UPLOAD: u8 = 0x01;
+
+/// The id under which a blob's chunks are stored.
+pub(crate) type BodyId = [u8; 16];
+
+/// Appends `id` prefixed with its length as a big-endian `u16`.
+fn push_lp(out: &mut Vec<u8>, id: &str) {
+    // Identifiers are validated to at most 256 bytes before any key is built.
+    let len = u16::try_from(id.len()).unwrap_or(u16::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&id.as_bytes()[..usize::from(len)]);
+}
+
+fn lp(id: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + id.len());
+    push_lp(&mut out, id);
+    out
+}
+
+fn cat(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
+/// The smallest key strictly greater than `key` (for exclusive cursors).
+pub(crate) fn successor(key: &[u8]) -> Vec<u8> {
+    let mut out = key.to_vec();
+    out.push(0);
+    out
+}
+
+/// The smallest key greater than every key starting with `prefix`, or
+/// `None` when `prefix` is all `0xFF` (no upper bound).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut out = prefix.to_vec();
+    while let Some(last) = out.pop() {
+        if last < 0xFF {
+            out.push(last + 1);
+            return Some(out);
+        }
+    }
+    None
+}
+
+/// Reads a big-endian `u64` stored as a whole value.
+///
+/// # Errors
+/// `Corrupted` naming `what` when the value is not 8 bytes.
+pub(crate) fn decode_u64(what: &str, bytes: &[u8]) -> Result<u64> {
+    let array: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| Error::corrupted(format!("{what} is not an 8-byte number")))?;
+    Ok(u64::from_be_bytes(array))
+}
+
+// ---- blobs ---------------------------------------------------------------
+
+/// Header of a blob: `[0x00] digest(32)`.
+pub(crate) fn blob_header(digest: &Digest) -> Vec<u8> {
+    cat(&[&[BLOB_HEADER], digest.as_bytes()])
+}
+
+/// Range of every blob header strictly after `after`.
+pub(crate) fn blob_headers_after(after: Option<&Digest>) -> (Vec<u8>, Vec<u8>) {
+    let start = after.map_or_else(|| vec![BLOB_HEADER], |d| successor(&blob_header(d)));
+    (start, vec![BLOB_HEADER + 1])
+}
+
+/// The digest of a blob header key (fixed offsets).
+///
+/// # Errors
+/// `Corrupted` when the key is not a header key.
+pub(crate) fn digest_of_blob_header(key: &[u8]) -> Result<Digest> {
+    match key.split_first() {
+        Some((&BLOB_HEADER, rest)) => Digest::from_slice(rest)
+            .map_err(|_| Error::corrupted("a blob header key has the wrong length")),
+        _ => Err(Error::corrupted("a blob header key has the wrong tag")),
+    }
+}
+
+/// Chunk `index` of body `body`: `[0x01] body(16) index(u32)`.
+pub(crate) fn blob_chunk(body: &BodyId, index: u32) -> Vec<u8> {
+    cat(&[&[BLOB_CHUNK], body, &index.to_be_bytes()])
+}
+
+/// Range of every chunk of `body`.
+pub(crate) fn blob_chunks(body: &BodyId) -> (Vec<u8>, Vec<u8>) {
+    (blob_chunk(body, 0), cat(&[&[BLOB_CHUNK], body, &[0xFF; 5]]))
+}
+
+/// Marker of a streamed upload whose chunks are not yet committed.
+pub(crate) fn pending_upload(body: &BodyId) -> Vec<u8> {
+    cat(&[&[META_PENDING_UPLOAD], body])
+}
+
+/// Range of every pending-upload marker.
+pub(crate) fn pending_uploads() -> (Vec<u8>, Vec<u8>) {
+    (vec![META_PENDING_UPLOAD], vec![META_PENDING_UPLOAD + 1])
+}
+
+/// The body id in a pending-upload marker key (fixed offsets).
+///
+/// # Errors
+/// `Corrupted` when the key is not a marker.
+pub(crate) fn body_of_pending(key: &[u8]) -> Result<BodyId> {
+    match key.split_first() {
+        Some((&META_PENDING_UPLOAD, rest)) => rest
+            .try_into()
+            .map_err(|_| Error::corrupted("a pending upload marker has the wrong length")),
+        _ => Err(Error::corrupted(
+            "a pending upload marker has the wrong tag",
+        )),
+    }
+}
+
+// ---- runs ----------------------------------------------------------------
+
+/// A run record: `run_id(16)`.
+pub(crate) fn run(id: RunId) -> Vec<u8> {
+    id.to_bytes().to_vec()
+}
+
+/// Every run key strictly before `before` (runs are listed newest first).
+pub(crate) fn runs_before(before: Option<RunId>) -> (Vec<u8>, Option<Vec<u8>>) {
+    (Vec::new(), before.map(run))
+}
+
+/// Event `seq` of a run: `run_id(16) seq(u64)`.
+pub(crate) fn run_event(id: RunId, seq: u64) -> Vec<u8> {
+    cat(&[&id.to_bytes(), &seq.to_be_bytes()])
+}
+
+/// Events of a run with seq strictly after `after` (all when `None`).
+/// `None` when nothing can follow (`after == u64::MAX`).
+pub(crate) fn run_events_after(id: RunId, after: Option<u64>) -> Option<(Vec<u8>, Vec<u8>)> {
+    let first = match after {
+        None => 0,
+        Some(seq) => seq.checked_add(1)?,
+    };
+    let end = cat(&[&id.to_bytes(), &[0xFF; 9]]);
+    Some((run_event(id, first), end))
+}
+
+/// Idempotency key of a run event: `run_id(16) lp(key)`.
+pub(crate) fn run_idempotency(id: RunId, key: &str) -> Vec<u8> {
+    cat(&[&id.to_bytes(), &lp(key)])
+}
+
+/// Index entry of a run by spec: `digest(32) run_id(16)`.
+pub(crate) fn run_by_spec(spec: &Digest, id: RunId) -> Vec<u8> {
+    cat(&[spec.as_bytes(), &id.to_bytes()])
+}
+
+/// Index entry of a run by agent: `lp(agent) run_id(16)`.
+pub(crate) fn run_by_agent(agent: &str, id: RunId) -> Vec<u8> {
+    cat(&[&lp(agent), &id.to_bytes()])
+}
+
+/// Range of index entries under `prefix` (a spec digest or `lp(agent)`)
+/// whose run id is strictly before `before`.
+pub(crate) fn index_before(prefix: &[u8], before: Option<RunId>) -> (Vec<u8>, Vec<u8>) {
+    let end = match before {
+        Some(id) => cat(&[prefix, &id.to_bytes()]),
+        None => cat(&[prefix, &[0xFF; 17]]),
+    };
+    (prefix.to_vec(), end)
+}
+
+/// The prefix of the spec index for `spec`.
+pub(crate) fn spec_prefix(spec: &Digest) -> Vec<u8> {
+    spec.as_bytes().to_vec()
+}
+
+/// The prefix of the agent index for `agent`.
+pub(crate) fn agent_prefix(agent: &str) -> Vec<u8> {
+    lp(agent)
+}
+
+/// The run id at the end of an index key (the last 16 bytes).
+///
+/// # Errors
+/// `Corrupted` when the key is shorter than a run id or not a UUID v7.
+pub(crate) fn run_id_suffix(key: &[u8]) -> Result<RunId> {
+    let start = key
+        .len()
+        .checked_sub(16)
+        .ok_or_else(|| Error::corrupted("a run index key is too short"))?;
+    let bytes: [u8; 16] = key
+        .get(start..)
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| Error::corrupted("a run index key is too short"))?;
+    RunId::from_bytes(bytes).map_err(|e| Error::corrupted(format!("a run index key: {e}")))
+}
+
+// ---- releases ------------------------------------------------------------
+
+/// The head of a release name: `[0x00] name` (raw, so heads sort by name).
+pub(crate) fn release_head(name: &str) -> Vec<u8> {
+    cat(&[&[RELEASE_HEAD], name.as_bytes()])
+}
+
+/// Range of release heads with name strictly after `after`.
+pub(crate) fn release_heads_after(after: Option<&str>) -> (Vec<u8>, Vec<u8>) {
+    let start = after.map_or_else(|| vec![RELEASE_HEAD], |a| successor(&release_head(a)));
+    (start, vec![RELEASE_HEAD + 1])
+}
+
+/// A release record: `[0x01] lp(name) seq(u64)`.
+pub(crate) fn release_record(name: &str, seq: u64) -> Vec<u8> {
+    cat(&[&[RELEASE_RECORD], &lp(name), &seq.to_be_bytes()])
+}
+
+/// Records of `name` with seq strictly before `before` (all when `None`).
+pub(crate) fn release_records_before(name: &str, before: Option<u64>) -> (Vec<u8>, Vec<u8>) {
+    let start = release_record(name, 0);
+    let end = match before {
+        Some(seq) => release_record(name, seq),
+        None => cat(&[&[RELEASE_RECORD], &lp(name), &[0xFF; 9]]),
+    };
+    (start, end)
+}
+
+// ---- sessions ------------------------------------------------------------
+
+/// A session record: the raw id (the whole key, so sessions sort by id).
+pub(crate) fn session(id: &str) -> Vec<u8> {
+    id.as_bytes().to_vec()
+}
+
+/// Sessions with id strictly after `after`.
+pub(crate) fn sessions_after(after: Option<&str>) -> Vec<u8> {
+    after.map_or_else(Vec::new, |a| successor(a.as_bytes()))
+}
+
+/// Log entry `seq` of a session: `lp(id) seq(u64)`.
+pub(crate) fn log_entry(id: &str, seq: u64) -> Vec<u8> {
+    cat(&[&lp(id), &seq.to_be_bytes()])
+}
+
+/// Entries of a session's log with seq strictly after `after`.
+/// `None` when nothing can follow.
+pub(crate) fn log_after(id: &str, after: Option<u64>) -> Option<(Vec<u8>, Vec<u8>)> {
+    let first = match after {
+        None => 0,
+        Some(seq) => seq.checked_add(1)?,
+    };
+    Some((log_entry(id, first), whole_log(id).1))
+}
+
+/// Range of a session's whole log.
+pub(crate) fn whole_log(id: &str) -> (Vec<u8>, Vec<u8>) {
+    (log_entry(id, 0), cat(&[&lp(id), &[0xFF; 9]]))
+}
+
+/// Idempotency key of a log entry: `lp(id) lp(key)`.
+pub(crate) fn log_idempotency(id: &str, key: &str) -> Vec<u8> {
+    cat(&[&lp(id), &lp(key)])
+}
+
+/// Range of every idempotency key of a session.
+pub(crate) fn all_log_idempotency(id: &str) -> (Vec<u8>, Vec<u8>) {
+    let prefix = lp(id);
+    // `lp(id)` starts with a length of at most 256, so it is never all 0xFF.
+    let end = prefix_end(&prefix).unwrap_or_else(|| vec![0xFF; 3]);
+    (prefix, end)
+}
+
+// ---- supersessions -------------------------------------------------------
+
+/// Width of a by-agent index key.
+const BY_AGENT_LEN: usize = 32 + SupersessionCursor::LEN;
+
+/// A supersession: `target(32)`.
+pub(crate) fn supersession(target: &Digest) -> Vec<u8> {
+    target.as_bytes().to_vec()
+}
+
+/// Index entry of a supersession by agent: `agent(32)` then the record's
+/// [`SupersessionCursor::to_bytes`], so the entries of one agent sort like
+/// [`Supersession::order_key`].
+pub(crate) fn supersession_by_agent(s: &Supersession) -> Vec<u8> {
+    cat(&[&s.agent.0, &s.order_key().to_bytes()])
+}
+
+/// Range of the index entries of `agent` strictly before `after` in
+/// `by_agent` order (all of them without a cursor); the end is exclusive.
+pub(crate) fn by_agent_range(
+    agent: &AgentKey,
+    after: Option<&SupersessionCursor>,
+) -> (Vec<u8>, Vec<u8>) {
+    let end = match after {
+        Some(c) => cat(&[&agent.0, &c.to_bytes()]),
+        None => cat(&[&agent.0, &[0xFF; BY_AGENT_LEN]]),
+    };
+    (agent.0.to_vec(), end)
+}
+
+/// The position encoded after the agent in a by-agent index key (fixed
+/// offsets).
+///
+/// # Errors
+/// `Corrupted` when the key has the wrong width or a malformed position.
+pub(crate) fn cursor_of_by_agent(key: &[u8]) -> Result<SupersessionCursor> {
+    if key.len() != BY_AGENT_LEN {
+        return Err(Error::corrupted(
+            "a supersession index key has the wrong length",
+        ));
+    }
+    key.get(32..)
+        .ok_or_else(|| Error::corrupted("a supersession index key is too short"))
+        .and_then(SupersessionCursor::from_bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn length_prefixes_keep_prefix_ids_apart() {
+        let (start, end) = whole_log("a");
+        let other = log_entry("a:b", 0);
+        assert!(!(start <= other && other < end), "a's log must not see a:b");
+        assert_ne!(log_idempotency("a", ":b"), log_idempotency("a:", "b"));
+        assert_ne!(
+            run_by_agent("a", RunId::new_v7(crate::Timestamp::ZERO, 0)),
+            { run_by_agent("a\u{0}", RunId::new_v7(crate::Timestamp::ZERO, 0)) }
+        );
+    }
+
+    #[test]
+    fn seqs_sort_numerically() {
+        assert!(log_entry("s", 9) < log_entry("s", 10));
+        assert!(log_entry("s", 255) < log_entry("s", 256));
+        assert!(release_record("r", u64::MAX) < release_records_before("r", None).1);
+    }
+
+    #[test]
+    fn prefix_end_carries() {
+        assert_eq!(prefix_end(&[1, 0xFF]), Some(vec![2]));
+        assert_eq!(prefix_end(&[0xFF, 0xFF]), None);
+        assert_eq!(successor(b"a"), b"a\0".to_vec());
+    }
+
+    #[test]
+    fn fixed_offset_decoders_reject_bad_keys() {
+        assert!(digest_of_blob_header(&[0; 5]).is_err());
+        assert!(digest_of_blob_header(&blob_chunk(&[0; 16], 0)).is_err());
+        assert!(body_of_pending(&[1, 2]).is_err());
+        assert!(run_id_suffix(&[0; 3]).is_err());
+        assert!(cursor_of_by_agent(&[0; 10]).is_err());
+        assert!(decode_u64("x", &[0; 7]).is_err());
+    }
+}

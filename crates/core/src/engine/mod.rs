@@ -1,0 +1,166 @@
+//! The engine seam: what a backend supplies so that every store rule runs
+//! over it, written once here.
+//!
+//! A backend implements [`Engine`] — consistent reads, and write jobs run
+//! as transactions serialized by [`Scope`] — over an ordered byte
+//! key-value model split into [`Table`]s. Everything else lives in core,
+//! once: key layout, the order of checks of every mutation (validate →
+//! idempotency → state → sequence and hash chain → write), record
+//! construction, paging, chunked blobs. [`stores`] turns an engine into
+//! the five store traits. This is the split OpenDAL makes between its
+//! public `Operator` and a backend's small `Accessor`: backends supply
+//! storage primitives, not rules, so they cannot drift.
+//!
+//! # The contract an engine keeps
+//!
+//! * **Reads are consistent.** A [`ReadJob`] sees one point in time;
+//!   everything a write job reads comes from a state no overlapping write
+//!   job changes until it is done.
+//! * **Writes are atomic and serialized by scope.** A [`WriteJob`] stages
+//!   writes through [`Txn`]; when it returns `Ok` the engine applies all of
+//!   them or none. Two write jobs whose [`Scope`]s overlap never interleave:
+//!   the later one reads everything the earlier one wrote. An engine
+//!   shared between processes ([`Capabilities::shared`](crate::Capabilities::shared))
+//!   keeps this across processes (SQLite: `BEGIN IMMEDIATE`).
+//! * **Applied before durable, acknowledged after.** [`Engine::write`]
+//!   returns once the writes are visible to later reads, with a
+//!   [`Durable`] that resolves once they are durable at the engine's
+//!   declared [`DurabilityLevel`](crate::DurabilityLevel). Stores await it
+//!   before answering, so an engine may group many writes into one sync
+//!   (group commit). The `Durable` of a job also covers what the job read
+//!   that was not yet durable.
+//! * **Jobs run to completion.** Once `write` was called, the job runs to
+//!   the end, or not at all, even if the caller's future is dropped.
+//! * **Errors mean what they say.** A job's own error is returned as is and
+//!   nothing is applied; `Unavailable` means nothing was applied;
+//!   `OutcomeUnknown` means the writes may have been applied. Library
+//!   errors are mapped into [`Error`](crate::Error) with their source.
+//! * **Any method may be called from any number of tasks at once.**
+//!   Blocking engines run jobs off the async runtime (`spawn_blocking`, a
+//!   dedicated thread); an engine never needs its caller to lock.
+//!
+//! The conformance suite (`stowage-conformance`) checks all of it through
+//! the stores: `stowage_conformance::conformance_tests!` over a harness
+//! whose `open` returns `stowage_core::engine::stores(engine, env)`.
+//!
+//! # Stability
+//!
+//! The seam follows the crate's semver: methods are added only with
+//! defaults, and [`Table`] and [`Scope`] are `#[non_exhaustive]`, so an
+//! engine must store every table alike and treat an unknown scope as
+//! serializing against everything. Key and value bytes are opaque to
+//! engines; their layout belongs to core and changes only with a
+//! documented format version.
+//!
+//! # A whole engine
+//!
+//! The simplest correct engine serializes every write behind one lock.
+//! (The `memory://` backend is this, with a snapshot `fork`.)
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use std::ops::Bound;
+//! use std::sync::{Arc, RwLock};
+//!
+//! use async_trait::async_trait;
+//! use stowage_core::engine::{
+//!     Direction, Durable, Engine, Entry, ReadJob, Reader, Scope, Table, Txn, WriteJob,
+//! };
+//! use stowage_core::{Capabilities, DurabilityLevel, Error, Result, StoreEnv};
+//!
+//! type Tables = BTreeMap<(Table, Vec<u8>), Vec<u8>>;
+//!
+//! #[derive(Default)]
+//! struct MapEngine(RwLock<Tables>);
+//!
+//! struct View<'a>(&'a Tables);
+//!
+//! impl Reader for View<'_> {
+//!     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+//!         Ok(self.0.get(&(table, key.to_vec())).cloned())
+//!     }
+//!     fn scan(&self, table: Table, start: &[u8], end: Option<&[u8]>,
+//!             direction: Direction, limit: usize) -> Result<Vec<Entry>> {
+//!         if end.is_some_and(|end| end <= start) {
+//!             return Ok(Vec::new());
+//!         }
+//!         let upper = match end {
+//!             Some(end) => Bound::Excluded((table, end.to_vec())),
+//!             None => Bound::Excluded((table, vec![0xFF; 1024])),
+//!         };
+//!         let range = self.0.range((Bound::Included((table, start.to_vec())), upper));
+//!         let entry = |((_, k), v): (&(Table, Vec<u8>), &Vec<u8>)| (k.clone(), v.clone());
+//!         Ok(match direction {
+//!             Direction::Forward => range.take(limit).map(entry).collect(),
+//!             Direction::Reverse => range.rev().take(limit).map(entry).collect(),
+//!         })
+//!     }
+//! }
+//!
+//! /// Staged writes, applied when the job succeeds.
+//! struct Staged<'a> { view: &'a Tables, ops: Vec<(Table, Vec<u8>, Option<Vec<u8>>)> }
+//!
+//! impl Reader for Staged<'_> {
+//!     fn get(&self, t: Table, k: &[u8]) -> Result<Option<Vec<u8>>> { View(self.view).get(t, k) }
+//!     fn scan(&self, t: Table, s: &[u8], e: Option<&[u8]>, d: Direction, l: usize)
+//!         -> Result<Vec<Entry>> { View(self.view).scan(t, s, e, d, l) }
+//! }
+//!
+//! impl Txn for Staged<'_> {
+//!     fn put(&mut self, t: Table, k: Vec<u8>, v: Vec<u8>) -> Result<()> {
+//!         self.ops.push((t, k, Some(v)));
+//!         Ok(())
+//!     }
+//!     fn delete(&mut self, t: Table, k: Vec<u8>) -> Result<()> {
+//!         self.ops.push((t, k, None));
+//!         Ok(())
+//!     }
+//!     fn delete_range(&mut self, t: Table, start: Vec<u8>, end: Vec<u8>) -> Result<()> {
+//!         let doomed = self.scan(t, &start, Some(&end), Direction::Forward, usize::MAX)?;
+//!         self.ops.extend(doomed.into_iter().map(|(k, _)| (t, k, None)));
+//!         Ok(())
+//!     }
+//! }
+//!
+//! #[async_trait]
+//! impl Engine for MapEngine {
+//!     fn capabilities(&self) -> Capabilities {
+//!         Capabilities::new("map", DurabilityLevel::None, false, 1 << 20)
+//!     }
+//!     async fn read(&self, job: ReadJob) -> Result<()> {
+//!         let tables = self.0.read().map_err(|_| Error::internal("poisoned"))?;
+//!         job(&View(&tables))
+//!     }
+//!     async fn write(&self, _scope: Scope, job: WriteJob) -> Result<Durable> {
+//!         let mut tables = self.0.write().map_err(|_| Error::internal("poisoned"))?;
+//!         let mut staged = Staged { view: &tables, ops: Vec::new() };
+//!         job(&mut staged)?;
+//!         let ops = staged.ops;
+//!         for (table, key, value) in ops {
+//!             match value {
+//!                 Some(value) => { tables.insert((table, key), value); }
+//!                 None => { tables.remove(&(table, key)); }
+//!             }
+//!         }
+//!         Ok(Durable::ready())
+//!     }
+//! }
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let stores = stowage_core::engine::stores(Arc::new(MapEngine::default()), StoreEnv::default());
+//! let digest = stores.cas.put(bytes::Bytes::from_static(b"hello")).await.unwrap();
+//! assert_eq!(&stores.cas.get(&digest).await.unwrap()[..], b"hello");
+//! # });
+//! ```
+//!
+//! Such an engine passes the whole conformance suite in one line of a test
+//! file (`stowage_conformance::conformance_tests!(harness)`), as the
+//! workspace's own engines do.
+
+mod keys;
+mod seam;
+mod store;
+pub mod tamper;
+
+pub use seam::{Direction, Durable, Engine, Entry, ReadJob, Reader, Scope, Table, Txn, WriteJob};
+pub use store::stores;

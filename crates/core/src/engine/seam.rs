@@ -1,0 +1,288 @@
+//! The engine seam's types: tables, key ranges, transactions, scopes and
+//! the durability hand-off. See the [module docs](super) for the contract.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+
+use crate::{Capabilities, Result};
+
+/// A namespace of keys: a column family (RocksDB), a tree (sled), a table
+/// of the file engine or of SQLite. Keys in different tables never collide.
+///
+/// Which keys a store writes to which table is core's business (the
+/// engine never parses keys or values); the set of tables may grow in a
+/// minor release, so engines must treat every table alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Table {
+    /// Blob headers and chunks.
+    Blobs,
+    /// Run records by run id.
+    Runs,
+    /// Run events by (run id, seq).
+    RunEvents,
+    /// Idempotency keys of run events: (run id, key) → seq.
+    RunIdempotency,
+    /// Secondary index: (spec digest, run id).
+    RunsBySpec,
+    /// Secondary index: (agent name, run id).
+    RunsByAgent,
+    /// Release heads and records.
+    Releases,
+    /// Session records by id.
+    Sessions,
+    /// Session log entries by (session id, seq).
+    SessionLog,
+    /// Idempotency keys of log entries: (session id, key) → seq.
+    SessionIdempotency,
+    /// Supersessions by target.
+    Supersessions,
+    /// Secondary index: (agent, order key, target).
+    SupersessionsByAgent,
+    /// Store metadata (pending uploads, schema facts).
+    Meta,
+}
+
+impl Table {
+    /// Every table, in a fixed order.
+    pub const ALL: [Table; 13] = [
+        Table::Blobs,
+        Table::Runs,
+        Table::RunEvents,
+        Table::RunIdempotency,
+        Table::RunsBySpec,
+        Table::RunsByAgent,
+        Table::Releases,
+        Table::Sessions,
+        Table::SessionLog,
+        Table::SessionIdempotency,
+        Table::Supersessions,
+        Table::SupersessionsByAgent,
+        Table::Meta,
+    ];
+
+    /// A stable name (column family, tree or SQL table name): lowercase
+    /// ASCII letters and underscores only.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Blobs => "blobs",
+            Table::Runs => "runs",
+            Table::RunEvents => "run_events",
+            Table::RunIdempotency => "run_idempotency",
+            Table::RunsBySpec => "runs_by_spec",
+            Table::RunsByAgent => "runs_by_agent",
+            Table::Releases => "releases",
+            Table::Sessions => "sessions",
+            Table::SessionLog => "session_log",
+            Table::SessionIdempotency => "session_idempotency",
+            Table::Supersessions => "supersessions",
+            Table::SupersessionsByAgent => "supersessions_by_agent",
+            Table::Meta => "meta",
+        }
+    }
+
+    /// A stable one-byte id (for engines that keep every table in one key
+    /// space): the table's position in [`Table::ALL`].
+    pub fn id(self) -> u8 {
+        self as u8
+    }
+}
+
+/// Scan direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Ascending key order.
+    Forward,
+    /// Descending key order.
+    Reverse,
+}
+
+/// One key and its value, as a scan returns them.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// Consistent read access: everything a job reads through one `Reader`
+/// comes from one point in time (a snapshot, or a lock that keeps
+/// conflicting writers out). Keys are compared as unsigned bytes.
+pub trait Reader {
+    /// The value of `key`, if any.
+    ///
+    /// # Errors
+    /// When the engine cannot read (I/O, a damaged page: `Corrupted`).
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    /// Entries with `start <= key < end` (`end = None`: no upper bound;
+    /// `end <= start`: none), in `direction` order, at most `limit`.
+    ///
+    /// # Errors
+    /// As [`Reader::get`].
+    fn scan(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<Entry>>;
+}
+
+/// A read-write transaction: reads as [`Reader`], plus staged writes that
+/// the engine applies all together, or none of them, when the job returns
+/// `Ok` (see [`Engine::write`]), in the order they were staged (a
+/// `delete_range` then a `put` inside that range leaves the put). Whether
+/// a read sees this transaction's own earlier writes is left to the
+/// engine: stores never read what they wrote.
+pub trait Txn: Reader {
+    /// Sets `key` to `value`.
+    ///
+    /// # Errors
+    /// When the engine cannot stage it (SQL engines write as they go); the
+    /// job then fails and nothing is applied.
+    fn put(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) -> Result<()>;
+
+    /// Removes `key` (nothing if absent).
+    ///
+    /// # Errors
+    /// As [`Txn::put`].
+    fn delete(&mut self, table: Table, key: Vec<u8>) -> Result<()>;
+
+    /// Removes every key with `start <= key < end`.
+    ///
+    /// # Errors
+    /// As [`Txn::put`].
+    fn delete_range(&mut self, table: Table, start: Vec<u8>, end: Vec<u8>) -> Result<()>;
+}
+
+/// What a write job must be serialized against: two jobs whose scopes
+/// overlap never interleave (the second reads everything the first wrote).
+///
+/// An engine may serialize more than it is asked (one writer at a time,
+/// as SQLite does) but never less. Across processes this must hold too for
+/// an engine whose [`Capabilities::shared`] is `true`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Scope {
+    /// One entity: its head record is `key` in `table`. Overlaps the same
+    /// entity and [`Scope::Table`] of the same table.
+    Entity {
+        /// The entity's table.
+        table: Table,
+        /// The entity's key in it.
+        key: Vec<u8>,
+    },
+    /// Every entity of one table (a supersession `put` walks chains across
+    /// targets).
+    Table(Table),
+    /// Nothing: the job writes keys no other job writes concurrently
+    /// (chunks under a fresh random id). It must still be atomic.
+    Unshared,
+}
+
+impl Scope {
+    /// The scope of one entity.
+    pub fn entity(table: Table, key: impl Into<Vec<u8>>) -> Scope {
+        Scope::Entity {
+            table,
+            key: key.into(),
+        }
+    }
+
+    /// The table a scope locks, if any.
+    pub fn table(&self) -> Option<Table> {
+        match self {
+            Scope::Entity { table, .. } | Scope::Table(table) => Some(*table),
+            Scope::Unshared => None,
+        }
+    }
+}
+
+/// Resolves once a write is durable at the engine's declared
+/// [`DurabilityLevel`](crate::DurabilityLevel): returned by [`Engine::write`] once the write is
+/// applied (visible to every later read). A store acknowledges a mutation
+/// only after awaiting it; an engine that syncs inside `write` hands back
+/// [`Durable::ready`].
+#[must_use = "a write is acknowledged only once its Durable resolved"]
+pub struct Durable(Option<Pin<Box<dyn Future<Output = Result<()>> + Send>>>);
+
+impl Durable {
+    /// Already durable.
+    pub fn ready() -> Durable {
+        Durable(None)
+    }
+
+    /// Durable once `future` resolves `Ok`. An `Err` means the write may or
+    /// may not have reached the disk: engines report `OutcomeUnknown`.
+    pub fn new(future: impl Future<Output = Result<()>> + Send + 'static) -> Durable {
+        Durable(Some(Box::pin(future)))
+    }
+
+    /// Waits until the write is durable.
+    ///
+    /// # Errors
+    /// When the engine could not make it durable.
+    pub async fn wait(self) -> Result<()> {
+        match self.0 {
+            None => Ok(()),
+            Some(future) => future.await,
+        }
+    }
+}
+
+impl fmt::Debug for Durable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = if self.0.is_some() { "pending" } else { "ready" };
+        f.debug_tuple("Durable").field(&state).finish()
+    }
+}
+
+/// A read job: called once with a consistent [`Reader`].
+pub type ReadJob = Box<dyn FnOnce(&dyn Reader) -> Result<()> + Send + 'static>;
+
+/// A write job: called at most once, with a [`Txn`]. An engine that may
+/// have to abort a transaction (a serialization failure) takes the locks
+/// that prevent it before calling the job, rather than calling it twice.
+pub type WriteJob = Box<dyn FnOnce(&mut dyn Txn) -> Result<()> + Send + 'static>;
+
+/// A storage engine: what a backend supplies so that every store rule of
+/// core runs over it. See the [module docs](super) for the contract of
+/// each method and what the conformance suite checks.
+#[async_trait]
+pub trait Engine: Send + Sync + 'static {
+    /// What the stores over this engine declare (backend name, durability,
+    /// sharing between processes, blob limit).
+    fn capabilities(&self) -> Capabilities;
+
+    /// Runs `job` against one consistent view of committed state.
+    ///
+    /// # Errors
+    /// The job's error, or the engine's (`Unavailable`, `Corrupted`…).
+    async fn read(&self, job: ReadJob) -> Result<()>;
+
+    /// Runs `job` as one transaction serialized against every write job of
+    /// an overlapping `scope`, and applies what it staged atomically if it
+    /// returns `Ok`. Returns once the writes are visible to later reads,
+    /// with the [`Durable`] to await before acknowledging. The `Durable`
+    /// also covers whatever the job read that was not yet durable (a retry
+    /// answered from an earlier write), so even a job that wrote nothing
+    /// waits for it.
+    ///
+    /// Once called, the job runs to completion, or not at all, even if the
+    /// returned future is dropped: a started write is never torn.
+    ///
+    /// # Errors
+    /// The job's error (nothing applied); `Unavailable` when nothing was
+    /// applied; `OutcomeUnknown` when the writes may have been applied.
+    async fn write(&self, scope: Scope, job: WriteJob) -> Result<Durable>;
+
+    /// Flushes what the engine buffers and releases what it holds (file
+    /// locks). Called at most once, by `Stores::close`; every call after
+    /// it fails with `Conflict`.
+    ///
+    /// # Errors
+    /// When the final flush failed.
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,456 @@
+//! `CasStore` over the seam: blobs stored in chunks.
+//!
+//! A blob is a header `[0x00] digest → {size, body id, chunk count}` plus
+//! chunks `[0x01] body id, index(u32) → crc32c(u32) ++ bytes` of
+//! [`CHUNK_BYTES`] each (all in `Blobs`). `put` hashes and checksums off
+//! the engine's write path, then writes chunks and header in one job.
+//! `put_stream` cannot know the digest until the end, so it writes each
+//! chunk as it arrives under a fresh random body id, with a pending-upload
+//! marker in `Meta` in the same job as the first chunk, then commits the
+//! header and removes the marker in one job. Chunks of an upload
+//! interrupted by a crash are removed (via their marker) before the first
+//! streamed upload after reopening an engine no other process writes to;
+//! an upload whose future is dropped removes its own chunks. Reads check
+//! each chunk's CRC32C and the total size; `verify` re-hashes everything.
+//! Neither streaming call holds more than one chunk in memory.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::{self, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
+
+use super::{get_record, EngineStore};
+use crate::cas::{reader_failed, too_large};
+use crate::encoding::encode_record;
+use crate::engine::keys::{self, BodyId};
+use crate::engine::{Direction, Reader, Scope, Table, Txn};
+use crate::validate::page_limit;
+use crate::{BlobReader, BlobStat, BlobStream, CasStore, Digest, DigestWriter, Error, Result};
+
+/// Size of one stored chunk.
+pub(crate) const CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Blobs at least this large are hashed on the blocking pool.
+const HASH_OFF_RUNTIME: usize = 64 * 1024;
+
+/// What a blob's header records.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct BlobHeader {
+    /// Size in bytes.
+    pub(crate) size: u64,
+    /// Where its chunks are.
+    pub(crate) body: BodyId,
+    /// Number of chunks.
+    pub(crate) chunks: u32,
+}
+
+/// `crc32c ++ bytes`, the stored form of a chunk.
+pub(crate) fn encode_chunk(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + bytes.len());
+    out.extend_from_slice(&crc32c::crc32c(bytes).to_be_bytes());
+    out.extend_from_slice(bytes);
+    out
+}
+
+fn new_body() -> BodyId {
+    rand::random()
+}
+
+fn chunk_count(size: usize) -> Result<u32> {
+    u32::try_from(size.div_ceil(CHUNK_BYTES))
+        .map_err(|_| Error::invalid_input("blob has too many chunks"))
+}
+
+fn scope(digest: &Digest) -> Scope {
+    Scope::entity(Table::Blobs, keys::blob_header(digest))
+}
+
+/// Runs `f` on the blocking pool when there is one and `heavy`, else here.
+async fn off_runtime<T: Send + 'static>(
+    heavy: bool,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if heavy => handle
+            .spawn_blocking(f)
+            .await
+            .map_err(|e| Error::internal(format!("hashing a blob failed: {e}"))),
+        _ => Ok(f()),
+    }
+}
+
+pub(crate) fn blob_header(reader: &dyn Reader, digest: &Digest) -> Result<Option<BlobHeader>> {
+    get_record(
+        reader,
+        Table::Blobs,
+        &keys::blob_header(digest),
+        "blob header",
+    )
+}
+
+fn header_or_not_found(reader: &dyn Reader, digest: &Digest) -> Result<BlobHeader> {
+    blob_header(reader, digest)?
+        .ok_or_else(|| Error::not_found(format!("blob {} does not exist", digest.short())))
+}
+
+/// Chunk `index` of a blob, CRC-checked.
+fn read_chunk(
+    reader: &dyn Reader,
+    digest: &Digest,
+    header: &BlobHeader,
+    index: u32,
+) -> Result<Bytes> {
+    let Some(stored) = reader.get(Table::Blobs, &keys::blob_chunk(&header.body, index))? else {
+        if blob_header(reader, digest)?.is_none() {
+            return Err(Error::not_found(format!(
+                "blob {} was deleted while being read",
+                digest.short()
+            )));
+        }
+        return Err(Error::corrupted(format!(
+            "blob {}: chunk {index} is missing",
+            digest.short()
+        )));
+    };
+    let damaged = || Error::corrupted(format!("blob {}: chunk {index} is damaged", digest.short()));
+    let (crc, bytes) = stored.split_at_checked(4).ok_or_else(damaged)?;
+    let crc: [u8; 4] = crc.try_into().map_err(|_| damaged())?;
+    if u32::from_be_bytes(crc) != crc32c::crc32c(bytes) {
+        return Err(damaged());
+    }
+    // The engine's buffer becomes the chunk: no copy.
+    Ok(Bytes::from(stored).slice(4..))
+}
+
+/// Visits every chunk of the blob `header` describes in order, then checks
+/// the total size.
+fn for_each_chunk(
+    reader: &dyn Reader,
+    digest: &Digest,
+    header: &BlobHeader,
+    mut f: impl FnMut(&[u8]),
+) -> Result<()> {
+    let mut total = 0u64;
+    for index in 0..header.chunks {
+        let chunk = read_chunk(reader, digest, header, index)?;
+        total += chunk.len() as u64;
+        f(&chunk);
+    }
+    check_size(digest, header, total)
+}
+
+fn check_size(digest: &Digest, header: &BlobHeader, total: u64) -> Result<()> {
+    if total != header.size {
+        return Err(Error::corrupted(format!(
+            "blob {}: its chunks hold {total} bytes but its header says {}",
+            digest.short(),
+            header.size
+        )));
+    }
+    Ok(())
+}
+
+fn delete_body(txn: &mut dyn Txn, body: &BodyId) -> Result<()> {
+    let (start, end) = keys::blob_chunks(body);
+    txn.delete_range(Table::Blobs, start, end)
+}
+
+/// Removes every pending upload's marker and chunks.
+fn recover_uploads(txn: &mut dyn Txn) -> Result<()> {
+    let (mut start, end) = keys::pending_uploads();
+    loop {
+        let page = txn.scan(Table::Meta, &start, Some(&end), Direction::Forward, 256)?;
+        let Some((last, _)) = page.last() else {
+            return Ok(());
+        };
+        start = keys::successor(last);
+        for (key, _) in &page {
+            delete_body(txn, &keys::body_of_pending(key)?)?;
+            txn.delete(Table::Meta, key.clone())?;
+        }
+    }
+}
+
+impl EngineStore {
+    /// Removes the chunks of streamed uploads interrupted by a crash, once
+    /// per store, before its first streamed upload writes. Skipped when
+    /// other processes may be uploading into the same engine.
+    async fn recover_uploads_once(&self) -> Result<()> {
+        if self.0.engine.capabilities().shared {
+            return Ok(());
+        }
+        let mut done = self.0.uploads_recovered.lock().await;
+        if !*done {
+            self.write(Scope::Table(Table::Meta), |_, txn| recover_uploads(txn))
+                .await?;
+            *done = true;
+        }
+        Ok(())
+    }
+}
+
+/// A streamed upload in progress; removes its chunks if dropped unfinished.
+struct Upload {
+    store: EngineStore,
+    body: BodyId,
+    next_chunk: u32,
+    size: u64,
+    hasher: Option<DigestWriter>,
+    finished: bool,
+}
+
+impl Upload {
+    /// Writes one chunk (hashing it on the blocking pool).
+    async fn write_chunk(&mut self, chunk: Vec<u8>) -> Result<()> {
+        let (body, index) = (self.body, self.next_chunk);
+        let mut hasher = self.hasher.take().unwrap_or_default();
+        self.next_chunk = index
+            .checked_add(1)
+            .ok_or_else(|| Error::invalid_input("blob has too many chunks"))?;
+        let (hasher, stored) = off_runtime(true, move || {
+            hasher.update(&chunk);
+            (hasher, encode_chunk(&chunk))
+        })
+        .await?;
+        if index == 0 {
+            self.store.recover_uploads_once().await?;
+        }
+        // A chunk of a fresh body needs no ordering with other writes.
+        self.store
+            .write(Scope::Unshared, move |_, txn| {
+                if index == 0 {
+                    txn.put(Table::Meta, keys::pending_upload(&body), Vec::new())?;
+                }
+                txn.put(Table::Blobs, keys::blob_chunk(&body, index), stored)
+            })
+            .await?;
+        self.hasher = Some(hasher);
+        Ok(())
+    }
+
+    /// Commits the header (or, if the blob already exists, drops the copy).
+    async fn commit(mut self) -> Result<Digest> {
+        let digest = self.hasher.take().unwrap_or_default().finish();
+        let header = BlobHeader {
+            size: self.size,
+            body: self.body,
+            chunks: self.next_chunk,
+        };
+        let wrote_chunks = self.next_chunk > 0;
+        self.finished = true;
+        self.store
+            .write(scope(&digest), move |_, txn| {
+                if wrote_chunks {
+                    txn.delete(Table::Meta, keys::pending_upload(&header.body))?;
+                }
+                if blob_header(txn, &digest)?.is_some() {
+                    delete_body(txn, &header.body)?;
+                } else {
+                    txn.put(
+                        Table::Blobs,
+                        keys::blob_header(&digest),
+                        encode_record(&header)?,
+                    )?;
+                }
+                Ok(digest)
+            })
+            .await
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if self.finished || self.next_chunk == 0 {
+            return;
+        }
+        let (store, body) = (self.store.clone(), self.body);
+        // Best effort: if this fails, the marker stays and the next open
+        // of the store removes the chunks.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let abandon = store.write(Scope::Unshared, move |_, txn| {
+                    delete_body(txn, &body)?;
+                    txn.delete(Table::Meta, keys::pending_upload(&body))
+                });
+                let _ = abandon.await;
+            });
+        }
+    }
+}
+
+#[async_trait]
+impl CasStore for EngineStore {
+    async fn put(&self, bytes: Bytes) -> Result<Digest> {
+        too_large(bytes.len() as u64, self.0.max_blob_size)?;
+        let count = chunk_count(bytes.len())?;
+        let (digest, chunks) = off_runtime(bytes.len() >= HASH_OFF_RUNTIME, move || {
+            let chunks: Vec<Vec<u8>> = bytes.chunks(CHUNK_BYTES).map(encode_chunk).collect();
+            (Digest::of(&bytes), chunks)
+        })
+        .await?;
+        let header = BlobHeader {
+            size: chunks.iter().map(|c| c.len() as u64 - 4).sum(),
+            body: new_body(),
+            chunks: count,
+        };
+        self.write(scope(&digest), move |_, txn| {
+            if blob_header(txn, &digest)?.is_some() {
+                return Ok(digest);
+            }
+            for (index, chunk) in (0u32..).zip(chunks) {
+                txn.put(Table::Blobs, keys::blob_chunk(&header.body, index), chunk)?;
+            }
+            txn.put(
+                Table::Blobs,
+                keys::blob_header(&digest),
+                encode_record(&header)?,
+            )?;
+            Ok(digest)
+        })
+        .await
+    }
+
+    async fn get(&self, digest: &Digest) -> Result<Bytes> {
+        let digest = *digest;
+        self.read(move |_, reader| {
+            let header = header_or_not_found(reader, &digest)?;
+            if header.chunks == 1 {
+                // Most blobs are one chunk: hand out its buffer as is.
+                let chunk = read_chunk(reader, &digest, &header, 0)?;
+                check_size(&digest, &header, chunk.len() as u64)?;
+                return Ok(chunk);
+            }
+            let capacity = usize::try_from(header.size).unwrap_or(0);
+            let mut out = Vec::with_capacity(capacity);
+            for_each_chunk(reader, &digest, &header, |chunk| {
+                out.extend_from_slice(chunk);
+            })?;
+            Ok(Bytes::from(out))
+        })
+        .await
+    }
+
+    async fn contains(&self, digest: &Digest) -> Result<bool> {
+        let key = keys::blob_header(digest);
+        self.read(move |_, reader| Ok(reader.get(Table::Blobs, &key)?.is_some()))
+            .await
+    }
+
+    async fn stat(&self, digest: &Digest) -> Result<BlobStat> {
+        let digest = *digest;
+        self.read(move |_, reader| {
+            let header = header_or_not_found(reader, &digest)?;
+            Ok(BlobStat { size: header.size })
+        })
+        .await
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<bool> {
+        let digest = *digest;
+        self.write(scope(&digest), move |_, txn| {
+            let Some(header) = blob_header(txn, &digest)? else {
+                return Ok(false);
+            };
+            txn.delete(Table::Blobs, keys::blob_header(&digest))?;
+            delete_body(txn, &header.body)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn list(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<Digest>> {
+        let limit = page_limit(limit);
+        let (start, end) = keys::blob_headers_after(after);
+        self.read(move |_, reader| {
+            reader
+                .scan(Table::Blobs, &start, Some(&end), Direction::Forward, limit)?
+                .iter()
+                .map(|(key, _)| keys::digest_of_blob_header(key))
+                .collect()
+        })
+        .await
+    }
+
+    async fn verify(&self, digest: &Digest) -> Result<()> {
+        let digest = *digest;
+        self.read(move |_, reader| {
+            let header = header_or_not_found(reader, &digest)?;
+            let mut hasher = DigestWriter::new();
+            for_each_chunk(reader, &digest, &header, |chunk| hasher.update(chunk))?;
+            let actual = hasher.finish();
+            if actual != digest {
+                return Err(Error::corrupted(format!(
+                    "blob {} is damaged: its bytes hash to {}",
+                    digest.short(),
+                    actual.short()
+                )));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    fn max_blob_size(&self) -> u64 {
+        self.0.max_blob_size
+    }
+
+    async fn put_stream(&self, mut reader: BlobReader) -> Result<Digest> {
+        let limit = self.0.max_blob_size;
+        let mut upload = Upload {
+            store: self.clone(),
+            body: new_body(),
+            next_chunk: 0,
+            size: 0,
+            hasher: Some(DigestWriter::new()),
+            finished: false,
+        };
+        loop {
+            let mut chunk = Vec::with_capacity(CHUNK_BYTES);
+            let read = (&mut reader)
+                .take(CHUNK_BYTES as u64)
+                .read_to_end(&mut chunk)
+                .await
+                .map_err(reader_failed)?;
+            upload.size += read as u64;
+            too_large(upload.size, limit)?;
+            if read > 0 {
+                upload.write_chunk(chunk).await?;
+            }
+            if read < CHUNK_BYTES {
+                break;
+            }
+        }
+        upload.commit().await
+    }
+
+    async fn get_stream(&self, digest: &Digest) -> Result<BlobStream> {
+        let digest = *digest;
+        let header = self
+            .read(move |_, reader| header_or_not_found(reader, &digest))
+            .await?;
+        let state = (self.clone(), 0u32, 0u64, false);
+        let stream = stream::unfold(state, move |(store, index, total, done)| async move {
+            if done {
+                return None;
+            }
+            if index == header.chunks {
+                return match check_size(&digest, &header, total) {
+                    Ok(()) => None,
+                    Err(e) => Some((Err(e), (store, index, total, true))),
+                };
+            }
+            let read = store
+                .read(move |_, reader| read_chunk(reader, &digest, &header, index))
+                .await;
+            match read {
+                Ok(chunk) => {
+                    let total = total + chunk.len() as u64;
+                    Some((Ok(chunk), (store, index + 1, total, false)))
+                }
+                Err(e) => Some((Err(e), (store, index, total, true))),
+            }
+        });
+        Ok(stream.boxed())
+    }
+}

@@ -1,0 +1,177 @@
+//! The five stores written once over [`Engine`]: one module per store,
+//! each a sequence of read and write jobs whose order of checks is the
+//! contract's (validate → idempotency → state → chain → write).
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Mutex as AsyncMutex;
+
+use serde::de::DeserializeOwned;
+
+use super::{Direction, Engine, Reader, Scope, Table, Txn};
+use crate::{Error, Result, StoreEnv, Stores, Timestamp};
+
+pub(crate) mod cas;
+mod heads;
+mod releases;
+mod runs;
+mod sessions;
+mod supersessions;
+
+/// The five stores over `engine`, using `env` for the clock and run ids.
+/// Closing the stores closes the engine.
+pub fn stores(engine: Arc<dyn Engine>, env: StoreEnv) -> Stores {
+    let capabilities = engine.capabilities();
+    let store = EngineStore(Arc::new(Shared {
+        run_heads: heads::RunHeads::new(!capabilities.shared),
+        engine,
+        env,
+        uploads_recovered: AsyncMutex::new(false),
+        max_blob_size: capabilities.max_blob_size,
+    }));
+    Stores::new(
+        Arc::new(store.clone()),
+        Arc::new(store.clone()),
+        Arc::new(store.clone()),
+        Arc::new(store.clone()),
+        Arc::new(store.clone()),
+        capabilities,
+    )
+    .with_closer(Arc::new(store))
+}
+
+/// One handle implementing all five store traits (one module each).
+#[derive(Clone)]
+pub(crate) struct EngineStore(Arc<Shared>);
+
+/// What every job of one store shares.
+pub(crate) struct Shared {
+    engine: Arc<dyn Engine>,
+    env: StoreEnv,
+    /// Committed run records, for appends (see `heads`).
+    run_heads: heads::RunHeads,
+    /// Whether the chunks of uploads interrupted by a crash were removed.
+    uploads_recovered: AsyncMutex<bool>,
+    max_blob_size: u64,
+}
+
+impl Shared {
+    fn now(&self) -> Timestamp {
+        self.env.clock.now()
+    }
+}
+
+/// A job's result, carried out of the engine's closure.
+struct Slot<T>(Arc<Mutex<Option<T>>>);
+
+impl<T> Slot<T> {
+    fn new() -> (Slot<T>, Slot<T>) {
+        let shared = Arc::new(Mutex::new(None));
+        (Slot(Arc::clone(&shared)), Slot(shared))
+    }
+
+    fn fill(&self, value: T) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(value);
+        }
+    }
+
+    fn take(self) -> Result<T> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut slot| slot.take())
+            .ok_or_else(|| Error::internal("the engine returned without running the job"))
+    }
+}
+
+impl EngineStore {
+    /// Runs `f` against one consistent view.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Shared, &dyn Reader) -> Result<T> + Send + 'static,
+    {
+        let (slot, out) = Slot::new();
+        let shared = Arc::clone(&self.0);
+        self.0
+            .engine
+            .read(Box::new(move |reader| {
+                out.fill(f(&shared, reader)?);
+                Ok(())
+            }))
+            .await?;
+        slot.take()
+    }
+
+    /// Runs `f` as one write job over `scope` and answers once what it
+    /// wrote (or read) is durable.
+    async fn write<T, F>(&self, scope: Scope, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Shared, &mut dyn Txn) -> Result<T> + Send + 'static,
+    {
+        let (value, durable) = self.write_applied(scope, f).await?;
+        durable.wait().await?;
+        Ok(value)
+    }
+
+    /// [`EngineStore::write`], returning once applied (with what to await
+    /// before acknowledging).
+    async fn write_applied<T, F>(&self, scope: Scope, f: F) -> Result<(T, super::Durable)>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Shared, &mut dyn Txn) -> Result<T> + Send + 'static,
+    {
+        let (slot, out) = Slot::new();
+        let shared = Arc::clone(&self.0);
+        let durable = self
+            .0
+            .engine
+            .write(
+                scope,
+                Box::new(move |txn| {
+                    out.fill(f(&shared, txn)?);
+                    Ok(())
+                }),
+            )
+            .await?;
+        Ok((slot.take()?, durable))
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::Close for EngineStore {
+    async fn close(&self) -> Result<()> {
+        self.0.engine.close().await
+    }
+}
+
+/// The record under `key`, decoded with core's record codec.
+fn get_record<T: DeserializeOwned>(
+    reader: &dyn Reader,
+    table: Table,
+    key: &[u8],
+    what: &str,
+) -> Result<Option<T>> {
+    match reader.get(table, key)? {
+        None => Ok(None),
+        Some(bytes) => crate::encoding::decode_record(what, &bytes).map(Some),
+    }
+}
+
+/// Decodes every value of a scan.
+fn scan_records<T: DeserializeOwned>(
+    reader: &dyn Reader,
+    table: Table,
+    (start, end): (&[u8], Option<&[u8]>),
+    direction: Direction,
+    limit: usize,
+    what: &str,
+) -> Result<Vec<T>> {
+    reader
+        .scan(table, start, end, direction, limit)?
+        .iter()
+        .map(|(_, v)| crate::encoding::decode_record(what, v))
+        .collect()
+}

@@ -1,0 +1,272 @@
+//! `RunLedger` over the seam.
+//!
+//! Tables: `Runs` (run id → record, whose `event_count` is the next seq and
+//! whose `head` is the chain head), `RunEvents` ((run id, seq) → event),
+//! `RunIdempotency` ((run id, key) → seq), and the indexes `RunsBySpec` /
+//! `RunsByAgent`. Every mutation of a run is one write job in the run's
+//! scope.
+
+use async_trait::async_trait;
+
+use super::heads::Head;
+use super::{get_record, EngineStore, Shared};
+use crate::encoding::{decode_event, decode_record, encode_event, encode_record};
+use crate::engine::keys;
+use crate::engine::{Direction, Reader, Scope, Table, Txn};
+use crate::run::run_id_taken;
+use crate::validate::{self, page_limit};
+use crate::{
+    Digest, Error, ErrorKind, NewEvent, Result, Run, RunEvent, RunFilter, RunId, RunLedger,
+    RunMetadata, RunStatus, RunSummary,
+};
+
+/// How many index entries `list_runs` reads per scan while filtering.
+const LIST_PAGE: usize = 256;
+
+fn scope(id: RunId) -> Scope {
+    Scope::entity(Table::Runs, keys::run(id))
+}
+
+fn missing(id: RunId) -> Error {
+    Error::not_found(format!("run {id} does not exist"))
+}
+
+fn load_run(reader: &dyn Reader, id: RunId) -> Result<Run> {
+    get_record(reader, Table::Runs, &keys::run(id), "run record")?.ok_or_else(|| missing(id))
+}
+
+fn load_event(reader: &dyn Reader, id: RunId, seq: u64) -> Result<RunEvent> {
+    reader
+        .get(Table::RunEvents, &keys::run_event(id, seq))?
+        .map(|bytes| decode_event("run event", &bytes))
+        .transpose()?
+        .ok_or_else(|| Error::corrupted(format!("run {id}: event {seq} is missing from the log")))
+}
+
+impl Shared {
+    /// The run record: from the cache (taking the entry out) or the engine.
+    fn load_head(&self, txn: &dyn Txn, id: RunId) -> Result<Head> {
+        if let Some(cached) = self.run_heads.take(id) {
+            return Ok(cached);
+        }
+        let bytes = txn
+            .get(Table::Runs, &keys::run(id))?
+            .ok_or_else(|| missing(id))?;
+        let run: Run = decode_record("run record", &bytes)?;
+        Ok(Head {
+            run,
+            size: bytes.len(),
+        })
+    }
+
+    /// Appends `new` (validated) to run `id`. Returns the event and, when
+    /// it wrote, the cache token to settle.
+    fn append(&self, txn: &mut dyn Txn, id: RunId, new: NewEvent) -> Result<(RunEvent, u64)> {
+        let head = self.load_head(txn, id)?;
+        if let Some(key) = &new.idempotency_key {
+            if let Some(seq) = txn.get(Table::RunIdempotency, &keys::run_idempotency(id, key))? {
+                let seq = keys::decode_u64("run idempotency entry", &seq)?;
+                let event = load_event(txn, id, seq)?;
+                // Nothing is written: the record taken out is still current.
+                let token = self.run_heads.put_pending(head);
+                return Ok((event.retried(&new)?, token));
+            }
+        }
+        let Head { mut run, .. } = head;
+        run.check_running()?;
+        let event = RunEvent::build(id, run.event_count, run.head, new, self.now())?;
+        run.record_append(&event)?;
+        txn.put(
+            Table::RunEvents,
+            keys::run_event(id, event.seq),
+            encode_event(&event)?,
+        )?;
+        if let Some(key) = &event.idempotency_key {
+            txn.put(
+                Table::RunIdempotency,
+                keys::run_idempotency(id, key),
+                event.seq.to_be_bytes().to_vec(),
+            )?;
+        }
+        let record = encode_record(&run)?;
+        let size = record.len();
+        txn.put(Table::Runs, keys::run(id), record)?;
+        Ok((event, self.run_heads.put_pending(Head { run, size })))
+    }
+
+    /// Runs matching `filter`, newest first, strictly before `after`.
+    fn list_runs(
+        reader: &dyn Reader,
+        filter: &RunFilter,
+        after: Option<RunId>,
+        limit: usize,
+    ) -> Result<Vec<Run>> {
+        let mut out = Vec::new();
+        // Pick the narrowest index; the filter is re-checked on every record.
+        let (table, prefix) = match (&filter.spec_digest, &filter.agent_name) {
+            (Some(spec), _) => (Table::RunsBySpec, Some(keys::spec_prefix(spec))),
+            (None, Some(agent)) => (Table::RunsByAgent, Some(keys::agent_prefix(agent))),
+            (None, None) => (Table::Runs, None),
+        };
+        let mut cursor = after;
+        while out.len() < limit {
+            let page = match &prefix {
+                Some(prefix) => {
+                    let (start, end) = keys::index_before(prefix, cursor);
+                    reader.scan(table, &start, Some(&end), Direction::Reverse, LIST_PAGE)?
+                }
+                None => {
+                    let (start, end) = keys::runs_before(cursor);
+                    reader.scan(table, &start, end.as_deref(), Direction::Reverse, LIST_PAGE)?
+                }
+            };
+            let exhausted = page.len() < LIST_PAGE;
+            for (key, value) in &page {
+                let run: Run = match &prefix {
+                    Some(_) => {
+                        let id = keys::run_id_suffix(key)?;
+                        cursor = Some(id);
+                        load_run(reader, id).map_err(|e| {
+                            if e.kind() == ErrorKind::NotFound {
+                                Error::corrupted(format!("run index names missing run {id}"))
+                            } else {
+                                e
+                            }
+                        })?
+                    }
+                    None => {
+                        let run: Run = decode_record("run record", value)?;
+                        cursor = Some(run.id);
+                        run
+                    }
+                };
+                if filter.matches(&run) {
+                    out.push(run);
+                    if out.len() == limit {
+                        break;
+                    }
+                }
+            }
+            if exhausted {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl RunLedger for EngineStore {
+    async fn create_run(&self, spec_digest: Digest, metadata: RunMetadata) -> Result<RunId> {
+        metadata.validate()?;
+        let now = self.0.now();
+        let id = self.0.env.ids.new_run_id(now);
+        self.write(scope(id), move |_, txn| {
+            if txn.get(Table::Runs, &keys::run(id))?.is_some() {
+                return Err(run_id_taken(id));
+            }
+            let run = Run::new(id, spec_digest, metadata, now);
+            txn.put(Table::Runs, keys::run(id), encode_record(&run)?)?;
+            txn.put(
+                Table::RunsBySpec,
+                keys::run_by_spec(&spec_digest, id),
+                Vec::new(),
+            )?;
+            txn.put(
+                Table::RunsByAgent,
+                keys::run_by_agent(&run.metadata.agent_name, id),
+                Vec::new(),
+            )?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn append_event(&self, run: RunId, event: NewEvent) -> Result<RunEvent> {
+        event.validate()?;
+        let applied = self
+            .write_applied(scope(run), move |shared, txn| {
+                shared.append(txn, run, event)
+            })
+            .await;
+        match applied {
+            Ok(((event, token), durable)) => {
+                self.0.run_heads.settle(run, token, true);
+                durable.wait().await?;
+                Ok(event)
+            }
+            Err(e) => {
+                // The job may have put a record the engine did not apply.
+                self.0.run_heads.forget(run);
+                Err(e)
+            }
+        }
+    }
+
+    async fn finish_run(&self, run: RunId, status: RunStatus, summary: RunSummary) -> Result<Run> {
+        self.write(scope(run), move |shared, txn| {
+            // Finished runs take no appends; keep them out of the cache.
+            shared.run_heads.forget(run);
+            let finished = load_run(txn, run)?.finish(status, summary, shared.now())?;
+            txn.put(Table::Runs, keys::run(run), encode_record(&finished)?)?;
+            Ok(finished)
+        })
+        .await
+    }
+
+    async fn get_run(&self, run: RunId) -> Result<Run> {
+        self.read(move |_, reader| load_run(reader, run)).await
+    }
+
+    async fn read_events(
+        &self,
+        run: RunId,
+        after_seq: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<RunEvent>> {
+        let limit = page_limit(limit);
+        self.read(move |_, reader| {
+            // Existence first, so an unknown run is NotFound, not empty
+            // (without decoding the record: its tags may be large).
+            if reader.get(Table::Runs, &keys::run(run))?.is_none() {
+                return Err(missing(run));
+            }
+            let Some((start, end)) = keys::run_events_after(run, after_seq) else {
+                return Ok(Vec::new());
+            };
+            reader
+                .scan(
+                    Table::RunEvents,
+                    &start,
+                    Some(&end),
+                    Direction::Forward,
+                    limit,
+                )?
+                .iter()
+                .map(|(_, bytes)| decode_event("run event", bytes))
+                .collect()
+        })
+        .await
+    }
+
+    async fn list_runs(
+        &self,
+        filter: &RunFilter,
+        after: Option<RunId>,
+        limit: usize,
+    ) -> Result<Vec<Run>> {
+        if let Some(agent) = &filter.agent_name {
+            if validate::identifier("agent name", agent).is_err() {
+                // No run can have an invalid agent name.
+                return Ok(Vec::new());
+            }
+        }
+        let limit = page_limit(limit);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let filter = filter.clone();
+        self.read(move |_, reader| Shared::list_runs(reader, &filter, after, limit))
+            .await
+    }
+}
