@@ -90,10 +90,11 @@ async fn rocksdb_stores_close_and_reopen_in_process() {
 
 #[cfg(feature = "memory")]
 #[tokio::test]
-async fn memory_close_is_a_no_op() {
+async fn memory_close_closes_every_handle() {
     let stores = open("memory://").await.unwrap();
     let kept = stores.clone();
     stores.close().await.unwrap();
-    // Nothing to release: the state lives as long as a handle does.
-    assert!(kept.cas.put(Bytes::from_static(b"x")).await.is_ok());
+    // As on every backend: a closed store refuses calls, on every handle.
+    let err = kept.cas.put(Bytes::from_static(b"x")).await.unwrap_err();
+    assert_eq!(err.kind(), stowage_core::ErrorKind::Conflict, "{err}");
 }

@@ -95,7 +95,7 @@ impl EngineHarness {
                 }
             };
             let engine: Arc<dyn OrderedKv> = Arc::new(engine);
-            let stores = super::stores_over(Arc::clone(&engine), env, caps)?;
+            let stores = super::kv_stores(Arc::clone(&engine), env, caps)?;
             return Ok((engine, stores));
         }
         self.open_library_engine(&url, env).await
@@ -123,7 +123,7 @@ impl EngineHarness {
             #[cfg(feature = "file")]
             Engine::File => unreachable!("opened by open_at"),
         };
-        let stores = super::stores_over(Arc::clone(&engine), env, caps)?;
+        let stores = super::kv_stores(Arc::clone(&engine), env, caps)?;
         Ok((engine, stores))
     }
 
@@ -184,9 +184,7 @@ impl Harness for EngineHarness {
 
     async fn tamper(&self, _stores: &Stores, target: Tamper) -> Result<()> {
         let engine = self.engine()?;
-        tokio::task::spawn_blocking(move || tamper_kv(engine.as_ref(), target))
-            .await
-            .map_err(|e| Error::internal(e.to_string()))?
+        tamper_kv(engine, target).await
     }
 }
 
@@ -212,7 +210,7 @@ macro_rules! engine_tests {
             async fn acknowledged_data_survives_reopen() {
                 let h = EngineHarness::new($engine);
                 let s = h.open().await.unwrap();
-                let blob = Bytes::from(vec![5u8; super::super::cas::CHUNK_BYTES + 10]);
+                let blob = Bytes::from(vec![5u8; 1024 * 1024 + 10]);
                 let digest = s.cas.put(blob.clone()).await.unwrap();
                 let run = s.runs.create_run(Digest::of(b"s"), RunMetadata::new("a:b")).await.unwrap();
                 for i in 0..10 {

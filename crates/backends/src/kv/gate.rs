@@ -6,9 +6,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use parking_lot::RwLock;
-use stowage_core::{Close, Error, ErrorKind, Result};
+use stowage_core::{Error, ErrorKind, Result};
 
 use super::seam::{Batch, Direction, DurableFuture, OrderedKv, Table};
 
@@ -66,19 +65,6 @@ impl Gate {
             self.close_failed.store(true, Ordering::Release);
         }
         result
-    }
-}
-
-/// The [`Close`] of a store over a [`Gate`].
-pub(crate) struct CloseGate(pub(crate) Arc<Gate>);
-
-#[async_trait]
-impl Close for CloseGate {
-    async fn close(&self) -> Result<()> {
-        let gate = Arc::clone(&self.0);
-        tokio::task::spawn_blocking(move || gate.close_blocking())
-            .await
-            .map_err(|e| Error::internal(format!("closing the store failed: {e}")))?
     }
 }
 

@@ -1,11 +1,11 @@
-//! The ordered key-value seam: the only thing an embedded engine (our file
-//! engine, RocksDB, sled) supplies. The store logic over it lives once in
-//! the sibling modules, so engines cannot drift.
+//! The ordered key-value seam of the embedded engines (our file engine,
+//! RocksDB, sled): crate-private, below core's public engine seam, which
+//! [`KvEngine`](super::engine::KvEngine) implements over it.
 //!
-//! The seam is blocking; the store layer calls it from `spawn_blocking`.
-//! An engine with group commit may also let the store layer wait for
-//! durability asynchronously ([`OrderedKv::write_deferred`]), so a writer
-//! waiting for a shared fsync holds no blocking thread.
+//! The seam is blocking; `KvEngine` calls it from `spawn_blocking` or its
+//! writer thread. An engine with group commit may also let a writer wait
+//! for durability asynchronously ([`OrderedKv::write_deferred`]), so a
+//! writer waiting for a shared fsync holds no blocking thread.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,90 +16,7 @@ use stowage_core::Result;
 /// What [`OrderedKv::wait_durable`] returns.
 pub(crate) type DurableFuture = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 
-/// A namespace of keys: a column family (RocksDB), a tree (sled), a table
-/// of the file engine. Keys in different tables never collide.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) enum Table {
-    /// Blob bytes (and, for chunked blobs, their chunks) by digest.
-    Blobs,
-    /// Run records by run id.
-    Runs,
-    /// Run events by (run id, seq).
-    RunEvents,
-    /// Idempotency keys of run events: (run id, key) → seq.
-    RunIdempotency,
-    /// Secondary index: (spec digest, run id).
-    RunsBySpec,
-    /// Secondary index: (agent name, run id).
-    RunsByAgent,
-    /// Release records by (name, seq).
-    Releases,
-    /// Session records by id.
-    Sessions,
-    /// Session log entries by (session id, seq).
-    SessionLog,
-    /// Idempotency keys of log entries: (session id, key) → seq.
-    SessionIdempotency,
-    /// Supersessions by target.
-    Supersessions,
-    /// Secondary index: (agent, order key, target).
-    SupersessionsByAgent,
-    /// Engine and schema metadata.
-    Meta,
-}
-
-impl Table {
-    /// Every table, in a fixed order.
-    pub(crate) const ALL: [Table; 13] = [
-        Table::Blobs,
-        Table::Runs,
-        Table::RunEvents,
-        Table::RunIdempotency,
-        Table::RunsBySpec,
-        Table::RunsByAgent,
-        Table::Releases,
-        Table::Sessions,
-        Table::SessionLog,
-        Table::SessionIdempotency,
-        Table::Supersessions,
-        Table::SupersessionsByAgent,
-        Table::Meta,
-    ];
-
-    /// A stable name (column family / tree name).
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Table::Blobs => "blobs",
-            Table::Runs => "runs",
-            Table::RunEvents => "run_events",
-            Table::RunIdempotency => "run_idempotency",
-            Table::RunsBySpec => "runs_by_spec",
-            Table::RunsByAgent => "runs_by_agent",
-            Table::Releases => "releases",
-            Table::Sessions => "sessions",
-            Table::SessionLog => "session_log",
-            Table::SessionIdempotency => "session_idempotency",
-            Table::Supersessions => "supersessions",
-            Table::SupersessionsByAgent => "supersessions_by_agent",
-            Table::Meta => "meta",
-        }
-    }
-
-    /// A stable one-byte id (for engines that keep tables in one key space).
-    #[cfg_attr(not(any(feature = "sled", feature = "file")), allow(dead_code))]
-    pub(crate) fn id(self) -> u8 {
-        self as u8
-    }
-}
-
-/// Scan direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Direction {
-    /// Ascending key order.
-    Forward,
-    /// Descending key order.
-    Reverse,
-}
+pub(crate) use stowage_core::engine::{Direction, Table};
 
 /// One mutation in a [`Batch`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,8 +91,9 @@ pub(crate) trait OrderedKv: Send + Sync + 'static {
     /// `Durability::Buffered`, durably before returning `Ok`.
     fn write(&self, batch: Batch) -> Result<()>;
 
-    /// Whether [`OrderedKv::write_deferred`] defers durability, so the store
-    /// layer runs mutations on one writer thread (see `kv::writer`).
+    /// Whether [`OrderedKv::write_deferred`] defers durability, so
+    /// `KvEngine` runs scoped write jobs on one writer thread (see
+    /// `kv::writer`).
     fn group_commits(&self) -> bool {
         false
     }

@@ -158,9 +158,11 @@
 //! workspace's own engines do.
 
 mod keys;
+mod memory;
 mod seam;
 mod store;
 pub mod tamper;
 
+pub use memory::MemoryEngine;
 pub use seam::{Direction, Durable, Engine, Entry, ReadJob, Reader, Scope, Table, Txn, WriteJob};
-pub use store::stores;
+pub use store::{stores, StoreCache};

@@ -7,6 +7,7 @@ use std::pin::Pin;
 
 use async_trait::async_trait;
 
+use super::StoreCache;
 use crate::{Capabilities, Result};
 
 /// A namespace of keys: a column family (RocksDB), a tree (sled), a table
@@ -275,6 +276,13 @@ pub trait Engine: Send + Sync + 'static {
     /// The job's error (nothing applied); `Unavailable` when nothing was
     /// applied; `OutcomeUnknown` when the writes may have been applied.
     async fn write(&self, scope: Scope, job: WriteJob) -> Result<Durable>;
+
+    /// The cache the stores over this engine share, for an engine whose
+    /// data nothing else writes (see [`StoreCache`]); `None` (the default)
+    /// makes every append read its run's record.
+    fn cache(&self) -> Option<&StoreCache> {
+        None
+    }
 
     /// Flushes what the engine buffers and releases what it holds (file
     /// locks). Called at most once, by `Stores::close`; every call after

@@ -1,8 +1,9 @@
 //! A bounded cache of committed run records, so an append does not re-read
 //! and decode the run record (whose tags may be large).
 //!
-//! Only for engines no other process writes to (`Capabilities::shared` is
-//! `false`). An append takes its run's entry out at the start of its write
+//! Only for engines whose data no one else writes: such an engine owns
+//! one [`StoreCache`] and returns it from `Engine::cache`, so every
+//! `Stores` built over the engine shares it. An append takes its run's entry out at the start of its write
 //! job (under the run's scope) and puts the new record back *pending* at
 //! the end; only after the engine reported the job applied is the entry
 //! confirmed. A job that finds a pending entry treats it as absent and
@@ -51,24 +52,34 @@ impl Heads {
     }
 }
 
-/// The cache; disabled (always empty) for shared engines.
-pub(super) struct RunHeads {
-    enabled: bool,
+/// What the stores may cache about an engine's data (today: the records
+/// of recently appended runs, bounded to 4 096 runs and 32 MiB).
+///
+/// An engine keeps one and returns it from
+/// [`Engine::cache`](crate::engine::Engine::cache) only if nothing but
+/// that engine object writes its data — no other process, no other engine
+/// object over the same files. Every `Stores` built over the engine then
+/// shares it. Engines shared between writers return `None`.
+#[derive(Default)]
+pub struct StoreCache {
     heads: Mutex<Heads>,
     tokens: AtomicU64,
 }
 
-impl RunHeads {
-    pub(super) fn new(enabled: bool) -> RunHeads {
-        RunHeads {
-            enabled,
-            heads: Mutex::new(Heads::default()),
-            tokens: AtomicU64::new(0),
-        }
+impl std::fmt::Debug for StoreCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreCache").finish_non_exhaustive()
+    }
+}
+
+impl StoreCache {
+    /// An empty cache.
+    pub fn new() -> StoreCache {
+        StoreCache::default()
     }
 
     fn lock(&self) -> Option<std::sync::MutexGuard<'_, Heads>> {
-        self.enabled.then(|| self.heads.lock().ok()).flatten()
+        self.heads.lock().ok()
     }
 
     /// Takes the confirmed record of `id` out (call under the run's scope).
@@ -151,7 +162,7 @@ mod tests {
         Head { run, size }
     }
 
-    fn put(heads: &RunHeads, head: Head) {
+    fn put(heads: &StoreCache, head: Head) {
         let id = head.run.id;
         let token = heads.put_pending(head);
         heads.settle(id, token, true);
@@ -159,7 +170,7 @@ mod tests {
 
     #[test]
     fn only_confirmed_records_are_answered() {
-        let heads = RunHeads::new(true);
+        let heads = StoreCache::new();
         let id = head(1, 1).run.id;
         let token = heads.put_pending(head(1, 1));
         assert!(heads.take(id).is_none(), "a pending entry is a miss");
@@ -176,19 +187,12 @@ mod tests {
     }
 
     #[test]
-    fn a_disabled_cache_stays_empty() {
-        let heads = RunHeads::new(false);
-        put(&heads, head(1, 1));
-        assert!(heads.take(head(1, 1).run.id).is_none());
-    }
-
-    #[test]
     fn the_head_cache_stays_within_its_bounds() {
-        let heads = RunHeads::new(true);
+        let heads = StoreCache::new();
         put(&heads, head(1, MAX_CACHED_RECORD + 1));
         assert!(heads.take(head(1, 0).run.id).is_none());
 
-        let sizes = |heads: &RunHeads| {
+        let sizes = |heads: &StoreCache| {
             let cached = heads.heads.lock().unwrap();
             let sum: usize = cached.map.values().map(|c| c.head.size).sum();
             (cached.map.len(), cached.size, sum)

@@ -13,17 +13,20 @@ use crate::{Error, Result, StoreEnv, Stores, Timestamp};
 
 pub(crate) mod cas;
 mod heads;
+
+pub use heads::StoreCache;
 mod releases;
 mod runs;
 mod sessions;
 mod supersessions;
+#[cfg(test)]
+mod tests;
 
 /// The five stores over `engine`, using `env` for the clock and run ids.
 /// Closing the stores closes the engine.
 pub fn stores(engine: Arc<dyn Engine>, env: StoreEnv) -> Stores {
     let capabilities = engine.capabilities();
     let store = EngineStore(Arc::new(Shared {
-        run_heads: heads::RunHeads::new(!capabilities.shared),
         engine,
         env,
         uploads_recovered: AsyncMutex::new(false),
@@ -48,8 +51,6 @@ pub(crate) struct EngineStore(Arc<Shared>);
 pub(crate) struct Shared {
     engine: Arc<dyn Engine>,
     env: StoreEnv,
-    /// Committed run records, for appends (see `heads`).
-    run_heads: heads::RunHeads,
     /// Whether the chunks of uploads interrupted by a crash were removed.
     uploads_recovered: AsyncMutex<bool>,
     max_blob_size: u64,
@@ -58,6 +59,11 @@ pub(crate) struct Shared {
 impl Shared {
     fn now(&self) -> Timestamp {
         self.env.clock.now()
+    }
+
+    /// The engine's cache, if it keeps one.
+    fn cache(&self) -> Option<&StoreCache> {
+        self.engine.cache()
     }
 }
 

@@ -46,7 +46,7 @@ fn load_event(reader: &dyn Reader, id: RunId, seq: u64) -> Result<RunEvent> {
 impl Shared {
     /// The run record: from the cache (taking the entry out) or the engine.
     fn load_head(&self, txn: &dyn Txn, id: RunId) -> Result<Head> {
-        if let Some(cached) = self.run_heads.take(id) {
+        if let Some(cached) = self.cache().and_then(|c| c.take(id)) {
             return Ok(cached);
         }
         let bytes = txn
@@ -61,14 +61,19 @@ impl Shared {
 
     /// Appends `new` (validated) to run `id`. Returns the event and, when
     /// it wrote, the cache token to settle.
-    fn append(&self, txn: &mut dyn Txn, id: RunId, new: NewEvent) -> Result<(RunEvent, u64)> {
+    fn append(
+        &self,
+        txn: &mut dyn Txn,
+        id: RunId,
+        new: NewEvent,
+    ) -> Result<(RunEvent, Option<u64>)> {
         let head = self.load_head(txn, id)?;
         if let Some(key) = &new.idempotency_key {
             if let Some(seq) = txn.get(Table::RunIdempotency, &keys::run_idempotency(id, key))? {
                 let seq = keys::decode_u64("run idempotency entry", &seq)?;
                 let event = load_event(txn, id, seq)?;
                 // Nothing is written: the record taken out is still current.
-                let token = self.run_heads.put_pending(head);
+                let token = self.cache().map(|c| c.put_pending(head));
                 return Ok((event.retried(&new)?, token));
             }
         }
@@ -91,7 +96,8 @@ impl Shared {
         let record = encode_record(&run)?;
         let size = record.len();
         txn.put(Table::Runs, keys::run(id), record)?;
-        Ok((event, self.run_heads.put_pending(Head { run, size })))
+        let token = self.cache().map(|c| c.put_pending(Head { run, size }));
+        Ok((event, token))
     }
 
     /// Runs matching `filter`, newest first, strictly before `after`.
@@ -191,13 +197,17 @@ impl RunLedger for EngineStore {
             .await;
         match applied {
             Ok(((event, token), durable)) => {
-                self.0.run_heads.settle(run, token, true);
+                if let (Some(cache), Some(token)) = (self.0.cache(), token) {
+                    cache.settle(run, token, true);
+                }
                 durable.wait().await?;
                 Ok(event)
             }
             Err(e) => {
                 // The job may have put a record the engine did not apply.
-                self.0.run_heads.forget(run);
+                if let Some(cache) = self.0.cache() {
+                    cache.forget(run);
+                }
                 Err(e)
             }
         }
@@ -206,7 +216,9 @@ impl RunLedger for EngineStore {
     async fn finish_run(&self, run: RunId, status: RunStatus, summary: RunSummary) -> Result<Run> {
         self.write(scope(run), move |shared, txn| {
             // Finished runs take no appends; keep them out of the cache.
-            shared.run_heads.forget(run);
+            if let Some(cache) = shared.cache() {
+                cache.forget(run);
+            }
             let finished = load_run(txn, run)?.finish(status, summary, shared.now())?;
             txn.put(Table::Runs, keys::run(run), encode_record(&finished)?)?;
             Ok(finished)

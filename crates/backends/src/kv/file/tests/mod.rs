@@ -80,7 +80,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// The real store layer over an engine on the simulated disk.
 fn stores_over(kv: &Arc<FileKv>) -> Result<stowage_core::Stores> {
     crate::kv::kv_stores(
-        Arc::clone(kv),
+        Arc::clone(kv) as Arc<dyn crate::kv::seam::OrderedKv>,
         stowage_core::StoreEnv::default(),
         super::capabilities(kv.opts.durability, 1 << 30),
     )

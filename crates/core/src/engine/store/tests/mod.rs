@@ -1,25 +1,71 @@
-//! Tests of the shared KV layer over the in-process `BTreeMap` engine
-//! (chunked blobs in `blobs`).
+//! Tests of the stores' rules over the reference engine (`MemoryEngine`),
+//! which stores nothing but what the rules write (chunked blobs in
+//! `blobs`).
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use futures::TryStreamExt;
-use serde_json::json;
-use stowage_core::{
+use crate::{
     Digest, ErrorKind, LogKind, NewEvent, NewLogEntry, ReleaseMetadata, RunFilter, RunMetadata,
     RunStatus, RunSummary, SessionState, Stores, Supersession, SupersessionDraft, SupersessionKind,
     Timestamp,
 };
+use bytes::Bytes;
+use futures::TryStreamExt;
+use serde_json::json;
 
 use super::cas::CHUNK_BYTES;
-use super::keys;
-use super::seam::{Batch, Direction, OrderedKv, Table};
-use super::testing::{mem_stores, tamper_blob, tamper_event, tamper_log};
+use crate::engine::{keys, stores, tamper, Direction, Engine, Entry, MemoryEngine, Scope, Table};
 
 const HOSTILE: [&str; 7] = ["a", "a:b", "a/b", "{a}", "🚀", "..", "a\u{200f}b"];
 
 mod blobs;
+
+/// Stores over a fresh memory engine (8 MiB blobs), and the engine.
+fn mem_stores() -> (Stores, MemoryEngine) {
+    let engine = MemoryEngine::new().with_blob_limit(8 * 1024 * 1024);
+    (
+        stores(Arc::new(engine.clone()), crate::StoreEnv::default()),
+        engine,
+    )
+}
+
+/// Raw entries of `table` from `start` on, at most `limit`.
+async fn scan(
+    engine: &MemoryEngine,
+    table: Table,
+    start: &[u8],
+    end: Option<&[u8]>,
+    limit: usize,
+) -> Vec<Entry> {
+    let (start, end) = (start.to_vec(), end.map(<[u8]>::to_vec));
+    let (tx, rx) = std::sync::mpsc::channel();
+    engine
+        .read(Box::new(move |reader| {
+            let _ =
+                tx.send(reader.scan(table, &start, end.as_deref(), Direction::Forward, limit)?);
+            Ok(())
+        }))
+        .await
+        .unwrap();
+    rx.recv().unwrap()
+}
+
+/// Writes raw entries behind the stores' back.
+async fn put_raw(engine: &MemoryEngine, entries: Vec<(Table, Vec<u8>, Vec<u8>)>) {
+    let durable = engine
+        .write(
+            Scope::Unshared,
+            Box::new(move |txn| {
+                for (table, key, value) in entries {
+                    txn.put(table, key, value)?;
+                }
+                Ok(())
+            }),
+        )
+        .await
+        .unwrap();
+    durable.wait().await.unwrap();
+}
 
 fn big_blob(len: usize) -> Bytes {
     (0..len).map(|i| (i % 251) as u8).collect::<Vec<_>>().into()
@@ -187,7 +233,7 @@ async fn tampering_is_reported_as_corrupted() {
     let (stores, engine) = mem_stores();
     for blob in [Bytes::new(), big_blob(CHUNK_BYTES + 3)] {
         let digest = stores.cas.put(blob).await.unwrap();
-        tamper_blob(engine.as_ref(), &digest).unwrap();
+        tamper::blob(&engine, digest).await.unwrap();
         assert_eq!(
             stores.cas.get(&digest).await.unwrap_err().kind(),
             ErrorKind::Corrupted
@@ -212,7 +258,7 @@ async fn tampering_is_reported_as_corrupted() {
             .await
             .unwrap();
     }
-    tamper_event(engine.as_ref(), run, 1).unwrap();
+    tamper::run_event(&engine, run, 1).await.unwrap();
     let err = stores.runs.verify_run(run).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupted);
     assert!(err.message().contains("seq 1"), "{err}");
@@ -225,15 +271,13 @@ async fn tampering_is_reported_as_corrupted() {
         let e = NewLogEntry::new(LogKind::Incoming, "u", "t", vec![i]);
         stores.sessions.append_log("s", e).await.unwrap();
     }
-    tamper_log(engine.as_ref(), "s", 2).unwrap();
+    tamper::log_entry(&engine, "s".into(), 2).await.unwrap();
     assert_eq!(
         stores.sessions.verify_log("s").await.unwrap_err().kind(),
         ErrorKind::Corrupted
     );
     // Garbage where a record should be is Corrupted, never a panic.
-    let mut batch = Batch::default();
-    batch.put(Table::Runs, keys::run(run), vec![1, 0xff]);
-    engine.write(batch).unwrap();
+    put_raw(&engine, vec![(Table::Runs, keys::run(run), vec![1, 0xff])]).await;
     assert_eq!(
         stores.runs.get_run(run).await.unwrap_err().kind(),
         ErrorKind::Corrupted
@@ -349,7 +393,7 @@ async fn list_runs_filters_newest_first_with_cursor() {
 }
 
 fn signed(key: u8, target: &[u8], replacement: Option<&[u8]>, ts: u64) -> Supersession {
-    let key = stowage_core::SigningKey::from_bytes(&[key; 32]);
+    let key = crate::SigningKey::from_bytes(&[key; 32]);
     Supersession::sign(
         &key,
         SupersessionDraft {
@@ -405,7 +449,7 @@ async fn by_agent_is_newest_first_within_the_time_range() {
         .put(signed(4, b"other", None, 6))
         .await
         .unwrap();
-    let agent = stowage_core::AgentKey::of(&stowage_core::SigningKey::from_bytes(&[3; 32]));
+    let agent = crate::AgentKey::of(&crate::SigningKey::from_bytes(&[3; 32]));
     let got = stores
         .supersessions
         .by_agent(
@@ -425,7 +469,7 @@ async fn by_agent_is_newest_first_within_the_time_range() {
         .await
         .unwrap();
     let mut expected = all.clone();
-    stowage_core::supersession::sort_newest_first(&mut expected);
+    crate::supersession::sort_newest_first(&mut expected);
     assert_eq!(all, expected);
     assert_eq!(all.len(), 5);
 }
@@ -474,10 +518,7 @@ async fn sessions_follow_core_rules_and_delete_with_their_log() {
         Table::SessionIdempotency,
         Table::Sessions,
     ] {
-        assert!(engine
-            .scan(table, &[], None, Direction::Forward, 1)
-            .unwrap()
-            .is_empty());
+        assert!(scan(&engine, table, &[], None, 1).await.is_empty());
     }
     let err = stores.sessions.read_log("s", None, 1).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);

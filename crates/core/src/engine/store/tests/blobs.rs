@@ -1,15 +1,12 @@
-//! Chunked blobs over the KV layer: round trips, size limits, and the
+//! Chunked blobs over the seam: round trips, size limits, and the
 //! recovery of interrupted uploads.
 
+use super::super::cas::CHUNK_BYTES;
+use super::{big_blob, mem_stores, put_raw, scan};
+use crate::engine::{keys, Table};
+use crate::{Digest, ErrorKind};
 use bytes::Bytes;
 use futures::TryStreamExt;
-use stowage_core::{Digest, ErrorKind};
-
-use super::super::cas::CHUNK_BYTES;
-use super::super::keys;
-use super::super::seam::{Batch, Direction, OrderedKv, Table};
-use super::super::testing::mem_stores;
-use super::big_blob;
 
 #[tokio::test]
 async fn chunked_blobs_round_trip_in_memory_and_streamed() {
@@ -39,23 +36,17 @@ async fn chunked_blobs_round_trip_in_memory_and_streamed() {
     assert!(listed.windows(2).all(|w| w[0] < w[1]));
     // Deduped uploads left no chunks and no pending markers behind: five
     // headers plus 0 + 1 + 1 + 1 + 3 chunks.
-    let all = engine
-        .scan(Table::Blobs, &[], None, Direction::Forward, 1000)
-        .unwrap();
+    let all = scan(&engine, Table::Blobs, &[], None, 1000).await;
     assert_eq!(all.len(), 5 + 6);
     let (start, end) = keys::pending_uploads();
-    assert!(engine
-        .scan(Table::Meta, &start, Some(&end), Direction::Forward, 10)
-        .unwrap()
+    assert!(scan(&engine, Table::Meta, &start, Some(&end), 10)
+        .await
         .is_empty());
     for d in &listed {
         assert!(stores.cas.delete(d).await.unwrap());
         assert!(!stores.cas.delete(d).await.unwrap());
     }
-    assert!(engine
-        .scan(Table::Blobs, &[], None, Direction::Forward, 10)
-        .unwrap()
-        .is_empty());
+    assert!(scan(&engine, Table::Blobs, &[], None, 10).await.is_empty());
 }
 
 #[tokio::test]
@@ -67,11 +58,7 @@ async fn oversized_streams_are_rejected_and_leave_nothing() {
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     // The abandoned upload's chunks are removed in the background.
     for _ in 0..100 {
-        if engine
-            .scan(Table::Blobs, &[], None, Direction::Forward, 1)
-            .unwrap()
-            .is_empty()
-        {
+        if scan(&engine, Table::Blobs, &[], None, 1).await.is_empty() {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -84,15 +71,17 @@ async fn chunks_of_interrupted_uploads_are_recovered() {
     let (stores, engine) = mem_stores();
     // What a crash mid-upload leaves: a marker and a chunk, no header.
     let body = [9u8; 16];
-    let mut batch = Batch::default();
-    batch.put(Table::Meta, keys::pending_upload(&body), Vec::new());
-    batch.put(Table::Blobs, keys::blob_chunk(&body, 0), vec![0; 8]);
-    engine.write(batch).unwrap();
+    put_raw(
+        &engine,
+        vec![
+            (Table::Meta, keys::pending_upload(&body), Vec::new()),
+            (Table::Blobs, keys::blob_chunk(&body, 0), vec![0; 8]),
+        ],
+    )
+    .await;
     let reader = Box::pin(std::io::Cursor::new(b"fresh".to_vec()));
     let digest = stores.cas.put_stream(reader).await.unwrap();
-    let all = engine
-        .scan(Table::Blobs, &[], None, Direction::Forward, 100)
-        .unwrap();
+    let all = scan(&engine, Table::Blobs, &[], None, 100).await;
     assert_eq!(all.len(), 2, "one header and one chunk of the new blob");
     assert_eq!(&stores.cas.get(&digest).await.unwrap()[..], b"fresh");
 }

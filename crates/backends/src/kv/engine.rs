@@ -1,0 +1,313 @@
+//! [`KvEngine`]: the public engine seam ([`stowage_core::engine::Engine`])
+//! over an embedded ordered key-value engine ([`OrderedKv`]: our file
+//! engine, RocksDB, sled).
+//!
+//! Reads run on the blocking pool, behind a semaphore that bounds how many
+//! blocking calls one store runs at once. A write job stages its writes in
+//! a [`Batch`] and the batch is written when the job returns `Ok`. Jobs are
+//! serialized by their [`Scope`] with in-process locks, which is enough
+//! because these engines admit a single opening process. Over an engine
+//! with group commit (the file engine) scoped jobs run one after another on
+//! the store's writer thread instead (see `writer`): the engine then
+//! defers the fsync, and the job's [`Durable`] waits for the group's sync.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use stowage_core::engine::{
+    Direction, Durable, Engine, Entry, ReadJob, Reader, Scope, StoreCache, Table, Txn, WriteJob,
+};
+use stowage_core::{Capabilities, Close, Error, Result};
+use tokio::sync::Semaphore;
+
+use super::gate::Gate;
+use super::seam::{Batch, OrderedKv};
+use super::writer::Writer;
+
+/// How many seam calls one store runs on the blocking pool at once.
+const MAX_BLOCKING: usize = 64;
+
+/// Lock stripes for entity scopes.
+const STRIPES: usize = 256;
+
+/// The engine seam over one [`OrderedKv`].
+#[derive(Clone)]
+pub(crate) struct KvEngine(Arc<Inner>);
+
+struct Inner {
+    capabilities: Capabilities,
+    /// The engine behind its close gate.
+    engine: Arc<Gate>,
+    /// Runs the scoped jobs of an engine with group commit.
+    writer: Option<Writer>,
+    locks: ScopeLocks,
+    permits: Arc<Semaphore>,
+    /// These engines admit one opener, and it writes only through this
+    /// object: the stores over it may cache.
+    cache: StoreCache,
+}
+
+impl KvEngine {
+    /// The seam over `engine`, declaring `capabilities`.
+    ///
+    /// # Errors
+    /// When the writer thread cannot be started.
+    pub(crate) fn new(engine: Arc<dyn OrderedKv>, capabilities: Capabilities) -> Result<KvEngine> {
+        let writer = if engine.group_commits() {
+            Some(Writer::start()?)
+        } else {
+            None
+        };
+        Ok(KvEngine(Arc::new(Inner {
+            engine: Arc::new(Gate::new(capabilities.backend, engine)),
+            capabilities,
+            writer,
+            locks: ScopeLocks::new(),
+            permits: Arc::new(Semaphore::new(MAX_BLOCKING)),
+            cache: StoreCache::new(),
+        })))
+    }
+
+    /// Runs `f` on the blocking pool, bounded by the semaphore. It runs to
+    /// completion even if the caller's future is dropped.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> T + Send + 'static,
+    ) -> Result<T> {
+        let permit = Arc::clone(&self.0.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::internal("the store's blocking pool was closed"))?;
+        let inner = Arc::clone(&self.0);
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            f(&inner)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("a storage task failed: {e}")))
+    }
+
+    /// What to await before acknowledging a job answered with `ticket`,
+    /// including any maintenance the write made due.
+    fn durable(&self, ticket: Option<u64>) -> Durable {
+        let inner = Arc::clone(&self.0);
+        Durable::new(async move {
+            if let Some(ticket) = ticket {
+                Arc::clone(&inner.engine).wait_durable(ticket).await?;
+            }
+            if inner.engine.take_maintenance() {
+                let engine = Arc::clone(&inner.engine);
+                tokio::task::spawn_blocking(move || engine.maintain())
+                    .await
+                    .map_err(|e| Error::internal(format!("store maintenance failed: {e}")))?;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Inner {
+    /// Runs `job` and writes what it staged; returns the ticket to wait
+    /// for (covering what the job read, when it wrote nothing).
+    fn run(&self, job: WriteJob) -> Result<Option<u64>> {
+        let mut staged = Staged {
+            engine: &*self.engine,
+            batch: Batch::default(),
+        };
+        job(&mut staged)?;
+        let batch = staged.batch;
+        let unsynced = self.engine.unsynced_ticket();
+        if batch.ops.is_empty() {
+            return Ok(unsynced);
+        }
+        Ok(self.engine.write_deferred(batch)?.max(unsynced))
+    }
+}
+
+#[async_trait]
+impl Engine for KvEngine {
+    fn capabilities(&self) -> Capabilities {
+        self.0.capabilities.clone()
+    }
+
+    async fn read(&self, job: ReadJob) -> Result<()> {
+        self.blocking(move |inner| job(&Reads(&*inner.engine)))
+            .await?
+    }
+
+    async fn write(&self, scope: Scope, job: WriteJob) -> Result<Durable> {
+        let ticket = match (&self.0.writer, &scope) {
+            // Chunks of a fresh blob body need no ordering: keep them (and
+            // their copying) off the writer thread.
+            (Some(writer), scope) if *scope != Scope::Unshared => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let inner = Arc::clone(&self.0);
+                let _in_flight = writer.enter();
+                writer.submit(Box::new(move || {
+                    let outcome = inner.run(job).and_then(|ticket| match ticket {
+                        // A lone writer leads the fsync here instead of
+                        // handing it to another thread and back.
+                        Some(ticket) if inner.writer.as_ref().is_some_and(Writer::alone) => {
+                            inner.engine.settle(ticket)
+                        }
+                        other => Ok(other),
+                    });
+                    // Released before the reply, so a caller that drops the
+                    // store on receiving it really closes the engine.
+                    drop(inner);
+                    let _ = tx.send(outcome);
+                }));
+                rx.await.map_err(|_| {
+                    Error::internal("a storage task failed on the store's writer thread")
+                })??
+            }
+            _ => {
+                self.blocking(move |inner| {
+                    let _guard = inner.locks.lock(&scope);
+                    inner.run(job)
+                })
+                .await??
+            }
+        };
+        Ok(self.durable(ticket))
+    }
+
+    fn cache(&self) -> Option<&StoreCache> {
+        Some(&self.0.cache)
+    }
+
+    async fn close(&self) -> Result<()> {
+        let engine = Arc::clone(&self.0.engine);
+        tokio::task::spawn_blocking(move || engine.close())
+            .await
+            .map_err(|e| Error::internal(format!("closing the store failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl Close for KvEngine {
+    async fn close(&self) -> Result<()> {
+        Engine::close(self).await
+    }
+}
+
+/// Reads straight from the engine.
+struct Reads<'a>(&'a dyn OrderedKv);
+
+impl Reader for Reads<'_> {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.0.get(table, key)
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<Entry>> {
+        self.0.scan(table, start, end, direction, limit)
+    }
+}
+
+/// A job's transaction: reads from the engine, writes into a batch.
+struct Staged<'a> {
+    engine: &'a dyn OrderedKv,
+    batch: Batch,
+}
+
+impl Reader for Staged<'_> {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Reads(self.engine).get(table, key)
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<Entry>> {
+        Reads(self.engine).scan(table, start, end, direction, limit)
+    }
+}
+
+impl Txn for Staged<'_> {
+    fn put(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
+        self.batch.put(table, key, value);
+        Ok(())
+    }
+
+    fn delete(&mut self, table: Table, key: Vec<u8>) -> Result<()> {
+        self.batch.delete(table, key);
+        Ok(())
+    }
+
+    fn delete_range(&mut self, table: Table, start: Vec<u8>, end: Vec<u8>) -> Result<()> {
+        self.batch.delete_range(table, start, end);
+        Ok(())
+    }
+}
+
+/// In-process locks that serialize overlapping scopes: every scope takes
+/// `all` shared (a scope this code does not know takes it exclusively), a
+/// table scope takes its table exclusively, an entity scope takes its
+/// table shared and its stripe.
+struct ScopeLocks {
+    all: RwLock<()>,
+    tables: Vec<RwLock<()>>,
+    stripes: Vec<Mutex<()>>,
+}
+
+/// What [`ScopeLocks::lock`] holds.
+#[allow(dead_code)] // held only for its drop
+enum ScopeGuard<'a> {
+    None,
+    Everything(RwLockWriteGuard<'a, ()>),
+    Table(RwLockReadGuard<'a, ()>, RwLockWriteGuard<'a, ()>),
+    Entity(
+        RwLockReadGuard<'a, ()>,
+        RwLockReadGuard<'a, ()>,
+        MutexGuard<'a, ()>,
+    ),
+}
+
+impl ScopeLocks {
+    fn new() -> ScopeLocks {
+        ScopeLocks {
+            all: RwLock::new(()),
+            tables: Table::ALL.iter().map(|_| RwLock::new(())).collect(),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+        }
+    }
+
+    fn lock(&self, scope: &Scope) -> ScopeGuard<'_> {
+        let table = scope
+            .table()
+            .and_then(|table| self.tables.get(usize::from(table.id())));
+        match (scope, table) {
+            (Scope::Unshared, _) => ScopeGuard::None,
+            (Scope::Table(_), Some(table)) => ScopeGuard::Table(self.all.read(), table.write()),
+            (Scope::Entity { table: t, key }, Some(table)) => {
+                let mut hasher = DefaultHasher::new();
+                t.hash(&mut hasher);
+                key.hash(&mut hasher);
+                let index = (hasher.finish() % STRIPES as u64) as usize;
+                match self.stripes.get(index) {
+                    Some(stripe) => {
+                        ScopeGuard::Entity(self.all.read(), table.read(), stripe.lock())
+                    }
+                    None => ScopeGuard::Everything(self.all.write()),
+                }
+            }
+            // A scope (or table) this code does not know: serialize
+            // against everything.
+            _ => ScopeGuard::Everything(self.all.write()),
+        }
+    }
+}
