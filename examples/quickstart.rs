@@ -147,14 +147,13 @@ async fn main() -> stowage::Result<()> {
     let (old, new) = (Digest::of(b"Oslo is warm"), Digest::of(b"Oslo is cold"));
     let record = Supersession::sign(
         &key,
-        SupersessionDraft {
-            target: old,
-            replacement: Some(new),
-            kind: SupersessionKind::Correction,
-            reason: "the tool said -3 C".into(),
-            timestamp: Timestamp::now(),
-            hlc: None,
-        },
+        SupersessionDraft::new(
+            old,
+            Some(new),
+            SupersessionKind::Correction,
+            "the tool said -3 C",
+            Timestamp::now(),
+        ),
     );
     stores.supersessions.put(record).await?;
     // This agent's records, newest first, one page at a time: the cursor is

@@ -120,15 +120,9 @@ async fn runs_chain_finish_and_list() {
         ids.reverse();
         ids
     });
-    let by_spec = RunFilter {
-        spec_digest: Some(spec),
-        ..Default::default()
-    };
+    let by_spec = RunFilter::all().spec(spec);
     assert_eq!(s.runs.list_runs(&by_spec, None, 10).await.unwrap().len(), 1);
-    let running = RunFilter {
-        status: Some(RunStatus::Running),
-        ..Default::default()
-    };
+    let running = RunFilter::all().status(RunStatus::Running);
     assert_eq!(s.runs.list_runs(&running, None, 10).await.unwrap()[0].id, b);
     let unknown = stowage_core::RunId::new_v7(Timestamp::from_millis(5), 5);
     assert_eq!(
@@ -301,14 +295,13 @@ async fn sessions_records_logs_and_replace() {
 fn sup(key: &SigningKey, target: &[u8], replacement: Option<&[u8]>, ts: u64) -> Supersession {
     Supersession::sign(
         key,
-        SupersessionDraft {
-            target: Digest::of(target),
-            replacement: replacement.map(Digest::of),
-            kind: SupersessionKind::Correction,
-            reason: "r".into(),
-            timestamp: Timestamp::from_millis(ts),
-            hlc: None,
-        },
+        SupersessionDraft::new(
+            Digest::of(target),
+            replacement.map(Digest::of),
+            SupersessionKind::Correction,
+            "r",
+            Timestamp::from_millis(ts),
+        ),
     )
 }
 

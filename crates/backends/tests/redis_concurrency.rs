@@ -203,14 +203,13 @@ async fn concurrent_promotes_are_all_kept() {
 fn sup(target: &[u8], replacement: &[u8], agent: u8) -> Supersession {
     Supersession::sign(
         &SigningKey::from_bytes(&[agent; 32]),
-        SupersessionDraft {
-            target: Digest::of(target),
-            replacement: Some(Digest::of(replacement)),
-            kind: SupersessionKind::Merged,
-            reason: String::new(),
-            timestamp: Timestamp::from_millis(u64::from(agent)),
-            hlc: None,
-        },
+        SupersessionDraft::new(
+            Digest::of(target),
+            Some(Digest::of(replacement)),
+            SupersessionKind::Merged,
+            String::new(),
+            Timestamp::from_millis(u64::from(agent)),
+        ),
     )
 }
 

@@ -11,14 +11,13 @@ use stowage_core::{SupersessionCursor, Timestamp};
 fn sup(key: &SigningKey, n: u64) -> Supersession {
     Supersession::sign(
         key,
-        SupersessionDraft {
-            target: Digest::of(format!("t{n}").as_bytes()),
-            replacement: None,
-            kind: SupersessionKind::Outdated,
-            reason: String::new(),
-            timestamp: Timestamp::from_millis(n),
-            hlc: None,
-        },
+        SupersessionDraft::new(
+            Digest::of(format!("t{n}").as_bytes()),
+            None,
+            SupersessionKind::Outdated,
+            String::new(),
+            Timestamp::from_millis(n),
+        ),
     )
 }
 

@@ -134,14 +134,13 @@ async fn round_trip(url: &str) {
     let key = SigningKey::from_bytes(&[7; 32]);
     let sup = Supersession::sign(
         &key,
-        SupersessionDraft {
-            target: Digest::of(b"old"),
-            replacement: Some(Digest::of(b"new")),
-            kind: SupersessionKind::Correction,
-            reason: "r".into(),
-            timestamp: Timestamp::from_millis(1),
-            hlc: None,
-        },
+        SupersessionDraft::new(
+            Digest::of(b"old"),
+            Some(Digest::of(b"new")),
+            SupersessionKind::Correction,
+            "r",
+            Timestamp::from_millis(1),
+        ),
     );
     assert_eq!(s.supersessions.put(sup).await.unwrap(), PutOutcome::Stored);
     assert!(s

@@ -192,20 +192,19 @@ impl From<&LogEntry> for LogLine {
     }
 }
 
-impl From<LogLine> for LogEntry {
-    fn from(l: LogLine) -> Self {
-        LogEntry {
-            session_id: l.session_id,
-            seq: l.seq,
-            kind: l.kind,
-            sender: l.sender,
-            message_type: l.message_type,
-            payload: l.payload,
-            idempotency_key: l.idempotency_key,
-            timestamp: l.timestamp,
-            prev_hash: l.prev_hash,
-            hash: l.hash,
-        }
+impl TryFrom<LogLine> for LogEntry {
+    type Error = stowage_core::Error;
+
+    /// The entry the line describes. Records are built by core, so this
+    /// goes through the entry's serde form (the payload as bytes).
+    fn try_from(l: LogLine) -> stowage_core::Result<Self> {
+        let payload = l.payload.to_vec();
+        let mut value = serde_json::to_value(&l)
+            .map_err(|e| stowage_core::Error::internal(format!("re-encoding a log line: {e}")))?;
+        value["payload"] = serde_json::json!(payload);
+        serde_json::from_value(value).map_err(|e| {
+            stowage_core::Error::invalid_input(format!("a log line is not a log entry: {e}"))
+        })
     }
 }
 

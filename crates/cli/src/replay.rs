@@ -44,10 +44,10 @@ impl Replay {
 
     /// The [`StoreEnv`] to open the target with.
     pub fn env(self: &Arc<Self>) -> StoreEnv {
-        StoreEnv {
-            clock: Arc::clone(self) as Arc<dyn Clock>,
-            ids: Arc::clone(self) as Arc<dyn IdGenerator>,
-        }
+        StoreEnv::new(
+            Arc::clone(self) as Arc<dyn Clock>,
+            Arc::clone(self) as Arc<dyn IdGenerator>,
+        )
     }
 
     /// Until the guard drops, "now" is `now` and the next run id is `id`

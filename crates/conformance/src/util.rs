@@ -182,18 +182,19 @@ pub(crate) fn superseding(
 
 /// An unsigned draft of a supersession of `target` at `ms`.
 pub(crate) fn draft(target: Digest, replacement: Option<Digest>, ms: u64) -> SupersessionDraft {
-    SupersessionDraft {
+    let kind = if replacement.is_some() {
+        SupersessionKind::Correction
+    } else {
+        SupersessionKind::Invalidate
+    };
+    let reason = format!("reason at {ms}");
+    SupersessionDraft::new(
         target,
         replacement,
-        kind: if replacement.is_some() {
-            SupersessionKind::Correction
-        } else {
-            SupersessionKind::Invalidate
-        },
-        reason: format!("reason at {ms}"),
-        timestamp: Timestamp::from_millis(ms),
-        hlc: None,
-    }
+        kind,
+        reason,
+        Timestamp::from_millis(ms),
+    )
 }
 
 /// Runs `n` copies of `task(i)` on the runtime at once (released together by

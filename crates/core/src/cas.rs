@@ -21,9 +21,17 @@ pub const STREAM_CHUNK_BYTES: usize = 64 * 1024;
 
 /// What [`CasStore::stat`] knows about a blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct BlobStat {
     /// Size in bytes.
     pub size: u64,
+}
+
+impl BlobStat {
+    /// What is known of a blob of `size` bytes.
+    pub fn new(size: u64) -> Self {
+        BlobStat { size }
+    }
 }
 
 /// A store of immutable blobs addressed by their SHA-256.

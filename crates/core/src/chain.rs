@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 
 /// What a successful verification saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ChainReport {
     /// Number of entries walked.
     pub len: u64,

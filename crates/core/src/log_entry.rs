@@ -37,6 +37,7 @@ impl LogKind {
 
 /// An entry to append to a session log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct NewLogEntry {
     /// What the entry is.
     pub kind: LogKind,
@@ -71,6 +72,19 @@ impl NewLogEntry {
         }
     }
 
+    /// This entry, stored once under `key` (see
+    /// [`NewLogEntry::idempotency_key`]).
+    pub fn with_idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// This entry, stamped `timestamp` instead of the store's clock.
+    pub fn with_timestamp(mut self, timestamp: Timestamp) -> Self {
+        self.timestamp = Some(timestamp);
+        self
+    }
+
     /// Checks every field.
     ///
     /// # Errors
@@ -89,6 +103,7 @@ impl NewLogEntry {
 
 /// A stored, hash-chained log entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct LogEntry {
     /// The session it belongs to.
     pub session_id: String,

@@ -10,6 +10,7 @@ use crate::validate;
 
 /// Who promoted what, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ReleaseMetadata {
     /// A human label such as `"v1.4.2"` (free text, at most 4 KiB).
     pub version_label: String,
@@ -42,6 +43,7 @@ impl ReleaseMetadata {
 
 /// One record in a release's history. The newest record is current.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ReleaseRecord {
     /// The release name.
     pub name: String,

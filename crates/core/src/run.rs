@@ -44,6 +44,7 @@ impl fmt::Display for RunStatus {
 
 /// Who runs what: given at creation, never changed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RunMetadata {
     /// The agent executing the run (an identifier).
     pub agent_name: String,
@@ -76,6 +77,7 @@ impl RunMetadata {
 
 /// How a run ended, stored exactly as given.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RunSummary {
     /// A human-readable outcome (at most 4 KiB).
     pub message: String,
@@ -107,6 +109,7 @@ impl RunSummary {
 
 /// A run record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Run {
     /// The run's id (UUID v7).
     pub id: RunId,
@@ -210,6 +213,7 @@ pub fn run_id_taken(id: RunId) -> Error {
 
 /// Which runs [`RunLedger::list_runs`] returns; unset fields match all.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RunFilter {
     /// Only runs of this spec.
     pub spec_digest: Option<Digest>,
@@ -220,6 +224,29 @@ pub struct RunFilter {
 }
 
 impl RunFilter {
+    /// A filter that matches every run.
+    pub fn all() -> Self {
+        RunFilter::default()
+    }
+
+    /// Only runs of `spec`.
+    pub fn spec(mut self, spec: Digest) -> Self {
+        self.spec_digest = Some(spec);
+        self
+    }
+
+    /// Only runs of `agent`.
+    pub fn agent(mut self, agent: impl Into<String>) -> Self {
+        self.agent_name = Some(agent.into());
+        self
+    }
+
+    /// Only runs in `status`.
+    pub fn status(mut self, status: RunStatus) -> Self {
+        self.status = Some(status);
+        self
+    }
+
     /// Whether `run` matches.
     pub fn matches(&self, run: &Run) -> bool {
         self.spec_digest.is_none_or(|d| d == run.spec_digest)

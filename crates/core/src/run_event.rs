@@ -15,6 +15,7 @@ use crate::validate;
 
 /// An event to append to a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct NewEvent {
     /// What happened (an identifier, e.g. `"tool_call"`).
     pub kind: String,
@@ -40,6 +41,25 @@ impl NewEvent {
         }
     }
 
+    /// This event, made exactly-once under `key` (see
+    /// [`NewEvent::idempotency_key`]).
+    pub fn with_idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// This event, appended only if `seq` is the run's next seq.
+    pub fn with_expected_seq(mut self, seq: u64) -> Self {
+        self.expected_seq = Some(seq);
+        self
+    }
+
+    /// This event, stamped `timestamp` instead of the store's clock.
+    pub fn with_timestamp(mut self, timestamp: Timestamp) -> Self {
+        self.timestamp = Some(timestamp);
+        self
+    }
+
     /// Checks every field.
     ///
     /// # Errors
@@ -58,6 +78,7 @@ impl NewEvent {
 
 /// A stored, hash-chained run event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RunEvent {
     /// The run it belongs to.
     pub run_id: RunId,

@@ -49,6 +49,7 @@ impl fmt::Display for SessionState {
 
 /// A session record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Session {
     /// The session id (an identifier).
     pub id: String,

@@ -17,6 +17,7 @@ use crate::time::{Clock, SystemClock};
 /// What a backend can do. The conformance suite uses it to decide which
 /// checks apply; a backend that claims a capability must pass its checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Capabilities {
     /// The backend's name (`"memory"`, `"file"`, `"redis"`, …).
     pub backend: &'static str,
@@ -169,11 +170,31 @@ impl Durability {
 
 /// The injectable environment of a store: its clock and its id generator.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct StoreEnv {
     /// Where "now" comes from.
     pub clock: Arc<dyn Clock>,
     /// Where new run ids come from.
     pub ids: Arc<dyn IdGenerator>,
+}
+
+impl StoreEnv {
+    /// An environment taking "now" from `clock` and run ids from `ids`.
+    pub fn new(clock: Arc<dyn Clock>, ids: Arc<dyn IdGenerator>) -> Self {
+        StoreEnv { clock, ids }
+    }
+
+    /// This environment with `clock` instead.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// This environment with `ids` instead.
+    pub fn with_ids(mut self, ids: Arc<dyn IdGenerator>) -> Self {
+        self.ids = ids;
+        self
+    }
 }
 
 impl Default for StoreEnv {

@@ -104,6 +104,7 @@ hex_newtype!(Signature, 64, "a signature");
 
 /// The fields of a supersession before signing.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SupersessionDraft {
     /// The assertion (a 32-byte hash) that is no longer valid.
     pub target: Digest,
@@ -119,8 +120,36 @@ pub struct SupersessionDraft {
     pub hlc: Option<Hlc>,
 }
 
+impl SupersessionDraft {
+    /// A draft superseding `target` (by `replacement`, if any) for `kind`
+    /// and `reason`, decided at `timestamp`, without a hybrid logical clock.
+    pub fn new(
+        target: Digest,
+        replacement: Option<Digest>,
+        kind: SupersessionKind,
+        reason: impl Into<String>,
+        timestamp: Timestamp,
+    ) -> Self {
+        SupersessionDraft {
+            target,
+            replacement,
+            kind,
+            reason: reason.into(),
+            timestamp,
+            hlc: None,
+        }
+    }
+
+    /// This draft, with the deciding agent's hybrid logical clock.
+    pub fn with_hlc(mut self, hlc: Hlc) -> Self {
+        self.hlc = Some(hlc);
+        self
+    }
+}
+
 /// A signed supersession record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Supersession {
     /// The assertion that is no longer valid.
     pub target: Digest,
@@ -174,11 +203,11 @@ impl Supersession {
     /// ```
     /// use stowage_core::{Digest, Supersession, SupersessionDraft, SupersessionKind, Timestamp};
     /// let key = stowage_core::SigningKey::from_bytes(&[7; 32]);
-    /// let s = Supersession::sign(&key, SupersessionDraft {
-    ///     target: Digest::of(b"old"), replacement: Some(Digest::of(b"new")),
-    ///     kind: SupersessionKind::Correction, reason: "typo".into(),
-    ///     timestamp: Timestamp::from_millis(1), hlc: None,
-    /// });
+    /// let s = Supersession::sign(&key, SupersessionDraft::new(
+    ///     Digest::of(b"old"), Some(Digest::of(b"new")),
+    ///     SupersessionKind::Correction, "typo",
+    ///     Timestamp::from_millis(1),
+    /// ));
     /// assert!(s.verify().is_ok());
     /// ```
     pub fn sign(key: &SigningKey, draft: SupersessionDraft) -> Supersession {
@@ -324,11 +353,11 @@ pub fn sort_newest_first(records: &mut [Supersession]) {
 /// use stowage_core::*;
 /// async fn demo(store: &dyn SupersessionStore) -> Result<()> {
 ///     let key = stowage_core::SigningKey::from_bytes(&[1; 32]);
-///     let s = Supersession::sign(&key, SupersessionDraft {
-///         target: Digest::of(b"v1"), replacement: Some(Digest::of(b"v2")),
-///         kind: SupersessionKind::Correction, reason: "fixed".into(),
-///         timestamp: Timestamp::from_millis(10), hlc: None,
-///     });
+///     let s = Supersession::sign(&key, SupersessionDraft::new(
+///         Digest::of(b"v1"), Some(Digest::of(b"v2")),
+///         SupersessionKind::Correction, "fixed",
+///         Timestamp::from_millis(10),
+///     ));
 ///     store.put(s).await?;
 ///     assert!(store.is_superseded(&Digest::of(b"v1")).await?);
 ///     assert!(matches!(store.resolve(&Digest::of(b"v1")).await?,

@@ -162,8 +162,5 @@ impl Snapshot {
 }
 
 fn env(clock: &FakeClock, ids: &SequentialIds) -> StoreEnv {
-    StoreEnv {
-        clock: Arc::new(clock.clone()),
-        ids: Arc::new(ids.clone()),
-    }
+    StoreEnv::new(Arc::new(clock.clone()), Arc::new(ids.clone()))
 }

@@ -294,14 +294,13 @@ async fn every_method_is_recorded_as_its_own_operation() {
     let key = SigningKey::from_bytes(&[3; 32]);
     let record = Supersession::sign(
         &key,
-        SupersessionDraft {
-            target: Digest::of(b"old"),
-            replacement: Some(Digest::of(b"new")),
-            kind: SupersessionKind::Correction,
-            reason: "fixed".into(),
-            timestamp: Timestamp::from_millis(10),
-            hlc: None,
-        },
+        SupersessionDraft::new(
+            Digest::of(b"old"),
+            Some(Digest::of(b"new")),
+            SupersessionKind::Correction,
+            "fixed",
+            Timestamp::from_millis(10),
+        ),
     );
     s.supersessions.put(record).await.unwrap();
     assert!(s

@@ -150,10 +150,7 @@ async fn a_retry_answered_from_a_write_not_yet_durable_waits_for_it() {
         .create_run(Digest::of(b"spec"), RunMetadata::new("agent"))
         .await
         .unwrap();
-    let event = NewEvent {
-        idempotency_key: Some("k".into()),
-        ..NewEvent::new("step", json!({}))
-    };
+    let event = NewEvent::new("step", json!({})).with_idempotency_key("k");
     let original = stores.runs.append_event(run, event.clone()).await.unwrap();
     assert_eq!(*engine.waits.lock(), vec![1, 2]);
     // As if the original's fsync were still running.
@@ -166,10 +163,7 @@ async fn a_retry_answered_from_a_write_not_yet_durable_waits_for_it() {
         .runs
         .append_event(
             run,
-            NewEvent {
-                idempotency_key: Some("k".into()),
-                ..NewEvent::new("step", json!({}))
-            },
+            NewEvent::new("step", json!({})).with_idempotency_key("k"),
         )
         .await
         .unwrap();

@@ -50,13 +50,12 @@ pub(crate) async fn open_parsed(parsed: KvUrl, env: StoreEnv) -> Result<Stores> 
 
 /// What a RocksDB store can do.
 pub(crate) fn capabilities(parsed: &KvUrl) -> Capabilities {
-    Capabilities {
-        backend: "rocksdb",
-        durability: parsed.durability.level(),
-        shared: false,
-        max_blob_size: parsed.max_blob_size,
-        streaming: true,
-    }
+    Capabilities::new(
+        "rocksdb",
+        parsed.durability.level(),
+        false,
+        parsed.max_blob_size,
+    )
 }
 
 /// Opens the engine on the blocking pool.

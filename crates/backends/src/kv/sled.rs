@@ -199,15 +199,14 @@ pub(crate) async fn open_parsed(parsed: KvUrl, env: StoreEnv) -> Result<Stores> 
 
 /// What a sled store can do.
 pub(crate) fn capabilities(parsed: &KvUrl) -> Capabilities {
-    Capabilities {
-        backend: "sled",
-        // sled 0.34's flush writes with `sync_file_range`, never `fsync`:
-        // an acknowledged write survives `kill -9`, not power loss.
-        durability: DurabilityLevel::ProcessCrash,
-        shared: false,
-        max_blob_size: parsed.max_blob_size,
-        streaming: true,
-    }
+    // sled 0.34's flush writes with `sync_file_range`, never `fsync`: an
+    // acknowledged write survives `kill -9`, not power loss.
+    Capabilities::new(
+        "sled",
+        DurabilityLevel::ProcessCrash,
+        false,
+        parsed.max_blob_size,
+    )
 }
 
 /// Opens the engine on the blocking pool.

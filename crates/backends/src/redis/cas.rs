@@ -120,7 +120,7 @@ impl CasStore for RedisCas {
         match len {
             0 => Err(Error::not_found(format!("{what} does not exist"))),
             1..=3 => Err(Error::corrupted(format!("{what} is truncated"))),
-            n => Ok(BlobStat { size: n as u64 - 4 }),
+            n => Ok(BlobStat::new(n as u64 - 4)),
         }
     }
 

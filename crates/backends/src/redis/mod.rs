@@ -191,13 +191,10 @@ impl Close for CloseConn {
 /// What a Redis store can do: shared, as durable as the server is
 /// configured to be (`docs/redis.md`).
 pub(crate) fn capabilities() -> Capabilities {
-    Capabilities {
-        backend: "redis",
-        durability: DurabilityLevel::AsConfigured,
-        shared: true,
-        max_blob_size: MAX_BLOB,
-        streaming: false,
-    }
+    let mut capabilities =
+        Capabilities::new("redis", DurabilityLevel::AsConfigured, true, MAX_BLOB);
+    capabilities.streaming = false;
+    capabilities
 }
 
 /// The URL without its password, for messages.

@@ -65,10 +65,10 @@ impl Harness for MemoryHarness {
 }
 
 fn env() -> StoreEnv {
-    StoreEnv {
-        clock: Arc::new(TickClock::default()),
-        ids: Arc::new(CountingIds::default()),
-    }
+    StoreEnv::new(
+        Arc::new(TickClock::default()),
+        Arc::new(CountingIds::default()),
+    )
 }
 
 fn backend() -> MemoryBackend {
@@ -93,14 +93,13 @@ fn entry(key: Option<&str>, payload: &'static [u8]) -> NewLogEntry {
 }
 
 fn superseding(key: &SigningKey, target: &[u8], by: Option<&[u8]>, ms: u64) -> Supersession {
-    let draft = SupersessionDraft {
-        target: Digest::of(target),
-        replacement: by.map(Digest::of),
-        kind: SupersessionKind::Correction,
-        reason: "test".into(),
-        timestamp: Timestamp::from_millis(ms),
-        hlc: None,
-    };
+    let draft = SupersessionDraft::new(
+        Digest::of(target),
+        by.map(Digest::of),
+        SupersessionKind::Correction,
+        "test",
+        Timestamp::from_millis(ms),
+    );
     Supersession::sign(key, draft)
 }
 
@@ -305,11 +304,7 @@ async fn list_runs_is_newest_first_with_exclusive_cursor() {
     let next = runs.list_runs(&all, Some(ids[4]), 10).await.unwrap();
     let want: Vec<RunId> = ids[..4].iter().rev().copied().collect();
     assert_eq!(listed(next), want);
-    let even = RunFilter {
-        agent_name: Some("even".into()),
-        status: Some(RunStatus::Running),
-        ..RunFilter::default()
-    };
+    let even = RunFilter::all().agent("even").status(RunStatus::Running);
     let got = runs.list_runs(&even, None, 10).await.unwrap();
     assert_eq!(listed(got), [ids[2], ids[0]]);
 }

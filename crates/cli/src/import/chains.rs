@@ -74,13 +74,10 @@ impl Importer {
                 .await?;
             page.pop()
         } else {
-            let new = NewEvent {
-                kind: event.kind.clone(),
-                payload: event.payload.clone(),
-                timestamp: Some(event.timestamp),
-                idempotency_key: event.idempotency_key.clone(),
-                expected_seq: Some(event.seq),
-            };
+            let mut new = NewEvent::new(event.kind.clone(), event.payload.clone())
+                .with_timestamp(event.timestamp)
+                .with_expected_seq(event.seq);
+            new.idempotency_key.clone_from(&event.idempotency_key);
             Some(self.stores.runs.append_event(id, new).await?)
         };
         same(&entity, stored.as_ref(), Some(&event))?;
@@ -170,7 +167,7 @@ impl Importer {
         let State::Session(s) = &mut self.state else {
             return Err(damaged("a log entry outside a session"));
         };
-        let entry = LogEntry::from(line);
+        let entry = LogEntry::try_from(line)?;
         if entry.session_id != s.source.id || entry.seq != s.next {
             return Err(damaged(&format!(
                 "session {:?}: expected log entry {} but found entry {} of session {:?}",
@@ -181,14 +178,14 @@ impl Importer {
         let stored = match s.existing.get(entry.seq as usize) {
             Some(have) => have.clone(),
             None => {
-                let new = NewLogEntry {
-                    kind: entry.kind,
-                    sender: entry.sender.clone(),
-                    message_type: entry.message_type.clone(),
-                    payload: entry.payload.clone(),
-                    idempotency_key: entry.idempotency_key.clone(),
-                    timestamp: Some(entry.timestamp),
-                };
+                let mut new = NewLogEntry::new(
+                    entry.kind,
+                    entry.sender.clone(),
+                    entry.message_type.clone(),
+                    entry.payload.clone(),
+                )
+                .with_timestamp(entry.timestamp);
+                new.idempotency_key.clone_from(&entry.idempotency_key);
                 self.stores.sessions.append_log(&s.source.id, new).await?
             }
         };

@@ -130,14 +130,13 @@ pub async fn populate(stores: &Stores) -> Populated {
     let key = SigningKey::from_bytes(&[7; 32]);
     let record = Supersession::sign(
         &key,
-        SupersessionDraft {
-            target: spec("claim-1"),
-            replacement: Some(spec("claim-2")),
-            kind: SupersessionKind::Correction,
-            reason: "fixed a typo".into(),
-            timestamp: Timestamp::from_millis(1_700_000_000_000),
-            hlc: None,
-        },
+        SupersessionDraft::new(
+            spec("claim-1"),
+            Some(spec("claim-2")),
+            SupersessionKind::Correction,
+            "fixed a typo",
+            Timestamp::from_millis(1_700_000_000_000),
+        ),
     );
     stores.supersessions.put(record).await.unwrap();
     Populated {

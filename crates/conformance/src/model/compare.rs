@@ -63,10 +63,7 @@ async fn runs(s: &Stores, m: &Model) -> Check {
         "list_runs (newest first)",
     )?;
     for agent in AGENTS {
-        let filter = RunFilter {
-            agent_name: Some(agent.to_owned()),
-            ..Default::default()
-        };
+        let filter = RunFilter::all().agent(agent.to_owned());
         let got: Vec<RunId> = call(s.runs.list_runs(&filter, None, MAX_PAGE).await, "list_runs")?
             .into_iter()
             .map(|r| r.id)
@@ -78,10 +75,7 @@ async fn runs(s: &Stores, m: &Model) -> Check {
             .collect();
         same(got, expected, &format!("list_runs for agent {agent:?}"))?;
     }
-    let running = RunFilter {
-        status: Some(RunStatus::Running),
-        ..Default::default()
-    };
+    let running = RunFilter::all().status(RunStatus::Running);
     let got: Vec<RunId> = call(
         s.runs.list_runs(&running, None, MAX_PAGE).await,
         "list_runs",

@@ -10,11 +10,8 @@ use crate::util::{assert_unchanged, expect_kind, ok, open, rmeta, snapshot, spec
 /// `promote` appends a record that becomes current; metadata round-trips; seqs are gap-free with `previous` links.
 pub async fn promote_current_round_trip(h: &dyn Harness) {
     let s = open(h).await;
-    let metadata = ReleaseMetadata {
-        version_label: "v1.4.2 ü".into(),
-        promoted_by: "ci:bot".into(),
-        notes: "line1\nline2".into(),
-    };
+    let mut metadata = ReleaseMetadata::new("v1.4.2 ü", "ci:bot");
+    metadata.notes = "line1\nline2".into();
     let r0 = ok(
         s.releases
             .promote("planner", spec(0), metadata.clone(), None)

@@ -15,11 +15,9 @@ use crate::util::{
 /// `create_run` then `get_run` returns the spec, metadata (tags, git sha) as given, `Running`.
 pub async fn create_get_round_trip(h: &dyn Harness) {
     let s = open(h).await;
-    let metadata = RunMetadata {
-        agent_name: "planner".into(),
-        git_sha: Some("0a1b2c3".into()),
-        tags: json!({"env": "test", "nested": {"k": [1, 2.5, null, "ü"]}}),
-    };
+    let mut metadata = RunMetadata::new("planner");
+    metadata.git_sha = Some("0a1b2c3".into());
+    metadata.tags = json!({"env": "test", "nested": {"k": [1, 2.5, null, "ü"]}});
     let id = ok(
         s.runs.create_run(spec(1), metadata.clone()).await,
         "create_run",
@@ -84,11 +82,9 @@ pub async fn summary_and_timestamps_stored_exactly(h: &dyn Harness) {
     ];
     for (i, status) in finishers.into_iter().enumerate() {
         let id = ok(s.runs.create_run(spec(1), meta("a")).await, "create_run");
-        let summary = RunSummary {
-            message: format!("ended {status}\nwith ü and 🚀"),
-            output: json!({"score": 0.75, "list": [1, "two"], "i": i}),
-            finished_at: Some(Timestamp::from_millis(1_234_567_890_123 + i as u64)),
-        };
+        let mut summary = RunSummary::new(format!("ended {status}\nwith ü and 🚀"));
+        summary.output = json!({"score": 0.75, "list": [1, "two"], "i": i});
+        summary.finished_at = Some(Timestamp::from_millis(1_234_567_890_123 + i as u64));
         let returned = match status {
             RunStatus::Completed => s.runs.complete_run(id, summary.clone()).await,
             RunStatus::Failed => s.runs.fail_run(id, summary.clone()).await,
@@ -269,27 +265,14 @@ pub async fn list_filters(h: &dyn Harness) {
         v.sort();
         v
     };
-    let by_spec = RunFilter {
-        spec_digest: Some(spec(1)),
-        ..Default::default()
-    };
-    let by_agent = RunFilter {
-        agent_name: Some("alpha".into()),
-        ..Default::default()
-    };
-    let by_status = RunFilter {
-        status: Some(RunStatus::Running),
-        ..Default::default()
-    };
-    let combined = RunFilter {
-        spec_digest: Some(spec(1)),
-        agent_name: Some("alpha".into()),
-        status: Some(RunStatus::Running),
-    };
-    let none = RunFilter {
-        spec_digest: Some(Digest::of(b"nope")),
-        ..Default::default()
-    };
+    let by_spec = RunFilter::all().spec(spec(1));
+    let by_agent = RunFilter::all().agent("alpha");
+    let by_status = RunFilter::all().status(RunStatus::Running);
+    let combined = RunFilter::all()
+        .spec(spec(1))
+        .agent("alpha")
+        .status(RunStatus::Running);
+    let none = RunFilter::all().spec(Digest::of(b"nope"));
     for (filter, expected) in [
         (by_spec, sorted(vec![a1, b1])),
         (by_agent, sorted(vec![a1, a2])),
@@ -304,10 +287,7 @@ pub async fn list_filters(h: &dyn Harness) {
         assert_eq!(got, expected, "list_runs with filter {filter:?}");
     }
     // Pagination within a filter: one run per page, newest first.
-    let filter = RunFilter {
-        agent_name: Some("alpha".into()),
-        ..Default::default()
-    };
+    let filter = RunFilter::all().agent("alpha");
     let first = ok(s.runs.list_runs(&filter, None, 1).await, "list_runs page");
     let second = ok(
         s.runs
@@ -336,10 +316,7 @@ pub async fn agent_names_isolated(h: &dyn Harness) {
         created.push((name.clone(), id));
     }
     for (name, id) in &created {
-        let filter = RunFilter {
-            agent_name: Some(name.clone()),
-            ..Default::default()
-        };
+        let filter = RunFilter::all().agent(name.clone());
         let got: Vec<RunId> = ok(s.runs.list_runs(&filter, None, MAX_PAGE).await, "list_runs")
             .into_iter()
             .map(|r| r.id)

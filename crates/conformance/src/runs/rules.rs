@@ -122,10 +122,7 @@ impl IdGenerator for RepeatingIds {
 pub async fn repeated_run_id_already_exists(h: &dyn Harness) {
     const CHECK: &str = "runs::repeated_run_id_already_exists";
     let repeated = RunId::new_v7(Timestamp::from_millis(1_700_000_000_000), 42);
-    let env = StoreEnv {
-        ids: Arc::new(RepeatingIds(repeated)),
-        ..StoreEnv::default()
-    };
+    let env = StoreEnv::default().with_ids(Arc::new(RepeatingIds(repeated)));
     let s = match h.open_with(env).await {
         Ok(s) => s,
         Err(e) if e.kind() == ErrorKind::Unsupported => {
@@ -173,10 +170,7 @@ pub async fn repeated_run_id_already_exists(h: &dyn Harness) {
         vec![id],
         "one run listed once"
     );
-    let by_agent = RunFilter {
-        agent_name: Some("second".into()),
-        ..RunFilter::default()
-    };
+    let by_agent = RunFilter::all().agent("second");
     assert!(
         ok(s.runs.list_runs(&by_agent, None, 10).await, "list_runs").is_empty(),
         "the refused run is not listed"

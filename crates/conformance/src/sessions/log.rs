@@ -24,14 +24,14 @@ pub async fn log_append_read_round_trip(h: &dyn Harness) {
     let mut stored: Vec<LogEntry> = Vec::new();
     for i in 0..9u64 {
         let payload: Vec<u8> = (0..=255u8).cycle().skip(i as usize).take(300).collect();
-        let new = NewLogEntry {
-            kind: kinds[i as usize % 3],
-            sender: format!("sender:{i}/ü"),
-            message_type: format!("type {{{i}}}"),
-            payload: Bytes::from(payload),
-            idempotency_key: (i % 2 == 0).then(|| format!("msg-{i}")),
-            timestamp: Some(Timestamp::from_millis(5_000_000 + i)),
-        };
+        let mut new = NewLogEntry::new(
+            kinds[i as usize % 3],
+            format!("sender:{i}/ü"),
+            format!("type {{{i}}}"),
+            Bytes::from(payload),
+        )
+        .with_timestamp(Timestamp::from_millis(5_000_000 + i));
+        new.idempotency_key = (i % 2 == 0).then(|| format!("msg-{i}"));
         let e = ok(s.sessions.append_log("s", new.clone()).await, "append_log");
         assert_eq!(e.seq, i, "log seqs start at 0 with no gaps");
         assert_eq!(e.session_id, "s", "entry names its session");

@@ -49,10 +49,11 @@ pub async fn create_duplicate_already_exists(h: &dyn Harness) {
         "append_log",
     );
     // The record keeps the log's length and head.
-    let original = stowage_core::Session {
-        log_len: 1,
-        log_head: Some(kept.hash),
-        ..original
+    let original = {
+        let mut original = original;
+        original.log_len = 1;
+        original.log_head = Some(kept.hash);
+        original
     };
     let before = snapshot(&s, &[], &[]).await;
     expect_kind(

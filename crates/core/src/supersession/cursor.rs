@@ -26,11 +26,10 @@ use crate::time::{Hlc, Timestamp};
 /// use stowage_core::{Digest, Supersession, SupersessionCursor, SupersessionDraft,
 ///     SupersessionKind, Timestamp};
 /// let key = stowage_core::SigningKey::from_bytes(&[7; 32]);
-/// let s = Supersession::sign(&key, SupersessionDraft {
-///     target: Digest::of(b"old"), replacement: None,
-///     kind: SupersessionKind::Outdated, reason: String::new(),
-///     timestamp: Timestamp::from_millis(5), hlc: None,
-/// });
+/// let s = Supersession::sign(&key, SupersessionDraft::new(
+///     Digest::of(b"old"), None, SupersessionKind::Outdated, "",
+///     Timestamp::from_millis(5),
+/// ));
 /// let cursor = SupersessionCursor::of(&s);
 /// assert_eq!(cursor, s.order_key());
 /// let text = serde_json::to_string(&cursor).unwrap();

@@ -443,11 +443,5 @@ pub(crate) fn capabilities_for(url: &url::Url) -> Result<Capabilities> {
 
 /// What the file backend can do: power-loss safe unless `buffered`.
 fn capabilities(durability: Durability, max_blob_size: u64) -> Capabilities {
-    Capabilities {
-        backend: "file",
-        durability: durability.level(),
-        shared: false,
-        max_blob_size,
-        streaming: true,
-    }
+    Capabilities::new("file", durability.level(), false, max_blob_size)
 }
