@@ -1,0 +1,90 @@
+//! Read jobs: a small pool of read-only connections, each job run on a
+//! blocking thread inside `BEGIN` … `COMMIT`, so every statement of the
+//! job reads the same WAL snapshot.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rusqlite::Connection;
+use stowage_core::engine::ReadJob;
+use stowage_core::{Error, Result};
+use tokio::sync::Semaphore;
+
+use super::conn;
+use super::errors::SqlResult;
+use super::sql::SqlConn;
+
+/// Read connections, opened lazily up to `size`, at most `size` in use.
+pub(super) struct ReadPool {
+    path: PathBuf,
+    busy_timeout: Duration,
+    size: u32,
+    permits: Semaphore,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReadPool {
+    pub(super) fn new(path: PathBuf, busy_timeout: Duration, size: usize) -> ReadPool {
+        let size = u32::try_from(size).unwrap_or(1).max(1);
+        ReadPool {
+            path,
+            busy_timeout,
+            size,
+            permits: Semaphore::new(size as usize),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Keeps `conn` as an idle connection (the one the open checked).
+    pub(super) fn seed(&self, conn: Connection) {
+        self.idle.lock().push(conn);
+    }
+
+    /// Runs `job` on a pooled connection off the async runtime.
+    ///
+    /// # Errors
+    /// `Conflict` once the pool is closed; the job's error; SQLite's,
+    /// mapped.
+    pub(super) async fn read(self: &Arc<Self>, job: ReadJob, closed: impl Fn() -> Error) -> Result<()> {
+        let permit = self.permits.acquire().await.map_err(|_| closed())?;
+        let pool = Arc::clone(self);
+        let joined = tokio::task::spawn_blocking(move || {
+            let conn = match pool.idle.lock().pop() {
+                Some(conn) => conn,
+                None => conn::open_reader(&pool.path, pool.busy_timeout)?,
+            };
+            let result = run(&conn, job);
+            if conn.is_autocommit() {
+                pool.idle.lock().push(conn);
+            }
+            result
+        })
+        .await;
+        drop(permit);
+        joined.map_err(|e| Error::internal("sqlite: a read job panicked").with_source(e))?
+    }
+
+    /// Waits for the reads in flight, refuses new ones and closes every
+    /// connection.
+    pub(super) async fn close(&self) {
+        if let Ok(all) = self.permits.acquire_many(self.size).await {
+            all.forget();
+        }
+        self.permits.close();
+        let idle = std::mem::take(&mut *self.idle.lock());
+        drop(idle);
+    }
+}
+
+/// `job` inside one read transaction.
+fn run(conn: &Connection, job: ReadJob) -> Result<()> {
+    conn.execute_batch("BEGIN").doing("starting a read transaction")?;
+    let result = job(&SqlConn(conn));
+    let ended = conn.execute_batch("COMMIT").doing("ending a read transaction");
+    if ended.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    result.and(ended)
+}
