@@ -229,7 +229,9 @@ fn capabilities_of(parsed: &Url) -> Result<Capabilities> {
         #[cfg(feature = "redis")]
         "redis" | "rediss" => Ok(crate::redis::capabilities()),
         #[cfg(feature = "sqlite")]
-        "sqlite" => Ok(crate::sqlite::capabilities(&crate::sqlite::parse_url(parsed)?)),
+        "sqlite" => Ok(crate::sqlite::capabilities(&crate::sqlite::parse_url(
+            parsed,
+        )?)),
         scheme => Err(not_compiled_in(parsed.as_str(), scheme)),
     }
 }

@@ -155,7 +155,11 @@ async fn check(url: &str, run: RunId, session: &str, racers: &[RunId], lines: &[
     println!("sqlite_race: the run's events switch process {switches} times");
     assert!(switches > CHILDREN, "the children did not interleave");
 
-    let report = stores.sessions.verify_log(session).await.expect("verify_log");
+    let report = stores
+        .sessions
+        .verify_log(session)
+        .await
+        .expect("verify_log");
     assert_eq!(report.len as usize, distinct, "log entries stored");
     let mut stored = Vec::new();
     let mut after = None;
@@ -202,11 +206,16 @@ fn check_keys(what: &str, stored: &[(u64, Option<String>)], answers: &Answers, d
     for (i, (seq, key)) in stored.iter().enumerate() {
         assert_eq!(*seq, i as u64, "{what} seqs are gap-free");
         let key = key.clone().expect("every append carried a key");
-        assert!(seen.insert(key.clone(), *seq).is_none(), "{what} key {key} stored twice");
+        assert!(
+            seen.insert(key.clone(), *seq).is_none(),
+            "{what} key {key} stored twice"
+        );
     }
     assert_eq!(answers.len(), distinct, "{what} keys answered");
     for (key, seqs) in answers {
-        let want = seen.get(key).unwrap_or_else(|| panic!("{what} key {key} lost"));
+        let want = seen
+            .get(key)
+            .unwrap_or_else(|| panic!("{what} key {key} lost"));
         assert_eq!(
             seqs,
             &BTreeSet::from([*want]),
@@ -263,9 +272,20 @@ fn child(url: &str) {
 
 /// One task's keyed appends: its own keys, the shared ones, then every
 /// one of them again (a retry must give back the original seq).
-async fn appends(stores: &Stores, run: RunId, session: &str, me: usize, task: usize) -> Vec<String> {
+async fn appends(
+    stores: &Stores,
+    run: RunId,
+    session: &str,
+    me: usize,
+    task: usize,
+) -> Vec<String> {
     let mut keys: Vec<(String, serde_json::Value)> = (0..PER_TASK)
-        .map(|i| (format!("c{me}-t{task}-{i}"), json!({"child": me, "task": task, "i": i})))
+        .map(|i| {
+            (
+                format!("c{me}-t{task}-{i}"),
+                json!({"child": me, "task": task, "i": i}),
+            )
+        })
         .collect();
     // Task `t` of every child appends the shared keys t, t+TASKS, …
     keys.extend(

@@ -90,7 +90,10 @@ mod tests {
         assert_eq!(kind_of(&failure(ffi::SQLITE_NOTADB)), ErrorKind::Corrupted);
         assert_eq!(kind_of(&failure(ffi::SQLITE_FULL)), ErrorKind::StorageFull);
         assert_eq!(kind_of(&failure(ffi::SQLITE_BUSY)), ErrorKind::Unavailable);
-        assert_eq!(kind_of(&failure(ffi::SQLITE_LOCKED)), ErrorKind::Unavailable);
+        assert_eq!(
+            kind_of(&failure(ffi::SQLITE_LOCKED)),
+            ErrorKind::Unavailable
+        );
         assert!(is_io(&failure(ffi::SQLITE_IOERR_FSYNC)));
         let e = map(failure(ffi::SQLITE_BUSY), "BEGIN IMMEDIATE");
         assert!(e.message().contains("busy_timeout_ms"), "{e}");

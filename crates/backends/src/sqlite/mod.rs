@@ -89,8 +89,8 @@ use stowage_core::engine::{Durable, Engine, ReadJob, Scope, WriteJob};
 use stowage_core::{Capabilities, Durability, DurabilityLevel, Error, Result};
 use tokio::sync::oneshot;
 
-pub use options::{SqliteOptions, DEFAULT_BUSY_TIMEOUT, DEFAULT_READERS, MAX_READERS};
 pub(crate) use options::parse as parse_url;
+pub use options::{SqliteOptions, DEFAULT_BUSY_TIMEOUT, DEFAULT_READERS, MAX_READERS};
 
 /// The largest blob a SQLite store accepts.
 pub const MAX_BLOB_SIZE: u64 = 256 * 1024 * 1024;

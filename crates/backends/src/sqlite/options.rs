@@ -25,7 +25,10 @@ const MAX_BUSY_TIMEOUT_MS: u64 = 3_600_000;
 /// messages). `require` is read by [`open`](crate::open) itself.
 const OPTIONS: [(&str, &str); 3] = [
     ("durability", "durable (or sync) or buffered"),
-    ("busy_timeout_ms", "a whole number of milliseconds up to 3600000"),
+    (
+        "busy_timeout_ms",
+        "a whole number of milliseconds up to 3600000",
+    ),
     ("readers", "a whole number from 1 to 64"),
 ];
 
@@ -125,7 +128,10 @@ impl SqliteOptions {
     /// `path`, made absolute against the current directory.
     pub(super) fn absolute_path(&self) -> Result<PathBuf> {
         std::path::absolute(&self.path).map_err(|e| {
-            Error::from(e).context(format!("resolving the database path {}", self.path.display()))
+            Error::from(e).context(format!(
+                "resolving the database path {}",
+                self.path.display()
+            ))
         })
     }
 }
@@ -223,7 +229,10 @@ fn path_of(url: &Url) -> Result<PathBuf> {
         .strip_prefix("/")
         .map_err(|_| bad("the path is not a usable file path"))?;
     let cwd = std::env::current_dir().map_err(|e| {
-        Error::from(e).context(format!("resolving the relative store URL {:?}", url.as_str()))
+        Error::from(e).context(format!(
+            "resolving the relative store URL {:?}",
+            url.as_str()
+        ))
     })?;
     Ok(cwd.join(rel))
 }
@@ -231,13 +240,14 @@ fn path_of(url: &Url) -> Result<PathBuf> {
 /// `path`'s parent directory, created if missing.
 pub(super) fn create_parent(path: &Path) -> Result<()> {
     match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => std::fs::create_dir_all(parent)
-            .map_err(|e| {
+        Some(parent) if !parent.as_os_str().is_empty() => {
+            std::fs::create_dir_all(parent).map_err(|e| {
                 Error::from(e).context(format!(
                     "creating the directory {} of the SQLite database",
                     parent.display()
                 ))
-            }),
+            })
+        }
         _ => Ok(()),
     }
 }

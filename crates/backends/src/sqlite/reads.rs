@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 
 use super::conn;
 use super::errors::SqlResult;
-use super::sql::SqlConn;
+use super::sql::{exec, SqlConn};
 
 /// Read connections, opened lazily up to `size`, at most `size` in use.
 pub(super) struct ReadPool {
@@ -47,7 +47,11 @@ impl ReadPool {
     /// # Errors
     /// `Conflict` once the pool is closed; the job's error; SQLite's,
     /// mapped.
-    pub(super) async fn read(self: &Arc<Self>, job: ReadJob, closed: impl Fn() -> Error) -> Result<()> {
+    pub(super) async fn read(
+        self: &Arc<Self>,
+        job: ReadJob,
+        closed: impl Fn() -> Error,
+    ) -> Result<()> {
         let permit = self.permits.acquire().await.map_err(|_| closed())?;
         let pool = Arc::clone(self);
         let joined = tokio::task::spawn_blocking(move || {
@@ -80,9 +84,9 @@ impl ReadPool {
 
 /// `job` inside one read transaction.
 fn run(conn: &Connection, job: ReadJob) -> Result<()> {
-    conn.execute_batch("BEGIN").doing("starting a read transaction")?;
+    exec(conn, "BEGIN").doing("starting a read transaction")?;
     let result = job(&SqlConn(conn));
-    let ended = conn.execute_batch("COMMIT").doing("ending a read transaction");
+    let ended = exec(conn, "COMMIT").doing("ending a read transaction");
     if ended.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }

@@ -27,7 +27,9 @@ pub(super) fn ensure(conn: &Connection) -> Result<()> {
         .doing("opening the schema transaction (BEGIN IMMEDIATE)")?;
     let result = ensure_in_txn(conn);
     let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-    let ended = conn.execute_batch(end).doing("ending the schema transaction");
+    let ended = conn
+        .execute_batch(end)
+        .doing("ending the schema transaction");
     result.and(ended)
 }
 

@@ -50,9 +50,8 @@ static SQL: LazyLock<Vec<TableSql>> =
     LazyLock::new(|| Table::ALL.iter().map(|t| TableSql::new(t.name())).collect());
 
 fn sql(table: Table) -> Result<&'static TableSql> {
-    SQL.get(usize::from(table.id())).ok_or_else(|| {
-        Error::internal(format!("sqlite: no statements for table {table:?}"))
-    })
+    SQL.get(usize::from(table.id()))
+        .ok_or_else(|| Error::internal(format!("sqlite: no statements for table {table:?}")))
 }
 
 /// A stored key or value: a BLOB, or `Corrupted` for anything else
@@ -73,13 +72,23 @@ fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
+/// Runs one statement that returns no rows (`BEGIN`, `COMMIT`, …),
+/// prepared once per connection.
+pub(super) fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
 /// Reads and writes through one connection, inside whatever transaction
 /// the caller opened (a read snapshot, or the writer's group).
 pub(super) struct SqlConn<'a>(pub(super) &'a Connection);
 
 impl Reader for SqlConn<'_> {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let mut stmt = self.0.prepare_cached(&sql(table)?.get).doing("preparing a get")?;
+        let mut stmt = self
+            .0
+            .prepare_cached(&sql(table)?.get)
+            .doing("preparing a get")?;
         let mut rows = stmt.query([key]).doing("get")?;
         match rows.next().doing("get")? {
             Some(row) => blob(row, 0, table).map(Some),
@@ -122,7 +131,10 @@ impl Reader for SqlConn<'_> {
 
 impl Txn for SqlConn<'_> {
     fn put(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
-        let mut stmt = self.0.prepare_cached(&sql(table)?.put).doing("preparing a put")?;
+        let mut stmt = self
+            .0
+            .prepare_cached(&sql(table)?.put)
+            .doing("preparing a put")?;
         stmt.execute(rusqlite::params![key, value]).doing("put")?;
         Ok(())
     }

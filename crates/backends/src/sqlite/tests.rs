@@ -27,14 +27,16 @@ fn absolute_and_relative_urls_parse() {
     assert_eq!(o.busy_timeout, DEFAULT_BUSY_TIMEOUT);
     assert_eq!(o.readers, DEFAULT_READERS);
     let cwd = std::env::current_dir().unwrap();
-    let o = parse("sqlite:data/agents.db?durability=buffered&readers=2&busy_timeout_ms=250")
-        .unwrap();
+    let o =
+        parse("sqlite:data/agents.db?durability=buffered&readers=2&busy_timeout_ms=250").unwrap();
     assert_eq!(o.path, cwd.join("data/agents.db"));
     assert_eq!(o.durability, Durability::Buffered);
     assert_eq!(o.readers, 2);
     assert_eq!(o.busy_timeout, Duration::from_millis(250));
     assert_eq!(
-        parse("sqlite:///x.db?durability=durable").unwrap().durability,
+        parse("sqlite:///x.db?durability=durable")
+            .unwrap()
+            .durability,
         Durability::Sync
     );
     assert_eq!(
@@ -52,7 +54,10 @@ fn bad_urls_and_options_name_the_option_and_its_values() {
         ("sqlite://host/x.db", "host"),
         ("sqlite:///dir/", "directory"),
         ("sqlite:///x.db#frag", "fragment"),
-        ("sqlite:///x.db?durability=fast", "durable (or sync) or buffered"),
+        (
+            "sqlite:///x.db?durability=fast",
+            "durable (or sync) or buffered",
+        ),
         ("sqlite:///x.db?readers=0", "from 1 to 64"),
         ("sqlite:///x.db?readers=65", "from 1 to 64"),
         ("sqlite:///x.db?readers=many", "from 1 to 64"),
@@ -84,10 +89,12 @@ fn struct_options_are_checked_too() {
 #[test]
 fn require_is_checked_against_the_durability_setting() {
     assert!(StoreOptions::parse("sqlite:///x.db?require=power_loss").is_ok());
-    let err = StoreOptions::parse("sqlite:///x.db?durability=buffered&require=power_loss")
-        .unwrap_err();
+    let err =
+        StoreOptions::parse("sqlite:///x.db?durability=buffered&require=power_loss").unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
-    assert!(StoreOptions::parse("sqlite:///x.db?durability=buffered&require=process_crash").is_ok());
+    assert!(
+        StoreOptions::parse("sqlite:///x.db?durability=buffered&require=process_crash").is_ok()
+    );
     let caps = capabilities(&parse("sqlite:///x.db?durability=buffered").unwrap());
     assert_eq!(caps.durability, DurabilityLevel::ProcessCrash);
     assert!(caps.shared);
@@ -102,19 +109,29 @@ fn a_newer_schema_version_is_refused() {
         let engine = SqliteEngine::open(SqliteOptions::new(&path)).await.unwrap();
         engine.close().await.unwrap();
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute("UPDATE stowage_schema SET value = 2 WHERE name = 'version'", [])
-            .unwrap();
+        conn.execute(
+            "UPDATE stowage_schema SET value = 2 WHERE name = 'version'",
+            [],
+        )
+        .unwrap();
         drop(conn);
-        let err = SqliteEngine::open(SqliteOptions::new(&path)).await.unwrap_err();
+        let err = SqliteEngine::open(SqliteOptions::new(&path))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
         assert!(err.message().contains("schema version 2"), "{err}");
         assert!(err.message().contains("newer stowage"), "{err}");
 
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute("UPDATE stowage_schema SET value = 'x' WHERE name = 'version'", [])
-            .unwrap();
+        conn.execute(
+            "UPDATE stowage_schema SET value = 'x' WHERE name = 'version'",
+            [],
+        )
+        .unwrap();
         drop(conn);
-        let err = SqliteEngine::open(SqliteOptions::new(&path)).await.unwrap_err();
+        let err = SqliteEngine::open(SqliteOptions::new(&path))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Corrupted, "{err}");
     });
 }
@@ -143,12 +160,14 @@ fn values_of_the_wrong_type_are_corrupted_not_panics() {
             .await
             .unwrap();
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute("UPDATE sessions SET value = 'text'", []).unwrap();
+        conn.execute("UPDATE sessions SET value = 'text'", [])
+            .unwrap();
         drop(conn);
         let err = stores.sessions.load_session("s").await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Corrupted, "{err}");
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute("UPDATE sessions SET value = x'00ff'", []).unwrap();
+        conn.execute("UPDATE sessions SET value = x'00ff'", [])
+            .unwrap();
         drop(conn);
         let err = stores.sessions.load_session("s").await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Corrupted, "{err}");
@@ -178,7 +197,10 @@ fn calls_after_close_are_conflicts() {
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
-        assert_eq!(engine.close().await.unwrap_err().kind(), ErrorKind::Conflict);
+        assert_eq!(
+            engine.close().await.unwrap_err().kind(),
+            ErrorKind::Conflict
+        );
         let again = SqliteOptions::new(dir.path().join("a/b/store.db"))
             .open()
             .await

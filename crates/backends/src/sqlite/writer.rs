@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use stowage_core::engine::WriteJob;
@@ -19,10 +20,17 @@ use stowage_core::{Error, ErrorKind, Result};
 use tokio::sync::oneshot;
 
 use super::errors::{self, SqlResult};
-use super::sql::SqlConn;
+use super::sql::{exec, SqlConn};
 
 /// The most jobs one group commits (bounds the transaction's size).
 const MAX_GROUP: usize = 512;
+
+/// Groups wait (briefly) for callers only once recent groups had at
+/// least this many jobs; see [`gather`].
+const MIN_GATHER: usize = 8;
+
+/// The longest [`gather`] waits: a fraction of an fsync.
+const GATHER_WAIT: Duration = Duration::from_micros(200);
 
 /// One queued write job and where its answer goes.
 pub(super) struct Queued {
@@ -47,6 +55,7 @@ pub(super) fn spawn(conn: Connection) -> Result<(mpsc::Sender<Queued>, JoinHandl
 
 fn run(conn: Connection, rx: mpsc::Receiver<Queued>) -> Result<()> {
     let mut pending: VecDeque<Queued> = VecDeque::new();
+    let mut peak = 0;
     loop {
         if pending.is_empty() {
             match rx.recv() {
@@ -54,16 +63,43 @@ fn run(conn: Connection, rx: mpsc::Receiver<Queued>) -> Result<()> {
                 Err(mpsc::RecvError) => break,
             }
         }
+        gather(&rx, &mut pending, peak);
+        peak = (peak - peak / 8).max(pending.len().min(MAX_GROUP));
+        commit_group(&conn, &mut pending);
+    }
+    conn.close()
+        .map_err(|(_, e)| errors::map(e, "closing the write connection"))
+}
+
+/// Moves the queued jobs into `pending`. When recent groups were large
+/// (`peak`, a slowly decaying maximum of group sizes) and fewer than
+/// three quarters of that many callers are back yet (they are still being
+/// woken by the last group's answers), waits up to [`GATHER_WAIT`] for
+/// them, so that groups stay large under load instead of alternating
+/// small and large; a lone caller never waits.
+fn gather(rx: &mpsc::Receiver<Queued>, pending: &mut VecDeque<Queued>, peak: usize) {
+    let drain = |pending: &mut VecDeque<Queued>| {
         while pending.len() < MAX_GROUP {
             match rx.try_recv() {
                 Ok(job) => pending.push_back(job),
                 Err(_) => break,
             }
         }
-        commit_group(&conn, &mut pending);
+    };
+    drain(pending);
+    let enough = peak - peak / 4;
+    if peak < MIN_GATHER || pending.len() >= enough {
+        return;
     }
-    conn.close()
-        .map_err(|(_, e)| errors::map(e, "closing the write connection"))
+    let deadline = Instant::now() + GATHER_WAIT;
+    while pending.len() < enough {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(job) => pending.push_back(job),
+            Err(_) => break,
+        }
+        drain(pending);
+    }
 }
 
 /// What became of one job of a group.
@@ -78,9 +114,8 @@ enum Outcome {
 /// transaction and answers them. Jobs not started (the transaction was
 /// lost midway) stay in `pending` for the next group.
 fn commit_group(conn: &Connection, pending: &mut VecDeque<Queued>) {
-    if let Err(e) = conn
-        .execute_batch("BEGIN IMMEDIATE")
-        .doing("starting a write transaction (BEGIN IMMEDIATE)")
+    if let Err(e) =
+        exec(conn, "BEGIN IMMEDIATE").doing("starting a write transaction (BEGIN IMMEDIATE)")
     {
         // Nothing ran: every queued job gets the error (`Unavailable` for a
         // lock held past busy_timeout_ms; nothing was applied).
@@ -110,7 +145,7 @@ fn commit_group(conn: &Connection, pending: &mut VecDeque<Queued>) {
             return;
         }
     }
-    let committed = conn.execute_batch("COMMIT").map_err(|e| {
+    let committed = exec(conn, "COMMIT").map_err(|e| {
         // An I/O error while committing may have left the commit on disk.
         let err = if errors::is_io(&e) {
             errors::map_as(
@@ -145,21 +180,18 @@ fn answer(outcomes: Vec<Outcome>, result: Result<()>) {
 /// Runs one job inside its own savepoint: released if the job returns
 /// `Ok`, rolled back to if it fails (or panics).
 fn run_job(conn: &Connection, job: WriteJob) -> Result<()> {
-    conn.execute_batch("SAVEPOINT job").doing("SAVEPOINT")?;
+    exec(conn, "SAVEPOINT job").doing("SAVEPOINT")?;
     let mut txn = SqlConn(conn);
     let result = catch_unwind(AssertUnwindSafe(|| job(&mut txn))).unwrap_or_else(|_| {
         Err(Error::internal(
             "sqlite: the write job panicked; its writes were rolled back",
         ))
     });
-    let result = result.and_then(|()| conn.execute_batch("RELEASE job").doing("RELEASE"));
+    let result = result.and_then(|()| exec(conn, "RELEASE job").doing("RELEASE"));
     if result.is_err() && !conn.is_autocommit() {
         // Undo the job's writes and drop its savepoint; if even that fails
         // the whole transaction goes, which the caller notices.
-        if conn
-            .execute_batch("ROLLBACK TO job; RELEASE job")
-            .is_err()
-        {
+        if conn.execute_batch("ROLLBACK TO job; RELEASE job").is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
     }
