@@ -51,8 +51,9 @@
 //!   are `Corrupted`.
 //! * **Close**: [`Engine::close`] lets the queued writes finish, stops the
 //!   writer thread and closes every connection; calls after it fail with
-//!   `Conflict`. Dropping the engine without closing also lets the queue
-//!   drain, in the background.
+//!   `Conflict` (closing again is `Ok`, as `Stores::close` promises).
+//!   Dropping the engine without closing also lets the queue drain, in
+//!   the background.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -246,7 +247,8 @@ impl Engine for SqliteEngine {
 
     async fn close(&self) -> Result<()> {
         if self.closed.swap(true, Ordering::AcqRel) {
-            return Err(self.closed_error());
+            // `Stores::close` promises that closing again is `Ok`.
+            return Ok(());
         }
         // Dropping the queue's sender lets the writer drain what is queued,
         // then stop and close its connection.

@@ -129,17 +129,30 @@ fn commit_group(conn: &Connection, pending: &mut VecDeque<Queued>) {
         let Some(Queued { job, reply }) = pending.pop_front() else {
             break;
         };
-        match run_job(conn, job) {
-            Ok(()) => outcomes.push(Outcome::Staged(reply)),
-            Err(e) => outcomes.push(Outcome::Failed(reply, e)),
-        }
+        let cause = match run_job(conn, job) {
+            Ok(()) => {
+                outcomes.push(Outcome::Staged(reply));
+                None
+            }
+            Err(e) => {
+                let kind = e.kind();
+                outcomes.push(Outcome::Failed(reply, e));
+                Some(kind)
+            }
+        };
         if conn.is_autocommit() {
             // SQLite rolled the whole transaction back (a full disk, an
-            // I/O error): the jobs staged so far are lost too.
+            // I/O error): the jobs staged so far are lost too. They get
+            // the failing job's kind when it was a full disk (that is why
+            // nothing was applied), `Unavailable` otherwise.
+            let kind = match cause {
+                Some(ErrorKind::StorageFull) => ErrorKind::StorageFull,
+                _ => ErrorKind::Unavailable,
+            };
             let lost = Error::new(
-                ErrorKind::Unavailable,
-                "sqlite: the write transaction was rolled back by SQLite (see the other \
-                 writes' errors); nothing was applied",
+                kind,
+                "sqlite: the write transaction was rolled back by SQLite (a write grouped \
+                 with this one failed); nothing was applied",
             );
             answer(outcomes, Err(lost));
             return;
