@@ -29,7 +29,8 @@
 //! # How it works
 //!
 //! * **Schema**: WAL mode; one `(key BLOB PRIMARY KEY, value BLOB NOT
-//!   NULL) WITHOUT ROWID` table per [`Table`], named [`Table::name`], and a
+//!   NULL) WITHOUT ROWID` table per [`Table`](stowage_core::engine::Table), named
+//!   [`Table::name`](stowage_core::engine::Table::name), and a
 //!   `stowage_schema` table with a `version` row. A file with a newer
 //!   version is refused with `Unsupported`; tables are created at open.
 //! * **Writes**: one writer thread owns the write connection and commits
