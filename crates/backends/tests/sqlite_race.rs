@@ -7,6 +7,9 @@
 //! verify, every key stored exactly once with the seq every caller was
 //! given, and exactly one winner per racing terminal transition.
 //!
+//! First, every child opens a file that does not exist yet at the same
+//! moment (creation, WAL switch and schema creation race).
+//!
 //! A `harness = false` test: `main` is the parent; the same binary
 //! re-executed with `STOWAGE_SQLITE_RACE_CHILD=<url>` is a child.
 
@@ -30,10 +33,14 @@ const RACE_RUNS: usize = 8;
 
 fn main() {
     if let Ok(url) = std::env::var(CHILD_ENV) {
-        child(&url);
+        match std::env::var("RACE_MODE").as_deref() {
+            Ok("first_open") => first_open_child(&url),
+            _ => child(&url),
+        }
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
+    first_opens(&format!("sqlite://{}/fresh.db", dir.path().display()));
     let url = format!("sqlite://{}/race.db", dir.path().display());
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let started = Instant::now();
@@ -69,6 +76,70 @@ fn main() {
         lines.len(),
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Every child opens a file that does not exist yet at the same moment
+/// (creating it, switching it to WAL and creating the schema race), then
+/// writes a session; all of them succeed and everything is there.
+fn first_opens(url: &str) {
+    let start_at = now_ms() + 1_000;
+    let exe = std::env::current_exe().expect("own executable");
+    let children: Vec<_> = (0..CHILDREN)
+        .map(|n| {
+            Command::new(&exe)
+                .env(CHILD_ENV, url)
+                .env("RACE_MODE", "first_open")
+                .env("RACE_CHILD", n.to_string())
+                .env("RACE_START_AT", start_at.to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("spawn child")
+        })
+        .collect();
+    for (n, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().expect("child output");
+        assert!(
+            out.status.success(),
+            "first-open child {n} failed: {:?}",
+            out.status
+        );
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let stores = stowage_backends::open(url).await.expect("open");
+        for n in 0..CHILDREN {
+            let id = format!("first:{n}");
+            let log = stores.sessions.read_log(&id, None, 100).await.expect("log");
+            assert_eq!(log.len(), 5, "session {id}");
+        }
+        stores.close().await.expect("close");
+    });
+    println!("sqlite_race: {CHILDREN} processes opened a fresh file at once");
+}
+
+fn first_open_child(url: &str) {
+    let var = |name: &str| std::env::var(name).expect(name);
+    let me: usize = var("RACE_CHILD").parse().expect("child");
+    let start_at: u64 = var("RACE_START_AT").parse().expect("start");
+    std::thread::sleep(Duration::from_millis(start_at.saturating_sub(now_ms())));
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let stores = stowage_backends::open(url)
+            .await
+            .unwrap_or_else(|e| panic!("child {me} opening a fresh file: {e:?}"));
+        let id = format!("first:{me}");
+        stores
+            .sessions
+            .create_session(&id, json!({"child": me}))
+            .await
+            .expect("session");
+        for i in 0..5 {
+            let entry = NewLogEntry::new(LogKind::Internal, "first", "t", format!("{i}"));
+            stores.sessions.append_log(&id, entry).await.expect("log");
+        }
+        stores.close().await.expect("close");
+    });
 }
 
 fn now_ms() -> u64 {

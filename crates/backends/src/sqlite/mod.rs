@@ -69,6 +69,8 @@
 //! ```
 
 mod conn;
+#[cfg(test)]
+mod engine_tests;
 mod errors;
 mod options;
 mod reads;
