@@ -254,17 +254,18 @@ impl Engine for SqliteEngine {
             return Ok(());
         }
         // Dropping the queue's sender lets the writer drain what is queued,
-        // then stop and close its connection.
+        // then stop and close its connection. The read connections close
+        // first, so that the write connection is the database's last: it
+        // then checkpoints and removes the WAL files.
         drop(self.queue.write().take());
+        self.reads.close().await;
         let handle = self.writer.lock().take();
-        let stopped = match handle {
+        match handle {
             Some(handle) => tokio::task::spawn_blocking(move || handle.join())
                 .await
                 .map_err(|e| Error::internal("sqlite: closing panicked").with_source(e))?
                 .unwrap_or_else(|_| Err(Error::internal("sqlite: the writer thread panicked"))),
             None => Ok(()),
-        };
-        self.reads.close().await;
-        stopped
+        }
     }
 }
