@@ -58,8 +58,11 @@ fn a_failing_or_panicking_job_is_rolled_back_alone() {
                         _ => Ok(()),
                     }
                 };
-                let result = engine.write(Scope::Unshared, Box::new(job)).await;
-                (i, result.map(drop))
+                let result = match engine.write(Scope::Unshared, Box::new(job)).await {
+                    Ok(durable) => durable.wait().await,
+                    Err(e) => Err(e),
+                };
+                (i, result)
             }));
         }
         for call in calls {
@@ -87,6 +90,9 @@ fn a_failing_or_panicking_job_is_rolled_back_alone() {
                 Box::new(|txn| txn.put(Table::Meta, key(999), vec![])),
             )
             .await
+            .unwrap()
+            .wait()
+            .await
             .unwrap();
     });
 }
@@ -107,6 +113,9 @@ fn a_queued_job_runs_even_if_its_future_is_dropped() {
         // A later job is behind them in the queue.
         engine
             .write(Scope::Unshared, Box::new(|_| Ok(())))
+            .await
+            .unwrap()
+            .wait()
             .await
             .unwrap();
         for i in 0..20u32 {
@@ -129,7 +138,13 @@ fn a_read_job_sees_one_snapshot() {
                 txn.put(Table::Sessions, b"b".to_vec(), v.to_vec())
             })
         };
-        engine.write(Scope::Unshared, both(b"old")).await.unwrap();
+        engine
+            .write(Scope::Unshared, both(b"old"))
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
         let (first_read, read_done) = std_mpsc::channel();
         let (write_done, wait_write) = std_mpsc::channel::<()>();
         let reader = {
@@ -154,7 +169,13 @@ fn a_read_job_sees_one_snapshot() {
         tokio::task::spawn_blocking(move || read_done.recv().unwrap())
             .await
             .unwrap();
-        engine.write(Scope::Unshared, both(b"new")).await.unwrap();
+        engine
+            .write(Scope::Unshared, both(b"new"))
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
         write_done.send(()).unwrap();
         let (a, b) = reader.await.unwrap();
         assert_eq!(a.as_deref(), Some(&b"old"[..]));
@@ -192,6 +213,9 @@ fn scans_bound_order_and_limit_like_the_seam_says() {
                     txn.delete(Table::Blobs, b"\x00".to_vec())
                 }),
             )
+            .await
+            .unwrap()
+            .wait()
             .await
             .unwrap();
         let (tx, rx) = std_mpsc::channel();
