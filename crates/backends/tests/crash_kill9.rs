@@ -36,6 +36,8 @@ fn main() {
         ("sled", cfg!(feature = "sled")),
         ("file", cfg!(feature = "file")),
         ("sqlite", cfg!(feature = "sqlite")),
+        // `synchronous=NORMAL` still promises to survive kill -9.
+        ("sqlite-buffered", cfg!(feature = "sqlite")),
     ]
     .into_iter()
     .filter_map(|(scheme, on)| on.then_some(scheme))
@@ -48,7 +50,11 @@ fn main() {
         let dir = tempfile::tempdir().expect("temp dir");
         // SQLite stores are one file; the others are directories.
         let url = match scheme {
-            "sqlite" => format!("{scheme}://{}/store.db", dir.path().display()),
+            "sqlite" => format!("sqlite://{}/store.db", dir.path().display()),
+            "sqlite-buffered" => format!(
+                "sqlite://{}/store.db?durability=buffered",
+                dir.path().display()
+            ),
             _ => format!("{scheme}://{}", dir.path().display()),
         };
         let started = Instant::now();
