@@ -21,7 +21,7 @@ pub(super) struct ReadPool {
     path: PathBuf,
     busy_timeout: Duration,
     size: u32,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     idle: Mutex<Vec<Connection>>,
 }
 
@@ -32,7 +32,7 @@ impl ReadPool {
             path,
             busy_timeout,
             size,
-            permits: Semaphore::new(size as usize),
+            permits: Arc::new(Semaphore::new(size as usize)),
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -52,9 +52,15 @@ impl ReadPool {
         job: ReadJob,
         closed: impl Fn() -> Error,
     ) -> Result<()> {
-        let permit = self.permits.acquire().await.map_err(|_| closed())?;
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| closed())?;
         let pool = Arc::clone(self);
+        // The permit lives as long as the job, even if this future is
+        // dropped, so `close` waits for every job that holds a connection.
         let joined = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let conn = match pool.idle.lock().pop() {
                 Some(conn) => conn,
                 None => conn::open_reader(&pool.path, pool.busy_timeout)?,
@@ -66,7 +72,6 @@ impl ReadPool {
             result
         })
         .await;
-        drop(permit);
         joined.map_err(|e| Error::internal("sqlite: a read job panicked").with_source(e))?
     }
 
