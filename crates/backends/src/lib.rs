@@ -10,6 +10,7 @@
 //! | `rocksdb` | `rocksdb:///abs/dir` | yes: synced WAL before acknowledging | no | `docs/kv.md` |
 //! | `sled` | `sled:///abs/dir` | survives `kill -9`, not power loss: sled 0.34 flushes to the OS but never calls `fsync`; sled is beta | no | `docs/kv.md` |
 //! | `redis` | `redis://host:port/db?prefix=NAME`, `rediss://…` (TLS) | as the server is configured (`appendfsync`), opt-in `WAIT`/`WAITAOF` | yes | `docs/redis.md` |
+//! | `sqlite` | `sqlite:///abs/file.db`, `sqlite:rel/file.db` | yes: `synchronous=FULL` (WAL) before acknowledging; `durability=buffered`: survives `kill -9` only | yes (processes on one host) | [`sqlite`] |
 //!
 //! Other features: `testcontainers` (test tooling only: the Redis test
 //! harness starts Redis in Docker when no `STOWAGE_TEST_REDIS_URL` is set
@@ -53,6 +54,8 @@ mod open;
 pub mod options;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
 pub use open::{open, open_with};
 pub use options::StoreOptions;

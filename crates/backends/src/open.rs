@@ -59,13 +59,15 @@ pub(crate) fn parse_options(url: &str) -> Result<StoreOptions> {
             .map(|p| StoreOptions::Sled(crate::options::SledOptions::from_parsed(p))),
         #[cfg(feature = "redis")]
         "redis" | "rediss" => crate::redis::config::parse(&parsed).map(StoreOptions::Redis),
+        #[cfg(feature = "sqlite")]
+        "sqlite" => crate::sqlite::parse_url(&parsed).map(StoreOptions::Sqlite),
         scheme => Err(not_compiled_in(url, scheme)),
     }
 }
 
 /// Every scheme stowage knows, with the feature that provides it and the
 /// shape of its URLs (for error messages).
-const SCHEMES: [(&str, &str, bool, &str); 6] = [
+const SCHEMES: [(&str, &str, bool, &str); 7] = [
     ("memory", "memory", cfg!(feature = "memory"), "memory://"),
     (
         "file",
@@ -92,6 +94,12 @@ const SCHEMES: [(&str, &str, bool, &str); 6] = [
         cfg!(feature = "redis"),
         "rediss://host:6379/0",
     ),
+    (
+        "sqlite",
+        "sqlite",
+        cfg!(feature = "sqlite"),
+        "sqlite:///abs/file.db or sqlite:rel/file.db",
+    ),
 ];
 
 /// "a store URL looks like …; compiled in: …", the tail of every message
@@ -109,7 +117,7 @@ fn what_urls_look_like() -> String {
         .collect();
     if compiled.is_empty() {
         return "no backend is compiled in; enable a feature of stowage-backends \
-                (memory, file, rocksdb, sled, redis)"
+                (memory, file, rocksdb, sled, redis, sqlite)"
             .to_owned();
     }
     format!(
@@ -220,6 +228,10 @@ fn capabilities_of(parsed: &Url) -> Result<Capabilities> {
         )),
         #[cfg(feature = "redis")]
         "redis" | "rediss" => Ok(crate::redis::capabilities()),
+        #[cfg(feature = "sqlite")]
+        "sqlite" => Ok(crate::sqlite::capabilities(&crate::sqlite::parse_url(
+            parsed,
+        )?)),
         scheme => Err(not_compiled_in(parsed.as_str(), scheme)),
     }
 }

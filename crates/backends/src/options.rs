@@ -11,6 +11,7 @@
 //! | RocksDB | [`RocksDbOptions`] | `rocksdb:///abs/dir?durability=…` |
 //! | sled | [`SledOptions`] | `sled:///abs/dir?max_blob_size=…` |
 //! | Redis | [`RedisOptions`] | `redis://host:port/db?prefix=…` |
+//! | SQLite | `SqliteOptions` | `sqlite:///abs/file.db?durability=…` |
 //!
 //! The structs are `#[non_exhaustive]`: build one with `new` (the
 //! defaults) and assign the fields you change.
@@ -40,6 +41,8 @@ use stowage_core::{Result, StoreEnv, Stores};
 
 #[cfg(feature = "redis")]
 pub use crate::redis::{RedisOptions, RedisWait};
+#[cfg(feature = "sqlite")]
+pub use crate::sqlite::SqliteOptions;
 
 /// The options of any backend compiled in: what a store URL parses into.
 #[non_exhaustive]
@@ -60,6 +63,9 @@ pub enum StoreOptions {
     /// `redis://…`, `rediss://…`.
     #[cfg(feature = "redis")]
     Redis(RedisOptions),
+    /// `sqlite:…`.
+    #[cfg(feature = "sqlite")]
+    Sqlite(SqliteOptions),
 }
 
 impl StoreOptions {
@@ -99,6 +105,8 @@ impl StoreOptions {
             StoreOptions::Sled(o) => o.open_with(env).await,
             #[cfg(feature = "redis")]
             StoreOptions::Redis(o) => o.open_with(env).await,
+            #[cfg(feature = "sqlite")]
+            StoreOptions::Sqlite(o) => o.open_with(env).await,
         }
     }
 }

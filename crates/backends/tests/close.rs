@@ -1,4 +1,4 @@
-//! `Stores::close` on every embedded backend compiled in (and memory): it
+//! `Stores::close` on every embedded backend compiled in (memory, SQLite): it
 //! flushes, releases the store so that it opens again at once in this
 //! process, and handles kept past it get a clear error instead of a panic
 //! or a hang. Redis: `redis_options.rs`. No test here starts a process: a
@@ -8,10 +8,20 @@
 use bytes::Bytes;
 use stowage_backends::open;
 
-#[cfg(any(feature = "file", feature = "sled", feature = "rocksdb"))]
+#[cfg(any(
+    feature = "file",
+    feature = "sled",
+    feature = "rocksdb",
+    feature = "sqlite"
+))]
 #[path = "support/after_close.rs"]
 mod after_close;
-#[cfg(any(feature = "file", feature = "sled", feature = "rocksdb"))]
+#[cfg(any(
+    feature = "file",
+    feature = "sled",
+    feature = "rocksdb",
+    feature = "sqlite"
+))]
 use {
     after_close::refused_after_close,
     serde_json::json,
@@ -19,7 +29,12 @@ use {
 };
 
 /// Writes a blob and a run with one event; returns what to read back.
-#[cfg(any(feature = "file", feature = "sled", feature = "rocksdb"))]
+#[cfg(any(
+    feature = "file",
+    feature = "sled",
+    feature = "rocksdb",
+    feature = "sqlite"
+))]
 async fn write_some(stores: &Stores) -> (stowage_core::Digest, stowage_core::RunId) {
     let d = stores.cas.put(Bytes::from_static(b"closed")).await.unwrap();
     let run = stores
@@ -37,7 +52,12 @@ async fn write_some(stores: &Stores) -> (stowage_core::Digest, stowage_core::Run
 
 /// Open, write, close, reopen the same URL at once, read back; then a
 /// handle kept from the first open is refused.
-#[cfg(any(feature = "file", feature = "sled", feature = "rocksdb"))]
+#[cfg(any(
+    feature = "file",
+    feature = "sled",
+    feature = "rocksdb",
+    feature = "sqlite"
+))]
 async fn close_then_reopen(url: &str) {
     let stores = open(url).await.unwrap();
     let kept = stores.clone();
@@ -86,6 +106,25 @@ async fn sled_stores_close_and_reopen_in_process() {
 async fn rocksdb_stores_close_and_reopen_in_process() {
     let dir = tempfile::tempdir().unwrap();
     close_then_reopen(&format!("rocksdb://{}/store", dir.path().display())).await;
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_stores_close_and_reopen_in_process() {
+    let dir = tempfile::tempdir().unwrap();
+    close_then_reopen(&format!("sqlite://{}/store.db", dir.path().display())).await;
+    let buffered = format!(
+        "sqlite://{}/buffered.db?durability=buffered",
+        dir.path().display()
+    );
+    close_then_reopen(&buffered).await;
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "current_thread")]
+async fn sqlite_stores_close_on_a_current_thread_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    close_then_reopen(&format!("sqlite://{}/store.db", dir.path().display())).await;
 }
 
 #[cfg(feature = "memory")]

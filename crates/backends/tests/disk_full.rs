@@ -15,7 +15,12 @@
 //!
 //! The test mounts a tmpfs (it needs root) and fails loudly when it cannot;
 //! a drop guard unmounts it even when a check fails.
-#![cfg(any(feature = "file", feature = "sled", feature = "rocksdb"))]
+#![cfg(any(
+    feature = "file",
+    feature = "sled",
+    feature = "rocksdb",
+    feature = "sqlite"
+))]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -344,4 +349,10 @@ async fn sled_on_a_full_disk() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rocksdb_on_a_full_disk() {
     disk_full("rocksdb").await;
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_on_a_full_disk() {
+    disk_full("sqlite").await;
 }

@@ -30,6 +30,7 @@ fn compiled() -> Vec<&'static str> {
         ("rocksdb", cfg!(feature = "rocksdb")),
         ("sled", cfg!(feature = "sled")),
         ("redis", cfg!(feature = "redis")),
+        ("sqlite", cfg!(feature = "sqlite")),
     ]
     .into_iter()
     .filter_map(|(scheme, on)| on.then_some(scheme))
@@ -79,6 +80,7 @@ async fn backends_not_compiled_in_name_the_url_and_the_feature() {
         ("sled", "sled"),
         ("redis", "redis"),
         ("rediss", "redis"),
+        ("sqlite", "sqlite"),
     ] {
         if compiled().contains(&feature) {
             continue;

@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand};
 ///
 /// Every command takes a store URL: `memory://`, `file:///abs/dir`,
 /// `file:rel/dir`, `sled:///abs/dir`, `rocksdb:///abs/dir`,
-/// `redis://host:port/db?prefix=NAME` (as compiled in).
+/// `redis://host:port/db?prefix=NAME`, `sqlite:///abs/file.db` (as
+/// compiled in).
 #[derive(Debug, Parser)]
 #[command(name = "stowage", version, propagate_version = true)]
 #[command(after_help = "Exit codes: 0 success; 1 an error (one line on stderr: \

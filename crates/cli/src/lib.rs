@@ -10,7 +10,8 @@
 //! [`import`](mod@import).
 //!
 //! Backends are the features of `stowage-backends`, forwarded: `memory`
-//! and `file` by default, `sled`, `redis` and `rocksdb` on request.
+//! and `file` by default, `sled`, `redis`, `rocksdb` and `sqlite` on
+//! request.
 //!
 //! Exit codes: 0 success; 1 an error, printed as one line
 //! `error: <kind>: <message>` (this includes an import that finds the

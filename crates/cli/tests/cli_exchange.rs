@@ -306,3 +306,19 @@ async fn file_to_sled_to_memory_migrates_with_parity() {
     assert!(out.contains("ok: all 12 entities match"), "{out}");
     assert_eq!(fingerprint_of(&sled).await, fingerprint_of(&src).await);
 }
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_to_sqlite_to_memory_migrates_with_parity() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = file_url(&dir.path().join("src"));
+    with_store(&src, async |s| populate(s).await).await;
+    let sqlite = format!("sqlite://{}", dir.path().join("store.db").display());
+    let out = ok(&stowage(&["migrate", &src, &sqlite]));
+    assert!(out.contains("ok: all 12 entities match"), "{out}");
+    let out = ok(&stowage(&["verify", &sqlite]));
+    assert!(out.contains("ok: no damage found"), "{out}");
+    let out = ok(&stowage(&["migrate", &sqlite, "memory://"]));
+    assert!(out.contains("ok: all 12 entities match"), "{out}");
+    assert_eq!(fingerprint_of(&sqlite).await, fingerprint_of(&src).await);
+}

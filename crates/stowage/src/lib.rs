@@ -21,6 +21,7 @@
 //! | `rocksdb` | `rocksdb:///abs/dir` | RocksDB (builds C++; needs libclang) |
 //! | `sled` | `sled:///abs/dir` | sled 0.34 (survives `kill -9`, not power loss) |
 //! | `redis` | `redis://host:port/db?prefix=NAME`, `rediss://…` | Redis ≥ 7, shared between processes |
+//! | `sqlite` | `sqlite:///abs/file.db`, `sqlite:rel/file.db` | SQLite (bundled), shared between processes on one host |
 //!
 //! A URL whose backend was not compiled in fails with
 //! [`ErrorKind::Unsupported`] naming the feature to enable.
@@ -47,3 +48,8 @@ pub use stowage_backends::{open, open_with, options, StoreOptions};
 #[cfg(feature = "memory")]
 #[doc(inline)]
 pub use stowage_backends::memory;
+
+/// The SQLite backend.
+#[cfg(feature = "sqlite")]
+#[doc(inline)]
+pub use stowage_backends::sqlite;

@@ -1,0 +1,102 @@
+//! SQLite errors mapped into [`stowage_core::Error`], the source kept.
+
+use rusqlite::ffi::ErrorCode;
+use stowage_core::{Error, ErrorKind};
+
+/// The kind a SQLite error maps to: damaged or foreign files are
+/// `Corrupted`, a full disk `StorageFull`, lock waits that timed out
+/// `Unavailable` (nothing was applied), bad values `Corrupted` (they came
+/// from the file), and the rest `Internal`.
+pub(super) fn kind_of(err: &rusqlite::Error) -> ErrorKind {
+    match err {
+        rusqlite::Error::SqliteFailure(e, _) => match e.code {
+            ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => ErrorKind::Corrupted,
+            ErrorCode::DiskFull => ErrorKind::StorageFull,
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => ErrorKind::Unavailable,
+            ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly => {
+                ErrorKind::Unavailable
+            }
+            ErrorCode::TooBig => ErrorKind::InvalidInput,
+            ErrorCode::SystemIoFailure | ErrorCode::FileLockingProtocolFailed => {
+                ErrorKind::Unavailable
+            }
+            _ => ErrorKind::Internal,
+        },
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::Utf8Error(..) => ErrorKind::Corrupted,
+        _ => ErrorKind::Internal,
+    }
+}
+
+/// Whether `err` is an I/O error: during `COMMIT` the writes may or may
+/// not have reached the file.
+pub(super) fn is_io(err: &rusqlite::Error) -> bool {
+    matches!(err.sqlite_error_code(), Some(ErrorCode::SystemIoFailure))
+}
+
+/// `err` as a stowage error of its mapped kind, saying what was being done.
+pub(super) fn map(err: rusqlite::Error, doing: &str) -> Error {
+    let kind = kind_of(&err);
+    let hint = match kind {
+        ErrorKind::Corrupted => " (the file is damaged or is not a stowage SQLite database)",
+        ErrorKind::Unavailable if is_busy(&err) => {
+            " (another connection held the database lock past busy_timeout_ms; nothing was applied)"
+        }
+        ErrorKind::StorageFull => " (the disk is full; nothing was applied)",
+        _ => "",
+    };
+    Error::new(kind, format!("sqlite: {doing} failed: {err}{hint}")).with_source(err)
+}
+
+/// `err` as a stowage error of kind `kind` (for a `COMMIT` whose outcome is
+/// unknown), the source kept.
+pub(super) fn map_as(err: rusqlite::Error, kind: ErrorKind, doing: &str) -> Error {
+    Error::new(kind, format!("sqlite: {doing} failed: {err}")).with_source(err)
+}
+
+fn is_busy(err: &rusqlite::Error) -> bool {
+    matches!(
+        err.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
+/// The extension trait that maps every `rusqlite::Result` at its call site.
+pub(super) trait SqlResult<T> {
+    /// Maps the error (see [`map`]).
+    fn doing(self, doing: &str) -> stowage_core::Result<T>;
+}
+
+impl<T> SqlResult<T> for rusqlite::Result<T> {
+    fn doing(self, doing: &str) -> stowage_core::Result<T> {
+        self.map_err(|e| map(e, doing))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(code: i32) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None)
+    }
+
+    #[test]
+    fn codes_map_to_kinds() {
+        use rusqlite::ffi;
+        assert_eq!(kind_of(&failure(ffi::SQLITE_CORRUPT)), ErrorKind::Corrupted);
+        assert_eq!(kind_of(&failure(ffi::SQLITE_NOTADB)), ErrorKind::Corrupted);
+        assert_eq!(kind_of(&failure(ffi::SQLITE_FULL)), ErrorKind::StorageFull);
+        assert_eq!(kind_of(&failure(ffi::SQLITE_BUSY)), ErrorKind::Unavailable);
+        assert_eq!(
+            kind_of(&failure(ffi::SQLITE_LOCKED)),
+            ErrorKind::Unavailable
+        );
+        assert!(is_io(&failure(ffi::SQLITE_IOERR_FSYNC)));
+        let e = map(failure(ffi::SQLITE_BUSY), "BEGIN IMMEDIATE");
+        assert!(e.message().contains("busy_timeout_ms"), "{e}");
+        assert!(std::error::Error::source(&e).is_some());
+    }
+}

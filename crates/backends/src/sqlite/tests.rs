@@ -1,0 +1,235 @@
+//! URL and option errors, schema-version refusal, foreign files, close.
+
+use std::time::Duration;
+
+use stowage_core::{Durability, DurabilityLevel, ErrorKind, StoreEnv};
+
+use super::*;
+use crate::options::StoreOptions;
+
+fn parse(url: &str) -> Result<SqliteOptions> {
+    SqliteOptions::from_url(url)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
+fn absolute_and_relative_urls_parse() {
+    let o = parse("sqlite:///srv/a%20b/agents.db").unwrap();
+    assert_eq!(o.path, PathBuf::from("/srv/a b/agents.db"));
+    assert_eq!(o.durability, Durability::Sync);
+    assert_eq!(o.busy_timeout, DEFAULT_BUSY_TIMEOUT);
+    assert_eq!(o.readers, DEFAULT_READERS);
+    let cwd = std::env::current_dir().unwrap();
+    let o =
+        parse("sqlite:data/agents.db?durability=buffered&readers=2&busy_timeout_ms=250").unwrap();
+    assert_eq!(o.path, cwd.join("data/agents.db"));
+    assert_eq!(o.durability, Durability::Buffered);
+    assert_eq!(o.readers, 2);
+    assert_eq!(o.busy_timeout, Duration::from_millis(250));
+    assert_eq!(
+        parse("sqlite:///x.db?durability=durable")
+            .unwrap()
+            .durability,
+        Durability::Sync
+    );
+    assert_eq!(
+        parse("sqlite:///x.db?durability=sync").unwrap().durability,
+        Durability::Sync
+    );
+}
+
+#[test]
+fn bad_urls_and_options_name_the_option_and_its_values() {
+    let cases = [
+        ("sqlite:", "empty"),
+        ("sqlite://", "empty"),
+        ("sqlite:///", "empty"),
+        ("sqlite://host/x.db", "host"),
+        ("sqlite:///dir/", "directory"),
+        ("sqlite:///x.db#frag", "fragment"),
+        (
+            "sqlite:///x.db?durability=fast",
+            "durable (or sync) or buffered",
+        ),
+        ("sqlite:///x.db?readers=0", "from 1 to 64"),
+        ("sqlite:///x.db?readers=65", "from 1 to 64"),
+        ("sqlite:///x.db?readers=many", "from 1 to 64"),
+        ("sqlite:///x.db?busy_timeout_ms=-1", "milliseconds"),
+        ("sqlite:///x.db?busy_timeout_ms=3600001", "milliseconds"),
+        ("sqlite:///x.db?colour=blue", "unknown option colour=blue"),
+        ("sqlite:///x.db?require=fast", "durability level"),
+    ];
+    for (url, needle) in cases {
+        let err = parse(url).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{url}: {err}");
+        assert!(err.message().contains(needle), "{url}: {err}");
+    }
+    let err = parse("sqlite:///x.db?colour=blue").unwrap_err();
+    for option in ["durability", "busy_timeout_ms", "readers"] {
+        assert!(err.message().contains(option), "{err}");
+    }
+}
+
+#[test]
+fn struct_options_are_checked_too() {
+    let mut o = SqliteOptions::new("/tmp/x.db");
+    o.readers = 0;
+    assert_eq!(o.validate().unwrap_err().kind(), ErrorKind::InvalidInput);
+    let o = SqliteOptions::new("");
+    assert_eq!(o.validate().unwrap_err().kind(), ErrorKind::InvalidInput);
+}
+
+#[test]
+fn require_is_checked_against_the_durability_setting() {
+    assert!(StoreOptions::parse("sqlite:///x.db?require=power_loss").is_ok());
+    let err =
+        StoreOptions::parse("sqlite:///x.db?durability=buffered&require=power_loss").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert!(
+        StoreOptions::parse("sqlite:///x.db?durability=buffered&require=process_crash").is_ok()
+    );
+    let caps = capabilities(&parse("sqlite:///x.db?durability=buffered").unwrap());
+    assert_eq!(caps.durability, DurabilityLevel::ProcessCrash);
+    assert!(caps.shared);
+    assert_eq!(caps.max_blob_size, MAX_BLOB_SIZE);
+}
+
+#[test]
+fn a_newer_schema_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    runtime().block_on(async {
+        let engine = SqliteEngine::open(SqliteOptions::new(&path)).await.unwrap();
+        engine.close().await.unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute(
+            "UPDATE stowage_schema SET value = 2 WHERE name = 'version'",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let err = SqliteEngine::open(SqliteOptions::new(&path))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+        assert!(err.message().contains("schema version 2"), "{err}");
+        assert!(err.message().contains("newer stowage"), "{err}");
+
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute(
+            "UPDATE stowage_schema SET value = 'x' WHERE name = 'version'",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let err = SqliteEngine::open(SqliteOptions::new(&path))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupted, "{err}");
+    });
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_corrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.db");
+    std::fs::write(&path, vec![b'x'; 8192]).unwrap();
+    let err = runtime()
+        .block_on(SqliteEngine::open(SqliteOptions::new(&path)))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupted, "{err}");
+}
+
+#[test]
+fn values_of_the_wrong_type_are_corrupted_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    runtime().block_on(async {
+        let opts = SqliteOptions::new(&path);
+        let stores = opts.clone().open().await.unwrap();
+        stores
+            .sessions
+            .create_session("s", serde_json::json!({"a": 1}))
+            .await
+            .unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute("UPDATE sessions SET value = 'text'", [])
+            .unwrap();
+        drop(conn);
+        let err = stores.sessions.load_session("s").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupted, "{err}");
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute("UPDATE sessions SET value = x'00ff'", [])
+            .unwrap();
+        drop(conn);
+        let err = stores.sessions.load_session("s").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupted, "{err}");
+        stores.close().await.unwrap();
+    });
+}
+
+#[test]
+fn calls_after_close_are_conflicts() {
+    let dir = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let engine = SqliteEngine::open(SqliteOptions::new(dir.path().join("a/b/store.db")))
+            .await
+            .unwrap();
+        let stores = stowage_core::engine::stores(engine.clone(), StoreEnv::default());
+        let d = stores
+            .cas
+            .put(bytes::Bytes::from_static(b"kept"))
+            .await
+            .unwrap();
+        stores.clone().close().await.unwrap();
+        let err = stores.cas.get(&d).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+        let err = stores
+            .cas
+            .put(bytes::Bytes::from_static(b"x"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+        // Closing again is harmless (`Stores::close` promises `Ok`).
+        engine.close().await.unwrap();
+        let again = SqliteOptions::new(dir.path().join("a/b/store.db"))
+            .open()
+            .await
+            .unwrap();
+        assert_eq!(&again.cas.get(&d).await.unwrap()[..], b"kept");
+    });
+}
+
+#[test]
+fn a_busy_writer_times_out_as_unavailable_with_nothing_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    runtime().block_on(async {
+        let mut opts = SqliteOptions::new(&path);
+        opts.busy_timeout = Duration::from_millis(100);
+        let stores = opts.open().await.unwrap();
+        let blocker = rusqlite::Connection::open(&path).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let err = stores
+            .sessions
+            .create_session("s", serde_json::json!({}))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+        assert!(err.is_retryable());
+        blocker.execute_batch("ROLLBACK").unwrap();
+        assert!(stores.sessions.load_session("s").await.unwrap().is_none());
+        stores
+            .sessions
+            .create_session("s", serde_json::json!({}))
+            .await
+            .unwrap();
+    });
+}
