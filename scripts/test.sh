@@ -12,5 +12,5 @@ scripts/install-deps.sh
 # out: it only matters where a Docker engine runs, and CI lints it).
 # The command's tests that need a backend are gated on its own features.
 cargo test --workspace \
-  -F stowage-backends/file,stowage-backends/rocksdb,stowage-backends/sled,stowage-backends/redis \
-  -F stowage-cli/sled,stowage-cli/redis "$@"
+  -F stowage-backends/file,stowage-backends/rocksdb,stowage-backends/sled,stowage-backends/redis,stowage-backends/sqlite \
+  -F stowage-cli/sled,stowage-cli/redis,stowage-cli/sqlite "$@"

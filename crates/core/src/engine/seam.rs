@@ -285,8 +285,8 @@ pub trait Engine: Send + Sync + 'static {
     }
 
     /// Flushes what the engine buffers and releases what it holds (file
-    /// locks). Called at most once, by `Stores::close`; every call after
-    /// it fails with `Conflict`.
+    /// locks). Called by `Stores::close`; afterwards every read and write
+    /// fails with `Conflict`, and closing again returns `Ok(())`.
     ///
     /// # Errors
     /// When the final flush failed.
