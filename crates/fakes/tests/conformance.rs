@@ -5,40 +5,12 @@
 use async_trait::async_trait;
 use stowage_backends::memory::MemoryBackend;
 use stowage_conformance::{Harness, Tamper};
-use stowage_core::{Error, Result, StoreEnv, Stores};
+use stowage_core::{Result, StoreEnv, Stores};
 use stowage_fakes::{CallLog, FakeStores, FaultController, FaultInjector, Recorder};
 
-/// Applies `target` through the fake's integrity-testing hooks.
-fn tamper_fake(fakes: &FakeStores, target: Tamper) -> Result<()> {
-    let (found, what) = match &target {
-        Tamper::Blob(digest) => (fakes.corrupt_blob(digest), "blob"),
-        Tamper::RunEvent { run, seq } => (fakes.corrupt_run_event(*run, *seq), "run event"),
-        Tamper::LogEntry { session, seq } => (fakes.corrupt_log_entry(session, *seq), "log entry"),
-        Tamper::RunEvents { run, events } => (
-            fakes.backend().corrupt_run_events(*run, events.clone()),
-            "run",
-        ),
-        Tamper::LogEntries { session, entries } => (
-            fakes.backend().corrupt_log(session, entries.clone()),
-            "session",
-        ),
-        Tamper::RunHead { run, head } => (fakes.backend().corrupt_run_head(*run, *head), "run"),
-        Tamper::LogHead { session, head } => {
-            (fakes.backend().corrupt_log_head(session, *head), "session")
-        }
-        other => {
-            return Err(Error::unsupported(format!(
-                "the fakes cannot inflict {other:?}"
-            )))
-        }
-    };
-    if found {
-        Ok(())
-    } else {
-        Err(Error::not_found(format!(
-            "no such {what} to tamper with: {target:?}"
-        )))
-    }
+/// Applies `target` to the memory engine under the fakes.
+async fn tamper_fake(fakes: &FakeStores, target: Tamper) -> Result<()> {
+    stowage_conformance::tamper_engine(fakes.backend().engine(), target).await
 }
 
 /// A fresh [`FakeStores`]: not durable (no reopen), tamperable.
@@ -58,7 +30,7 @@ impl Harness for FakeHarness {
     }
 
     async fn tamper(&self, _stores: &Stores, target: Tamper) -> Result<()> {
-        tamper_fake(&self.fakes, target)
+        tamper_fake(&self.fakes, target).await
     }
 }
 
@@ -83,7 +55,7 @@ impl Harness for WrappedHarness {
     }
 
     async fn tamper(&self, _stores: &Stores, target: Tamper) -> Result<()> {
-        tamper_fake(&self.fakes, target)
+        tamper_fake(&self.fakes, target).await
     }
 }
 

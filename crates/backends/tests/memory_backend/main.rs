@@ -13,9 +13,9 @@ use serde_json::json;
 use stowage_backends::memory::MemoryBackend;
 use stowage_conformance::{Harness, Tamper};
 use stowage_core::{
-    AgentKey, Clock, Digest, Error, ErrorKind, IdGenerator, LogKind, NewEvent, NewLogEntry,
-    PutOutcome, ReleaseMetadata, Result, RunFilter, RunId, RunMetadata, RunStatus, RunSummary,
-    SigningKey, StoreEnv, Stores, Supersession, SupersessionDraft, SupersessionKind, Timestamp,
+    AgentKey, Clock, Digest, ErrorKind, IdGenerator, LogKind, NewEvent, NewLogEntry, PutOutcome,
+    ReleaseMetadata, Result, RunFilter, RunId, RunMetadata, RunStatus, RunSummary, SigningKey,
+    StoreEnv, Stores, Supersession, SupersessionDraft, SupersessionKind, Timestamp,
 };
 
 /// A clock that advances one millisecond per reading.
@@ -49,18 +49,7 @@ impl Harness for MemoryHarness {
     }
 
     async fn tamper(&self, _stores: &Stores, target: Tamper) -> Result<()> {
-        let hit = match &target {
-            Tamper::Blob(d) => self.0.corrupt_blob(d),
-            Tamper::RunEvent { run, seq } => self.0.corrupt_run_event(*run, *seq),
-            Tamper::LogEntry { session, seq } => self.0.corrupt_log_entry(session, *seq),
-            Tamper::RunEvents { run, events } => self.0.corrupt_run_events(*run, events.clone()),
-            Tamper::LogEntries { session, entries } => self.0.corrupt_log(session, entries.clone()),
-            Tamper::RunHead { run, head } => self.0.corrupt_run_head(*run, *head),
-            Tamper::LogHead { session, head } => self.0.corrupt_log_head(session, *head),
-            other => return Err(Error::unsupported(format!("cannot inflict {other:?}"))),
-        };
-        let missing = || Error::not_found(format!("nothing to tamper: {target:?}"));
-        hit.then_some(()).ok_or_else(missing)
+        stowage_conformance::tamper_engine(self.0.engine(), target).await
     }
 }
 
