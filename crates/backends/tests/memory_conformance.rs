@@ -1,13 +1,13 @@
 //! The whole conformance suite (`stowage-conformance`) against the memory
 //! backend. Memory is not durable, so the reopen checks report that they do
-//! not apply; tampering goes through the backend's integrity-testing hooks.
+//! not apply; tampering goes through its engine.
 
 #![cfg(feature = "memory")]
 
 use async_trait::async_trait;
 use stowage_backends::memory::MemoryBackend;
 use stowage_conformance::{Harness, Tamper};
-use stowage_core::{Error, Result, StoreEnv, Stores};
+use stowage_core::{Result, StoreEnv, Stores};
 
 /// One fresh, isolated in-memory store per check.
 struct MemoryHarness {
@@ -25,31 +25,7 @@ impl Harness for MemoryHarness {
     }
 
     async fn tamper(&self, _stores: &Stores, target: Tamper) -> Result<()> {
-        let found = match &target {
-            Tamper::Blob(digest) => self.backend.corrupt_blob(digest),
-            Tamper::RunEvent { run, seq } => self.backend.corrupt_run_event(*run, *seq),
-            Tamper::LogEntry { session, seq } => self.backend.corrupt_log_entry(session, *seq),
-            Tamper::RunEvents { run, events } => {
-                self.backend.corrupt_run_events(*run, events.clone())
-            }
-            Tamper::LogEntries { session, entries } => {
-                self.backend.corrupt_log(session, entries.clone())
-            }
-            Tamper::RunHead { run, head } => self.backend.corrupt_run_head(*run, *head),
-            Tamper::LogHead { session, head } => self.backend.corrupt_log_head(session, *head),
-            other => {
-                return Err(Error::unsupported(format!(
-                    "the memory harness cannot inflict {other:?}"
-                )))
-            }
-        };
-        if found {
-            Ok(())
-        } else {
-            Err(Error::not_found(format!(
-                "nothing to tamper with: {target:?}"
-            )))
-        }
+        stowage_conformance::tamper_engine(self.backend.engine(), target).await
     }
 }
 
