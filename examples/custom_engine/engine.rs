@@ -1,0 +1,137 @@
+//! A storage engine written outside the stowage workspace, against the
+//! public seam only (`stowage::engine`): every table in one `BTreeMap`
+//! behind a `RwLock`, with a job's staged writes applied when it succeeds.
+//!
+//! Used by the `custom_engine` example and, unchanged, by
+//! `tests/custom_engine_conformance.rs`, which runs the whole conformance
+//! suite against it in one line.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use stowage::engine::{
+    Direction, Durable, Engine, Entry, ReadJob, Reader, Scope, Table, Txn, WriteJob,
+};
+use stowage::{Capabilities, DurabilityLevel, Error, Result};
+
+type Map = BTreeMap<(u8, Vec<u8>), Vec<u8>>;
+
+/// The engine: cloning shares the data.
+#[derive(Clone, Default)]
+pub(crate) struct MapEngine(Arc<RwLock<Map>>);
+
+fn poisoned() -> Error {
+    Error::internal("a job panicked while holding the map")
+}
+
+/// Reads from the map as it is.
+struct View<'a>(&'a Map);
+
+impl Reader for View<'_> {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.0.get(&(table.id(), key.to_vec())).cloned())
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<Entry>> {
+        if end.is_some_and(|end| end <= start) {
+            return Ok(Vec::new());
+        }
+        let lower = Bound::Included((table.id(), start.to_vec()));
+        let upper = match end {
+            Some(end) => Bound::Excluded((table.id(), end.to_vec())),
+            // Every key of the next table sorts after this table's keys.
+            None => Bound::Excluded((table.id() + 1, Vec::new())),
+        };
+        let range = self.0.range((lower, upper));
+        let entry = |((_, k), v): (&(u8, Vec<u8>), &Vec<u8>)| (k.clone(), v.clone());
+        Ok(match direction {
+            Direction::Forward => range.take(limit).map(entry).collect(),
+            Direction::Reverse => range.rev().take(limit).map(entry).collect(),
+        })
+    }
+}
+
+/// A write job's transaction: reads the map, stages its writes.
+struct Staged<'a> {
+    view: View<'a>,
+    ops: Vec<(Table, Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl Reader for Staged<'_> {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.view.get(table, key)
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<Entry>> {
+        self.view.scan(table, start, end, direction, limit)
+    }
+}
+
+impl Txn for Staged<'_> {
+    fn put(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
+        self.ops.push((table, key, Some(value)));
+        Ok(())
+    }
+
+    fn delete(&mut self, table: Table, key: Vec<u8>) -> Result<()> {
+        self.ops.push((table, key, None));
+        Ok(())
+    }
+
+    fn delete_range(&mut self, table: Table, start: Vec<u8>, end: Vec<u8>) -> Result<()> {
+        // Resolved now, against the map the job sees; later staged puts
+        // inside the range still land (writes apply in staging order).
+        let doomed = self
+            .view
+            .scan(table, &start, Some(&end), Direction::Forward, usize::MAX)?;
+        self.ops
+            .extend(doomed.into_iter().map(|(key, _)| (table, key, None)));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Engine for MapEngine {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new("map", DurabilityLevel::None, false, 16 << 20)
+    }
+
+    async fn read(&self, job: ReadJob) -> Result<()> {
+        let map = self.0.read().map_err(|_| poisoned())?;
+        job(&View(&map))
+    }
+
+    async fn write(&self, _scope: Scope, job: WriteJob) -> Result<Durable> {
+        // One writer at a time: stricter than any scope asks.
+        let mut map = self.0.write().map_err(|_| poisoned())?;
+        let mut staged = Staged {
+            view: View(&map),
+            ops: Vec::new(),
+        };
+        job(&mut staged)?;
+        let ops = staged.ops;
+        for (table, key, value) in ops {
+            match value {
+                Some(value) => map.insert((table.id(), key), value),
+                None => map.remove(&(table.id(), key)),
+            };
+        }
+        Ok(Durable::ready())
+    }
+}
