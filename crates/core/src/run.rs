@@ -156,9 +156,7 @@ impl Run {
     /// # Errors
     /// `Conflict` when the run has reached the largest seq.
     pub fn record_append(&mut self, event: &RunEvent) -> Result<()> {
-        self.event_count = event.seq.checked_add(1).ok_or_else(|| {
-            Error::conflict(format!("run {} has reached the largest event seq", self.id))
-        })?;
+        self.event_count = count_after(self.id, event)?;
         self.head = Some(event.hash);
         Ok(())
     }
@@ -168,13 +166,7 @@ impl Run {
     /// # Errors
     /// `Conflict` when the run is terminal.
     pub fn check_running(&self) -> Result<()> {
-        if self.status.is_terminal() {
-            return Err(Error::conflict(format!(
-                "run {} is {}; events can no longer be appended",
-                self.id, self.status
-            )));
-        }
-        Ok(())
+        check_appendable(self.id, self.status)
     }
 
     /// The run after a terminal transition to `status`.
@@ -201,6 +193,30 @@ impl Run {
         run.summary = Some(summary);
         Ok(run)
     }
+}
+
+/// Checks that a run in `status` still takes events.
+///
+/// # Errors
+/// `Conflict` when `status` is terminal.
+pub(crate) fn check_appendable(id: RunId, status: RunStatus) -> Result<()> {
+    if status.is_terminal() {
+        return Err(Error::conflict(format!(
+            "run {id} is {status}; events can no longer be appended"
+        )));
+    }
+    Ok(())
+}
+
+/// The event count of run `id` once `event` is appended.
+///
+/// # Errors
+/// `Conflict` when the run has reached the largest seq.
+pub(crate) fn count_after(id: RunId, event: &RunEvent) -> Result<u64> {
+    event
+        .seq
+        .checked_add(1)
+        .ok_or_else(|| Error::conflict(format!("run {id} has reached the largest event seq")))
 }
 
 /// The error for a run id the id generator handed out twice: every backend

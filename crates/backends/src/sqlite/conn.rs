@@ -8,7 +8,7 @@ use stowage_core::{Durability, Error, Result};
 
 use super::errors::SqlResult;
 
-/// Prepared statements kept per connection: 13 tables × 8 statements.
+/// Prepared statements kept per connection: 14 tables × 8 statements.
 const STATEMENT_CACHE: usize = 128;
 
 /// Opens the write connection: creates the file, switches it to WAL and

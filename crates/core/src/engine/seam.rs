@@ -45,11 +45,14 @@ pub enum Table {
     SupersessionsByAgent,
     /// Store metadata (pending uploads, schema facts).
     Meta,
+    /// Run heads by run id: status, event count and chain head, the small
+    /// record every append reads and rewrites.
+    RunHeads,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 13] = [
+    pub const ALL: [Table; 14] = [
         Table::Blobs,
         Table::Runs,
         Table::RunEvents,
@@ -63,6 +66,7 @@ impl Table {
         Table::Supersessions,
         Table::SupersessionsByAgent,
         Table::Meta,
+        Table::RunHeads,
     ];
 
     /// A stable name (column family, tree or SQL table name): lowercase
@@ -82,6 +86,7 @@ impl Table {
             Table::Supersessions => "supersessions",
             Table::SupersessionsByAgent => "supersessions_by_agent",
             Table::Meta => "meta",
+            Table::RunHeads => "run_heads",
         }
     }
 

@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::keys;
 use super::store::cas::{blob_header, encode_chunk};
+use super::store::run_head::RunHead;
 use super::{Engine, Scope, Table, Txn};
 use crate::encoding::{decode_event, decode_record, encode_event, encode_record};
 use crate::{Digest, Error, LogEntry, Result, Run, RunEvent, RunId, Session};
@@ -111,7 +112,11 @@ pub async fn run_head(engine: &dyn Engine, run: RunId, head: Option<Digest>) -> 
             .ok_or_else(|| Error::not_found("no such run to tamper with"))?;
         let mut record: Run = decode_record("run record", &bytes)?;
         record.head = head;
-        txn.put(Table::Runs, key, encode_record(&record)?)
+        txn.put(Table::Runs, key.clone(), encode_record(&record)?)?;
+        // The count and chain head live in the run's head record.
+        let mut stored = RunHead::load(txn, run)?;
+        stored.hash = head;
+        stored.put(txn)
     })
     .await
 }

@@ -16,6 +16,7 @@ mod heads;
 
 pub use heads::StoreCache;
 mod releases;
+pub(crate) mod run_head;
 mod runs;
 mod sessions;
 mod supersessions;

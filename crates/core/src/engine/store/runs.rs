@@ -1,14 +1,16 @@
 //! `RunLedger` over the seam.
 //!
-//! Tables: `Runs` (run id → record, whose `event_count` is the next seq and
-//! whose `head` is the chain head), `RunEvents` ((run id, seq) → event),
-//! `RunIdempotency` ((run id, key) → seq), and the indexes `RunsBySpec` /
-//! `RunsByAgent`. Every mutation of a run is one write job in the run's
-//! scope.
+//! Tables: `Runs` (run id → record, written at create and finish),
+//! `RunHeads` (run id → status, event count and chain head: the small
+//! record an append reads and rewrites, see `run_head`), `RunEvents`
+//! ((run id, seq) → event), `RunIdempotency` ((run id, key) → seq), and the
+//! indexes `RunsBySpec` / `RunsByAgent`. A run read back is its record with
+//! its head's count and chain head. Every mutation of a run is one write
+//! job in the run's scope.
 
 use async_trait::async_trait;
 
-use super::heads::Head;
+use super::run_head::RunHead;
 use super::{get_record, EngineStore, Shared};
 use crate::encoding::{decode_event, decode_record, encode_event, encode_record};
 use crate::engine::keys;
@@ -31,8 +33,23 @@ fn missing(id: RunId) -> Error {
     Error::not_found(format!("run {id} does not exist"))
 }
 
-fn load_run(reader: &dyn Reader, id: RunId) -> Result<Run> {
+/// The run record as stored (its count and chain head as of the last
+/// create or finish).
+pub(super) fn load_record(reader: &dyn Reader, id: RunId) -> Result<Run> {
     get_record(reader, Table::Runs, &keys::run(id), "run record")?.ok_or_else(|| missing(id))
+}
+
+/// The run: its record with its head.
+fn load_run(reader: &dyn Reader, id: RunId) -> Result<Run> {
+    with_head(reader, load_record(reader, id)?)
+}
+
+/// `run` (a stored record) with its stored head.
+fn with_head(reader: &dyn Reader, run: Run) -> Result<Run> {
+    match reader.get(Table::RunHeads, &keys::run(run.id))? {
+        Some(bytes) => Ok(RunHead::decode(run.id, &bytes)?.apply(run)),
+        None => Ok(run),
+    }
 }
 
 fn load_event(reader: &dyn Reader, id: RunId, seq: u64) -> Result<RunEvent> {
@@ -44,19 +61,12 @@ fn load_event(reader: &dyn Reader, id: RunId, seq: u64) -> Result<RunEvent> {
 }
 
 impl Shared {
-    /// The run record: from the cache (taking the entry out) or the engine.
-    fn load_head(&self, txn: &dyn Txn, id: RunId) -> Result<Head> {
+    /// The run's head: from the cache (taking the entry out) or the engine.
+    fn load_head(&self, txn: &dyn Txn, id: RunId) -> Result<RunHead> {
         if let Some(cached) = self.cache().and_then(|c| c.take(id)) {
             return Ok(cached);
         }
-        let bytes = txn
-            .get(Table::Runs, &keys::run(id))?
-            .ok_or_else(|| missing(id))?;
-        let run: Run = decode_record("run record", &bytes)?;
-        Ok(Head {
-            run,
-            size: bytes.len(),
-        })
+        RunHead::load(txn, id)
     }
 
     /// Appends `new` (validated) to run `id`. Returns the event and, when
@@ -77,10 +87,9 @@ impl Shared {
                 return Ok((event.retried(&new)?, token));
             }
         }
-        let Head { mut run, .. } = head;
-        run.check_running()?;
-        let event = RunEvent::build(id, run.event_count, run.head, new, self.now())?;
-        run.record_append(&event)?;
+        head.check_running()?;
+        let event = RunEvent::build(id, head.count, head.hash, new, self.now())?;
+        let head = head.after(&event)?;
         txn.put(
             Table::RunEvents,
             keys::run_event(id, event.seq),
@@ -93,10 +102,8 @@ impl Shared {
                 event.seq.to_be_bytes().to_vec(),
             )?;
         }
-        let record = encode_record(&run)?;
-        let size = record.len();
-        txn.put(Table::Runs, keys::run(id), record)?;
-        let token = self.cache().map(|c| c.put_pending(Head { run, size }));
+        head.put(txn)?;
+        let token = self.cache().map(|c| c.put_pending(head));
         Ok((event, token))
     }
 
@@ -143,7 +150,7 @@ impl Shared {
                     None => {
                         let run: Run = decode_record("run record", value)?;
                         cursor = Some(run.id);
-                        run
+                        with_head(reader, run)?
                     }
                 };
                 if filter.matches(&run) {
@@ -173,6 +180,7 @@ impl RunLedger for EngineStore {
             }
             let run = Run::new(id, spec_digest, metadata, now);
             txn.put(Table::Runs, keys::run(id), encode_record(&run)?)?;
+            RunHead::of(&run).put(txn)?;
             txn.put(
                 Table::RunsBySpec,
                 keys::run_by_spec(&spec_digest, id),
@@ -221,6 +229,7 @@ impl RunLedger for EngineStore {
             }
             let finished = load_run(txn, run)?.finish(status, summary, shared.now())?;
             txn.put(Table::Runs, keys::run(run), encode_record(&finished)?)?;
+            RunHead::of(&finished).put(txn)?;
             Ok(finished)
         })
         .await
