@@ -82,7 +82,7 @@ impl Shared {
             if let Some(seq) = txn.get(Table::RunIdempotency, &keys::run_idempotency(id, key))? {
                 let seq = keys::decode_u64("run idempotency entry", &seq)?;
                 let event = load_event(txn, id, seq)?;
-                // Nothing is written: the record taken out is still current.
+                // Nothing is written: the head taken out is still current.
                 let token = self.cache().map(|c| c.put_pending(head));
                 return Ok((event.retried(&new)?, token));
             }
