@@ -8,7 +8,9 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 
-use super::{Direction, Durable, Engine, Entry, ReadJob, Reader, Scope, Table, Txn, WriteJob};
+use super::{
+    Direction, Durable, Engine, Entry, ReadJob, Reader, Scope, StoreCache, Table, Txn, WriteJob,
+};
 use crate::{Capabilities, DurabilityLevel, Error, Result};
 
 /// Largest blob the memory engine accepts: 256 MiB.
@@ -34,6 +36,9 @@ struct Inner {
     tables: RwLock<Tables>,
     closed: AtomicBool,
     max_blob_size: u64,
+    /// Nothing but this engine (and its clones, which share `Inner`)
+    /// writes these tables, so the stores over it may cache run records.
+    cache: StoreCache,
 }
 
 impl std::fmt::Debug for MemoryEngine {
@@ -60,6 +65,7 @@ impl MemoryEngine {
                 tables: RwLock::new(tables),
                 closed: AtomicBool::new(false),
                 max_blob_size,
+                cache: StoreCache::new(),
             }),
         }
     }
@@ -238,6 +244,10 @@ impl Engine for MemoryEngine {
         let ops = staged.ops;
         apply(&mut tables, ops);
         Ok(Durable::ready())
+    }
+
+    fn cache(&self) -> Option<&StoreCache> {
+        Some(&self.inner.cache)
     }
 
     async fn close(&self) -> Result<()> {

@@ -16,11 +16,16 @@ async fn damage(
     engine: &dyn Engine,
     job: impl FnOnce(&mut dyn Txn) -> Result<()> + Send + 'static,
 ) -> Result<()> {
-    engine
+    let done = engine
         .write(Scope::Unshared, Box::new(job))
         .await?
         .wait()
-        .await
+        .await;
+    // The records changed behind the stores' back: drop what they cached.
+    if let Some(cache) = engine.cache() {
+        cache.clear();
+    }
+    done
 }
 
 fn flip_first_byte(bytes: &mut [u8]) {

@@ -99,6 +99,13 @@ impl StoreCache {
         }
     }
 
+    /// Forgets everything (data was changed behind the stores' back).
+    pub(crate) fn clear(&self) {
+        if let Some(mut heads) = self.lock() {
+            heads.clear();
+        }
+    }
+
     /// Forgets `id` (a mutation that changes the head otherwise).
     pub(super) fn forget(&self, id: RunId) {
         if let Some(mut heads) = self.lock() {
