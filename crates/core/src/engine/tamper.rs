@@ -49,11 +49,7 @@ pub async fn blob(engine: &dyn Engine, digest: Digest) -> Result<()> {
             chunk.truncate(4);
             chunk.push(b'x');
             txn.put(Table::Blobs, keys::blob_chunk(&header.body, 0), chunk)?;
-            return txn.put(
-                Table::Blobs,
-                keys::blob_header(&digest),
-                encode_record(&header)?,
-            );
+            return txn.put(Table::Blobs, keys::blob_header(&digest), header.encode());
         }
         let key = keys::blob_chunk(&header.body, 0);
         let mut chunk = txn

@@ -17,12 +17,11 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
-use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
-use super::{get_record, EngineStore};
+pub(crate) use super::blob_header::BlobHeader;
+use super::EngineStore;
 use crate::cas::{reader_failed, too_large};
-use crate::encoding::encode_record;
 use crate::engine::keys::{self, BodyId};
 use crate::engine::{Direction, Reader, Scope, Table, Txn};
 use crate::validate::page_limit;
@@ -33,17 +32,6 @@ pub(crate) const CHUNK_BYTES: usize = 1024 * 1024;
 
 /// Blobs at least this large are hashed on the blocking pool.
 const HASH_OFF_RUNTIME: usize = 64 * 1024;
-
-/// What a blob's header records.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub(crate) struct BlobHeader {
-    /// Size in bytes.
-    pub(crate) size: u64,
-    /// Where its chunks are.
-    pub(crate) body: BodyId,
-    /// Number of chunks.
-    pub(crate) chunks: u32,
-}
 
 /// `crc32c ++ bytes`, the stored form of a chunk.
 pub(crate) fn encode_chunk(bytes: &[u8]) -> Vec<u8> {
@@ -81,12 +69,10 @@ async fn off_runtime<T: Send + 'static>(
 }
 
 pub(crate) fn blob_header(reader: &dyn Reader, digest: &Digest) -> Result<Option<BlobHeader>> {
-    get_record(
-        reader,
-        Table::Blobs,
-        &keys::blob_header(digest),
-        "blob header",
-    )
+    reader
+        .get(Table::Blobs, &keys::blob_header(digest))?
+        .map(|bytes| BlobHeader::decode(&bytes))
+        .transpose()
 }
 
 fn header_or_not_found(reader: &dyn Reader, digest: &Digest) -> Result<BlobHeader> {
@@ -247,11 +233,7 @@ impl Upload {
                 if blob_header(txn, &digest)?.is_some() {
                     delete_body(txn, &header.body)?;
                 } else {
-                    txn.put(
-                        Table::Blobs,
-                        keys::blob_header(&digest),
-                        encode_record(&header)?,
-                    )?;
+                    txn.put(Table::Blobs, keys::blob_header(&digest), header.encode())?;
                 }
                 Ok(digest)
             })
@@ -301,11 +283,7 @@ impl CasStore for EngineStore {
             for (index, chunk) in (0u32..).zip(chunks) {
                 txn.put(Table::Blobs, keys::blob_chunk(&header.body, index), chunk)?;
             }
-            txn.put(
-                Table::Blobs,
-                keys::blob_header(&digest),
-                encode_record(&header)?,
-            )?;
+            txn.put(Table::Blobs, keys::blob_header(&digest), header.encode())?;
             Ok(digest)
         })
         .await

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use super::{Direction, Engine, Reader, Scope, Table, Txn};
 use crate::{Error, Result, StoreEnv, Stores, Timestamp};
 
+mod blob_header;
 pub(crate) mod cas;
 mod heads;
 
