@@ -16,6 +16,7 @@
 use postgres::types::ToSql;
 use stowage_core::engine::Table;
 use stowage_core::encoding::{decode_event, decode_record};
+use stowage_core::{LogEntry, ReleaseRecord, Run, Session};
 
 /// The extra columns of `table` (for `CREATE TABLE`), if it has any.
 pub(super) fn ddl(table: Table) -> Option<&'static str> {
@@ -88,6 +89,12 @@ fn jsonb_text(value: &serde_json::Value) -> Option<String> {
         .filter(|text| !text.contains("\\u0000"))
 }
 
+/// `value` decoded as a `T` record, as JSON text.
+fn record<T: serde::de::DeserializeOwned + serde::Serialize>(value: &[u8]) -> Option<String> {
+    let record: T = decode_record("record", value).ok()?;
+    jsonb_text(&serde_json::to_value(&record).ok()?)
+}
+
 /// The readable columns of `value` in `table`, or `None` for a table
 /// without readable columns.
 pub(super) fn columns(table: Table, value: &[u8]) -> Option<Columns> {
@@ -110,14 +117,10 @@ pub(super) fn columns(table: Table, value: &[u8]) -> Option<Columns> {
                 hash: None,
             },
         }),
-        Table::Runs | Table::Sessions | Table::SessionLog | Table::Releases => Some(
-            Columns::Record(
-                decode_record::<serde_json::Value>("record", value)
-                    .ok()
-                    .as_ref()
-                    .and_then(jsonb_text),
-            ),
-        ),
+        Table::Runs => Some(Columns::Record(record::<Run>(value))),
+        Table::Sessions => Some(Columns::Record(record::<Session>(value))),
+        Table::SessionLog => Some(Columns::Record(record::<LogEntry>(value))),
+        Table::Releases => Some(Columns::Record(record::<ReleaseRecord>(value))),
         _ => None,
     }
 }

@@ -170,6 +170,23 @@ pub fn exec(sql: &str) -> Result<(), String> {
     .unwrap_or_else(|_| Err("panicked".into()))
 }
 
+/// The first column of the first row of `sql`, as text (`NULL`: `None`).
+pub fn query_text(sql: &str) -> Result<Option<String>, String> {
+    let base = base_url();
+    let sql = sql.to_owned();
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&base, postgres::NoTls)
+            .map_err(|e| format!("connect: {e}"))?;
+        let rows = client.simple_query(&sql).map_err(|e| format!("{e}"))?;
+        Ok(rows.into_iter().find_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_owned)),
+            _ => None,
+        }).flatten())
+    })
+    .join()
+    .unwrap_or_else(|_| Err("panicked".into()))
+}
+
 /// Drops `schema` (only names made by [`unique_schema`]).
 pub fn drop_schema(schema: &str) {
     assert!(schema.starts_with("stowage_t_"), "refusing to drop {schema}");
