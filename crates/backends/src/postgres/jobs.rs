@@ -66,14 +66,14 @@ pub(super) fn write(conn: &mut Conn, begin: &str, job: WriteJob) -> Result<()> {
             }
         }
     }
-    let (result, failed) = {
+    let (result, failed, staged) = {
         let mut txn = SqlConn::new(conn);
         let result = catch_unwind(AssertUnwindSafe(|| job(&mut txn))).unwrap_or_else(|_| {
             Err(Error::internal(
                 "postgres: the write job panicked; its writes were rolled back",
             ))
         });
-        (result, txn.failed())
+        (result, txn.failed(), txn.staged())
     };
     if let Err(e) = result {
         conn.rollback();
@@ -88,11 +88,15 @@ pub(super) fn write(conn: &mut Conn, begin: &str, job: WriteJob) -> Result<()> {
              its writes were rolled back",
         ));
     }
-    commit(conn)
+    commit(conn, staged)
 }
 
-fn commit(conn: &mut Conn) -> Result<()> {
-    match conn.client.batch_execute("COMMIT") {
+/// Sends the staged writes and `COMMIT` as one simple query: PostgreSQL
+/// runs them in order and stops at the first error (the transaction is
+/// then aborted and `COMMIT` never runs).
+fn commit(conn: &mut Conn, mut staged: Vec<String>) -> Result<()> {
+    staged.push("COMMIT".to_owned());
+    match conn.client.batch_execute(&staged.join(";\n")) {
         Ok(()) => Ok(()),
         Err(e) if errors::is_connection_lost(&e) => {
             conn.broken = true;
@@ -104,7 +108,7 @@ fn commit(conn: &mut Conn) -> Result<()> {
         }
         Err(e) => {
             conn.rollback();
-            Err(errors::map(e, "COMMIT"))
+            Err(errors::map(e, "writing and COMMIT"))
         }
     }
 }

@@ -3,15 +3,16 @@
 //!
 //! Keys are a stable 64-bit FNV-1a hash of the store's schema and the
 //! scope, so every process computes the same keys and stores in other
-//! schemas of the same database never contend. Every scoped job first
-//! takes the schema's global key shared, then (entity scope) its table's
-//! key shared and the entity's key exclusive, or (table scope) its
-//! table's key exclusive; a scope this code does not know takes the
-//! global key exclusive. Locks are always taken in that order (global,
-//! table, entity), so two jobs never wait on each other in a cycle. A
-//! hash collision only serializes more than needed.
+//! schemas of the same database never contend. An entity scope takes its
+//! table's key shared and then the entity's key exclusive; a table scope
+//! takes its table's key exclusive (so it conflicts with every entity
+//! scope of that table, and entity scopes of one table only with the same
+//! entity); a scope this code does not know takes every table's key
+//! exclusive, in [`Table::ALL`] order. Table keys are always taken in that
+//! order and before entity keys, so two jobs never wait on each other in
+//! a cycle. A hash collision only serializes more than needed.
 
-use stowage_core::engine::Scope;
+use stowage_core::engine::{Scope, Table};
 
 /// FNV-1a over length-prefixed parts.
 fn hash(parts: &[&[u8]]) -> i64 {
@@ -34,8 +35,7 @@ pub(super) fn migration_key(schema: &str) -> i64 {
 /// The statements that open a write transaction for `scope` and take its
 /// locks: one simple-query round trip. Keys are integers, safe to splice.
 pub(super) fn begin_sql(schema: &str, scope: &Scope) -> String {
-    let global = hash(&[b"stowage:global", schema.as_bytes()]);
-    let table = |t: &str| hash(&[b"stowage:table", schema.as_bytes(), t.as_bytes()]);
+    let table = |t: Table| hash(&[b"stowage:table", schema.as_bytes(), t.name().as_bytes()]);
     match scope {
         Scope::Entity { table: t, key } => {
             let entity = hash(&[
@@ -45,25 +45,26 @@ pub(super) fn begin_sql(schema: &str, scope: &Scope) -> String {
                 key,
             ]);
             format!(
-                "BEGIN; SELECT pg_advisory_xact_lock_shared({global}); \
-                 SELECT pg_advisory_xact_lock_shared({}); SELECT pg_advisory_xact_lock({entity})",
-                table(t.name())
+                "BEGIN; SELECT pg_advisory_xact_lock_shared({}); \
+                 SELECT pg_advisory_xact_lock({entity})",
+                table(*t)
             )
         }
-        Scope::Table(t) => format!(
-            "BEGIN; SELECT pg_advisory_xact_lock_shared({global}); \
-             SELECT pg_advisory_xact_lock({})",
-            table(t.name())
-        ),
+        Scope::Table(t) => format!("BEGIN; SELECT pg_advisory_xact_lock({})", table(*t)),
         Scope::Unshared => "BEGIN".to_owned(),
-        _ => format!("BEGIN; SELECT pg_advisory_xact_lock({global})"),
+        _ => {
+            let mut sql = "BEGIN".to_owned();
+            for t in Table::ALL {
+                sql.push_str(&format!("; SELECT pg_advisory_xact_lock({})", table(t)));
+            }
+            sql
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stowage_core::engine::Table;
 
     #[test]
     fn keys_are_stable_and_scoped_by_schema() {

@@ -68,6 +68,7 @@
 
 mod errors;
 mod jobs;
+mod literal;
 mod locks;
 mod options;
 mod pool;

@@ -42,16 +42,6 @@ impl Conn {
         self.client.query(&s, params)
     }
 
-    /// Runs a prepared `text` and returns the rows it changed.
-    pub(super) fn execute(
-        &mut self,
-        text: &'static str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, postgres::Error> {
-        let s = self.statement(text)?;
-        self.client.execute(&s, params)
-    }
-
     /// Ends whatever transaction is open; marks the connection broken if
     /// even that fails.
     pub(super) fn rollback(&mut self) {
@@ -76,7 +66,12 @@ pub(super) fn config(opts: &PostgresOptions) -> Config {
     if let Some(password) = &opts.password {
         config.password(password);
     }
-    let mut options = format!("-c search_path={}", opts.schema);
+    // The staged writes splice literals that are safe only under
+    // `standard_conforming_strings=on` (see `literal`).
+    let mut options = format!(
+        "-c search_path={} -c standard_conforming_strings=on",
+        opts.schema
+    );
     if let Some(t) = opts.statement_timeout {
         options.push_str(&format!(" -c statement_timeout={}", t.as_millis()));
     }

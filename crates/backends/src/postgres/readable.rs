@@ -13,10 +13,11 @@
 //! an index entry) leaves the columns `NULL`; JSON that `jsonb` refuses
 //! (a `\u0000` in a string) leaves `payload` / `record` `NULL`.
 
-use postgres::types::ToSql;
 use stowage_core::engine::Table;
 use stowage_core::encoding::{decode_event, decode_record};
 use stowage_core::{LogEntry, ReleaseRecord, Run, Session};
+
+use super::literal::{bytea, text};
 
 /// The extra columns of `table` (for `CREATE TABLE`), if it has any.
 pub(super) fn ddl(table: Table) -> Option<&'static str> {
@@ -31,54 +32,41 @@ pub(super) fn ddl(table: Table) -> Option<&'static str> {
     }
 }
 
-/// The `put` statement of a table with readable columns.
-pub(super) fn put_sql(table: Table) -> Option<String> {
-    let t = table.name();
+
+/// The readable columns of `value` in `table`: their names and their
+/// values as SQL literals (`NULL` where the value does not decode), each
+/// starting with `, `; empty for a table without readable columns.
+pub(super) fn columns(table: Table, value: &[u8]) -> (&'static str, String) {
     match table {
-        Table::RunEvents => Some(format!(
-            "INSERT INTO {t} (key, value, run_id, seq, kind, ts, payload, hash) \
-             VALUES ($1, $2, $3::text::uuid, $4, $5, to_timestamp($6::float8 / 1000.0), \
-             $7::text::jsonb, $8) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, \
-             run_id = EXCLUDED.run_id, seq = EXCLUDED.seq, kind = EXCLUDED.kind, \
-             ts = EXCLUDED.ts, payload = EXCLUDED.payload, hash = EXCLUDED.hash"
-        )),
-        Table::Runs | Table::Sessions | Table::SessionLog | Table::Releases => Some(format!(
-            "INSERT INTO {t} (key, value, record) VALUES ($1, $2, $3::text::jsonb) \
-             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, record = EXCLUDED.record"
-        )),
-        _ => None,
+        Table::RunEvents => {
+            let names = ", run_id, seq, kind, ts, payload, hash";
+            let values = match decode_event("run event", value) {
+                Ok(e) => format!(
+                    ", '{}'::uuid, {}, {}, to_timestamp({}::float8 / 1000.0), {}::jsonb, {}",
+                    e.run_id,
+                    i64::try_from(e.seq).map_or("NULL".to_owned(), |s| s.to_string()),
+                    text(&e.kind),
+                    e.timestamp.as_millis(),
+                    jsonb_text(&e.payload).map_or("NULL".to_owned(), |j| text(&j)),
+                    bytea(e.hash.as_bytes()),
+                ),
+                Err(_) => ", NULL, NULL, NULL, NULL, NULL, NULL".to_owned(),
+            };
+            (names, values)
+        }
+        Table::Runs => (", record", record_literal(record::<Run>(value))),
+        Table::Sessions => (", record", record_literal(record::<Session>(value))),
+        Table::SessionLog => (", record", record_literal(record::<LogEntry>(value))),
+        Table::Releases => (", record", record_literal(record::<ReleaseRecord>(value))),
+        _ => ("", String::new()),
     }
 }
 
-/// The readable columns of one value.
-pub(super) enum Columns {
-    /// `run_events`.
-    Event {
-        run_id: Option<String>,
-        seq: Option<i64>,
-        kind: Option<String>,
-        ts_ms: Option<f64>,
-        payload: Option<String>,
-        hash: Option<Vec<u8>>,
-    },
-    /// `runs`, `sessions`, `session_log`, `releases`.
-    Record(Option<String>),
-}
-
-impl Columns {
-    /// The statement parameters after `key` and `value`.
-    pub(super) fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
-        match self {
-            Columns::Event {
-                run_id,
-                seq,
-                kind,
-                ts_ms,
-                payload,
-                hash,
-            } => vec![run_id, seq, kind, ts_ms, payload, hash],
-            Columns::Record(record) => vec![record],
-        }
+/// `, '…'::jsonb` or `, NULL`.
+fn record_literal(json: Option<String>) -> String {
+    match json {
+        Some(j) => format!(", {}::jsonb", text(&j)),
+        None => ", NULL".to_owned(),
     }
 }
 
@@ -93,34 +81,4 @@ fn jsonb_text(value: &serde_json::Value) -> Option<String> {
 fn record<T: serde::de::DeserializeOwned + serde::Serialize>(value: &[u8]) -> Option<String> {
     let record: T = decode_record("record", value).ok()?;
     jsonb_text(&serde_json::to_value(&record).ok()?)
-}
-
-/// The readable columns of `value` in `table`, or `None` for a table
-/// without readable columns.
-pub(super) fn columns(table: Table, value: &[u8]) -> Option<Columns> {
-    match table {
-        Table::RunEvents => Some(match decode_event("run event", value) {
-            Ok(e) => Columns::Event {
-                run_id: Some(e.run_id.to_string()),
-                seq: i64::try_from(e.seq).ok(),
-                kind: Some(e.kind),
-                ts_ms: Some(e.timestamp.as_millis() as f64),
-                payload: jsonb_text(&e.payload),
-                hash: Some(e.hash.as_bytes().to_vec()),
-            },
-            Err(_) => Columns::Event {
-                run_id: None,
-                seq: None,
-                kind: None,
-                ts_ms: None,
-                payload: None,
-                hash: None,
-            },
-        }),
-        Table::Runs => Some(Columns::Record(record::<Run>(value))),
-        Table::Sessions => Some(Columns::Record(record::<Session>(value))),
-        Table::SessionLog => Some(Columns::Record(record::<LogEntry>(value))),
-        Table::Releases => Some(Columns::Record(record::<ReleaseRecord>(value))),
-        _ => None,
-    }
 }

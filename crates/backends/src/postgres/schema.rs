@@ -33,7 +33,7 @@ fn create_table(table: Table) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {} (key bytea PRIMARY KEY, value bytea NOT NULL{})",
         table.name(),
-        readable::ddl(table).unwrap_or("")
+        readable::ddl(table).unwrap_or_default()
     )
 }
 

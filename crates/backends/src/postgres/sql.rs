@@ -1,6 +1,10 @@
 //! The statements over one table, and [`Reader`] / [`Txn`] over a pooled
-//! connection: every call is one prepared statement (prepared once per
-//! connection), one round trip. Table names are unqualified: each
+//! connection. Every read is one prepared statement (prepared once per
+//! connection), one round trip; writes are staged as SQL text (see
+//! [`super::literal`]) and sent with `COMMIT` as one simple query, so a
+//! write job costs its reads plus two round trips. Stores never read what
+//! they wrote in the same job (the seam leaves that to the engine), so
+//! staging is invisible to them. Table names are unqualified: each
 //! connection's `search_path` is the store's schema.
 
 use std::cell::{Cell, RefCell};
@@ -12,6 +16,7 @@ use stowage_core::{Error, Result};
 
 use super::errors::PgResult;
 use super::pool::Conn;
+use super::literal::bytea;
 use super::readable;
 
 /// The SQL text of every statement over one table (table names are
@@ -22,9 +27,6 @@ struct TableSql {
     forward_open: String,
     reverse: String,
     reverse_open: String,
-    put: String,
-    delete: String,
-    delete_range: String,
 }
 
 impl TableSql {
@@ -43,14 +45,6 @@ impl TableSql {
             forward_open: scan(false, "ASC"),
             reverse: scan(true, "DESC"),
             reverse_open: scan(false, "DESC"),
-            put: readable::put_sql(table).unwrap_or_else(|| {
-                format!(
-                    "INSERT INTO {t} (key, value) VALUES ($1, $2) \
-                     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
-                )
-            }),
-            delete: format!("DELETE FROM {t} WHERE key = $1"),
-            delete_range: format!("DELETE FROM {t} WHERE key >= $1 AND key < $2"),
         }
     }
 }
@@ -76,6 +70,7 @@ fn sql_limit(limit: usize) -> i64 {
 pub(super) struct SqlConn<'a> {
     conn: RefCell<&'a mut Conn>,
     failed: Cell<bool>,
+    staged: Vec<String>,
 }
 
 impl<'a> SqlConn<'a> {
@@ -83,7 +78,13 @@ impl<'a> SqlConn<'a> {
         SqlConn {
             conn: RefCell::new(conn),
             failed: Cell::new(false),
+            staged: Vec::new(),
         }
+    }
+
+    /// The staged writes, in order, as SQL statements.
+    pub(super) fn staged(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.staged)
     }
 
     /// Whether a statement failed (the transaction is aborted).
@@ -106,18 +107,6 @@ impl<'a> SqlConn<'a> {
             self.failed.set(true);
         }
         result
-    }
-
-    fn execute(&self, text: &'static str, params: &[&(dyn ToSql + Sync)], doing: &str) -> Result<()> {
-        let mut conn = self
-            .conn
-            .try_borrow_mut()
-            .map_err(|_| Error::internal("postgres: a job re-entered its connection"))?;
-        let result = conn.execute(text, params).doing(doing);
-        if result.is_err() {
-            self.failed.set(true);
-        }
-        result.map(|_| ())
     }
 }
 
@@ -172,25 +161,40 @@ impl Reader for SqlConn<'_> {
 
 impl Txn for SqlConn<'_> {
     fn put(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
-        let text = &sql(table)?.put;
-        match readable::columns(table, &value) {
-            Some(cols) => {
-                let mut params: Vec<&(dyn ToSql + Sync)> = vec![&key, &value];
-                params.extend(cols.params());
-                self.execute(text, &params, "put")
-            }
-            None => self.execute(text, &[&key, &value], "put"),
+        let t = table.name();
+        let (names, values) = readable::columns(table, &value);
+        let mut updates = String::from("value = EXCLUDED.value");
+        for name in names.split(", ").filter(|n| !n.is_empty()) {
+            updates.push_str(&format!(", {name} = EXCLUDED.{name}"));
         }
+        self.staged.push(format!(
+            "INSERT INTO {t} (key, value{names}) VALUES ({}, {}{values}) \
+             ON CONFLICT (key) DO UPDATE SET {updates}",
+            bytea(&key),
+            bytea(&value)
+        ));
+        Ok(())
     }
 
     fn delete(&mut self, table: Table, key: Vec<u8>) -> Result<()> {
-        self.execute(&sql(table)?.delete, &[&key], "delete")
+        self.staged.push(format!(
+            "DELETE FROM {} WHERE key = {}",
+            table.name(),
+            bytea(&key)
+        ));
+        Ok(())
     }
 
     fn delete_range(&mut self, table: Table, start: Vec<u8>, end: Vec<u8>) -> Result<()> {
         if end <= start {
             return Ok(());
         }
-        self.execute(&sql(table)?.delete_range, &[&start, &end], "delete_range")
+        self.staged.push(format!(
+            "DELETE FROM {} WHERE key >= {} AND key < {}",
+            table.name(),
+            bytea(&start),
+            bytea(&end)
+        ));
+        Ok(())
     }
 }
