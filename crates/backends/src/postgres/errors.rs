@@ -49,15 +49,6 @@ pub(super) fn kind_of_state(code: &SqlState) -> ErrorKind {
     }
 }
 
-/// Whether a failed statement may be retried because the transaction it
-/// belonged to did nothing yet (serialization failure, deadlock).
-pub(super) fn is_retryable(err: &postgres::Error) -> bool {
-    matches!(
-        err.code(),
-        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
-    )
-}
-
 /// Whether `err` says the connection is gone (the outcome of a `COMMIT`
 /// sent on it is unknown).
 pub(super) fn is_connection_lost(err: &postgres::Error) -> bool {

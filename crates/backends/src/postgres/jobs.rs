@@ -10,24 +10,25 @@ use super::errors::{self, PgResult};
 use super::pool::Conn;
 use super::sql::SqlConn;
 
-/// How often opening a write transaction is retried after a serialization
-/// failure or deadlock (the job has not run yet, so this is safe).
-const BEGIN_RETRIES: usize = 3;
-
-/// Runs `job` in one read-only `REPEATABLE READ` transaction: every
-/// statement of the job reads the same snapshot.
+/// Runs `job` in one read-only `REPEATABLE READ` transaction (opened with
+/// its first read): every statement of the job reads the same snapshot.
 ///
 /// # Errors
 /// The job's error; the server's, mapped.
 pub(super) fn read(conn: &mut Conn, job: ReadJob) -> Result<()> {
-    conn.client
-        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .doing("starting a read transaction")?;
-    let result = {
-        let reader = SqlConn::new(conn);
-        catch_unwind(AssertUnwindSafe(|| job(&reader)))
-            .unwrap_or_else(|_| Err(Error::internal("postgres: the read job panicked")))
+    let (result, sent) = {
+        let reader = SqlConn::new(
+            conn,
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY".to_owned(),
+        );
+        let result = catch_unwind(AssertUnwindSafe(|| job(&reader)))
+            .unwrap_or_else(|_| Err(Error::internal("postgres: the read job panicked")));
+        (result, reader.unsent_begin().is_none())
     };
+    if !sent {
+        // The job read nothing: no transaction was opened.
+        return result;
+    }
     match result {
         Ok(()) => conn
             .client
@@ -41,42 +42,33 @@ pub(super) fn read(conn: &mut Conn, job: ReadJob) -> Result<()> {
     }
 }
 
-/// Runs `job` as one transaction after `begin` (`BEGIN` and the scope's
-/// advisory locks), then commits.
+/// Runs `job` as one transaction opened by `begin` (`BEGIN` and the
+/// scope's advisory locks, sent with the job's first read), then sends its
+/// staged writes and `COMMIT` together.
+///
+/// Serialization failures and deadlocks cannot happen here: statements run
+/// at `READ COMMITTED`, and the advisory locks are taken in one global
+/// order (see `locks`), so nothing is retried (a job runs at most once).
 ///
 /// # Errors
-/// The job's error (rolled back); `Unavailable` when the transaction could
-/// not start or the server refused the commit (nothing applied);
+/// The job's error (rolled back; a failed lock wait or lost connection
+/// reaches the job as `Unavailable` from its first read); `Unavailable`
+/// when the server refused the writes or the commit (nothing applied);
 /// `OutcomeUnknown` when the connection was lost after `COMMIT` was sent.
-pub(super) fn write(conn: &mut Conn, begin: &str, job: WriteJob) -> Result<()> {
-    let mut attempt = 0;
-    loop {
-        match conn.client.batch_execute(begin) {
-            Ok(()) => break,
-            Err(e) => {
-                conn.rollback();
-                if errors::is_retryable(&e) && attempt < BEGIN_RETRIES {
-                    attempt += 1;
-                    continue;
-                }
-                return Err(errors::map(
-                    e,
-                    "starting a write transaction (BEGIN and advisory locks)",
-                ));
-            }
-        }
-    }
-    let (result, failed, staged) = {
-        let mut txn = SqlConn::new(conn);
+pub(super) fn write(conn: &mut Conn, begin: String, job: WriteJob) -> Result<()> {
+    let (result, failed, unsent, staged) = {
+        let mut txn = SqlConn::new(conn, begin);
         let result = catch_unwind(AssertUnwindSafe(|| job(&mut txn))).unwrap_or_else(|_| {
             Err(Error::internal(
                 "postgres: the write job panicked; its writes were rolled back",
             ))
         });
-        (result, txn.failed(), txn.staged())
+        (result, txn.failed(), txn.unsent_begin(), txn.staged())
     };
     if let Err(e) = result {
-        conn.rollback();
+        if unsent.is_none() {
+            conn.rollback();
+        }
         return Err(e);
     }
     if failed {
@@ -88,15 +80,26 @@ pub(super) fn write(conn: &mut Conn, begin: &str, job: WriteJob) -> Result<()> {
              its writes were rolled back",
         ));
     }
-    commit(conn, staged)
+    commit(conn, unsent, staged)
 }
 
-/// Sends the staged writes and `COMMIT` as one simple query: PostgreSQL
-/// runs them in order and stops at the first error (the transaction is
-/// then aborted and `COMMIT` never runs).
-fn commit(conn: &mut Conn, mut staged: Vec<String>) -> Result<()> {
-    staged.push("COMMIT".to_owned());
-    match conn.client.batch_execute(&staged.join(";\n")) {
+/// Sends the staged writes and `COMMIT` (after `begin` if the job read
+/// nothing) as one simple query: PostgreSQL runs them in order and stops
+/// at the first error (the transaction is then aborted and `COMMIT` never
+/// runs).
+fn commit(conn: &mut Conn, begin: Option<String>, staged: Vec<String>) -> Result<()> {
+    if begin.is_some() && staged.is_empty() {
+        // Nothing read, nothing written: no transaction to run.
+        return Ok(());
+    }
+    let mut batch = begin.unwrap_or_default();
+    for statement in staged.iter().map(String::as_str).chain(["COMMIT"]) {
+        if !batch.is_empty() {
+            batch.push_str(";\n");
+        }
+        batch.push_str(statement);
+    }
+    match conn.client.batch_execute(&batch) {
         Ok(()) => Ok(()),
         Err(e) if errors::is_connection_lost(&e) => {
             conn.broken = true;

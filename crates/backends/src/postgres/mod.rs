@@ -183,7 +183,7 @@ impl Engine for PostgresEngine {
         let begin = locks::begin_sql(&self.schema, &scope);
         self.pool
             .run(
-                move |conn| jobs::write(conn, &begin, job),
+                move |conn| jobs::write(conn, begin, job),
                 || self.closed_error(),
             )
             .await

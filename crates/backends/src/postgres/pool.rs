@@ -69,7 +69,7 @@ pub(super) fn config(opts: &PostgresOptions) -> Config {
     // The staged writes splice literals that are safe only under
     // `standard_conforming_strings=on` (see `literal`).
     let mut options = format!(
-        "-c search_path={} -c standard_conforming_strings=on",
+        "-c search_path={} -c standard_conforming_strings=on -c bytea_output=hex",
         opts.schema
     );
     if let Some(t) = opts.statement_timeout {

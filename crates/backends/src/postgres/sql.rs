@@ -11,10 +11,10 @@ use std::cell::{Cell, RefCell};
 use std::sync::LazyLock;
 
 use postgres::types::ToSql;
+use postgres::SimpleQueryMessage;
 use stowage_core::engine::{Direction, Entry, Reader, Table, Txn};
 use stowage_core::{Error, Result};
 
-use super::errors::PgResult;
 use super::pool::Conn;
 use super::literal::bytea;
 use super::readable;
@@ -63,23 +63,35 @@ fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
-/// Reads and writes through one connection, inside whatever transaction
-/// the caller opened (a read snapshot or a write transaction). Remembers
-/// whether any statement failed: PostgreSQL then aborted the transaction,
-/// and a `COMMIT` would silently roll it back.
+/// Reads and writes through one connection. The transaction's opening
+/// statements (`begin`: `BEGIN` and its locks) are sent together with the
+/// job's first read, as one simple query (one round trip), or with its
+/// writes if it reads nothing. Remembers whether any statement failed:
+/// PostgreSQL then aborted the transaction, and a `COMMIT` would silently
+/// roll it back.
 pub(super) struct SqlConn<'a> {
     conn: RefCell<&'a mut Conn>,
+    begin: RefCell<Option<String>>,
     failed: Cell<bool>,
     staged: Vec<String>,
 }
 
+/// The rows of one read: each row's columns, as bytes.
+type Rows = Vec<Vec<Vec<u8>>>;
+
 impl<'a> SqlConn<'a> {
-    pub(super) fn new(conn: &'a mut Conn) -> SqlConn<'a> {
+    pub(super) fn new(conn: &'a mut Conn, begin: String) -> SqlConn<'a> {
         SqlConn {
             conn: RefCell::new(conn),
+            begin: RefCell::new(Some(begin)),
             failed: Cell::new(false),
             staged: Vec::new(),
         }
+    }
+
+    /// The opening statements, if no read sent them yet.
+    pub(super) fn unsent_begin(&self) -> Option<String> {
+        self.begin.borrow_mut().take()
     }
 
     /// The staged writes, in order, as SQL statements.
@@ -92,22 +104,85 @@ impl<'a> SqlConn<'a> {
         self.failed.get()
     }
 
-    fn query(
+    /// Runs a read: the prepared `text` with `params`, or, while the
+    /// opening statements are unsent, `literal()` (the same query with
+    /// literals) after them in one simple query.
+    fn fetch(
         &self,
+        table: Table,
         text: &'static str,
         params: &[&(dyn ToSql + Sync)],
+        literal: impl FnOnce() -> String,
         doing: &str,
-    ) -> Result<Vec<postgres::Row>> {
+    ) -> Result<Rows> {
         let mut conn = self
             .conn
             .try_borrow_mut()
             .map_err(|_| Error::internal("postgres: a job re-entered its connection"))?;
-        let result = conn.query(text, params).doing(doing);
+        let begin = self.begin.borrow_mut().take();
+        let result = match begin {
+            Some(begin) => {
+                let batch = format!("{begin}; {}", literal());
+                match conn.client.simple_query(&batch) {
+                    Ok(messages) => last_rows(messages, table),
+                    Err(e) => Err(super::errors::map(e, doing)),
+                }
+            }
+            None => match conn.query(text, params) {
+                Ok(rows) => rows
+                    .iter()
+                    .map(|row| (0..row.len()).map(|i| bytes(row, i, table)).collect())
+                    .collect(),
+                Err(e) => Err(super::errors::map(e, doing)),
+            },
+        };
         if result.is_err() {
             self.failed.set(true);
         }
         result
     }
+}
+
+/// The rows of the last statement of a simple query, their `bytea`
+/// columns decoded from hex text.
+fn last_rows(messages: Vec<SimpleQueryMessage>, table: Table) -> Result<Rows> {
+    let mut current = Vec::new();
+    let mut last = Vec::new();
+    for message in messages {
+        match message {
+            SimpleQueryMessage::Row(row) => current.push(row),
+            SimpleQueryMessage::CommandComplete(_) => last = std::mem::take(&mut current),
+            _ => {}
+        }
+    }
+    last.iter()
+        .map(|row| (0..row.len()).map(|i| unhex(row.get(i), table)).collect())
+        .collect()
+}
+
+/// `\x…` (`bytea_output=hex`, set at connect) as bytes.
+fn unhex(text: Option<&str>, table: Table) -> Result<Vec<u8>> {
+    let bad = || {
+        Error::corrupted(format!(
+            "postgres: table {} returned a value that is not hex bytea",
+            table.name()
+        ))
+    };
+    let hex = text.and_then(|t| t.strip_prefix("\\x")).ok_or_else(bad)?;
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    };
+    hex.as_bytes()
+        .chunks(2)
+        .map(|pair| match pair {
+            [hi, lo] => Some(digit(*hi)? << 4 | digit(*lo)?),
+            _ => None,
+        })
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(bad)
 }
 
 /// A stored key or value (`bytea NOT NULL`).
@@ -123,11 +198,9 @@ fn bytes(row: &postgres::Row, column: usize, table: Table) -> Result<Vec<u8>> {
 
 impl Reader for SqlConn<'_> {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let rows = self.query(&sql(table)?.get, &[&key], "get")?;
-        match rows.first() {
-            Some(row) => bytes(row, 0, table).map(Some),
-            None => Ok(None),
-        }
+        let literal = || format!("SELECT value FROM {} WHERE key = {}", table.name(), bytea(key));
+        let rows = self.fetch(table, &sql(table)?.get, &[&key], literal, "get")?;
+        Ok(rows.into_iter().next().and_then(|row| row.into_iter().next()))
     }
 
     fn scan(
@@ -143,18 +216,42 @@ impl Reader for SqlConn<'_> {
         }
         let s = sql(table)?;
         let limit = sql_limit(limit);
+        let order = match direction {
+            Direction::Forward => "ASC",
+            Direction::Reverse => "DESC",
+        };
+        let literal = || {
+            let upper = end
+                .map(|end| format!(" AND key < {}", bytea(end)))
+                .unwrap_or_default();
+            format!(
+                "SELECT key, value FROM {} WHERE key >= {}{upper} ORDER BY key {order} LIMIT {limit}",
+                table.name(),
+                bytea(start)
+            )
+        };
         let rows = match (direction, end) {
             (Direction::Forward, Some(end)) => {
-                self.query(&s.forward, &[&start, &end, &limit], "scan")?
+                self.fetch(table, &s.forward, &[&start, &end, &limit], literal, "scan")?
             }
-            (Direction::Forward, None) => self.query(&s.forward_open, &[&start, &limit], "scan")?,
+            (Direction::Forward, None) => {
+                self.fetch(table, &s.forward_open, &[&start, &limit], literal, "scan")?
+            }
             (Direction::Reverse, Some(end)) => {
-                self.query(&s.reverse, &[&start, &end, &limit], "scan")?
+                self.fetch(table, &s.reverse, &[&start, &end, &limit], literal, "scan")?
             }
-            (Direction::Reverse, None) => self.query(&s.reverse_open, &[&start, &limit], "scan")?,
+            (Direction::Reverse, None) => {
+                self.fetch(table, &s.reverse_open, &[&start, &limit], literal, "scan")?
+            }
         };
-        rows.iter()
-            .map(|row| Ok((bytes(row, 0, table)?, bytes(row, 1, table)?)))
+        rows.into_iter()
+            .map(|row| {
+                let mut columns = row.into_iter();
+                match (columns.next(), columns.next()) {
+                    (Some(k), Some(v)) => Ok((k, v)),
+                    _ => Err(Error::internal("postgres: a scan row lacks key or value")),
+                }
+            })
             .collect()
     }
 }
