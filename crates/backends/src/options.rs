@@ -40,10 +40,10 @@ use std::path::{Path, PathBuf};
 use stowage_core::{Durability, Error};
 use stowage_core::{Result, StoreEnv, Stores};
 
-#[cfg(feature = "redis")]
-pub use crate::redis::{RedisOptions, RedisWait};
 #[cfg(feature = "postgres")]
 pub use crate::postgres::PostgresOptions;
+#[cfg(feature = "redis")]
+pub use crate::redis::{RedisOptions, RedisWait};
 #[cfg(feature = "sqlite")]
 pub use crate::sqlite::SqliteOptions;
 

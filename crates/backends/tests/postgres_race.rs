@@ -184,11 +184,9 @@ async fn engines_opening_a_fresh_schema_at_once_all_succeed() {
             .expect("session");
         all.push(stores);
     }
-    let version = postgres_server::query_text(&format!(
-        "SELECT version FROM {}.schema_version",
-        schema.0
-    ))
-    .expect("version");
+    let version =
+        postgres_server::query_text(&format!("SELECT version FROM {}.schema_version", schema.0))
+            .expect("version");
     assert_eq!(version, Some(SCHEMA_VERSION.to_string()));
     for stores in all {
         stores.close().await.expect("close");

@@ -123,9 +123,6 @@ mod tests {
             kind_of_state(&SqlState::INVALID_CATALOG_NAME),
             ErrorKind::Unavailable
         );
-        assert_eq!(
-            kind_of_state(&SqlState::SYNTAX_ERROR),
-            ErrorKind::Internal
-        );
+        assert_eq!(kind_of_state(&SqlState::SYNTAX_ERROR), ErrorKind::Internal);
     }
 }

@@ -69,9 +69,18 @@ mod tests {
     #[test]
     fn keys_are_stable_and_scoped_by_schema() {
         let a = begin_sql("s1", &Scope::entity(Table::Runs, b"k".to_vec()));
-        assert_eq!(a, begin_sql("s1", &Scope::entity(Table::Runs, b"k".to_vec())));
-        assert_ne!(a, begin_sql("s2", &Scope::entity(Table::Runs, b"k".to_vec())));
-        assert_ne!(a, begin_sql("s1", &Scope::entity(Table::Runs, b"j".to_vec())));
+        assert_eq!(
+            a,
+            begin_sql("s1", &Scope::entity(Table::Runs, b"k".to_vec()))
+        );
+        assert_ne!(
+            a,
+            begin_sql("s2", &Scope::entity(Table::Runs, b"k".to_vec()))
+        );
+        assert_ne!(
+            a,
+            begin_sql("s1", &Scope::entity(Table::Runs, b"j".to_vec()))
+        );
         assert_eq!(begin_sql("s1", &Scope::Unshared), "BEGIN");
         // FNV-1a of nothing is the offset basis: the hash is the same in
         // every build and process.

@@ -94,7 +94,12 @@ pub const MAX_BLOB_SIZE: u64 = 256 * 1024 * 1024;
 
 /// The capabilities of a PostgreSQL store.
 pub fn capabilities() -> Capabilities {
-    Capabilities::new("postgres", DurabilityLevel::AsConfigured, true, MAX_BLOB_SIZE)
+    Capabilities::new(
+        "postgres",
+        DurabilityLevel::AsConfigured,
+        true,
+        MAX_BLOB_SIZE,
+    )
 }
 
 /// The PostgreSQL engine: hand it to [`stowage_core::engine::stores`] (as

@@ -39,7 +39,10 @@ const OPTIONS: [(&str, &str); 5] = [
         "statement_timeout_ms",
         "a whole number of milliseconds up to 3600000 (0: no timeout)",
     ),
-    ("sslmode", "disable or prefer (require is not supported yet)"),
+    (
+        "sslmode",
+        "disable or prefer (require is not supported yet)",
+    ),
 ];
 
 /// How to open a PostgreSQL store (URL:

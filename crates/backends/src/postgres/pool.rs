@@ -101,9 +101,10 @@ impl Pool {
     }
 
     fn connect(&self) -> Result<Conn> {
-        let client = self.config.connect(NoTls).map_err(|e| {
-            errors::map(e, &format!("connecting to {}", self.shown))
-        })?;
+        let client = self
+            .config
+            .connect(NoTls)
+            .map_err(|e| errors::map(e, &format!("connecting to {}", self.shown)))?;
         Ok(Conn {
             client,
             statements: HashMap::new(),

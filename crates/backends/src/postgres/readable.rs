@@ -13,8 +13,8 @@
 //! an index entry) leaves the columns `NULL`; JSON that `jsonb` refuses
 //! (a `\u0000` in a string) leaves `payload` / `record` `NULL`.
 
-use stowage_core::engine::Table;
 use stowage_core::encoding::{decode_event, decode_record};
+use stowage_core::engine::Table;
 use stowage_core::{LogEntry, ReleaseRecord, Run, Session};
 
 use super::literal::{bytea, text};
@@ -22,16 +22,15 @@ use super::literal::{bytea, text};
 /// The extra columns of `table` (for `CREATE TABLE`), if it has any.
 pub(super) fn ddl(table: Table) -> Option<&'static str> {
     match table {
-        Table::RunEvents => Some(
-            ", run_id uuid, seq bigint, kind text, ts timestamptz, payload jsonb, hash bytea",
-        ),
+        Table::RunEvents => {
+            Some(", run_id uuid, seq bigint, kind text, ts timestamptz, payload jsonb, hash bytea")
+        }
         Table::Runs | Table::Sessions | Table::SessionLog | Table::Releases => {
             Some(", record jsonb")
         }
         _ => None,
     }
 }
-
 
 /// The readable columns of `value` in `table`: their names and their
 /// values as SQL literals (`NULL` where the value does not decode), each

@@ -15,8 +15,8 @@ use postgres::SimpleQueryMessage;
 use stowage_core::engine::{Direction, Entry, Reader, Table, Txn};
 use stowage_core::{Error, Result};
 
-use super::pool::Conn;
 use super::literal::bytea;
+use super::pool::Conn;
 use super::readable;
 
 /// The SQL text of every statement over one table (table names are
@@ -198,9 +198,18 @@ fn bytes(row: &postgres::Row, column: usize, table: Table) -> Result<Vec<u8>> {
 
 impl Reader for SqlConn<'_> {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let literal = || format!("SELECT value FROM {} WHERE key = {}", table.name(), bytea(key));
+        let literal = || {
+            format!(
+                "SELECT value FROM {} WHERE key = {}",
+                table.name(),
+                bytea(key)
+            )
+        };
         let rows = self.fetch(table, &sql(table)?.get, &[&key], literal, "get")?;
-        Ok(rows.into_iter().next().and_then(|row| row.into_iter().next()))
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|row| row.into_iter().next()))
     }
 
     fn scan(

@@ -112,7 +112,9 @@ fn start_private() -> (String, Child) {
     };
     let watchdog = Command::new("sh")
         .arg("-c")
-        .arg(format!("read _ignored; {stop} >/dev/null 2>&1; rm -rf \"$1\""))
+        .arg(format!(
+            "read _ignored; {stop} >/dev/null 2>&1; rm -rf \"$1\""
+        ))
         .arg("sh")
         .arg(&dir)
         .stdin(Stdio::piped())
@@ -120,7 +122,10 @@ fn start_private() -> (String, Child) {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn the server watchdog");
-    (format!("postgres://postgres@127.0.0.1:{port}/postgres"), watchdog)
+    (
+        format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        watchdog,
+    )
 }
 
 /// The base URL (no query) of the server every test of this binary uses.
@@ -178,10 +183,13 @@ pub fn query_text(sql: &str) -> Result<Option<String>, String> {
         let mut client = postgres::Client::connect(&base, postgres::NoTls)
             .map_err(|e| format!("connect: {e}"))?;
         let rows = client.simple_query(&sql).map_err(|e| format!("{e}"))?;
-        Ok(rows.into_iter().find_map(|m| match m {
-            postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_owned)),
-            _ => None,
-        }).flatten())
+        Ok(rows
+            .into_iter()
+            .find_map(|m| match m {
+                postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_owned)),
+                _ => None,
+            })
+            .flatten())
     })
     .join()
     .unwrap_or_else(|_| Err("panicked".into()))
@@ -189,7 +197,10 @@ pub fn query_text(sql: &str) -> Result<Option<String>, String> {
 
 /// Drops `schema` (only names made by [`unique_schema`]).
 pub fn drop_schema(schema: &str) {
-    assert!(schema.starts_with("stowage_t_"), "refusing to drop {schema}");
+    assert!(
+        schema.starts_with("stowage_t_"),
+        "refusing to drop {schema}"
+    );
     if let Err(e) = exec(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")) {
         eprintln!("dropping test schema {schema}: {e}");
     }
