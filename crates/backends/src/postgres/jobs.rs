@@ -16,6 +16,7 @@ use super::sql::SqlConn;
 /// # Errors
 /// The job's error; the server's, mapped.
 pub(super) fn read(conn: &mut Conn, job: ReadJob) -> Result<()> {
+    conn.prepare()?;
     let (result, sent) = {
         let reader = SqlConn::new(
             conn,
@@ -56,6 +57,7 @@ pub(super) fn read(conn: &mut Conn, job: ReadJob) -> Result<()> {
 /// when the server refused the writes or the commit (nothing applied);
 /// `OutcomeUnknown` when the connection was lost after `COMMIT` was sent.
 pub(super) fn write(conn: &mut Conn, begin: String, job: WriteJob) -> Result<()> {
+    conn.prepare()?;
     let (result, failed, unsent, staged) = {
         let mut txn = SqlConn::new(conn, begin);
         let result = catch_unwind(AssertUnwindSafe(|| job(&mut txn))).unwrap_or_else(|_| {

@@ -17,6 +17,8 @@ use super::options::PostgresOptions;
 pub(super) struct Conn {
     pub(super) client: Client,
     statements: HashMap<&'static str, Statement>,
+    /// Whether `sql::prepare_all` ran on this connection.
+    pub(super) prepared: bool,
     /// Set when the connection is in an unknown state (a failed rollback,
     /// a session lock that could not be released): it is not pooled again.
     pub(super) broken: bool,
@@ -40,6 +42,17 @@ impl Conn {
     ) -> Result<Vec<Row>, postgres::Error> {
         let s = self.statement(text)?;
         self.client.query(&s, params)
+    }
+
+    /// Prepares the statements jobs `EXECUTE` (once per connection).
+    pub(super) fn prepare(&mut self) -> Result<()> {
+        if !self.prepared {
+            self.client
+                .batch_execute(&super::sql::prepare_all())
+                .map_err(|e| errors::map(e, "preparing statements"))?;
+            self.prepared = true;
+        }
+        Ok(())
     }
 
     /// Ends whatever transaction is open; marks the connection broken if
@@ -108,6 +121,7 @@ impl Pool {
         Ok(Conn {
             client,
             statements: HashMap::new(),
+            prepared: false,
             broken: false,
         })
     }

@@ -32,16 +32,41 @@ pub(super) fn ddl(table: Table) -> Option<&'static str> {
     }
 }
 
-/// The readable columns of `value` in `table`: their names and their
-/// values as SQL literals (`NULL` where the value does not decode), each
-/// starting with `, `; empty for a table without readable columns.
-pub(super) fn columns(table: Table, value: &[u8]) -> (&'static str, String) {
+/// `PREPARE stowage_put_TABLE (…) AS INSERT …`: the upsert of one row with
+/// its readable columns (run once per connection, see `sql::prepare_all`).
+pub(super) fn put_prepare(table: Table) -> String {
+    let t = table.name();
+    let (types, columns, values) = match table {
+        Table::RunEvents => (
+            ", uuid, bigint, text, float8, jsonb, bytea",
+            ", run_id, seq, kind, ts, payload, hash",
+            ", $3, $4, $5, to_timestamp($6 / 1000.0), $7, $8",
+        ),
+        Table::Runs | Table::Sessions | Table::SessionLog | Table::Releases => {
+            (", jsonb", ", record", ", $3")
+        }
+        _ => ("", "", ""),
+    };
+    let mut updates = String::from("value = EXCLUDED.value");
+    for name in columns.split(", ").filter(|n| !n.is_empty()) {
+        updates.push_str(&format!(", {name} = EXCLUDED.{name}"));
+    }
+    format!(
+        "PREPARE stowage_put_{t} (bytea, bytea{types}) AS INSERT INTO {t} (key, value{columns}) \
+         VALUES ($1, $2{values}) ON CONFLICT (key) DO UPDATE SET {updates}"
+    )
+}
+
+/// The readable columns of `value` in `table` as SQL literals, in the
+/// order of [`put_prepare`]'s parameters (`NULL` where the value does not
+/// decode), each starting with `, `; empty for a table without readable
+/// columns.
+pub(super) fn columns(table: Table, value: &[u8]) -> String {
     match table {
         Table::RunEvents => {
-            let names = ", run_id, seq, kind, ts, payload, hash";
-            let values = match decode_event("run event", value) {
+            match decode_event("run event", value) {
                 Ok(e) => format!(
-                    ", '{}'::uuid, {}, {}, to_timestamp({}::float8 / 1000.0), {}::jsonb, {}",
+                    ", '{}'::uuid, {}, {}, {}, {}::jsonb, {}",
                     e.run_id,
                     i64::try_from(e.seq).map_or("NULL".to_owned(), |s| s.to_string()),
                     text(&e.kind),
@@ -50,14 +75,13 @@ pub(super) fn columns(table: Table, value: &[u8]) -> (&'static str, String) {
                     bytea(e.hash.as_bytes()),
                 ),
                 Err(_) => ", NULL, NULL, NULL, NULL, NULL, NULL".to_owned(),
-            };
-            (names, values)
+            }
         }
-        Table::Runs => (", record", record_literal(record::<Run>(value))),
-        Table::Sessions => (", record", record_literal(record::<Session>(value))),
-        Table::SessionLog => (", record", record_literal(record::<LogEntry>(value))),
-        Table::Releases => (", record", record_literal(record::<ReleaseRecord>(value))),
-        _ => ("", String::new()),
+        Table::Runs => record_literal(record::<Run>(value)),
+        Table::Sessions => record_literal(record::<Session>(value)),
+        Table::SessionLog => record_literal(record::<LogEntry>(value)),
+        Table::Releases => record_literal(record::<ReleaseRecord>(value)),
+        _ => String::new(),
     }
 }
 
