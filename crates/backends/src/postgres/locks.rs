@@ -8,9 +8,12 @@
 //! takes its table's key exclusive (so it conflicts with every entity
 //! scope of that table, and entity scopes of one table only with the same
 //! entity); a scope this code does not know takes every table's key
-//! exclusive, in [`Table::ALL`] order. Table keys are always taken in that
-//! order and before entity keys, so two jobs never wait on each other in
-//! a cycle. A hash collision only serializes more than needed.
+//! exclusive, in [`Table::ALL`] order. No two jobs can wait on each other
+//! in a cycle: table and unknown scopes take table keys in one order, and
+//! entity scopes hold at most one table key, shared (so only exclusive
+//! holders block them, and those wait for nothing an entity scope holds
+//! except that same key). A hash collision only serializes more than
+//! needed.
 
 use stowage_core::engine::{Scope, Table};
 
@@ -44,9 +47,11 @@ pub(super) fn begin_sql(schema: &str, scope: &Scope) -> String {
                 t.name().as_bytes(),
                 key,
             ]);
+            // One statement for both locks. The order they are granted in
+            // does not matter for deadlocks: entity scopes hold at most one
+            // table lock, and only shared, so no cycle can form.
             format!(
-                "BEGIN; SELECT pg_advisory_xact_lock_shared({}); \
-                 SELECT pg_advisory_xact_lock({entity})",
+                "BEGIN; SELECT pg_advisory_xact_lock_shared({}), pg_advisory_xact_lock({entity})",
                 table(*t)
             )
         }

@@ -63,20 +63,18 @@ pub(super) fn put_prepare(table: Table) -> String {
 /// columns.
 pub(super) fn columns(table: Table, value: &[u8]) -> String {
     match table {
-        Table::RunEvents => {
-            match decode_event("run event", value) {
-                Ok(e) => format!(
-                    ", '{}'::uuid, {}, {}, {}, {}::jsonb, {}",
-                    e.run_id,
-                    i64::try_from(e.seq).map_or("NULL".to_owned(), |s| s.to_string()),
-                    text(&e.kind),
-                    e.timestamp.as_millis(),
-                    jsonb_text(&e.payload).map_or("NULL".to_owned(), |j| text(&j)),
-                    bytea(e.hash.as_bytes()),
-                ),
-                Err(_) => ", NULL, NULL, NULL, NULL, NULL, NULL".to_owned(),
-            }
-        }
+        Table::RunEvents => match decode_event("run event", value) {
+            Ok(e) => format!(
+                ", '{}'::uuid, {}, {}, {}, {}::jsonb, {}",
+                e.run_id,
+                i64::try_from(e.seq).map_or("NULL".to_owned(), |s| s.to_string()),
+                text(&e.kind),
+                e.timestamp.as_millis(),
+                jsonb_text(&e.payload).map_or("NULL".to_owned(), |j| text(&j)),
+                bytea(e.hash.as_bytes()),
+            ),
+            Err(_) => ", NULL, NULL, NULL, NULL, NULL, NULL".to_owned(),
+        },
         Table::Runs => record_literal(record::<Run>(value)),
         Table::Sessions => record_literal(record::<Session>(value)),
         Table::SessionLog => record_literal(record::<LogEntry>(value)),
