@@ -10,7 +10,8 @@
 //! (uses `STOWAGE_TEST_POSTGRES_URL`'s server when set, else a private one
 //! with `fsync=off`). Prints both throughputs and their ratio; the issue
 //! asks for ≥ 0.7. `POSTGRES_APPEND_PER=N` sets the appends per appender
-//! (default 100).
+//! (default 100); `POSTGRES_APPEND_OPTIONS=&readable_columns=false` adds
+//! URL options to the store's.
 
 #[path = "../tests/support/postgres_server.rs"]
 mod postgres_server;
@@ -124,7 +125,9 @@ fn main() {
     let per = if quick { 5 } else { per_appender() };
     let schema = postgres_server::unique_schema("bench");
     let base = postgres_server::base_url();
-    let url = postgres_server::url(&schema, "&pool_size=64");
+    // `POSTGRES_APPEND_OPTIONS=&readable_columns=false` adds URL options.
+    let extra = std::env::var("POSTGRES_APPEND_OPTIONS").unwrap_or_default();
+    let url = postgres_server::url(&schema, &format!("&pool_size=64{extra}"));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

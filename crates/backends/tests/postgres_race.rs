@@ -238,6 +238,28 @@ async fn readable_columns_are_filled() {
     .expect("query");
     assert_eq!(agent.as_deref(), Some("reader"));
     stores.close().await.expect("close");
+
+    // Turned off, they stay NULL.
+    let off = Schema::new("unreadable");
+    let stores = open(&off.url("&readable_columns=false")).await;
+    let run = stores
+        .runs
+        .create_run(Digest::of(b"r"), RunMetadata::new("reader"))
+        .await
+        .expect("run");
+    stores
+        .runs
+        .append_event(run, NewEvent::new("tool_call", json!({})))
+        .await
+        .expect("append");
+    let s = &off.0;
+    let nulls = postgres_server::query_text(&format!(
+        "SELECT (SELECT count(*) FROM {s}.run_events WHERE kind IS NULL) || ' ' || \
+         (SELECT count(*) FROM {s}.runs WHERE record IS NULL)"
+    ))
+    .expect("query");
+    assert_eq!(nulls.as_deref(), Some("1 1"));
+    stores.close().await.expect("close");
 }
 
 #[tokio::test]

@@ -25,6 +25,7 @@
 //! | `pool_size` | connections, 1 to 256 | 16 |
 //! | `connect_timeout_ms` | 1 to 3600000 | 10000 |
 //! | `statement_timeout_ms` | 0 (none) to 3600000; lock waits included | 0 |
+//! | `readable_columns` | `true`, `false`: fill the readable columns (below) at write time | `true` |
 //! | `sslmode` | `disable`, `prefer`, `allow` (no TLS is used); `require` and stricter are refused with `Unsupported` | `prefer` |
 //! | `require` | a [`DurabilityLevel`] name, checked before connecting (see [`open`](crate::open)) | none |
 //!
@@ -127,6 +128,7 @@ impl PostgresEngine {
             pool::config(&opts),
             shown.clone(),
             opts.pool_size,
+            opts.readable_columns,
         ));
         let schema = opts.schema.clone();
         let for_open = schema.clone();

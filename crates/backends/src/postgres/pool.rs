@@ -17,6 +17,9 @@ use super::options::PostgresOptions;
 pub(super) struct Conn {
     pub(super) client: Client,
     statements: HashMap<&'static str, Statement>,
+    /// Whether staged writes fill the readable columns
+    /// (`PostgresOptions::readable_columns`).
+    pub(super) readable: bool,
     /// Whether `sql::prepare_all` ran on this connection.
     pub(super) prepared: bool,
     /// Set when the connection is in an unknown state (a failed rollback,
@@ -95,6 +98,7 @@ pub(super) fn config(opts: &PostgresOptions) -> Config {
 /// Connections, opened lazily up to `size`, at most `size` in use.
 pub(super) struct Pool {
     config: Config,
+    readable: bool,
     shown: String,
     size: u32,
     permits: Arc<Semaphore>,
@@ -102,10 +106,11 @@ pub(super) struct Pool {
 }
 
 impl Pool {
-    pub(super) fn new(config: Config, shown: String, size: usize) -> Pool {
+    pub(super) fn new(config: Config, shown: String, size: usize, readable: bool) -> Pool {
         let size = u32::try_from(size).unwrap_or(1).max(1);
         Pool {
             config,
+            readable,
             shown,
             size,
             permits: Arc::new(Semaphore::new(size as usize)),
@@ -121,6 +126,7 @@ impl Pool {
         Ok(Conn {
             client,
             statements: HashMap::new(),
+            readable: self.readable,
             prepared: false,
             broken: false,
         })

@@ -83,6 +83,15 @@ pub(super) fn columns(table: Table, value: &[u8]) -> String {
     }
 }
 
+/// The readable columns of `table`, all `NULL` (`readable_columns=false`).
+pub(super) fn nulls(table: Table) -> &'static str {
+    match table {
+        Table::RunEvents => ", NULL, NULL, NULL, NULL, NULL, NULL",
+        Table::Runs | Table::Sessions | Table::SessionLog | Table::Releases => ", NULL",
+        _ => "",
+    }
+}
+
 /// `, '…'::jsonb` or `, NULL`.
 fn record_literal(json: Option<String>) -> String {
     match json {

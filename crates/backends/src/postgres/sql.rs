@@ -267,7 +267,11 @@ impl Reader for SqlConn<'_> {
 
 impl Txn for SqlConn<'_> {
     fn put(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
-        let columns = readable::columns(table, &value);
+        let columns = if self.conn.get_mut().readable {
+            readable::columns(table, &value)
+        } else {
+            readable::nulls(table).to_owned()
+        };
         self.staged.push(format!(
             "EXECUTE stowage_put_{}({}, {}{columns})",
             table.name(),
