@@ -39,21 +39,24 @@
 //!   run at open under a session advisory lock; a `schema_version` table
 //!   records the last; a newer version is refused with `Unsupported`.
 //! * **Writes**: each job runs on a pooled connection on a blocking
-//!   thread: `BEGIN`, the scope's transaction advisory locks (shared on
+//!   thread. `BEGIN` and the scope's transaction advisory locks (shared on
 //!   the table and exclusive on the entity for an entity scope, exclusive
-//!   on the table for a table scope; see `locks.rs`), the job's
-//!   statements, `COMMIT`. `READ COMMITTED` is enough under these locks:
-//!   every write job that overlaps waits for the lock, then reads what the
-//!   earlier one committed. [`Engine::write`] returns after `COMMIT` with
-//!   [`Durable::ready`].
-//! * **Reads**: `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY` … `COMMIT`:
-//!   one snapshot for the whole job.
-//! * **Errors**: refused or lost connections, timeouts, lock and
-//!   serialization failures → `Unavailable` (nothing applied); a connection
-//!   lost after `COMMIT` was sent → `OutcomeUnknown`; a full disk →
-//!   `StorageFull`; `data_corrupted` → `Corrupted`; the driver's error is
-//!   kept as the source. A serialization failure or deadlock while taking
-//!   the locks (before the job ran) is retried; a job is never run twice.
+//!   on the table for a table scope; see `locks.rs`) are sent with the
+//!   job's first read, as one simple query; the job's writes are staged
+//!   and sent with `COMMIT`, again as one simple query `EXECUTE`-ing
+//!   server-side prepared statements. `READ COMMITTED` is enough under
+//!   these locks: every write job that overlaps waits for the lock, then
+//!   reads what the earlier one committed. [`Engine::write`] returns after
+//!   `COMMIT` with [`Durable::ready`].
+//! * **Reads**: `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY` (sent
+//!   with the first statement) … `COMMIT`: one snapshot for the whole job.
+//! * **Errors**: refused or lost connections, timeouts, lock failures →
+//!   `Unavailable` (nothing applied); a connection lost after `COMMIT` was
+//!   sent → `OutcomeUnknown`; a full disk → `StorageFull`;
+//!   `data_corrupted` → `Corrupted`; the driver's error is kept as the
+//!   source. Locks are taken in an order that cannot deadlock and
+//!   statements run at `READ COMMITTED`, so there are no serialization
+//!   failures to retry: a job runs at most once.
 //! * **Close**: [`Engine::close`] waits for the jobs in flight and closes
 //!   every connection; calls after it fail with `Conflict`.
 //!
