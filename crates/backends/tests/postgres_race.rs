@@ -273,3 +273,41 @@ async fn an_unreachable_server_is_unavailable() {
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     assert!(std::error::Error::source(&err).is_some(), "{err:?}");
 }
+
+#[tokio::test]
+async fn connections_the_server_closed_are_replaced() {
+    let schema = Schema::new("restart");
+    let stores = open(&schema.url("&pool_size=1")).await;
+    let run = stores
+        .runs
+        .create_run(Digest::of(b"r"), RunMetadata::new("restart"))
+        .await
+        .expect("run");
+    // Only this test's connections: application_name is `stowage:SCHEMA`.
+    let kill = format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = 'stowage:{}'",
+        schema.0
+    );
+    let killed = postgres_server::query_text(&kill).expect("terminate");
+    assert_eq!(
+        killed.as_deref(),
+        Some("t"),
+        "the pooled connection was found"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    stores
+        .runs
+        .get_run(run)
+        .await
+        .expect("a read after the kill");
+    postgres_server::query_text(&kill).expect("terminate");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let e = stores
+        .runs
+        .append_event(run, NewEvent::new("tick", json!({})))
+        .await
+        .expect("an append after the kill");
+    assert_eq!(e.seq, 0);
+    stores.close().await.expect("close");
+}

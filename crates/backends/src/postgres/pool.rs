@@ -16,6 +16,7 @@ use super::options::PostgresOptions;
 /// One connection and the statements prepared on it.
 pub(super) struct Conn {
     pub(super) client: Client,
+    config: Config,
     statements: HashMap<&'static str, Statement>,
     /// Whether staged writes fill the readable columns
     /// (`PostgresOptions::readable_columns`).
@@ -47,6 +48,22 @@ impl Conn {
         self.client.query(&s, params)
     }
 
+    /// Replaces a connection the server closed (a restart, an idle
+    /// timeout) with a new one, its statements prepared again. Only for a
+    /// connection with no transaction open: nothing was lost.
+    ///
+    /// # Errors
+    /// `Unavailable` when the server cannot be reached.
+    pub(super) fn reconnect(&mut self) -> Result<()> {
+        self.client = self
+            .config
+            .connect(NoTls)
+            .map_err(|e| errors::map(e, "reconnecting"))?;
+        self.statements.clear();
+        self.prepared = false;
+        self.prepare()
+    }
+
     /// Prepares the statements jobs `EXECUTE` (once per connection).
     pub(super) fn prepare(&mut self) -> Result<()> {
         if !self.prepared {
@@ -76,7 +93,8 @@ pub(super) fn config(opts: &PostgresOptions) -> Config {
         .port(opts.port)
         .user(&opts.user)
         .dbname(&opts.dbname)
-        .application_name("stowage")
+        // `stowage:SCHEMA` in `pg_stat_activity` (cut to 63 bytes).
+        .application_name(&format!("stowage:{}", opts.schema))
         .connect_timeout(opts.connect_timeout)
         .keepalives(true);
     if let Some(password) = &opts.password {
@@ -125,6 +143,7 @@ impl Pool {
             .map_err(|e| errors::map(e, &format!("connecting to {}", self.shown)))?;
         Ok(Conn {
             client,
+            config: self.config.clone(),
             statements: HashMap::new(),
             readable: self.readable,
             prepared: false,
