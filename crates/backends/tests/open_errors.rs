@@ -30,6 +30,7 @@ fn compiled() -> Vec<&'static str> {
         ("rocksdb", cfg!(feature = "rocksdb")),
         ("sled", cfg!(feature = "sled")),
         ("redis", cfg!(feature = "redis")),
+        ("rediss", cfg!(feature = "redis")),
         ("sqlite", cfg!(feature = "sqlite")),
         ("postgres", cfg!(feature = "postgres")),
         ("postgresql", cfg!(feature = "postgres")),
