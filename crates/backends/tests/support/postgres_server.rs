@@ -22,8 +22,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 const HELP: &str = "the PostgreSQL tests need a server: set \
 STOWAGE_TEST_POSTGRES_URL=postgres://user@host:port/db (a database the tests may create \
 schemas in; each test drops only its own), or install PostgreSQL (initdb and pg_ctl on PATH, \
-e.g. `apt-get install postgresql` and add /usr/lib/postgresql/15/bin to PATH) so the tests \
-can start a private one";
+e.g. `apt-get install postgresql`; /usr/lib/postgresql/VERSION/bin is searched too) so the \
+tests can start a private one";
 
 /// The environment variable naming an external server.
 pub const URL_ENV: &str = "STOWAGE_TEST_POSTGRES_URL";
@@ -43,8 +43,40 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// `program` (`initdb`, `pg_ctl`): from `PATH`, else from Debian's
+/// `/usr/lib/postgresql/VERSION/bin` (the newest), which the `postgresql`
+/// package does not put on `PATH`.
+fn server_binary(program: &str) -> String {
+    let on_path = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    if let Some(path) = on_path.filter(|p| !p.is_empty()) {
+        return path;
+    }
+    let mut found: Vec<(u32, String)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = entry.path().join("bin").join(program);
+            bin.exists().then(|| (version, bin.display().to_string()))
+        })
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .map(|(_, path)| path)
+        .unwrap_or_else(|| panic!("{program} not found; {HELP}"))
+}
+
 /// `program args…`, as the `postgres` user when we are root.
 fn as_server_user(root: bool, program: &str) -> Command {
+    let program = &server_binary(program);
     if root {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--", program]);
@@ -105,10 +137,11 @@ fn start_private() -> (String, Child) {
         .arg("start")
         .stdout(Stdio::null());
     run(start, "pg_ctl start");
+    let pg_ctl = server_binary("pg_ctl");
     let stop = if root {
-        "runuser -u postgres -- pg_ctl -D \"$1/data\" -m immediate stop"
+        format!("runuser -u postgres -- {pg_ctl} -D \"$1/data\" -m immediate stop")
     } else {
-        "pg_ctl -D \"$1/data\" -m immediate stop"
+        format!("{pg_ctl} -D \"$1/data\" -m immediate stop")
     };
     let watchdog = Command::new("sh")
         .arg("-c")
