@@ -11,6 +11,7 @@
 //! | `sled` | `sled:///abs/dir` | survives `kill -9`, not power loss: sled 0.34 flushes to the OS but never calls `fsync`; sled is beta | no | `docs/kv.md` |
 //! | `redis` | `redis://host:port/db?prefix=NAME`, `rediss://…` (TLS) | as the server is configured (`appendfsync`), opt-in `WAIT`/`WAITAOF` | yes | `docs/redis.md` |
 //! | `sqlite` | `sqlite:///abs/file.db`, `sqlite:rel/file.db` | yes: `synchronous=FULL` (WAL) before acknowledging; `durability=buffered`: survives `kill -9` only | yes (processes on one host) | [`sqlite`] |
+//! | `postgres` | `postgres://user@host:port/db?schema=NAME`, `postgresql://…` | as the server is configured (`synchronous_commit`): acknowledged = committed | yes (processes on any host) | `postgres` module, `docs/postgres.md` |
 //!
 //! Other features: `testcontainers` (test tooling only: the Redis test
 //! harness starts Redis in Docker when no `STOWAGE_TEST_REDIS_URL` is set
@@ -52,6 +53,8 @@ mod kv;
 pub mod memory;
 mod open;
 pub mod options;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "sqlite")]

@@ -61,13 +61,17 @@ pub(crate) fn parse_options(url: &str) -> Result<StoreOptions> {
         "redis" | "rediss" => crate::redis::config::parse(&parsed).map(StoreOptions::Redis),
         #[cfg(feature = "sqlite")]
         "sqlite" => crate::sqlite::parse_url(&parsed).map(StoreOptions::Sqlite),
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => {
+            crate::postgres::parse_url(&parsed).map(StoreOptions::Postgres)
+        }
         scheme => Err(not_compiled_in(url, scheme)),
     }
 }
 
 /// Every scheme stowage knows, with the feature that provides it and the
 /// shape of its URLs (for error messages).
-const SCHEMES: [(&str, &str, bool, &str); 7] = [
+const SCHEMES: [(&str, &str, bool, &str); 9] = [
     ("memory", "memory", cfg!(feature = "memory"), "memory://"),
     (
         "file",
@@ -100,6 +104,18 @@ const SCHEMES: [(&str, &str, bool, &str); 7] = [
         cfg!(feature = "sqlite"),
         "sqlite:///abs/file.db or sqlite:rel/file.db",
     ),
+    (
+        "postgres",
+        "postgres",
+        cfg!(feature = "postgres"),
+        "postgres://user@host:5432/db?schema=NAME",
+    ),
+    (
+        "postgresql",
+        "postgres",
+        cfg!(feature = "postgres"),
+        "postgresql://user@host:5432/db",
+    ),
 ];
 
 /// "a store URL looks like …; compiled in: …", the tail of every message
@@ -117,7 +133,7 @@ fn what_urls_look_like() -> String {
         .collect();
     if compiled.is_empty() {
         return "no backend is compiled in; enable a feature of stowage-backends \
-                (memory, file, rocksdb, sled, redis, sqlite)"
+                (memory, file, rocksdb, sled, redis, sqlite, postgres)"
             .to_owned();
     }
     format!(
@@ -232,6 +248,11 @@ fn capabilities_of(parsed: &Url) -> Result<Capabilities> {
         "sqlite" => Ok(crate::sqlite::capabilities(&crate::sqlite::parse_url(
             parsed,
         )?)),
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => {
+            crate::postgres::parse_url(parsed)?;
+            Ok(crate::postgres::capabilities())
+        }
         scheme => Err(not_compiled_in(parsed.as_str(), scheme)),
     }
 }

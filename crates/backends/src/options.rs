@@ -12,6 +12,7 @@
 //! | sled | [`SledOptions`] | `sled:///abs/dir?max_blob_size=…` |
 //! | Redis | [`RedisOptions`] | `redis://host:port/db?prefix=…` |
 //! | SQLite | `SqliteOptions` | `sqlite:///abs/file.db?durability=…` |
+//! | PostgreSQL | `PostgresOptions` | `postgres://user@host:port/db?schema=…` |
 //!
 //! The structs are `#[non_exhaustive]`: build one with `new` (the
 //! defaults) and assign the fields you change.
@@ -39,6 +40,8 @@ use std::path::{Path, PathBuf};
 use stowage_core::{Durability, Error};
 use stowage_core::{Result, StoreEnv, Stores};
 
+#[cfg(feature = "postgres")]
+pub use crate::postgres::PostgresOptions;
 #[cfg(feature = "redis")]
 pub use crate::redis::{RedisOptions, RedisWait};
 #[cfg(feature = "sqlite")]
@@ -66,6 +69,9 @@ pub enum StoreOptions {
     /// `sqlite:…`.
     #[cfg(feature = "sqlite")]
     Sqlite(SqliteOptions),
+    /// `postgres://…`, `postgresql://…`.
+    #[cfg(feature = "postgres")]
+    Postgres(PostgresOptions),
 }
 
 impl StoreOptions {
@@ -107,6 +113,8 @@ impl StoreOptions {
             StoreOptions::Redis(o) => o.open_with(env).await,
             #[cfg(feature = "sqlite")]
             StoreOptions::Sqlite(o) => o.open_with(env).await,
+            #[cfg(feature = "postgres")]
+            StoreOptions::Postgres(o) => o.open_with(env).await,
         }
     }
 }

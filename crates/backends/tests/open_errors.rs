@@ -30,7 +30,10 @@ fn compiled() -> Vec<&'static str> {
         ("rocksdb", cfg!(feature = "rocksdb")),
         ("sled", cfg!(feature = "sled")),
         ("redis", cfg!(feature = "redis")),
+        ("rediss", cfg!(feature = "redis")),
         ("sqlite", cfg!(feature = "sqlite")),
+        ("postgres", cfg!(feature = "postgres")),
+        ("postgresql", cfg!(feature = "postgres")),
     ]
     .into_iter()
     .filter_map(|(scheme, on)| on.then_some(scheme))
@@ -81,6 +84,8 @@ async fn backends_not_compiled_in_name_the_url_and_the_feature() {
         ("redis", "redis"),
         ("rediss", "redis"),
         ("sqlite", "sqlite"),
+        ("postgres", "postgres"),
+        ("postgresql", "postgres"),
     ] {
         if compiled().contains(&feature) {
             continue;

@@ -22,6 +22,7 @@
 //! | `sled` | `sled:///abs/dir` | sled 0.34 (survives `kill -9`, not power loss) |
 //! | `redis` | `redis://host:port/db?prefix=NAME`, `rediss://…` | Redis ≥ 7, shared between processes |
 //! | `sqlite` | `sqlite:///abs/file.db`, `sqlite:rel/file.db` | SQLite (bundled), shared between processes on one host |
+//! | `postgres` | `postgres://user@host:port/db?schema=NAME` | PostgreSQL, shared between processes and hosts |
 //!
 //! A URL whose backend was not compiled in fails with
 //! [`ErrorKind::Unsupported`] naming the feature to enable.
@@ -48,6 +49,11 @@ pub use stowage_backends::{open, open_with, options, StoreOptions};
 #[cfg(feature = "memory")]
 #[doc(inline)]
 pub use stowage_backends::memory;
+
+/// The PostgreSQL backend.
+#[cfg(feature = "postgres")]
+#[doc(inline)]
+pub use stowage_backends::postgres;
 
 /// The SQLite backend.
 #[cfg(feature = "sqlite")]

@@ -1,0 +1,156 @@
+//! Append throughput of the PostgreSQL backend from 64 concurrent
+//! appenders (one store, `pool_size=64`, each appender on its own run),
+//! compared in the same run with a bare `BEGIN; INSERT …; COMMIT` per
+//! append (a prepared `INSERT` of a 160-byte value into a `(key bytea
+//! PRIMARY KEY, value bytea)` table) from 64 threads, each with its own
+//! connection of the same driver (`postgres` 0.19), against the same
+//! server.
+//!
+//! `cargo bench -p stowage-backends --features postgres --bench postgres_append`
+//! (uses `STOWAGE_TEST_POSTGRES_URL`'s server when set, else a private one
+//! with `fsync=off`). Prints both throughputs and their ratio; the issue
+//! asks for ≥ 0.7. `POSTGRES_APPEND_PER=N` sets the appends per appender
+//! (default 100); `POSTGRES_APPEND_OPTIONS=&readable_columns=false` adds
+//! URL options to the store's.
+
+#[path = "../tests/support/postgres_server.rs"]
+mod postgres_server;
+
+use std::sync::Barrier;
+use std::time::Instant;
+
+use serde_json::json;
+use stowage_core::{Digest, NewEvent, RunMetadata};
+
+const APPENDERS: usize = 64;
+const ROUNDS: usize = 3;
+
+fn per_appender() -> usize {
+    std::env::var("POSTGRES_APPEND_PER")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100)
+}
+
+async fn stowage_appends(url: &str, per: usize, round: usize) -> f64 {
+    let stores = stowage_backends::open(url).await.expect("open");
+    let mut runs = Vec::new();
+    for i in 0..APPENDERS {
+        runs.push(
+            stores
+                .runs
+                .create_run(
+                    Digest::of(format!("{round}:{i}").as_bytes()),
+                    RunMetadata::new("bench"),
+                )
+                .await
+                .expect("create run"),
+        );
+    }
+    // Warm every connection of the pool.
+    let warm: Vec<_> = runs
+        .iter()
+        .map(|run| {
+            let (s, run) = (stores.clone(), *run);
+            tokio::spawn(async move { s.runs.get_run(run).await.expect("get") })
+        })
+        .collect();
+    for w in warm {
+        w.await.expect("warm");
+    }
+    let start = Instant::now();
+    let tasks: Vec<_> = runs
+        .into_iter()
+        .map(|run| {
+            let s = stores.clone();
+            tokio::spawn(async move {
+                for j in 0..per {
+                    s.runs
+                        .append_event(run, NewEvent::new("tool_call", json!({"step": j})))
+                        .await
+                        .expect("append");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let rate = (APPENDERS * per) as f64 / start.elapsed().as_secs_f64();
+    stores.close().await.expect("close");
+    rate
+}
+
+fn bare_inserts(base: &str, schema: &str, per: usize, round: usize) -> f64 {
+    let mut setup = postgres::Client::connect(base, postgres::NoTls).expect("connect");
+    setup
+        .batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {schema}.bare (key bytea PRIMARY KEY, value bytea NOT NULL)"
+        ))
+        .expect("create the bare table");
+    let barrier = Barrier::new(APPENDERS + 1);
+    let value = vec![7u8; 160];
+    let elapsed = std::thread::scope(|scope| {
+        for t in 0..APPENDERS {
+            let (barrier, value) = (&barrier, &value);
+            scope.spawn(move || {
+                let mut c = postgres::Client::connect(base, postgres::NoTls).expect("connect");
+                let insert = c
+                    .prepare(&format!(
+                        "INSERT INTO {schema}.bare (key, value) VALUES ($1, $2)"
+                    ))
+                    .expect("prepare");
+                barrier.wait();
+                for j in 0..per {
+                    let key = format!("{round}:{t}:{j}").into_bytes();
+                    c.batch_execute("BEGIN").expect("begin");
+                    c.execute(&insert, &[&key, value]).expect("insert");
+                    c.batch_execute("COMMIT").expect("commit");
+                }
+                barrier.wait();
+            });
+        }
+        barrier.wait();
+        let start = Instant::now();
+        barrier.wait();
+        start.elapsed()
+    });
+    (APPENDERS * per) as f64 / elapsed.as_secs_f64()
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs this too:
+    // a short run then.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let per = if quick { 5 } else { per_appender() };
+    let schema = postgres_server::unique_schema("bench");
+    let base = postgres_server::base_url();
+    // `POSTGRES_APPEND_OPTIONS=&readable_columns=false` adds URL options.
+    let extra = std::env::var("POSTGRES_APPEND_OPTIONS").unwrap_or_default();
+    let url = postgres_server::url(&schema, &format!("&pool_size=64{extra}"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // Alternate rounds (the machine may be shared: load drifts) and
+    // compare medians.
+    let mut stowage = Vec::new();
+    let mut bare = Vec::new();
+    for round in 0..ROUNDS {
+        stowage.push(runtime.block_on(stowage_appends(&url, per, round)));
+        bare.push(bare_inserts(&base, &schema, per, round));
+    }
+    postgres_server::drop_schema(&schema);
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (s, b) = (median(&mut stowage), median(&mut bare));
+    println!(
+        "postgres_append: {APPENDERS} appenders × {per}, median of {ROUNDS} alternating rounds: \
+         stowage {s:.0} appends/s, bare BEGIN+INSERT+COMMIT {b:.0}/s, ratio {:.2} \
+         (target ≥ 0.7; rounds: stowage {stowage:.0?}, bare {bare:.0?})",
+        s / b
+    );
+}

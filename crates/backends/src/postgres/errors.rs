@@ -1,0 +1,128 @@
+//! PostgreSQL errors mapped into [`stowage_core::Error`], the source kept.
+
+use postgres::error::SqlState;
+use stowage_core::{Error, ErrorKind};
+
+/// The kind a driver error maps to. Connection problems, timeouts, lock
+/// and serialization failures are `Unavailable` (the transaction was
+/// rolled back: nothing was applied), a full disk `StorageFull`, damaged
+/// data `Corrupted`, bad values `InvalidInput`, the rest `Internal`.
+pub(super) fn kind_of(err: &postgres::Error) -> ErrorKind {
+    let Some(code) = err.code() else {
+        // No server error: I/O, a closed connection, a connect timeout, or
+        // a value of an unexpected type.
+        let text = err.to_string();
+        if err.is_closed() || text.contains("error connecting") || text.contains("timed out") {
+            return ErrorKind::Unavailable;
+        }
+        if text.contains("error deserializing") {
+            return ErrorKind::Corrupted;
+        }
+        return if std::error::Error::source(err)
+            .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some())
+        {
+            ErrorKind::Unavailable
+        } else {
+            ErrorKind::Internal
+        };
+    };
+    kind_of_state(code)
+}
+
+/// The kind of a server error by its SQLSTATE.
+pub(super) fn kind_of_state(code: &SqlState) -> ErrorKind {
+    let class = &code.code()[..2];
+    if *code == SqlState::DISK_FULL {
+        return ErrorKind::StorageFull;
+    }
+    if *code == SqlState::DATA_CORRUPTED || *code == SqlState::INDEX_CORRUPTED {
+        return ErrorKind::Corrupted;
+    }
+    match class {
+        // connection exceptions, insufficient resources, operator
+        // intervention (shutdown, statement timeout), lock not available,
+        // serialization failure / deadlock, invalid authorization,
+        // unknown database
+        "08" | "53" | "57" | "55" | "40" | "28" | "3D" => ErrorKind::Unavailable,
+        "22" => ErrorKind::InvalidInput,
+        _ => ErrorKind::Internal,
+    }
+}
+
+/// Whether `err` says the connection is gone (the outcome of a `COMMIT`
+/// sent on it is unknown).
+pub(super) fn is_connection_lost(err: &postgres::Error) -> bool {
+    err.is_closed()
+        || err.code().is_none()
+        || err.code().is_some_and(|c| {
+            &c.code()[..2] == "08"
+                || *c == SqlState::ADMIN_SHUTDOWN
+                || *c == SqlState::CRASH_SHUTDOWN
+        })
+}
+
+/// `err` as a stowage error of its mapped kind, saying what was being done.
+pub(super) fn map(err: postgres::Error, doing: &str) -> Error {
+    let kind = kind_of(&err);
+    map_as(err, kind, doing)
+}
+
+/// `err` as a stowage error of kind `kind`, the source kept.
+pub(super) fn map_as(err: postgres::Error, kind: ErrorKind, doing: &str) -> Error {
+    let detail = match err.as_db_error() {
+        Some(db) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
+        None => err.to_string(),
+    };
+    let hint = match (kind, err.code()) {
+        (ErrorKind::Unavailable, Some(c)) if *c == SqlState::QUERY_CANCELED => {
+            " (statement_timeout_ms elapsed; nothing was applied)"
+        }
+        (ErrorKind::Unavailable, _) => " (nothing was applied)",
+        (ErrorKind::StorageFull, _) => " (the server's disk is full; nothing was applied)",
+        _ => "",
+    };
+    Error::new(kind, format!("postgres: {doing} failed: {detail}{hint}")).with_source(err)
+}
+
+/// The extension trait that maps every driver result at its call site.
+pub(super) trait PgResult<T> {
+    /// Maps the error (see [`map`]).
+    fn doing(self, doing: &str) -> stowage_core::Result<T>;
+}
+
+impl<T> PgResult<T> for Result<T, postgres::Error> {
+    fn doing(self, doing: &str) -> stowage_core::Result<T> {
+        self.map_err(|e| map(e, doing))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_map_to_kinds() {
+        assert_eq!(kind_of_state(&SqlState::DISK_FULL), ErrorKind::StorageFull);
+        assert_eq!(
+            kind_of_state(&SqlState::DATA_CORRUPTED),
+            ErrorKind::Corrupted
+        );
+        assert_eq!(
+            kind_of_state(&SqlState::CONNECTION_FAILURE),
+            ErrorKind::Unavailable
+        );
+        assert_eq!(
+            kind_of_state(&SqlState::QUERY_CANCELED),
+            ErrorKind::Unavailable
+        );
+        assert_eq!(
+            kind_of_state(&SqlState::T_R_DEADLOCK_DETECTED),
+            ErrorKind::Unavailable
+        );
+        assert_eq!(
+            kind_of_state(&SqlState::INVALID_CATALOG_NAME),
+            ErrorKind::Unavailable
+        );
+        assert_eq!(kind_of_state(&SqlState::SYNTAX_ERROR), ErrorKind::Internal);
+    }
+}

@@ -1,0 +1,382 @@
+//! [`PostgresOptions`] and the `postgres://` URL that parses into it.
+
+use std::time::Duration;
+
+use stowage_core::{Error, Result, StoreEnv, Stores};
+use url::Url;
+
+use crate::options::StoreOptions;
+
+/// The default schema (`schema`).
+pub const DEFAULT_SCHEMA: &str = "stowage";
+
+/// The default number of connections (`pool_size`).
+pub const DEFAULT_POOL_SIZE: usize = 16;
+
+/// The most connections one store opens (`pool_size`).
+pub const MAX_POOL_SIZE: usize = 256;
+
+/// The default `connect_timeout_ms`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest `connect_timeout_ms` / `statement_timeout_ms` accepted (one hour).
+const MAX_TIMEOUT_MS: u64 = 3_600_000;
+
+/// The query options of a `postgres://` URL and what each accepts (for
+/// error messages). `require` is read by [`open`](crate::open) itself.
+const OPTIONS: [(&str, &str); 6] = [
+    (
+        "schema",
+        "a PostgreSQL identifier: lowercase ASCII letters, digits and underscores, \
+         not starting with a digit, at most 63 bytes",
+    ),
+    ("pool_size", "a whole number from 1 to 256"),
+    (
+        "connect_timeout_ms",
+        "a whole number of milliseconds from 1 to 3600000",
+    ),
+    (
+        "statement_timeout_ms",
+        "a whole number of milliseconds up to 3600000 (0: no timeout)",
+    ),
+    (
+        "sslmode",
+        "disable or prefer (require is not supported yet)",
+    ),
+    ("readable_columns", "true or false"),
+];
+
+/// How to open a PostgreSQL store (URL:
+/// `postgres://user[:password]@host[:port]/db?schema=NAME`, also
+/// `postgresql://`, with the options below as query parameters of the
+/// same names). See the [module docs](super) and `docs/postgres.md`.
+///
+/// ```
+/// use stowage_backends::options::{PostgresOptions, StoreOptions};
+/// let mut opts = PostgresOptions::new("db.internal", "agents");
+/// opts.user = "app".into();
+/// opts.schema = "team_a".into();
+/// opts.pool_size = 32;
+/// let parsed =
+///     StoreOptions::parse("postgres://app@db.internal/agents?schema=team_a&pool_size=32").unwrap();
+/// assert_eq!(parsed, StoreOptions::Postgres(opts));
+/// ```
+#[non_exhaustive]
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresOptions {
+    /// The server's host name or IP address.
+    pub host: String,
+    /// The server's port (default 5432).
+    pub port: u16,
+    /// The user to connect as (default `postgres`).
+    pub user: String,
+    /// The password, if the server asks for one (never shown by `Debug`).
+    pub password: Option<String>,
+    /// The database.
+    pub dbname: String,
+    /// `schema`: the PostgreSQL schema holding this store's tables,
+    /// created if missing (default `stowage`). Stores in different schemas
+    /// of one database are independent.
+    pub schema: String,
+    /// `pool_size`: connections, 1 to 256 (default 16); reads and writes
+    /// share them.
+    pub pool_size: usize,
+    /// `connect_timeout_ms`: how long connecting may take (default 10 s).
+    pub connect_timeout: Duration,
+    /// `statement_timeout_ms`: the server's `statement_timeout` for every
+    /// statement, lock waits included (default `None`: no timeout). A
+    /// statement that times out fails with `Unavailable`.
+    pub statement_timeout: Option<Duration>,
+    /// `readable_columns`: fill the readable columns of `run_events`,
+    /// `runs`, `sessions`, `session_log` and `releases` at write time
+    /// (default `true`; `false` leaves them `NULL` and saves about 10 % of
+    /// append throughput).
+    pub readable_columns: bool,
+}
+
+impl std::fmt::Debug for PostgresOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresOptions")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("dbname", &self.dbname)
+            .field("schema", &self.schema)
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("readable_columns", &self.readable_columns)
+            .finish()
+    }
+}
+
+impl PostgresOptions {
+    /// The defaults, for database `dbname` on `host`.
+    pub fn new(host: impl Into<String>, dbname: impl Into<String>) -> PostgresOptions {
+        PostgresOptions {
+            host: host.into(),
+            port: 5432,
+            user: "postgres".into(),
+            password: None,
+            dbname: dbname.into(),
+            schema: DEFAULT_SCHEMA.into(),
+            pool_size: DEFAULT_POOL_SIZE,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            statement_timeout: None,
+            readable_columns: true,
+        }
+    }
+
+    /// Parses a `postgres://` or `postgresql://` URL.
+    ///
+    /// # Errors
+    /// As [`StoreOptions::parse`], and `InvalidInput` for another scheme.
+    pub fn from_url(url: &str) -> Result<PostgresOptions> {
+        match StoreOptions::parse(url)? {
+            StoreOptions::Postgres(o) => Ok(o),
+            #[allow(unreachable_patterns)]
+            _ => Err(Error::invalid_input(format!(
+                "store URL {url:?} is not a postgres:// URL (expected \
+                 postgres://user@host:port/db?schema=NAME)"
+            ))),
+        }
+    }
+
+    /// Opens the store with the system clock and random ids.
+    ///
+    /// # Errors
+    /// As [`PostgresEngine::open`](super::PostgresEngine::open).
+    pub async fn open(self) -> Result<Stores> {
+        self.open_with(StoreEnv::default()).await
+    }
+
+    /// Opens the store with an injected clock and id generator.
+    ///
+    /// # Errors
+    /// As [`PostgresEngine::open`](super::PostgresEngine::open).
+    pub async fn open_with(self, env: StoreEnv) -> Result<Stores> {
+        let engine = super::PostgresEngine::open(self).await?;
+        Ok(stowage_core::engine::stores(engine, env))
+    }
+
+    /// `postgres://user@host:port/db?schema=…` without the password (for
+    /// messages).
+    pub(super) fn shown(&self) -> String {
+        format!(
+            "postgres://{}@{}:{}/{}?schema={}",
+            self.user, self.host, self.port, self.dbname, self.schema
+        )
+    }
+
+    /// Checks the values a URL cannot express wrongly but a struct can.
+    pub(super) fn validate(&self) -> Result<()> {
+        let bad = |field: &str, value: &dyn std::fmt::Debug, allowed: &str| {
+            Err(Error::invalid_input(format!(
+                "PostgresOptions::{field} is {value:?}; allowed values: {allowed}"
+            )))
+        };
+        if self.host.is_empty() {
+            return bad("host", &self.host, "a host name or IP address");
+        }
+        if self.dbname.is_empty() {
+            return bad("dbname", &self.dbname, "a database name");
+        }
+        if !valid_schema(&self.schema) {
+            return bad("schema", &self.schema, OPTIONS[0].1);
+        }
+        if !(1..=MAX_POOL_SIZE).contains(&self.pool_size) {
+            return bad("pool_size", &self.pool_size, OPTIONS[1].1);
+        }
+        let max = Duration::from_millis(MAX_TIMEOUT_MS);
+        if self.connect_timeout.is_zero() || self.connect_timeout > max {
+            return bad("connect_timeout", &self.connect_timeout, OPTIONS[2].1);
+        }
+        if self.statement_timeout.is_some_and(|t| t > max) {
+            return bad("statement_timeout", &self.statement_timeout, OPTIONS[3].1);
+        }
+        Ok(())
+    }
+}
+
+/// Whether `schema` is an identifier that needs no quoting.
+pub(super) fn valid_schema(schema: &str) -> bool {
+    let mut chars = schema.chars();
+    matches!(chars.next(), Some('a'..='z' | '_'))
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
+        && schema.len() <= 63
+}
+
+/// Parses `postgres://user[:password]@host[:port]/db?options`.
+///
+/// # Errors
+/// `InvalidInput` naming the URL for a missing host or database, or an
+/// unknown or malformed option (naming the option and what it accepts);
+/// `Unsupported` for `sslmode=require` and stricter modes (TLS is not
+/// built in yet).
+pub(crate) fn parse(url: &Url) -> Result<PostgresOptions> {
+    let shown = redacted(url);
+    let bad_url = |why: &str| {
+        Error::invalid_input(format!(
+            "store URL {shown:?}: {why}; expected postgres://user@host:port/db?schema=NAME"
+        ))
+    };
+    let host = match url.host_str() {
+        Some(h) if !h.is_empty() => h.trim_start_matches('[').trim_end_matches(']'),
+        _ => return Err(bad_url("the host is missing")),
+    };
+    let dbname = url.path().trim_start_matches('/');
+    if dbname.is_empty() || dbname.contains('/') {
+        return Err(bad_url("the path must name one database (/db)"));
+    }
+    if url.fragment().is_some() {
+        return Err(bad_url("a fragment is not allowed"));
+    }
+    let decode = |s: &str| {
+        percent_decode(s).ok_or_else(|| bad_url("the user, password or database is not UTF-8"))
+    };
+    let mut opts = PostgresOptions::new(host, decode(dbname)?);
+    if let Some(port) = url.port() {
+        opts.port = port;
+    }
+    if !url.username().is_empty() {
+        opts.user = decode(url.username())?;
+    }
+    opts.password = url.password().map(decode).transpose()?;
+    for (key, value) in url.query_pairs() {
+        let bad = |allowed: &str| {
+            Error::invalid_input(format!(
+                "store URL {shown:?}: option {key}={value} is not valid; allowed values: {allowed}"
+            ))
+        };
+        let millis = |allowed: &str, min: u64| {
+            value
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| (min..=MAX_TIMEOUT_MS).contains(ms))
+                .map(Duration::from_millis)
+                .ok_or_else(|| bad(allowed))
+        };
+        match &*key {
+            "schema" if valid_schema(&value) => opts.schema = value.into_owned(),
+            "schema" => return Err(bad(OPTIONS[0].1)),
+            "pool_size" => {
+                opts.pool_size = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_POOL_SIZE).contains(n))
+                    .ok_or_else(|| bad(OPTIONS[1].1))?;
+            }
+            "connect_timeout_ms" => opts.connect_timeout = millis(OPTIONS[2].1, 1)?,
+            "statement_timeout_ms" => {
+                let t = millis(OPTIONS[3].1, 0)?;
+                opts.statement_timeout = (!t.is_zero()).then_some(t);
+            }
+            "readable_columns" => {
+                opts.readable_columns = match &*value {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad(OPTIONS[5].1)),
+                }
+            }
+            "sslmode" => match &*value {
+                "disable" | "prefer" | "allow" => {}
+                "require" | "verify-ca" | "verify-full" => {
+                    return Err(Error::unsupported(format!(
+                        "store URL {shown:?}: sslmode={value} is not supported: this build of \
+                         the postgres backend has no TLS; connect over a trusted network or a \
+                         local tunnel with sslmode=disable (see docs/postgres.md)"
+                    )))
+                }
+                _ => return Err(bad(OPTIONS[4].1)),
+            },
+            _ => {
+                let known: Vec<String> = OPTIONS
+                    .iter()
+                    .map(|(name, allowed)| format!("{name} ({allowed})"))
+                    .collect();
+                return Err(Error::invalid_input(format!(
+                    "store URL {shown:?}: unknown option {key}={value}; known options: {}, \
+                     require (a durability level)",
+                    known.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(opts)
+}
+
+/// The URL with its password replaced (for messages).
+fn redacted(url: &Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        let _ = shown.set_password(Some("***"));
+    }
+    shown.to_string()
+}
+
+/// Percent-decodes a URL component.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(url: &str) -> Result<PostgresOptions> {
+        parse(&Url::parse(url).unwrap())
+    }
+
+    #[test]
+    fn urls_parse_into_options() {
+        let o = parsed("postgresql://app:s%40cret@db:6543/agents?schema=team_a&pool_size=4&connect_timeout_ms=500&statement_timeout_ms=2000&readable_columns=false").unwrap();
+        assert_eq!(o.host, "db");
+        assert_eq!(o.port, 6543);
+        assert_eq!(o.user, "app");
+        assert_eq!(o.password.as_deref(), Some("s@cret"));
+        assert_eq!(o.dbname, "agents");
+        assert_eq!(o.schema, "team_a");
+        assert_eq!(o.pool_size, 4);
+        assert_eq!(o.connect_timeout, Duration::from_millis(500));
+        assert_eq!(o.statement_timeout, Some(Duration::from_secs(2)));
+        assert!(!o.readable_columns);
+        assert!(!format!("{o:?}").contains("s@cret"));
+        let d = parsed("postgres://h/db").unwrap();
+        assert_eq!(d, PostgresOptions::new("h", "db"));
+    }
+
+    #[test]
+    fn bad_urls_name_the_problem() {
+        use stowage_core::ErrorKind;
+        for (url, want) in [
+            ("postgres://h/db?schema=Bad", "schema=Bad"),
+            ("postgres://h/db?pool_size=0", "pool_size=0"),
+            ("postgres://h/db?connect_timeout_ms=0", "connect_timeout_ms"),
+            ("postgres://h/db?nope=1", "unknown option nope=1"),
+            ("postgres://h/", "one database"),
+            ("postgres://u:pw@h/?x=1", "***"),
+        ] {
+            let e = parsed(url).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{url}");
+            assert!(e.message().contains(want), "{url}: {e}");
+            assert!(!e.message().contains(":pw@"), "{e}");
+        }
+        let e = parsed("postgres://h/db?sslmode=require").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        assert!(e.message().contains("TLS"), "{e}");
+    }
+}

@@ -1,0 +1,221 @@
+//! A small pool of synchronous `postgres::Client`s, each used on a
+//! blocking thread (`spawn_blocking`) for one job at a time.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use postgres::types::ToSql;
+use postgres::{Client, Config, NoTls, Row, Statement};
+use stowage_core::{Error, Result};
+use tokio::sync::Semaphore;
+
+use super::errors;
+use super::options::PostgresOptions;
+
+/// One connection and the statements prepared on it.
+pub(super) struct Conn {
+    pub(super) client: Client,
+    config: Config,
+    statements: HashMap<&'static str, Statement>,
+    /// Whether staged writes fill the readable columns
+    /// (`PostgresOptions::readable_columns`).
+    pub(super) readable: bool,
+    /// Whether `sql::prepare_all` ran on this connection.
+    pub(super) prepared: bool,
+    /// Set when the connection is in an unknown state (a failed rollback,
+    /// a session lock that could not be released): it is not pooled again.
+    pub(super) broken: bool,
+}
+
+impl Conn {
+    fn statement(&mut self, text: &'static str) -> Result<Statement, postgres::Error> {
+        if let Some(s) = self.statements.get(text) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(text)?;
+        self.statements.insert(text, s.clone());
+        Ok(s)
+    }
+
+    /// Runs a prepared `text` and returns its rows.
+    pub(super) fn query(
+        &mut self,
+        text: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, postgres::Error> {
+        let s = self.statement(text)?;
+        self.client.query(&s, params)
+    }
+
+    /// Replaces a connection the server closed (a restart, an idle
+    /// timeout) with a new one, its statements prepared again. Only for a
+    /// connection with no transaction open: nothing was lost.
+    ///
+    /// # Errors
+    /// `Unavailable` when the server cannot be reached.
+    pub(super) fn reconnect(&mut self) -> Result<()> {
+        self.client = self
+            .config
+            .connect(NoTls)
+            .map_err(|e| errors::map(e, "reconnecting"))?;
+        self.statements.clear();
+        self.prepared = false;
+        self.prepare()
+    }
+
+    /// Prepares the statements jobs `EXECUTE` (once per connection).
+    pub(super) fn prepare(&mut self) -> Result<()> {
+        if !self.prepared {
+            self.client
+                .batch_execute(&super::sql::prepare_all())
+                .map_err(|e| errors::map(e, "preparing statements"))?;
+            self.prepared = true;
+        }
+        Ok(())
+    }
+
+    /// Ends whatever transaction is open; marks the connection broken if
+    /// even that fails.
+    pub(super) fn rollback(&mut self) {
+        if self.client.batch_execute("ROLLBACK").is_err() {
+            self.broken = true;
+        }
+    }
+}
+
+/// The driver configuration for `opts`: the store's schema is every
+/// connection's `search_path`.
+pub(super) fn config(opts: &PostgresOptions) -> Config {
+    let mut config = Config::new();
+    config
+        .host(&opts.host)
+        .port(opts.port)
+        .user(&opts.user)
+        .dbname(&opts.dbname)
+        // `stowage:SCHEMA` in `pg_stat_activity` (cut to 63 bytes).
+        .application_name(&format!("stowage:{}", opts.schema))
+        .connect_timeout(opts.connect_timeout)
+        .keepalives(true);
+    if let Some(password) = &opts.password {
+        config.password(password);
+    }
+    // The staged writes splice literals that are safe only under
+    // `standard_conforming_strings=on` (see `literal`).
+    let mut options = format!(
+        "-c search_path={} -c standard_conforming_strings=on -c bytea_output=hex",
+        opts.schema
+    );
+    if let Some(t) = opts.statement_timeout {
+        options.push_str(&format!(" -c statement_timeout={}", t.as_millis()));
+    }
+    config.options(&options);
+    config
+}
+
+/// Connections, opened lazily up to `size`, at most `size` in use.
+pub(super) struct Pool {
+    config: Config,
+    readable: bool,
+    shown: String,
+    size: u32,
+    permits: Arc<Semaphore>,
+    idle: Mutex<Vec<Conn>>,
+}
+
+impl Pool {
+    pub(super) fn new(config: Config, shown: String, size: usize, readable: bool) -> Pool {
+        let size = u32::try_from(size).unwrap_or(1).max(1);
+        Pool {
+            config,
+            readable,
+            shown,
+            size,
+            permits: Arc::new(Semaphore::new(size as usize)),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn connect(&self) -> Result<Conn> {
+        let client = self
+            .config
+            .connect(NoTls)
+            .map_err(|e| errors::map(e, &format!("connecting to {}", self.shown)))?;
+        Ok(Conn {
+            client,
+            config: self.config.clone(),
+            statements: HashMap::new(),
+            readable: self.readable,
+            prepared: false,
+            broken: false,
+        })
+    }
+
+    /// Runs `f` with a pooled connection on a blocking thread. Once a
+    /// connection was taken, `f` runs even if this future is dropped.
+    ///
+    /// # Errors
+    /// `closed()` once the pool is closed; `Unavailable` when no
+    /// connection can be opened; `f`'s error.
+    pub(super) async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Conn) -> Result<T> + Send + 'static,
+        closed: impl Fn() -> Error,
+    ) -> Result<T> {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| closed())?;
+        let pool = Arc::clone(self);
+        // The permit lives as long as the job, so `close` waits for every
+        // job that holds a connection.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let idle = pool.idle.lock().pop();
+            let mut conn = match idle {
+                Some(conn) if !conn.client.is_closed() => conn,
+                _ => pool.connect()?,
+            };
+            let result = f(&mut conn);
+            if !conn.broken && !conn.client.is_closed() {
+                pool.idle.lock().push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| Error::internal("postgres: a job panicked").with_source(e))?
+    }
+
+    /// Waits for the jobs in flight, refuses new ones and closes every
+    /// connection.
+    pub(super) async fn close(&self) {
+        if let Ok(all) = self.permits.acquire_many(self.size).await {
+            all.forget();
+        }
+        self.permits.close();
+        let idle = std::mem::take(&mut *self.idle.lock());
+        if !idle.is_empty() {
+            // Closing sends a Terminate message: blocking I/O.
+            let _ = tokio::task::spawn_blocking(move || {
+                for conn in idle {
+                    let _ = conn.client.close();
+                }
+            })
+            .await;
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // Dropping a sync client blocks on its own runtime, which panics on
+        // an async worker thread: idle connections are dropped on a thread
+        // of their own.
+        let idle = std::mem::take(&mut *self.idle.lock());
+        if !idle.is_empty() {
+            let _ = std::thread::Builder::new()
+                .name("stowage-postgres-close".into())
+                .spawn(move || drop(idle));
+        }
+    }
+}

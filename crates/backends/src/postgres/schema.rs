@@ -1,0 +1,125 @@
+//! The store's schema: numbered migrations applied at open, under a
+//! session advisory lock so that concurrent openers wait for each other,
+//! and a `schema_version` table (one row) recording the last one applied.
+//! A schema whose version is newer than this code knows is refused.
+
+use stowage_core::engine::Table;
+use stowage_core::{Error, Result};
+
+use super::errors::PgResult;
+use super::locks;
+use super::pool::Conn;
+use super::readable;
+
+/// The schema version this code writes (the number of migrations).
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// The statements of migration `n` (1-based) for `schema`.
+fn migration(n: i32) -> Option<String> {
+    match n {
+        1 => Some(
+            Table::ALL
+                .iter()
+                .map(|t| create_table(*t))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        _ => None,
+    }
+}
+
+/// `CREATE TABLE IF NOT EXISTS` of one table, with its readable columns.
+fn create_table(table: Table) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (key bytea PRIMARY KEY, value bytea NOT NULL{})",
+        table.name(),
+        readable::ddl(table).unwrap_or_default()
+    )
+}
+
+/// Creates or upgrades the schema `schema` on `conn` (whose `search_path`
+/// is `schema`).
+///
+/// # Errors
+/// `Unsupported` for a schema of a newer version; `Corrupted` for a
+/// damaged `schema_version` table; the server's errors, mapped.
+pub(super) fn migrate(conn: &mut Conn, schema: &str) -> Result<()> {
+    let key = locks::migration_key(schema);
+    conn.client
+        .batch_execute(&format!("SELECT pg_advisory_lock({key})"))
+        .doing("taking the migration lock")?;
+    let result = migrate_locked(conn, schema);
+    if result.is_err() {
+        conn.rollback();
+    }
+    if conn
+        .client
+        .batch_execute(&format!("SELECT pg_advisory_unlock({key})"))
+        .is_err()
+    {
+        // Closing the connection releases the session lock.
+        conn.broken = true;
+    }
+    result
+}
+
+fn migrate_locked(conn: &mut Conn, schema: &str) -> Result<()> {
+    conn.client
+        .batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema}; \
+             CREATE TABLE IF NOT EXISTS schema_version \
+             (id int PRIMARY KEY CHECK (id = 1), version int NOT NULL)"
+        ))
+        .doing("creating the schema")?;
+    let version = read_version(conn)?;
+    check_version(version, schema)?;
+    for n in version + 1..=SCHEMA_VERSION {
+        let Some(statements) = migration(n) else {
+            return Err(Error::internal(format!("postgres: no migration {n}")));
+        };
+        conn.client
+            .batch_execute(&format!(
+                "BEGIN; {statements}; INSERT INTO schema_version (id, version) VALUES (1, {n}) \
+                 ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version; COMMIT"
+            ))
+            .doing(&format!("applying migration {n}"))?;
+    }
+    // A table added to core after the last migration: created as any
+    // other (tables are all alike).
+    let missing: Vec<String> = Table::ALL.iter().map(|t| create_table(*t)).collect();
+    conn.client
+        .batch_execute(&missing.join("; "))
+        .doing("creating tables")?;
+    Ok(())
+}
+
+/// The recorded version; 0 for a schema without one.
+fn read_version(conn: &mut Conn) -> Result<i32> {
+    let rows = conn
+        .client
+        .query("SELECT version FROM schema_version WHERE id = 1", &[])
+        .doing("reading the schema version")?;
+    match rows.first() {
+        None => Ok(0),
+        Some(row) => row.try_get::<_, i32>(0).map_err(|e| {
+            Error::corrupted("postgres: the schema_version row is damaged").with_source(e)
+        }),
+    }
+}
+
+/// Refuses a version this code cannot read.
+pub(super) fn check_version(version: i32, schema: &str) -> Result<()> {
+    if version > SCHEMA_VERSION {
+        return Err(Error::unsupported(format!(
+            "postgres: schema {schema} has schema version {version}, written by a newer \
+             stowage; this build knows schema version {SCHEMA_VERSION} at most: upgrade \
+             stowage to open it"
+        )));
+    }
+    if version < 0 {
+        return Err(Error::corrupted(format!(
+            "postgres: schema {schema} has schema version {version}, which no stowage ever wrote"
+        )));
+    }
+    Ok(())
+}
