@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the full test suite needs and a fresh machine may lack:
 # redis-server (Redis backend tests), openssl (certificates for the TLS
-# tests) and clang/libclang (RocksDB's C++ build).
+# tests), clang/libclang (RocksDB's C++ build) and postgresql (initdb and
+# pg_ctl for the private servers of the PostgreSQL tests).
 set -euo pipefail
 
 missing=()
@@ -9,6 +10,10 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v clang >/dev/null 2>&1 || missing+=(clang)
+# PostgreSQL tests start a private server with initdb + pg_ctl.
+command -v initdb >/dev/null 2>&1 \
+  || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null \
+  || missing+=(postgresql)
 # bindgen (clang-sys) loads the unversioned `libclang.so` / `libclang-N.so`
 # that only libclang-dev installs; `libclang-cpp.so.N` or `libclang.so.1`
 # alone do not count.
