@@ -18,7 +18,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use stowage_core::engine::{
-    Direction, Durable, Engine, Entry, ReadJob, Reader, Scope, StoreCache, Table, Txn, WriteJob,
+    Direction, Durable, Engine, Entry, ReadJob, Reader, Scope, Staging, StoreCache, Table, Write,
+    WriteJob,
 };
 use stowage_core::{Capabilities, Close, Error, Result};
 use tokio::sync::Semaphore;
@@ -117,18 +118,34 @@ impl Inner {
     /// Runs `job` and writes what it staged; returns the ticket to wait
     /// for (covering what the job read, when it wrote nothing).
     fn run(&self, job: WriteJob) -> Result<Option<u64>> {
-        let mut staged = Staged {
-            engine: &*self.engine,
-            batch: Batch::default(),
-        };
+        let reads = Reads(&*self.engine);
+        let mut staged = Staging::new(&reads);
         job(&mut staged)?;
-        let batch = staged.batch;
+        let batch = batch_of(staged.into_writes())?;
         let unsynced = self.engine.unsynced_ticket();
         if batch.ops.is_empty() {
             return Ok(unsynced);
         }
         Ok(self.engine.write_deferred(batch)?.max(unsynced))
     }
+}
+
+/// The engine's batch for what a job staged.
+fn batch_of(writes: Vec<Write>) -> Result<Batch> {
+    let mut batch = Batch::default();
+    for write in writes {
+        match write {
+            Write::Put { table, key, value } => batch.put(table, key, value),
+            Write::Delete { table, key } => batch.delete(table, key),
+            Write::DeleteRange { table, start, end } => batch.delete_range(table, start, end),
+            other => {
+                return Err(Error::internal(format!(
+                    "the kv engines cannot apply {other:?}"
+                )))
+            }
+        }
+    }
+    Ok(batch)
 }
 
 #[async_trait]
@@ -215,46 +232,6 @@ impl Reader for Reads<'_> {
         limit: usize,
     ) -> Result<Vec<Entry>> {
         self.0.scan(table, start, end, direction, limit)
-    }
-}
-
-/// A job's transaction: reads from the engine, writes into a batch.
-struct Staged<'a> {
-    engine: &'a dyn OrderedKv,
-    batch: Batch,
-}
-
-impl Reader for Staged<'_> {
-    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Reads(self.engine).get(table, key)
-    }
-
-    fn scan(
-        &self,
-        table: Table,
-        start: &[u8],
-        end: Option<&[u8]>,
-        direction: Direction,
-        limit: usize,
-    ) -> Result<Vec<Entry>> {
-        Reads(self.engine).scan(table, start, end, direction, limit)
-    }
-}
-
-impl Txn for Staged<'_> {
-    fn put(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
-        self.batch.put(table, key, value);
-        Ok(())
-    }
-
-    fn delete(&mut self, table: Table, key: Vec<u8>) -> Result<()> {
-        self.batch.delete(table, key);
-        Ok(())
-    }
-
-    fn delete_range(&mut self, table: Table, start: Vec<u8>, end: Vec<u8>) -> Result<()> {
-        self.batch.delete_range(table, start, end);
-        Ok(())
     }
 }
 

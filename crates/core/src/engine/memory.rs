@@ -9,7 +9,8 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 
 use super::{
-    Direction, Durable, Engine, Entry, ReadJob, Reader, Scope, StoreCache, Table, Txn, WriteJob,
+    Direction, Durable, Engine, Entry, ReadJob, Reader, Scope, Staging, StoreCache, Table, Write,
+    WriteJob,
 };
 use crate::{Capabilities, DurabilityLevel, Error, Result};
 
@@ -148,64 +149,18 @@ impl Reader for View<'_> {
     }
 }
 
-/// A staged write.
-enum Op {
-    Put(Table, Vec<u8>, Vec<u8>),
-    Delete(Table, Vec<u8>),
-    DeleteRange(Table, Vec<u8>, Vec<u8>),
-}
-
-struct Staged<'a> {
-    view: View<'a>,
-    ops: Vec<Op>,
-}
-
-impl Reader for Staged<'_> {
-    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.view.get(table, key)
-    }
-
-    fn scan(
-        &self,
-        table: Table,
-        start: &[u8],
-        end: Option<&[u8]>,
-        direction: Direction,
-        limit: usize,
-    ) -> Result<Vec<Entry>> {
-        self.view.scan(table, start, end, direction, limit)
-    }
-}
-
-impl Txn for Staged<'_> {
-    fn put(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
-        self.ops.push(Op::Put(table, key, value));
-        Ok(())
-    }
-
-    fn delete(&mut self, table: Table, key: Vec<u8>) -> Result<()> {
-        self.ops.push(Op::Delete(table, key));
-        Ok(())
-    }
-
-    fn delete_range(&mut self, table: Table, start: Vec<u8>, end: Vec<u8>) -> Result<()> {
-        self.ops.push(Op::DeleteRange(table, start, end));
-        Ok(())
-    }
-}
-
-fn apply(tables: &mut Tables, ops: Vec<Op>) {
-    for op in ops {
-        match op {
-            Op::Put(table, key, value) => {
+fn apply(tables: &mut Tables, writes: Vec<Write>) {
+    for write in writes {
+        match write {
+            Write::Put { table, key, value } => {
                 tables.entry(table).or_default().insert(key, value);
             }
-            Op::Delete(table, key) => {
+            Write::Delete { table, key } => {
                 if let Some(map) = tables.get_mut(&table) {
                     map.remove(&key);
                 }
             }
-            Op::DeleteRange(table, start, end) => {
+            Write::DeleteRange { table, start, end } => {
                 if let Some(map) = tables.get_mut(&table) {
                     if start < end {
                         let mut tail = map.split_off(&start);
@@ -236,13 +191,11 @@ impl Engine for MemoryEngine {
     async fn write(&self, _scope: Scope, job: WriteJob) -> Result<Durable> {
         self.check_open()?;
         let mut tables = self.inner.tables.write().map_err(|_| poisoned())?;
-        let mut staged = Staged {
-            view: View(&tables),
-            ops: Vec::new(),
-        };
+        let view = View(&tables);
+        let mut staged = Staging::new(&view);
         job(&mut staged)?;
-        let ops = staged.ops;
-        apply(&mut tables, ops);
+        let writes = staged.into_writes();
+        apply(&mut tables, writes);
         Ok(Durable::ready())
     }
 

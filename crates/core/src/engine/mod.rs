@@ -64,7 +64,8 @@
 //!
 //! use async_trait::async_trait;
 //! use stowage_core::engine::{
-//!     Direction, Durable, Engine, Entry, ReadJob, Reader, Scope, Table, Txn, WriteJob,
+//!     Direction, Durable, Engine, Entry, ReadJob, Reader, Scope, Staging, Table, Write,
+//!     WriteJob,
 //! };
 //! use stowage_core::{Capabilities, DurabilityLevel, Error, Result, StoreEnv};
 //!
@@ -97,31 +98,6 @@
 //!     }
 //! }
 //!
-//! /// Staged writes, applied when the job succeeds.
-//! struct Staged<'a> { view: &'a Tables, ops: Vec<(Table, Vec<u8>, Option<Vec<u8>>)> }
-//!
-//! impl Reader for Staged<'_> {
-//!     fn get(&self, t: Table, k: &[u8]) -> Result<Option<Vec<u8>>> { View(self.view).get(t, k) }
-//!     fn scan(&self, t: Table, s: &[u8], e: Option<&[u8]>, d: Direction, l: usize)
-//!         -> Result<Vec<Entry>> { View(self.view).scan(t, s, e, d, l) }
-//! }
-//!
-//! impl Txn for Staged<'_> {
-//!     fn put(&mut self, t: Table, k: Vec<u8>, v: Vec<u8>) -> Result<()> {
-//!         self.ops.push((t, k, Some(v)));
-//!         Ok(())
-//!     }
-//!     fn delete(&mut self, t: Table, k: Vec<u8>) -> Result<()> {
-//!         self.ops.push((t, k, None));
-//!         Ok(())
-//!     }
-//!     fn delete_range(&mut self, t: Table, start: Vec<u8>, end: Vec<u8>) -> Result<()> {
-//!         let doomed = self.scan(t, &start, Some(&end), Direction::Forward, usize::MAX)?;
-//!         self.ops.extend(doomed.into_iter().map(|(k, _)| (t, k, None)));
-//!         Ok(())
-//!     }
-//! }
-//!
 //! #[async_trait]
 //! impl Engine for MapEngine {
 //!     fn capabilities(&self) -> Capabilities {
@@ -133,13 +109,22 @@
 //!     }
 //!     async fn write(&self, _scope: Scope, job: WriteJob) -> Result<Durable> {
 //!         let mut tables = self.0.write().map_err(|_| Error::internal("poisoned"))?;
-//!         let mut staged = Staged { view: &tables, ops: Vec::new() };
+//!         // Reads go to the map; writes are staged and applied in order.
+//!         let view = View(&tables);
+//!         let mut staged = Staging::new(&view);
 //!         job(&mut staged)?;
-//!         let ops = staged.ops;
-//!         for (table, key, value) in ops {
-//!             match value {
-//!                 Some(value) => { tables.insert((table, key), value); }
-//!                 None => { tables.remove(&(table, key)); }
+//!         for write in staged.into_writes() {
+//!             match write {
+//!                 Write::Put { table, key, value } => {
+//!                     tables.insert((table, key), value);
+//!                 }
+//!                 Write::Delete { table, key } => {
+//!                     tables.remove(&(table, key));
+//!                 }
+//!                 Write::DeleteRange { table, start, end } => {
+//!                     tables.retain(|(t, k), _| *t != table || *k < start || *k >= end);
+//!                 }
+//!                 other => return Err(Error::unsupported(format!("{other:?}"))),
 //!             }
 //!         }
 //!         Ok(Durable::ready())
@@ -164,5 +149,7 @@ mod store;
 pub mod tamper;
 
 pub use memory::MemoryEngine;
-pub use seam::{Direction, Durable, Engine, Entry, ReadJob, Reader, Scope, Table, Txn, WriteJob};
+pub use seam::{
+    Direction, Durable, Engine, Entry, ReadJob, Reader, Scope, Staging, Table, Txn, Write, WriteJob,
+};
 pub use store::{stores, StoreCache};
