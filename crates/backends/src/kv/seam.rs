@@ -18,7 +18,9 @@ pub(crate) type DurableFuture = Pin<Box<dyn Future<Output = Result<()>> + Send>>
 
 pub(crate) use stowage_core::engine::{Direction, Table};
 
-/// One mutation in a [`Batch`].
+/// One mutation in a [`Batch`]. The engines' own closed copy of core's
+/// `#[non_exhaustive]` `Write`: the file engine's record format encodes it,
+/// so every variant must be matched exhaustively (`KvEngine` converts).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Op {
     /// Sets `key` to `value`.

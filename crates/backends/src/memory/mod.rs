@@ -131,7 +131,7 @@ impl MemoryBackend {
     /// re-chained), leaving the run record, so `verify_run` reports the
     /// difference as `Corrupted`. Returns false if there is no such run.
     pub fn corrupt_run_events(&self, run: RunId, events: Vec<RunEvent>) -> bool {
-        self.exists_run(run) && self.damage(tamper::run_events(&self.engine, run, events))
+        self.damage(tamper::run_events(&self.engine, run, events))
     }
 
     /// Integrity-testing hook: replaces the stored log of `session` with
@@ -139,12 +139,11 @@ impl MemoryBackend {
     /// reports the difference as `Corrupted`. Returns false if there is no
     /// such session.
     pub fn corrupt_log(&self, session: &str, entries: Vec<LogEntry>) -> bool {
-        self.exists_session(session)
-            && self.damage(tamper::log_entries(
-                &self.engine,
-                session.to_owned(),
-                entries,
-            ))
+        self.damage(tamper::log_entries(
+            &self.engine,
+            session.to_owned(),
+            entries,
+        ))
     }
 
     /// Integrity-testing hook: overwrites the chain head the record of
@@ -166,15 +165,6 @@ impl MemoryBackend {
     /// Returns false if there is no such entry.
     pub fn corrupt_log_entry(&self, session: &str, seq: u64) -> bool {
         self.damage(tamper::log_entry(&self.engine, session.to_owned(), seq))
-    }
-
-    fn exists_run(&self, run: RunId) -> bool {
-        futures::executor::block_on(self.stores().runs.get_run(run)).is_ok()
-    }
-
-    fn exists_session(&self, session: &str) -> bool {
-        let loaded = futures::executor::block_on(self.stores().sessions.load_session(session));
-        matches!(loaded, Ok(Some(_)))
     }
 }
 

@@ -83,9 +83,12 @@ pub async fn run_event(engine: &dyn Engine, run: RunId, seq: u64) -> Result<()> 
 /// Replaces every stored event of `run` with `events`, leaving the record.
 ///
 /// # Errors
-/// When the engine fails.
+/// `NotFound` when there is no such run.
 pub async fn run_events(engine: &dyn Engine, run: RunId, events: Vec<RunEvent>) -> Result<()> {
     damage(engine, move |txn| {
+        if txn.get(Table::Runs, &keys::run(run))?.is_none() {
+            return Err(Error::not_found("no such run to tamper with"));
+        }
         let (start, end) = keys::run_events_after(run, None)
             .ok_or_else(|| Error::internal("a run's whole event range is never empty"))?;
         txn.delete_range(Table::RunEvents, start, end)?;
@@ -145,13 +148,19 @@ pub async fn log_entry(engine: &dyn Engine, session: String, seq: u64) -> Result
 /// the record and the idempotency index.
 ///
 /// # Errors
-/// When the engine fails.
+/// `NotFound` when there is no such session.
 pub async fn log_entries(
     engine: &dyn Engine,
     session: String,
     entries: Vec<LogEntry>,
 ) -> Result<()> {
     damage(engine, move |txn| {
+        if txn
+            .get(Table::Sessions, &keys::session(&session))?
+            .is_none()
+        {
+            return Err(Error::not_found("no such session to tamper with"));
+        }
         let (start, end) = keys::whole_log(&session);
         txn.delete_range(Table::SessionLog, start, end)?;
         for entry in &entries {

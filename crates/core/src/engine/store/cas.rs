@@ -163,7 +163,7 @@ impl EngineStore {
     /// per store, before its first streamed upload writes. Skipped when
     /// other processes may be uploading into the same engine.
     async fn recover_uploads_once(&self) -> Result<()> {
-        if self.0.engine.capabilities().shared {
+        if self.0.shared {
             return Ok(());
         }
         let mut done = self.0.uploads_recovered.lock().await;
@@ -266,13 +266,14 @@ impl CasStore for EngineStore {
     async fn put(&self, bytes: Bytes) -> Result<Digest> {
         too_large(bytes.len() as u64, self.0.max_blob_size)?;
         let count = chunk_count(bytes.len())?;
+        let size = bytes.len() as u64;
         let (digest, chunks) = off_runtime(bytes.len() >= HASH_OFF_RUNTIME, move || {
             let chunks: Vec<Vec<u8>> = bytes.chunks(CHUNK_BYTES).map(encode_chunk).collect();
             (Digest::of(&bytes), chunks)
         })
         .await?;
         let header = BlobHeader {
-            size: chunks.iter().map(|c| c.len() as u64 - 4).sum(),
+            size,
             body: new_body(),
             chunks: count,
         };

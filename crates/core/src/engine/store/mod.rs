@@ -33,6 +33,7 @@ pub fn stores(engine: Arc<dyn Engine>, env: StoreEnv) -> Stores {
         env,
         uploads_recovered: AsyncMutex::new(false),
         max_blob_size: capabilities.max_blob_size,
+        shared: capabilities.shared,
     }));
     Stores::new(
         Arc::new(store.clone()),
@@ -56,6 +57,8 @@ pub(crate) struct Shared {
     /// Whether the chunks of uploads interrupted by a crash were removed.
     uploads_recovered: AsyncMutex<bool>,
     max_blob_size: u64,
+    /// Other processes may write the engine's data (`Capabilities::shared`).
+    shared: bool,
 }
 
 impl Shared {

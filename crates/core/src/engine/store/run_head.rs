@@ -61,12 +61,12 @@ impl RunHead {
         run
     }
 
-    /// The head after appending `event`.
+    /// The head after appending `event` (to a run that passed
+    /// [`RunHead::check_running`]).
     ///
     /// # Errors
-    /// `Conflict` when the run is terminal or has reached the largest seq.
+    /// `Conflict` when the run has reached the largest seq.
     pub(crate) fn after(&self, event: &RunEvent) -> Result<RunHead> {
-        check_appendable(self.id, self.status)?;
         Ok(RunHead {
             count: count_after(self.id, event)?,
             hash: Some(event.hash),
