@@ -191,6 +191,19 @@ impl LogEntry {
         Ok(out)
     }
 
+    /// This entry moved to session `session_id` after chain head
+    /// `prev_hash` (same seq and contents), with its hash recomputed: how a
+    /// forked session's log is rebuilt.
+    pub(crate) fn rehomed(&self, session_id: &str, prev_hash: Option<Digest>) -> LogEntry {
+        let mut entry = LogEntry {
+            session_id: session_id.to_owned(),
+            prev_hash,
+            ..self.clone()
+        };
+        entry.hash = entry.compute_hash();
+        entry
+    }
+
     /// Recomputes the hash from the fields.
     pub fn compute_hash(&self) -> Digest {
         let encoded = FieldWriter::new("stowage/session-log/v1")

@@ -85,7 +85,15 @@ pub struct RunSummary {
     pub output: Value,
     /// When the run ended; the store's clock when `None`.
     pub finished_at: Option<Timestamp>,
+    /// Blobs the run produced or used: references that keep them from
+    /// garbage collection while the run exists (see
+    /// [`lifecycle`](crate::lifecycle)). At most [`MAX_SUMMARY_BLOBS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blobs: Vec<Digest>,
 }
+
+/// The most blob digests a [`RunSummary`] may declare.
+pub const MAX_SUMMARY_BLOBS: usize = 1024;
 
 impl RunSummary {
     /// A summary with a message, `null` output and the store's clock.
@@ -94,7 +102,14 @@ impl RunSummary {
             message: message.into(),
             output: Value::Null,
             finished_at: None,
+            blobs: Vec::new(),
         }
+    }
+
+    /// This summary, declaring `blobs` as references of the run.
+    pub fn with_blobs(mut self, blobs: impl IntoIterator<Item = Digest>) -> Self {
+        self.blobs = blobs.into_iter().collect();
+        self
     }
 
     /// Checks every field.
@@ -103,6 +118,12 @@ impl RunSummary {
     /// `InvalidInput` naming the field.
     pub fn validate(&self) -> Result<()> {
         validate::text("run summary message", &self.message)?;
+        if self.blobs.len() > MAX_SUMMARY_BLOBS {
+            return Err(Error::invalid_input(format!(
+                "run summary blobs: {} digests, at most {MAX_SUMMARY_BLOBS} allowed",
+                self.blobs.len()
+            )));
+        }
         validate::json("run summary output", &self.output).map(drop)
     }
 }

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use crate::cas::CasStore;
 use crate::error::Result;
 use crate::ids::{IdGenerator, RandomIds};
+use crate::lifecycle::Lifecycle;
 use crate::release::ReleaseRegistry;
 use crate::run::RunLedger;
 use crate::session::SessionStore;
@@ -243,6 +244,9 @@ pub struct Stores {
     pub sessions: Arc<dyn SessionStore>,
     /// Supersession records.
     pub supersessions: Arc<dyn SupersessionStore>,
+    /// Retention, garbage collection, fork and statistics across the
+    /// stores above.
+    pub lifecycle: Arc<dyn Lifecycle>,
     /// What the backend can do.
     pub capabilities: Capabilities,
     /// Run by [`Stores::close`]; `None`: nothing to release.
@@ -250,14 +254,16 @@ pub struct Stores {
 }
 
 impl Stores {
-    /// A bundle of the five handles over one backend, with nothing to
-    /// release on [`Stores::close`] (add that with [`Stores::with_closer`]).
+    /// A bundle of the five store handles and the lifecycle handle over
+    /// one backend, with nothing to release on [`Stores::close`] (add that
+    /// with [`Stores::with_closer`]).
     pub fn new(
         cas: Arc<dyn CasStore>,
         runs: Arc<dyn RunLedger>,
         releases: Arc<dyn ReleaseRegistry>,
         sessions: Arc<dyn SessionStore>,
         supersessions: Arc<dyn SupersessionStore>,
+        lifecycle: Arc<dyn Lifecycle>,
         capabilities: Capabilities,
     ) -> Stores {
         Stores {
@@ -266,6 +272,7 @@ impl Stores {
             releases,
             sessions,
             supersessions,
+            lifecycle,
             capabilities,
             closer: None,
         }

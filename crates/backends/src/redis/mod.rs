@@ -22,6 +22,7 @@ pub(crate) mod config;
 mod conn;
 mod index;
 mod keys;
+mod lifecycle;
 mod releases;
 mod runs;
 mod scripts;
@@ -170,7 +171,8 @@ pub(crate) async fn open_options(cfg: RedisOptions, env: StoreEnv) -> Result<Sto
         Arc::new(runs::RedisRuns(shared.clone())),
         Arc::new(releases::RedisReleases(shared.clone())),
         Arc::new(sessions::RedisSessions(shared.clone())),
-        Arc::new(supersessions::RedisSupersessions(shared)),
+        Arc::new(supersessions::RedisSupersessions(shared.clone())),
+        Arc::new(lifecycle::RedisLifecycle(shared)),
         capabilities(),
     );
     Ok(stores.with_closer(closer))

@@ -12,6 +12,7 @@
 //! * no key is ever parsed by searching for a separator: the only decoding
 //!   reads fields at fixed offsets.
 
+use crate::lifecycle::Referrer;
 use crate::{AgentKey, Digest, Error, Result, RunId, Supersession, SupersessionCursor};
 
 /// Tag byte of a blob header key in [`Table::Blobs`](super::Table::Blobs).
@@ -102,6 +103,11 @@ pub(crate) fn digest_of_blob_header(key: &[u8]) -> Result<Digest> {
     }
 }
 
+/// Range of every blob chunk (of every body).
+pub(crate) fn all_blob_chunks() -> (Vec<u8>, Vec<u8>) {
+    (vec![BLOB_CHUNK], vec![BLOB_CHUNK + 1])
+}
+
 /// Chunk `index` of body `body`: `[0x01] body(16) index(u32)`.
 pub(crate) fn blob_chunk(body: &BodyId, index: u32) -> Vec<u8> {
     cat(&[&[BLOB_CHUNK], body, &index.to_be_bytes()])
@@ -137,11 +143,69 @@ pub(crate) fn body_of_pending(key: &[u8]) -> Result<BodyId> {
     }
 }
 
+// ---- blob references ------------------------------------------------------
+
+/// Tags of a referrer in a [`Table::BlobRefs`](super::Table::BlobRefs) key.
+const REF_RUN: u8 = 0x01;
+const REF_RELEASE: u8 = 0x02;
+const REF_SUPERSESSION: u8 = 0x03;
+const REF_PIN: u8 = 0x04;
+
+/// A reference: `digest(32) tag referrer` (run id, raw release name,
+/// target digest or raw pin label: the rest of the key).
+pub(crate) fn blob_ref(digest: &Digest, referrer: &Referrer) -> Vec<u8> {
+    let (tag, id): (u8, &[u8]) = match referrer {
+        Referrer::Run(run) => return cat(&[digest.as_bytes(), &[REF_RUN], &run.to_bytes()]),
+        Referrer::Release(name) => (REF_RELEASE, name.as_bytes()),
+        Referrer::Supersession(target) => (REF_SUPERSESSION, target.as_bytes()),
+        Referrer::Pin(label) => (REF_PIN, label.as_bytes()),
+    };
+    cat(&[digest.as_bytes(), &[tag], id])
+}
+
+/// Range of every reference to `digest`.
+pub(crate) fn blob_refs(digest: &Digest) -> (Vec<u8>, Option<Vec<u8>>) {
+    let start = digest.as_bytes().to_vec();
+    let end = prefix_end(&start);
+    (start, end)
+}
+
+/// The referrer of a reference key to `digest` (fixed offsets).
+///
+/// # Errors
+/// `Corrupted` for a key of another digest or a malformed referrer.
+pub(crate) fn referrer_of(digest: &Digest, key: &[u8]) -> Result<Referrer> {
+    let damaged = |what: &str| Error::corrupted(format!("a blob reference key {what}"));
+    let rest = key
+        .strip_prefix(digest.as_bytes().as_slice())
+        .ok_or_else(|| damaged("names another blob"))?;
+    let (&tag, id) = rest.split_first().ok_or_else(|| damaged("is too short"))?;
+    let text = || String::from_utf8(id.to_vec()).map_err(|_| damaged("is not UTF-8"));
+    match tag {
+        REF_RUN => <[u8; 16]>::try_from(id)
+            .ok()
+            .and_then(|id| RunId::from_bytes(id).ok())
+            .map(Referrer::Run)
+            .ok_or_else(|| damaged("has a bad run id")),
+        REF_RELEASE => text().map(Referrer::Release),
+        REF_SUPERSESSION => Digest::from_slice(id)
+            .map(Referrer::Supersession)
+            .map_err(|_| damaged("has a bad target")),
+        REF_PIN => text().map(Referrer::Pin),
+        _ => Err(damaged("has an unknown tag")),
+    }
+}
+
 // ---- runs ----------------------------------------------------------------
 
 /// A run record: `run_id(16)`.
 pub(crate) fn run(id: RunId) -> Vec<u8> {
     id.to_bytes().to_vec()
+}
+
+/// Every run key strictly after `after` (pruning walks oldest first).
+pub(crate) fn runs_after(after: Option<RunId>) -> Vec<u8> {
+    after.map_or_else(Vec::new, |id| successor(&run(id)))
 }
 
 /// Every run key strictly before `before` (runs are listed newest first).
@@ -163,6 +227,15 @@ pub(crate) fn run_events_after(id: RunId, after: Option<u64>) -> Option<(Vec<u8>
     };
     let end = cat(&[&id.to_bytes(), &[0xFF; 9]]);
     Some((run_event(id, first), end))
+}
+
+/// Every key of one run in a table keyed by run id first (its events,
+/// its idempotency keys).
+pub(crate) fn run_keys(id: RunId) -> (Vec<u8>, Vec<u8>) {
+    let start = run(id);
+    // Suffixes are at most 2 + 256 bytes and start below 0xFF.
+    let end = prefix_end(&start).unwrap_or_else(|| cat(&[&start, &[0xFF; 260]]));
+    (start, end)
 }
 
 /// Idempotency key of a run event: `run_id(16) lp(key)`.
@@ -227,6 +300,11 @@ pub(crate) fn release_head(name: &str) -> Vec<u8> {
 pub(crate) fn release_heads_after(after: Option<&str>) -> (Vec<u8>, Vec<u8>) {
     let start = after.map_or_else(|| vec![RELEASE_HEAD], |a| successor(&release_head(a)));
     (start, vec![RELEASE_HEAD + 1])
+}
+
+/// Range of every release record (of every name).
+pub(crate) fn all_release_records() -> (Vec<u8>, Vec<u8>) {
+    (vec![RELEASE_RECORD], vec![RELEASE_RECORD + 1])
 }
 
 /// A release record: `[0x01] lp(name) seq(u64)`.

@@ -9,8 +9,8 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 
 use super::{
-    Direction, Durable, Engine, Entry, ReadJob, Reader, Scope, Staging, StoreCache, Table, Write,
-    WriteJob,
+    Direction, Durable, Engine, Entry, RangeSize, ReadJob, Reader, Scope, Staging, StoreCache,
+    Table, Write, WriteJob,
 };
 use crate::{Capabilities, DurabilityLevel, Error, Result};
 
@@ -146,6 +146,22 @@ impl Reader for View<'_> {
         limit: usize,
     ) -> Result<Vec<Entry>> {
         Ok(scan(self.0, table, start, end, direction, limit))
+    }
+
+    fn measure(&self, table: Table, start: &[u8], end: Option<&[u8]>) -> Result<RangeSize> {
+        let mut size = RangeSize::default();
+        let Some(map) = self.0.get(&table) else {
+            return Ok(size);
+        };
+        if end.is_some_and(|end| end <= start) {
+            return Ok(size);
+        }
+        let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
+        for (_, value) in map.range::<[u8], _>((Bound::Included(start), upper)) {
+            size.entries += 1;
+            size.bytes += value.len() as u64;
+        }
+        Ok(size)
     }
 }
 

@@ -48,11 +48,14 @@ pub enum Table {
     /// Run heads by run id: status, event count and chain head, the small
     /// record every append reads and rewrites.
     RunHeads,
+    /// The blob reference index: (digest, referrer) → when it was recorded
+    /// (see [`lifecycle`](crate::lifecycle)).
+    BlobRefs,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 14] = [
+    pub const ALL: [Table; 15] = [
         Table::Blobs,
         Table::Runs,
         Table::RunEvents,
@@ -67,6 +70,7 @@ impl Table {
         Table::SupersessionsByAgent,
         Table::Meta,
         Table::RunHeads,
+        Table::BlobRefs,
     ];
 
     /// A stable name (column family, tree or SQL table name): lowercase
@@ -87,6 +91,7 @@ impl Table {
             Table::SupersessionsByAgent => "supersessions_by_agent",
             Table::Meta => "meta",
             Table::RunHeads => "run_heads",
+            Table::BlobRefs => "blob_refs",
         }
     }
 
@@ -108,6 +113,19 @@ pub enum Direction {
 
 /// One key and its value, as a scan returns them.
 pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// How many entries a key range holds and the bytes of their values, as
+/// [`Reader::measure`] counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RangeSize {
+    /// Entries in the range.
+    pub entries: u64,
+    /// Sum of their value lengths.
+    pub bytes: u64,
+}
+
+/// Entries [`Reader::measure`]'s default reads per scan.
+const MEASURE_PAGE: usize = 1024;
 
 /// Consistent read access: everything a job reads through one `Reader`
 /// comes from one point in time (a snapshot, or a lock that keeps
@@ -132,6 +150,33 @@ pub trait Reader {
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<Entry>>;
+
+    /// How many entries `start <= key < end` holds and their value bytes
+    /// (`end = None`: no upper bound), from the same view as the job's
+    /// other reads. Store statistics call it on whole tables, so an engine
+    /// should answer from its indexes without copying values; the default
+    /// scans (and copies) every value.
+    ///
+    /// # Errors
+    /// As [`Reader::get`].
+    fn measure(&self, table: Table, start: &[u8], end: Option<&[u8]>) -> Result<RangeSize> {
+        let mut size = RangeSize::default();
+        let mut from = start.to_vec();
+        loop {
+            let page = self.scan(table, &from, end, Direction::Forward, MEASURE_PAGE)?;
+            for (_, value) in &page {
+                size.entries += 1;
+                size.bytes += value.len() as u64;
+            }
+            match page.last() {
+                Some((last, _)) if page.len() == MEASURE_PAGE => {
+                    from = last.clone();
+                    from.push(0);
+                }
+                _ => return Ok(size),
+            }
+        }
+    }
 }
 
 /// A read-write transaction: reads as [`Reader`], plus staged writes that
@@ -238,6 +283,10 @@ impl Reader for Staging<'_> {
         limit: usize,
     ) -> Result<Vec<Entry>> {
         self.reader.scan(table, start, end, direction, limit)
+    }
+
+    fn measure(&self, table: Table, start: &[u8], end: Option<&[u8]>) -> Result<RangeSize> {
+        self.reader.measure(table, start, end)
     }
 }
 

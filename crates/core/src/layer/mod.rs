@@ -145,13 +145,15 @@ pub fn interpose(stores: Stores, interceptor: Arc<dyn Interceptor>) -> Stores {
         layer.clone(),
         layer.clone(),
         layer.clone(),
+        layer.clone(),
         layer,
         capabilities,
     )
     .closing(&closing)
 }
 
-/// One interposed layer: implements all five traits over `inner`.
+/// One interposed layer: implements all five store traits and
+/// `Lifecycle` over `inner`.
 struct Interposed {
     inner: Stores,
     interceptor: Arc<dyn Interceptor>,

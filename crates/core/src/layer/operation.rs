@@ -17,6 +17,8 @@ pub enum StoreKind {
     Sessions,
     /// [`SupersessionStore`](crate::SupersessionStore) (`stores.supersessions`).
     Supersessions,
+    /// [`Lifecycle`](crate::Lifecycle) (`stores.lifecycle`).
+    Lifecycle,
 }
 
 impl StoreKind {
@@ -28,6 +30,7 @@ impl StoreKind {
             StoreKind::Releases => "releases",
             StoreKind::Sessions => "sessions",
             StoreKind::Supersessions => "supersessions",
+            StoreKind::Lifecycle => "lifecycle",
         }
     }
 }
@@ -57,7 +60,7 @@ macro_rules! operations {
         /// assert_eq!(Operation::RunsAppendEvent.to_string(), "runs.append_event");
         /// assert_eq!(Operation::CasPut.store(), StoreKind::Cas);
         /// assert_eq!(Operation::CasPut.method(), "put");
-        /// assert_eq!(Operation::ALL.len(), 41);
+        /// assert_eq!(Operation::ALL.len(), 52);
         /// ```
         ///
         /// Non-exhaustive: new store methods add operations.
@@ -116,6 +119,7 @@ macro_rules! operations {
     (@name Releases, $method:literal) => { concat!("releases.", $method) };
     (@name Sessions, $method:literal) => { concat!("sessions.", $method) };
     (@name Supersessions, $method:literal) => { concat!("supersessions.", $method) };
+    (@name Lifecycle, $method:literal) => { concat!("lifecycle.", $method) };
 }
 
 operations! {
@@ -160,6 +164,17 @@ operations! {
     SupersessionsByAgent => Supersessions, "by_agent", read;
     SupersessionsList => Supersessions, "list", read;
     SupersessionsResolve => Supersessions, "resolve", read;
+    LifecycleDeleteRun => Lifecycle, "delete_run", write;
+    LifecyclePruneRuns => Lifecycle, "prune_runs", write;
+    LifecycleExpireSessions => Lifecycle, "expire_sessions", write;
+    LifecyclePruneSessions => Lifecycle, "prune_sessions", write;
+    LifecyclePinBlob => Lifecycle, "pin_blob", write;
+    LifecycleUnpinBlob => Lifecycle, "unpin_blob", write;
+    LifecycleBlobReferrers => Lifecycle, "blob_referrers", read;
+    LifecycleGcBlobs => Lifecycle, "gc_blobs", write;
+    LifecycleForkSession => Lifecycle, "fork_session", write;
+    LifecycleForkRelease => Lifecycle, "fork_release", write;
+    LifecycleStats => Lifecycle, "stats", read;
 }
 
 impl Operation {
@@ -178,7 +193,10 @@ impl Operation {
     ///   same digest;
     /// - `supersessions.put`: the identical record again answers
     ///   [`PutOutcome::AlreadyPresent`](crate::PutOutcome::AlreadyPresent)
-    ///   and changes nothing.
+    ///   and changes nothing;
+    /// - the lifecycle sweeps, `delete_run`, `pin_blob` and `unpin_blob`:
+    ///   running them again removes or changes nothing more (forks are not:
+    ///   a repeated fork meets its own copy and fails `AlreadyExists`).
     ///
     /// Appends are safe to repeat only with an idempotency key: see
     /// [`Call::safe_to_repeat`](crate::layer::Call::safe_to_repeat).
@@ -186,7 +204,16 @@ impl Operation {
         !self.is_write()
             || matches!(
                 self,
-                Operation::CasPut | Operation::CasPutStream | Operation::SupersessionsPut
+                Operation::CasPut
+                    | Operation::CasPutStream
+                    | Operation::SupersessionsPut
+                    | Operation::LifecycleDeleteRun
+                    | Operation::LifecyclePinBlob
+                    | Operation::LifecycleUnpinBlob
+                    | Operation::LifecycleGcBlobs
+                    | Operation::LifecyclePruneRuns
+                    | Operation::LifecycleExpireSessions
+                    | Operation::LifecyclePruneSessions
             )
     }
 }

@@ -13,6 +13,7 @@ use crate::{
 };
 
 use super::Operation;
+use crate::lifecycle::{Referrer, StoreStats, Sweep};
 
 /// What the wrapped store answered: `Ok` or the kind of its error.
 pub type Outcome = std::result::Result<(), ErrorKind>;
@@ -233,4 +234,9 @@ no_seq!(
     Vec<Session>,
     Vec<LogEntry>,
     Vec<Supersession>,
+    Sweep<RunId>,
+    Sweep<String>,
+    Sweep<Digest>,
+    Vec<Referrer>,
+    StoreStats,
 );

@@ -3,9 +3,9 @@
 //! The header is read on every `get`, `stat` and `contains`-then-write, so
 //! it has its own 29-byte layout instead of the generic CBOR record codec
 //! (whose decoding cost ~9 000 instructions per header):
-//! `[HEADER_VERSION] size(u64 BE) body id(16 bytes) chunks(u32 BE)`.
-//! Headers written as CBOR records (`encode_record`) by earlier versions
-//! are still read.
+//! `[0xB2] size(u64 BE) body id(16 bytes) chunks(u32 BE) put at(u64 BE ms)`.
+//! Headers written by earlier versions — `[0xB1]` without the put time,
+//! and CBOR records (`encode_record`) — are still read, as put at time 0.
 
 use serde::{Deserialize, Serialize};
 
@@ -14,11 +14,13 @@ use crate::engine::keys::BodyId;
 use crate::{Error, Result};
 
 /// First byte of a fixed-layout header; distinct from the record codec's
-/// version byte, so both layouts can be told apart.
-const HEADER_VERSION: u8 = 0xB1;
+/// version byte, so the layouts can be told apart.
+const HEADER_VERSION: u8 = 0xB2;
+/// First byte of the fixed layout before headers kept their put time.
+const HEADER_VERSION_1: u8 = 0xB1;
 
 /// Length of a fixed-layout header.
-const HEADER_LEN: usize = 1 + 8 + 16 + 4;
+const HEADER_LEN: usize = 1 + 8 + 16 + 4 + 8;
 
 /// What a blob's header records.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -29,6 +31,11 @@ pub(crate) struct BlobHeader {
     pub(crate) body: BodyId,
     /// Number of chunks.
     pub(crate) chunks: u32,
+    /// When a `put` last returned this blob (ms since the epoch; 0 for
+    /// headers written before put times were kept). Garbage collection
+    /// keeps blobs put within its grace period.
+    #[serde(default)]
+    pub(crate) put_at: u64,
 }
 
 impl BlobHeader {
@@ -39,6 +46,7 @@ impl BlobHeader {
         out.extend_from_slice(&self.size.to_be_bytes());
         out.extend_from_slice(&self.body);
         out.extend_from_slice(&self.chunks.to_be_bytes());
+        out.extend_from_slice(&self.put_at.to_be_bytes());
         out
     }
 
@@ -47,17 +55,25 @@ impl BlobHeader {
     /// # Errors
     /// `Corrupted` when the bytes are neither layout.
     pub(crate) fn decode(bytes: &[u8]) -> Result<BlobHeader> {
-        let Some((&HEADER_VERSION, rest)) = bytes.split_first() else {
-            return decode_record("blob header", bytes);
+        let (with_put_at, rest) = match bytes.split_first() {
+            Some((&HEADER_VERSION, rest)) => (true, rest),
+            Some((&HEADER_VERSION_1, rest)) => (false, rest),
+            _ => return decode_record("blob header", bytes),
         };
         let damaged = || Error::corrupted("blob header has a bad length");
         let (size, rest) = rest.split_first_chunk::<8>().ok_or_else(damaged)?;
         let (body, rest) = rest.split_first_chunk::<16>().ok_or_else(damaged)?;
-        let chunks: [u8; 4] = rest.try_into().map_err(|_| damaged())?;
+        let (chunks, rest) = rest.split_first_chunk::<4>().ok_or_else(damaged)?;
+        let put_at = match (with_put_at, rest) {
+            (false, []) => 0,
+            (true, rest) => u64::from_be_bytes(rest.try_into().map_err(|_| damaged())?),
+            (false, _) => return Err(damaged()),
+        };
         Ok(BlobHeader {
             size: u64::from_be_bytes(*size),
             body: *body,
-            chunks: u32::from_be_bytes(chunks),
+            chunks: u32::from_be_bytes(*chunks),
+            put_at,
         })
     }
 }
@@ -73,8 +89,15 @@ mod tests {
             size: 5 << 33,
             body: [7; 16],
             chunks: 3,
+            put_at: 99,
         };
-        for bytes in [header.encode(), encode_record(&header).unwrap()] {
+        let back = BlobHeader::decode(&header.encode()).unwrap();
+        assert_eq!((back.size, back.chunks, back.put_at), (5 << 33, 3, 99));
+        // The layout before put times: the same bytes without the last 8.
+        let mut v1 = header.encode();
+        v1[0] = HEADER_VERSION_1;
+        v1.truncate(HEADER_LEN - 8);
+        for bytes in [v1, encode_record(&header).unwrap()] {
             let back = BlobHeader::decode(&bytes).unwrap();
             assert_eq!((back.size, back.body, back.chunks), (5 << 33, [7; 16], 3));
         }

@@ -25,7 +25,9 @@ use crate::cas::{reader_failed, too_large};
 use crate::engine::keys::{self, BodyId};
 use crate::engine::{Direction, Reader, Scope, Table, Txn};
 use crate::validate::page_limit;
-use crate::{BlobReader, BlobStat, BlobStream, CasStore, Digest, DigestWriter, Error, Result};
+use crate::{
+    BlobReader, BlobStat, BlobStream, CasStore, Digest, DigestWriter, Error, Result, Timestamp,
+};
 
 /// Size of one stored chunk.
 pub(crate) const CHUNK_BYTES: usize = 1024 * 1024;
@@ -50,7 +52,7 @@ fn chunk_count(size: usize) -> Result<u32> {
         .map_err(|_| Error::invalid_input("blob has too many chunks"))
 }
 
-fn scope(digest: &Digest) -> Scope {
+pub(super) fn scope(digest: &Digest) -> Scope {
     Scope::entity(Table::Blobs, keys::blob_header(digest))
 }
 
@@ -137,7 +139,18 @@ fn check_size(digest: &Digest, header: &BlobHeader, total: u64) -> Result<()> {
     Ok(())
 }
 
-fn delete_body(txn: &mut dyn Txn, body: &BodyId) -> Result<()> {
+/// Records that a `put` returned the existing blob `header` describes
+/// now, so garbage collection's grace period starts again.
+fn touch(txn: &mut dyn Txn, digest: &Digest, header: BlobHeader, now: Timestamp) -> Result<()> {
+    let put_at = now.as_millis();
+    if header.put_at >= put_at {
+        return Ok(());
+    }
+    let header = BlobHeader { put_at, ..header };
+    txn.put(Table::Blobs, keys::blob_header(digest), header.encode())
+}
+
+pub(crate) fn delete_body(txn: &mut dyn Txn, body: &BodyId) -> Result<()> {
     let (start, end) = keys::blob_chunks(body);
     txn.delete_range(Table::Blobs, start, end)
 }
@@ -222,17 +235,23 @@ impl Upload {
             size: self.size,
             body: self.body,
             chunks: self.next_chunk,
+            put_at: 0,
         };
         let wrote_chunks = self.next_chunk > 0;
         self.finished = true;
         self.store
-            .write(scope(&digest), move |_, txn| {
+            .write(scope(&digest), move |shared, txn| {
                 if wrote_chunks {
                     txn.delete(Table::Meta, keys::pending_upload(&header.body))?;
                 }
-                if blob_header(txn, &digest)?.is_some() {
+                if let Some(existing) = blob_header(txn, &digest)? {
                     delete_body(txn, &header.body)?;
+                    touch(txn, &digest, existing, shared.now())?;
                 } else {
+                    let header = BlobHeader {
+                        put_at: shared.now().as_millis(),
+                        ..header
+                    };
                     txn.put(Table::Blobs, keys::blob_header(&digest), header.encode())?;
                 }
                 Ok(digest)
@@ -272,15 +291,18 @@ impl CasStore for EngineStore {
             (Digest::of(&bytes), chunks)
         })
         .await?;
-        let header = BlobHeader {
-            size,
-            body: new_body(),
-            chunks: count,
-        };
-        self.write(scope(&digest), move |_, txn| {
-            if blob_header(txn, &digest)?.is_some() {
+        let body = new_body();
+        self.write(scope(&digest), move |shared, txn| {
+            if let Some(existing) = blob_header(txn, &digest)? {
+                touch(txn, &digest, existing, shared.now())?;
                 return Ok(digest);
             }
+            let header = BlobHeader {
+                size,
+                body,
+                chunks: count,
+                put_at: shared.now().as_millis(),
+            };
             for (index, chunk) in (0u32..).zip(chunks) {
                 txn.put(Table::Blobs, keys::blob_chunk(&header.body, index), chunk)?;
             }

@@ -14,6 +14,7 @@ use crate::{Error, Result, StoreEnv, Stores, Timestamp};
 mod blob_header;
 pub(crate) mod cas;
 mod heads;
+mod lifecycle;
 
 pub use heads::StoreCache;
 mod releases;
@@ -36,6 +37,7 @@ pub fn stores(engine: Arc<dyn Engine>, env: StoreEnv) -> Stores {
         shared: capabilities.shared,
     }));
     Stores::new(
+        Arc::new(store.clone()),
         Arc::new(store.clone()),
         Arc::new(store.clone()),
         Arc::new(store.clone()),

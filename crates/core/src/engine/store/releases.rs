@@ -12,14 +12,15 @@ use super::{get_record, scan_records, EngineStore};
 use crate::encoding::encode_record;
 use crate::engine::keys;
 use crate::engine::{Direction, Reader, Scope, Table, Txn};
+use crate::lifecycle::Referrer;
 use crate::validate::{self, page_limit};
 use crate::{Digest, Error, ReleaseMetadata, ReleaseRecord, ReleaseRegistry, Result, Timestamp};
 
-fn scope(name: &str) -> Scope {
+pub(super) fn scope(name: &str) -> Scope {
     Scope::entity(Table::Releases, keys::release_head(name))
 }
 
-fn head(reader: &dyn Reader, name: &str) -> Result<Option<ReleaseRecord>> {
+pub(super) fn head(reader: &dyn Reader, name: &str) -> Result<Option<ReleaseRecord>> {
     let Some(seq) = reader.get(Table::Releases, &keys::release_head(name))? else {
         return Ok(None);
     };
@@ -41,7 +42,7 @@ fn record(reader: &dyn Reader, name: &str, seq: u64) -> Result<Option<ReleaseRec
     )
 }
 
-fn head_or_not_found(reader: &dyn Reader, name: &str) -> Result<ReleaseRecord> {
+pub(super) fn head_or_not_found(reader: &dyn Reader, name: &str) -> Result<ReleaseRecord> {
     head(reader, name)?.ok_or_else(|| {
         Error::not_found(format!(
             "release {:?} was never promoted",
@@ -111,6 +112,8 @@ impl ReleaseRegistry for EngineStore {
         validate::identifier("release name", name)?;
         metadata.validate()?;
         let name = name.to_owned();
+        self.reference([spec_digest], Referrer::Release(name.clone()))
+            .await?;
         self.write(scope(&name), move |shared, txn| {
             let head = head(txn, &name)?;
             let record = ReleaseRecord::promotion(

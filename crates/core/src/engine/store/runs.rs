@@ -15,6 +15,7 @@ use super::{get_record, EngineStore, Shared};
 use crate::encoding::{decode_event, decode_record, encode_event, encode_record};
 use crate::engine::keys;
 use crate::engine::{Direction, Reader, Scope, Table, Txn};
+use crate::lifecycle::Referrer;
 use crate::run::run_id_taken;
 use crate::validate::{self, page_limit};
 use crate::{
@@ -25,7 +26,7 @@ use crate::{
 /// How many index entries `list_runs` reads per scan while filtering.
 const LIST_PAGE: usize = 256;
 
-fn scope(id: RunId) -> Scope {
+pub(super) fn scope(id: RunId) -> Scope {
     Scope::entity(Table::Runs, keys::run(id))
 }
 
@@ -40,12 +41,12 @@ pub(super) fn load_record(reader: &dyn Reader, id: RunId) -> Result<Run> {
 }
 
 /// The run: its record with its head.
-fn load_run(reader: &dyn Reader, id: RunId) -> Result<Run> {
+pub(super) fn load_run(reader: &dyn Reader, id: RunId) -> Result<Run> {
     with_head(reader, load_record(reader, id)?)
 }
 
 /// `run` (a stored record) with its stored head.
-fn with_head(reader: &dyn Reader, run: Run) -> Result<Run> {
+pub(super) fn with_head(reader: &dyn Reader, run: Run) -> Result<Run> {
     match reader.get(Table::RunHeads, &keys::run(run.id))? {
         Some(bytes) => Ok(RunHead::decode(run.id, &bytes)?.apply(run)),
         None => Ok(run),
@@ -174,6 +175,7 @@ impl RunLedger for EngineStore {
         metadata.validate()?;
         let now = self.0.now();
         let id = self.0.env.ids.new_run_id(now);
+        self.reference([spec_digest], Referrer::Run(id)).await?;
         self.write(scope(id), move |_, txn| {
             if txn.get(Table::Runs, &keys::run(id))?.is_some() {
                 return Err(run_id_taken(id));
@@ -222,6 +224,11 @@ impl RunLedger for EngineStore {
     }
 
     async fn finish_run(&self, run: RunId, status: RunStatus, summary: RunSummary) -> Result<Run> {
+        summary.validate()?;
+        if status.is_terminal() {
+            self.reference(summary.blobs.iter().copied(), Referrer::Run(run))
+                .await?;
+        }
         self.write(scope(run), move |shared, txn| {
             // Finished runs take no appends; keep them out of the cache.
             if let Some(cache) = shared.cache() {

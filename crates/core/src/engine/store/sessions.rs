@@ -17,11 +17,11 @@ use crate::engine::{Direction, Reader, Scope, Table, Txn};
 use crate::validate::{self, page_limit};
 use crate::{Error, LogEntry, NewLogEntry, Result, Session, SessionState, SessionStore, Timestamp};
 
-fn scope(id: &str) -> Scope {
+pub(super) fn scope(id: &str) -> Scope {
     Scope::entity(Table::Sessions, keys::session(id))
 }
 
-fn load(reader: &dyn Reader, id: &str) -> Result<Option<Session>> {
+pub(super) fn load(reader: &dyn Reader, id: &str) -> Result<Option<Session>> {
     get_record(
         reader,
         Table::Sessions,
@@ -30,7 +30,7 @@ fn load(reader: &dyn Reader, id: &str) -> Result<Option<Session>> {
     )
 }
 
-fn load_or_not_found(reader: &dyn Reader, id: &str) -> Result<Session> {
+pub(super) fn load_or_not_found(reader: &dyn Reader, id: &str) -> Result<Session> {
     load(reader, id)?.ok_or_else(|| {
         Error::not_found(format!(
             "session {:?} does not exist",
@@ -67,7 +67,7 @@ fn append(txn: &mut dyn Txn, id: &str, new: NewLogEntry, now: Timestamp) -> Resu
     Ok(entry)
 }
 
-fn put_entry(txn: &mut dyn Txn, entry: &LogEntry) -> Result<()> {
+pub(super) fn put_entry(txn: &mut dyn Txn, entry: &LogEntry) -> Result<()> {
     let id = &entry.session_id;
     txn.put(
         Table::SessionLog,
@@ -84,7 +84,7 @@ fn put_entry(txn: &mut dyn Txn, entry: &LogEntry) -> Result<()> {
     Ok(())
 }
 
-fn clear_log(txn: &mut dyn Txn, id: &str) -> Result<()> {
+pub(super) fn clear_log(txn: &mut dyn Txn, id: &str) -> Result<()> {
     let (start, end) = keys::whole_log(id);
     txn.delete_range(Table::SessionLog, start, end)?;
     let (start, end) = keys::all_log_idempotency(id);

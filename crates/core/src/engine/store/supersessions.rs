@@ -12,6 +12,8 @@
 
 use async_trait::async_trait;
 
+use crate::lifecycle::Referrer;
+
 use super::{get_record, scan_records, EngineStore};
 use crate::encoding::encode_record;
 use crate::engine::keys;
@@ -25,7 +27,7 @@ use crate::{
 /// How many by-agent index entries one scan reads while filtering.
 const SCAN_PAGE: usize = 256;
 
-fn load(reader: &dyn Reader, target: &Digest) -> Result<Option<Supersession>> {
+pub(super) fn load(reader: &dyn Reader, target: &Digest) -> Result<Option<Supersession>> {
     get_record(
         reader,
         Table::Supersessions,
@@ -80,6 +82,12 @@ fn by_agent(
 impl SupersessionStore for EngineStore {
     async fn put(&self, record: Supersession) -> Result<PutOutcome> {
         record.validate()?;
+        let digests = [Some(record.target), record.replacement];
+        self.reference(
+            digests.into_iter().flatten(),
+            Referrer::Supersession(record.target),
+        )
+        .await?;
         self.write(Scope::Table(Table::Supersessions), move |_, txn| {
             let existing = load(txn, &record.target)?;
             let outcome = record.decide_put(existing.as_ref())?;

@@ -5,6 +5,7 @@
 //! arguments go through [`Reuse`](super::Reuse) so that a retry can run the call again.
 
 mod cas;
+mod lifecycle;
 mod releases;
 mod runs;
 mod sessions;

@@ -1,0 +1,294 @@
+//! Run retention and session expiry over the seam. A sweep reads one page
+//! of candidates, then changes each in a write job of its own, in the
+//! entity's scope, that checks the policy again on what it reads there:
+//! a run that was appended to, or a session that was touched, between the
+//! two is judged on its new state.
+
+use std::time::Duration;
+
+use super::super::runs::{load_run, scope as run_scope, with_head};
+use super::super::sessions::{self, clear_log};
+use super::super::{get_record, EngineStore, Shared};
+use crate::encoding::{decode_record, encode_record};
+use crate::engine::keys;
+use crate::engine::{Direction, Reader, Table, Txn};
+use crate::lifecycle::{IfRunning, RunRetention, SessionRetention, Sweep, DEFAULT_BATCH};
+use crate::validate::{self, MAX_PAGE};
+use crate::Timestamp;
+use crate::{Error, ErrorKind, LogEntry, Result, Run, RunId, RunStatus, Session, SessionState};
+
+pub(super) fn batch_size(batch: usize) -> usize {
+    match batch {
+        0 => DEFAULT_BATCH,
+        n => n.min(MAX_PAGE),
+    }
+}
+
+/// `now - span`, saturating at the epoch.
+pub(super) fn before(now: Timestamp, span: Duration) -> Timestamp {
+    let span = u64::try_from(span.as_millis()).unwrap_or(u64::MAX);
+    Timestamp::from_millis(now.as_millis().saturating_sub(span))
+}
+
+/// Removes every key of `run`.
+fn remove_run(txn: &mut dyn Txn, run: &Run) -> Result<()> {
+    let id = run.id;
+    txn.delete(Table::Runs, keys::run(id))?;
+    txn.delete(Table::RunHeads, keys::run(id))?;
+    let (start, end) = keys::run_keys(id);
+    txn.delete_range(Table::RunEvents, start.clone(), end.clone())?;
+    txn.delete_range(Table::RunIdempotency, start, end)?;
+    txn.delete(Table::RunsBySpec, keys::run_by_spec(&run.spec_digest, id))?;
+    txn.delete(
+        Table::RunsByAgent,
+        keys::run_by_agent(&run.metadata.agent_name, id),
+    )
+}
+
+/// The run, or `None` if it does not exist.
+fn find_run(reader: &dyn Reader, id: RunId) -> Result<Option<Run>> {
+    match load_run(reader, id) {
+        Ok(run) => Ok(Some(run)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `policy` selects `run` at `now`, leaving out the newest-per-agent
+/// rule (see [`among_newest`]).
+fn selected(policy: &RunRetention, run: &Run, now: Timestamp) -> bool {
+    let running = run.status == RunStatus::Running;
+    if running && policy.running == IfRunning::Keep {
+        return false;
+    }
+    if !policy.statuses.is_empty() && !policy.statuses.contains(&run.status) {
+        return false;
+    }
+    if policy
+        .agent_name
+        .as_ref()
+        .is_some_and(|agent| *agent != run.metadata.agent_name)
+    {
+        return false;
+    }
+    match policy.finished_before {
+        None => true,
+        // A running run counts as finishing now.
+        Some(limit) => run.finished_at.unwrap_or(now) < limit,
+    }
+}
+
+/// Whether `run` is among the newest `n` runs of its agent.
+fn among_newest(reader: &dyn Reader, run: &Run, n: u64) -> Result<bool> {
+    if n == 0 {
+        return Ok(false);
+    }
+    let prefix = keys::agent_prefix(&run.metadata.agent_name);
+    let (start, end) = keys::index_before(&prefix, None);
+    let limit = usize::try_from(n).unwrap_or(usize::MAX).min(MAX_PAGE * 16);
+    let newest = reader.scan(
+        Table::RunsByAgent,
+        &start,
+        Some(&end),
+        Direction::Reverse,
+        limit,
+    )?;
+    if newest.len() < limit {
+        // Fewer than n runs (or n beyond what one scan reads): all kept.
+        return Ok(true);
+    }
+    let oldest_kept = keys::run_id_suffix(&newest[newest.len() - 1].0)?;
+    Ok(run.id >= oldest_kept)
+}
+
+fn prune_one(
+    shared: &Shared,
+    txn: &mut dyn Txn,
+    policy: &RunRetention,
+    id: RunId,
+) -> Result<Option<u64>> {
+    let Some(run) = find_run(txn, id)? else {
+        return Ok(None);
+    };
+    if !selected(policy, &run, shared.now()) {
+        return Ok(None);
+    }
+    if let Some(n) = policy.keep_newest_per_agent {
+        if among_newest(txn, &run, n)? {
+            return Ok(None);
+        }
+    }
+    if let Some(cache) = shared.cache() {
+        cache.forget(id);
+    }
+    remove_run(txn, &run)?;
+    Ok(Some(run.event_count))
+}
+
+/// The last time session `session` was used: its last change or its last
+/// log entry, whichever is later.
+fn last_activity(reader: &dyn Reader, session: &Session) -> Result<Timestamp> {
+    let Some(last) = session.log_len.checked_sub(1) else {
+        return Ok(session.updated_at);
+    };
+    let entry: Option<LogEntry> = get_record(
+        reader,
+        Table::SessionLog,
+        &keys::log_entry(&session.id, last),
+        "session log entry",
+    )?;
+    Ok(entry.map_or(session.updated_at, |e| e.timestamp.max(session.updated_at)))
+}
+
+/// What a session sweep does to the sessions it selects.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum SessionSweep {
+    /// Moves them to `Expired`.
+    Expire,
+    /// Deletes them with their logs.
+    Delete,
+}
+
+impl SessionSweep {
+    fn selects(self, policy: &SessionRetention, session: &Session) -> bool {
+        match self {
+            SessionSweep::Expire => !session.state.is_final(),
+            SessionSweep::Delete => policy.states.contains(&session.state),
+        }
+    }
+
+    /// Applies the sweep to session `id` if it still qualifies; returns
+    /// the log entries removed.
+    fn apply(
+        self,
+        shared: &Shared,
+        txn: &mut dyn Txn,
+        policy: &SessionRetention,
+        id: &str,
+    ) -> Result<Option<u64>> {
+        let Some(session) = sessions::load(txn, id)? else {
+            return Ok(None);
+        };
+        let now = shared.now();
+        if !self.selects(policy, &session)
+            || last_activity(txn, &session)? >= before(now, policy.idle_for)
+        {
+            return Ok(None);
+        }
+        match self {
+            SessionSweep::Expire => {
+                let expired = session.with_state(SessionState::Expired, None, now)?;
+                txn.put(Table::Sessions, keys::session(id), encode_record(&expired)?)?;
+                Ok(Some(0))
+            }
+            SessionSweep::Delete => {
+                txn.delete(Table::Sessions, keys::session(id))?;
+                clear_log(txn, id)?;
+                Ok(Some(session.log_len))
+            }
+        }
+    }
+}
+
+impl EngineStore {
+    pub(super) async fn delete_run_now(&self, id: RunId, if_running: IfRunning) -> Result<bool> {
+        self.write(run_scope(id), move |shared, txn| {
+            let Some(run) = find_run(txn, id)? else {
+                return Ok(false);
+            };
+            if run.status == RunStatus::Running && if_running == IfRunning::Keep {
+                return Err(Error::conflict(format!(
+                    "run {id} is running; delete it with IfRunning::Delete"
+                )));
+            }
+            if let Some(cache) = shared.cache() {
+                cache.forget(id);
+            }
+            remove_run(txn, &run)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    pub(super) async fn prune_runs_now(
+        &self,
+        policy: &RunRetention,
+        after: Option<RunId>,
+    ) -> Result<Sweep<RunId>> {
+        if let Some(agent) = &policy.agent_name {
+            validate::identifier("agent name", agent)?;
+        }
+        let limit = batch_size(policy.batch);
+        let start = keys::runs_after(after);
+        let page: Vec<Run> = self
+            .read(move |_, reader| {
+                reader
+                    .scan(Table::Runs, &start, None, Direction::Forward, limit)?
+                    .iter()
+                    .map(|(_, v)| with_head(reader, decode_record("run record", v)?))
+                    .collect()
+            })
+            .await?;
+        let next = (page.len() == limit).then(|| page[page.len() - 1].id);
+        let (mut affected, mut removed) = (0, 0);
+        for run in &page {
+            if !selected(policy, run, self.0.now()) {
+                continue;
+            }
+            let (policy, id) = (policy.clone(), run.id);
+            let pruned = self
+                .write(run_scope(id), move |shared, txn| {
+                    prune_one(shared, txn, &policy, id)
+                })
+                .await?;
+            if let Some(events) = pruned {
+                affected += 1;
+                removed += events;
+            }
+        }
+        Ok(Sweep::new(page.len() as u64, affected, removed, next))
+    }
+
+    pub(super) async fn sweep_sessions(
+        &self,
+        sweep: SessionSweep,
+        policy: &SessionRetention,
+        after: Option<&str>,
+    ) -> Result<Sweep<String>> {
+        let limit = batch_size(policy.batch);
+        let start = keys::sessions_after(after);
+        let page: Vec<(Session, Timestamp)> = self
+            .read(move |_, reader| {
+                let mut out = Vec::new();
+                for (_, v) in
+                    reader.scan(Table::Sessions, &start, None, Direction::Forward, limit)?
+                {
+                    let session: Session = decode_record("session record", &v)?;
+                    let last = last_activity(reader, &session)?;
+                    out.push((session, last));
+                }
+                Ok(out)
+            })
+            .await?;
+        let next = (page.len() == limit).then(|| page[page.len() - 1].0.id.clone());
+        let cutoff = before(self.0.now(), policy.idle_for);
+        let (mut affected, mut removed) = (0, 0);
+        for (session, last) in &page {
+            if !sweep.selects(policy, session) || *last >= cutoff {
+                continue;
+            }
+            let (policy, id) = (policy.clone(), session.id.clone());
+            let scope = sessions::scope(&id);
+            let done = self
+                .write(scope, move |shared, txn| {
+                    sweep.apply(shared, txn, &policy, &id)
+                })
+                .await?;
+            if let Some(entries) = done {
+                affected += 1;
+                removed += entries;
+            }
+        }
+        Ok(Sweep::new(page.len() as u64, affected, removed, next))
+    }
+}
