@@ -222,7 +222,7 @@ impl<C> Sweep<C> {
 }
 
 /// Who references a blob (see the [module docs](self)).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Referrer {
     /// A run (its spec digest or a digest its summary declares).

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use stowage_core::{Error, ErrorKind, Result};
 
-use super::seam::{Batch, Direction, DurableFuture, OrderedKv, Table};
+use super::seam::{Batch, Direction, DurableFuture, OrderedKv, RangeSize, Table};
 
 /// Forwards to the engine while open. Every call holds the read lock for
 /// its duration (calls never nest), so [`Gate::close`] waits for the
@@ -82,6 +82,10 @@ impl OrderedKv for Gate {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         self.with(|e| e.scan(table, start, end, direction, limit))
+    }
+
+    fn measure(&self, table: Table, start: &[u8], end: Option<&[u8]>) -> Result<Option<RangeSize>> {
+        self.with(|e| e.measure(table, start, end))
     }
 
     fn write(&self, batch: Batch) -> Result<()> {

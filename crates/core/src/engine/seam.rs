@@ -124,8 +124,37 @@ pub struct RangeSize {
     pub bytes: u64,
 }
 
-/// Entries [`Reader::measure`]'s default reads per scan.
+/// Entries [`measure_by_scan`] reads per scan.
 const MEASURE_PAGE: usize = 1024;
+
+/// [`Reader::measure`] by scanning `reader` page by page (copying every
+/// value): the default, for engines with nothing cheaper.
+///
+/// # Errors
+/// As [`Reader::scan`].
+pub fn measure_by_scan<R: Reader + ?Sized>(
+    reader: &R,
+    table: Table,
+    start: &[u8],
+    end: Option<&[u8]>,
+) -> Result<RangeSize> {
+    let mut size = RangeSize::default();
+    let mut from = start.to_vec();
+    loop {
+        let page = reader.scan(table, &from, end, Direction::Forward, MEASURE_PAGE)?;
+        for (_, value) in &page {
+            size.entries += 1;
+            size.bytes += value.len() as u64;
+        }
+        match page.last() {
+            Some((last, _)) if page.len() == MEASURE_PAGE => {
+                from = last.clone();
+                from.push(0);
+            }
+            _ => return Ok(size),
+        }
+    }
+}
 
 /// Consistent read access: everything a job reads through one `Reader`
 /// comes from one point in time (a snapshot, or a lock that keeps
@@ -160,22 +189,7 @@ pub trait Reader {
     /// # Errors
     /// As [`Reader::get`].
     fn measure(&self, table: Table, start: &[u8], end: Option<&[u8]>) -> Result<RangeSize> {
-        let mut size = RangeSize::default();
-        let mut from = start.to_vec();
-        loop {
-            let page = self.scan(table, &from, end, Direction::Forward, MEASURE_PAGE)?;
-            for (_, value) in &page {
-                size.entries += 1;
-                size.bytes += value.len() as u64;
-            }
-            match page.last() {
-                Some((last, _)) if page.len() == MEASURE_PAGE => {
-                    from = last.clone();
-                    from.push(0);
-                }
-                _ => return Ok(size),
-            }
-        }
+        measure_by_scan(self, table, start, end)
     }
 }
 
