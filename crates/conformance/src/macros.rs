@@ -76,6 +76,7 @@ macro_rules! conformance_tests {
                 expire_idle_sessions, log_activity_defers_expiry, prune_expired_sessions,
                 gc_collects_only_unreferenced, gc_spares_recent_puts, pins, gc_race_keeps_referenced,
                 fork_session_copies_log, fork_release_copies_history, stats_count_what_is_stored,
+                compact_keeps_what_remains,
             );
             $crate::__conformance_module!(hostile; deep_json_rejected, identifier_length_edges);
             $crate::__conformance_module!(integrity;

@@ -200,6 +200,10 @@ impl Engine for KvEngine {
         Some(&self.0.cache)
     }
 
+    async fn compact(&self) -> Result<()> {
+        self.blocking(|inner| inner.engine.compact()).await?
+    }
+
     async fn close(&self) -> Result<()> {
         let engine = Arc::clone(&self.0.engine);
         tokio::task::spawn_blocking(move || engine.close())

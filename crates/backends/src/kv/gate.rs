@@ -92,6 +92,10 @@ impl OrderedKv for Gate {
         self.with(|e| e.write(batch))
     }
 
+    fn compact(&self) -> Result<()> {
+        self.with(|e| e.compact())
+    }
+
     fn group_commits(&self) -> bool {
         self.group_commits
     }

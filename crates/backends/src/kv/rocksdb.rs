@@ -213,6 +213,14 @@ impl OrderedKv for RocksKv {
             .collect()
     }
 
+    fn compact(&self) -> Result<()> {
+        for table in Table::ALL {
+            self.db
+                .compact_range_cf(self.cf(table)?, None::<&[u8]>, None::<&[u8]>);
+        }
+        Ok(())
+    }
+
     fn measure(&self, table: Table, start: &[u8], end: Option<&[u8]>) -> Result<Option<RangeSize>> {
         let mut size = RangeSize::default();
         if end.is_some_and(|end| end <= start) {

@@ -164,6 +164,16 @@ pub(crate) trait OrderedKv: Send + Sync + 'static {
     /// on later calls.
     fn maintain(&self) {}
 
+    /// Returns freed space to the file system now
+    /// ([`Engine::compact`](stowage_core::engine::Engine::compact));
+    /// blocking. The default does nothing.
+    ///
+    /// # Errors
+    /// The engine's.
+    fn compact(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Flushes what the engine buffers and releases what it holds that
     /// dropping it would not (the file engine's lock file); called once,
     /// by `Stores::close`, after which the engine is only dropped.

@@ -54,6 +54,10 @@ impl Lifecycle for RedisLifecycle {
     async fn fork_release(&self, _: &str, _: &str) -> Result<ReleaseRecord> {
         unsupported("fork_release")
     }
+    async fn compact(&self) -> Result<()> {
+        // Redis frees memory as keys are deleted.
+        Ok(())
+    }
     async fn stats(&self) -> Result<StoreStats> {
         unsupported("stats")
     }

@@ -449,6 +449,17 @@ pub trait Engine: Send + Sync + 'static {
         None
     }
 
+    /// Returns space that deletions freed to the file system, where the
+    /// engine holds on to it (log segments, free pages); may take long and
+    /// runs beside live traffic. The default does nothing: an engine that
+    /// reuses or releases space on its own needs nothing here.
+    ///
+    /// # Errors
+    /// The engine's (I/O, `StorageFull` while rewriting).
+    async fn compact(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Flushes what the engine buffers and releases what it holds (file
     /// locks). Called by `Stores::close`; afterwards every read and write
     /// fails with `Conflict`, and closing again returns `Ok(())`.
