@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
-use stowage_core::lifecycle::{BlobGc, IfRunning, RunRetention};
+use stowage_core::lifecycle::{BlobGc, RunRetention};
 use stowage_core::{RunMetadata, RunSummary, Stores};
 
 /// Bytes of every file under `path` (or of `path` itself).
