@@ -85,7 +85,7 @@ macro_rules! conformance_tests {
             );
             $crate::__conformance_module!(reopen;
                 cas_survives, runs_survive, releases_survive, sessions_survive,
-                supersessions_survive, repeated_reopen,
+                supersessions_survive, repeated_reopen, lifecycle_survives,
             );
             $crate::__conformance_module!(durability; power_loss_keeps_what_was_acknowledged);
             $crate::__conformance_module!(shared; handles_see_each_other, handles_race);
