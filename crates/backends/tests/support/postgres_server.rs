@@ -289,10 +289,14 @@ pub fn exec(sql: &str) -> Result<(), String> {
 
 /// The first column of the first row of `sql`, as text (`NULL`: `None`).
 pub fn query_text(sql: &str) -> Result<Option<String>, String> {
-    let base = base_url();
-    let sql = sql.to_owned();
+    query_text_at(&base_url(), sql)
+}
+
+/// [`query_text`] on the server at `url` (a plain connection).
+pub fn query_text_at(url: &str, sql: &str) -> Result<Option<String>, String> {
+    let (url, sql) = (url.to_owned(), sql.to_owned());
     std::thread::spawn(move || {
-        let mut client = postgres::Client::connect(&base, postgres::NoTls)
+        let mut client = postgres::Client::connect(&url, postgres::NoTls)
             .map_err(|e| format!("connect: {e}"))?;
         let rows = client.simple_query(&sql).map_err(|e| format!("{e}"))?;
         Ok(rows
