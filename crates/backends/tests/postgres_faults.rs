@@ -225,10 +225,15 @@ async fn a_server_restart_mid_workload_loses_nothing_acknowledged() {
     let mut tasks = Vec::new();
     for task in 0..TASKS {
         let (stores, acks) = (stores.clone(), Arc::clone(&acks));
+        let outage_over = Arc::clone(&outage_over);
         tasks.push(tokio::spawn(async move {
             let mut acked = Vec::new();
             let mut failures: BTreeMap<String, usize> = BTreeMap::new();
-            for i in 0..PER_TASK {
+            // At least PER_TASK appends, and on until the restart is over:
+            // the workload spans the whole outage.
+            let mut i = 0;
+            while i < PER_TASK || !outage_over.load(Ordering::SeqCst) {
+                i += 1;
                 let key = format!("t{task}-{i}");
                 loop {
                     match stores.runs.append_event(run, keyed(&key)).await {
@@ -280,10 +285,9 @@ async fn a_server_restart_mid_workload_loses_nothing_acknowledged() {
             *failures.entry(kind).or_default() += n;
         }
     }
-    println!("restart after {at} acks; failures during the outage: {failures:?}");
-    assert!(
-        at < TASKS * PER_TASK,
-        "the restart came in the middle of the workload"
+    println!(
+        "restart after {at} of {} acks; failures during the outage: {failures:?}",
+        acked.len()
     );
     assert!(
         !failures.is_empty(),
@@ -293,10 +297,10 @@ async fn a_server_restart_mid_workload_loses_nothing_acknowledged() {
     // The same handle, never reopened: everything acknowledged is there,
     // once, gap-free, and the chain verifies.
     let stored = events(&stores, run).await;
-    assert_eq!(acked.len(), TASKS * PER_TASK);
+    assert!(acked.len() > at, "appends went on after the restart");
     exactly_once(&stored, &acked);
     let report = stores.runs.verify_run(run).await.expect("verify_run");
-    assert_eq!(report.len as usize, TASKS * PER_TASK);
+    assert_eq!(report.len as usize, acked.len());
     stores.close().await.expect("close");
     drop(server);
 }

@@ -51,8 +51,10 @@
 //!   `COMMIT` with [`Durable::ready`].
 //! * **Reads**: `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY` (sent
 //!   with the first statement) … `COMMIT`: one snapshot for the whole job.
-//! * **Errors**: refused or lost connections, timeouts, lock failures →
-//!   `Unavailable` (nothing applied); a connection lost after `COMMIT` was
+//! * **TLS** (`sslmode`, `sslrootcert`): rustls with the ring provider,
+//!   the modes as libpq's (see [`SslMode`]).
+//! * **Errors**: refused or lost connections, timeouts, lock failures, a
+//!   failed TLS handshake → `Unavailable` (nothing applied); a connection lost after `COMMIT` was
 //!   sent → `OutcomeUnknown`; a full disk → `StorageFull`;
 //!   `data_corrupted` → `Corrupted`; the driver's error is kept as the
 //!   source. Locks are taken in an order that cannot deadlock and
