@@ -4,7 +4,8 @@
 //! append (a prepared `INSERT` of a 160-byte value into a `(key bytea
 //! PRIMARY KEY, value bytea)` table) from 64 threads, each with its own
 //! connection of the same driver (`postgres` 0.19), against the same
-//! server.
+//! server, plain TCP on both sides (`sslmode=disable`; the default
+//! `prefer` would encrypt where the server offers TLS).
 //!
 //! `cargo bench -p stowage-backends --features postgres --bench postgres_append`
 //! (uses `STOWAGE_TEST_POSTGRES_URL`'s server when set, else a private one
@@ -127,7 +128,7 @@ fn main() {
     let base = postgres_server::base_url();
     // `POSTGRES_APPEND_OPTIONS=&readable_columns=false` adds URL options.
     let extra = std::env::var("POSTGRES_APPEND_OPTIONS").unwrap_or_default();
-    let url = postgres_server::url(&schema, &format!("&pool_size=64{extra}"));
+    let url = postgres_server::url(&schema, &format!("&pool_size=64&sslmode=disable{extra}"));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -103,7 +103,11 @@ async fn a_cut_commit_is_outcome_unknown_and_keyed_retries_are_exactly_once() {
     let direct = stowage_backends::open(&postgres_server::url(&schema.0, ""))
         .await
         .expect("open direct");
-    let query = format!("schema={}&pool_size=2&connect_timeout_ms=2000", schema.0);
+    // Plain TCP: the proxy reads the protocol to find the COMMIT.
+    let query = format!(
+        "schema={}&pool_size=2&connect_timeout_ms=2000&sslmode=disable",
+        schema.0
+    );
     let cut = stowage_backends::open(&via(&base, proxy.addr, &query))
         .await
         .expect("open through the proxy");

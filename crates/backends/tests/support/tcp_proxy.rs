@@ -4,7 +4,9 @@
 //! before forwarding it (the server never sees it) or after the server
 //! answered it (the server committed; the client never hears so). It can
 //! also go down (listener closed, every connection cut: connecting is
-//! refused) and come back up on the same port.
+//! refused) and come back up on the same port. It reads the plain
+//! protocol: connections that ask for TLS are forwarded untouched and
+//! never cut (the store under test uses `sslmode=disable`).
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
@@ -178,21 +180,30 @@ async fn pump(client: TcpStream, state: Arc<State>) {
     });
     let mut buf = vec![0u8; 256 * 1024];
     let mut pending: Vec<u8> = Vec::new();
-    // The first message (and one after an SSL or GSS request) has no
-    // type byte.
+    // The first message has no type byte.
     let mut untyped = true;
+    // After an SSL or GSS request the stream may be encrypted: forwarded
+    // as it comes, never cut (clients under test use sslmode=disable).
+    let mut opaque = false;
     loop {
         let n = match client_read.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        if opaque {
+            if server_write.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+            continue;
+        }
         pending.extend_from_slice(&buf[..n]);
         // Whole messages only: a partial one waits for its rest.
         while let Some(len) = message_len(&pending, untyped) {
             let message: Vec<u8> = pending.drain(..len).collect();
             if untyped {
-                // An SSLRequest / GSSENCRequest is followed by the startup.
-                untyped = len == 8 && matches!(&message[4..8], [4, 210, 22, 47] | [4, 210, 22, 48]);
+                untyped = false;
+                // An SSLRequest / GSSENCRequest.
+                opaque = len == 8 && matches!(&message[4..8], [4, 210, 22, 47] | [4, 210, 22, 48]);
             } else if message[0] == b'Q' {
                 let armed = *state.cut.lock();
                 if armed != Cut::Never && contains(&message, WRITES) && contains(&message, COMMIT) {
@@ -212,6 +223,14 @@ async fn pump(client: TcpStream, state: Arc<State>) {
             if server_write.write_all(&message).await.is_err() {
                 back.abort();
                 return;
+            }
+            if opaque {
+                let rest = std::mem::take(&mut pending);
+                if server_write.write_all(&rest).await.is_err() {
+                    back.abort();
+                    return;
+                }
+                break;
             }
         }
     }
