@@ -138,9 +138,24 @@ fn main() {
     // compare medians.
     let mut stowage = Vec::new();
     let mut bare = Vec::new();
+    // `POSTGRES_APPEND_ONLY=stowage|bare` runs one side (for profiles).
+    let only = std::env::var("POSTGRES_APPEND_ONLY").unwrap_or_default();
+    // The schema the bare table goes in.
+    runtime
+        .block_on(async { stowage_backends::open(&url).await?.close().await })
+        .expect("create the schema");
     for round in 0..ROUNDS {
-        stowage.push(runtime.block_on(stowage_appends(&url, per, round)));
-        bare.push(bare_inserts(&base, &schema, per, round));
+        if only != "bare" {
+            stowage.push(runtime.block_on(stowage_appends(&url, per, round)));
+        }
+        if only != "stowage" {
+            bare.push(bare_inserts(&base, &schema, per, round));
+        }
+    }
+    if !only.is_empty() {
+        postgres_server::drop_schema(&schema);
+        println!("postgres_append: {only} only: stowage {stowage:.0?}, bare {bare:.0?}");
+        return;
     }
     postgres_server::drop_schema(&schema);
     let median = |v: &mut Vec<f64>| {
