@@ -1,11 +1,14 @@
 //! `sslmode=` against a private server started with `ssl=on` and a
 //! certificate made at test time by the `openssl` CLI (a throwaway CA;
 //! the certificate names only `DNS:localhost`). Which connections really
-//! are encrypted is read from the server's `pg_stat_ssl`.
+//! are encrypted is read from the server's `pg_stat_ssl`. The whole
+//! conformance suite runs over `verify-full` too.
 #![cfg(feature = "postgres")]
 
 #[path = "support/pki.rs"]
 mod pki;
+#[path = "support/postgres_harness.rs"]
+mod postgres_harness;
 #[path = "support/postgres_server.rs"]
 mod postgres_server;
 
@@ -121,6 +124,23 @@ async fn refused(url: &str, kind: ErrorKind, says: &str) {
     assert_eq!(err.kind(), kind, "{url}: {err:?}");
     assert!(err.to_string().contains(says), "{url}: {err}");
 }
+
+async fn tls_harness() -> postgres_harness::PgHarness {
+    postgres_harness::PgHarness::new(
+        |schema| {
+            url(
+                "localhost",
+                schema,
+                &format!("sslmode=verify-full&sslrootcert={}", ca()),
+            )
+        },
+        // The server (a private one of this binary) goes away whole.
+        false,
+    )
+}
+
+// The whole conformance suite, over verify-full TLS.
+stowage_conformance::conformance_tests!(tls_harness);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_full_round_trips_over_tls() {
