@@ -5,8 +5,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use stowage_core::lifecycle::BlobGc;
-use stowage_core::{RandomIds, StoreEnv, Stores, Timestamp};
+use stowage_core::{
+    Digest, LogKind, NewLogEntry, RandomIds, SigningKey, StoreEnv, Stores, Supersession,
+    SupersessionDraft, SupersessionKind, Timestamp,
+};
 
 use super::redis_server;
 
@@ -76,4 +80,23 @@ pub(crate) async fn gc_all(s: &Stores, policy: &BlobGc) -> (u64, u64, u64) {
             None => return total,
         }
     }
+}
+
+/// A small log entry.
+pub(crate) fn entry(n: u8) -> NewLogEntry {
+    NewLogEntry::new(LogKind::Incoming, "user", "text", Bytes::from(vec![n; 8]))
+}
+
+/// A signed supersession of `target` by `replacement`.
+pub(crate) fn sup(target: Digest, replacement: Digest) -> Supersession {
+    Supersession::sign(
+        &SigningKey::from_bytes(&[3; 32]),
+        SupersessionDraft::new(
+            target,
+            Some(replacement),
+            SupersessionKind::Correction,
+            "r",
+            Timestamp::from_millis(T0),
+        ),
+    )
 }
