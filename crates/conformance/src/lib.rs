@@ -274,6 +274,7 @@ pub mod durability;
 pub mod harness;
 pub mod hostile;
 pub mod integrity;
+pub mod lifecycle;
 mod macros;
 mod model;
 pub mod releases;

@@ -70,6 +70,14 @@ macro_rules! conformance_tests {
                 by_agent_cursor_positions, by_agent_exact_while_agent_writes,
                 list_ascending_paginated,
             );
+            $crate::__conformance_module!(lifecycle;
+                delete_run_removes_everything, delete_running_run_needs_consent,
+                prune_runs_by_policy, prune_beside_live_appends, delete_racing_appends,
+                expire_idle_sessions, log_activity_defers_expiry, prune_expired_sessions,
+                gc_collects_only_unreferenced, gc_spares_recent_puts, pins, gc_race_keeps_referenced,
+                fork_session_copies_log, fork_release_copies_history, stats_count_what_is_stored,
+                compact_keeps_what_remains,
+            );
             $crate::__conformance_module!(hostile; deep_json_rejected, identifier_length_edges);
             $crate::__conformance_module!(integrity;
                 tampered_blob_corrupted, tampered_run_event_corrupted, tampered_log_entry_corrupted,
@@ -77,7 +85,7 @@ macro_rules! conformance_tests {
             );
             $crate::__conformance_module!(reopen;
                 cas_survives, runs_survive, releases_survive, sessions_survive,
-                supersessions_survive, repeated_reopen,
+                supersessions_survive, repeated_reopen, lifecycle_survives,
             );
             $crate::__conformance_module!(durability; power_loss_keeps_what_was_acknowledged);
             $crate::__conformance_module!(shared; handles_see_each_other, handles_race);

@@ -344,3 +344,78 @@ pub async fn repeated_reopen(h: &dyn Harness) {
         "events across three reopens"
     );
 }
+
+/// Lifecycle effects survive reopen: a deleted run stays deleted, an
+/// expired session stays expired, pins and references still protect their
+/// blobs from GC, and a fork is a session like any other.
+pub async fn lifecycle_survives(h: &dyn Harness) {
+    use std::time::Duration;
+    use stowage_core::lifecycle::{BlobGc, IfRunning, SessionRetention};
+
+    let s = open(h).await;
+    let pinned = ok(s.cas.put(Bytes::from_static(b"pinned")).await, "put");
+    let spec_blob = ok(s.cas.put(Bytes::from_static(b"spec")).await, "put");
+    ok(s.lifecycle.pin_blob(&pinned, "keep").await, "pin_blob");
+    let kept = ok(s.runs.create_run(spec_blob, meta("a")).await, "create_run");
+    let gone = ok(s.runs.create_run(spec(1), meta("a")).await, "create_run");
+    ok(
+        s.runs.append_event(gone, event("step", 0)).await,
+        "append_event",
+    );
+    ok(
+        s.lifecycle.delete_run(gone, IfRunning::Delete).await,
+        "delete_run",
+    );
+    ok(
+        s.sessions.create_session("idle", json!(null)).await,
+        "create_session",
+    );
+    ok(
+        s.sessions.append_log("idle", entry("hi")).await,
+        "append_log",
+    );
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let expiry = SessionRetention::idle_for(Duration::ZERO);
+    ok(
+        s.lifecycle.expire_sessions(&expiry, None).await,
+        "expire_sessions",
+    );
+    ok(
+        s.lifecycle.fork_session("idle", "fork").await,
+        "fork_session",
+    );
+    let before = ok(s.lifecycle.stats().await, "stats");
+    let Some(s) = reopened(h, s, "reopen::lifecycle_survives").await else {
+        return;
+    };
+    assert_eq!(ok(s.lifecycle.stats().await, "stats after reopen"), before);
+    expect_kind(
+        s.runs.get_run(gone).await,
+        ErrorKind::NotFound,
+        "a deleted run after reopen",
+    );
+    ok(s.runs.get_run(kept).await, "the kept run after reopen");
+    let idle = ok(s.sessions.load_session("idle").await, "load_session");
+    assert_eq!(
+        idle.map(|x| x.state),
+        Some(stowage_core::SessionState::Expired)
+    );
+    ok(
+        s.sessions.verify_log("fork").await,
+        "verify_log of a fork after reopen",
+    );
+    ok(
+        s.lifecycle
+            .gc_blobs(&BlobGc::grace(Duration::ZERO), None)
+            .await,
+        "gc_blobs",
+    );
+    assert!(
+        ok(s.cas.contains(&pinned).await, "contains"),
+        "a pin must survive reopen"
+    );
+    assert!(
+        ok(s.cas.contains(&spec_blob).await, "contains"),
+        "a run reference must survive reopen"
+    );
+}

@@ -222,7 +222,7 @@ impl<C> Sweep<C> {
 }
 
 /// Who references a blob (see the [module docs](self)).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Referrer {
     /// A run (its spec digest or a digest its summary declares).
@@ -382,4 +382,16 @@ pub trait Lifecycle: Send + Sync {
     /// # Errors
     /// The engine's.
     async fn stats(&self) -> Result<StoreStats>;
+
+    /// Returns the space deletions freed to the file system where the
+    /// backend holds on to it, beside live traffic: the file engine rewrites
+    /// its log segments that are at most half live, RocksDB compacts every
+    /// column family, SQLite vacuums; backends that reuse or release space
+    /// on their own (memory, sled, Redis, PostgreSQL's autovacuum) do
+    /// nothing. See `docs/lifecycle.md` for when each backend reclaims
+    /// space without being asked.
+    ///
+    /// # Errors
+    /// The backend's (I/O, `StorageFull` while rewriting).
+    async fn compact(&self) -> Result<()>;
 }

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use stowage_core::engine::{
-    Direction, Durable, Engine, Entry, ReadJob, Reader, Scope, Staging, StoreCache, Table, Write,
-    WriteJob,
+    measure_by_scan, Direction, Durable, Engine, Entry, RangeSize, ReadJob, Reader, Scope, Staging,
+    StoreCache, Table, Write, WriteJob,
 };
 use stowage_core::{Capabilities, Close, Error, Result};
 use tokio::sync::Semaphore;
@@ -200,6 +200,10 @@ impl Engine for KvEngine {
         Some(&self.0.cache)
     }
 
+    async fn compact(&self) -> Result<()> {
+        self.blocking(|inner| inner.engine.compact()).await?
+    }
+
     async fn close(&self) -> Result<()> {
         let engine = Arc::clone(&self.0.engine);
         tokio::task::spawn_blocking(move || engine.close())
@@ -232,6 +236,13 @@ impl Reader for Reads<'_> {
         limit: usize,
     ) -> Result<Vec<Entry>> {
         self.0.scan(table, start, end, direction, limit)
+    }
+
+    fn measure(&self, table: Table, start: &[u8], end: Option<&[u8]>) -> Result<RangeSize> {
+        match self.0.measure(table, start, end)? {
+            Some(size) => Ok(size),
+            None => measure_by_scan(self, table, start, end),
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use stowage_core::{Error, ErrorKind, Result};
 
-use super::seam::{Batch, Direction, DurableFuture, OrderedKv, Table};
+use super::seam::{Batch, Direction, DurableFuture, OrderedKv, RangeSize, Table};
 
 /// Forwards to the engine while open. Every call holds the read lock for
 /// its duration (calls never nest), so [`Gate::close`] waits for the
@@ -84,8 +84,16 @@ impl OrderedKv for Gate {
         self.with(|e| e.scan(table, start, end, direction, limit))
     }
 
+    fn measure(&self, table: Table, start: &[u8], end: Option<&[u8]>) -> Result<Option<RangeSize>> {
+        self.with(|e| e.measure(table, start, end))
+    }
+
     fn write(&self, batch: Batch) -> Result<()> {
         self.with(|e| e.write(batch))
+    }
+
+    fn compact(&self) -> Result<()> {
+        self.with(|e| e.compact())
     }
 
     fn group_commits(&self) -> bool {

@@ -20,7 +20,7 @@ use rocksdb::{
 use stowage_core::{Capabilities, Durability, Error, ErrorKind, Result, StoreEnv, Stores};
 
 use super::options::KvUrl;
-use super::seam::{Batch, Direction, Op, OrderedKv, Table};
+use super::seam::{Batch, Direction, Op, OrderedKv, RangeSize, Table};
 
 /// Length of a run id, the prefix of every `RunEvents` key.
 const RUN_PREFIX: usize = 16;
@@ -211,6 +211,38 @@ impl OrderedKv for RocksKv {
                     .map_err(map_err)
             })
             .collect()
+    }
+
+    fn compact(&self) -> Result<()> {
+        for table in Table::ALL {
+            self.db
+                .compact_range_cf(self.cf(table)?, None::<&[u8]>, None::<&[u8]>);
+        }
+        Ok(())
+    }
+
+    fn measure(&self, table: Table, start: &[u8], end: Option<&[u8]>) -> Result<Option<RangeSize>> {
+        let mut size = RangeSize::default();
+        if end.is_some_and(|end| end <= start) {
+            return Ok(Some(size));
+        }
+        let mut read = ReadOptions::default();
+        read.set_iterate_lower_bound(start.to_vec());
+        if let Some(end) = end {
+            read.set_iterate_upper_bound(end.to_vec());
+        }
+        read.set_total_order_seek(true);
+        // A statistics pass must not evict the working set.
+        read.fill_cache(false);
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(table)?, read);
+        iter.seek(start);
+        while iter.valid() {
+            size.entries += 1;
+            size.bytes += iter.value().map_or(0, |v| v.len() as u64);
+            iter.next();
+        }
+        iter.status().map_err(map_err)?;
+        Ok(Some(size))
     }
 
     fn write(&self, batch: Batch) -> Result<()> {

@@ -16,7 +16,7 @@ use stowage_core::Result;
 /// What [`OrderedKv::wait_durable`] returns.
 pub(crate) type DurableFuture = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 
-pub(crate) use stowage_core::engine::{Direction, Table};
+pub(crate) use stowage_core::engine::{Direction, RangeSize, Table};
 
 /// One mutation in a [`Batch`]. The engines' own closed copy of core's
 /// `#[non_exhaustive]` `Write`: the file engine's record format encodes it,
@@ -89,6 +89,18 @@ pub(crate) trait OrderedKv: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
 
+    /// How many entries `start <= key < end` holds and their value bytes
+    /// ([`Reader::measure`](stowage_core::engine::Reader::measure)), from
+    /// the engine's index without copying values; `None` (the default):
+    /// no cheaper way than scanning.
+    ///
+    /// # Errors
+    /// As [`OrderedKv::get`].
+    fn measure(&self, table: Table, start: &[u8], end: Option<&[u8]>) -> Result<Option<RangeSize>> {
+        let _ = (table, start, end);
+        Ok(None)
+    }
+
     /// Applies `batch` atomically and, unless the engine was opened with
     /// `Durability::Buffered`, durably before returning `Ok`.
     fn write(&self, batch: Batch) -> Result<()>;
@@ -151,6 +163,16 @@ pub(crate) trait OrderedKv: Send + Sync + 'static {
     /// Best-effort maintenance (checkpoint, compaction); failures surface
     /// on later calls.
     fn maintain(&self) {}
+
+    /// Returns freed space to the file system now
+    /// ([`Engine::compact`](stowage_core::engine::Engine::compact));
+    /// blocking. The default does nothing.
+    ///
+    /// # Errors
+    /// The engine's.
+    fn compact(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// Flushes what the engine buffers and releases what it holds that
     /// dropping it would not (the file engine's lock file); called once,

@@ -40,7 +40,7 @@ use stowage_core::{
 };
 
 use super::options::KvUrl;
-use super::seam::{Batch, Direction, Op, OrderedKv, Table};
+use super::seam::{Batch, Direction, Op, OrderedKv, RangeSize, Table};
 
 /// How long a caller waits for its batch to be committed and flushed
 /// before it gives up with `OutcomeUnknown` and poisons the store.
@@ -417,6 +417,25 @@ impl OrderedKv for SledKv {
             Direction::Forward => range.take(limit).map(pair).collect(),
             Direction::Reverse => range.rev().take(limit).map(pair).collect(),
         }
+    }
+
+    fn measure(&self, table: Table, start: &[u8], end: Option<&[u8]>) -> Result<Option<RangeSize>> {
+        self.check_poison()?;
+        let mut size = RangeSize::default();
+        if end.is_some_and(|end| end <= start) {
+            return Ok(Some(size));
+        }
+        let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
+        // Values come back as shared page buffers: nothing is copied.
+        for item in self
+            .tree(table)?
+            .range::<&[u8], _>((Bound::Included(start), upper))
+        {
+            let (_, value) = item.map_err(map_err)?;
+            size.entries += 1;
+            size.bytes += value.len() as u64;
+        }
+        Ok(Some(size))
     }
 
     fn write(&self, batch: Batch) -> Result<()> {

@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 
 use postgres::types::ToSql;
 use postgres::SimpleQueryMessage;
-use stowage_core::engine::{Direction, Entry, Reader, Table, Txn};
+use stowage_core::engine::{Direction, Entry, RangeSize, Reader, Table, Txn};
 use stowage_core::{Error, Result};
 
 use super::literal::bytea;
@@ -27,6 +27,8 @@ struct TableSql {
     forward_open: String,
     reverse: String,
     reverse_open: String,
+    measure: String,
+    measure_open: String,
 }
 
 impl TableSql {
@@ -39,7 +41,18 @@ impl TableSql {
                 "SELECT key, value FROM {t} WHERE key >= $1{upper} ORDER BY key {order} LIMIT {limit}"
             )
         };
+        // Counts come back as bytea (int8send) like every other column;
+        // octet_length reads a toasted value's size without detoasting it.
+        let measure = |bounded: bool| {
+            let upper = if bounded { " AND key < $2" } else { "" };
+            format!(
+                "SELECT int8send(count(*)), int8send(coalesce(sum(octet_length(value)), 0)::int8) \
+                 FROM {t} WHERE key >= $1{upper}"
+            )
+        };
         TableSql {
+            measure: measure(true),
+            measure_open: measure(false),
             get: format!("SELECT value FROM {t} WHERE key = $1"),
             forward: scan(true, "ASC"),
             forward_open: scan(false, "ASC"),
@@ -271,6 +284,41 @@ impl Reader for SqlConn<'_> {
                 }
             })
             .collect()
+    }
+
+    fn measure(&self, table: Table, start: &[u8], end: Option<&[u8]>) -> Result<RangeSize> {
+        if end.is_some_and(|end| end <= start) {
+            return Ok(RangeSize::default());
+        }
+        let s = sql(table)?;
+        let literal = || {
+            let upper = end
+                .map(|end| format!(" AND key < {}", bytea(end)))
+                .unwrap_or_default();
+            format!(
+                "SELECT int8send(count(*)), int8send(coalesce(sum(octet_length(value)), 0)::int8) \
+                 FROM {} WHERE key >= {}{upper}",
+                table.name(),
+                bytea(start)
+            )
+        };
+        let rows = match end {
+            Some(end) => self.fetch(table, &s.measure, &[&start, &end], literal, "measure")?,
+            None => self.fetch(table, &s.measure_open, &[&start], literal, "measure")?,
+        };
+        let count = |column: Option<&Vec<u8>>| {
+            column
+                .and_then(|c| <[u8; 8]>::try_from(c.as_slice()).ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| Error::internal("postgres: a measure row is not two int8"))
+        };
+        let row = rows
+            .first()
+            .ok_or_else(|| Error::internal("postgres: measure returned no row"))?;
+        Ok(RangeSize {
+            entries: count(row.first())?,
+            bytes: count(row.get(1))?,
+        })
     }
 }
 

@@ -86,6 +86,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
@@ -119,6 +120,8 @@ pub struct SqliteEngine {
     writer: Mutex<Option<JoinHandle<Result<()>>>>,
     reads: Arc<reads::ReadPool>,
     closed: AtomicBool,
+    /// How long `compact` waits for the write lock.
+    busy_timeout: Duration,
 }
 
 impl SqliteEngine {
@@ -162,6 +165,7 @@ impl SqliteEngine {
             writer: Mutex::new(Some(handle)),
             reads,
             closed: AtomicBool::new(false),
+            busy_timeout: opts.busy_timeout,
         }))
     }
 
@@ -246,6 +250,23 @@ impl Engine for SqliteEngine {
         let _ = scope;
         let queued = self.enqueue(job);
         Box::pin(async move { answered(queued?).await })
+    }
+
+    /// `VACUUM` on a connection of its own (a write transaction: writers
+    /// here and in other processes wait for it), then a WAL checkpoint
+    /// that truncates the WAL file.
+    async fn compact(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(self.closed_error());
+        }
+        let (path, busy_timeout) = (self.path.clone(), self.busy_timeout);
+        tokio::task::spawn_blocking(move || {
+            let conn = conn::open_writer(&path, Durability::Sync, busy_timeout)?;
+            conn.execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")
+                .map_err(|e| errors::map(e, "compacting (VACUUM)"))
+        })
+        .await
+        .map_err(|e| Error::internal("sqlite: compacting panicked").with_source(e))?
     }
 
     async fn close(&self) -> Result<()> {

@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row};
-use stowage_core::engine::{Direction, Entry, Reader, Table, Txn};
+use stowage_core::engine::{Direction, Entry, RangeSize, Reader, Table, Txn};
 use stowage_core::{Error, Result};
 
 use super::errors::SqlResult;
@@ -18,6 +18,8 @@ struct TableSql {
     forward_open: String,
     reverse: String,
     reverse_open: String,
+    measure: String,
+    measure_open: String,
     put: String,
     delete: String,
     delete_range: String,
@@ -32,7 +34,17 @@ impl TableSql {
                 "SELECT key, value FROM {t} WHERE key >= ?1{upper} ORDER BY key {order} LIMIT {limit}"
             )
         };
+        // length() of a BLOB reads its size from the record header, not
+        // its overflow pages.
+        let measure = |bounded: bool| {
+            let upper = if bounded { " AND key < ?2" } else { "" };
+            format!(
+                "SELECT count(*), coalesce(sum(length(value)), 0) FROM {t} WHERE key >= ?1{upper}"
+            )
+        };
         TableSql {
+            measure: measure(true),
+            measure_open: measure(false),
             get: format!("SELECT value FROM {t} WHERE key = ?1"),
             forward: scan(true, "ASC"),
             forward_open: scan(false, "ASC"),
@@ -126,6 +138,29 @@ impl Reader for SqlConn<'_> {
             out.push((blob(row, 0, table)?, blob(row, 1, table)?));
         }
         Ok(out)
+    }
+
+    fn measure(&self, table: Table, start: &[u8], end: Option<&[u8]>) -> Result<RangeSize> {
+        if end.is_some_and(|end| end <= start) {
+            return Ok(RangeSize::default());
+        }
+        let s = sql(table)?;
+        let text = if end.is_some() {
+            &s.measure
+        } else {
+            &s.measure_open
+        };
+        let mut stmt = self.0.prepare_cached(text).doing("preparing a measure")?;
+        let read = |row: &Row<'_>| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?));
+        let (entries, bytes) = match end {
+            Some(end) => stmt.query_row(rusqlite::params![start, end], read),
+            None => stmt.query_row(rusqlite::params![start], read),
+        }
+        .doing("measure")?;
+        Ok(RangeSize {
+            entries: u64::try_from(entries).unwrap_or(0),
+            bytes: u64::try_from(bytes).unwrap_or(0),
+        })
     }
 }
 

@@ -64,7 +64,7 @@
 //!
 //! use async_trait::async_trait;
 //! use stowage_core::engine::{
-//!     Direction, Durable, Engine, Entry, RangeSize, ReadJob, Reader, Scope, Staging, Table, Write,
+//!     Direction, Durable, Engine, Entry, ReadJob, Reader, Scope, Staging, Table, Write,
 //!     WriteJob,
 //! };
 //! use stowage_core::{Capabilities, DurabilityLevel, Error, Result, StoreEnv};
@@ -150,7 +150,7 @@ pub mod tamper;
 
 pub use memory::MemoryEngine;
 pub use seam::{
-    Direction, Durable, Engine, Entry, RangeSize, ReadJob, Reader, Scope, Staging, Table, Txn,
-    Write, WriteJob,
+    measure_by_scan, Direction, Durable, Engine, Entry, RangeSize, ReadJob, Reader, Scope, Staging,
+    Table, Txn, Write, WriteJob,
 };
 pub use store::{stores, StoreCache};

@@ -124,8 +124,37 @@ pub struct RangeSize {
     pub bytes: u64,
 }
 
-/// Entries [`Reader::measure`]'s default reads per scan.
+/// Entries [`measure_by_scan`] reads per scan.
 const MEASURE_PAGE: usize = 1024;
+
+/// [`Reader::measure`] by scanning `reader` page by page (copying every
+/// value): the default, for engines with nothing cheaper.
+///
+/// # Errors
+/// As [`Reader::scan`].
+pub fn measure_by_scan<R: Reader + ?Sized>(
+    reader: &R,
+    table: Table,
+    start: &[u8],
+    end: Option<&[u8]>,
+) -> Result<RangeSize> {
+    let mut size = RangeSize::default();
+    let mut from = start.to_vec();
+    loop {
+        let page = reader.scan(table, &from, end, Direction::Forward, MEASURE_PAGE)?;
+        for (_, value) in &page {
+            size.entries += 1;
+            size.bytes += value.len() as u64;
+        }
+        match page.last() {
+            Some((last, _)) if page.len() == MEASURE_PAGE => {
+                from = last.clone();
+                from.push(0);
+            }
+            _ => return Ok(size),
+        }
+    }
+}
 
 /// Consistent read access: everything a job reads through one `Reader`
 /// comes from one point in time (a snapshot, or a lock that keeps
@@ -160,22 +189,7 @@ pub trait Reader {
     /// # Errors
     /// As [`Reader::get`].
     fn measure(&self, table: Table, start: &[u8], end: Option<&[u8]>) -> Result<RangeSize> {
-        let mut size = RangeSize::default();
-        let mut from = start.to_vec();
-        loop {
-            let page = self.scan(table, &from, end, Direction::Forward, MEASURE_PAGE)?;
-            for (_, value) in &page {
-                size.entries += 1;
-                size.bytes += value.len() as u64;
-            }
-            match page.last() {
-                Some((last, _)) if page.len() == MEASURE_PAGE => {
-                    from = last.clone();
-                    from.push(0);
-                }
-                _ => return Ok(size),
-            }
-        }
+        measure_by_scan(self, table, start, end)
     }
 }
 
@@ -433,6 +447,17 @@ pub trait Engine: Send + Sync + 'static {
     /// makes every append read its run's record.
     fn cache(&self) -> Option<&StoreCache> {
         None
+    }
+
+    /// Returns space that deletions freed to the file system, where the
+    /// engine holds on to it (log segments, free pages); may take long and
+    /// runs beside live traffic. The default does nothing: an engine that
+    /// reuses or releases space on its own needs nothing here.
+    ///
+    /// # Errors
+    /// The engine's (I/O, `StorageFull` while rewriting).
+    async fn compact(&self) -> Result<()> {
+        Ok(())
     }
 
     /// Flushes what the engine buffers and releases what it holds (file

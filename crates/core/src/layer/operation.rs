@@ -60,7 +60,7 @@ macro_rules! operations {
         /// assert_eq!(Operation::RunsAppendEvent.to_string(), "runs.append_event");
         /// assert_eq!(Operation::CasPut.store(), StoreKind::Cas);
         /// assert_eq!(Operation::CasPut.method(), "put");
-        /// assert_eq!(Operation::ALL.len(), 52);
+        /// assert_eq!(Operation::ALL.len(), 53);
         /// ```
         ///
         /// Non-exhaustive: new store methods add operations.
@@ -175,6 +175,7 @@ operations! {
     LifecycleForkSession => Lifecycle, "fork_session", write;
     LifecycleForkRelease => Lifecycle, "fork_release", write;
     LifecycleStats => Lifecycle, "stats", read;
+    LifecycleCompact => Lifecycle, "compact", write;
 }
 
 impl Operation {
@@ -214,6 +215,7 @@ impl Operation {
                     | Operation::LifecyclePruneRuns
                     | Operation::LifecycleExpireSessions
                     | Operation::LifecyclePruneSessions
+                    | Operation::LifecycleCompact
             )
     }
 }

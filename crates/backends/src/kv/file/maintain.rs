@@ -115,7 +115,6 @@ impl FileKv {
     /// # Errors
     /// As [`FileKv::write`](crate::kv::seam::OrderedKv::write); `Corrupted`
     /// when a value to move fails its checksum (nothing is removed).
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn compact(&self) -> Result<usize> {
         self.check_writable()?;
         let _m = self.maintenance.lock();

@@ -25,7 +25,7 @@ use self::index::{Index, Loc};
 use self::recovery::{segment_name, RecoveryReport};
 use self::vfs::{RealFs, VFile, Vfs};
 use self::wal::{Commit, Wal};
-use crate::kv::seam::{Batch, Direction, DurableFuture, OrderedKv, Table};
+use crate::kv::seam::{Batch, Direction, DurableFuture, OrderedKv, RangeSize, Table};
 
 mod checkpoint;
 mod index;
@@ -332,6 +332,24 @@ impl OrderedKv for FileKv {
         self.read_value(table, loc, file).map(Some)
     }
 
+    fn measure(&self, table: Table, start: &[u8], end: Option<&[u8]>) -> Result<Option<RangeSize>> {
+        self.check_poison()?;
+        let mut size = RangeSize::default();
+        if end.is_some_and(|e| e <= start) {
+            return Ok(Some(size));
+        }
+        let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
+        let index = self.index.read();
+        for (_, loc) in index
+            .table(table)
+            .range::<[u8], _>((Bound::Included(start), upper))
+        {
+            size.entries += 1;
+            size.bytes += u64::from(loc.len);
+        }
+        Ok(Some(size))
+    }
+
     fn scan(
         &self,
         table: Table,
@@ -390,6 +408,13 @@ impl OrderedKv for FileKv {
 
     fn maintain(&self) {
         self.maybe_maintain();
+    }
+
+    fn compact(&self) -> Result<()> {
+        // The checkpoint seals nothing but records the index, so that
+        // compaction can drop every segment it rewrites.
+        self.checkpoint()?;
+        FileKv::compact(self).map(drop)
     }
 
     fn close(&self) -> Result<()> {

@@ -103,4 +103,9 @@ impl Lifecycle for RedisLifecycle {
     async fn stats(&self) -> Result<StoreStats> {
         stats::stats(&self.0).await
     }
+
+    async fn compact(&self) -> Result<()> {
+        // Redis frees memory as keys are deleted.
+        Ok(())
+    }
 }

@@ -128,6 +128,12 @@ impl Lifecycle for Interposed {
         .await
     }
 
+    async fn compact(&self) -> Result<()> {
+        let call = self.call(Op::LifecycleCompact, None, String::new);
+        self.run(call, move |_| Some(self.inner.lifecycle.compact()))
+            .await
+    }
+
     async fn stats(&self) -> Result<StoreStats> {
         let call = self.call(Op::LifecycleStats, None, String::new);
         self.run(call, move |_| Some(self.inner.lifecycle.stats()))

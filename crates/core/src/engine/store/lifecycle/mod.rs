@@ -76,4 +76,8 @@ impl Lifecycle for EngineStore {
     async fn stats(&self) -> Result<StoreStats> {
         self.stats_now().await
     }
+
+    async fn compact(&self) -> Result<()> {
+        self.0.engine.compact().await
+    }
 }

@@ -1,0 +1,272 @@
+//! Blob references, pins and garbage collection.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use stowage_core::lifecycle::{BlobGc, IfRunning, Referrer, Sweep};
+use stowage_core::{Digest, ErrorKind, RunSummary, Stores};
+
+use super::{open_timed, sweep_all, HOUR};
+use crate::harness::Harness;
+use crate::util::{expect_kind, meta, ok, race, rmeta, signer, superseding};
+
+async fn put(s: &Stores, text: &str) -> Digest {
+    ok(s.cas.put(Bytes::from(text.to_owned())).await, "cas.put")
+}
+
+async fn gc(s: &Stores, grace: Duration, batch: usize) -> Sweep<Digest> {
+    let policy = BlobGc::grace(grace).batch(batch);
+    sweep_all(|after: Option<Digest>| {
+        let (s, policy) = (s.clone(), policy.clone());
+        async move { s.lifecycle.gc_blobs(&policy, after.as_ref()).await }
+    })
+    .await
+}
+
+async fn present(s: &Stores, digest: &Digest) -> bool {
+    ok(s.cas.contains(digest).await, "cas.contains")
+}
+
+/// GC deletes exactly the unreferenced blobs older than the grace period:
+/// run specs, summary blobs, release specs, supersession digests and pins
+/// are references; deleting a run or unpinning drops its references.
+pub async fn gc_collects_only_unreferenced(h: &dyn Harness) {
+    let (s, time) = open_timed(h).await;
+    let run_spec = put(&s, "run spec").await;
+    let output = put(&s, "run output").await;
+    let release_spec = put(&s, "release spec").await;
+    let target = put(&s, "superseded").await;
+    let replacement = put(&s, "replacement").await;
+    let pinned = put(&s, "pinned").await;
+    let garbage = put(&s, "garbage").await;
+    let run = ok(s.runs.create_run(run_spec, meta("a")).await, "create_run");
+    let summary = RunSummary::new("done").with_blobs([output]);
+    ok(s.runs.complete_run(run, summary).await, "complete_run");
+    ok(
+        s.releases
+            .promote("prod", release_spec, rmeta("v1"), None)
+            .await,
+        "promote",
+    );
+    let record = superseding(&signer(1), target, Some(replacement), 1_000);
+    ok(s.supersessions.put(record).await, "supersessions.put");
+    ok(s.lifecycle.pin_blob(&pinned, "keep-me").await, "pin_blob");
+    time.tick().await;
+
+    let sweep = gc(&s, HOUR, 2).await;
+    assert_eq!(sweep.affected, 0, "nothing is older than an hour");
+    assert_eq!(sweep.examined, 7, "every blob examined across batches");
+    let sweep = gc(&s, Duration::ZERO, 3).await;
+    assert_eq!(sweep.affected, 1, "only the unreferenced blob is collected");
+    assert_eq!(
+        sweep.removed,
+        "garbage".len() as u64,
+        "removed counts its bytes"
+    );
+    assert!(!present(&s, &garbage).await, "the garbage blob is gone");
+    for d in [run_spec, output, release_spec, target, replacement, pinned] {
+        assert!(present(&s, &d).await, "a referenced blob was collected");
+    }
+    let referrers = ok(
+        s.lifecycle.blob_referrers(&run_spec).await,
+        "blob_referrers",
+    );
+    assert_eq!(referrers, vec![Referrer::Run(run)]);
+
+    ok(
+        s.lifecycle.delete_run(run, IfRunning::Keep).await,
+        "delete_run",
+    );
+    assert!(ok(
+        s.lifecycle.unpin_blob(&pinned, "keep-me").await,
+        "unpin_blob"
+    ));
+    time.tick().await;
+    assert_eq!(
+        gc(&s, Duration::ZERO, 100).await.affected,
+        3,
+        "the run's two blobs and the unpinned one"
+    );
+    for d in [run_spec, output, pinned] {
+        assert!(
+            !present(&s, &d).await,
+            "a blob whose references are gone stays"
+        );
+    }
+    assert!(
+        ok(
+            s.lifecycle.blob_referrers(&run_spec).await,
+            "blob_referrers"
+        )
+        .is_empty(),
+        "collection drops the stale references"
+    );
+    for d in [release_spec, target, replacement] {
+        assert!(
+            present(&s, &d).await,
+            "release and supersession references are permanent"
+        );
+    }
+}
+
+/// A `put` of an existing blob restarts its grace period: the digest a put
+/// returned is never collected within the grace period.
+pub async fn gc_spares_recent_puts(h: &dyn Harness) {
+    let (s, time) = open_timed(h).await;
+    let old = put(&s, "put twice").await;
+    let once = put(&s, "put once").await;
+    time.pass(Duration::from_millis(1_500)).await;
+    assert_eq!(put(&s, "put twice").await, old);
+    let fresh = put(&s, "fresh").await;
+    let sweep = gc(&s, Duration::from_secs(1), 100).await;
+    assert_eq!(sweep.affected, 1, "only the blob put once, 1.5 s ago");
+    assert!(!present(&s, &once).await);
+    assert!(
+        present(&s, &old).await,
+        "a blob put again within the grace period was collected"
+    );
+    assert!(present(&s, &fresh).await, "a fresh blob was collected");
+}
+
+/// Pins: pinning an absent blob protects it once put; labels are
+/// identifiers; unpinning twice answers false.
+pub async fn pins(h: &dyn Harness) {
+    let (s, time) = open_timed(h).await;
+    let digest = Digest::of(b"not yet put");
+    ok(
+        s.lifecycle.pin_blob(&digest, "early").await,
+        "pin_blob of an absent blob",
+    );
+    ok(
+        s.lifecycle.pin_blob(&digest, "early").await,
+        "pin_blob twice",
+    );
+    ok(
+        s.lifecycle.pin_blob(&digest, "second").await,
+        "a second label",
+    );
+    assert_eq!(put(&s, "not yet put").await, digest);
+    time.tick().await;
+    assert_eq!(gc(&s, Duration::ZERO, 10).await.affected, 0);
+    let referrers: BTreeSet<Referrer> =
+        ok(s.lifecycle.blob_referrers(&digest).await, "blob_referrers")
+            .into_iter()
+            .collect();
+    let expected = [
+        Referrer::Pin("early".into()),
+        Referrer::Pin("second".into()),
+    ];
+    assert_eq!(referrers, expected.into_iter().collect());
+    assert!(ok(
+        s.lifecycle.unpin_blob(&digest, "early").await,
+        "unpin_blob"
+    ));
+    assert!(!ok(
+        s.lifecycle.unpin_blob(&digest, "early").await,
+        "unpin_blob twice"
+    ));
+    assert_eq!(
+        gc(&s, Duration::ZERO, 10).await.affected,
+        0,
+        "still pinned by the second label"
+    );
+    for bad in ["", "nul\0", "new\nline"] {
+        expect_kind(
+            s.lifecycle.pin_blob(&digest, bad).await,
+            ErrorKind::InvalidInput,
+            "pin_blob with a bad label",
+        );
+        expect_kind(
+            s.lifecycle.unpin_blob(&digest, bad).await,
+            ErrorKind::InvalidInput,
+            "unpin_blob with a bad label",
+        );
+    }
+}
+
+/// Puts and references racing GC loops (grace 0): a blob referenced
+/// before it was put (a pin, a run spec, a release) is never collected,
+/// nor is one whose reference was acknowledged while it still existed;
+/// unreferenced blobs are all collected in the end.
+pub async fn gc_race_keeps_referenced(h: &dyn Harness) {
+    const TASKS: usize = 6;
+    const PER_TASK: usize = 12;
+    let (s, time) = open_timed(h).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let collectors: Vec<_> = (0..2)
+        .map(|_| {
+            let (s, stop) = (s.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut collected = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    collected += gc(&s, Duration::ZERO, 4).await.affected;
+                    tokio::task::yield_now().await;
+                }
+                collected
+            })
+        })
+        .collect();
+    let writer = s.clone();
+    let outcomes = race(TASKS, move |t| {
+        let s = writer.clone();
+        async move {
+            let (mut kept, mut garbage) = (Vec::new(), Vec::new());
+            for i in 0..PER_TASK {
+                let text = format!("task {t} blob {i}");
+                let digest = Digest::of(text.as_bytes());
+                match i % 4 {
+                    0 => ok(s.lifecycle.pin_blob(&digest, "race").await, "pin_blob"),
+                    1 => drop(ok(
+                        s.runs.create_run(digest, meta("race")).await,
+                        "create_run",
+                    )),
+                    2 => drop(ok(
+                        s.releases
+                            .promote(&format!("r{t}-{i}"), digest, rmeta("v"), None)
+                            .await,
+                        "promote",
+                    )),
+                    _ => {
+                        garbage.push(put(&s, &text).await);
+                        continue;
+                    }
+                }
+                kept.push(put(&s, &text).await);
+            }
+            // Referenced after its put: protected once the reference is
+            // acknowledged with the blob present.
+            let late = put(&s, &format!("task {t} late")).await;
+            ok(s.lifecycle.pin_blob(&late, "late").await, "pin_blob");
+            if present(&s, &late).await {
+                kept.push(late);
+            }
+            (kept, garbage)
+        }
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for collector in collectors {
+        if let Err(e) = collector.await {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+    time.tick().await;
+    gc(&s, Duration::ZERO, 50).await;
+    for (kept, garbage) in outcomes {
+        for digest in kept {
+            assert!(
+                present(&s, &digest).await,
+                "GC collected a referenced blob {}",
+                digest.short()
+            );
+        }
+        for digest in garbage {
+            assert!(
+                !present(&s, &digest).await,
+                "an unreferenced blob survived GC"
+            );
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Forking a session or a release name.
+
+use serde_json::json;
+use stowage_core::validate::MAX_PAGE;
+use stowage_core::{ErrorKind, SessionState};
+
+use crate::harness::Harness;
+use crate::util::{entry, expect_kind, keyed_entry, ok, open, rmeta, spec};
+
+/// A forked session has the source's data, state and log (contents,
+/// seqs, timestamps, idempotency keys) under its own id, with a chain that
+/// verifies; the source is unchanged and the two then diverge.
+pub async fn fork_session_copies_log(h: &dyn Harness) {
+    let s = open(h).await;
+    ok(
+        s.sessions
+            .create_session("src", json!({"topic": "x"}))
+            .await,
+        "create_session",
+    );
+    for n in 0..5 {
+        ok(
+            s.sessions
+                .append_log("src", keyed_entry(format!("m{n}"), &format!("k{n}")))
+                .await,
+            "append_log",
+        );
+    }
+    let fork = ok(
+        s.lifecycle.fork_session("src", "copy").await,
+        "fork_session",
+    );
+    assert_eq!(
+        (fork.id.as_str(), fork.version, fork.log_len),
+        ("copy", 1, 5)
+    );
+    assert_eq!(fork.data, json!({"topic": "x"}));
+    assert_eq!(fork.state, SessionState::Open);
+    let source_log = ok(
+        s.sessions.read_log("src", None, MAX_PAGE).await,
+        "read_log src",
+    );
+    let copy_log = ok(
+        s.sessions.read_log("copy", None, MAX_PAGE).await,
+        "read_log copy",
+    );
+    assert_eq!(copy_log.len(), 5);
+    for (a, b) in source_log.iter().zip(&copy_log) {
+        assert_eq!(
+            (a.seq, &a.payload, a.timestamp, &a.idempotency_key),
+            (b.seq, &b.payload, b.timestamp, &b.idempotency_key)
+        );
+        assert_eq!(b.session_id, "copy");
+    }
+    let report = ok(
+        s.sessions.verify_log("copy").await,
+        "verify_log of the fork",
+    );
+    assert_eq!(report.len, 5);
+    assert_eq!(report.head, fork.log_head);
+    ok(
+        s.sessions.verify_log("src").await,
+        "verify_log of the source",
+    );
+    // Idempotency keys came along; the logs diverge from here.
+    let retried = ok(
+        s.sessions.append_log("copy", keyed_entry("m1", "k1")).await,
+        "keyed retry on the fork",
+    );
+    assert_eq!(retried.seq, 1);
+    ok(
+        s.sessions
+            .append_log("copy", entry("only in the copy"))
+            .await,
+        "append_log copy",
+    );
+    assert_eq!(
+        ok(s.sessions.read_log("src", None, MAX_PAGE).await, "read_log").len(),
+        5
+    );
+
+    expect_kind(
+        s.lifecycle.fork_session("src", "copy").await,
+        ErrorKind::AlreadyExists,
+        "fork onto an existing session",
+    );
+    expect_kind(
+        s.lifecycle.fork_session("nope", "other").await,
+        ErrorKind::NotFound,
+        "fork of a missing session",
+    );
+    expect_kind(
+        s.lifecycle.fork_session("src", "bad\nid").await,
+        ErrorKind::InvalidInput,
+        "fork to a bad id",
+    );
+    assert!(
+        ok(s.sessions.load_session("other").await, "load_session").is_none(),
+        "a failed fork creates nothing"
+    );
+    // A final state is copied too; an empty log forks to an empty log.
+    ok(
+        s.sessions.create_session("closed", json!(null)).await,
+        "create_session",
+    );
+    ok(
+        s.sessions
+            .set_session_state("closed", SessionState::Cancelled, None)
+            .await,
+        "cancel",
+    );
+    let fork = ok(
+        s.lifecycle.fork_session("closed", "closed-copy").await,
+        "fork_session",
+    );
+    assert_eq!(
+        (fork.state, fork.log_len, fork.log_head),
+        (SessionState::Cancelled, 0, None)
+    );
+}
+
+/// A forked release name has the source's whole history (seqs, specs,
+/// labels, links) under the new name; the two then move independently.
+pub async fn fork_release_copies_history(h: &dyn Harness) {
+    let s = open(h).await;
+    for n in 1..=3 {
+        ok(
+            s.releases
+                .promote("prod", spec(n), rmeta(&format!("v{n}")), None)
+                .await,
+            "promote",
+        );
+    }
+    ok(s.releases.rollback("prod", "ops").await, "rollback");
+    let current = ok(
+        s.lifecycle.fork_release("prod", "canary").await,
+        "fork_release",
+    );
+    let source = ok(s.releases.current("prod").await, "current prod");
+    assert_eq!(current.name, "canary");
+    assert_eq!(
+        (current.seq, current.spec_digest, current.restored),
+        (source.seq, source.spec_digest, source.restored)
+    );
+    let a = ok(
+        s.releases.history("prod", None, MAX_PAGE).await,
+        "history prod",
+    );
+    let b = ok(
+        s.releases.history("canary", None, MAX_PAGE).await,
+        "history canary",
+    );
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(
+            (
+                x.seq,
+                x.spec_digest,
+                &x.metadata,
+                x.previous,
+                x.rollback_target
+            ),
+            (
+                y.seq,
+                y.spec_digest,
+                &y.metadata,
+                y.previous,
+                y.rollback_target
+            )
+        );
+    }
+    ok(
+        s.releases
+            .promote("canary", spec(9), rmeta("v9"), None)
+            .await,
+        "promote canary",
+    );
+    assert_eq!(
+        ok(s.releases.current("prod").await, "current prod").spec_digest,
+        source.spec_digest
+    );
+    let rolled = ok(
+        s.releases.rollback("canary", "ops").await,
+        "rollback canary",
+    );
+    assert_eq!(
+        rolled.spec_digest, source.spec_digest,
+        "the fork's links work"
+    );
+    let names = ok(s.releases.list_names(None, 10).await, "list_names");
+    assert_eq!(names, vec!["canary".to_owned(), "prod".to_owned()]);
+
+    expect_kind(
+        s.lifecycle.fork_release("prod", "canary").await,
+        ErrorKind::AlreadyExists,
+        "fork onto a name with history",
+    );
+    expect_kind(
+        s.lifecycle.fork_release("nope", "x").await,
+        ErrorKind::NotFound,
+        "fork of a missing name",
+    );
+    expect_kind(
+        s.lifecycle.fork_release("prod", "bad\nname").await,
+        ErrorKind::InvalidInput,
+        "fork to a bad name",
+    );
+}
