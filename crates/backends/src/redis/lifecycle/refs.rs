@@ -179,7 +179,7 @@ mod tests {
     #[test]
     fn fields_round_trip_and_sort_like_the_engine() {
         let all = [
-            Referrer::Run(RunId::from_bytes([7; 16]).unwrap()),
+            Referrer::Run("018bcfe5-6800-74c7-8df8-df798675e32e".parse().unwrap()),
             Referrer::Release("r".into()),
             Referrer::Supersession(Digest::of(b"t")),
             Referrer::Pin("keep".into()),
