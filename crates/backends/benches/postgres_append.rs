@@ -4,14 +4,19 @@
 //! append (a prepared `INSERT` of a 160-byte value into a `(key bytea
 //! PRIMARY KEY, value bytea)` table) from 64 threads, each with its own
 //! connection of the same driver (`postgres` 0.19), against the same
-//! server.
+//! server, plain TCP on both sides (`sslmode=disable`; the default
+//! `prefer` would encrypt where the server offers TLS).
 //!
 //! `cargo bench -p stowage-backends --features postgres --bench postgres_append`
 //! (uses `STOWAGE_TEST_POSTGRES_URL`'s server when set, else a private one
 //! with `fsync=off`). Prints both throughputs and their ratio; the issue
 //! asks for ≥ 0.7. `POSTGRES_APPEND_PER=N` sets the appends per appender
 //! (default 100); `POSTGRES_APPEND_OPTIONS=&readable_columns=false` adds
-//! URL options to the store's.
+//! URL options to the store's; `POSTGRES_APPEND_ONLY=stowage|bare` runs
+//! one side (for profiles). Also prints the CPU time per append of the
+//! client and of the server processes of each side's connections (from
+//! `/proc`, so the load of other processes does not count; 0 when the
+//! server runs on another host), and its ratio.
 
 #[path = "../tests/support/postgres_server.rs"]
 mod postgres_server;
@@ -32,7 +37,39 @@ fn per_appender() -> usize {
         .unwrap_or(100)
 }
 
-async fn stowage_appends(url: &str, per: usize, round: usize) -> f64 {
+/// CPU seconds (user + system) of the processes `pids` so far, from
+/// `/proc` (0 for those it cannot read: a server on another host).
+fn cpu_of(pids: &[String]) -> f64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|stat| {
+            // Fields after the command name (which may hold spaces).
+            let rest = stat.rsplit_once(") ")?.1;
+            let fields: Vec<&str> = rest.split(' ').collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .sum()
+}
+
+/// The server processes serving `application_name = app`.
+fn backends(base: &str, app: &str) -> Vec<String> {
+    let sql = format!(
+        "SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE application_name = '{app}'"
+    );
+    postgres_server::query_text_at(base, &sql)
+        .ok()
+        .flatten()
+        .map(|s| s.split(',').map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// Appends/s, and CPU µs per append of the client and of its server
+/// processes.
+type Measured = (f64, f64, f64);
+
+async fn stowage_appends(url: &str, base: &str, app: &str, per: usize, round: usize) -> Measured {
     let stores = stowage_backends::open(url).await.expect("open");
     let mut runs = Vec::new();
     for i in 0..APPENDERS {
@@ -58,6 +95,8 @@ async fn stowage_appends(url: &str, per: usize, round: usize) -> f64 {
     for w in warm {
         w.await.expect("warm");
     }
+    let pids = backends(base, app);
+    let (client0, server0) = (cpu_of(&["self".to_owned()]), cpu_of(&pids));
     let start = Instant::now();
     let tasks: Vec<_> = runs
         .into_iter()
@@ -77,11 +116,16 @@ async fn stowage_appends(url: &str, per: usize, round: usize) -> f64 {
         t.await.expect("task");
     }
     let rate = (APPENDERS * per) as f64 / start.elapsed().as_secs_f64();
+    let (client1, server1) = (cpu_of(&["self".to_owned()]), cpu_of(&pids));
     stores.close().await.expect("close");
-    rate
+    let n = (APPENDERS * per) as f64 / 1e6;
+    (rate, (client1 - client0) / n, (server1 - server0) / n)
 }
 
-fn bare_inserts(base: &str, schema: &str, per: usize, round: usize) -> f64 {
+fn bare_inserts(base: &str, schema: &str, per: usize, round: usize) -> Measured {
+    let app = format!("bare:{schema}");
+    let mut config: postgres::Config = base.parse().expect("base URL");
+    config.application_name(&app);
     let mut setup = postgres::Client::connect(base, postgres::NoTls).expect("connect");
     setup
         .batch_execute(&format!(
@@ -90,11 +134,12 @@ fn bare_inserts(base: &str, schema: &str, per: usize, round: usize) -> f64 {
         .expect("create the bare table");
     let barrier = Barrier::new(APPENDERS + 1);
     let value = vec![7u8; 160];
-    let elapsed = std::thread::scope(|scope| {
+    let config = &config;
+    let (elapsed, cpu) = std::thread::scope(|scope| {
         for t in 0..APPENDERS {
             let (barrier, value) = (&barrier, &value);
             scope.spawn(move || {
-                let mut c = postgres::Client::connect(base, postgres::NoTls).expect("connect");
+                let mut c = config.connect(postgres::NoTls).expect("connect");
                 let insert = c
                     .prepare(&format!(
                         "INSERT INTO {schema}.bare (key, value) VALUES ($1, $2)"
@@ -111,11 +156,20 @@ fn bare_inserts(base: &str, schema: &str, per: usize, round: usize) -> f64 {
             });
         }
         barrier.wait();
+        let pids = backends(base, &app);
+        let (client0, server0) = (cpu_of(&["self".to_owned()]), cpu_of(&pids));
         let start = Instant::now();
         barrier.wait();
-        start.elapsed()
+        let elapsed = start.elapsed();
+        let (client1, server1) = (cpu_of(&["self".to_owned()]), cpu_of(&pids));
+        (elapsed, (client1 - client0, server1 - server0))
     });
-    (APPENDERS * per) as f64 / elapsed.as_secs_f64()
+    let n = (APPENDERS * per) as f64 / 1e6;
+    (
+        (APPENDERS * per) as f64 / elapsed.as_secs_f64(),
+        cpu.0 / n,
+        cpu.1 / n,
+    )
 }
 
 fn main() {
@@ -127,7 +181,7 @@ fn main() {
     let base = postgres_server::base_url();
     // `POSTGRES_APPEND_OPTIONS=&readable_columns=false` adds URL options.
     let extra = std::env::var("POSTGRES_APPEND_OPTIONS").unwrap_or_default();
-    let url = postgres_server::url(&schema, &format!("&pool_size=64{extra}"));
+    let url = postgres_server::url(&schema, &format!("&pool_size=64&sslmode=disable{extra}"));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -137,20 +191,48 @@ fn main() {
     // compare medians.
     let mut stowage = Vec::new();
     let mut bare = Vec::new();
+    // `POSTGRES_APPEND_ONLY=stowage|bare` runs one side (for profiles).
+    let only = std::env::var("POSTGRES_APPEND_ONLY").unwrap_or_default();
+    // The schema the bare table goes in.
+    runtime
+        .block_on(async { stowage_backends::open(&url).await?.close().await })
+        .expect("create the schema");
+    let app = format!("stowage:{schema}");
     for round in 0..ROUNDS {
-        stowage.push(runtime.block_on(stowage_appends(&url, per, round)));
-        bare.push(bare_inserts(&base, &schema, per, round));
+        if only != "bare" {
+            stowage.push(runtime.block_on(stowage_appends(&url, &base, &app, per, round)));
+        }
+        if only != "stowage" {
+            bare.push(bare_inserts(&base, &schema, per, round));
+        }
     }
     postgres_server::drop_schema(&schema);
-    let median = |v: &mut Vec<f64>| {
+    let median = |v: &[Measured], pick: fn(&Measured) -> f64| {
+        let mut v: Vec<f64> = v.iter().map(pick).collect();
         v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
-    let (s, b) = (median(&mut stowage), median(&mut bare));
+    let [s, sc, ss] = [|m: &Measured| m.0, |m: &Measured| m.1, |m: &Measured| m.2]
+        .map(|pick| median(&stowage, pick));
+    let [b, bc, bs] = [|m: &Measured| m.0, |m: &Measured| m.1, |m: &Measured| m.2]
+        .map(|pick| median(&bare, pick));
+    let rates = |v: &[Measured]| v.iter().map(|m| m.0.round()).collect::<Vec<_>>();
     println!(
         "postgres_append: {APPENDERS} appenders × {per}, median of {ROUNDS} alternating rounds: \
          stowage {s:.0} appends/s, bare BEGIN+INSERT+COMMIT {b:.0}/s, ratio {:.2} \
-         (target ≥ 0.7; rounds: stowage {stowage:.0?}, bare {bare:.0?})",
-        s / b
+         (target ≥ 0.7; rounds: stowage {:?}, bare {:?})",
+        s / b,
+        rates(&stowage),
+        rates(&bare)
+    );
+    // CPU per append from /proc (the load of other processes does not
+    // count): this process (client) and the server processes of each
+    // side's connections (0 when the server is on another host).
+    println!(
+        "postgres_append: CPU µs per append: stowage client {sc:.0} + server {ss:.0} = {:.0}, \
+         bare client {bc:.0} + server {bs:.0} = {:.0}, ratio {:.2}",
+        sc + ss,
+        bc + bs,
+        (bc + bs) / (sc + ss)
     );
 }

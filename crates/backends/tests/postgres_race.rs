@@ -211,6 +211,57 @@ async fn a_schema_of_a_newer_version_is_refused() {
     assert!(err.message().contains("newer stowage"), "{err}");
 }
 
+/// A schema an older stowage wrote: no version recorded yet (version 0)
+/// and a table that did not exist then. Opening upgrades it in place:
+/// the version is recorded, the table created, the data kept.
+#[tokio::test]
+async fn a_schema_of_an_older_version_is_upgraded() {
+    let schema = Schema::new("older");
+    let stores = open(&schema.url("")).await;
+    let run = stores
+        .runs
+        .create_run(Digest::of(b"old"), RunMetadata::new("old"))
+        .await
+        .expect("run");
+    for i in 0..3 {
+        stores
+            .runs
+            .append_event(run, NewEvent::new("tick", json!({ "i": i })))
+            .await
+            .expect("append");
+    }
+    stores.close().await.expect("close");
+    postgres_server::exec(&format!(
+        "DELETE FROM {s}.schema_version; DROP TABLE {s}.supersessions_by_agent",
+        s = schema.0
+    ))
+    .expect("make the schema old");
+    let version = |s: &Schema| {
+        postgres_server::query_text(&format!(
+            "SELECT coalesce((SELECT version FROM {}.schema_version), 0)",
+            s.0
+        ))
+        .expect("version")
+    };
+    assert_eq!(version(&schema).as_deref(), Some("0"));
+    let stores = open(&schema.url("")).await;
+    assert_eq!(version(&schema), Some(SCHEMA_VERSION.to_string()));
+    let table = postgres_server::query_text(&format!(
+        "SELECT to_regclass('{}.supersessions_by_agent') IS NOT NULL",
+        schema.0
+    ))
+    .expect("table");
+    assert_eq!(table.as_deref(), Some("t"), "the missing table was created");
+    assert_eq!(stores.runs.verify_run(run).await.expect("verify").len, 3);
+    let e = stores
+        .runs
+        .append_event(run, NewEvent::new("tick", json!({ "i": 3 })))
+        .await
+        .expect("append after the upgrade");
+    assert_eq!(e.seq, 3);
+    stores.close().await.expect("close");
+}
+
 #[tokio::test]
 async fn readable_columns_are_filled() {
     let schema = Schema::new("readable");

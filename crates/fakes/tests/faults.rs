@@ -477,7 +477,7 @@ async fn writes_scope_makes_the_store_read_only() {
 #[test]
 fn writes_and_reads_partition_the_operations() {
     let writes: Vec<_> = Operation::ALL.iter().filter(|op| op.is_write()).collect();
-    assert_eq!(writes.len(), 19);
+    assert_eq!(writes.len(), 29);
     for op in Operation::ALL {
         assert_ne!(Scope::Writes.matches(op), Scope::Reads.matches(op), "{op}");
     }

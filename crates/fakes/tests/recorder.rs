@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::json;
+use stowage_core::lifecycle::{BlobGc, IfRunning, RunRetention, SessionRetention};
 use stowage_core::{
     AgentKey, BlobReader, Digest, Error, ErrorKind, LogKind, NewEvent, NewLogEntry,
     ReleaseMetadata, RunFilter, RunMetadata, RunStatus, RunSummary, SessionState, SigningKey,
@@ -323,6 +324,24 @@ async fn every_method_is_recorded_as_its_own_operation() {
     assert_eq!(mine.len(), 1);
     assert_eq!(s.supersessions.list(None, 10).await.unwrap(), mine);
     s.supersessions.resolve(&Digest::of(b"old")).await.unwrap();
+
+    // lifecycle
+    let l = &s.lifecycle;
+    assert!(l.delete_run(run, IfRunning::Keep).await.unwrap());
+    l.prune_runs(&RunRetention::finished(), None).await.unwrap();
+    let idle = SessionRetention::idle_for(std::time::Duration::from_secs(60));
+    l.expire_sessions(&idle, None).await.unwrap();
+    l.prune_sessions(&idle, None).await.unwrap();
+    l.pin_blob(&streamed, "keep").await.unwrap();
+    assert!(l.unpin_blob(&streamed, "keep").await.unwrap());
+    assert!(l.blob_referrers(&streamed).await.unwrap().is_empty());
+    l.gc_blobs(&BlobGc::grace(std::time::Duration::from_secs(60)), None)
+        .await
+        .unwrap();
+    assert!(l.fork_session("nope", "copy").await.is_err());
+    l.fork_release("planner", "planner-copy").await.unwrap();
+    l.stats().await.unwrap();
+    l.compact().await.unwrap();
 
     assert_eq!(
         log.ops(),

@@ -151,13 +151,14 @@ async fn a_retry_answered_from_a_write_not_yet_durable_waits_for_it() {
         .await
         .unwrap();
     let event = NewEvent::new("step", json!({})).with_idempotency_key("k");
+    // create_run wrote twice (its spec reference, then the run).
     let original = stores.runs.append_event(run, event.clone()).await.unwrap();
-    assert_eq!(*engine.waits.lock(), vec![1, 2]);
+    assert_eq!(*engine.waits.lock(), vec![1, 2, 3]);
     // As if the original's fsync were still running.
-    engine.synced.store(1, Ordering::SeqCst);
+    engine.synced.store(2, Ordering::SeqCst);
     let retried = stores.runs.append_event(run, event).await.unwrap();
     assert_eq!(retried, original);
-    assert_eq!(*engine.waits.lock(), vec![1, 2, 2]);
+    assert_eq!(*engine.waits.lock(), vec![1, 2, 3, 3]);
     // Nothing pending: a retry answers at once.
     stores
         .runs
@@ -167,5 +168,5 @@ async fn a_retry_answered_from_a_write_not_yet_durable_waits_for_it() {
         )
         .await
         .unwrap();
-    assert_eq!(*engine.waits.lock(), vec![1, 2, 2]);
+    assert_eq!(*engine.waits.lock(), vec![1, 2, 3, 3]);
 }

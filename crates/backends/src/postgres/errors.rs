@@ -12,7 +12,13 @@ pub(super) fn kind_of(err: &postgres::Error) -> ErrorKind {
         // No server error: I/O, a closed connection, a connect timeout, or
         // a value of an unexpected type.
         let text = err.to_string();
-        if err.is_closed() || text.contains("error connecting") || text.contains("timed out") {
+        // A TLS handshake that failed, or a server without TLS under
+        // `sslmode=require`: nothing was sent.
+        if err.is_closed()
+            || text.contains("error connecting")
+            || text.contains("timed out")
+            || text.contains("TLS")
+        {
             return ErrorKind::Unavailable;
         }
         if text.contains("error deserializing") {
@@ -71,7 +77,11 @@ pub(super) fn map(err: postgres::Error, doing: &str) -> Error {
 pub(super) fn map_as(err: postgres::Error, kind: ErrorKind, doing: &str) -> Error {
     let detail = match err.as_db_error() {
         Some(db) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
-        None => err.to_string(),
+        // The driver's own text omits the cause (a TLS error, an I/O error).
+        None => match std::error::Error::source(&err) {
+            Some(cause) => format!("{err}: {cause}"),
+            None => err.to_string(),
+        },
     };
     let hint = match (kind, err.code()) {
         (ErrorKind::Unavailable, Some(c)) if *c == SqlState::QUERY_CANCELED => {

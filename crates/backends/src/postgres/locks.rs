@@ -35,6 +35,12 @@ pub(super) fn migration_key(schema: &str) -> i64 {
     hash(&[b"stowage:migrate", schema.as_bytes()])
 }
 
+/// The lock statements `begin_sql` executes, prepared once per connection
+/// (with `sql::prepare_all`).
+pub(super) const PREPARE_LOCKS: &str = "PREPARE stowage_lock_entity (bigint, bigint) AS \
+     SELECT pg_advisory_xact_lock_shared($1), pg_advisory_xact_lock($2);\n\
+     PREPARE stowage_lock_table (bigint) AS SELECT pg_advisory_xact_lock($1)";
+
 /// The statements that open a write transaction for `scope` and take its
 /// locks: one simple-query round trip. Keys are integers, safe to splice.
 pub(super) fn begin_sql(schema: &str, scope: &Scope) -> String {
@@ -50,12 +56,14 @@ pub(super) fn begin_sql(schema: &str, scope: &Scope) -> String {
             // One statement for both locks. The order they are granted in
             // does not matter for deadlocks: entity scopes hold at most one
             // table lock, and only shared, so no cycle can form.
+            // Prepared (see `PREPARE_LOCKS`): the server does not parse
+            // and plan it for every job.
             format!(
-                "BEGIN; SELECT pg_advisory_xact_lock_shared({}), pg_advisory_xact_lock({entity})",
+                "BEGIN; EXECUTE stowage_lock_entity({}, {entity})",
                 table(*t)
             )
         }
-        Scope::Table(t) => format!("BEGIN; SELECT pg_advisory_xact_lock({})", table(*t)),
+        Scope::Table(t) => format!("BEGIN; EXECUTE stowage_lock_table({})", table(*t)),
         Scope::Unshared => "BEGIN".to_owned(),
         _ => {
             let mut sql = "BEGIN".to_owned();

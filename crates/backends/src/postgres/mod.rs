@@ -26,7 +26,8 @@
 //! | `connect_timeout_ms` | 1 to 3600000 | 10000 |
 //! | `statement_timeout_ms` | 0 (none) to 3600000; lock waits included | 0 |
 //! | `readable_columns` | `true`, `false`: fill the readable columns (below) at write time | `true` |
-//! | `sslmode` | `disable`, `prefer`, `allow` (no TLS is used); `require` and stricter are refused with `Unsupported` | `prefer` |
+//! | `sslmode` | `disable`, `prefer`, `require`, `verify-ca`, `verify-full`, as libpq (see [`SslMode`]); `allow` is refused | `prefer` |
+//! | `sslrootcert` | a PEM file of CA certificates; needed by `verify-ca` / `verify-full`; makes `require` act as `verify-ca` | none |
 //! | `require` | a [`DurabilityLevel`] name, checked before connecting (see [`open`](crate::open)) | none |
 //!
 //! # How it works
@@ -50,8 +51,10 @@
 //!   `COMMIT` with [`Durable::ready`].
 //! * **Reads**: `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY` (sent
 //!   with the first statement) … `COMMIT`: one snapshot for the whole job.
-//! * **Errors**: refused or lost connections, timeouts, lock failures →
-//!   `Unavailable` (nothing applied); a connection lost after `COMMIT` was
+//! * **TLS** (`sslmode`, `sslrootcert`): rustls with the ring provider,
+//!   the modes as libpq's (see [`SslMode`]).
+//! * **Errors**: refused or lost connections, timeouts, lock failures, a
+//!   failed TLS handshake → `Unavailable` (nothing applied); a connection lost after `COMMIT` was
 //!   sent → `OutcomeUnknown`; a full disk → `StorageFull`;
 //!   `data_corrupted` → `Corrupted`; the driver's error is kept as the
 //!   source. Locks are taken in an order that cannot deadlock and
@@ -79,6 +82,7 @@ mod pool;
 mod readable;
 mod schema;
 mod sql;
+mod tls;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -89,7 +93,8 @@ use stowage_core::{Capabilities, DurabilityLevel, Error, Result};
 
 pub(crate) use options::parse as parse_url;
 pub use options::{
-    PostgresOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_SIZE, DEFAULT_SCHEMA, MAX_POOL_SIZE,
+    PostgresOptions, SslMode, DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_SIZE, DEFAULT_SCHEMA,
+    MAX_POOL_SIZE,
 };
 pub use schema::SCHEMA_VERSION;
 
@@ -121,14 +126,24 @@ impl PostgresEngine {
     /// connection for the pool.
     ///
     /// # Errors
-    /// `InvalidInput` for bad options; `Unavailable` when the server cannot
-    /// be reached or refuses the login; `Unsupported` for a schema written
+    /// `InvalidInput` for bad options (an unreadable `sslrootcert`
+    /// included); `Unavailable` when the server cannot be reached, refuses
+    /// the login, or the TLS handshake fails (a certificate `sslmode`
+    /// does not accept, a server without TLS under `require`); `Unsupported` for a schema written
     /// by a newer stowage; the server's other errors, mapped.
     pub async fn open(opts: PostgresOptions) -> Result<Arc<PostgresEngine>> {
         opts.validate()?;
         let shown = opts.shown();
+        // Reads `sslrootcert`: blocking I/O.
+        let for_tls = opts.clone();
+        let connector = tokio::task::spawn_blocking(move || tls::Connector::new(&for_tls))
+            .await
+            .map_err(|e| {
+                Error::internal("postgres: reading the TLS roots panicked").with_source(e)
+            })??;
         let pool = Arc::new(pool::Pool::new(
             pool::config(&opts),
+            connector,
             shown.clone(),
             opts.pool_size,
             opts.readable_columns,

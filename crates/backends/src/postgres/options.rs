@@ -1,5 +1,6 @@
 //! [`PostgresOptions`] and the `postgres://` URL that parses into it.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use stowage_core::{Error, Result, StoreEnv, Stores};
@@ -24,7 +25,7 @@ const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
 /// The query options of a `postgres://` URL and what each accepts (for
 /// error messages). `require` is read by [`open`](crate::open) itself.
-const OPTIONS: [(&str, &str); 6] = [
+const OPTIONS: [(&str, &str); 7] = [
     (
         "schema",
         "a PostgreSQL identifier: lowercase ASCII letters, digits and underscores, \
@@ -41,10 +42,63 @@ const OPTIONS: [(&str, &str); 6] = [
     ),
     (
         "sslmode",
-        "disable or prefer (require is not supported yet)",
+        "disable, prefer, require, verify-ca or verify-full",
     ),
     ("readable_columns", "true or false"),
+    (
+        "sslrootcert",
+        "the path of a PEM file of CA certificates (needed by verify-ca and verify-full)",
+    ),
 ];
+
+/// `sslmode`: whether the connection is encrypted and what is checked,
+/// as libpq defines the modes (`allow` is not supported).
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SslMode {
+    /// `disable`: never TLS.
+    Disable,
+    /// `prefer` (the default, as libpq's): TLS if the server offers it,
+    /// else plain; the certificate is not checked.
+    #[default]
+    Prefer,
+    /// `require`: TLS or no connection; the certificate is not checked
+    /// (encryption, but no protection against an active man in the
+    /// middle). With `sslrootcert` set it behaves as `verify-ca`, as
+    /// libpq's does.
+    Require,
+    /// `verify-ca`: TLS, and the server's certificate must chain to a CA
+    /// of `sslrootcert`; its host name is not checked.
+    VerifyCa,
+    /// `verify-full`: as `verify-ca`, and the certificate must name the
+    /// host connected to (DNS name or IP address).
+    VerifyFull,
+}
+
+impl SslMode {
+    /// The URL spelling (`verify-full`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+
+    fn parse(value: &str) -> Option<SslMode> {
+        [
+            SslMode::Disable,
+            SslMode::Prefer,
+            SslMode::Require,
+            SslMode::VerifyCa,
+            SslMode::VerifyFull,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == value)
+    }
+}
 
 /// How to open a PostgreSQL store (URL:
 /// `postgres://user[:password]@host[:port]/db?schema=NAME`, also
@@ -92,6 +146,12 @@ pub struct PostgresOptions {
     /// (default `true`; `false` leaves them `NULL` and saves about 10 % of
     /// append throughput).
     pub readable_columns: bool,
+    /// `sslmode`: TLS and what it checks (default [`SslMode::Prefer`]).
+    pub ssl_mode: SslMode,
+    /// `sslrootcert`: a PEM file of the CA certificates `verify-ca` and
+    /// `verify-full` trust (read at open). Set with `require`, it makes
+    /// `require` check the chain as `verify-ca` does (libpq's rule).
+    pub ssl_root_cert: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for PostgresOptions {
@@ -107,6 +167,8 @@ impl std::fmt::Debug for PostgresOptions {
             .field("connect_timeout", &self.connect_timeout)
             .field("statement_timeout", &self.statement_timeout)
             .field("readable_columns", &self.readable_columns)
+            .field("ssl_mode", &self.ssl_mode)
+            .field("ssl_root_cert", &self.ssl_root_cert)
             .finish()
     }
 }
@@ -125,6 +187,17 @@ impl PostgresOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             statement_timeout: None,
             readable_columns: true,
+            ssl_mode: SslMode::Prefer,
+            ssl_root_cert: None,
+        }
+    }
+
+    /// The mode connections really use: `require` with `sslrootcert`
+    /// checks the chain, as `verify-ca` (libpq's rule).
+    pub(super) fn effective_ssl_mode(&self) -> SslMode {
+        match self.ssl_mode {
+            SslMode::Require if self.ssl_root_cert.is_some() => SslMode::VerifyCa,
+            mode => mode,
         }
     }
 
@@ -195,6 +268,22 @@ impl PostgresOptions {
         if self.statement_timeout.is_some_and(|t| t > max) {
             return bad("statement_timeout", &self.statement_timeout, OPTIONS[3].1);
         }
+        if matches!(self.ssl_mode, SslMode::VerifyCa | SslMode::VerifyFull)
+            && self.ssl_root_cert.is_none()
+        {
+            return bad(
+                "ssl_root_cert",
+                &self.ssl_root_cert,
+                "a PEM file of CA certificates when ssl_mode is verify-ca or verify-full",
+            );
+        }
+        if self
+            .ssl_root_cert
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return bad("ssl_root_cert", &self.ssl_root_cert, OPTIONS[6].1);
+        }
         Ok(())
     }
 }
@@ -211,9 +300,9 @@ pub(super) fn valid_schema(schema: &str) -> bool {
 ///
 /// # Errors
 /// `InvalidInput` naming the URL for a missing host or database, or an
-/// unknown or malformed option (naming the option and what it accepts);
-/// `Unsupported` for `sslmode=require` and stricter modes (TLS is not
-/// built in yet).
+/// unknown or malformed option (naming the option and what it accepts),
+/// `sslmode=allow`, `sslrootcert=system`, or `verify-ca`/`verify-full`
+/// without `sslrootcert`.
 pub(crate) fn parse(url: &Url) -> Result<PostgresOptions> {
     let shown = redacted(url);
     let bad_url = |why: &str| {
@@ -279,17 +368,13 @@ pub(crate) fn parse(url: &Url) -> Result<PostgresOptions> {
                     _ => return Err(bad(OPTIONS[5].1)),
                 }
             }
-            "sslmode" => match &*value {
-                "disable" | "prefer" | "allow" => {}
-                "require" | "verify-ca" | "verify-full" => {
-                    return Err(Error::unsupported(format!(
-                        "store URL {shown:?}: sslmode={value} is not supported: this build of \
-                         the postgres backend has no TLS; connect over a trusted network or a \
-                         local tunnel with sslmode=disable (see docs/postgres.md)"
-                    )))
-                }
-                _ => return Err(bad(OPTIONS[4].1)),
-            },
+            "sslmode" => {
+                opts.ssl_mode = SslMode::parse(&value).ok_or_else(|| bad(OPTIONS[4].1))?;
+            }
+            "sslrootcert" if value.is_empty() || value == "system" => {
+                return Err(bad(OPTIONS[6].1));
+            }
+            "sslrootcert" => opts.ssl_root_cert = Some(PathBuf::from(&*value)),
             _ => {
                 let known: Vec<String> = OPTIONS
                     .iter()
@@ -302,6 +387,15 @@ pub(crate) fn parse(url: &Url) -> Result<PostgresOptions> {
                 )));
             }
         }
+    }
+    if matches!(opts.ssl_mode, SslMode::VerifyCa | SslMode::VerifyFull)
+        && opts.ssl_root_cert.is_none()
+    {
+        return Err(Error::invalid_input(format!(
+            "store URL {shown:?}: sslmode={} needs sslrootcert=PATH (a PEM file of the CA \
+             certificates to trust)",
+            opts.ssl_mode.as_str()
+        )));
     }
     Ok(opts)
 }
@@ -375,8 +469,35 @@ mod tests {
             assert!(e.message().contains(want), "{url}: {e}");
             assert!(!e.message().contains(":pw@"), "{e}");
         }
-        let e = parsed("postgres://h/db?sslmode=require").unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Unsupported);
-        assert!(e.message().contains("TLS"), "{e}");
+        for (url, want) in [
+            ("postgres://h/db?sslmode=allow", "sslmode=allow"),
+            ("postgres://h/db?sslmode=bogus", "verify-full"),
+            ("postgres://h/db?sslmode=verify-full", "sslrootcert"),
+            ("postgres://h/db?sslmode=verify-ca", "sslrootcert"),
+            ("postgres://h/db?sslrootcert=system", "sslrootcert=system"),
+        ] {
+            let e = parsed(url).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{url}");
+            assert!(e.message().contains(want), "{url}: {e}");
+        }
+    }
+
+    #[test]
+    fn ssl_modes_parse_as_libpq_names_them() {
+        assert_eq!(parsed("postgres://h/db").unwrap().ssl_mode, SslMode::Prefer);
+        for mode in ["disable", "prefer", "require"] {
+            let o = parsed(&format!("postgres://h/db?sslmode={mode}")).unwrap();
+            assert_eq!(o.ssl_mode.as_str(), mode);
+            assert_eq!(o.effective_ssl_mode(), o.ssl_mode);
+        }
+        let o = parsed("postgres://h/db?sslmode=verify-full&sslrootcert=/ca.pem").unwrap();
+        assert_eq!(o.ssl_mode, SslMode::VerifyFull);
+        assert_eq!(o.ssl_root_cert, Some(PathBuf::from("/ca.pem")));
+        let o = parsed("postgres://h/db?sslmode=require&sslrootcert=/ca.pem").unwrap();
+        assert_eq!(o.effective_ssl_mode(), SslMode::VerifyCa, "libpq's rule");
+        let mut typed = PostgresOptions::new("h", "db");
+        typed.ssl_mode = SslMode::VerifyCa;
+        let e = typed.validate().unwrap_err();
+        assert!(e.message().contains("ssl_root_cert"), "{e}");
     }
 }

@@ -6,17 +6,19 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use postgres::types::ToSql;
-use postgres::{Client, Config, NoTls, Row, Statement};
+use postgres::{Client, Config, Row, Statement};
 use stowage_core::{Error, Result};
 use tokio::sync::Semaphore;
 
 use super::errors;
 use super::options::PostgresOptions;
+use super::tls::{self, Connector};
 
 /// One connection and the statements prepared on it.
 pub(super) struct Conn {
     pub(super) client: Client,
     config: Config,
+    connector: Connector,
     statements: HashMap<&'static str, Statement>,
     /// Whether staged writes fill the readable columns
     /// (`PostgresOptions::readable_columns`).
@@ -56,8 +58,8 @@ impl Conn {
     /// `Unavailable` when the server cannot be reached.
     pub(super) fn reconnect(&mut self) -> Result<()> {
         self.client = self
-            .config
-            .connect(NoTls)
+            .connector
+            .connect(&self.config)
             .map_err(|e| errors::map(e, "reconnecting"))?;
         self.statements.clear();
         self.prepared = false;
@@ -96,6 +98,7 @@ pub(super) fn config(opts: &PostgresOptions) -> Config {
         // `stowage:SCHEMA` in `pg_stat_activity` (cut to 63 bytes).
         .application_name(&format!("stowage:{}", opts.schema))
         .connect_timeout(opts.connect_timeout)
+        .ssl_mode(tls::driver_mode(opts.effective_ssl_mode()))
         .keepalives(true);
     if let Some(password) = &opts.password {
         config.password(password);
@@ -116,6 +119,7 @@ pub(super) fn config(opts: &PostgresOptions) -> Config {
 /// Connections, opened lazily up to `size`, at most `size` in use.
 pub(super) struct Pool {
     config: Config,
+    connector: Connector,
     readable: bool,
     shown: String,
     size: u32,
@@ -124,10 +128,17 @@ pub(super) struct Pool {
 }
 
 impl Pool {
-    pub(super) fn new(config: Config, shown: String, size: usize, readable: bool) -> Pool {
+    pub(super) fn new(
+        config: Config,
+        connector: Connector,
+        shown: String,
+        size: usize,
+        readable: bool,
+    ) -> Pool {
         let size = u32::try_from(size).unwrap_or(1).max(1);
         Pool {
             config,
+            connector,
             readable,
             shown,
             size,
@@ -138,12 +149,13 @@ impl Pool {
 
     fn connect(&self) -> Result<Conn> {
         let client = self
-            .config
-            .connect(NoTls)
+            .connector
+            .connect(&self.config)
             .map_err(|e| errors::map(e, &format!("connecting to {}", self.shown)))?;
         Ok(Conn {
             client,
             config: self.config.clone(),
+            connector: self.connector.clone(),
             statements: HashMap::new(),
             readable: self.readable,
             prepared: false,

@@ -381,5 +381,6 @@ pub(super) fn prepare_all() -> String {
             "PREPARE stowage_get_{t} (bytea) AS SELECT value FROM {t} WHERE key = $1"
         ));
     }
+    out.push(super::locks::PREPARE_LOCKS.to_owned());
     out.join(";\n")
 }

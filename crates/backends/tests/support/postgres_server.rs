@@ -16,7 +16,7 @@
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const HELP: &str = "the PostgreSQL tests need a server: set \
@@ -28,7 +28,7 @@ tests can start a private one";
 /// The environment variable naming an external server.
 pub const URL_ENV: &str = "STOWAGE_TEST_POSTGRES_URL";
 
-static SERVER: OnceLock<(String, Mutex<Option<Child>>)> = OnceLock::new();
+static SERVER: OnceLock<PrivateServer> = OnceLock::new();
 
 fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
@@ -98,67 +98,150 @@ fn run(mut cmd: Command, what: &str) {
     );
 }
 
-/// Starts a private server; returns its URL and the watchdog.
-fn start_private() -> (String, Child) {
-    let root = is_root();
-    let stamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!("stowage-pg-{}-{stamp}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("create the server dir");
-    if root {
-        run(
-            {
-                let mut c = Command::new("chown");
-                c.arg("postgres:").arg(&dir);
-                c
-            },
-            "chown the server dir to postgres",
-        );
+/// A private server in a temp dir of its own, which a test may restart,
+/// stop and start again (it always listens on the same port). Dropping it
+/// (or the test binary exiting, even killed) stops the server and removes
+/// the dir: a `sh` watchdog does it once our end of its stdin closes.
+pub struct PrivateServer {
+    /// `postgres://postgres@127.0.0.1:PORT/postgres`
+    pub url: String,
+    /// The server's port.
+    pub port: u16,
+    /// The temp dir: `data/`, `log`, the socket, and whatever the test
+    /// puts there (certificates).
+    pub dir: std::path::PathBuf,
+    root: bool,
+    watchdog: Option<Child>,
+}
+
+impl PrivateServer {
+    /// `initdb` into a fresh temp dir (owned by `postgres` when we are
+    /// root); not started yet.
+    pub fn init() -> PrivateServer {
+        let root = is_root();
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!("stowage-pg-{}-{stamp}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create the server dir");
+        if root {
+            run(
+                {
+                    let mut c = Command::new("chown");
+                    c.arg("postgres:").arg(&dir);
+                    c
+                },
+                "chown the server dir to postgres",
+            );
+        }
+        let mut initdb = as_server_user(root, "initdb");
+        initdb
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+            .arg(dir.join("data"));
+        run(initdb, "initdb");
+        let pg_ctl = server_binary("pg_ctl");
+        let stop = if root {
+            format!("runuser -u postgres -- {pg_ctl} -D \"$1/data\" -m immediate stop")
+        } else {
+            format!("{pg_ctl} -D \"$1/data\" -m immediate stop")
+        };
+        let watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "read _ignored; {stop} >/dev/null 2>&1; rm -rf \"$1\""
+            ))
+            .arg("sh")
+            .arg(&dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the server watchdog");
+        let port = free_port();
+        PrivateServer {
+            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            port,
+            dir,
+            root,
+            watchdog: Some(watchdog),
+        }
     }
-    let data = dir.join("data");
-    let mut initdb = as_server_user(root, "initdb");
-    initdb
-        .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
-        .arg(&data);
-    run(initdb, "initdb");
-    let port = free_port();
-    let opts = format!(
-        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300",
-        dir.display()
-    );
-    let mut start = as_server_user(root, "pg_ctl");
-    start
-        .args(["-w", "-t", "60", "-l"])
-        .arg(dir.join("log"))
-        .args(["-o", &opts, "-D"])
-        .arg(&data)
-        .arg("start")
-        .stdout(Stdio::null());
-    run(start, "pg_ctl start");
-    let pg_ctl = server_binary("pg_ctl");
-    let stop = if root {
-        format!("runuser -u postgres -- {pg_ctl} -D \"$1/data\" -m immediate stop")
-    } else {
-        format!("{pg_ctl} -D \"$1/data\" -m immediate stop")
-    };
-    let watchdog = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "read _ignored; {stop} >/dev/null 2>&1; rm -rf \"$1\""
-        ))
-        .arg("sh")
-        .arg(&dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the server watchdog");
-    (
-        format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-        watchdog,
-    )
+
+    /// [`init`](Self::init) and [`start`](Self::start) with no extra
+    /// server options.
+    pub fn started() -> PrivateServer {
+        let server = PrivateServer::init();
+        server.start("");
+        server
+    }
+
+    /// Starts the server (`pg_ctl start -w`) with `extra` server options
+    /// (`-c name=value …`) after the usual ones.
+    pub fn start(&self, extra: &str) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300 {extra}",
+            self.port,
+            self.dir.display()
+        );
+        let mut start = self.pg_ctl();
+        start
+            .args(["-w", "-t", "60", "-l"])
+            .arg(self.dir.join("log"))
+            .args(["-o", &opts, "-D"])
+            .arg(self.dir.join("data"))
+            .arg("start")
+            .stdout(Stdio::null());
+        run(start, "pg_ctl start");
+    }
+
+    /// `pg_ctl restart -m fast`: clients are disconnected, the server
+    /// comes back on the same port with the same options.
+    pub fn restart(&self) {
+        let mut restart = self.pg_ctl();
+        restart
+            .args(["-w", "-t", "60", "-m", "fast", "-l"])
+            .arg(self.dir.join("log"))
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .arg("restart")
+            .stdout(Stdio::null());
+        run(restart, "pg_ctl restart");
+    }
+
+    /// `pg_ctl stop -m fast`.
+    pub fn stop(&self) {
+        let mut stop = self.pg_ctl();
+        stop.args(["-w", "-t", "60", "-m", "fast", "-D"])
+            .arg(self.dir.join("data"))
+            .arg("stop")
+            .stdout(Stdio::null());
+        run(stop, "pg_ctl stop");
+    }
+
+    /// Runs `cmd args…` as the server's user (to hand it files).
+    pub fn as_server_user(&self, program: &str) -> Command {
+        if self.root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--", program]);
+            c
+        } else {
+            Command::new(program)
+        }
+    }
+
+    fn pg_ctl(&self) -> Command {
+        as_server_user(self.root, "pg_ctl")
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        if let Some(mut watchdog) = self.watchdog.take() {
+            drop(watchdog.stdin.take());
+            let _ = watchdog.wait();
+        }
+    }
 }
 
 /// The base URL (no query) of the server every test of this binary uses.
@@ -166,11 +249,7 @@ pub fn base_url() -> String {
     if let Ok(url) = std::env::var(URL_ENV) {
         return url;
     }
-    let (url, _) = SERVER.get_or_init(|| {
-        let (url, child) = start_private();
-        (url, Mutex::new(Some(child)))
-    });
-    url.clone()
+    SERVER.get_or_init(PrivateServer::started).url.clone()
 }
 
 /// A fresh schema name, unique across processes and runs.
@@ -210,10 +289,14 @@ pub fn exec(sql: &str) -> Result<(), String> {
 
 /// The first column of the first row of `sql`, as text (`NULL`: `None`).
 pub fn query_text(sql: &str) -> Result<Option<String>, String> {
-    let base = base_url();
-    let sql = sql.to_owned();
+    query_text_at(&base_url(), sql)
+}
+
+/// [`query_text`] on the server at `url` (a plain connection).
+pub fn query_text_at(url: &str, sql: &str) -> Result<Option<String>, String> {
+    let (url, sql) = (url.to_owned(), sql.to_owned());
     std::thread::spawn(move || {
-        let mut client = postgres::Client::connect(&base, postgres::NoTls)
+        let mut client = postgres::Client::connect(&url, postgres::NoTls)
             .map_err(|e| format!("connect: {e}"))?;
         let rows = client.simple_query(&sql).map_err(|e| format!("{e}"))?;
         Ok(rows

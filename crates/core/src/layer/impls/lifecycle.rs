@@ -129,13 +129,13 @@ impl Lifecycle for Interposed {
     }
 
     async fn compact(&self) -> Result<()> {
-        let call = self.call(Op::LifecycleCompact, None, String::new);
+        let call = self.call(Op::LifecycleCompact, None, || "whole store".to_owned());
         self.run(call, move |_| Some(self.inner.lifecycle.compact()))
             .await
     }
 
     async fn stats(&self) -> Result<StoreStats> {
-        let call = self.call(Op::LifecycleStats, None, String::new);
+        let call = self.call(Op::LifecycleStats, None, || "whole store".to_owned());
         self.run(call, move |_| Some(self.inner.lifecycle.stats()))
             .await
     }
