@@ -365,7 +365,8 @@ async fn cas_put_interrupted_after_the_blob_is_outcome_unknown_and_a_re_put_list
         })
     };
     tokio::time::sleep(Duration::from_millis(20)).await;
-    proxy.arm_on(PASS_THEN_REFUSE, b"SET");
+    // The blob step is the put script, whose request carries the bytes.
+    proxy.arm_on(PASS_THEN_REFUSE, b"then the server died");
     let err = s.cas.put(data.clone()).await.unwrap_err();
     busy.abort();
     assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");

@@ -22,7 +22,7 @@ use futures::future::try_join_all;
 use stowage_core::cas::too_large;
 use stowage_core::{validate, BlobStat, CasStore, Digest, Error, ErrorKind, Result};
 
-use super::conn::{bytes, int, Op};
+use super::conn::{bytes, int, items, Op};
 use super::index::scan_lex;
 use super::{Shared, MAX_BLOB};
 
@@ -77,11 +77,24 @@ impl CasStore for RedisCas {
         let mut value = Vec::with_capacity(data.len() + 4);
         value.extend_from_slice(&crc32c::crc32c(&data).to_be_bytes());
         value.extend_from_slice(&data);
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.0.keys.blob(&d)).arg(value).arg("NX");
-        self.0.conn.query(&cmd, Op::Write, &what).await?;
+        let sh = &self.0;
+        let (data, at) = (sh.keys.blob(&d), sh.keys.blob_at(&d));
+        let now = sh.env.clock.now().as_millis().to_string();
+        // The blob and its last-put time in one step (garbage collection
+        // reads both in one step too, see `lifecycle::gc`).
+        let reply = sh
+            .conn
+            .eval(
+                &sh.scripts.put_blob,
+                &sh.counted(&[&data, &at]),
+                &[&value, now.as_bytes()],
+                Op::Write,
+                &what,
+            )
+            .await?;
         let listed = async {
             self.0.conn.wait_durable(&what).await?;
+            self.0.conn.settle_counts(&reply, &what).await;
             self.index(&d, &what).await
         };
         listed.await.map_err(|e| blob_stored_but(e, &what))?;
@@ -127,10 +140,17 @@ impl CasStore for RedisCas {
     async fn delete(&self, digest: &Digest) -> Result<bool> {
         let sh = &self.0;
         let what = format!("delete blob {}", digest.short());
-        let mut del = redis::cmd("DEL");
-        del.arg(sh.keys.blob(digest));
-        let existed = int(&sh.conn.query(&del, Op::Write, &what).await?) == Some(1);
-        sh.conn.wait_durable(&what).await?;
+        let (data, at) = (sh.keys.blob(digest), sh.keys.blob_at(digest));
+        let reply = sh
+            .conn
+            .mutate(
+                &sh.scripts.delete_blob,
+                &sh.counted(&[&data, &at]),
+                &[],
+                &what,
+            )
+            .await?;
+        let existed = items(reply).get(1).and_then(int) == Some(1);
         let mut zrem = redis::cmd("ZREM");
         zrem.arg(sh.keys.blobs_all()).arg(digest.to_string());
         sh.conn.query(&zrem, Op::Write, &what).await?;

@@ -152,6 +152,7 @@ async fn attempts<T>(
                 idem_b.as_bytes(),
                 after.as_bytes(),
             ];
+            let keys = sh.counted(&keys);
             sh.conn.mutate(&sh.scripts.append, &keys, &args, what).await
         } else {
             // No idempotency key: the slimmer per-mode script (the idem
@@ -169,6 +170,7 @@ async fn attempts<T>(
                 &record,
                 after.as_bytes(),
             ];
+            let keys = sh.counted(&keys);
             sh.conn.mutate(lua, &keys, &args, what).await
         };
         let reply = match sent {

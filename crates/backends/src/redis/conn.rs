@@ -90,6 +90,8 @@ impl Lua {
 pub(crate) struct Conn {
     /// `None` once closed: every clone then refuses calls.
     inner: Arc<RwLock<Option<Inner>>>,
+    /// The counters hash, for the follow-up of counted scripts on a cluster.
+    stats: Vec<u8>,
     wait: WaitMode,
     wait_timeout: Duration,
 }
@@ -104,6 +106,7 @@ impl Conn {
     pub(crate) fn single(c: ConnectionManager, wait: WaitMode, wait_timeout: Duration) -> Self {
         Conn {
             inner: Arc::new(RwLock::new(Some(Inner::Single(c)))),
+            stats: Vec::new(),
             wait,
             wait_timeout,
         }
@@ -112,9 +115,22 @@ impl Conn {
     pub(crate) fn cluster(c: ClusterConnection, wait: WaitMode, wait_timeout: Duration) -> Self {
         Conn {
             inner: Arc::new(RwLock::new(Some(Inner::Cluster(c)))),
+            stats: Vec::new(),
             wait,
             wait_timeout,
         }
+    }
+
+    /// This connection, applying counted scripts' deltas to `stats` when
+    /// the script could not (a cluster).
+    pub(crate) fn with_stats(mut self, stats: Vec<u8>) -> Self {
+        self.stats = stats;
+        self
+    }
+
+    /// Whether this is a cluster connection (one slot per script).
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(*self.inner.read(), Some(Inner::Cluster(_)))
     }
 
     /// Drops this handle's connections (calls already running keep theirs
@@ -199,7 +215,42 @@ impl Conn {
         if wrote {
             self.wait_durable(what).await?;
         }
+        self.settle_counts(&reply, what).await;
         Ok(reply)
+    }
+
+    /// Applies the counter deltas a counted script returned instead of
+    /// applying them itself (on a cluster the counters hash is in another
+    /// slot, see `docs/redis.md`): the reply's last item is then
+    /// `{"#stats", field, delta, …}`. A failure here leaves the write
+    /// applied and the counters short, so it is not reported.
+    pub(crate) async fn settle_counts(&self, reply: &Value, what: &str) {
+        let Value::Array(items) = reply else { return };
+        let Some(Value::Array(trailer)) = items.last() else {
+            return;
+        };
+        if trailer.first().and_then(bytes) != Some(&b"#stats"[..]) {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        for pair in trailer[1..].chunks(2) {
+            if let (Some(field), Some(delta)) =
+                (pair.first().and_then(bytes), pair.get(1).and_then(int))
+            {
+                pipe.cmd("HINCRBY")
+                    .arg(&self.stats)
+                    .arg(field)
+                    .arg(delta)
+                    .ignore();
+            }
+        }
+        let Ok(handle) = self.handle(what) else {
+            return;
+        };
+        let _ = match handle {
+            Inner::Single(mut c) => pipe.query_async::<()>(&mut c).await,
+            Inner::Cluster(mut c) => pipe.query_async::<()>(&mut c).await,
+        };
     }
 
     /// Issues `WAIT`/`WAITAOF` when configured.

@@ -102,6 +102,19 @@ impl Keys {
     pub(crate) fn blobs_all(&self) -> Vec<u8> {
         self.idx("blobs")
     }
+    /// When a `put` last returned the blob (ms, decimal), beside its data.
+    pub(crate) fn blob_at(&self, d: &Digest) -> Vec<u8> {
+        self.tagged("blob", &d.to_string(), "at")
+    }
+    /// The blob's reference index: hash, referrer field → recorded at (ms).
+    pub(crate) fn blob_refs(&self, d: &Digest) -> Vec<u8> {
+        self.tagged("blob", &d.to_string(), "refs")
+    }
+
+    /// The store's counters (hash, field → integer), under a tag of their own.
+    pub(crate) fn stats(&self) -> Vec<u8> {
+        format!("{{{}:stats}}:counts", self.prefix).into_bytes()
+    }
 
     fn sup(&self, suffix: &str) -> Vec<u8> {
         format!("{{{}:sup}}:{suffix}", self.prefix).into_bytes()

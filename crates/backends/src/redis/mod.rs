@@ -57,11 +57,24 @@ pub(crate) struct Shared {
     pub(crate) env: StoreEnv,
     pub(crate) scripts: Scripts,
     pub(crate) idempotent_retries: u32,
+    /// The counters hash when scripts may update it themselves (a single
+    /// node); `None` on a cluster, where it lives in another slot.
+    stats: Option<Vec<u8>>,
     /// Last known chain head per meta key: (next seq, head hex).
     heads: Mutex<HashMap<Vec<u8>, (u64, String)>>,
 }
 
 impl Shared {
+    /// `keys` with the counters hash appended when a counted script can
+    /// update it itself (see `docs/redis.md`, "Statistics").
+    pub(crate) fn counted<'a>(&'a self, keys: &[&'a [u8]]) -> Vec<&'a [u8]> {
+        let mut out = keys.to_vec();
+        if let Some(stats) = &self.stats {
+            out.push(stats);
+        }
+        out
+    }
+
     pub(crate) fn cached_head(&self, meta: &[u8]) -> Option<(u64, String)> {
         self.heads.lock().get(meta).cloned()
     }
@@ -157,9 +170,13 @@ pub(crate) async fn open_options(cfg: RedisOptions, env: StoreEnv) -> Result<Sto
             return Err(e);
         }
     }
+    let keys = Keys::new(&cfg.prefix);
+    let conn = conn.with_stats(keys.stats());
+    let stats = (!conn.is_cluster()).then(|| keys.stats());
     let shared = Arc::new(Shared {
         conn,
-        keys: Keys::new(&cfg.prefix),
+        stats,
+        keys,
         env,
         scripts: Scripts::new(),
         idempotent_retries: cfg.idempotent_retries,

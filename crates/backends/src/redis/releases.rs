@@ -19,7 +19,9 @@ use stowage_core::{
 
 use super::conn::{bytes, int, items, status, unexpected, Op};
 use super::index::scan_lex;
+use super::lifecycle::refs::reference;
 use super::Shared;
+use stowage_core::lifecycle::Referrer;
 
 /// The release registry.
 pub(crate) struct RedisReleases(pub(crate) Arc<Shared>);
@@ -69,7 +71,7 @@ impl RedisReleases {
                 .conn
                 .mutate(
                     &sh.scripts.promote,
-                    &[&key],
+                    &sh.counted(&[&key]),
                     &[expected.as_bytes(), &rec],
                     what,
                 )
@@ -141,6 +143,13 @@ impl ReleaseRegistry for RedisReleases {
         let now = self.0.env.clock.now();
         let what = format!("promote {}", name_of(name));
         let name_owned = name.to_owned();
+        // The spec's reference, before a record names it (`lifecycle::refs`).
+        reference(
+            &self.0,
+            [spec_digest],
+            &Referrer::Release(name_owned.clone()),
+        )
+        .await?;
         self.append(name, &what, move |head| {
             let r = ReleaseRecord::promotion(
                 &name_owned,

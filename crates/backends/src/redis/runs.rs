@@ -16,7 +16,9 @@ use stowage_core::run::run_id_taken;
 
 use super::chain::{append, parse_head, Appended, ChainKeys};
 use super::conn::{bytes, int, items, status, unexpected, Op};
+use super::lifecycle::refs::reference;
 use super::Shared;
+use stowage_core::lifecycle::Referrer;
 
 /// The run ledger.
 pub(crate) struct RedisRuns(pub(crate) Arc<Shared>);
@@ -78,6 +80,9 @@ impl RunLedger for RedisRuns {
         let what = format!("create run {id}");
         let run = Run::new(id, spec_digest, metadata, now);
         let rec = encode_record(&run)?;
+        // Step 0 (the blob's slot): the spec's reference, before the run
+        // exists (see `lifecycle::refs`).
+        reference(sh, [spec_digest], &Referrer::Run(id)).await?;
         // Step 1 (index slot): the run becomes a listing candidate. A
         // candidate whose record is missing is skipped by list_runs.
         let k = &sh.keys;
@@ -103,7 +108,7 @@ impl RunLedger for RedisRuns {
         ];
         let reply = sh
             .conn
-            .mutate(&sh.scripts.create, &[&meta], &args, &what)
+            .mutate(&sh.scripts.create, &sh.counted(&[&meta]), &args, &what)
             .await?;
         let (word, _) = status(reply, &what)?;
         match word.as_str() {
@@ -166,12 +171,16 @@ impl RunLedger for RedisRuns {
         let current = self.load(run).await?.ok_or_else(|| Self::not_found(run))?;
         let mut finished = current.finish(status_to, summary, now)?;
         let rec = encode_record(&finished)?;
+        if let Some(summary) = &finished.summary {
+            // The declared blobs' references, before the record declares them.
+            reference(sh, summary.blobs.iter().copied(), &Referrer::Run(run)).await?;
+        }
         let meta = sh.keys.run_meta(run);
         let reply = sh
             .conn
             .mutate(
                 &sh.scripts.finish_run,
-                &[&meta],
+                &sh.counted(&[&meta]),
                 &[status_word(status_to).as_bytes(), &rec],
                 &what,
             )

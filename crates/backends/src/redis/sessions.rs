@@ -118,7 +118,7 @@ impl RedisSessions {
                 .conn
                 .mutate(
                     &sh.scripts.save_session,
-                    &[&meta],
+                    &sh.counted(&[&meta]),
                     &[ver.as_bytes(), new_ver.as_bytes(), &rec, closed],
                     what,
                 )
@@ -139,6 +139,23 @@ impl RedisSessions {
     }
 }
 
+/// Removes deleted session `id` from the listing: removes the index entry,
+/// then re-adds it if a racing create recreated the session meanwhile.
+///
+/// # Errors
+/// Connection errors.
+pub(crate) async fn unlist(sh: &Arc<Shared>, id: &str, what: &str) -> Result<()> {
+    let mut zrem = redis::cmd("ZREM");
+    zrem.arg(sh.keys.sessions_all()).arg(id);
+    sh.conn.query(&zrem, Op::Write, what).await?;
+    let mut exists = redis::cmd("EXISTS");
+    exists.arg(sh.keys.session_meta(id));
+    if int(&sh.conn.query(&exists, Op::Read, what).await?) == Some(1) {
+        RedisSessions(sh.clone()).index(id, what).await?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl SessionStore for RedisSessions {
     async fn create_session(&self, id: &str, data: Value) -> Result<Session> {
@@ -152,7 +169,7 @@ impl SessionStore for RedisSessions {
         ];
         let reply = sh
             .conn
-            .mutate(&sh.scripts.create, &[&meta], &args, &what)
+            .mutate(&sh.scripts.create, &sh.counted(&[&meta]), &args, &what)
             .await?;
         let (word, _) = status(reply, &what)?;
         match word.as_str() {
@@ -236,7 +253,7 @@ impl SessionStore for RedisSessions {
             .conn
             .mutate(
                 &sh.scripts.delete_session,
-                &[&c.meta, &c.list, &c.idem],
+                &sh.counted(&[&c.meta, &c.list, &c.idem]),
                 &[],
                 &what,
             )
@@ -247,14 +264,7 @@ impl SessionStore for RedisSessions {
             return Err(unexpected(&what, &word));
         }
         let existed = rest.first().and_then(int) == Some(1);
-        let mut zrem = redis::cmd("ZREM");
-        zrem.arg(sh.keys.sessions_all()).arg(id);
-        sh.conn.query(&zrem, Op::Write, &what).await?;
-        let mut exists = redis::cmd("EXISTS");
-        exists.arg(&c.meta);
-        if int(&sh.conn.query(&exists, Op::Read, &what).await?) == Some(1) {
-            self.index(id, &what).await?;
-        }
+        unlist(sh, id, &what).await?;
         Ok(existed)
     }
 
@@ -336,7 +346,7 @@ impl SessionStore for RedisSessions {
             .conn
             .mutate(
                 &sh.scripts.replace_log,
-                &[&c.meta, &c.list, &c.idem],
+                &sh.counted(&[&c.meta, &c.list, &c.idem]),
                 &args,
                 &what,
             )

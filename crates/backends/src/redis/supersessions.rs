@@ -39,7 +39,9 @@ use stowage_core::{
 
 use super::conn::{bytes, int, items, status, unexpected, Op};
 use super::index::scan_lex;
+use super::lifecycle::refs::reference;
 use super::Shared;
+use stowage_core::lifecycle::Referrer;
 
 /// The supersession store.
 pub(crate) struct RedisSupersessions(pub(crate) Arc<Shared>);
@@ -150,6 +152,15 @@ impl SupersessionStore for RedisSupersessions {
     async fn put(&self, record: Supersession) -> Result<PutOutcome> {
         record.validate()?;
         let sh = &self.0;
+        // Target and replacement references, before the record is stored
+        // (`lifecycle::refs`).
+        let digests = [Some(record.target), record.replacement];
+        reference(
+            sh,
+            digests.into_iter().flatten(),
+            &Referrer::Supersession(record.target),
+        )
+        .await?;
         let what = format!("supersede {}", record.target.short());
         let (recs, repls) = (sh.keys.sup_records(), sh.keys.sup_replacements());
         let agent_idx = sh.keys.sup_by_agent(&record.agent);
@@ -221,7 +232,7 @@ impl SupersessionStore for RedisSupersessions {
                 .conn
                 .mutate(
                     &sh.scripts.sup_put,
-                    &[&recs, &repls, &agent_idx, &targets_idx],
+                    &sh.counted(&[&recs, &repls, &agent_idx, &targets_idx]),
                     &args,
                     &what,
                 )
