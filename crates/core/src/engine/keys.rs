@@ -25,6 +25,8 @@ const RELEASE_HEAD: u8 = 0x00;
 const RELEASE_RECORD: u8 = 0x01;
 /// Tag byte of a pending (not yet committed) streamed upload in `Meta`.
 const META_PENDING_UPLOAD: u8 = 0x01;
+/// Key in `Meta` whose presence says the blob reference index is complete.
+const META_REFS_INDEXED: u8 = 0x02;
 
 /// The id under which a blob's chunks are stored.
 pub(crate) type BodyId = [u8; 16];
@@ -121,6 +123,11 @@ pub(crate) fn blob_chunks(body: &BodyId) -> (Vec<u8>, Vec<u8>) {
 /// Marker of a streamed upload whose chunks are not yet committed.
 pub(crate) fn pending_upload(body: &BodyId) -> Vec<u8> {
     cat(&[&[META_PENDING_UPLOAD], body])
+}
+
+/// The marker of a complete blob reference index (see `lifecycle::gc`).
+pub(crate) fn refs_indexed() -> Vec<u8> {
+    vec![META_REFS_INDEXED]
 }
 
 /// Range of every pending-upload marker.

@@ -8,6 +8,13 @@
 //! run, promoting, putting a supersession); collection drops an entry
 //! only when its referrer no longer makes that reference and the entry is
 //! older than the grace period, so a write still on its way is safe.
+//!
+//! Stores written before the index existed hold references it does not
+//! know, so collection first makes the index complete, once per store: it
+//! records the references of every existing run, release record and
+//! supersession, then writes a marker in `Meta`. Until the marker exists
+//! no collection deletes anything (every collector backfills first), and
+//! everything written meanwhile records its own references.
 
 use futures::future::try_join_all;
 
@@ -15,11 +22,12 @@ use super::super::cas::{blob_header, delete_body, scope as blob_scope, BlobHeade
 use super::super::runs::load_record;
 use super::super::{supersessions, EngineStore};
 use super::retention::{batch_size, before};
+use crate::encoding::decode_record;
 use crate::engine::keys;
-use crate::engine::{Direction, Reader, Table, Txn};
+use crate::engine::{Direction, Reader, Scope, Table, Txn};
 use crate::lifecycle::{BlobGc, Referrer, Sweep};
 use crate::validate::{self, MAX_PAGE};
-use crate::{Digest, ErrorKind, ReleaseRecord, Result};
+use crate::{Digest, ErrorKind, ReleaseRecord, Result, Run, Supersession};
 
 /// Reference index entries read per scan.
 const REF_PAGE: usize = 256;
@@ -115,6 +123,121 @@ fn remove_blob(txn: &mut dyn Txn, digest: &Digest, header: &BlobHeader) -> Resul
     delete_body(txn, &header.body)
 }
 
+/// Records per backfill job.
+const BACKFILL_PAGE: usize = 512;
+
+/// The references of one stored record of the table being backfilled.
+type Extract = fn(&[u8]) -> Result<Vec<(Digest, Referrer)>>;
+
+fn run_refs(value: &[u8]) -> Result<Vec<(Digest, Referrer)>> {
+    let run: Run = decode_record("run record", value)?;
+    let mut out = vec![(run.spec_digest, Referrer::Run(run.id))];
+    if let Some(summary) = run.summary {
+        out.extend(
+            summary
+                .blobs
+                .into_iter()
+                .map(|d| (d, Referrer::Run(run.id))),
+        );
+    }
+    Ok(out)
+}
+
+fn release_refs(value: &[u8]) -> Result<Vec<(Digest, Referrer)>> {
+    let record: ReleaseRecord = decode_record("release record", value)?;
+    Ok(vec![(record.spec_digest, Referrer::Release(record.name))])
+}
+
+fn supersession_refs(value: &[u8]) -> Result<Vec<(Digest, Referrer)>> {
+    let s: Supersession = decode_record("supersession", value)?;
+    let referrer = Referrer::Supersession(s.target);
+    let mut out = vec![(s.target, referrer.clone())];
+    out.extend(s.replacement.map(|d| (d, referrer)));
+    Ok(out)
+}
+
+impl EngineStore {
+    /// Makes the reference index complete if it is not yet (see the
+    /// module docs).
+    async fn ensure_indexed(&self) -> Result<()> {
+        let marker = keys::refs_indexed();
+        let indexed = self
+            .read(move |_, reader| Ok(reader.get(Table::Meta, &marker)?.is_some()))
+            .await?;
+        if indexed {
+            return Ok(());
+        }
+        let (records_start, records_end) = keys::all_release_records();
+        let sources: [(Table, Vec<u8>, Option<Vec<u8>>, Extract); 3] = [
+            (Table::Runs, Vec::new(), None, run_refs),
+            (
+                Table::Releases,
+                records_start,
+                Some(records_end),
+                release_refs,
+            ),
+            (Table::Supersessions, Vec::new(), None, supersession_refs),
+        ];
+        for (table, mut start, end, extract) in sources {
+            loop {
+                let (from, to) = (start.clone(), end.clone());
+                let (refs, next) = self
+                    .read(move |_, reader| {
+                        let page = reader.scan(
+                            table,
+                            &from,
+                            to.as_deref(),
+                            Direction::Forward,
+                            BACKFILL_PAGE,
+                        )?;
+                        let mut refs = Vec::new();
+                        for (_, value) in &page {
+                            refs.extend(extract(value)?);
+                        }
+                        let next = match page.last() {
+                            Some((last, _)) if page.len() == BACKFILL_PAGE => {
+                                Some(keys::successor(last))
+                            }
+                            _ => None,
+                        };
+                        Ok((refs, next))
+                    })
+                    .await?;
+                self.record_all(refs).await?;
+                match next {
+                    Some(next) => start = next,
+                    None => break,
+                }
+            }
+        }
+        self.write(Scope::Table(Table::Meta), |_, txn| {
+            txn.put(Table::Meta, keys::refs_indexed(), Vec::new())
+        })
+        .await
+    }
+
+    /// Records `refs` as of now, in one job: only while the index is not
+    /// yet complete (no collector deletes then), so the blobs' scopes are
+    /// not needed.
+    async fn record_all(&self, refs: Vec<(Digest, Referrer)>) -> Result<()> {
+        if refs.is_empty() {
+            return Ok(());
+        }
+        self.write(Scope::Table(Table::BlobRefs), move |shared, txn| {
+            let now = shared.now().as_millis().to_be_bytes();
+            for (digest, referrer) in &refs {
+                txn.put(
+                    Table::BlobRefs,
+                    keys::blob_ref(digest, referrer),
+                    now.to_vec(),
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
 impl EngineStore {
     /// Records that `referrer` references each of `digests`, each in a job
     /// in the blob's scope. Call before the write that makes the reference.
@@ -180,6 +303,7 @@ impl EngineStore {
         policy: &BlobGc,
         after: Option<&Digest>,
     ) -> Result<Sweep<Digest>> {
+        self.ensure_indexed().await?;
         let limit = batch_size(policy.batch);
         let (start, end) = keys::blob_headers_after(after);
         let page: Vec<(Digest, u64)> = self

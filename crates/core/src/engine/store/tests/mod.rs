@@ -19,6 +19,7 @@ use crate::engine::{keys, stores, tamper, Direction, Engine, Entry, MemoryEngine
 const HOSTILE: [&str; 7] = ["a", "a:b", "a/b", "{a}", "🚀", "..", "a\u{200f}b"];
 
 mod blobs;
+mod lifecycle;
 
 /// Stores over a fresh memory engine (8 MiB blobs), and the engine.
 fn mem_stores() -> (Stores, MemoryEngine) {
