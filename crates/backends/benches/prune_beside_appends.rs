@@ -211,7 +211,9 @@ async fn measure(stores: &Stores, config: Config, with_prune: bool) -> Measured 
                 }
             }
         });
-        let early = tokio::time::timeout(config.window, &mut pruner).await.is_ok();
+        let early = tokio::time::timeout(config.window, &mut pruner)
+            .await
+            .is_ok();
         let (elapsed, appended) = (start.elapsed(), count.load(Ordering::Relaxed) - before);
         let (events, end) = pruner.await.expect("prune task");
         if early {
@@ -223,11 +225,18 @@ async fn measure(stores: &Stores, config: Config, with_prune: bool) -> Measured 
         (elapsed, appended, Some((end - start, events)))
     } else {
         tokio::time::sleep(config.window).await;
-        (start.elapsed(), count.load(Ordering::Relaxed) - before, None)
+        (
+            start.elapsed(),
+            count.load(Ordering::Relaxed) - before,
+            None,
+        )
     };
     appenders.stop().await;
     if let Some((_, events)) = prune {
-        assert_eq!(events, config.events as u64, "the prune removed every old event");
+        assert_eq!(
+            events, config.events as u64,
+            "the prune removed every old event"
+        );
     }
     Measured {
         rate: appended as f64 / elapsed.as_secs_f64(),
@@ -334,7 +343,10 @@ async fn phased(backend: &str, config: Config) -> Phased {
     }
     appenders.stop().await;
     stores.close().await.expect("close");
-    assert_eq!(events, config.events as u64, "the prune removed every old event");
+    assert_eq!(
+        events, config.events as u64,
+        "the prune removed every old event"
+    );
     Phased {
         on: on.1 as f64 / on.0.as_secs_f64(),
         off: off.1 as f64 / off.0.as_secs_f64(),
