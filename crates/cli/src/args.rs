@@ -1,10 +1,14 @@
 //! The command line, as clap derive types.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use stowage_core::{Digest, RunStatus, SessionState, Timestamp};
 
-/// Look inside, prove intact, export, import and migrate a stowage store.
+use crate::parse;
+
+/// Look inside, prove intact, export, import, migrate and prune a stowage store.
 ///
 /// Every command takes a store URL: `memory://`, `file:///abs/dir`,
 /// `file:rel/dir`, `sled:///abs/dir`, `rocksdb:///abs/dir`,
@@ -37,8 +41,12 @@ Checks every run's and session's hash chain (verify_run, verify_log), every \
 listable supersession's signature, and re-hashes every blob. Prints a summary and \
 the first problem of each damaged entity; exits with 3 when anything is wrong.")]
     Verify(StoreArg),
-    /// Count entities and bytes per store by listing them.
-    #[command(after_help = "Example:\n  stowage stats file:///var/lib/agent --json")]
+    /// Count entities and bytes from the store's indexes (cheap); `--scan` lists them instead.
+    #[command(after_help = "Examples:\n  stowage stats file:///var/lib/agent\n  \
+stowage stats file:///var/lib/agent --scan --json\n\n\
+The default reads counts and sizes from the engine's indexes (Lifecycle::stats): \
+cheap enough for a health check. --scan counts by listing every entity and \
+reading every session log instead (a full scan), and adds log payload bytes.")]
     Stats(StatsArgs),
     /// Write the whole store to a versioned JSONL file (format: `stowage export --help`).
     #[command(
@@ -61,6 +69,59 @@ Streaming and resumable: after an interruption, run the same command again. \
 Progress bars are drawn on a terminal only (never with --quiet). Exits 3 when the \
 parity report finds a difference.")]
     Migrate(MigrateArgs),
+    /// Delete whole runs (record, events, keys) selected by a retention policy.
+    #[command(after_help = "Examples:\n  \
+stowage prune-runs file:///var/lib/agent --older-than 30d --keep-newest 10\n  \
+stowage prune-runs file:///var/lib/agent --status failed --status cancelled --dry-run\n\n\
+A run is deleted when it matches every condition given, is not among the newest \
+--keep-newest runs of its agent, and is not running (unless --include-running). \
+At least one condition is required. Works in batches of --batch runs, each run \
+in a transaction of its own, so it can run beside live traffic.")]
+    PruneRuns(PruneRunsArgs),
+    /// Move sessions idle for longer than --idle-for to Expired.
+    #[command(
+        after_help = "Example:\n  stowage expire-sessions file:///var/lib/agent --idle-for 7d\n\n\
+Sessions in a final state (resolved, expired, cancelled) are left alone. A \
+session's last activity is the later of its last save and its last log entry."
+    )]
+    ExpireSessions(ExpireSessionsArgs),
+    /// Delete sessions (with their logs) idle for longer than --idle-for.
+    #[command(
+        after_help = "Example:\n  stowage prune-sessions file:///var/lib/agent --idle-for 30d --state expired --state resolved"
+    )]
+    PruneSessions(PruneSessionsArgs),
+    /// Delete blobs nothing references (runs, releases, supersessions, pins).
+    #[command(
+        after_help = "Example:\n  stowage gc file:///var/lib/agent --grace 48h\n\n\
+A blob put, or referenced, within the grace period is never collected: the grace \
+period must exceed the longest time a writer holds a digest before referencing it."
+    )]
+    Gc(GcArgs),
+    /// Pin a blob under a label so that gc keeps it.
+    #[command(
+        after_help = "Example:\n  stowage pin file:///var/lib/agent 962ef399fa404faaf805002e3e52669c8d2177c12c7c7983c3956f5c47d0f721 golden-set"
+    )]
+    Pin(PinArgs),
+    /// Remove a pin; exit 1 (not_found) if there was none.
+    #[command(
+        after_help = "Example:\n  stowage unpin file:///var/lib/agent 962ef399fa404faaf805002e3e52669c8d2177c12c7c7983c3956f5c47d0f721 golden-set"
+    )]
+    Unpin(PinArgs),
+    /// Show what references a blob.
+    #[command(
+        after_help = "Example:\n  stowage referrers file:///var/lib/agent 962ef399fa404faaf805002e3e52669c8d2177c12c7c7983c3956f5c47d0f721"
+    )]
+    Referrers(ReferrersArgs),
+    /// Copy a session (record and log, chain rebuilt) to a new id.
+    #[command(
+        after_help = "Example:\n  stowage fork-session file:///var/lib/agent chat-42 chat-42-replay"
+    )]
+    ForkSession(ForkArgs),
+    /// Copy a release name's whole history to a new name.
+    #[command(
+        after_help = "Example:\n  stowage fork-release file:///var/lib/agent planner planner-canary"
+    )]
+    ForkRelease(ForkArgs),
 }
 
 /// A single store URL.
@@ -132,6 +193,10 @@ pub enum InspectWhat {
 pub struct StatsArgs {
     /// The store URL.
     pub url: String,
+    /// Count by listing every entity (a full scan) instead of reading the
+    /// indexes.
+    #[arg(long)]
+    pub scan: bool,
     /// Machine-readable output: one JSON document.
     #[arg(long)]
     pub json: bool,
@@ -180,6 +245,139 @@ pub struct MigrateArgs {
     #[arg(long, short)]
     pub quiet: bool,
     /// Print the parity report as one JSON document.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `stowage prune-runs`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("policy").required(true).multiple(true)
+    .args(["finished_before", "older_than", "status", "agent", "keep_newest"])))]
+pub struct PruneRunsArgs {
+    /// The store URL.
+    pub url: String,
+    /// Only runs that finished strictly before this time (RFC 3339, e.g.
+    /// 2026-11-01T00:00:00Z).
+    #[arg(long, value_name = "RFC3339", value_parser = parse::rfc3339, conflicts_with = "older_than")]
+    pub finished_before: Option<Timestamp>,
+    /// Only runs that finished more than this long ago (e.g. 30d, 12h).
+    #[arg(long, value_name = "DURATION", value_parser = parse::duration)]
+    pub older_than: Option<Duration>,
+    /// Only runs in this status (repeat for several): running, completed,
+    /// failed, cancelled.
+    #[arg(long, value_name = "STATUS", value_parser = parse::run_status)]
+    pub status: Vec<RunStatus>,
+    /// Only runs of this agent.
+    #[arg(long, value_name = "AGENT")]
+    pub agent: Option<String>,
+    /// Never delete the newest N runs (by creation) of each agent.
+    #[arg(long, value_name = "N")]
+    pub keep_newest: Option<u64>,
+    /// Delete matching runs even while they are running.
+    #[arg(long)]
+    pub include_running: bool,
+    /// Batch size, progress and output.
+    #[command(flatten)]
+    pub sweep: SweepArgs,
+    /// Delete nothing: list the runs the policy selects now (same rules,
+    /// by listing).
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Options every sweep takes.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// The most entities one batch examines (1 to 10000).
+    #[arg(long, value_name = "N", default_value_t = stowage_core::lifecycle::DEFAULT_BATCH,
+        value_parser = parse::batch)]
+    pub batch: usize,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Machine-readable output: one JSON document.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `stowage expire-sessions`.
+#[derive(Debug, Args)]
+pub struct ExpireSessionsArgs {
+    /// The store URL.
+    pub url: String,
+    /// Only sessions idle for longer than this (e.g. 7d, 12h).
+    #[arg(long, value_name = "DURATION", value_parser = parse::duration)]
+    pub idle_for: Duration,
+    /// Batch size, progress and output.
+    #[command(flatten)]
+    pub sweep: SweepArgs,
+}
+
+/// `stowage prune-sessions`.
+#[derive(Debug, Args)]
+pub struct PruneSessionsArgs {
+    /// The store URL.
+    pub url: String,
+    /// Only sessions idle for longer than this (e.g. 30d).
+    #[arg(long, value_name = "DURATION", value_parser = parse::duration)]
+    pub idle_for: Duration,
+    /// Only sessions in this state (repeat for several; default: expired):
+    /// open, suspended, resolved, expired, cancelled.
+    #[arg(long, value_name = "STATE", value_parser = parse::session_state)]
+    pub state: Vec<SessionState>,
+    /// Batch size, progress and output.
+    #[command(flatten)]
+    pub sweep: SweepArgs,
+}
+
+/// `stowage gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// The store URL.
+    pub url: String,
+    /// Keep blobs put or referenced within this period.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse::duration)]
+    pub grace: Duration,
+    /// Batch size, progress and output.
+    #[command(flatten)]
+    pub sweep: SweepArgs,
+}
+
+/// `stowage pin` and `stowage unpin`.
+#[derive(Debug, Args)]
+pub struct PinArgs {
+    /// The store URL.
+    pub url: String,
+    /// The blob's digest (64 hex characters).
+    #[arg(value_parser = parse::digest)]
+    pub digest: Digest,
+    /// The pin's label (an identifier).
+    pub label: String,
+}
+
+/// `stowage referrers`.
+#[derive(Debug, Args)]
+pub struct ReferrersArgs {
+    /// The store URL.
+    pub url: String,
+    /// The blob's digest (64 hex characters).
+    #[arg(value_parser = parse::digest)]
+    pub digest: Digest,
+    /// Machine-readable output: one JSON document per referrer.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `stowage fork-session` and `stowage fork-release`.
+#[derive(Debug, Args)]
+pub struct ForkArgs {
+    /// The store URL.
+    pub url: String,
+    /// The session id or release name to copy.
+    pub from: String,
+    /// The new session id or release name.
+    pub to: String,
+    /// Machine-readable output: the new record as one JSON document.
     #[arg(long)]
     pub json: bool,
 }

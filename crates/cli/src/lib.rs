@@ -2,7 +2,9 @@
 //!
 //! The `stowage` command: look inside any stowage store, prove it intact,
 //! export it to a versioned JSONL file, import such a file into any
-//! backend, and migrate between backends with a parity report.
+//! backend, migrate between backends with a parity report, and reclaim
+//! space (run retention, session expiry, blob pins and garbage
+//! collection) or fork sessions and releases over `stores.lifecycle`.
 //!
 //! [`run`] is the whole command as a function (the binary is one line
 //! around it), so tests can drive it without a process. The export format
@@ -30,8 +32,10 @@ pub mod export;
 pub mod format;
 pub mod import;
 mod inspect;
+mod lifecycle;
 pub mod migrate;
 mod parity;
+mod parse;
 mod progress;
 pub mod replay;
 pub mod stats;
@@ -120,6 +124,15 @@ async fn dispatch(command: Command) -> Result<Outcome> {
         Command::Export(a) => export::run(a).await,
         Command::Import(a) => import::run(a).await,
         Command::Migrate(a) => migrate::run(a).await,
+        Command::PruneRuns(a) => lifecycle::prune_runs(a).await,
+        Command::ExpireSessions(a) => lifecycle::expire_sessions(a).await,
+        Command::PruneSessions(a) => lifecycle::prune_sessions(a).await,
+        Command::Gc(a) => lifecycle::gc(a).await,
+        Command::Pin(a) => lifecycle::pin(a).await,
+        Command::Unpin(a) => lifecycle::unpin(a).await,
+        Command::Referrers(a) => lifecycle::referrers(a).await,
+        Command::ForkSession(a) => lifecycle::fork_session(a).await,
+        Command::ForkRelease(a) => lifecycle::fork_release(a).await,
     }
 }
 

@@ -187,3 +187,20 @@ pub(crate) fn describe(c: &Counts) -> String {
         c.supersessions
     )
 }
+
+/// One spinner titled `prefix` for a sweep, hidden when `quiet` or stderr
+/// is not a terminal.
+pub(crate) fn spinner(quiet: bool, prefix: &str) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {prefix} {msg} [{elapsed}]")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_prefix(prefix.to_owned());
+    bar.set_message("starting");
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}

@@ -108,7 +108,7 @@ async fn stats_counts_every_store() {
     let dir = tempfile::tempdir().unwrap();
     let url = file_url(dir.path());
     with_store(&url, async |s| populate(s).await).await;
-    let json = ok(&stowage(&["stats", &url, "--json"]));
+    let json = ok(&stowage(&["stats", &url, "--scan", "--json"]));
     let doc: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
     let expect = [
         ("blobs", 3),
@@ -126,7 +126,7 @@ async fn stats_counts_every_store() {
     }
     assert_eq!(doc["supersessions_listable"], true);
     assert_eq!(doc["supersessions"], 1, "{json}");
-    let human = ok(&stowage(&["stats", &url]));
+    let human = ok(&stowage(&["stats", &url, "--scan"]));
     assert!(human.starts_with("STORE"), "{human}");
     assert!(
         human.contains("6 events") && human.contains("5 log entries"),
