@@ -128,8 +128,8 @@ async fn prune_runs_deletes_what_the_dry_run_lists_and_nothing_else() {
     assert_eq!(left, expect);
     assert!(left.contains(&a3) && left.contains(&running));
 
-    // Only b's old completed runs (the sweep still examines every run);
-    // text output.
+    // Only b's old completed runs (the sweep walks b's index only); text
+    // output.
     let out = ok(&stowage(&[
         "prune-runs",
         &url,
@@ -142,7 +142,7 @@ async fn prune_runs_deletes_what_the_dry_run_lists_and_nothing_else() {
     ]));
     assert_eq!(
         out.trim(),
-        "deleted 1 runs (2 events); 4 runs examined in 1 batch",
+        "deleted 1 runs (2 events); 2 runs examined in 1 batch",
         "{out}"
     );
     let err = with_store(&url, async |s| s.runs.get_run(b1).await.unwrap_err()).await;

@@ -35,7 +35,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::{Digest, ReleaseRecord, Result, RunId, RunStatus, Session, SessionState, Timestamp};
+use crate::{
+    Digest, LogEntry, ReleaseRecord, Result, Run, RunId, RunStatus, Session, SessionState,
+    Timestamp,
+};
 
 /// The most entities one sweep call examines when a policy does not say.
 pub const DEFAULT_BATCH: usize = 256;
@@ -119,6 +122,29 @@ impl RunRetention {
         self.batch = n;
         self
     }
+
+    /// Whether this policy selects `run` at `now`, except for
+    /// `keep_newest_per_agent` (which depends on the agent's other runs: a
+    /// run is kept while fewer than N runs of its agent are newer). Every
+    /// backend and the CLI's `--dry-run` decide with this.
+    pub fn selects(&self, run: &Run, now: Timestamp) -> bool {
+        if run.status == RunStatus::Running && self.running == IfRunning::Keep {
+            return false;
+        }
+        if !self.statuses.is_empty() && !self.statuses.contains(&run.status) {
+            return false;
+        }
+        if self
+            .agent_name
+            .as_ref()
+            .is_some_and(|agent| *agent != run.metadata.agent_name)
+        {
+            return false;
+        }
+        // A running run counts as finishing now.
+        self.finished_before
+            .is_none_or(|limit| run.finished_at.unwrap_or(now) < limit)
+    }
 }
 
 /// Which sessions [`Lifecycle::expire_sessions`] moves to `Expired`, or
@@ -162,6 +188,31 @@ impl SessionRetention {
         self.batch = n;
         self
     }
+
+    /// Whether a session last active at `last_activity` has been idle for
+    /// longer than `idle_for` at `now`.
+    pub fn is_idle(&self, last_activity: Timestamp, now: Timestamp) -> bool {
+        let span = u64::try_from(self.idle_for.as_millis()).unwrap_or(u64::MAX);
+        last_activity.as_millis() < now.as_millis().saturating_sub(span)
+    }
+
+    /// Whether `expire_sessions` moves `session` (last active at
+    /// `last_activity`) to `Expired` at `now`: idle and not final.
+    pub fn expires(&self, session: &Session, last_activity: Timestamp, now: Timestamp) -> bool {
+        !session.state.is_final() && self.is_idle(last_activity, now)
+    }
+
+    /// Whether `prune_sessions` deletes `session` (last active at
+    /// `last_activity`) at `now`: idle and in one of `states`.
+    pub fn prunes(&self, session: &Session, last_activity: Timestamp, now: Timestamp) -> bool {
+        self.states.contains(&session.state) && self.is_idle(last_activity, now)
+    }
+}
+
+/// A session's last activity: the later of its `updated_at` and the
+/// timestamp of its last log entry (`None`: an empty log).
+pub fn last_activity(session: &Session, last_entry: Option<&LogEntry>) -> Timestamp {
+    last_entry.map_or(session.updated_at, |e| e.timestamp.max(session.updated_at))
 }
 
 /// What [`Lifecycle::gc_blobs`] collects: unreferenced blobs whose last

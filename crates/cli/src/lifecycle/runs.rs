@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 
-use stowage_core::lifecycle::{IfRunning, RunRetention};
+use stowage_core::lifecycle::RunRetention;
 use stowage_core::{Error, Result, Run, RunFilter, RunStatus, Stores, Timestamp};
 
 use super::{print_totals, sweep, Names, Removed, Totals};
@@ -67,28 +67,6 @@ pub(crate) async fn prune_runs(args: PruneRunsArgs) -> Result<Outcome> {
     Ok(Outcome::Clean)
 }
 
-/// Whether `policy` selects `run` at `now`, leaving out the newest-per-agent
-/// rule: the rule `Lifecycle::prune_runs` applies (see the engine's
-/// `retention.rs`), restated over listed runs.
-fn selected(policy: &RunRetention, run: &Run, now: Timestamp) -> bool {
-    if run.status == RunStatus::Running && policy.running == IfRunning::Keep {
-        return false;
-    }
-    if !policy.statuses.is_empty() && !policy.statuses.contains(&run.status) {
-        return false;
-    }
-    if policy
-        .agent_name
-        .as_ref()
-        .is_some_and(|agent| *agent != run.metadata.agent_name)
-    {
-        return false;
-    }
-    policy
-        .finished_before
-        .is_none_or(|limit| run.finished_at.unwrap_or(now) < limit)
-}
-
 /// The runs `policy` selects now, by listing every run newest first (of
 /// the policy's agent, if it names one) and counting each agent's runs
 /// to apply `keep_newest_per_agent`. Returns them with the number of runs
@@ -121,7 +99,7 @@ pub(crate) async fn select(
                 .or_default();
             let kept = policy.keep_newest_per_agent.is_some_and(|n| *newer < n);
             *newer += 1;
-            if !kept && selected(policy, &run, now) {
+            if !kept && policy.selects(&run, now) {
                 chosen.push(run);
             }
         }

@@ -12,7 +12,7 @@ use futures::future::try_join_all;
 use stowage_core::encoding::decode_record;
 use stowage_core::lifecycle::{IfRunning, RunRetention, Sweep};
 use stowage_core::validate::{self, MAX_PAGE};
-use stowage_core::{Error, Result, Run, RunId, RunStatus, Timestamp};
+use stowage_core::{Error, Result, Run, RunId, RunStatus};
 
 use super::super::conn::{bytes, int, items, status, unexpected, Op};
 use super::super::index::scan_lex;
@@ -48,55 +48,22 @@ fn status_word(s: RunStatus) -> &'static str {
     }
 }
 
-/// Whether `policy` selects `run` at `now`, leaving out the newest-per-agent
-/// rule (the engine's `selected`).
-fn selected(policy: &RunRetention, run: &Run, now: Timestamp) -> bool {
-    let running = run.status == RunStatus::Running;
-    if running && policy.running == IfRunning::Keep {
-        return false;
-    }
-    if !policy.statuses.is_empty() && !policy.statuses.contains(&run.status) {
-        return false;
-    }
-    if policy
-        .agent_name
-        .as_ref()
-        .is_some_and(|agent| *agent != run.metadata.agent_name)
-    {
-        return false;
-    }
-    match policy.finished_before {
-        None => true,
-        // A running run counts as finishing now.
-        Some(limit) => run.finished_at.unwrap_or(now) < limit,
-    }
-}
-
-/// Whether `run` is among the newest `n` runs of its agent (by id), read
-/// from the agent index; as the engine, at most `MAX_PAGE * 16` are read
-/// and an agent with fewer runs than that keeps them all.
+/// Whether `run` is among the newest `n` runs of its agent: fewer than
+/// `n` members of the agent index (run ids, which sort by creation) are
+/// greater than its id.
 async fn among_newest(sh: &Shared, run: &Run, n: u64) -> Result<bool> {
-    if n == 0 {
-        return Ok(false);
-    }
-    let limit = usize::try_from(n).unwrap_or(usize::MAX).min(MAX_PAGE * 16);
-    let mut cmd = redis::cmd("ZREVRANGEBYLEX");
+    let mut cmd = redis::cmd("ZLEXCOUNT");
     cmd.arg(sh.keys.runs_by_agent(&run.metadata.agent_name))
-        .arg("+")
-        .arg("-")
-        .arg("LIMIT")
-        .arg(0)
-        .arg(limit);
-    let newest = items(
-        sh.conn
-            .query(&cmd, Op::Read, "newest runs of an agent")
-            .await?,
-    );
-    if newest.len() < limit {
-        return Ok(true);
-    }
-    let id = run.id.to_string();
-    Ok(newest.iter().any(|m| bytes(m) == Some(id.as_bytes())))
+        .arg(format!("({}", run.id))
+        .arg("+");
+    let reply = sh
+        .conn
+        .query(&cmd, Op::Read, "newer runs of an agent")
+        .await?;
+    let newer = int(&reply)
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| unexpected("newer runs of an agent", "a count"))?;
+    Ok(newer < n)
 }
 
 /// How a delete is checked inside the script.
@@ -235,7 +202,7 @@ pub(super) async fn prune_runs(
     let next = (page.len() == limit).then(|| page[page.len() - 1].id);
     let (mut affected, mut removed) = (0, 0);
     for run in &page {
-        if !selected(policy, run, sh.env.clock.now()) {
+        if !policy.selects(run, sh.env.clock.now()) {
             continue;
         }
         let check = Check {

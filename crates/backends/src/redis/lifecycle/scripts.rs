@@ -22,13 +22,7 @@ if ARGV[3] ~= '' and m[1] ~= ARGV[3] then return {'changed'} end
 if m[1] == 'Running' and ARGV[2] == 'keep' then return {'running'} end
 if ARGV[4] ~= '' and KEYS[7] then
   local n = tonumber(ARGV[4])
-  if n > 0 then
-    local newest = redis.call('ZREVRANGEBYLEX', KEYS[7], '+', '-', 'LIMIT', 0, n)
-    if #newest < n then return {'kept'} end
-    for _, id in ipairs(newest) do
-      if id == ARGV[1] then return {'kept'} end
-    end
-  end
+  if redis.call('ZLEXCOUNT', KEYS[7], '(' .. ARGV[1], '+') < n then return {'kept'} end
 end
 local rec = redis.call('HSTRLEN', KEYS[1], 'rec')
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use futures::future::try_join_all;
 use stowage_core::encoding::{decode_record, encode_record};
-use stowage_core::lifecycle::{SessionRetention, Sweep};
+use stowage_core::lifecycle::{self, SessionRetention, Sweep};
 use stowage_core::validate;
 use stowage_core::{LogEntry, Result, Session, SessionState, Timestamp};
 
@@ -18,7 +18,7 @@ use super::super::index::scan_lex;
 use super::super::runs::chain_end;
 use super::super::sessions::unlist;
 use super::super::Shared;
-use super::{batch_size, before};
+use super::batch_size;
 
 /// Times one session is re-read after it moved under a sweep, before the
 /// sweep leaves it for the next pass.
@@ -34,10 +34,10 @@ pub(super) enum SessionSweep {
 }
 
 impl SessionSweep {
-    fn selects(self, policy: &SessionRetention, session: &Session) -> bool {
+    fn selects(self, policy: &SessionRetention, peeked: &Peeked, now: Timestamp) -> bool {
         match self {
-            SessionSweep::Expire => !session.state.is_final(),
-            SessionSweep::Delete => policy.states.contains(&session.state),
+            SessionSweep::Expire => policy.expires(&peeked.session, peeked.last, now),
+            SessionSweep::Delete => policy.prunes(&peeked.session, peeked.last, now),
         }
     }
 }
@@ -72,12 +72,10 @@ async fn peek(sh: &Shared, id: &str) -> Result<Option<Peeked>> {
     let (len, head) = chain_end(rest.get(2), rest.get(3), &what)?;
     session.log_len = len;
     session.log_head = head;
-    // The later of its last change and its last log entry.
-    let mut last = session.updated_at;
-    if let Some(entry) = field(4) {
-        let entry: LogEntry = decode_record(&format!("{what} log entry"), &entry)?;
-        last = last.max(entry.timestamp);
-    }
+    let entry: Option<LogEntry> = field(4)
+        .map(|entry| decode_record(&format!("{what} log entry"), &entry))
+        .transpose()?;
+    let last = lifecycle::last_activity(&session, entry.as_ref());
     Ok(Some(Peeked {
         session,
         last,
@@ -101,7 +99,7 @@ async fn apply(
     let (meta, log, idem) = (k.session_meta(&id), k.session_log(&id), k.session_idem(&id));
     for _ in 0..REJUDGE {
         let now = sh.env.clock.now();
-        if !sweep.selects(policy, &peeked.session) || peeked.last >= before(now, policy.idle_for) {
+        if !sweep.selects(policy, &peeked, now) {
             return Ok(None);
         }
         let expected: [&[u8]; 3] = [&peeked.ver, &peeked.next, &peeked.head];
@@ -177,11 +175,11 @@ pub(super) async fn sweep(
     )
     .await?;
     let next = (page.len() == limit).then(|| page[page.len() - 1].session.id.clone());
-    let cutoff = before(sh.env.clock.now(), policy.idle_for);
+    let now = sh.env.clock.now();
     let (mut affected, mut removed) = (0, 0);
     let examined = page.len() as u64;
     for peeked in page {
-        if !sweep.selects(policy, &peeked.session) || peeked.last >= cutoff {
+        if !sweep.selects(policy, &peeked, now) {
             continue;
         }
         if let Some(entries) = apply(sh, sweep, policy, peeked).await? {

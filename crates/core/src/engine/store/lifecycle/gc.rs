@@ -129,6 +129,9 @@ const BACKFILL_PAGE: usize = 512;
 /// The references of one stored record of the table being backfilled.
 type Extract = fn(&[u8]) -> Result<Vec<(Digest, Referrer)>>;
 
+/// A key range whose records make references, and how to read them.
+type Source = (Table, Vec<u8>, Option<Vec<u8>>, Extract);
+
 fn run_refs(value: &[u8]) -> Result<Vec<(Digest, Referrer)>> {
     let run: Run = decode_record("run record", value)?;
     let mut out = vec![(run.spec_digest, Referrer::Run(run.id))];
@@ -168,7 +171,7 @@ impl EngineStore {
             return Ok(());
         }
         let (records_start, records_end) = keys::all_release_records();
-        let sources: [(Table, Vec<u8>, Option<Vec<u8>>, Extract); 3] = [
+        let sources: [Source; 3] = [
             (Table::Runs, Vec::new(), None, run_refs),
             (
                 Table::Releases,

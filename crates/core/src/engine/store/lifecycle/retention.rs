@@ -12,7 +12,7 @@ use super::super::{get_record, EngineStore, Shared};
 use crate::encoding::{decode_record, encode_record};
 use crate::engine::keys;
 use crate::engine::{Direction, Reader, Table, Txn};
-use crate::lifecycle::{IfRunning, RunRetention, SessionRetention, Sweep, DEFAULT_BATCH};
+use crate::lifecycle::{self, IfRunning, RunRetention, SessionRetention, Sweep, DEFAULT_BATCH};
 use crate::validate::{self, MAX_PAGE};
 use crate::Timestamp;
 use crate::{Error, ErrorKind, LogEntry, Result, Run, RunId, RunStatus, Session, SessionState};
@@ -54,51 +54,77 @@ fn find_run(reader: &dyn Reader, id: RunId) -> Result<Option<Run>> {
     }
 }
 
-/// Whether `policy` selects `run` at `now`, leaving out the newest-per-agent
-/// rule (see [`among_newest`]).
-fn selected(policy: &RunRetention, run: &Run, now: Timestamp) -> bool {
-    let running = run.status == RunStatus::Running;
-    if running && policy.running == IfRunning::Keep {
-        return false;
+/// Index entries read per scan while counting an agent's newer runs.
+const NEWER_PAGE: usize = 1024;
+
+/// Whether `run` is among the newest `n` runs of its agent: fewer than `n`
+/// of the agent's runs are newer (counted up to `n`, page by page).
+fn among_newest(reader: &dyn Reader, run: &Run, n: u64) -> Result<bool> {
+    let agent = &run.metadata.agent_name;
+    let (_, end) = keys::index_before(&keys::agent_prefix(agent), None);
+    let mut start = keys::successor(&keys::run_by_agent(agent, run.id));
+    let mut newer = 0u64;
+    while newer < n {
+        let want = usize::try_from(n - newer).map_or(NEWER_PAGE, |w| w.min(NEWER_PAGE));
+        let page = reader.scan(
+            Table::RunsByAgent,
+            &start,
+            Some(&end),
+            Direction::Forward,
+            want,
+        )?;
+        newer += page.len() as u64;
+        match page.last() {
+            Some((last, _)) if page.len() == want => start = keys::successor(last),
+            _ => return Ok(newer < n),
+        }
     }
-    if !policy.statuses.is_empty() && !policy.statuses.contains(&run.status) {
-        return false;
-    }
-    if policy
-        .agent_name
-        .as_ref()
-        .is_some_and(|agent| *agent != run.metadata.agent_name)
-    {
-        return false;
-    }
-    match policy.finished_before {
-        None => true,
-        // A running run counts as finishing now.
-        Some(limit) => run.finished_at.unwrap_or(now) < limit,
-    }
+    Ok(false)
 }
 
-/// Whether `run` is among the newest `n` runs of its agent.
-fn among_newest(reader: &dyn Reader, run: &Run, n: u64) -> Result<bool> {
-    if n == 0 {
-        return Ok(false);
-    }
-    let prefix = keys::agent_prefix(&run.metadata.agent_name);
-    let (start, end) = keys::index_before(&prefix, None);
-    let limit = usize::try_from(n).unwrap_or(usize::MAX).min(MAX_PAGE * 16);
-    let newest = reader.scan(
+/// One page of candidate runs, oldest first, strictly after `after`: from
+/// the agent's index when the policy names one, else from every run.
+fn candidates(
+    reader: &dyn Reader,
+    agent: Option<&str>,
+    after: Option<RunId>,
+    limit: usize,
+) -> Result<Vec<Run>> {
+    let Some(agent) = agent else {
+        return reader
+            .scan(
+                Table::Runs,
+                &keys::runs_after(after),
+                None,
+                Direction::Forward,
+                limit,
+            )?
+            .iter()
+            .map(|(_, v)| with_head(reader, decode_record("run record", v)?))
+            .collect();
+    };
+    let prefix = keys::agent_prefix(agent);
+    let (first, end) = keys::index_before(&prefix, None);
+    let start = after.map_or(first, |id| keys::successor(&keys::run_by_agent(agent, id)));
+    let mut out = Vec::new();
+    for (key, _) in reader.scan(
         Table::RunsByAgent,
         &start,
         Some(&end),
-        Direction::Reverse,
+        Direction::Forward,
         limit,
-    )?;
-    if newest.len() < limit {
-        // Fewer than n runs (or n beyond what one scan reads): all kept.
-        return Ok(true);
+    )? {
+        let id = keys::run_id_suffix(&key)?;
+        match find_run(reader, id)? {
+            Some(run) => out.push(run),
+            None => {
+                return Err(Error::corrupted(format!(
+                    "run index names missing run {id}"
+                )))
+            }
+        }
     }
-    let oldest_kept = keys::run_id_suffix(&newest[newest.len() - 1].0)?;
-    Ok(run.id >= oldest_kept)
+    Ok(out)
 }
 
 fn prune_one(
@@ -110,11 +136,11 @@ fn prune_one(
     let Some(run) = find_run(txn, id)? else {
         return Ok(None);
     };
-    if !selected(policy, &run, shared.now()) {
+    if !policy.selects(&run, shared.now()) {
         return Ok(None);
     }
     if let Some(n) = policy.keep_newest_per_agent {
-        if among_newest(txn, &run, n)? {
+        if n > 0 && among_newest(txn, &run, n)? {
             return Ok(None);
         }
     }
@@ -137,7 +163,7 @@ fn last_activity(reader: &dyn Reader, session: &Session) -> Result<Timestamp> {
         &keys::log_entry(&session.id, last),
         "session log entry",
     )?;
-    Ok(entry.map_or(session.updated_at, |e| e.timestamp.max(session.updated_at)))
+    Ok(lifecycle::last_activity(session, entry.as_ref()))
 }
 
 /// What a session sweep does to the sessions it selects.
@@ -150,10 +176,16 @@ pub(super) enum SessionSweep {
 }
 
 impl SessionSweep {
-    fn selects(self, policy: &SessionRetention, session: &Session) -> bool {
+    fn selects(
+        self,
+        policy: &SessionRetention,
+        session: &Session,
+        last: Timestamp,
+        now: Timestamp,
+    ) -> bool {
         match self {
-            SessionSweep::Expire => !session.state.is_final(),
-            SessionSweep::Delete => policy.states.contains(&session.state),
+            SessionSweep::Expire => policy.expires(session, last, now),
+            SessionSweep::Delete => policy.prunes(session, last, now),
         }
     }
 
@@ -170,9 +202,7 @@ impl SessionSweep {
             return Ok(None);
         };
         let now = shared.now();
-        if !self.selects(policy, &session)
-            || last_activity(txn, &session)? >= before(now, policy.idle_for)
-        {
+        if !self.selects(policy, &session, last_activity(txn, &session)?, now) {
             return Ok(None);
         }
         match self {
@@ -219,20 +249,14 @@ impl EngineStore {
             validate::identifier("agent name", agent)?;
         }
         let limit = batch_size(policy.batch);
-        let start = keys::runs_after(after);
+        let agent = policy.agent_name.clone();
         let page: Vec<Run> = self
-            .read(move |_, reader| {
-                reader
-                    .scan(Table::Runs, &start, None, Direction::Forward, limit)?
-                    .iter()
-                    .map(|(_, v)| with_head(reader, decode_record("run record", v)?))
-                    .collect()
-            })
+            .read(move |_, reader| candidates(reader, agent.as_deref(), after, limit))
             .await?;
         let next = (page.len() == limit).then(|| page[page.len() - 1].id);
         let (mut affected, mut removed) = (0, 0);
         for run in &page {
-            if !selected(policy, run, self.0.now()) {
+            if !policy.selects(run, self.0.now()) {
                 continue;
             }
             let (policy, id) = (policy.clone(), run.id);
@@ -271,10 +295,10 @@ impl EngineStore {
             })
             .await?;
         let next = (page.len() == limit).then(|| page[page.len() - 1].0.id.clone());
-        let cutoff = before(self.0.now(), policy.idle_for);
+        let now = self.0.now();
         let (mut affected, mut removed) = (0, 0);
         for (session, last) in &page {
-            if !sweep.selects(policy, session) || *last >= cutoff {
+            if !sweep.selects(policy, session, *last, now) {
                 continue;
             }
             let (policy, id) = (policy.clone(), session.id.clone());
