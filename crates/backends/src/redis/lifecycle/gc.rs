@@ -215,6 +215,7 @@ pub(super) async fn gc_blobs(
     policy: &BlobGc,
     after: Option<&Digest>,
 ) -> Result<Sweep<Digest>> {
+    super::backfill::ensure_indexed(sh).await?;
     let limit = batch_size(policy.batch);
     let page: Vec<(Digest, u64)> =
         scan_lex(

@@ -18,6 +18,7 @@ use stowage_core::{Digest, ReleaseRecord, Result, RunId, Session, Timestamp};
 
 use super::Shared;
 
+mod backfill;
 mod fork;
 mod gc;
 pub(crate) mod refs;
