@@ -79,7 +79,7 @@ pub fn make_pki(dir: &Path, san: &str) {
         format!(
             "subjectAltName={san}\nbasicConstraints=CA:FALSE\n\
              keyUsage=critical,digitalSignature,keyEncipherment\n\
-             extendedKeyUsage=serverAuth\n"
+             extendedKeyUsage=serverAuth,clientAuth\n"
         ),
     )
     .expect("write server.ext");

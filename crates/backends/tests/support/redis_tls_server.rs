@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use super::{free_port, launch, unique_prefix, Process};
 
+#[path = "pki.rs"]
+mod pki;
+
 /// A private TLS-only `redis-server` and the throwaway PKI it trusts.
 pub struct TlsServer {
     pub process: Process,
@@ -33,104 +36,6 @@ impl TlsServer {
             unique_prefix(tag)
         )
     }
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("the TLS tests need the openssl CLI ({e})"));
-    assert!(
-        out.status.success(),
-        "openssl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A self-signed CA (`NAME.pem`, `NAME.key`) in `dir`.
-fn make_ca(dir: &Path, name: &str) {
-    let (key, pem, subj) = (
-        format!("{name}.key"),
-        format!("{name}.pem"),
-        format!("/CN=stowage test {name}"),
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &pem,
-            "-days",
-            "2",
-            "-subj",
-            &subj,
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-    );
-}
-
-/// Makes, in `dir`, `ca.pem`/`ca.key`, `wrong-ca.pem`/`wrong-ca.key` and
-/// `server.pem`/`server.key` (signed by `ca`; SAN `IP:127.0.0.1`,
-/// `DNS:localhost`).
-fn make_pki(dir: &Path) {
-    make_ca(dir, "ca");
-    make_ca(dir, "wrong-ca");
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
-         keyUsage=critical,digitalSignature,keyEncipherment\n\
-         extendedKeyUsage=serverAuth,clientAuth\n",
-    )
-    .expect("write server.ext");
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-        ],
-    );
 }
 
 /// The TLS options of a node using the PKI in `pki`.
@@ -159,7 +64,7 @@ fn tls_args(pki: &Path, tls_port: &str) -> Vec<String> {
 pub fn spawn_tls() -> TlsServer {
     let dir = std::env::temp_dir().join(unique_prefix("tls"));
     std::fs::create_dir_all(&dir).expect("create TLS server dir");
-    make_pki(&dir);
+    pki::make_pki(&dir, "IP:127.0.0.1,DNS:localhost");
     let port = free_port();
     let port_s = port.to_string();
     let args = tls_args(&dir, &port_s);
@@ -214,7 +119,7 @@ pub fn spawn_tls_cluster() -> TlsCluster {
         })
         .collect();
     let pki = dirs[0].clone();
-    make_pki(&pki);
+    pki::make_pki(&pki, "IP:127.0.0.1,DNS:localhost");
     let ca = pki.join("ca.pem");
     let mut nodes = Vec::new();
     for dir in dirs {
