@@ -15,8 +15,9 @@
 //! # Blob references
 //!
 //! A blob is referenced, and never collected, while any of these exists:
-//! - a run whose spec digest it is, or whose summary declares it
-//!   ([`RunSummary::with_blobs`](crate::RunSummary::with_blobs));
+//! - a run whose spec digest it is, or whose summary or one of whose
+//!   events declares it ([`RunSummary::with_blobs`](crate::RunSummary::with_blobs),
+//!   [`NewEvent::with_blobs`](crate::NewEvent::with_blobs));
 //! - a release record (of any name, current or not) whose spec digest it is;
 //! - a supersession whose target or replacement it is;
 //! - a pin ([`Lifecycle::pin_blob`]), until unpinned.
@@ -276,7 +277,7 @@ impl<C> Sweep<C> {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Referrer {
-    /// A run (its spec digest or a digest its summary declares).
+    /// A run (its spec digest, or a digest its summary or an event declares).
     Run(RunId),
     /// A release name (the spec digest of one of its records).
     Release(String),

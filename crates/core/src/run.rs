@@ -92,7 +92,8 @@ pub struct RunSummary {
     pub blobs: Vec<Digest>,
 }
 
-/// The most blob digests a [`RunSummary`] may declare.
+/// The most blob digests a [`RunSummary`] or a
+/// [`NewEvent`](crate::NewEvent) may declare.
 pub const MAX_SUMMARY_BLOBS: usize = 1024;
 
 impl RunSummary {

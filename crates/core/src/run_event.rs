@@ -27,6 +27,13 @@ pub struct NewEvent {
     pub idempotency_key: Option<String>,
     /// Compare-and-append: fail with `Conflict` unless this is the next seq.
     pub expected_seq: Option<u64>,
+    /// Blobs the event produced or used: recorded as references of the
+    /// run before the append, they keep the blobs from garbage collection
+    /// while the run exists (see [`lifecycle`](crate::lifecycle)). Not part
+    /// of the stored event or its hash. At most
+    /// [`MAX_SUMMARY_BLOBS`](crate::run::MAX_SUMMARY_BLOBS).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blobs: Vec<Digest>,
 }
 
 impl NewEvent {
@@ -38,7 +45,14 @@ impl NewEvent {
             timestamp: None,
             idempotency_key: None,
             expected_seq: None,
+            blobs: Vec::new(),
         }
+    }
+
+    /// This event, declaring `blobs` as references of its run.
+    pub fn with_blobs(mut self, blobs: impl IntoIterator<Item = Digest>) -> Self {
+        self.blobs = blobs.into_iter().collect();
+        self
     }
 
     /// This event, made exactly-once under `key` (see
@@ -72,6 +86,13 @@ impl NewEvent {
     fn checked_payload(&self) -> Result<Vec<u8>> {
         validate::identifier("event kind", &self.kind)?;
         validate::optional_identifier("idempotency key", self.idempotency_key.as_deref())?;
+        if self.blobs.len() > crate::run::MAX_SUMMARY_BLOBS {
+            return Err(Error::invalid_input(format!(
+                "event blobs: {} digests, at most {} allowed",
+                self.blobs.len(),
+                crate::run::MAX_SUMMARY_BLOBS
+            )));
+        }
         validate::json("event payload", &self.payload)
     }
 }

@@ -122,7 +122,13 @@ impl RunLedger for RedisRuns {
     }
 
     async fn append_event(&self, run: RunId, event: NewEvent) -> Result<RunEvent> {
-        // `RunEvent::build` validates the event before anything is sent.
+        // `RunEvent::build` validates the event before anything is sent;
+        // declared blobs are referenced first, so validate before that.
+        if !event.blobs.is_empty() {
+            event.validate()?;
+            let referrer = Referrer::Run(run);
+            reference(&self.0, event.blobs.iter().copied(), &referrer).await?;
+        }
         let now = self.0.env.clock.now();
         let what = format!("append to run {run}");
         let idem = event.idempotency_key.clone();

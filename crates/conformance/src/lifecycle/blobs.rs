@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use stowage_core::lifecycle::{BlobGc, IfRunning, Referrer, Sweep};
-use stowage_core::{Digest, ErrorKind, RunSummary, Stores};
+use stowage_core::{Digest, ErrorKind, NewEvent, RunSummary, Stores};
 
 use super::{open_timed, sweep_all, HOUR};
 use crate::harness::Harness;
@@ -41,7 +41,13 @@ pub async fn gc_collects_only_unreferenced(h: &dyn Harness) {
     let replacement = put(&s, "replacement").await;
     let pinned = put(&s, "pinned").await;
     let garbage = put(&s, "garbage").await;
+    let used = put(&s, "used by an event").await;
     let run = ok(s.runs.create_run(run_spec, meta("a")).await, "create_run");
+    let event = NewEvent::new("tool_call", serde_json::json!({})).with_blobs([used]);
+    ok(
+        s.runs.append_event(run, event).await,
+        "append_event declaring a blob",
+    );
     let summary = RunSummary::new("done").with_blobs([output]);
     ok(s.runs.complete_run(run, summary).await, "complete_run");
     ok(
@@ -57,7 +63,7 @@ pub async fn gc_collects_only_unreferenced(h: &dyn Harness) {
 
     let sweep = gc(&s, HOUR, 2).await;
     assert_eq!(sweep.affected, 0, "nothing is older than an hour");
-    assert_eq!(sweep.examined, 7, "every blob examined across batches");
+    assert_eq!(sweep.examined, 8, "every blob examined across batches");
     let sweep = gc(&s, Duration::ZERO, 3).await;
     assert_eq!(sweep.affected, 1, "only the unreferenced blob is collected");
     assert_eq!(
@@ -66,7 +72,15 @@ pub async fn gc_collects_only_unreferenced(h: &dyn Harness) {
         "removed counts its bytes"
     );
     assert!(!present(&s, &garbage).await, "the garbage blob is gone");
-    for d in [run_spec, output, release_spec, target, replacement, pinned] {
+    for d in [
+        run_spec,
+        output,
+        used,
+        release_spec,
+        target,
+        replacement,
+        pinned,
+    ] {
         assert!(present(&s, &d).await, "a referenced blob was collected");
     }
     let referrers = ok(
@@ -86,10 +100,10 @@ pub async fn gc_collects_only_unreferenced(h: &dyn Harness) {
     time.tick().await;
     assert_eq!(
         gc(&s, Duration::ZERO, 100).await.affected,
-        3,
-        "the run's two blobs and the unpinned one"
+        4,
+        "the run's three blobs and the unpinned one"
     );
-    for d in [run_spec, output, pinned] {
+    for d in [run_spec, output, used, pinned] {
         assert!(
             !present(&s, &d).await,
             "a blob whose references are gone stays"

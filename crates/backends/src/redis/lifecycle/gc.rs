@@ -26,7 +26,7 @@ use std::sync::Arc;
 use futures::future::try_join_all;
 use stowage_core::encoding::decode_record;
 use stowage_core::lifecycle::{BlobGc, Referrer, Sweep};
-use stowage_core::{Digest, Error, ReleaseRecord, Result, Run};
+use stowage_core::{Digest, Error, ReleaseRecord, Result};
 
 use super::super::conn::{bytes, int, items, status, unexpected, Op};
 use super::super::index::scan_lex;
@@ -42,16 +42,13 @@ const RELEASE_PAGE: i64 = 256;
 /// Whether `referrer` still references `digest` (the engine's `is_live`).
 async fn is_live(sh: &Shared, digest: &Digest, referrer: &Referrer) -> Result<bool> {
     match referrer {
+        // Its spec, its summary's blobs or its events': live while the run
+        // exists (the engine's rule).
         Referrer::Run(id) => {
-            let what = format!("run {id}");
-            let mut cmd = redis::cmd("HGET");
+            let mut cmd = redis::cmd("HEXISTS");
             cmd.arg(sh.keys.run_meta(*id)).arg("rec");
-            let reply = sh.conn.query(&cmd, Op::Read, &what).await?;
-            let Some(rec) = bytes(&reply) else {
-                return Ok(false);
-            };
-            let run: Run = decode_record(&what, rec)?;
-            Ok(run.spec_digest == *digest || run.summary.is_some_and(|s| s.blobs.contains(digest)))
+            let reply = sh.conn.query(&cmd, Op::Read, &format!("run {id}")).await?;
+            Ok(int(&reply).is_some_and(|n| n == 1))
         }
         Referrer::Release(name) => release_references(sh, name, digest).await,
         Referrer::Supersession(target) => {

@@ -35,14 +35,13 @@ const REF_PAGE: usize = 256;
 /// Whether `referrer` still references `digest`.
 fn is_live(reader: &dyn Reader, digest: &Digest, referrer: &Referrer) -> Result<bool> {
     match referrer {
-        Referrer::Run(id) => {
-            match load_record(reader, *id) {
-                Ok(run) => Ok(run.spec_digest == *digest
-                    || run.summary.is_some_and(|s| s.blobs.contains(digest))),
-                Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
-                Err(e) => Err(e),
-            }
-        }
+        // Its spec, its summary's blobs or its events' (which the stored
+        // events do not keep): live while the run exists.
+        Referrer::Run(id) => match load_record(reader, *id) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        },
         Referrer::Release(name) => release_references(reader, name, digest),
         Referrer::Supersession(target) => Ok(supersessions::load(reader, target)?
             .is_some_and(|s| s.target == *digest || s.replacement == Some(*digest))),
