@@ -93,7 +93,7 @@ pub struct RunSummary {
 }
 
 /// The most blob digests a [`RunSummary`] or a
-/// [`NewEvent`](crate::NewEvent) may declare.
+/// [`NewEvent`] may declare.
 pub const MAX_SUMMARY_BLOBS: usize = 1024;
 
 impl RunSummary {
