@@ -45,7 +45,8 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let started = Instant::now();
     let (run, session, racers) = runtime.block_on(setup(&url));
-    let start_at = now_ms() + 2_000;
+    // Late enough that every child has opened the store before it.
+    let start_at = now_ms() + 4_000;
     let exe = std::env::current_exe().expect("own executable");
     let racer_list: Vec<String> = racers.iter().map(|r| r.to_string()).collect();
     let children: Vec<_> = (0..CHILDREN)

@@ -1,7 +1,7 @@
 //! Opening connections: flags and pragmas.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
 use stowage_core::{Durability, Error, Result};
@@ -27,9 +27,7 @@ pub(super) fn open_writer(
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = open(path, flags, busy_timeout)?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
-        .doing("switching to WAL (PRAGMA journal_mode=WAL)")?;
+    let mode = switch_to_wal(&conn, busy_timeout)?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(Error::unsupported(format!(
             "sqlite: {} cannot use write-ahead logging (journal_mode stays {mode}); \
@@ -47,6 +45,27 @@ pub(super) fn open_writer(
     ))
     .doing("setting pragmas")?;
     Ok(conn)
+}
+
+/// `PRAGMA journal_mode=WAL`, retried while the database is busy: while
+/// other processes are creating a fresh file, SQLite can answer the mode
+/// change `SQLITE_BUSY` without waiting in the busy handler, so this waits
+/// up to `busy_timeout` itself. Returns the journal mode now in force.
+fn switch_to_wal(conn: &Connection, busy_timeout: Duration) -> Result<String> {
+    let deadline = Instant::now() + busy_timeout;
+    loop {
+        match conn.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other.doing("switching to WAL (PRAGMA journal_mode=WAL)"),
+        }
+    }
 }
 
 /// Opens a read-only connection (after the writer made the file WAL).
