@@ -44,6 +44,23 @@ use crate::{
 /// The most entities one sweep call examines when a policy does not say.
 pub const DEFAULT_BATCH: usize = 256;
 
+/// How many entities one sweep call examines for a policy's `batch`:
+/// 0 means [`DEFAULT_BATCH`], and no more than a page
+/// ([`MAX_PAGE`](crate::validate::MAX_PAGE)).
+pub fn batch_limit(batch: usize) -> usize {
+    match batch {
+        0 => DEFAULT_BATCH,
+        n => n.min(crate::validate::MAX_PAGE),
+    }
+}
+
+/// `now - span`, saturating at the epoch: the cutoff of a grace period or
+/// an idle time.
+pub fn cutoff(now: Timestamp, span: Duration) -> Timestamp {
+    let span = u64::try_from(span.as_millis()).unwrap_or(u64::MAX);
+    Timestamp::from_millis(now.as_millis().saturating_sub(span))
+}
+
 /// What to do with a run that is still `Running`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum IfRunning {
@@ -193,8 +210,7 @@ impl SessionRetention {
     /// Whether a session last active at `last_activity` has been idle for
     /// longer than `idle_for` at `now`.
     pub fn is_idle(&self, last_activity: Timestamp, now: Timestamp) -> bool {
-        let span = u64::try_from(self.idle_for.as_millis()).unwrap_or(u64::MAX);
-        last_activity.as_millis() < now.as_millis().saturating_sub(span)
+        last_activity < cutoff(now, self.idle_for)
     }
 
     /// Whether `expire_sessions` moves `session` (last active at

@@ -32,7 +32,7 @@ use super::super::conn::{bytes, int, items, status, unexpected, Op};
 use super::super::index::scan_lex;
 use super::super::Shared;
 use super::refs::{entries, referrer_of};
-use super::{batch_size, before};
+use stowage_core::lifecycle::{batch_limit, cutoff};
 
 /// Stale entries dropped per `COLLECT` call.
 const DROP_BATCH: usize = 512;
@@ -213,7 +213,7 @@ pub(super) async fn gc_blobs(
     after: Option<&Digest>,
 ) -> Result<Sweep<Digest>> {
     super::backfill::ensure_indexed(sh).await?;
-    let limit = batch_size(policy.batch);
+    let limit = batch_limit(policy.batch);
     let page: Vec<(Digest, u64)> =
         scan_lex(
             &sh.conn,
@@ -239,7 +239,7 @@ pub(super) async fn gc_blobs(
         )
         .await?;
     let next = (page.len() == limit).then(|| page[page.len() - 1].0);
-    let cutoff = before(sh.env.clock.now(), policy.grace).as_millis();
+    let cutoff = cutoff(sh.env.clock.now(), policy.grace).as_millis();
     let (mut affected, mut removed) = (0, 0);
     for (digest, put_at) in &page {
         if *put_at >= cutoff {

@@ -6,15 +6,12 @@
 //! a single node and on a cluster.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use stowage_core::lifecycle::{
     BlobGc, IfRunning, Lifecycle, Referrer, RunRetention, SessionRetention, StoreStats, Sweep,
-    DEFAULT_BATCH,
 };
-use stowage_core::validate::MAX_PAGE;
-use stowage_core::{Digest, ReleaseRecord, Result, RunId, Session, Timestamp};
+use stowage_core::{Digest, ReleaseRecord, Result, RunId, Session};
 
 use super::Shared;
 
@@ -31,21 +28,6 @@ pub(crate) use scripts::LifeScripts;
 
 /// The lifecycle handle (`stores.lifecycle`).
 pub(crate) struct RedisLifecycle(pub(crate) Arc<Shared>);
-
-/// The most entities one sweep call examines: `batch`, 0 meaning the
-/// default, at most a page.
-fn batch_size(batch: usize) -> usize {
-    match batch {
-        0 => DEFAULT_BATCH,
-        n => n.min(MAX_PAGE),
-    }
-}
-
-/// `now - span`, saturating at the epoch.
-fn before(now: Timestamp, span: Duration) -> Timestamp {
-    let span = u64::try_from(span.as_millis()).unwrap_or(u64::MAX);
-    Timestamp::from_millis(now.as_millis().saturating_sub(span))
-}
 
 #[async_trait]
 impl Lifecycle for RedisLifecycle {

@@ -18,7 +18,7 @@ use super::super::conn::{bytes, int, items, status, unexpected, Op};
 use super::super::index::scan_lex;
 use super::super::runs::chain_end;
 use super::super::Shared;
-use super::batch_size;
+use stowage_core::lifecycle::batch_limit;
 
 /// The run, with its event count and head, or `None`.
 async fn load(sh: &Shared, id: RunId) -> Result<Option<Run>> {
@@ -178,7 +178,7 @@ pub(super) async fn prune_runs(
     if let Some(agent) = &policy.agent_name {
         validate::identifier("agent name", agent)?;
     }
-    let limit = batch_size(policy.batch);
+    let limit = batch_limit(policy.batch);
     // Oldest first: run ids (UUID v7 text) sort by creation.
     let page: Vec<Run> = scan_lex(
         &sh.conn,

@@ -18,7 +18,7 @@ use super::super::index::scan_lex;
 use super::super::runs::chain_end;
 use super::super::sessions::unlist;
 use super::super::Shared;
-use super::batch_size;
+use stowage_core::lifecycle::batch_limit;
 
 /// Times one session is re-read after it moved under a sweep, before the
 /// sweep leaves it for the next pass.
@@ -158,7 +158,7 @@ pub(super) async fn sweep(
     policy: &SessionRetention,
     after: Option<&str>,
 ) -> Result<Sweep<String>> {
-    let limit = batch_size(policy.batch);
+    let limit = batch_limit(policy.batch);
     let page: Vec<Peeked> = scan_lex(
         &sh.conn,
         &sh.keys.sessions_all(),

@@ -21,7 +21,6 @@ use futures::future::try_join_all;
 use super::super::cas::{blob_header, delete_body, scope as blob_scope, BlobHeader};
 use super::super::runs::load_record;
 use super::super::{supersessions, EngineStore};
-use super::retention::{batch_size, before};
 use crate::encoding::decode_record;
 use crate::engine::keys;
 use crate::engine::{Direction, Reader, Scope, Table, Txn};
@@ -306,7 +305,7 @@ impl EngineStore {
         after: Option<&Digest>,
     ) -> Result<Sweep<Digest>> {
         self.ensure_indexed().await?;
-        let limit = batch_size(policy.batch);
+        let limit = crate::lifecycle::batch_limit(policy.batch);
         let (start, end) = keys::blob_headers_after(after);
         let page: Vec<(Digest, u64)> = self
             .read(move |_, reader| {
@@ -323,7 +322,7 @@ impl EngineStore {
             })
             .await?;
         let next = (page.len() == limit).then(|| page[page.len() - 1].0);
-        let cutoff = before(self.0.now(), policy.grace).as_millis();
+        let cutoff = crate::lifecycle::cutoff(self.0.now(), policy.grace).as_millis();
         let (mut affected, mut removed) = (0, 0);
         for (digest, put_at) in &page {
             if *put_at >= cutoff {

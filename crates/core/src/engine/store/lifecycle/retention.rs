@@ -4,31 +4,16 @@
 //! a run that was appended to, or a session that was touched, between the
 //! two is judged on its new state.
 
-use std::time::Duration;
-
 use super::super::runs::{load_run, scope as run_scope, with_head};
 use super::super::sessions::{self, clear_log};
 use super::super::{get_record, EngineStore, Shared};
 use crate::encoding::{decode_record, encode_record};
 use crate::engine::keys;
 use crate::engine::{Direction, Reader, Table, Txn};
-use crate::lifecycle::{self, IfRunning, RunRetention, SessionRetention, Sweep, DEFAULT_BATCH};
-use crate::validate::{self, MAX_PAGE};
+use crate::lifecycle::{self, IfRunning, RunRetention, SessionRetention, Sweep};
+use crate::validate;
 use crate::Timestamp;
 use crate::{Error, ErrorKind, LogEntry, Result, Run, RunId, RunStatus, Session, SessionState};
-
-pub(super) fn batch_size(batch: usize) -> usize {
-    match batch {
-        0 => DEFAULT_BATCH,
-        n => n.min(MAX_PAGE),
-    }
-}
-
-/// `now - span`, saturating at the epoch.
-pub(super) fn before(now: Timestamp, span: Duration) -> Timestamp {
-    let span = u64::try_from(span.as_millis()).unwrap_or(u64::MAX);
-    Timestamp::from_millis(now.as_millis().saturating_sub(span))
-}
 
 /// Removes every key of `run`.
 fn remove_run(txn: &mut dyn Txn, run: &Run) -> Result<()> {
@@ -248,7 +233,7 @@ impl EngineStore {
         if let Some(agent) = &policy.agent_name {
             validate::identifier("agent name", agent)?;
         }
-        let limit = batch_size(policy.batch);
+        let limit = lifecycle::batch_limit(policy.batch);
         let agent = policy.agent_name.clone();
         let page: Vec<Run> = self
             .read(move |_, reader| candidates(reader, agent.as_deref(), after, limit))
@@ -279,7 +264,7 @@ impl EngineStore {
         policy: &SessionRetention,
         after: Option<&str>,
     ) -> Result<Sweep<String>> {
-        let limit = batch_size(policy.batch);
+        let limit = lifecycle::batch_limit(policy.batch);
         let start = keys::sessions_after(after);
         let page: Vec<(Session, Timestamp)> = self
             .read(move |_, reader| {
