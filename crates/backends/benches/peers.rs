@@ -49,6 +49,7 @@ const CASES: &[Case] = &[
     ("disk_per_event", "bytes on disk after 100 000 events vs SQLite (ratio of bytes: < 1 is smaller)", |d, s| disk(d, 100_000 * s)),
     ("rss_reopen_1e4", "resident memory of a process that reopened 10^4 events vs SQLite (ratio of bytes)", |d, _| rss(d, 10_000)),
     ("rss_reopen_1e5", "resident memory of a process that reopened 10^5 events vs SQLite (ratio of bytes)", |d, _| rss(d, 100_000)),
+    ("rss_reopen_1e6", "resident memory of a process that reopened 10^6 events vs SQLite (ratio of bytes; bar: <= 48 MiB)", |d, _| rss(d, 1_000_000)),
 ];
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -1,18 +1,24 @@
 //! Checkpoints: a snapshot of the index and the WAL position it covers, so
 //! opening replays only the records written after it.
 //!
-//! Format: magic `STWGCKP1`, then the replay position (segment u64, offset
-//! u64, next seq u64), the entry count u64, the entries (table u8, key
-//! length u32, key, segment u64, offset u64, length u32, CRC32C u32), and a
-//! CRC32C of everything before it. All integers little-endian. A checkpoint
-//! is written to `checkpoint.tmp`, fsynced, renamed to `<next seq>.ckp`,
-//! and the directory fsynced.
+//! Format 2: magic `STWGCKP2`, then the replay position (segment u64,
+//! offset u64, next seq u64), the block count u64, the blocks of the index
+//! (table u8, first key's length u32, first key, location count u64, the
+//! locations), and a CRC32C of everything before it. A location is its
+//! segment and its offset as the zigzag LEB128 varint of their difference
+//! from the previous location's (in the block; from 0 at its start), its
+//! length as a LEB128 varint, and its CRC32C; a run's events, written one
+//! after another, take ~8 bytes each. Fixed-width integers are
+//! little-endian. Format 1 (`STWGCKP1`, one entry per key with fixed-width
+//! locations) is still read. A checkpoint is written to `checkpoint.tmp`,
+//! fsynced, renamed to `<next seq>.ckp`, and the directory fsynced.
 
 use super::index::{Index, Loc};
 use super::record::Damage;
 use crate::kv::seam::Table;
 
-const MAGIC: &[u8; 8] = b"STWGCKP1";
+const MAGIC: &[u8; 8] = b"STWGCKP2";
+const MAGIC_V1: &[u8; 8] = b"STWGCKP1";
 
 /// Where replay resumes after a checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,21 +46,51 @@ pub(crate) fn encode(index: &Index, pos: Position) -> Vec<u8> {
     let count_at = buf.len();
     buf.extend_from_slice(&0u64.to_le_bytes());
     let mut count: u64 = 0;
-    for (table, key, loc) in index.entries() {
-        buf.push(table.id());
-        let klen = u32::try_from(key.len()).unwrap_or(u32::MAX);
-        buf.extend_from_slice(&klen.to_le_bytes());
-        buf.extend_from_slice(key);
-        buf.extend_from_slice(&loc.seg.to_le_bytes());
-        buf.extend_from_slice(&loc.off.to_le_bytes());
-        buf.extend_from_slice(&loc.len.to_le_bytes());
-        buf.extend_from_slice(&loc.crc.to_le_bytes());
-        count += 1;
+    for (table, blocks) in index.tables() {
+        for (first, locs) in blocks.blocks() {
+            buf.push(table.id());
+            buf.extend_from_slice(&len_u32(first.len()).to_le_bytes());
+            buf.extend_from_slice(first);
+            buf.extend_from_slice(&(locs.len() as u64).to_le_bytes());
+            let mut prev = (0u64, 0u64);
+            for loc in locs {
+                put_varint(&mut buf, zigzag(loc.seg.wrapping_sub(prev.0)));
+                put_varint(&mut buf, zigzag(loc.off.wrapping_sub(prev.1)));
+                put_varint(&mut buf, u64::from(loc.len));
+                buf.extend_from_slice(&loc.crc.to_le_bytes());
+                prev = (loc.seg, loc.off);
+            }
+            count += 1;
+        }
     }
     buf[count_at..count_at + 8].copy_from_slice(&count.to_le_bytes());
     let crc = crc32c::crc32c(&buf);
     buf.extend_from_slice(&crc.to_le_bytes());
     buf
+}
+
+/// Keys are bounded by the record size, far below `u32::MAX`.
+fn len_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// A difference as an unsigned number that stays small for small
+/// differences of either sign.
+fn zigzag(diff: u64) -> u64 {
+    let v = diff as i64;
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> u64 {
+    ((v >> 1) as i64 ^ -((v & 1) as i64)) as u64
+}
+
+fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
 }
 
 struct Cursor<'a> {
@@ -76,6 +112,24 @@ impl<'a> Cursor<'a> {
         let mut b = [0u8; 8];
         b.copy_from_slice(self.take(8)?);
         Ok(u64::from_le_bytes(b))
+    }
+    fn varint(&mut self) -> Result<u64, Damage> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.take(1)?[0];
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(Damage("a varint in the checkpoint is too long".into()))
+    }
+    fn table(&mut self) -> Result<Table, Damage> {
+        let id = self.take(1)?[0];
+        Table::ALL
+            .get(id as usize)
+            .copied()
+            .ok_or_else(|| Damage(format!("unknown table id {id} in the checkpoint")))
     }
     fn u32(&mut self) -> Result<u32, Damage> {
         let mut b = [0u8; 4];
@@ -99,7 +153,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Index, Position), Damage> {
         bytes: body,
         pos: 0,
     };
-    if c.take(8)? != MAGIC {
+    let magic = c.take(8)?;
+    if magic != MAGIC && magic != MAGIC_V1 {
         return Err(Damage("not a checkpoint file".into()));
     }
     let pos = Position {
@@ -110,23 +165,155 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Index, Position), Damage> {
     let count = c.u64()?;
     let mut index = Index::new();
     for _ in 0..count {
-        let table_id = c.take(1)?[0];
-        let table = Table::ALL
-            .get(table_id as usize)
-            .copied()
-            .ok_or_else(|| Damage(format!("unknown table id {table_id} in the checkpoint")))?;
+        if magic == MAGIC_V1 {
+            let table = c.table()?;
+            let klen = c.u32()? as usize;
+            let key = c.take(klen)?;
+            let loc = Loc {
+                seg: c.u64()?,
+                off: c.u64()?,
+                len: c.u32()?,
+                crc: c.u32()?,
+            };
+            index.insert(table, key, loc);
+            continue;
+        }
+        let table = c.table()?;
         let klen = c.u32()? as usize;
-        let key = c.take(klen)?.to_vec();
-        let loc = Loc {
-            seg: c.u64()?,
-            off: c.u64()?,
-            len: c.u32()?,
-            crc: c.u32()?,
-        };
-        index.insert(table, key, loc);
+        let first = c.take(klen)?;
+        let n = c.u64()?;
+        let mut prev = (0u64, 0u64);
+        let mut key = first.to_vec();
+        for i in 0..n {
+            let seg = prev.0.wrapping_add(unzigzag(c.varint()?));
+            let off = prev.1.wrapping_add(unzigzag(c.varint()?));
+            let len = u32::try_from(c.varint()?)
+                .map_err(|_| Damage("a value length in the checkpoint is too large".into()))?;
+            let loc = Loc {
+                seg,
+                off,
+                len,
+                crc: c.u32()?,
+            };
+            if i > 0 && !next_key(&mut key) {
+                return Err(Damage(
+                    "a block of the checkpoint overflows its counter".into(),
+                ));
+            }
+            index.insert(table, &key, loc);
+            prev = (seg, off);
+        }
     }
     if c.pos != body.len() {
         return Err(Damage("the checkpoint has trailing bytes".into()));
     }
     Ok((index, pos))
+}
+
+/// Steps `key` to the next key of its block (its last 8 bytes, a
+/// big-endian counter, plus one); `false` if it has no counter or it
+/// overflows.
+fn next_key(key: &mut [u8]) -> bool {
+    let Some(at) = key.len().checked_sub(8) else {
+        return false;
+    };
+    let mut counter = [0u8; 8];
+    counter.copy_from_slice(&key[at..]);
+    match u64::from_be_bytes(counter).checked_add(1) {
+        Some(next) => {
+            key[at..].copy_from_slice(&next.to_be_bytes());
+            true
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loc(seg: u64, off: u64, len: u32) -> Loc {
+        Loc {
+            seg,
+            off,
+            len,
+            crc: len ^ 0xdead_beef,
+        }
+    }
+
+    fn event_key(run: u8, seq: u64) -> Vec<u8> {
+        let mut key = vec![run; 16];
+        key.extend_from_slice(&seq.to_be_bytes());
+        key
+    }
+
+    fn sample() -> Index {
+        let mut index = Index::new();
+        // A run's events: one block whose locations go back and forth
+        // between segments (compaction moves some to a newer one).
+        for seq in 0..50u64 {
+            let (seg, off) = if seq % 7 == 3 {
+                (9, 10)
+            } else {
+                (2, 4096 + seq * 300)
+            };
+            index.insert(Table::RunEvents, &event_key(1, seq), loc(seg, off, 200));
+        }
+        index.insert(
+            Table::RunEvents,
+            &event_key(2, u64::MAX),
+            loc(3, 1 << 40, 1),
+        );
+        index.insert(Table::Meta, b"k", loc(1, 0, 0));
+        index.insert(Table::Runs, &[7; 16], loc(u64::MAX, u64::MAX, u32::MAX));
+        index
+    }
+
+    fn all(index: &Index) -> Vec<(Table, Vec<u8>, Loc)> {
+        index.entries().collect()
+    }
+
+    #[test]
+    fn checkpoints_round_trip_blocks_and_single_keys() {
+        let index = sample();
+        let pos = Position {
+            seg: 3,
+            off: 77,
+            next_seq: 1234,
+        };
+        let bytes = encode(&index, pos);
+        let (back, back_pos) = decode(&bytes).unwrap();
+        assert_eq!(back_pos, pos);
+        assert_eq!(all(&back), all(&index));
+        // The 50 events are one block of varint locations.
+        assert!(bytes.len() < 50 * 12 + 200, "{} bytes", bytes.len());
+        for cut in [0, 10, bytes.len() / 2, bytes.len() - 1] {
+            assert!(decode(&bytes[..cut]).is_err());
+        }
+    }
+
+    #[test]
+    fn format_1_checkpoints_are_still_read() {
+        let index = sample();
+        let mut v1 = MAGIC_V1.to_vec();
+        for v in [3u64, 77, 1234] {
+            v1.extend_from_slice(&v.to_le_bytes());
+        }
+        let entries = all(&index);
+        v1.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+        for (table, key, loc) in &entries {
+            v1.push(table.id());
+            v1.extend_from_slice(&(key.len() as u32).to_le_bytes());
+            v1.extend_from_slice(key);
+            v1.extend_from_slice(&loc.seg.to_le_bytes());
+            v1.extend_from_slice(&loc.off.to_le_bytes());
+            v1.extend_from_slice(&loc.len.to_le_bytes());
+            v1.extend_from_slice(&loc.crc.to_le_bytes());
+        }
+        let crc = crc32c::crc32c(&v1);
+        v1.extend_from_slice(&crc.to_le_bytes());
+        let (back, pos) = decode(&v1).unwrap();
+        assert_eq!(pos.next_seq, 1234);
+        assert_eq!(all(&back), entries);
+    }
 }

@@ -1,9 +1,11 @@
 //! The in-memory index: for every table, key → where the value lives on
 //! disk. Values are never held in memory; RAM grows with the number of
-//! keys, not with payload bytes.
+//! keys that do not count up (runs, sessions, blobs, records), not with
+//! payload bytes, and a run's events cost a location each ([`Blocks`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
+use super::blocks::Blocks;
 use super::record::OpRef;
 use crate::kv::seam::Table;
 
@@ -20,19 +22,19 @@ pub(crate) struct Loc {
 /// Every table's keys, plus the live bytes each segment still holds.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Index {
-    tables: Vec<BTreeMap<Vec<u8>, Loc>>,
+    tables: Vec<Blocks>,
     live: HashMap<u64, u64>,
 }
 
 impl Index {
     pub(crate) fn new() -> Self {
         Index {
-            tables: vec![BTreeMap::new(); Table::ALL.len()],
+            tables: vec![Blocks::default(); Table::ALL.len()],
             live: HashMap::new(),
         }
     }
 
-    pub(crate) fn table(&self, table: Table) -> &BTreeMap<Vec<u8>, Loc> {
+    pub(crate) fn table(&self, table: Table) -> &Blocks {
         // `tables` always has one map per table id.
         &self.tables[table.id() as usize]
     }
@@ -54,21 +56,16 @@ impl Index {
                         len: u32::try_from(value.len()).unwrap_or(u32::MAX),
                         crc: crc32c::crc32c(value),
                     };
-                    self.insert(table, key.to_vec(), loc);
+                    self.insert(table, key, loc);
                 }
-                OpRef::Delete { table, key } => self.remove(table, key),
+                OpRef::Delete { table, key } => {
+                    if let Some(old) = self.tables[table.id() as usize].remove(key) {
+                        self.unlive(old);
+                    }
+                }
                 OpRef::DeleteRange { table, start, end } => {
-                    if start < end {
-                        let keys: Vec<Vec<u8>> = self.tables[table.id() as usize]
-                            .range::<[u8], _>((
-                                std::ops::Bound::Included(start),
-                                std::ops::Bound::Excluded(end),
-                            ))
-                            .map(|(k, _)| k.clone())
-                            .collect();
-                        for k in keys {
-                            self.remove(table, &k);
-                        }
+                    for old in self.tables[table.id() as usize].remove_range(start, Some(end)) {
+                        self.unlive(old);
                     }
                 }
             }
@@ -76,15 +73,9 @@ impl Index {
     }
 
     /// Sets `key` to `loc` (replacing any older location).
-    pub(crate) fn insert(&mut self, table: Table, key: Vec<u8>, loc: Loc) {
+    pub(crate) fn insert(&mut self, table: Table, key: &[u8], loc: Loc) {
         *self.live.entry(loc.seg).or_default() += u64::from(loc.len);
         if let Some(old) = self.tables[table.id() as usize].insert(key, loc) {
-            self.unlive(old);
-        }
-    }
-
-    fn remove(&mut self, table: Table, key: &[u8]) {
-        if let Some(old) = self.tables[table.id() as usize].remove(key) {
             self.unlive(old);
         }
     }
@@ -95,34 +86,48 @@ impl Index {
         }
     }
 
+    /// Gives back spare capacity (after recovery).
+    pub(crate) fn shrink(&mut self) {
+        self.tables.iter_mut().for_each(Blocks::shrink);
+    }
+
     /// Value bytes still referenced in segment `seg`.
     pub(crate) fn live_bytes(&self, seg: u64) -> u64 {
         self.live.get(&seg).copied().unwrap_or(0)
     }
 
+    /// Every table with its index, in table order.
+    pub(crate) fn tables(&self) -> impl Iterator<Item = (Table, &Blocks)> {
+        Table::ALL.iter().copied().zip(self.tables.iter())
+    }
+
     /// Every (table, key, loc), table by table in key order.
-    pub(crate) fn entries(&self) -> impl Iterator<Item = (Table, &Vec<u8>, &Loc)> {
-        Table::ALL
-            .iter()
-            .zip(self.tables.iter())
-            .flat_map(|(t, m)| m.iter().map(move |(k, l)| (*t, k, l)))
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (Table, Vec<u8>, Loc)> + '_ {
+        self.tables()
+            .flat_map(|(t, blocks)| blocks.entries().map(move |(k, l)| (t, k, l)))
     }
 
     /// The segments any entry references.
-    pub(crate) fn referenced_segments(&self) -> std::collections::BTreeSet<u64> {
+    pub(crate) fn referenced_segments(&self) -> BTreeSet<u64> {
         self.tables
             .iter()
-            .flat_map(|m| m.values().map(|l| l.seg))
+            .flat_map(|t| t.blocks().flat_map(|(_, locs)| locs.iter().map(|l| l.seg)))
             .collect()
     }
 
     /// Drops every entry that lives in `seg` (salvage only).
     pub(crate) fn drop_segment(&mut self, seg: u64) -> usize {
         let mut dropped = 0;
-        for m in &mut self.tables {
-            let before = m.len();
-            m.retain(|_, l| l.seg != seg);
-            dropped += before - m.len();
+        for t in &mut self.tables {
+            let keys: Vec<Vec<u8>> = t
+                .entries()
+                .filter(|(_, l)| l.seg == seg)
+                .map(|(k, _)| k)
+                .collect();
+            for key in keys {
+                t.remove(&key);
+                dropped += 1;
+            }
         }
         self.live.remove(&seg);
         dropped

@@ -148,7 +148,6 @@ impl FileKv {
             index
                 .entries()
                 .filter(|(_, _, l)| victims.contains(&l.seg))
-                .map(|(t, k, l)| (t, k.clone(), *l))
                 .collect()
         };
         let mut last_seq = None;
@@ -197,7 +196,7 @@ impl FileKv {
         {
             let index = self.index.read();
             for (table, key, loc, value) in chunk {
-                if index.table(table).get(&key) == Some(&loc) {
+                if index.table(table).get(&key) == Some(loc) {
                     batch.put(table, key, value);
                 }
             }

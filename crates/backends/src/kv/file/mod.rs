@@ -13,7 +13,6 @@
 
 use std::any::Any;
 use std::collections::BTreeMap;
-use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -27,6 +26,7 @@ use self::vfs::{RealFs, VFile, Vfs};
 use self::wal::{Commit, Wal};
 use crate::kv::seam::{Batch, Direction, DurableFuture, OrderedKv, RangeSize, Table};
 
+mod blocks;
 mod checkpoint;
 mod index;
 mod maintain;
@@ -326,7 +326,7 @@ impl OrderedKv for FileKv {
             let index = self.index.read();
             match index.table(table).get(key) {
                 None => return Ok(None),
-                Some(loc) => (*loc, self.segs.read().get(&loc.seg).cloned()),
+                Some(loc) => (loc, self.segs.read().get(&loc.seg).cloned()),
             }
         };
         self.read_value(table, loc, file).map(Some)
@@ -338,12 +338,8 @@ impl OrderedKv for FileKv {
         if end.is_some_and(|e| e <= start) {
             return Ok(Some(size));
         }
-        let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
         let index = self.index.read();
-        for (_, loc) in index
-            .table(table)
-            .range::<[u8], _>((Bound::Included(start), upper))
-        {
+        for loc in index.table(table).locs(start, end) {
             size.entries += 1;
             size.bytes += u64::from(loc.len);
         }
@@ -362,14 +358,14 @@ impl OrderedKv for FileKv {
         if end.is_some_and(|e| e <= start) || limit == 0 {
             return Ok(Vec::new());
         }
-        let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
         let hits: Vec<Hit> = {
             let index = self.index.read();
             let segs = self.segs.read();
-            let range = index
-                .table(table)
-                .range::<[u8], _>((Bound::Included(start), upper));
-            let pick = |(k, l): (&Vec<u8>, &Loc)| (k.clone(), *l, segs.get(&l.seg).cloned());
+            let range = index.table(table).range(start, end);
+            let pick = |(k, l): (Vec<u8>, Loc)| {
+                let file = segs.get(&l.seg).cloned();
+                (k, l, file)
+            };
             match direction {
                 Direction::Forward => range.take(limit).map(pick).collect(),
                 Direction::Reverse => range.rev().take(limit).map(pick).collect(),

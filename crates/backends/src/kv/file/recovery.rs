@@ -403,6 +403,8 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
             id
         }
     };
+    // Replay built the blocks by pushing; their spare capacity goes back.
+    index.shrink();
     Ok(Recovered {
         index,
         segs,

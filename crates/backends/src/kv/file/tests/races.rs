@@ -100,7 +100,7 @@ fn compaction_does_not_rewrite_a_value_overwritten_after_it_was_read() {
     };
     kv.write(put(b"old")).unwrap();
     // What compaction read before taking the WAL lock.
-    let loc = *kv.index.read().table(Table::Meta).get(&b"k"[..]).unwrap();
+    let loc = kv.index.read().table(Table::Meta).get(&b"k"[..]).unwrap();
     kv.write(put(b"new")).unwrap();
     let appended = kv
         .rewrite(vec![(Table::Meta, b"k".to_vec(), loc, b"old".to_vec())])
@@ -108,7 +108,7 @@ fn compaction_does_not_rewrite_a_value_overwritten_after_it_was_read() {
     assert_eq!(appended, None, "a stale value must not be re-appended");
     assert_eq!(kv.get(Table::Meta, b"k").unwrap().unwrap(), b"new");
     // Still current: rewritten, same value.
-    let loc = *kv.index.read().table(Table::Meta).get(&b"k"[..]).unwrap();
+    let loc = kv.index.read().table(Table::Meta).get(&b"k"[..]).unwrap();
     let appended = kv
         .rewrite(vec![(Table::Meta, b"k".to_vec(), loc, b"new".to_vec())])
         .unwrap();
