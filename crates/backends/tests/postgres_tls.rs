@@ -20,6 +20,9 @@ use postgres_server::PrivateServer;
 use serde_json::json;
 use stowage_core::{Digest, ErrorKind, NewEvent, RunMetadata, Stores};
 
+/// The user that must present a client certificate.
+const CERT_USER: &str = "certuser";
+
 /// This binary's TLS server (stopped when the binary exits).
 fn server() -> &'static PrivateServer {
     static SERVER: OnceLock<PrivateServer> = OnceLock::new();
@@ -41,11 +44,32 @@ fn server() -> &'static PrivateServer {
         }
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        // `certuser` logs in by client certificate only (over TLS, with a
+        // certificate of `ca` naming it); everyone else as before.
+        pki::make_client_cert(&pki, "ca", CERT_USER, "client-certuser");
+        pki::make_client_cert(&pki, "wrong-ca", CERT_USER, "client-certuser-wrong-ca");
+        pki::make_client_cert(&pki, "ca", "someone", "client-someone");
+        let hba = server.dir.join("data/pg_hba.conf");
+        let rest = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+        std::fs::write(
+            &hba,
+            format!(
+                "hostssl all {CERT_USER} 127.0.0.1/32 cert\n\
+                 host all {CERT_USER} 127.0.0.1/32 reject\n{rest}"
+            ),
+        )
+        .expect("write pg_hba.conf");
         server.start(&format!(
-            "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={} -c ssl_ca_file={}",
             cert.display(),
-            key.display()
+            key.display(),
+            pki.join("ca.pem").display()
         ));
+        postgres_server::query_text_at(
+            &server.url,
+            &format!("CREATE ROLE {CERT_USER} LOGIN SUPERUSER"),
+        )
+        .expect("create the certificate user");
         server
     })
 }
@@ -268,6 +292,84 @@ async fn bad_tls_options_are_invalid_input() {
         &url("localhost", "tls_bad", "sslmode=allow"),
         ErrorKind::InvalidInput,
         "verify-full",
+    )
+    .await;
+}
+
+/// A URL for [`CERT_USER`] over verify-full, with `query` appended.
+fn cert_user_url(schema: &str, query: &str) -> String {
+    format!(
+        "postgres://{CERT_USER}@localhost:{}/postgres?schema={schema}&connect_timeout_ms=5000\
+         &sslmode=verify-full&sslrootcert={}{query}",
+        server().port,
+        ca()
+    )
+}
+
+/// `&sslcert=…&sslkey=…` for the client certificate `name` of the PKI.
+fn client_cert(name: &str) -> String {
+    let pki = server().dir.join("pki");
+    format!(
+        "&sslcert={}&sslkey={}",
+        pki.join(format!("{name}.pem")).display(),
+        pki.join(format!("{name}.key")).display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_logs_in_where_the_server_demands_one() {
+    let schema = "tls_client_cert";
+    let stores = open(&cert_user_url(schema, &client_cert("client-certuser"))).await;
+    round_trip(&stores).await;
+    let (ssl, all) = encrypted(&server().url, schema);
+    assert!(all > 0 && ssl == all, "{ssl} of {all} encrypted");
+    stores.close().await.expect("close");
+    // No certificate, one of another CA, one naming another user: the
+    // server refuses (`Unavailable`, its reason in the message).
+    for (query, says) in [
+        (String::new(), "certificate"),
+        (client_cert("client-certuser-wrong-ca"), "UnknownCA"),
+        (client_cert("client-someone"), "certificate"),
+    ] {
+        refused(
+            &cert_user_url("tls_client_cert_no", &query),
+            ErrorKind::Unavailable,
+            says,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn bad_client_certificate_options_are_invalid_input() {
+    let pki = server().dir.join("pki");
+    let cert = pki.join("client-certuser.pem").display().to_string();
+    let key = pki.join("client-certuser.key").display().to_string();
+    let missing = pki.join("missing.pem").display().to_string();
+    for (query, says) in [
+        (format!("&sslcert={cert}"), "sslkey"),
+        (format!("&sslkey={key}"), "sslcert"),
+        (format!("&sslcert=&sslkey={key}"), "sslcert"),
+        (format!("&sslcert={missing}&sslkey={key}"), "sslcert"),
+        (format!("&sslcert={cert}&sslkey={missing}"), "sslkey"),
+        // A certificate is no key, nor a key a certificate.
+        (format!("&sslcert={cert}&sslkey={cert}"), "sslkey"),
+        (format!("&sslcert={key}&sslkey={key}"), "sslcert"),
+    ] {
+        refused(
+            &cert_user_url("tls_client_bad", &query),
+            ErrorKind::InvalidInput,
+            says,
+        )
+        .await;
+    }
+    refused(
+        &format!(
+            "postgres://{CERT_USER}@localhost:{}/postgres?sslmode=disable&sslcert={cert}&sslkey={key}",
+            server().port
+        ),
+        ErrorKind::InvalidInput,
+        "sslcert",
     )
     .await;
 }

@@ -25,7 +25,7 @@ const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
 /// The query options of a `postgres://` URL and what each accepts (for
 /// error messages). `require` is read by [`open`](crate::open) itself.
-const OPTIONS: [(&str, &str); 7] = [
+const OPTIONS: [(&str, &str); 9] = [
     (
         "schema",
         "a PostgreSQL identifier: lowercase ASCII letters, digits and underscores, \
@@ -48,6 +48,14 @@ const OPTIONS: [(&str, &str); 7] = [
     (
         "sslrootcert",
         "the path of a PEM file of CA certificates (needed by verify-ca and verify-full)",
+    ),
+    (
+        "sslcert",
+        "the path of a PEM file of the client certificate (and its chain), with sslkey",
+    ),
+    (
+        "sslkey",
+        "the path of a PEM file of the client certificate's private key, with sslcert",
     ),
 ];
 
@@ -152,6 +160,15 @@ pub struct PostgresOptions {
     /// `verify-full` trust (read at open). Set with `require`, it makes
     /// `require` check the chain as `verify-ca` does (libpq's rule).
     pub ssl_root_cert: Option<PathBuf>,
+    /// `sslcert`: a PEM file of the client certificate (then its chain)
+    /// presented to a server that asks for one (`cert` authentication or
+    /// `clientcert=verify-ca|verify-full` in `pg_hba.conf`). Needs
+    /// [`ssl_key`](Self::ssl_key) and a mode other than `disable`.
+    pub ssl_cert: Option<PathBuf>,
+    /// `sslkey`: a PEM file of the client certificate's private key
+    /// (PKCS#8, PKCS#1 or SEC1; not encrypted). Needs
+    /// [`ssl_cert`](Self::ssl_cert).
+    pub ssl_key: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for PostgresOptions {
@@ -169,6 +186,8 @@ impl std::fmt::Debug for PostgresOptions {
             .field("readable_columns", &self.readable_columns)
             .field("ssl_mode", &self.ssl_mode)
             .field("ssl_root_cert", &self.ssl_root_cert)
+            .field("ssl_cert", &self.ssl_cert)
+            .field("ssl_key", &self.ssl_key)
             .finish()
     }
 }
@@ -189,6 +208,22 @@ impl PostgresOptions {
             readable_columns: true,
             ssl_mode: SslMode::Prefer,
             ssl_root_cert: None,
+            ssl_cert: None,
+            ssl_key: None,
+        }
+    }
+
+    /// What is wrong with `ssl_cert`/`ssl_key` as a pair, if anything.
+    fn client_cert_problem(&self) -> Option<&'static str> {
+        let empty = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str().is_empty());
+        if self.ssl_cert.is_some() != self.ssl_key.is_some() {
+            Some("set both or neither of sslcert and sslkey (ssl_cert and ssl_key)")
+        } else if empty(&self.ssl_cert) || empty(&self.ssl_key) {
+            Some("paths of PEM files (sslcert and sslkey cannot be empty)")
+        } else if self.ssl_cert.is_some() && self.ssl_mode == SslMode::Disable {
+            Some("unset with sslmode=disable (a client certificate needs TLS)")
+        } else {
+            None
         }
     }
 
@@ -284,6 +319,9 @@ impl PostgresOptions {
         {
             return bad("ssl_root_cert", &self.ssl_root_cert, OPTIONS[6].1);
         }
+        if let Some(why) = self.client_cert_problem() {
+            return bad("ssl_cert", &self.ssl_cert, why);
+        }
         Ok(())
     }
 }
@@ -375,6 +413,8 @@ pub(crate) fn parse(url: &Url) -> Result<PostgresOptions> {
                 return Err(bad(OPTIONS[6].1));
             }
             "sslrootcert" => opts.ssl_root_cert = Some(PathBuf::from(&*value)),
+            "sslcert" => opts.ssl_cert = Some(PathBuf::from(&*value)),
+            "sslkey" => opts.ssl_key = Some(PathBuf::from(&*value)),
             _ => {
                 let known: Vec<String> = OPTIONS
                     .iter()
@@ -395,6 +435,11 @@ pub(crate) fn parse(url: &Url) -> Result<PostgresOptions> {
             "store URL {shown:?}: sslmode={} needs sslrootcert=PATH (a PEM file of the CA \
              certificates to trust)",
             opts.ssl_mode.as_str()
+        )));
+    }
+    if let Some(why) = opts.client_cert_problem() {
+        return Err(Error::invalid_input(format!(
+            "store URL {shown:?}: option sslcert/sslkey is not valid: {why}"
         )));
     }
     Ok(opts)

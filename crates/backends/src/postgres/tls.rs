@@ -10,7 +10,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
@@ -66,10 +66,19 @@ impl Connector {
             }
             _ => Arc::new(Unverified(provider)),
         };
-        let config = builder
+        let builder = builder
             .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
+            .with_custom_certificate_verifier(verifier);
+        let config = match client_cert(opts)? {
+            Some((chain, key)) => builder.with_client_auth_cert(chain, key).map_err(|e| {
+                Error::invalid_input(format!(
+                    "postgres: sslcert={:?} and sslkey={:?} do not make a client \
+                     certificate: {e}",
+                    opts.ssl_cert, opts.ssl_key
+                ))
+            })?,
+            None => builder.with_no_client_auth(),
+        };
         Ok(Connector::Tls(MakeRustlsConnect::new(config)))
     }
 
@@ -115,6 +124,30 @@ fn roots(opts: &PostgresOptions) -> Result<RootCertStore> {
         return Err(bad("the file holds no certificate".into()));
     }
     Ok(roots)
+}
+
+/// The client certificate chain and key of `sslcert`/`sslkey`, if set.
+fn client_cert(
+    opts: &PostgresOptions,
+) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>> {
+    let (Some(cert), Some(key)) = (&opts.ssl_cert, &opts.ssl_key) else {
+        return Ok(None);
+    };
+    let bad = |option: &str, path: &std::path::Path, why: String| {
+        Error::invalid_input(format!("postgres: {option}={}: {why}", path.display()))
+    };
+    let read = |option: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| bad(option, path, format!("cannot read the file: {e}")))
+    };
+    let chain = CertificateDer::pem_slice_iter(&read("sslcert", cert)?)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| bad("sslcert", cert, format!("not a PEM certificate file: {e}")))?;
+    if chain.is_empty() {
+        return Err(bad("sslcert", cert, "the file holds no certificate".into()));
+    }
+    let key_der = PrivateKeyDer::from_pem_slice(&read("sslkey", key)?)
+        .map_err(|e| bad("sslkey", key, format!("no private key in the file: {e}")))?;
+    Ok(Some((chain, key_der)))
 }
 
 /// `verify-ca`: the chain must lead to a trusted root; the host name is

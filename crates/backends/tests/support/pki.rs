@@ -1,5 +1,6 @@
 //! A throwaway PKI made by the `openssl` CLI for TLS tests: a CA, another
-//! CA that signed nothing, and a server certificate signed by the first.
+//! CA that signed nothing, a server certificate signed by the first, and
+//! client certificates on demand.
 #![allow(dead_code, unreachable_pub)]
 
 use std::path::Path;
@@ -57,6 +58,43 @@ fn make_ca(dir: &Path, name: &str) {
 pub fn make_pki(dir: &Path, san: &str) {
     make_ca(dir, "ca");
     make_ca(dir, "wrong-ca");
+    sign(
+        dir,
+        "ca",
+        "server",
+        "/CN=stowage test server",
+        &format!(
+            "subjectAltName={san}\nbasicConstraints=CA:FALSE\n\
+             keyUsage=critical,digitalSignature,keyEncipherment\n\
+             extendedKeyUsage=serverAuth,clientAuth\n"
+        ),
+    );
+}
+
+/// Makes `NAME.pem`/`NAME.key` in `dir` (after [`make_pki`]): a client
+/// certificate for common name `cn` (PostgreSQL's `cert` authentication
+/// takes it as the user name) signed by the CA `ca_name`.
+pub fn make_client_cert(dir: &Path, ca_name: &str, cn: &str, name: &str) {
+    sign(
+        dir,
+        ca_name,
+        name,
+        &format!("/CN={cn}"),
+        "basicConstraints=CA:FALSE\n\
+         keyUsage=critical,digitalSignature,keyEncipherment\n\
+         extendedKeyUsage=clientAuth\n",
+    );
+}
+
+/// A key and a certificate `NAME.key`/`NAME.pem` for `subj` with the
+/// extensions `ext`, signed by the CA `ca_name`.
+fn sign(dir: &Path, ca_name: &str, name: &str, subj: &str, ext: &str) {
+    let (key, csr, pem, ext_file) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+        format!("{name}.ext"),
+    );
     openssl(
         dir,
         &[
@@ -67,40 +105,33 @@ pub fn make_pki(dir: &Path, san: &str) {
             "ec_paramgen_curve:prime256v1",
             "-nodes",
             "-keyout",
-            "server.key",
+            &key,
             "-out",
-            "server.csr",
+            &csr,
             "-subj",
-            "/CN=stowage test server",
+            subj,
         ],
     );
-    std::fs::write(
-        dir.join("server.ext"),
-        format!(
-            "subjectAltName={san}\nbasicConstraints=CA:FALSE\n\
-             keyUsage=critical,digitalSignature,keyEncipherment\n\
-             extendedKeyUsage=serverAuth,clientAuth\n"
-        ),
-    )
-    .expect("write server.ext");
+    std::fs::write(dir.join(&ext_file), ext).expect("write the extensions file");
+    let (ca_pem, ca_key) = (format!("{ca_name}.pem"), format!("{ca_name}.key"));
     openssl(
         dir,
         &[
             "x509",
             "-req",
             "-in",
-            "server.csr",
+            &csr,
             "-CA",
-            "ca.pem",
+            &ca_pem,
             "-CAkey",
-            "ca.key",
+            &ca_key,
             "-CAcreateserial",
             "-out",
-            "server.pem",
+            &pem,
             "-days",
             "2",
             "-extfile",
-            "server.ext",
+            &ext_file,
         ],
     );
 }
