@@ -11,7 +11,7 @@
 //! (uses `STOWAGE_TEST_POSTGRES_URL`'s server when set, else a private one
 //! with `fsync=off`). Prints both throughputs and their ratio; the issue
 //! asks for ≥ 0.7. `POSTGRES_APPEND_PER=N` sets the appends per appender
-//! (default 100); `POSTGRES_APPEND_OPTIONS=&readable_columns=false` adds
+//! (default 200); `POSTGRES_APPEND_OPTIONS=&readable_columns=false` adds
 //! URL options to the store's; `POSTGRES_APPEND_ONLY=stowage|bare` runs
 //! one side (for profiles). Also prints the CPU time per append of the
 //! client and of the server processes of each side's connections (from
@@ -34,15 +34,25 @@ fn per_appender() -> usize {
     std::env::var("POSTGRES_APPEND_PER")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(100)
+        .unwrap_or(200)
 }
 
 /// CPU seconds (user + system) of the processes `pids` so far, from
-/// `/proc` (0 for those it cannot read: a server on another host).
+/// `/proc` (0 for those it cannot read: a server on another host). The
+/// sum comes from `/proc/PID/stat` (whole ticks, threads that ended
+/// included) for this process and from `/proc/PID/schedstat` (nanoseconds
+/// on a CPU) for the server's single-threaded processes: a server process
+/// of a short round runs for a few ticks only, so whole ticks would round
+/// off much of it.
 fn cpu_of(pids: &[String]) -> f64 {
     pids.iter()
-        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-        .filter_map(|stat| {
+        .filter_map(|pid| {
+            if pid != "self" {
+                let sched = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
+                let ns: f64 = sched.split(' ').next()?.parse().ok()?;
+                return Some(ns / 1e9);
+            }
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
             // Fields after the command name (which may hold spaces).
             let rest = stat.rsplit_once(") ")?.1;
             let fields: Vec<&str> = rest.split(' ').collect();
@@ -51,6 +61,14 @@ fn cpu_of(pids: &[String]) -> f64 {
             Some((utime + stime) / 100.0)
         })
         .sum()
+}
+
+/// The load average over the last minute (what else the machine ran).
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split(' ').next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
 }
 
 /// The server processes serving `application_name = app`.
@@ -198,6 +216,7 @@ fn main() {
         .block_on(async { stowage_backends::open(&url).await?.close().await })
         .expect("create the schema");
     let app = format!("stowage:{schema}");
+    let load_before = load();
     for round in 0..ROUNDS {
         if only != "bare" {
             stowage.push(runtime.block_on(stowage_appends(&url, &base, &app, per, round)));
@@ -206,6 +225,7 @@ fn main() {
             bare.push(bare_inserts(&base, &schema, per, round));
         }
     }
+    let loads = format!("{load_before} → {}", load());
     postgres_server::drop_schema(&schema);
     let median = |v: &[Measured], pick: fn(&Measured) -> f64| {
         let mut v: Vec<f64> = v.iter().map(pick).collect();
@@ -220,7 +240,7 @@ fn main() {
     println!(
         "postgres_append: {APPENDERS} appenders × {per}, median of {ROUNDS} alternating rounds: \
          stowage {s:.0} appends/s, bare BEGIN+INSERT+COMMIT {b:.0}/s, ratio {:.2} \
-         (target ≥ 0.7; rounds: stowage {:?}, bare {:?})",
+         (target ≥ 0.7; rounds: stowage {:?}, bare {:?}; load average {loads})",
         s / b,
         rates(&stowage),
         rates(&bare)

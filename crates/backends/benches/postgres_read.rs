@@ -133,6 +133,14 @@ fn bytes_reads(client: &mut postgres::Client, schema: &str, run: RunId, repeat: 
     (EVENTS * repeat) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// The load average over the last minute (what else the machine ran).
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split(' ').next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` runs this too:
     // a short run then.
@@ -180,11 +188,13 @@ fn main() {
     runtime.block_on(stowage_reads(&stores, run, 1));
     typed_reads(&mut client, &schema, run, 1);
     bytes_reads(&mut client, &schema, run, 1);
+    let load_before = load();
     for _ in 0..ROUNDS {
         stowage.push(runtime.block_on(stowage_reads(&stores, run, repeat)));
         typed.push(typed_reads(&mut client, &schema, run, repeat));
         bytes.push(bytes_reads(&mut client, &schema, run, repeat));
     }
+    let loads = format!("{load_before} → {}", load());
     runtime.block_on(stores.close()).expect("close");
     drop(client);
     if std::env::var_os("POSTGRES_READ_KEEP").is_some() {
@@ -201,7 +211,7 @@ fn main() {
         "postgres_read: {EVENTS} events in pages of {PAGE}, × {repeat}, median of {ROUNDS} \
          alternating rounds: stowage {s:.0} events/s, typed SELECT {t:.0}/s (ratio {:.2}), \
          bytes SELECT {b:.0}/s (ratio {:.2}); target ≥ 0.8 (rounds: stowage {stowage:.0?}, \
-         typed {typed:.0?}, bytes {bytes:.0?})",
+         typed {typed:.0?}, bytes {bytes:.0?}; load average {loads})",
         s / t,
         s / b
     );

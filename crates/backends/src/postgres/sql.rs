@@ -220,13 +220,9 @@ fn bytes(row: &postgres::Row, column: usize, table: Table) -> Result<Vec<u8>> {
 
 impl Reader for SqlConn<'_> {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let literal = || {
-            format!(
-                "SELECT value FROM {} WHERE key = {}",
-                table.name(),
-                bytea(key)
-            )
-        };
+        // Prepared once per connection (`prepare_all`): the server does
+        // not parse and plan the lookup for every job.
+        let literal = || format!("EXECUTE stowage_get_{}({})", table.name(), bytea(key));
         let rows = self.fetch(table, &sql(table)?.get, &[&key], literal, "get")?;
         Ok(rows
             .into_iter()
