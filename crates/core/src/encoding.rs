@@ -273,8 +273,14 @@ pub fn decode_event(what: &str, bytes: &[u8]) -> Result<RunEvent> {
         [1] => Some(idem),
         _ => return Err(r.bad("idempotency-key flag")),
     };
-    let payload = serde_json::from_slice(r.rest)
-        .map_err(|e| Error::corrupted(format!("{what}: payload is not JSON: {e}")))?;
+    // UTF-8 checked once for the whole payload, then parsed as text (which
+    // skips checking each string again).
+    let payload = std::str::from_utf8(r.rest)
+        .map_err(|e| Error::corrupted(format!("{what}: payload is not UTF-8: {e}")))
+        .and_then(|text| {
+            serde_json::from_str(text)
+                .map_err(|e| Error::corrupted(format!("{what}: payload is not JSON: {e}")))
+        })?;
     Ok(RunEvent {
         run_id,
         seq,

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use stowage_core::engine::{
     measure_by_scan, Direction, Durable, Engine, Entry, RangeSize, ReadJob, Reader, Scope, Staging,
-    StoreCache, Table, Write, WriteJob,
+    StoreCache, Table, Visit, Write, WriteJob,
 };
 use stowage_core::{Capabilities, Close, Error, Result};
 use tokio::sync::Semaphore;
@@ -236,6 +236,18 @@ impl Reader for Reads<'_> {
         limit: usize,
     ) -> Result<Vec<Entry>> {
         self.0.scan(table, start, end, direction, limit)
+    }
+
+    fn scan_each(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        direction: Direction,
+        limit: usize,
+        visit: Visit<'_>,
+    ) -> Result<()> {
+        self.0.scan_each(table, start, end, direction, limit, visit)
     }
 
     fn measure(&self, table: Table, start: &[u8], end: Option<&[u8]>) -> Result<RangeSize> {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use stowage_core::{Error, ErrorKind, Result};
 
-use super::seam::{Batch, Direction, DurableFuture, OrderedKv, RangeSize, Table};
+use super::seam::{Batch, Direction, DurableFuture, OrderedKv, RangeSize, Table, Visit};
 
 /// Forwards to the engine while open. Every call holds the read lock for
 /// its duration (calls never nest), so [`Gate::close`] waits for the
@@ -82,6 +82,18 @@ impl OrderedKv for Gate {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         self.with(|e| e.scan(table, start, end, direction, limit))
+    }
+
+    fn scan_each(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        direction: Direction,
+        limit: usize,
+        visit: Visit<'_>,
+    ) -> Result<()> {
+        self.with(|e| e.scan_each(table, start, end, direction, limit, visit))
     }
 
     fn measure(&self, table: Table, start: &[u8], end: Option<&[u8]>) -> Result<Option<RangeSize>> {

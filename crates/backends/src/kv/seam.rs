@@ -16,7 +16,7 @@ use stowage_core::Result;
 /// What [`OrderedKv::wait_durable`] returns.
 pub(crate) type DurableFuture = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 
-pub(crate) use stowage_core::engine::{Direction, RangeSize, Table};
+pub(crate) use stowage_core::engine::{Direction, RangeSize, Table, Visit};
 
 /// One mutation in a [`Batch`]. The engines' own closed copy of core's
 /// `#[non_exhaustive]` `Write`: the file engine's record format encodes it,
@@ -88,6 +88,26 @@ pub(crate) trait OrderedKv: Send + Sync + 'static {
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+
+    /// [`OrderedKv::scan`], each entry lent to `visit`
+    /// ([`Reader::scan_each`](stowage_core::engine::Reader::scan_each)).
+    ///
+    /// # Errors
+    /// As [`OrderedKv::scan`], or the first error `visit` returns.
+    fn scan_each(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        direction: Direction,
+        limit: usize,
+        visit: Visit<'_>,
+    ) -> Result<()> {
+        for (key, value) in self.scan(table, start, end, direction, limit)? {
+            visit(&key, &value)?;
+        }
+        Ok(())
+    }
 
     /// How many entries `start <= key < end` holds and their value bytes
     /// ([`Reader::measure`](stowage_core::engine::Reader::measure)), from

@@ -151,6 +151,6 @@ pub mod tamper;
 pub use memory::MemoryEngine;
 pub use seam::{
     measure_by_scan, Direction, Durable, Engine, Entry, RangeSize, ReadJob, Reader, Scope, Staging,
-    Table, Txn, Write, WriteJob,
+    Table, Txn, Visit, Write, WriteJob,
 };
 pub use store::{stores, StoreCache};

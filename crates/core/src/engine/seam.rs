@@ -114,6 +114,10 @@ pub enum Direction {
 /// One key and its value, as a scan returns them.
 pub type Entry = (Vec<u8>, Vec<u8>);
 
+/// What [`Reader::scan_each`] hands each entry to: the key and the value,
+/// borrowed. An error stops the scan and is returned from it.
+pub type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> Result<()>;
+
 /// How many entries a key range holds and the bytes of their values, as
 /// [`Reader::measure`] counts them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -179,6 +183,29 @@ pub trait Reader {
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<Entry>>;
+
+    /// [`Reader::scan`], each entry handed to `visit` as borrowed bytes,
+    /// in order, instead of returned as owned copies: an engine that reads
+    /// neighbouring values with one read lends slices of its buffer. Stores
+    /// decode event pages and log pages this way. The default visits what
+    /// [`Reader::scan`] returns.
+    ///
+    /// # Errors
+    /// As [`Reader::get`], or the first error `visit` returns.
+    fn scan_each(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        direction: Direction,
+        limit: usize,
+        visit: Visit<'_>,
+    ) -> Result<()> {
+        for (key, value) in self.scan(table, start, end, direction, limit)? {
+            visit(&key, &value)?;
+        }
+        Ok(())
+    }
 
     /// How many entries `start <= key < end` holds and their value bytes
     /// (`end = None`: no upper bound), from the same view as the job's
@@ -297,6 +324,19 @@ impl Reader for Staging<'_> {
         limit: usize,
     ) -> Result<Vec<Entry>> {
         self.reader.scan(table, start, end, direction, limit)
+    }
+
+    fn scan_each(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        direction: Direction,
+        limit: usize,
+        visit: Visit<'_>,
+    ) -> Result<()> {
+        self.reader
+            .scan_each(table, start, end, direction, limit, visit)
     }
 
     fn measure(&self, table: Table, start: &[u8], end: Option<&[u8]>) -> Result<RangeSize> {

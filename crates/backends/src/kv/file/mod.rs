@@ -24,7 +24,7 @@ use self::index::{Index, Loc};
 use self::recovery::{segment_name, RecoveryReport};
 use self::vfs::{RealFs, VFile, Vfs};
 use self::wal::{Commit, Wal};
-use crate::kv::seam::{Batch, Direction, DurableFuture, OrderedKv, RangeSize, Table};
+use crate::kv::seam::{Batch, Direction, DurableFuture, OrderedKv, RangeSize, Table, Visit};
 
 mod blocks;
 mod checkpoint;
@@ -247,6 +247,33 @@ impl FileKv {
         &self.report
     }
 
+    /// The keys of a scan with where their values are, in order, taken
+    /// under the index lock (released before any value is read).
+    fn hits(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<Hit>> {
+        self.check_poison()?;
+        if end.is_some_and(|e| e <= start) || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let index = self.index.read();
+        let segs = self.segs.read();
+        let range = index.table(table).range(start, end);
+        let pick = |(k, l): (Vec<u8>, Loc)| {
+            let file = segs.get(&l.seg).cloned();
+            (k, l, file)
+        };
+        Ok(match direction {
+            Direction::Forward => range.take(limit).map(pick).collect(),
+            Direction::Reverse => range.rev().take(limit).map(pick).collect(),
+        })
+    }
+
     /// Reads the value of a key of `table` at `loc` and checks its CRC32C.
     fn read_value(&self, table: Table, loc: Loc, file: Option<Arc<dyn VFile>>) -> Result<Vec<u8>> {
         let name = segment_name(loc.seg);
@@ -354,24 +381,26 @@ impl OrderedKv for FileKv {
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.check_poison()?;
-        if end.is_some_and(|e| e <= start) || limit == 0 {
-            return Ok(Vec::new());
-        }
-        let hits: Vec<Hit> = {
-            let index = self.index.read();
-            let segs = self.segs.read();
-            let range = index.table(table).range(start, end);
-            let pick = |(k, l): (Vec<u8>, Loc)| {
-                let file = segs.get(&l.seg).cloned();
-                (k, l, file)
-            };
-            match direction {
-                Direction::Forward => range.take(limit).map(pick).collect(),
-                Direction::Reverse => range.rev().take(limit).map(pick).collect(),
-            }
-        };
-        self.read_values(table, hits)
+        let hits = self.hits(table, start, end, direction, limit)?;
+        let mut out = Vec::with_capacity(hits.len());
+        self.visit_values(table, hits, &mut |key, value| {
+            out.push((key.to_vec(), value.to_vec()));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    fn scan_each(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        direction: Direction,
+        limit: usize,
+        visit: Visit<'_>,
+    ) -> Result<()> {
+        let hits = self.hits(table, start, end, direction, limit)?;
+        self.visit_values(table, hits, visit)
     }
 
     fn write(&self, batch: Batch) -> Result<()> {

@@ -4,8 +4,9 @@
 //! small head records in between), so a page of 1 000 events is a handful
 //! of reads instead of 1 000.
 
+use super::index::Loc;
 use super::{FileKv, Hit};
-use crate::kv::seam::Table;
+use crate::kv::seam::{Table, Visit};
 use stowage_core::Result;
 
 /// Values further apart than this are read separately (the bytes in
@@ -15,32 +16,34 @@ const MAX_GAP: u64 = 16 << 10;
 const MAX_SPAN: u64 = 4 << 20;
 
 impl FileKv {
-    /// The values of `hits`, in order, each checked against its CRC32C.
-    pub(super) fn read_values(
+    /// Hands the key and value of each of `hits` to `visit`, in order,
+    /// each value checked against its CRC32C first.
+    pub(super) fn visit_values(
         &self,
         table: Table,
         hits: Vec<Hit>,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut out = Vec::with_capacity(hits.len());
+        visit: Visit<'_>,
+    ) -> Result<()> {
         let mut rest = &hits[..];
         while let Some(first) = rest.first() {
             let run = coalescible(rest);
-            if run == 1 || !self.read_span(&rest[..run], &mut out)? {
+            if run == 1 || !self.read_span(&rest[..run], visit)? {
                 let (key, loc, file) = first.clone();
-                out.push((key, self.read_value(table, loc, file)?));
+                visit(&key, &self.read_value(table, loc, file)?)?;
                 rest = &rest[1..];
                 continue;
             }
             rest = &rest[run..];
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Reads the values of `hits` (one segment, ascending, close together)
-    /// with one read. Returns `false`, having added nothing, when the span
-    /// cannot be read or a value does not check out: the caller then reads
-    /// them one by one, which reports the precise error.
-    fn read_span(&self, hits: &[Hit], out: &mut Vec<(Vec<u8>, Vec<u8>)>) -> Result<bool> {
+    /// with one read and visits them. Returns `false`, having visited
+    /// nothing, when the span cannot be read or a value does not check out:
+    /// the caller then reads them one by one, which reports the precise
+    /// error.
+    fn read_span(&self, hits: &[Hit], visit: Visit<'_>) -> Result<bool> {
         let (Some((_, first, Some(file))), Some((_, last, _))) = (hits.first(), hits.last()) else {
             return Ok(false);
         };
@@ -56,18 +59,20 @@ impl FileKv {
         if file.read_at(&mut span, start).is_err() {
             return Ok(false);
         }
-        let values: Option<Vec<Vec<u8>>> = hits
-            .iter()
-            .map(|(_, loc, _)| {
-                let at = (loc.off - start) as usize;
-                let value = span.get(at..at + loc.len as usize)?;
-                (crc32c::crc32c(value) == loc.crc).then(|| value.to_vec())
-            })
-            .collect();
-        let Some(values) = values else {
-            return Ok(false);
+        let value = |loc: &Loc| {
+            let at = (loc.off - start) as usize;
+            span.get(at..at + loc.len as usize)
         };
-        out.extend(hits.iter().map(|(k, _, _)| k.clone()).zip(values));
+        // Every value checks out before the first is visited.
+        let intact = hits
+            .iter()
+            .all(|(_, loc, _)| value(loc).is_some_and(|v| crc32c::crc32c(v) == loc.crc));
+        if !intact {
+            return Ok(false);
+        }
+        for (key, loc, _) in hits {
+            visit(key, value(loc).unwrap_or_default())?;
+        }
         Ok(true)
     }
 }

@@ -182,9 +182,25 @@ fn scan_records<T: DeserializeOwned>(
     limit: usize,
     what: &str,
 ) -> Result<Vec<T>> {
-    reader
-        .scan(table, start, end, direction, limit)?
-        .iter()
-        .map(|(_, v)| crate::encoding::decode_record(what, v))
-        .collect()
+    scan_values(reader, table, (start, end), direction, limit, |v| {
+        crate::encoding::decode_record(what, v)
+    })
+}
+
+/// The values of a scan, each decoded by `decode` from the engine's
+/// borrowed bytes ([`Reader::scan_each`]: no copy per value).
+fn scan_values<T>(
+    reader: &dyn Reader,
+    table: Table,
+    (start, end): (&[u8], Option<&[u8]>),
+    direction: Direction,
+    limit: usize,
+    decode: impl Fn(&[u8]) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    reader.scan_each(table, start, end, direction, limit, &mut |_, value| {
+        out.push(decode(value)?);
+        Ok(())
+    })?;
+    Ok(out)
 }

@@ -11,7 +11,7 @@
 use async_trait::async_trait;
 
 use super::run_head::RunHead;
-use super::{get_record, EngineStore, Shared};
+use super::{get_record, scan_values, EngineStore, Shared};
 use crate::encoding::{decode_event, decode_record, encode_event, encode_record};
 use crate::engine::keys;
 use crate::engine::{Direction, Reader, Scope, Table, Txn};
@@ -266,17 +266,14 @@ impl RunLedger for EngineStore {
             let Some((start, end)) = keys::run_events_after(run, after_seq) else {
                 return Ok(Vec::new());
             };
-            reader
-                .scan(
-                    Table::RunEvents,
-                    &start,
-                    Some(&end),
-                    Direction::Forward,
-                    limit,
-                )?
-                .iter()
-                .map(|(_, bytes)| decode_event("run event", bytes))
-                .collect()
+            scan_values(
+                reader,
+                Table::RunEvents,
+                (&start, Some(&end)),
+                Direction::Forward,
+                limit,
+                |bytes| decode_event("run event", bytes),
+            )
         })
         .await
     }
