@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
 use stowage_core::{Capabilities, Durability, Error, Result, StoreEnv, Stores};
 
@@ -30,6 +31,7 @@ use crate::kv::seam::{Batch, Direction, DurableFuture, OrderedKv, RangeSize, Tab
 mod checkpoint;
 mod index;
 mod maintain;
+mod pool;
 mod read;
 mod record;
 mod recovery;
@@ -107,6 +109,8 @@ pub(crate) struct FileKv {
     lock: Mutex<Option<Box<dyn Any + Send + Sync>>>,
     /// [`FileKv::close`] ran: `Drop` has nothing left to do.
     closed: AtomicBool,
+    /// Read buffers of large values, lent out and reused (`pool.rs`).
+    pool: Arc<pool::BufPool>,
 }
 
 impl FileKv {
@@ -184,6 +188,7 @@ impl FileKv {
             report: rec.report,
             lock: Mutex::new(Some(lock)),
             closed: AtomicBool::new(false),
+            pool: Arc::default(),
             vfs,
         })
     }
@@ -246,44 +251,6 @@ impl FileKv {
     pub(crate) fn recovery_report(&self) -> &RecoveryReport {
         &self.report
     }
-
-    /// Reads the value of a key of `table` at `loc` and checks its CRC32C.
-    fn read_value(&self, table: Table, loc: Loc, file: Option<Arc<dyn VFile>>) -> Result<Vec<u8>> {
-        let name = segment_name(loc.seg);
-        let where_ = || {
-            format!(
-                "file store {}: a value of table {} in segment {name} at offset {}",
-                self.dir.display(),
-                table.name(),
-                loc.off
-            )
-        };
-        let file =
-            file.ok_or_else(|| Error::corrupted(format!("{}: the segment is missing", where_())))?;
-        self.flush_for_read()?;
-        if loc.len as usize > self.opts.max_record_size {
-            return Err(Error::corrupted(format!(
-                "{}: the index claims a value of {} bytes",
-                where_(),
-                loc.len
-            )));
-        }
-        let mut buf = vec![0u8; loc.len as usize];
-        file.read_at(&mut buf, loc.off).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                Error::corrupted(format!("{}: the value is cut short", where_())).with_source(e)
-            } else {
-                Error::from(e).context(where_())
-            }
-        })?;
-        if crc32c::crc32c(&buf) != loc.crc {
-            return Err(Error::corrupted(format!(
-                "{}: the value's CRC32C does not match",
-                where_()
-            )));
-        }
-        Ok(buf)
-    }
 }
 
 impl Drop for FileKv {
@@ -330,6 +297,24 @@ impl OrderedKv for FileKv {
             }
         };
         self.read_value(table, loc, file).map(Some)
+    }
+
+    fn get_bytes(&self, table: Table, key: &[u8]) -> Result<Option<Bytes>> {
+        self.check_poison()?;
+        let (loc, file) = {
+            let index = self.index.read();
+            match index.table(table).get(key) {
+                None => return Ok(None),
+                Some(loc) => (*loc, self.segs.read().get(&loc.seg).cloned()),
+            }
+        };
+        self.read_bytes(table, loc, file).map(Some)
+    }
+
+    /// Every value read is checked against the CRC32C its index entry
+    /// keeps ([`FileKv::read_value`]).
+    fn checks_values(&self) -> bool {
+        true
     }
 
     fn measure(&self, table: Table, start: &[u8], end: Option<&[u8]>) -> Result<Option<RangeSize>> {

@@ -252,3 +252,28 @@ fn deferred_acknowledgements_survive_power_loss() {
         }
     });
 }
+
+/// Options with room for values read into pooled buffers (`pool.rs`).
+fn large_opts() -> FileOptions {
+    FileOptions {
+        segment_size: 8 << 20,
+        ..small_opts()
+    }
+}
+
+#[test]
+fn a_damaged_large_value_is_corrupted_through_the_pool_too() {
+    use super::super::pool::POOLED_MIN;
+    use super::super::recovery::segment_name;
+    let fs = SimFs::new();
+    let kv = open_sim(&fs, large_opts()).unwrap();
+    kv.write(put(b"big", POOLED_MIN)).unwrap();
+    fs.edit(&sim_dir().join(segment_name(1)), |bytes| {
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x40;
+    });
+    for _ in 0..2 {
+        let err = kv.get_bytes(Table::Blobs, b"big").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupted, "{err}");
+    }
+}
