@@ -16,6 +16,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use stowage_core::engine::{
     measure_by_scan, Direction, Durable, Engine, Entry, RangeSize, ReadJob, Reader, Scope, Staging,
@@ -225,6 +226,14 @@ struct Reads<'a>(&'a dyn OrderedKv);
 impl Reader for Reads<'_> {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.0.get(table, key)
+    }
+
+    fn get_bytes(&self, table: Table, key: &[u8]) -> Result<Option<Bytes>> {
+        self.0.get_bytes(table, key)
+    }
+
+    fn checks_values(&self) -> bool {
+        self.0.checks_values()
     }
 
     fn scan(

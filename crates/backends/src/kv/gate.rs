@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use parking_lot::RwLock;
 use stowage_core::{Error, ErrorKind, Result};
 
@@ -20,6 +21,8 @@ pub(crate) struct Gate {
     /// Asked once at construction: the store layer decides by it whether
     /// to start a writer thread.
     group_commits: bool,
+    /// Asked once at construction, as `group_commits`.
+    checks_values: bool,
     engine: RwLock<Option<Arc<dyn OrderedKv>>>,
     /// The engine's close failed: writes not yet durable may be lost.
     close_failed: AtomicBool,
@@ -30,6 +33,7 @@ impl Gate {
         Gate {
             backend,
             group_commits: engine.group_commits(),
+            checks_values: engine.checks_values(),
             engine: RwLock::new(Some(engine)),
             close_failed: AtomicBool::new(false),
         }
@@ -71,6 +75,14 @@ impl Gate {
 impl OrderedKv for Gate {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.with(|e| e.get(table, key))
+    }
+
+    fn get_bytes(&self, table: Table, key: &[u8]) -> Result<Option<Bytes>> {
+        self.with(|e| e.get_bytes(table, key))
+    }
+
+    fn checks_values(&self) -> bool {
+        self.checks_values
     }
 
     fn scan(

@@ -11,6 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use stowage_core::Result;
 
 /// What [`OrderedKv::wait_durable`] returns.
@@ -77,6 +78,22 @@ impl Batch {
 pub(crate) trait OrderedKv: Send + Sync + 'static {
     /// The value of `key`, if any.
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    /// [`OrderedKv::get`] as shared bytes
+    /// ([`Reader::get_bytes`](stowage_core::engine::Reader::get_bytes)):
+    /// an engine that lends out reusable read buffers overrides it.
+    ///
+    /// # Errors
+    /// As [`OrderedKv::get`].
+    fn get_bytes(&self, table: Table, key: &[u8]) -> Result<Option<Bytes>> {
+        Ok(self.get(table, key)?.map(Bytes::from))
+    }
+
+    /// Whether every value returned was checked against a checksum stored
+    /// with it ([`Reader::checks_values`](stowage_core::engine::Reader::checks_values)).
+    fn checks_values(&self) -> bool {
+        false
+    }
 
     /// Entries with `start <= key < end` (`end = None`: no upper bound), in
     /// `direction` order, at most `limit`.

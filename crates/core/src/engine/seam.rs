@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 
 use super::StoreCache;
 use crate::{Capabilities, Result};
@@ -170,6 +171,28 @@ pub trait Reader {
     /// When the engine cannot read (I/O, a damaged page: `Corrupted`).
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>>;
 
+    /// [`Reader::get`] as shared bytes. Stores read large values (blob
+    /// chunks) this way and hand them out as they are, so an engine that
+    /// can lend its read buffer (say, one it reuses once the caller drops
+    /// it) overrides this; the default wraps [`Reader::get`]'s vector
+    /// without copying.
+    ///
+    /// # Errors
+    /// As [`Reader::get`].
+    fn get_bytes(&self, table: Table, key: &[u8]) -> Result<Option<Bytes>> {
+        Ok(self.get(table, key)?.map(Bytes::from))
+    }
+
+    /// Whether every value this reader returns was checked against a
+    /// checksum the engine stored with it, so that damaged bytes come back
+    /// as `Corrupted`, never as a value. Stores then skip their own
+    /// checksum over the same bytes (a blob chunk's CRC32C), so each
+    /// stored byte is still checked once per read; `verify` re-hashes
+    /// either way. The default, `false`, keeps the stores' checks.
+    fn checks_values(&self) -> bool {
+        false
+    }
+
     /// Entries with `start <= key < end` (`end = None`: no upper bound;
     /// `end <= start`: none), in `direction` order, at most `limit`.
     ///
@@ -313,6 +336,14 @@ impl fmt::Debug for Staging<'_> {
 impl Reader for Staging<'_> {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.reader.get(table, key)
+    }
+
+    fn get_bytes(&self, table: Table, key: &[u8]) -> Result<Option<Bytes>> {
+        self.reader.get_bytes(table, key)
+    }
+
+    fn checks_values(&self) -> bool {
+        self.reader.checks_values()
     }
 
     fn scan(

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
 use stowage_core::{Capabilities, Durability, Error, Result, StoreEnv, Stores};
 
@@ -30,6 +31,7 @@ mod blocks;
 mod checkpoint;
 mod index;
 mod maintain;
+mod pool;
 mod read;
 mod record;
 mod recovery;
@@ -44,6 +46,8 @@ mod tests;
 
 /// A scan hit before its value is read: key, location, segment file.
 type Hit = (Vec<u8>, Loc, Option<Arc<dyn VFile>>);
+/// Where a value is: its location and its segment file (if open).
+type Placed = (Loc, Option<Arc<dyn VFile>>);
 
 /// How the engine is configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +111,8 @@ pub(crate) struct FileKv {
     lock: Mutex<Option<Box<dyn Any + Send + Sync>>>,
     /// [`FileKv::close`] ran: `Drop` has nothing left to do.
     closed: AtomicBool,
+    /// Read buffers of large values, lent out and reused (`pool.rs`).
+    pool: Arc<pool::BufPool>,
 }
 
 impl FileKv {
@@ -184,6 +190,7 @@ impl FileKv {
             report: rec.report,
             lock: Mutex::new(Some(lock)),
             closed: AtomicBool::new(false),
+            pool: Arc::default(),
             vfs,
         })
     }
@@ -247,6 +254,16 @@ impl FileKv {
         &self.report
     }
 
+    /// Where the value of `key` is, and its segment file.
+    fn locate(&self, table: Table, key: &[u8]) -> Result<Option<Placed>> {
+        self.check_poison()?;
+        let index = self.index.read();
+        Ok(index
+            .table(table)
+            .get(key)
+            .map(|loc| (loc, self.segs.read().get(&loc.seg).cloned())))
+    }
+
     /// The keys of a scan with where their values are, in order, taken
     /// under the index lock (released before any value is read).
     fn hits(
@@ -272,44 +289,6 @@ impl FileKv {
             Direction::Forward => range.take(limit).map(pick).collect(),
             Direction::Reverse => range.rev().take(limit).map(pick).collect(),
         })
-    }
-
-    /// Reads the value of a key of `table` at `loc` and checks its CRC32C.
-    fn read_value(&self, table: Table, loc: Loc, file: Option<Arc<dyn VFile>>) -> Result<Vec<u8>> {
-        let name = segment_name(loc.seg);
-        let where_ = || {
-            format!(
-                "file store {}: a value of table {} in segment {name} at offset {}",
-                self.dir.display(),
-                table.name(),
-                loc.off
-            )
-        };
-        let file =
-            file.ok_or_else(|| Error::corrupted(format!("{}: the segment is missing", where_())))?;
-        self.flush_for_read()?;
-        if loc.len as usize > self.opts.max_record_size {
-            return Err(Error::corrupted(format!(
-                "{}: the index claims a value of {} bytes",
-                where_(),
-                loc.len
-            )));
-        }
-        let mut buf = vec![0u8; loc.len as usize];
-        file.read_at(&mut buf, loc.off).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                Error::corrupted(format!("{}: the value is cut short", where_())).with_source(e)
-            } else {
-                Error::from(e).context(where_())
-            }
-        })?;
-        if crc32c::crc32c(&buf) != loc.crc {
-            return Err(Error::corrupted(format!(
-                "{}: the value's CRC32C does not match",
-                where_()
-            )));
-        }
-        Ok(buf)
     }
 }
 
@@ -348,15 +327,23 @@ impl Drop for FileKv {
 
 impl OrderedKv for FileKv {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.check_poison()?;
-        let (loc, file) = {
-            let index = self.index.read();
-            match index.table(table).get(key) {
-                None => return Ok(None),
-                Some(loc) => (loc, self.segs.read().get(&loc.seg).cloned()),
-            }
-        };
-        self.read_value(table, loc, file).map(Some)
+        match self.locate(table, key)? {
+            Some((loc, file)) => self.read_value(table, loc, file).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn get_bytes(&self, table: Table, key: &[u8]) -> Result<Option<Bytes>> {
+        match self.locate(table, key)? {
+            Some((loc, file)) => self.read_bytes(table, loc, file).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Every value read is checked against the CRC32C its index entry
+    /// keeps ([`FileKv::read_value`]).
+    fn checks_values(&self) -> bool {
+        true
     }
 
     fn measure(&self, table: Table, start: &[u8], end: Option<&[u8]>) -> Result<Option<RangeSize>> {

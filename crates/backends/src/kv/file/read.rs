@@ -4,10 +4,17 @@
 //! small head records in between), so a page of 1 000 events is a handful
 //! of reads instead of 1 000.
 
+use std::sync::Arc;
+
+use bytes::Bytes;
+use stowage_core::{Error, Result};
+
 use super::index::Loc;
+use super::pool;
+use super::recovery::segment_name;
+use super::vfs::VFile;
 use super::{FileKv, Hit};
 use crate::kv::seam::{Table, Visit};
-use stowage_core::Result;
 
 /// Values further apart than this are read separately (the bytes in
 /// between would be read for nothing).
@@ -16,6 +23,94 @@ const MAX_GAP: u64 = 16 << 10;
 const MAX_SPAN: u64 = 4 << 20;
 
 impl FileKv {
+    /// Reads the value of a key of `table` at `loc` and checks its CRC32C.
+    pub(super) fn read_value(
+        &self,
+        table: Table,
+        loc: Loc,
+        file: Option<Arc<dyn VFile>>,
+    ) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; self.value_len(table, loc)?];
+        self.read_into(table, loc, file, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// [`FileKv::read_value`] as shared bytes: a large value (a blob
+    /// chunk) is read into a buffer of the store's pool, which returns
+    /// there once the bytes are dropped (`pool.rs`).
+    pub(super) fn read_bytes(
+        &self,
+        table: Table,
+        loc: Loc,
+        file: Option<Arc<dyn VFile>>,
+    ) -> Result<Bytes> {
+        let len = self.value_len(table, loc)?;
+        if !pool::pooled(len) {
+            return self.read_value(table, loc, file).map(Bytes::from);
+        }
+        self.pool
+            .read(len, |buf| self.read_into(table, loc, file, buf))
+    }
+
+    fn where_(&self, table: Table, loc: Loc) -> String {
+        format!(
+            "file store {}: a value of table {} in segment {} at offset {}",
+            self.dir.display(),
+            table.name(),
+            segment_name(loc.seg),
+            loc.off
+        )
+    }
+
+    /// The length of the value at `loc`, refused above the largest record.
+    fn value_len(&self, table: Table, loc: Loc) -> Result<usize> {
+        let len = loc.len as usize;
+        if len > self.opts.max_record_size {
+            return Err(Error::corrupted(format!(
+                "{}: the index claims a value of {} bytes",
+                self.where_(table, loc),
+                loc.len
+            )));
+        }
+        Ok(len)
+    }
+
+    /// Fills `buf` (`loc.len` bytes) with the value at `loc` and checks
+    /// its CRC32C.
+    fn read_into(
+        &self,
+        table: Table,
+        loc: Loc,
+        file: Option<Arc<dyn VFile>>,
+        buf: &mut [u8],
+    ) -> Result<()> {
+        let file = file.ok_or_else(|| {
+            Error::corrupted(format!(
+                "{}: the segment is missing",
+                self.where_(table, loc)
+            ))
+        })?;
+        self.flush_for_read()?;
+        file.read_at(buf, loc.off).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Error::corrupted(format!(
+                    "{}: the value is cut short",
+                    self.where_(table, loc)
+                ))
+                .with_source(e)
+            } else {
+                Error::from(e).context(self.where_(table, loc))
+            }
+        })?;
+        if crc32c::crc32c(buf) != loc.crc {
+            return Err(Error::corrupted(format!(
+                "{}: the value's CRC32C does not match",
+                self.where_(table, loc)
+            )));
+        }
+        Ok(())
+    }
+
     /// Hands the key and value of each of `hits` to `visit`, in order,
     /// each value checked against its CRC32C first.
     pub(super) fn visit_values(

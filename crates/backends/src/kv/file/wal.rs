@@ -37,6 +37,12 @@ const FILL_STEP: u64 = 1 << 20;
 /// Unwritten frames are written once they reach this many bytes.
 const FLUSH_AT: usize = 1 << 20;
 
+/// A frame at least this large that does not fit in the zeros already
+/// reserved is written at once from its own buffer, growing the file,
+/// instead of being copied into [`Wal::buf`] behind a zero fill of its
+/// size (see [`FileKv::append_locked`]).
+const DIRECT_AT: usize = 64 << 10;
+
 /// Group-commit state (guarded by `FileKv::commit`).
 #[derive(Debug, Default)]
 pub(crate) struct Commit {
@@ -152,9 +158,16 @@ impl FileKv {
         if w.tail > SEGMENT_HEADER_LEN && w.tail.saturating_add(len) > self.opts.segment_size {
             self.rotate(w)?;
         }
-        // The zeros reserve the space, so writing the frame later cannot
-        // run out of it.
-        self.fill_ahead(w, w.tail.saturating_add(len))?;
+        let end = w.tail.saturating_add(len);
+        // A large frame past the reserved zeros is written now, before the
+        // index shows it (a failure leaves nothing behind); zero-filling
+        // its size first would write every byte twice. Others go to the
+        // buffer, behind zeros that reserve their space, so writing them
+        // later cannot run out of it.
+        let direct = frame.len() >= DIRECT_AT && end > w.filled;
+        if !direct {
+            self.fill_ahead(w, end)?;
+        }
         let seq = w.next_seq;
         // The durable watermark goes into the record: on disk it proves
         // that every record below it had been acknowledged-safe (fsynced)
@@ -165,10 +178,14 @@ impl FileKv {
         let ops = record::decode_batch(payload).map_err(|d| {
             Error::internal(format!("a just-encoded batch does not decode: {}", d.0))
         })?;
-        // Set before the index shows the record, so a reader that finds it
-        // also finds the flag and writes the frame out first.
-        self.unflushed.store(true, Ordering::Release);
-        w.buf.extend_from_slice(&frame);
+        if direct {
+            self.write_direct(w, &frame)?;
+        } else {
+            // Set before the index shows the record, so a reader that
+            // finds it also finds the flag and writes the frame out first.
+            self.unflushed.store(true, Ordering::Release);
+            w.buf.extend_from_slice(&frame);
+        }
         self.index
             .write()
             .apply(w.active, w.tail + RECORD_HEADER_LEN as u64, &ops);
@@ -179,6 +196,23 @@ impl FileKv {
             self.flush_locked(w)?;
         }
         Ok(seq)
+    }
+
+    /// Writes `frame` at the tail (the caller holds the WAL lock), after
+    /// the frames still buffered before it. On failure (`ENOSPC` →
+    /// `StorageFull`) the file is cut back to the tail, so nothing partial
+    /// stays, and the engine goes on; if that cut fails, it is poisoned.
+    fn write_direct(&self, w: &mut Wal, frame: &[u8]) -> Result<()> {
+        self.flush_locked(w)?;
+        if let Err(e) = w.file.write_at(frame, w.tail) {
+            if let Err(e2) = w.file.set_len(w.tail) {
+                return Err(self.poison_with("undoing a failed append", e2));
+            }
+            w.filled = w.tail;
+            return Err(self.io_error("appending to the log", e));
+        }
+        w.filled = w.filled.max(w.tail.saturating_add(frame.len() as u64));
+        Ok(())
     }
 
     /// Writes the frames appended but not yet written (the caller holds the

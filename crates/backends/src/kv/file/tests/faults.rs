@@ -252,3 +252,78 @@ fn deferred_acknowledgements_survive_power_loss() {
         }
     });
 }
+
+/// Options with room for frames written straight from their buffer
+/// (`wal.rs`, `DIRECT_AT`) and read into pooled buffers (`pool.rs`).
+fn large_opts() -> FileOptions {
+    FileOptions {
+        segment_size: 8 << 20,
+        ..small_opts()
+    }
+}
+
+#[test]
+fn large_values_are_written_directly_refused_whole_on_a_full_disk_and_survive_power_loss() {
+    use super::super::pool::POOLED_MIN;
+    let fs = SimFs::new();
+    let kv = open_sim(&fs, large_opts()).unwrap();
+    let mut model = Model::new();
+    // Small, large (past the zero fill), small, large again.
+    for (i, len) in [(0u8, 300), (1, POOLED_MIN + 9), (2, 100), (3, 70 << 10)] {
+        let b = put(&[i], len);
+        kv.write(b.clone()).unwrap();
+        apply_model(&mut model, &b);
+    }
+    let got = kv.get_bytes(Table::Blobs, &[1]).unwrap().unwrap();
+    assert_eq!(got.len(), POOLED_MIN + 9);
+    assert!(got.iter().all(|&b| b == 7));
+    drop(got);
+    // A second pooled read reuses the returned buffer.
+    assert_eq!(
+        kv.get_bytes(Table::Blobs, &[1]).unwrap().unwrap().len(),
+        POOLED_MIN + 9
+    );
+    assert_eq!(dump(&kv).unwrap(), model);
+
+    let used: u64 = {
+        use super::super::vfs::Vfs;
+        fs.list(&sim_dir())
+            .unwrap()
+            .iter()
+            .map(|n| {
+                fs.contents(&sim_dir().join(n))
+                    .map_or(0, |c| c.len() as u64)
+            })
+            .sum()
+    };
+    fs.set_capacity(Some(used + (100 << 10)));
+    let err = kv.write(put(&[9], 2 << 20)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::StorageFull, "{err}");
+    assert_eq!(dump(&kv).unwrap(), model, "nothing of the refused write");
+    fs.set_capacity(None);
+    let b = put(&[10], POOLED_MIN);
+    kv.write(b.clone()).unwrap();
+    apply_model(&mut model, &b);
+    drop(kv);
+    fs.power_loss(None);
+    let kv = open_sim(&fs, large_opts()).unwrap();
+    assert_eq!(dump(&kv).unwrap(), model);
+    assert!(kv.recovery_report().truncated_tail.is_none());
+}
+
+#[test]
+fn a_damaged_large_value_is_corrupted_through_the_pool_too() {
+    use super::super::pool::POOLED_MIN;
+    use super::super::recovery::segment_name;
+    let fs = SimFs::new();
+    let kv = open_sim(&fs, large_opts()).unwrap();
+    kv.write(put(b"big", POOLED_MIN)).unwrap();
+    fs.edit(&sim_dir().join(segment_name(1)), |bytes| {
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x40;
+    });
+    for _ in 0..2 {
+        let err = kv.get_bytes(Table::Blobs, b"big").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupted, "{err}");
+    }
+}
