@@ -187,6 +187,9 @@ fn scan_records<T: DeserializeOwned>(
     })
 }
 
+/// The most entries [`scan_values`] reserves room for up front.
+const PAGE_CAPACITY: usize = 1024;
+
 /// The values of a scan, each decoded by `decode` from the engine's
 /// borrowed bytes ([`Reader::scan_each`]: no copy per value).
 fn scan_values<T>(
@@ -197,7 +200,9 @@ fn scan_values<T>(
     limit: usize,
     decode: impl Fn(&[u8]) -> Result<T>,
 ) -> Result<Vec<T>> {
-    let mut out = Vec::new();
+    // Pages are bounded (`page_limit`); one allocation instead of a
+    // series of doublings that copy every decoded value again.
+    let mut out = Vec::with_capacity(limit.min(PAGE_CAPACITY));
     reader.scan_each(table, start, end, direction, limit, &mut |_, value| {
         out.push(decode(value)?);
         Ok(())
