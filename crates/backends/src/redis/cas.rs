@@ -12,7 +12,10 @@
 //! the listing step, say because the server died in between) is
 //! `OutcomeUnknown`, never `Unavailable`: the blob may exist, unlisted.
 //! Putting the same bytes again repairs it — `SET NX` leaves the blob and
-//! the listing step runs again.
+//! the listing step runs again. Likewise a delete whose listing steps fail
+//! after the blob was deleted is `OutcomeUnknown`; deleting again
+//! completes it (a digest left listed without its blob is skipped by
+//! `list` meanwhile).
 
 use std::sync::Arc;
 
@@ -51,18 +54,19 @@ impl RedisCas {
     }
 }
 
-/// An error after the blob step: nothing about the put is certain any
-/// more, so `Unavailable` (which promises nothing was applied) becomes
-/// `OutcomeUnknown`.
-fn blob_stored_but(e: Error, what: &str) -> Error {
+/// An error after the blob step of a put or a delete (`done`: what that
+/// step did; `redo`: how to complete the call): the call is no longer
+/// without effect, so `Unavailable` (which promises nothing was applied)
+/// becomes `OutcomeUnknown`.
+fn blob_step_ran_but(e: Error, what: &str, done: &str, redo: &str) -> Error {
     if e.kind() != ErrorKind::Unavailable {
         return e;
     }
     Error::new(
         ErrorKind::OutcomeUnknown,
         format!(
-            "{what}: the blob was stored, but the server became unavailable before it \
-             was confirmed and listed; put the same bytes again to complete it"
+            "{what}: the blob was {done}, but the server became unavailable before the \
+             listing was updated; {redo} to complete it"
         ),
     )
     .with_source(e)
@@ -97,7 +101,9 @@ impl CasStore for RedisCas {
             self.0.conn.settle_counts(&reply, &what).await;
             self.index(&d, &what).await
         };
-        listed.await.map_err(|e| blob_stored_but(e, &what))?;
+        listed
+            .await
+            .map_err(|e| blob_step_ran_but(e, &what, "stored", "put the same bytes again"))?;
         Ok(d)
     }
 
@@ -151,12 +157,18 @@ impl CasStore for RedisCas {
             )
             .await?;
         let existed = items(reply).get(1).and_then(int) == Some(1);
-        let mut zrem = redis::cmd("ZREM");
-        zrem.arg(sh.keys.blobs_all()).arg(digest.to_string());
-        sh.conn.query(&zrem, Op::Write, &what).await?;
-        if self.exists(digest, &what).await? {
-            self.index(digest, &what).await?;
-        }
+        let unlisted = async {
+            let mut zrem = redis::cmd("ZREM");
+            zrem.arg(sh.keys.blobs_all()).arg(digest.to_string());
+            sh.conn.query(&zrem, Op::Write, &what).await?;
+            if self.exists(digest, &what).await? {
+                self.index(digest, &what).await?;
+            }
+            Ok(())
+        };
+        unlisted
+            .await
+            .map_err(|e| blob_step_ran_but(e, &what, "deleted", "delete it again"))?;
         Ok(existed)
     }
 
