@@ -206,3 +206,34 @@ async fn require_checks_the_durability_level_of_file_and_memory_urls() {
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     assert!(err.message().contains("power_loss"), "{err}");
 }
+
+/// A child process being spawned shares the lock file's open file until it
+/// execs: a store this process has just closed must still reopen at once
+/// (the lock naming this process is retried briefly).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_store_reopens_while_the_process_spawns_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = url(dir.path(), "");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spawner = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::process::Command::new("true").status();
+            }
+        })
+    };
+    for i in 0..100u64 {
+        let stores = open(&url)
+            .await
+            .unwrap_or_else(|e| panic!("reopen {i}: {e}"));
+        stores
+            .cas
+            .put(Bytes::from(i.to_be_bytes().to_vec()))
+            .await
+            .unwrap();
+        stores.close().await.unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    spawner.join().unwrap();
+}
