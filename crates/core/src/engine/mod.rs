@@ -145,12 +145,14 @@
 mod keys;
 mod memory;
 mod seam;
+mod staging;
 mod store;
 pub mod tamper;
 
 pub use memory::MemoryEngine;
 pub use seam::{
-    measure_by_scan, Direction, Durable, Engine, Entry, RangeSize, ReadJob, Reader, Scope, Staging,
-    Table, Txn, Visit, Write, WriteJob,
+    measure_by_scan, Direction, Durable, Engine, Entry, RangeSize, ReadJob, Reader, Scope, Table,
+    Txn, Visit, WriteJob,
 };
+pub use staging::{Staging, Write};
 pub use store::{stores, StoreCache};
