@@ -235,12 +235,13 @@ impl Blocks {
             let mut left = slot.into_vec();
             let right = left.split_off(j);
             removed.extend(left.drain(i..));
-            let right_key = key_at(&first, j);
+            // The right part's first key exists (it is one of the block's),
+            // so building it cannot overflow the counter.
+            if let Some(slot) = Slot::from_vec(right) {
+                self.map.insert(key_at(&first, j), slot);
+            }
             if let Some(slot) = Slot::from_vec(left) {
                 self.map.insert(first, slot);
-            }
-            if let Some(slot) = Slot::from_vec(right) {
-                self.map.insert(right_key, slot);
             }
         }
         removed

@@ -151,3 +151,23 @@ fn a_key_between_a_block_and_its_next_key_stops_the_block() {
     assert_eq!(keys, sorted);
     assert_eq!(keys.len(), 6);
 }
+
+#[test]
+fn a_block_ending_at_the_largest_counter_takes_range_deletes() {
+    let mut blocks = Blocks::default();
+    for c in u64::MAX - 3..=u64::MAX {
+        blocks.insert(&counted(1, c), loc(c % 100));
+    }
+    assert_eq!(blocks.blocks().count(), 1);
+    let removed = blocks.remove_range(&counted(1, u64::MAX - 1), None);
+    assert_eq!(removed.len(), 2);
+    assert_eq!(blocks.entries().count(), 2);
+    assert_eq!(
+        blocks.remove(&counted(1, u64::MAX - 2)),
+        Some(loc((u64::MAX - 2) % 100))
+    );
+    assert_eq!(
+        blocks.get(&counted(1, u64::MAX - 3)),
+        Some(loc((u64::MAX - 3) % 100))
+    );
+}
