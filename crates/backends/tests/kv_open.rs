@@ -127,3 +127,36 @@ async fn require_refuses_a_weaker_durability_level_before_creating_anything() {
         assert!(s.capabilities.survives_kill());
     }
 }
+
+/// As for the file engine: sled's lock belongs to the open file, which a
+/// child being spawned shares until it execs, so a store this process has
+/// just closed must still reopen at once (its own lock is retried briefly).
+#[cfg(feature = "sled")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_sled_store_reopens_while_the_process_spawns_children() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sled://{}/store", dir.path().display());
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let spawner = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = std::process::Command::new("true").status();
+            }
+        })
+    };
+    for i in 0..50u64 {
+        let stores = open(&url)
+            .await
+            .unwrap_or_else(|e| panic!("reopen {i}: {e}"));
+        stores
+            .cas
+            .put(Bytes::from(i.to_be_bytes().to_vec()))
+            .await
+            .unwrap();
+        stores.close().await.unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    spawner.join().unwrap();
+}

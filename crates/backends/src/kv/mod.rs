@@ -52,3 +52,25 @@ pub(crate) fn kv_stores(
 
 #[cfg(feature = "file")]
 pub(crate) mod file;
+
+/// Retries `attempt` while it finds the store's lock held by this very
+/// process, for up to 2 s: an OS lock tied to an open file (`flock`, as
+/// the file engine and sled take theirs) is shared by a child the process
+/// is spawning until that child execs, so a store the process has just
+/// closed can look held by itself for that moment. `Ok(None)` from
+/// `attempt` means "held by this process"; anything else is its answer.
+#[cfg(any(feature = "file", feature = "sled"))]
+pub(crate) fn retry_own_lock<T>(
+    mut attempt: impl FnMut() -> stowage_core::Result<Option<T>>,
+) -> stowage_core::Result<Option<T>> {
+    const PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+    const PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+    let start = std::time::Instant::now();
+    loop {
+        match attempt()? {
+            Some(done) => return Ok(Some(done)),
+            None if start.elapsed() >= PATIENCE => return Ok(None),
+            None => std::thread::sleep(PAUSE),
+        }
+    }
+}

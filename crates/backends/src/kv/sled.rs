@@ -237,19 +237,30 @@ pub(crate) async fn open(parsed: &KvUrl) -> Result<Arc<SledKv>> {
 
 impl SledKv {
     fn open(dir: &Path) -> Result<Arc<SledKv>> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(64 * 1024 * 1024)
             // Every batch flushes before it is acknowledged, so sled's
             // background flusher thread is not needed.
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| {
-                if is_locked(&e) {
-                    return locked_error(dir).with_source(e);
-                }
-                map_err(e).context(format_args!("opening sled at {}", dir.display()))
-            })?;
+            .flush_every_ms(None);
+        let own = std::process::id().to_string();
+        let mut held = None;
+        let opened = super::retry_own_lock(|| match config.open() {
+            Ok(db) => Ok(Some(db)),
+            // sled's lock is an `flock` too: one naming this process may be
+            // a spawning child's inherited share of it.
+            Err(e) if is_locked(&e) && holder(dir) == own => {
+                held = Some(e);
+                Ok(None)
+            }
+            Err(e) if is_locked(&e) => Err(locked_error(dir).with_source(e)),
+            Err(e) => Err(map_err(e).context(format_args!("opening sled at {}", dir.display()))),
+        })?;
+        let db = match (opened, held) {
+            (Some(db), _) => db,
+            (None, Some(e)) => return Err(locked_error(dir).with_source(e)),
+            (None, None) => return Err(locked_error(dir)),
+        };
         // sled's lock records no holder: record ours beside it, so that the
         // next opener's error can name us (best effort: only a hint).
         let _ = std::fs::write(dir.join(HOLDER), format!("{}\n", std::process::id()));
@@ -344,11 +355,18 @@ fn is_locked(err: &sled::Error) -> bool {
     matches!(err, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
 }
 
+/// The pid the last opener recorded in [`HOLDER`] (empty if none).
+fn holder(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join(HOLDER))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
 /// The error for a sled store another opener holds, naming the holder
 /// when it recorded itself in [`HOLDER`].
 fn locked_error(dir: &Path) -> Error {
-    let holder = std::fs::read_to_string(dir.join(HOLDER)).unwrap_or_default();
-    let who = match holder.trim() {
+    let who = match holder(dir).as_str() {
         "" => "another opener (this or another process)".to_owned(),
         pid if pid == std::process::id().to_string() => {
             format!("this process ({pid}): close or drop the other Stores first")

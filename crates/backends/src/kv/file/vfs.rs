@@ -203,27 +203,25 @@ impl Vfs for RealFs {
                 _ => Error::from(e).context(format!("opening lock file {}", path.display())),
             })?;
         let own = std::process::id().to_string();
-        let mut waited = std::time::Duration::ZERO;
-        loop {
-            match file.try_lock() {
-                Ok(()) => break,
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    let holder = std::fs::read_to_string(path).unwrap_or_default();
-                    // The lock is tied to the open file, which a child this
-                    // process is spawning shares between fork and exec: a
-                    // store this process just closed can look held for a
-                    // moment. A lock that names this process is retried
-                    // briefly; another process's is reported at once.
-                    if holder.trim() != own || waited >= OWN_LOCK_PATIENCE {
-                        return Err(locked_error(path, holder.trim()));
-                    }
-                    std::thread::sleep(OWN_LOCK_RETRY);
-                    waited += OWN_LOCK_RETRY;
-                }
-                Err(std::fs::TryLockError::Error(e)) => {
-                    return Err(Error::from(e).context(format!("locking {}", path.display())))
+        let mut holder = String::new();
+        let locked = crate::kv::retry_own_lock(|| match file.try_lock() {
+            Ok(()) => Ok(Some(())),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                holder = std::fs::read_to_string(path).unwrap_or_default();
+                // A lock naming this process may be a child's inherited
+                // share of it (see `retry_own_lock`); another's is final.
+                if holder.trim() == own {
+                    Ok(None)
+                } else {
+                    Err(locked_error(path, holder.trim()))
                 }
             }
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(Error::from(e).context(format!("locking {}", path.display())))
+            }
+        })?;
+        if locked.is_none() {
+            return Err(locked_error(path, holder.trim()));
         }
         let pid = format!("{}\n", std::process::id());
         let f = RealFile(file);
@@ -233,11 +231,6 @@ impl Vfs for RealFs {
         Ok(Box::new(f.0))
     }
 }
-
-/// How long a lock that names this process is retried (see `lock`).
-const OWN_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
-/// The pause between those retries.
-const OWN_LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The error for a store whose lock is held by `holder` (a pid, if known).
 pub(crate) fn locked_error(path: &Path, holder: &str) -> Error {
