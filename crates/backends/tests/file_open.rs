@@ -3,6 +3,9 @@
 
 #![cfg(feature = "file")]
 
+#[path = "support/reopen.rs"]
+mod reopen;
+
 use bytes::Bytes;
 use stowage_backends::open;
 use stowage_core::{DurabilityLevel, ErrorKind};
@@ -214,26 +217,5 @@ async fn require_checks_the_durability_level_of_file_and_memory_urls() {
 async fn a_closed_store_reopens_while_the_process_spawns_children() {
     let dir = tempfile::tempdir().unwrap();
     let url = url(dir.path(), "");
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let spawner = {
-        let stop = std::sync::Arc::clone(&stop);
-        std::thread::spawn(move || {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let _ = std::process::Command::new("true").status();
-            }
-        })
-    };
-    for i in 0..100u64 {
-        let stores = open(&url)
-            .await
-            .unwrap_or_else(|e| panic!("reopen {i}: {e}"));
-        stores
-            .cas
-            .put(Bytes::from(i.to_be_bytes().to_vec()))
-            .await
-            .unwrap();
-        stores.close().await.unwrap();
-    }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    spawner.join().unwrap();
+    reopen::reopens_while_spawning(&url, 100).await;
 }

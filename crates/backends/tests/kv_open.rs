@@ -1,6 +1,9 @@
 //! Opening the RocksDB and sled backends by URL through the public API.
 #![cfg(any(feature = "rocksdb", feature = "sled"))]
 
+#[path = "support/reopen.rs"]
+mod reopen;
+
 use bytes::Bytes;
 use stowage_backends::open;
 use stowage_core::{DurabilityLevel, ErrorKind};
@@ -134,29 +137,7 @@ async fn require_refuses_a_weaker_durability_level_before_creating_anything() {
 #[cfg(feature = "sled")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_sled_store_reopens_while_the_process_spawns_children() {
-    use std::sync::atomic::{AtomicBool, Ordering};
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sled://{}/store", dir.path().display());
-    let stop = std::sync::Arc::new(AtomicBool::new(false));
-    let spawner = {
-        let stop = std::sync::Arc::clone(&stop);
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let _ = std::process::Command::new("true").status();
-            }
-        })
-    };
-    for i in 0..50u64 {
-        let stores = open(&url)
-            .await
-            .unwrap_or_else(|e| panic!("reopen {i}: {e}"));
-        stores
-            .cas
-            .put(Bytes::from(i.to_be_bytes().to_vec()))
-            .await
-            .unwrap();
-        stores.close().await.unwrap();
-    }
-    stop.store(true, Ordering::Relaxed);
-    spawner.join().unwrap();
+    reopen::reopens_while_spawning(&url, 50).await;
 }

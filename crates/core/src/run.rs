@@ -96,6 +96,18 @@ pub struct RunSummary {
 /// [`NewEvent`] may declare.
 pub const MAX_SUMMARY_BLOBS: usize = 1024;
 
+/// `InvalidInput` naming `what` for more than [`MAX_SUMMARY_BLOBS`]
+/// declared blobs (of a summary or an event).
+pub(crate) fn check_declared_blobs(what: &str, blobs: &[Digest]) -> Result<()> {
+    if blobs.len() > MAX_SUMMARY_BLOBS {
+        return Err(Error::invalid_input(format!(
+            "{what}: {} digests, at most {MAX_SUMMARY_BLOBS} allowed",
+            blobs.len()
+        )));
+    }
+    Ok(())
+}
+
 impl RunSummary {
     /// A summary with a message, `null` output and the store's clock.
     pub fn new(message: impl Into<String>) -> Self {
@@ -119,12 +131,7 @@ impl RunSummary {
     /// `InvalidInput` naming the field.
     pub fn validate(&self) -> Result<()> {
         validate::text("run summary message", &self.message)?;
-        if self.blobs.len() > MAX_SUMMARY_BLOBS {
-            return Err(Error::invalid_input(format!(
-                "run summary blobs: {} digests, at most {MAX_SUMMARY_BLOBS} allowed",
-                self.blobs.len()
-            )));
-        }
+        check_declared_blobs("run summary blobs", &self.blobs)?;
         validate::json("run summary output", &self.output).map(drop)
     }
 }

@@ -86,13 +86,7 @@ impl NewEvent {
     fn checked_payload(&self) -> Result<Vec<u8>> {
         validate::identifier("event kind", &self.kind)?;
         validate::optional_identifier("idempotency key", self.idempotency_key.as_deref())?;
-        if self.blobs.len() > crate::run::MAX_SUMMARY_BLOBS {
-            return Err(Error::invalid_input(format!(
-                "event blobs: {} digests, at most {} allowed",
-                self.blobs.len(),
-                crate::run::MAX_SUMMARY_BLOBS
-            )));
-        }
+        crate::run::check_declared_blobs("event blobs", &self.blobs)?;
         validate::json("event payload", &self.payload)
     }
 }

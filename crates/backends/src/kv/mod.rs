@@ -57,20 +57,21 @@ pub(crate) mod file;
 /// process, for up to 2 s: an OS lock tied to an open file (`flock`, as
 /// the file engine and sled take theirs) is shared by a child the process
 /// is spawning until that child execs, so a store the process has just
-/// closed can look held by itself for that moment. `Ok(None)` from
-/// `attempt` means "held by this process"; anything else is its answer.
+/// closed can look held by itself for that moment. `attempt` answers
+/// `Ok(Ok(_))` when it took the lock, `Ok(Err(e))` when this process holds
+/// it (retried; `e` is the answer once the time is up), `Err(_)` otherwise.
 #[cfg(any(feature = "file", feature = "sled"))]
 pub(crate) fn retry_own_lock<T>(
-    mut attempt: impl FnMut() -> stowage_core::Result<Option<T>>,
-) -> stowage_core::Result<Option<T>> {
+    mut attempt: impl FnMut() -> stowage_core::Result<stowage_core::Result<T>>,
+) -> stowage_core::Result<T> {
     const PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
     const PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
     let start = std::time::Instant::now();
     loop {
         match attempt()? {
-            Some(done) => return Ok(Some(done)),
-            None if start.elapsed() >= PATIENCE => return Ok(None),
-            None => std::thread::sleep(PAUSE),
+            Ok(done) => return Ok(done),
+            Err(held_here) if start.elapsed() >= PATIENCE => return Err(held_here),
+            Err(_) => std::thread::sleep(PAUSE),
         }
     }
 }

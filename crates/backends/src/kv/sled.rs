@@ -244,23 +244,21 @@ impl SledKv {
             // background flusher thread is not needed.
             .flush_every_ms(None);
         let own = std::process::id().to_string();
-        let mut held = None;
-        let opened = super::retry_own_lock(|| match config.open() {
-            Ok(db) => Ok(Some(db)),
+        let db = super::retry_own_lock(|| match config.open() {
+            Ok(db) => Ok(Ok(db)),
             // sled's lock is an `flock` too: one naming this process may be
             // a spawning child's inherited share of it.
-            Err(e) if is_locked(&e) && holder(dir) == own => {
-                held = Some(e);
-                Ok(None)
+            Err(e) if is_locked(&e) => {
+                let held_here = holder(dir) == own;
+                let err = locked_error(dir).with_source(e);
+                if held_here {
+                    Ok(Err(err))
+                } else {
+                    Err(err)
+                }
             }
-            Err(e) if is_locked(&e) => Err(locked_error(dir).with_source(e)),
             Err(e) => Err(map_err(e).context(format_args!("opening sled at {}", dir.display()))),
         })?;
-        let db = match (opened, held) {
-            (Some(db), _) => db,
-            (None, Some(e)) => return Err(locked_error(dir).with_source(e)),
-            (None, None) => return Err(locked_error(dir)),
-        };
         // sled's lock records no holder: record ours beside it, so that the
         // next opener's error can name us (best effort: only a hint).
         let _ = std::fs::write(dir.join(HOLDER), format!("{}\n", std::process::id()));

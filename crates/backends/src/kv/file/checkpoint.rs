@@ -165,22 +165,20 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Index, Position), Damage> {
     let count = c.u64()?;
     let mut index = Index::new();
     for _ in 0..count {
+        let table = c.table()?;
+        let klen = c.u32()? as usize;
+        let first = c.take(klen)?;
         if magic == MAGIC_V1 {
-            let table = c.table()?;
-            let klen = c.u32()? as usize;
-            let key = c.take(klen)?;
+            // One key with its fixed-width location.
             let loc = Loc {
                 seg: c.u64()?,
                 off: c.u64()?,
                 len: c.u32()?,
                 crc: c.u32()?,
             };
-            index.insert(table, key, loc);
+            index.insert(table, first, loc);
             continue;
         }
-        let table = c.table()?;
-        let klen = c.u32()? as usize;
-        let first = c.take(klen)?;
         let n = c.u64()?;
         let mut prev = (0u64, 0u64);
         let mut key = first.to_vec();

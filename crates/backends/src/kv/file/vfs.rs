@@ -203,26 +203,23 @@ impl Vfs for RealFs {
                 _ => Error::from(e).context(format!("opening lock file {}", path.display())),
             })?;
         let own = std::process::id().to_string();
-        let mut holder = String::new();
-        let locked = crate::kv::retry_own_lock(|| match file.try_lock() {
-            Ok(()) => Ok(Some(())),
+        crate::kv::retry_own_lock(|| match file.try_lock() {
+            Ok(()) => Ok(Ok(())),
             Err(std::fs::TryLockError::WouldBlock) => {
-                holder = std::fs::read_to_string(path).unwrap_or_default();
+                let holder = std::fs::read_to_string(path).unwrap_or_default();
+                let err = locked_error(path, holder.trim());
                 // A lock naming this process may be a child's inherited
                 // share of it (see `retry_own_lock`); another's is final.
                 if holder.trim() == own {
-                    Ok(None)
+                    Ok(Err(err))
                 } else {
-                    Err(locked_error(path, holder.trim()))
+                    Err(err)
                 }
             }
             Err(std::fs::TryLockError::Error(e)) => {
                 Err(Error::from(e).context(format!("locking {}", path.display())))
             }
         })?;
-        if locked.is_none() {
-            return Err(locked_error(path, holder.trim()));
-        }
         let pid = format!("{}\n", std::process::id());
         let f = RealFile(file);
         f.set_len(0)

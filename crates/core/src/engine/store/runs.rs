@@ -200,10 +200,9 @@ impl RunLedger for EngineStore {
 
     async fn append_event(&self, run: RunId, event: NewEvent) -> Result<RunEvent> {
         event.validate()?;
-        if !event.blobs.is_empty() {
-            self.reference(event.blobs.iter().copied(), Referrer::Run(run))
-                .await?;
-        }
+        // No write when the event declares no blob.
+        self.reference(event.blobs.iter().copied(), Referrer::Run(run))
+            .await?;
         let applied = self
             .write_applied(scope(run), move |shared, txn| {
                 shared.append(txn, run, event)
