@@ -11,7 +11,7 @@
 //! (uses `STOWAGE_TEST_POSTGRES_URL`'s server when set, else a private one
 //! with `fsync=off`). Prints both throughputs and their ratio; the issue
 //! asks for ≥ 0.7. `POSTGRES_APPEND_PER=N` sets the appends per appender
-//! (default 200); `POSTGRES_APPEND_OPTIONS=&readable_columns=false` adds
+//! (default 200), `POSTGRES_APPEND_APPENDERS=N` the appenders (default 64); `POSTGRES_APPEND_OPTIONS=&readable_columns=false` adds
 //! URL options to the store's; `POSTGRES_APPEND_ONLY=stowage|bare` runs
 //! one side (for profiles). Also prints the CPU time per append of the
 //! client and of the server processes of each side's connections (from
@@ -27,7 +27,15 @@ use std::time::Instant;
 use serde_json::json;
 use stowage_core::{Digest, NewEvent, RunMetadata};
 
-const APPENDERS: usize = 64;
+/// Concurrent appenders on each side (`POSTGRES_APPEND_APPENDERS`,
+/// default 64; 1 measures a lone appender's latency).
+fn appenders() -> usize {
+    std::env::var("POSTGRES_APPEND_APPENDERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(64)
+}
 const ROUNDS: usize = 3;
 
 fn per_appender() -> usize {
@@ -90,7 +98,7 @@ type Measured = (f64, f64, f64);
 async fn stowage_appends(url: &str, base: &str, app: &str, per: usize, round: usize) -> Measured {
     let stores = stowage_backends::open(url).await.expect("open");
     let mut runs = Vec::new();
-    for i in 0..APPENDERS {
+    for i in 0..appenders() {
         runs.push(
             stores
                 .runs
@@ -102,7 +110,7 @@ async fn stowage_appends(url: &str, base: &str, app: &str, per: usize, round: us
                 .expect("create run"),
         );
     }
-    // Warm every connection of the pool.
+    // Warm the read pool (the writers connect when first needed).
     let warm: Vec<_> = runs
         .iter()
         .map(|run| {
@@ -133,10 +141,12 @@ async fn stowage_appends(url: &str, base: &str, app: &str, per: usize, round: us
     for t in tasks {
         t.await.expect("task");
     }
-    let rate = (APPENDERS * per) as f64 / start.elapsed().as_secs_f64();
-    let (client1, server1) = (cpu_of(&["self".to_owned()]), cpu_of(&pids));
+    let rate = (appenders() * per) as f64 / start.elapsed().as_secs_f64();
+    // Writers connect when first needed: server processes that appeared
+    // during the round count with all their CPU time.
+    let (client1, server1) = (cpu_of(&["self".to_owned()]), cpu_of(&backends(base, app)));
     stores.close().await.expect("close");
-    let n = (APPENDERS * per) as f64 / 1e6;
+    let n = (appenders() * per) as f64 / 1e6;
     (rate, (client1 - client0) / n, (server1 - server0) / n)
 }
 
@@ -150,11 +160,11 @@ fn bare_inserts(base: &str, schema: &str, per: usize, round: usize) -> Measured 
             "CREATE TABLE IF NOT EXISTS {schema}.bare (key bytea PRIMARY KEY, value bytea NOT NULL)"
         ))
         .expect("create the bare table");
-    let barrier = Barrier::new(APPENDERS + 1);
+    let barrier = Barrier::new(appenders() + 1);
     let value = vec![7u8; 160];
     let config = &config;
     let (elapsed, cpu) = std::thread::scope(|scope| {
-        for t in 0..APPENDERS {
+        for t in 0..appenders() {
             let (barrier, value) = (&barrier, &value);
             scope.spawn(move || {
                 let mut c = config.connect(postgres::NoTls).expect("connect");
@@ -182,9 +192,9 @@ fn bare_inserts(base: &str, schema: &str, per: usize, round: usize) -> Measured 
         let (client1, server1) = (cpu_of(&["self".to_owned()]), cpu_of(&pids));
         (elapsed, (client1 - client0, server1 - server0))
     });
-    let n = (APPENDERS * per) as f64 / 1e6;
+    let n = (appenders() * per) as f64 / 1e6;
     (
-        (APPENDERS * per) as f64 / elapsed.as_secs_f64(),
+        (appenders() * per) as f64 / elapsed.as_secs_f64(),
         cpu.0 / n,
         cpu.1 / n,
     )
@@ -238,9 +248,10 @@ fn main() {
         .map(|pick| median(&bare, pick));
     let rates = |v: &[Measured]| v.iter().map(|m| m.0.round()).collect::<Vec<_>>();
     println!(
-        "postgres_append: {APPENDERS} appenders × {per}, median of {ROUNDS} alternating rounds: \
+        "postgres_append: {} appenders × {per}, median of {ROUNDS} alternating rounds: \
          stowage {s:.0} appends/s, bare BEGIN+INSERT+COMMIT {b:.0}/s, ratio {:.2} \
          (target ≥ 0.7; rounds: stowage {:?}, bare {:?}; load average {loads})",
+        appenders(),
         s / b,
         rates(&stowage),
         rates(&bare)

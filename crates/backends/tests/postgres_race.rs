@@ -362,3 +362,70 @@ async fn connections_the_server_closed_are_replaced() {
     assert_eq!(e.seq, 0);
     stores.close().await.expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn appends_grouped_with_failing_ones_still_land_and_failures_apply_nothing() {
+    // Many appenders on few writer connections: their jobs share
+    // transactions, and appends to finished runs fail inside them.
+    let schema = Schema::new("grouped");
+    let stores = open(&schema.url("&pool_size=4")).await;
+    let mut runs = Vec::new();
+    for n in 0..16 {
+        let run = stores
+            .runs
+            .create_run(Digest::of(b"g"), RunMetadata::new(format!("g{n}")))
+            .await
+            .expect("run");
+        if n % 2 == 1 {
+            stores
+                .runs
+                .finish_run(run, RunStatus::Completed, RunSummary::new("done"))
+                .await
+                .expect("finish");
+        }
+        runs.push(run);
+    }
+    let refused = stores
+        .runs
+        .append_event(runs[1], NewEvent::new("late", json!({})))
+        .await
+        .expect_err("finished")
+        .kind();
+    let tasks: Vec<_> = (0..64)
+        .map(|task| {
+            let (stores, run) = (stores.clone(), runs[task % runs.len()]);
+            tokio::spawn(async move {
+                let mut results = Vec::new();
+                for i in 0..20 {
+                    let event = NewEvent::new("tick", json!({"task": task, "i": i}));
+                    results.push(stores.runs.append_event(run, event).await.map(|e| e.seq));
+                }
+                (task % 2 == 1, results)
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (finished, results) = task.await.expect("task");
+        for result in results {
+            match (finished, result) {
+                (false, Ok(_)) => {}
+                (true, Err(e)) => assert_eq!(e.kind(), refused, "{e:?}"),
+                (finished, other) => panic!("finished={finished}: {other:?}"),
+            }
+        }
+    }
+    for (n, run) in runs.iter().enumerate() {
+        let events = stores
+            .runs
+            .read_events(*run, None, 1000)
+            .await
+            .expect("read");
+        let expected = if n % 2 == 1 { 0 } else { 4 * 20 };
+        assert_eq!(events.len(), expected, "run {n}");
+        for (i, event) in events.iter().enumerate() {
+            assert_eq!(event.seq, i as u64, "gap-free");
+        }
+        stores.runs.verify_run(*run).await.expect("verify");
+    }
+    stores.close().await.expect("close");
+}

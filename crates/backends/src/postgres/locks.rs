@@ -8,12 +8,20 @@
 //! takes its table's key exclusive (so it conflicts with every entity
 //! scope of that table, and entity scopes of one table only with the same
 //! entity); a scope this code does not know takes every table's key
-//! exclusive, in [`Table::ALL`] order. No two jobs can wait on each other
-//! in a cycle: table and unknown scopes take table keys in one order, and
-//! entity scopes hold at most one table key, shared (so only exclusive
-//! holders block them, and those wait for nothing an entity scope holds
-//! except that same key). A hash collision only serializes more than
-//! needed.
+//! exclusive, in [`Table::ALL`] order. A group of write jobs (see
+//! `writer`) takes the keys of all its jobs at once: its tables' keys
+//! shared in [`Table::ALL`] order (by id), then its entities' keys exclusive in
+//! ascending order.
+//!
+//! No two transactions can wait on each other in a cycle, because every
+//! one takes its keys in one global order — table keys in [`Table::ALL`]
+//! order before entity keys in ascending order: a transaction waits only
+//! for a key above every key it holds, so along a chain of waits the key
+//! waited for never decreases, and it stays equal only between waiters
+//! queued for the same key (one queue, no cycle). A single entity scope
+//! takes its two keys with one `SELECT` whose calls PostgreSQL evaluates
+//! left to right (table first). A hash collision only serializes more
+//! than needed.
 
 use stowage_core::engine::{Scope, Table};
 
@@ -44,18 +52,12 @@ pub(super) const PREPARE_LOCKS: &str = "PREPARE stowage_lock_entity (bigint, big
 /// The statements that open a write transaction for `scope` and take its
 /// locks: one simple-query round trip. Keys are integers, safe to splice.
 pub(super) fn begin_sql(schema: &str, scope: &Scope) -> String {
-    let table = |t: Table| hash(&[b"stowage:table", schema.as_bytes(), t.name().as_bytes()]);
+    let table = |t: Table| table_key(schema, t);
     match scope {
         Scope::Entity { table: t, key } => {
-            let entity = hash(&[
-                b"stowage:entity",
-                schema.as_bytes(),
-                t.name().as_bytes(),
-                key,
-            ]);
-            // One statement for both locks. The order they are granted in
-            // does not matter for deadlocks: entity scopes hold at most one
-            // table lock, and only shared, so no cycle can form.
+            let entity = entity_key(schema, *t, key);
+            // One statement for both locks, table first (the global
+            // order; PostgreSQL evaluates the calls left to right).
             // Prepared (see `PREPARE_LOCKS`): the server does not parse
             // and plan it for every job.
             format!(
@@ -75,9 +77,83 @@ pub(super) fn begin_sql(schema: &str, scope: &Scope) -> String {
     }
 }
 
+/// The opening statements of a group of jobs with these `scopes`
+/// (entity and unshared scopes only; see `writer`): `BEGIN`, then every
+/// table key shared and every entity key exclusive, in the global order
+/// (see the module docs), one statement each so they are taken in that
+/// order.
+pub(super) fn begin_group_sql<'a>(schema: &str, scopes: impl Iterator<Item = &'a Scope>) -> String {
+    let mut tables = Vec::new();
+    let mut entities = Vec::new();
+    for scope in scopes {
+        if let Scope::Entity { table, key } = scope {
+            tables.push(*table);
+            entities.push(entity_key(schema, *table, key));
+        }
+    }
+    tables.sort_by_key(|t| t.id());
+    tables.dedup();
+    entities.sort_unstable();
+    entities.dedup();
+    let mut sql = "BEGIN".to_owned();
+    for table in tables {
+        let key = table_key(schema, table);
+        sql.push_str(&format!("; SELECT pg_advisory_xact_lock_shared({key})"));
+    }
+    for key in entities {
+        sql.push_str(&format!("; SELECT pg_advisory_xact_lock({key})"));
+    }
+    sql
+}
+
+fn table_key(schema: &str, table: Table) -> i64 {
+    hash(&[b"stowage:table", schema.as_bytes(), table.name().as_bytes()])
+}
+
+fn entity_key(schema: &str, table: Table, key: &[u8]) -> i64 {
+    hash(&[
+        b"stowage:entity",
+        schema.as_bytes(),
+        table.name().as_bytes(),
+        key,
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn groups_take_table_keys_then_entity_keys_in_ascending_order() {
+        let scopes = [
+            Scope::entity(Table::RunEvents, b"x".to_vec()),
+            Scope::Unshared,
+            Scope::entity(Table::Runs, b"b".to_vec()),
+            Scope::entity(Table::Runs, b"a".to_vec()),
+        ];
+        let sql = begin_group_sql("s", scopes.iter());
+        let statements: Vec<&str> = sql.split("; ").collect();
+        assert_eq!(statements[0], "BEGIN");
+        let key = |s: &str| -> i64 {
+            let inner = s.rsplit_once('(').expect("call").1;
+            inner.trim_end_matches(')').parse().expect("key")
+        };
+        // Two tables shared (Runs before RunEvents, by id), then three
+        // entities exclusive, ascending.
+        let (tables, entities) = statements[1..].split_at(2);
+        assert!(tables
+            .iter()
+            .all(|s| s.starts_with("SELECT pg_advisory_xact_lock_shared(")));
+        assert_eq!(key(tables[0]), table_key("s", Table::Runs));
+        assert_eq!(key(tables[1]), table_key("s", Table::RunEvents));
+        assert_eq!(entities.len(), 3);
+        assert!(entities
+            .iter()
+            .all(|s| s.starts_with("SELECT pg_advisory_xact_lock(")));
+        let keys: Vec<i64> = entities.iter().map(|s| key(s)).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
+        assert_eq!(begin_group_sql("s", [Scope::Unshared].iter()), "BEGIN");
+    }
 
     #[test]
     fn keys_are_stable_and_scoped_by_schema() {
@@ -95,6 +171,8 @@ mod tests {
             begin_sql("s1", &Scope::entity(Table::Runs, b"j".to_vec()))
         );
         assert_eq!(begin_sql("s1", &Scope::Unshared), "BEGIN");
+        // Groups take table keys in `Table::ALL` order by sorting by id.
+        assert!(Table::ALL.windows(2).all(|w| w[0].id() < w[1].id()));
         // FNV-1a of nothing is the offset basis: the hash is the same in
         // every build and process.
         assert_eq!(hash(&[]), 0xcbf2_9ce4_8422_2325_u64 as i64);

@@ -22,7 +22,7 @@
 //! | option | values | default |
 //! |---|---|---|
 //! | `schema` | a lowercase identifier (letters, digits, `_`) | `stowage` |
-//! | `pool_size` | connections, 1 to 256 | 16 |
+//! | `pool_size` | connections, 1 to 256: a quarter (1 to 8) write, the rest (at least 1) read | 16 |
 //! | `connect_timeout_ms` | 1 to 3600000 | 10000 |
 //! | `statement_timeout_ms` | 0 (none) to 3600000; lock waits included | 0 |
 //! | `readable_columns` | `true`, `false`: fill the readable columns (below) at write time | `true` |
@@ -39,13 +39,21 @@
 //!   for people querying with SQL (never read back). Numbered migrations
 //!   run at open under a session advisory lock; a `schema_version` table
 //!   records the last; a newer version is refused with `Unsupported`.
-//! * **Writes**: each job runs on a pooled connection on a blocking
-//!   thread. `BEGIN` and the scope's transaction advisory locks (shared on
-//!   the table and exclusive on the entity for an entity scope, exclusive
-//!   on the table for a table scope; see `locks.rs`) are sent with the
-//!   job's first read, as one simple query; the job's writes are staged
-//!   and sent with `COMMIT`, again as one simple query `EXECUTE`-ing
-//!   server-side prepared statements. `READ COMMITTED` is enough under
+//! * **Writes**: jobs queue for up to a quarter of `pool_size` writers
+//!   (1 to 8; the rest of the connections are the read pool): blocking
+//!   threads, started while jobs wait, each holding one connection of the
+//!   writers' pool. A writer takes the queued jobs whose scopes
+//!   do not overlap (up to 64) as one group: `BEGIN` and every advisory
+//!   lock they need (shared on their tables, exclusive on their entities;
+//!   a table scope runs alone, exclusive on its table; see `locks.rs`),
+//!   taken in one global order so no two transactions deadlock, are sent
+//!   with the first job's first read; the jobs run one after another,
+//!   their writes staged; all the staged writes and `COMMIT` go as one
+//!   simple query `EXECUTE`-ing server-side prepared statements (group
+//!   commit: one `COMMIT` and one round trip for the whole group). A job
+//!   that fails gets its own error and its writes are dropped; a statement
+//!   that fails aborts the transaction, and the jobs staged with it get
+//!   `Unavailable` (nothing applied). `READ COMMITTED` is enough under
 //!   these locks: every write job that overlaps waits for the lock, then
 //!   reads what the earlier one committed. [`Engine::write`] returns after
 //!   `COMMIT` with [`Durable::ready`].
@@ -83,6 +91,7 @@ mod readable;
 mod schema;
 mod sql;
 mod tls;
+mod writer;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -118,6 +127,7 @@ pub struct PostgresEngine {
     shown: String,
     schema: String,
     pool: Arc<pool::Pool>,
+    writers: writer::Writers,
     closed: AtomicBool,
 }
 
@@ -141,13 +151,26 @@ impl PostgresEngine {
             .map_err(|e| {
                 Error::internal("postgres: reading the TLS roots panicked").with_source(e)
             })??;
+        let (readers, writers) = split_pool(opts.pool_size);
+        let config = pool::config(&opts);
         let pool = Arc::new(pool::Pool::new(
-            pool::config(&opts),
-            connector,
+            config.clone(),
+            connector.clone(),
             shown.clone(),
-            opts.pool_size,
+            readers,
             opts.readable_columns,
         ));
+        let writers = writer::Writers::new(
+            pool::Pool::new(
+                config,
+                connector,
+                shown.clone(),
+                writers,
+                opts.readable_columns,
+            ),
+            opts.schema.clone(),
+            writers,
+        );
         let schema = opts.schema.clone();
         let for_open = schema.clone();
         pool.run(
@@ -160,6 +183,7 @@ impl PostgresEngine {
             shown,
             schema,
             pool,
+            writers,
             closed: AtomicBool::new(false),
         }))
     }
@@ -175,6 +199,13 @@ impl PostgresEngine {
             self.shown
         ))
     }
+}
+
+/// How `pool_size` connections are split: a quarter (1 to 8) to the
+/// writers, the rest (at least one) to the pool for reads.
+fn split_pool(pool_size: usize) -> (usize, usize) {
+    let writers = (pool_size / 4).clamp(1, 8);
+    (pool_size.saturating_sub(writers).max(1), writers)
 }
 
 impl std::fmt::Debug for PostgresEngine {
@@ -205,12 +236,8 @@ impl Engine for PostgresEngine {
         if self.closed.load(Ordering::Acquire) {
             return Err(self.closed_error());
         }
-        let begin = locks::begin_sql(&self.schema, &scope);
-        self.pool
-            .run(
-                move |conn| jobs::write(conn, begin, job),
-                || self.closed_error(),
-            )
+        self.writers
+            .write(scope, job, || self.closed_error())
             .await
             .map(|()| Durable::ready())
     }
@@ -219,6 +246,7 @@ impl Engine for PostgresEngine {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        self.writers.close().await;
         self.pool.close().await;
         Ok(())
     }

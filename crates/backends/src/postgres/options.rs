@@ -140,8 +140,10 @@ pub struct PostgresOptions {
     /// created if missing (default `stowage`). Stores in different schemas
     /// of one database are independent.
     pub schema: String,
-    /// `pool_size`: connections, 1 to 256 (default 16); reads and writes
-    /// share them.
+    /// `pool_size`: connections, 1 to 256 (default 16): a quarter of them
+    /// (1 to 8) belong to the writers, which commit write jobs in
+    /// groups, the rest (at least one) to the pool for reads; opened when
+    /// first needed.
     pub pool_size: usize,
     /// `connect_timeout_ms`: how long connecting may take (default 10 s).
     pub connect_timeout: Duration,

@@ -63,22 +63,29 @@ impl Conn {
             .map_err(|e| errors::map(e, "reconnecting"))?;
         self.statements.clear();
         self.prepared = false;
-        self.prepare()
+        self.send_prepare()
+            .map_err(|e| errors::map(e, "preparing statements"))
     }
 
-    /// Prepares the statements jobs `EXECUTE` (once per connection).
+    /// Prepares the statements jobs `EXECUTE` (once per connection). A
+    /// connection the server closed while it was idle (no transaction was
+    /// open on it) is replaced once.
     pub(super) fn prepare(&mut self) -> Result<()> {
-        if !self.prepared {
-            self.client
-                .batch_execute(&super::sql::prepare_all())
-                .map_err(|e| errors::map(e, "preparing statements"))?;
-            self.prepared = true;
+        if self.prepared {
+            return Ok(());
         }
+        match self.send_prepare() {
+            Err(e) if errors::is_connection_lost(&e) => self.reconnect(),
+            sent => sent.map_err(|e| errors::map(e, "preparing statements")),
+        }
+    }
+
+    fn send_prepare(&mut self) -> Result<(), postgres::Error> {
+        self.client.batch_execute(&super::sql::prepare_all())?;
+        self.prepared = true;
         Ok(())
     }
 
-    /// Ends whatever transaction is open; marks the connection broken if
-    /// even that fails.
     pub(super) fn rollback(&mut self) {
         if self.client.batch_execute("ROLLBACK").is_err() {
             self.broken = true;
@@ -147,6 +154,10 @@ impl Pool {
         }
     }
 
+    /// A new connection.
+    ///
+    /// # Errors
+    /// The server's refusal, mapped (`Unavailable` when unreachable).
     fn connect(&self) -> Result<Conn> {
         let client = self
             .connector
@@ -161,6 +172,25 @@ impl Pool {
             prepared: false,
             broken: false,
         })
+    }
+
+    /// The idle connection used last, or a new one (blocking I/O).
+    ///
+    /// # Errors
+    /// As [`Pool::connect`].
+    pub(super) fn checkout(&self) -> Result<Conn> {
+        let idle = self.idle.lock().pop();
+        match idle {
+            Some(conn) if !conn.client.is_closed() => Ok(conn),
+            _ => self.connect(),
+        }
+    }
+
+    /// Keeps `conn` for the next [`Pool::checkout`], unless it broke.
+    pub(super) fn checkin(&self, conn: Conn) {
+        if !conn.broken && !conn.client.is_closed() {
+            self.idle.lock().push(conn);
+        }
     }
 
     /// Runs `f` with a pooled connection on a blocking thread. Once a
@@ -183,15 +213,9 @@ impl Pool {
         // job that holds a connection.
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let idle = pool.idle.lock().pop();
-            let mut conn = match idle {
-                Some(conn) if !conn.client.is_closed() => conn,
-                _ => pool.connect()?,
-            };
+            let mut conn = pool.checkout()?;
             let result = f(&mut conn);
-            if !conn.broken && !conn.client.is_closed() {
-                pool.idle.lock().push(conn);
-            }
+            pool.checkin(conn);
             result
         })
         .await

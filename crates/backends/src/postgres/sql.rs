@@ -93,10 +93,12 @@ pub(super) struct SqlConn<'a> {
 type Rows = Vec<Vec<Vec<u8>>>;
 
 impl<'a> SqlConn<'a> {
-    pub(super) fn new(conn: &'a mut Conn, begin: String) -> SqlConn<'a> {
+    /// Reads and writes through `conn`; `begin`, if any, is sent with the
+    /// first statement.
+    pub(super) fn new(conn: &'a mut Conn, begin: Option<String>) -> SqlConn<'a> {
         SqlConn {
             conn: RefCell::new(conn),
-            begin: RefCell::new(Some(begin)),
+            begin: RefCell::new(begin),
             failed: Cell::new(false),
             staged: Vec::new(),
         }
