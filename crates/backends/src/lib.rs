@@ -47,6 +47,8 @@
 //! # });
 //! ```
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod group_commit;
 #[cfg(feature = "_kv")]
 mod kv;
 #[cfg(feature = "memory")]

@@ -34,6 +34,8 @@ use stowage_core::engine::{Scope, WriteJob};
 use stowage_core::{Error, ErrorKind, Result};
 use tokio::sync::{oneshot, Notify};
 
+use crate::group_commit::{answer, copy, Outcome, Reply};
+
 use super::jobs;
 use super::locks;
 use super::pool::{Conn, Pool};
@@ -50,7 +52,7 @@ const MAX_GROUP_SQL: usize = 8 << 20;
 struct Queued {
     scope: Scope,
     job: WriteJob,
-    reply: oneshot::Sender<Result<()>>,
+    reply: Reply,
 }
 
 #[derive(Default)]
@@ -219,14 +221,6 @@ fn take_group(jobs: &mut VecDeque<Queued>) -> Vec<Queued> {
     group
 }
 
-/// What became of one job of a group.
-enum Outcome {
-    /// The job's writes are staged in the group's transaction.
-    Staged(oneshot::Sender<Result<()>>),
-    /// The job failed; it gets its own error.
-    Failed(oneshot::Sender<Result<()>>, Error),
-}
-
 /// Runs `group` as one transaction on `conn` and answers its jobs;
 /// returns the jobs it did not start (the transaction was aborted first).
 fn run_group(conn: &mut Conn, schema: &str, group: Vec<Queued>) -> Vec<Queued> {
@@ -291,25 +285,6 @@ fn run_group(conn: &mut Conn, schema: &str, group: Vec<Queued>) -> Vec<Queued> {
     let committed = jobs::commit(conn, begin, staged);
     answer(outcomes, committed);
     unstarted
-}
-
-/// Answers every job: failed jobs their own error, staged ones `result`.
-fn answer(outcomes: Vec<Outcome>, result: Result<()>) {
-    for outcome in outcomes {
-        let _ = match outcome {
-            Outcome::Staged(reply) => reply.send(match &result {
-                Ok(()) => Ok(()),
-                Err(e) => Err(copy(e)),
-            }),
-            Outcome::Failed(reply, e) => reply.send(Err(e)),
-        };
-    }
-}
-
-/// A copy of `e` for one more job (errors are not `Clone`): same kind and
-/// message.
-fn copy(e: &Error) -> Error {
-    Error::new(e.kind(), e.message().to_owned())
 }
 
 #[cfg(test)]

@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use stowage_core::engine::WriteJob;
 use stowage_core::{Error, ErrorKind, Result};
-use tokio::sync::oneshot;
 
 use super::errors::{self, SqlResult};
+use crate::group_commit::{answer, copy, Outcome, Reply};
+
 use super::sql::{exec, SqlConn};
 
 /// The most jobs one group commits (bounds the transaction's size).
@@ -35,7 +36,7 @@ const GATHER_WAIT: Duration = Duration::from_micros(200);
 /// One queued write job and where its answer goes.
 pub(super) struct Queued {
     pub(super) job: WriteJob,
-    pub(super) reply: oneshot::Sender<Result<()>>,
+    pub(super) reply: Reply,
 }
 
 /// Starts the writer thread over `conn`. It runs until every
@@ -100,14 +101,6 @@ fn gather(rx: &mpsc::Receiver<Queued>, pending: &mut VecDeque<Queued>, peak: usi
         }
         drain(pending);
     }
-}
-
-/// What became of one job of a group.
-enum Outcome {
-    /// The job's writes are in the group's transaction.
-    Staged(oneshot::Sender<Result<()>>),
-    /// The job failed; its writes were rolled back.
-    Failed(oneshot::Sender<Result<()>>, Error),
 }
 
 /// Runs up to [`MAX_GROUP`] jobs from the front of `pending` in one
@@ -177,19 +170,6 @@ fn commit_group(conn: &Connection, pending: &mut VecDeque<Queued>) {
     answer(outcomes, committed);
 }
 
-/// Answers every job: failed jobs their own error, staged ones `result`.
-fn answer(outcomes: Vec<Outcome>, result: Result<()>) {
-    for outcome in outcomes {
-        let _ = match outcome {
-            Outcome::Staged(reply) => reply.send(match &result {
-                Ok(()) => Ok(()),
-                Err(e) => Err(copy(e)),
-            }),
-            Outcome::Failed(reply, e) => reply.send(Err(e)),
-        };
-    }
-}
-
 /// Runs one job inside its own savepoint: released if the job returns
 /// `Ok`, rolled back to if it fails (or panics).
 fn run_job(conn: &Connection, job: WriteJob) -> Result<()> {
@@ -209,10 +189,4 @@ fn run_job(conn: &Connection, job: WriteJob) -> Result<()> {
         }
     }
     result
-}
-
-/// A copy of `e` for one more job (errors are not `Clone`): same kind and
-/// message.
-fn copy(e: &Error) -> Error {
-    Error::new(e.kind(), e.message().to_owned())
 }
