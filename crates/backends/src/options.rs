@@ -7,10 +7,10 @@
 //! | backend | options | URL |
 //! |---|---|---|
 //! | memory | none | `memory://` |
-//! | file | [`FileOptions`] | `file:///abs/dir?segment_size=…` |
-//! | RocksDB | [`RocksDbOptions`] | `rocksdb:///abs/dir?durability=…` |
-//! | sled | [`SledOptions`] | `sled:///abs/dir?max_blob_size=…` |
-//! | Redis | [`RedisOptions`] | `redis://host:port/db?prefix=…` |
+//! | file | `FileOptions` | `file:///abs/dir?segment_size=…` |
+//! | RocksDB | `RocksDbOptions` | `rocksdb:///abs/dir?durability=…` |
+//! | sled | `SledOptions` | `sled:///abs/dir?max_blob_size=…` |
+//! | Redis | `RedisOptions` | `redis://host:port/db?prefix=…` |
 //! | SQLite | `SqliteOptions` | `sqlite:///abs/file.db?durability=…` |
 //! | PostgreSQL | `PostgresOptions` | `postgres://user@host:port/db?schema=…` |
 //!
