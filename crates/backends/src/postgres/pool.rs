@@ -86,6 +86,8 @@ impl Conn {
         Ok(())
     }
 
+    /// Ends whatever transaction is open; marks the connection broken if
+    /// even that fails.
     pub(super) fn rollback(&mut self) {
         if self.client.batch_execute("ROLLBACK").is_err() {
             self.broken = true;

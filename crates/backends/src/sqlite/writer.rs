@@ -18,9 +18,9 @@ use rusqlite::Connection;
 use stowage_core::engine::WriteJob;
 use stowage_core::{Error, ErrorKind, Result};
 
-use super::errors::{self, SqlResult};
 use crate::group_commit::{answer, copy, Outcome, Reply};
 
+use super::errors::{self, SqlResult};
 use super::sql::{exec, SqlConn};
 
 /// The most jobs one group commits (bounds the transaction's size).
