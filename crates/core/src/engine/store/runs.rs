@@ -11,7 +11,7 @@
 use async_trait::async_trait;
 
 use super::run_head::RunHead;
-use super::{get_record, scan_values, EngineStore, Shared};
+use super::{get_record, EngineStore, RawPage, Shared};
 use crate::encoding::{decode_event, decode_record, encode_event, encode_record};
 use crate::engine::keys;
 use crate::engine::{Direction, Reader, Scope, Table, Txn};
@@ -256,25 +256,26 @@ impl RunLedger for EngineStore {
         limit: usize,
     ) -> Result<Vec<RunEvent>> {
         let limit = page_limit(limit);
-        self.read(move |_, reader| {
-            // Existence first, so an unknown run is NotFound, not empty
-            // (without decoding the record: its tags may be large).
-            if reader.get(Table::Runs, &keys::run(run))?.is_none() {
-                return Err(missing(run));
-            }
-            let Some((start, end)) = keys::run_events_after(run, after_seq) else {
-                return Ok(Vec::new());
-            };
-            scan_values(
-                reader,
-                Table::RunEvents,
-                (&start, Some(&end)),
-                Direction::Forward,
-                limit,
-                |bytes| decode_event("run event", bytes),
-            )
-        })
-        .await
+        let page = self
+            .read(move |_, reader| {
+                // Existence first, so an unknown run is NotFound, not empty
+                // (without decoding the record: its tags may be large).
+                if reader.get(Table::Runs, &keys::run(run))?.is_none() {
+                    return Err(missing(run));
+                }
+                let Some((start, end)) = keys::run_events_after(run, after_seq) else {
+                    return Ok(RawPage::default());
+                };
+                RawPage::scan(
+                    reader,
+                    Table::RunEvents,
+                    (&start, Some(&end)),
+                    Direction::Forward,
+                    limit,
+                )
+            })
+            .await?;
+        page.decode(|bytes| decode_event("run event", bytes)).await
     }
 
     async fn list_runs(

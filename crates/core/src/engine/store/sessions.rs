@@ -10,8 +10,8 @@
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{get_record, scan_records, EngineStore};
-use crate::encoding::encode_record;
+use super::{get_record, scan_records, EngineStore, RawPage};
+use crate::encoding::{decode_record, encode_record};
 use crate::engine::keys;
 use crate::engine::{Direction, Reader, Scope, Table, Txn};
 use crate::validate::{self, page_limit};
@@ -218,21 +218,23 @@ impl SessionStore for EngineStore {
         validate::identifier("session id", id)?;
         let limit = page_limit(limit);
         let id = id.to_owned();
-        self.read(move |_, reader| {
-            load_or_not_found(reader, &id)?;
-            let Some((start, end)) = keys::log_after(&id, after_seq) else {
-                return Ok(Vec::new());
-            };
-            scan_records(
-                reader,
-                Table::SessionLog,
-                (&start, Some(&end)),
-                Direction::Forward,
-                limit,
-                "session log entry",
-            )
-        })
-        .await
+        let page = self
+            .read(move |_, reader| {
+                load_or_not_found(reader, &id)?;
+                let Some((start, end)) = keys::log_after(&id, after_seq) else {
+                    return Ok(RawPage::default());
+                };
+                RawPage::scan(
+                    reader,
+                    Table::SessionLog,
+                    (&start, Some(&end)),
+                    Direction::Forward,
+                    limit,
+                )
+            })
+            .await?;
+        page.decode(|bytes| decode_record("session log entry", bytes))
+            .await
     }
 
     async fn replace_log(

@@ -106,6 +106,49 @@ async fn concurrent_appends_get_unique_gap_free_seqs() {
     assert_eq!(report.len, 1600);
 }
 
+#[tokio::test]
+async fn pages_longer_than_a_decode_batch_come_back_whole_and_in_order() {
+    // Pages are decoded by the caller in batches (`RawPage::decode`).
+    let (stores, _) = mem_stores();
+    let run = stores
+        .runs
+        .create_run(Digest::of(b"spec"), RunMetadata::new("agent"))
+        .await
+        .unwrap();
+    stores
+        .sessions
+        .create_session("long", json!({}))
+        .await
+        .unwrap();
+    let n = 2 * super::DECODE_BATCH + 7;
+    for i in 0..n {
+        stores
+            .runs
+            .append_event(run, NewEvent::new("tick", json!({ "i": i })))
+            .await
+            .unwrap();
+        let entry = NewLogEntry::new(LogKind::Incoming, "u", "t", i.to_string());
+        stores.sessions.append_log("long", entry).await.unwrap();
+    }
+    let events = stores.runs.read_events(run, None, n + 10).await.unwrap();
+    assert_eq!(events.len(), n);
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!((e.seq, &e.payload), (i as u64, &json!({ "i": i })));
+    }
+    let after = stores.runs.read_events(run, Some(5), 3).await.unwrap();
+    assert_eq!(after.iter().map(|e| e.seq).collect::<Vec<_>>(), [6, 7, 8]);
+    let log = stores
+        .sessions
+        .read_log("long", None, n + 10)
+        .await
+        .unwrap();
+    assert_eq!(log.len(), n);
+    for (i, entry) in log.iter().enumerate() {
+        assert_eq!(entry.seq, i as u64);
+        assert_eq!(entry.payload, Bytes::from(i.to_string()));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_terminal_transitions_have_one_winner() {
     let (stores, _) = mem_stores();
