@@ -29,8 +29,15 @@ pub(crate) fn answer(outcomes: Vec<Outcome>, result: Result<()>) {
     }
 }
 
+/// Answers every job of a group that did not run with (a copy of) `e`.
+pub(crate) fn fail(replies: impl IntoIterator<Item = Reply>, e: &Error) {
+    for reply in replies {
+        let _ = reply.send(Err(copy(e)));
+    }
+}
+
 /// A copy of `e` for one more job (errors are not `Clone`): same kind and
 /// message.
-pub(crate) fn copy(e: &Error) -> Error {
+fn copy(e: &Error) -> Error {
     Error::new(e.kind(), e.message().to_owned())
 }

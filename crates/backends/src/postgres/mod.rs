@@ -151,7 +151,7 @@ impl PostgresEngine {
             .map_err(|e| {
                 Error::internal("postgres: reading the TLS roots panicked").with_source(e)
             })??;
-        let (readers, writers) = split_pool(opts.pool_size);
+        let (readers, writer_count) = split_pool(opts.pool_size);
         let config = pool::config(&opts);
         let pool = Arc::new(pool::Pool::new(
             config.clone(),
@@ -165,11 +165,11 @@ impl PostgresEngine {
                 config,
                 connector,
                 shown.clone(),
-                writers,
+                writer_count,
                 opts.readable_columns,
             ),
             opts.schema.clone(),
-            writers,
+            writer_count,
         );
         let schema = opts.schema.clone();
         let for_open = schema.clone();

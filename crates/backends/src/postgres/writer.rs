@@ -34,7 +34,7 @@ use stowage_core::engine::{Scope, WriteJob};
 use stowage_core::{Error, ErrorKind, Result};
 use tokio::sync::{oneshot, Notify};
 
-use crate::group_commit::{answer, copy, Outcome, Reply};
+use crate::group_commit::{answer, fail, Outcome, Reply};
 
 use super::jobs;
 use super::locks;
@@ -164,9 +164,7 @@ impl Shared {
                 None => match self.pool.checkout() {
                     Ok(c) => c,
                     Err(e) => {
-                        for queued in group {
-                            let _ = queued.reply.send(Err(copy(&e)));
-                        }
+                        fail(group.into_iter().map(|q| q.reply), &e);
                         continue;
                     }
                 },
@@ -225,9 +223,7 @@ fn take_group(jobs: &mut VecDeque<Queued>) -> Vec<Queued> {
 /// returns the jobs it did not start (the transaction was aborted first).
 fn run_group(conn: &mut Conn, schema: &str, group: Vec<Queued>) -> Vec<Queued> {
     if let Err(e) = conn.prepare() {
-        for queued in group {
-            let _ = queued.reply.send(Err(copy(&e)));
-        }
+        fail(group.into_iter().map(|q| q.reply), &e);
         return Vec::new();
     }
     let mut begin = Some(match group.as_slice() {

@@ -18,7 +18,7 @@ use rusqlite::Connection;
 use stowage_core::engine::WriteJob;
 use stowage_core::{Error, ErrorKind, Result};
 
-use crate::group_commit::{answer, copy, Outcome, Reply};
+use crate::group_commit::{answer, fail, Outcome, Reply};
 
 use super::errors::{self, SqlResult};
 use super::sql::{exec, SqlConn};
@@ -112,9 +112,7 @@ fn commit_group(conn: &Connection, pending: &mut VecDeque<Queued>) {
     {
         // Nothing ran: every queued job gets the error (`Unavailable` for a
         // lock held past busy_timeout_ms; nothing was applied).
-        for queued in pending.drain(..) {
-            let _ = queued.reply.send(Err(copy(&e)));
-        }
+        fail(pending.drain(..).map(|q| q.reply), &e);
         return;
     }
     let mut outcomes = Vec::with_capacity(pending.len().min(MAX_GROUP));

@@ -173,7 +173,8 @@ fn get_record<T: DeserializeOwned>(
     }
 }
 
-/// Decodes every value of a scan.
+/// Every value of a scan, decoded with core's record codec from the
+/// engine's borrowed bytes ([`Reader::scan_each`]: no copy per value).
 fn scan_records<T: DeserializeOwned>(
     reader: &dyn Reader,
     table: Table,
@@ -182,10 +183,18 @@ fn scan_records<T: DeserializeOwned>(
     limit: usize,
     what: &str,
 ) -> Result<Vec<T>> {
-    scan_values(reader, table, (start, end), direction, limit, |v| {
-        crate::encoding::decode_record(what, v)
-    })
+    // Pages are bounded (`page_limit`); one allocation instead of a
+    // series of doublings that copy every decoded value again.
+    let mut out = Vec::with_capacity(limit.min(PAGE_CAPACITY));
+    reader.scan_each(table, start, end, direction, limit, &mut |_, value| {
+        out.push(crate::encoding::decode_record(what, value)?);
+        Ok(())
+    })?;
+    Ok(out)
 }
+
+/// The most entries a page reserves room for up front.
+const PAGE_CAPACITY: usize = 1024;
 
 /// The values of one scan, copied by a read job into one buffer so that
 /// the caller decodes them after the job ([`RawPage::decode`]): decoding
@@ -207,19 +216,20 @@ pub(super) struct RawPage {
 const DECODE_BATCH: usize = 1024;
 
 impl RawPage {
-    /// Copies the values of a scan (see [`Reader::scan_each`]).
+    /// Copies the first `limit` values of `start..end`, in key order (see
+    /// [`Reader::scan_each`]).
     pub(super) fn scan(
         reader: &dyn Reader,
         table: Table,
-        (start, end): (&[u8], Option<&[u8]>),
-        direction: Direction,
+        (start, end): (&[u8], &[u8]),
         limit: usize,
     ) -> Result<RawPage> {
         let mut page = RawPage {
             bytes: Vec::new(),
             ends: Vec::with_capacity(limit.min(PAGE_CAPACITY)),
         };
-        reader.scan_each(table, start, end, direction, limit, &mut |_, value| {
+        let forward = Direction::Forward;
+        reader.scan_each(table, start, Some(end), forward, limit, &mut |_, value| {
             page.bytes.extend_from_slice(value);
             page.ends.push(page.bytes.len());
             Ok(())
@@ -246,27 +256,4 @@ impl RawPage {
         }
         Ok(out)
     }
-}
-
-/// The most entries [`scan_values`] reserves room for up front.
-const PAGE_CAPACITY: usize = 1024;
-
-/// The values of a scan, each decoded by `decode` from the engine's
-/// borrowed bytes ([`Reader::scan_each`]: no copy per value).
-fn scan_values<T>(
-    reader: &dyn Reader,
-    table: Table,
-    (start, end): (&[u8], Option<&[u8]>),
-    direction: Direction,
-    limit: usize,
-    decode: impl Fn(&[u8]) -> Result<T>,
-) -> Result<Vec<T>> {
-    // Pages are bounded (`page_limit`); one allocation instead of a
-    // series of doublings that copy every decoded value again.
-    let mut out = Vec::with_capacity(limit.min(PAGE_CAPACITY));
-    reader.scan_each(table, start, end, direction, limit, &mut |_, value| {
-        out.push(decode(value)?);
-        Ok(())
-    })?;
-    Ok(out)
 }

@@ -266,13 +266,7 @@ impl RunLedger for EngineStore {
                 let Some((start, end)) = keys::run_events_after(run, after_seq) else {
                     return Ok(RawPage::default());
                 };
-                RawPage::scan(
-                    reader,
-                    Table::RunEvents,
-                    (&start, Some(&end)),
-                    Direction::Forward,
-                    limit,
-                )
+                RawPage::scan(reader, Table::RunEvents, (&start, &end), limit)
             })
             .await?;
         page.decode(|bytes| decode_event("run event", bytes)).await

@@ -224,13 +224,7 @@ impl SessionStore for EngineStore {
                 let Some((start, end)) = keys::log_after(&id, after_seq) else {
                     return Ok(RawPage::default());
                 };
-                RawPage::scan(
-                    reader,
-                    Table::SessionLog,
-                    (&start, Some(&end)),
-                    Direction::Forward,
-                    limit,
-                )
+                RawPage::scan(reader, Table::SessionLog, (&start, &end), limit)
             })
             .await?;
         page.decode(|bytes| decode_record("session log entry", bytes))
