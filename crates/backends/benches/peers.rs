@@ -45,7 +45,8 @@ const CASES: &[Case] = &[
     ("blob_get_1m_16", "1 MiB blob get, 16 callers, vs object_store LocalFileSystem", |d, s| blob_get_object_store(d, 16, 400 * s)),
     ("append_1", "run-event append, 1 caller, vs SQLite WAL synchronous=FULL", |d, s| append(d, 1, 300 * s)),
     ("append_64", "run-event append, 64 callers, vs SQLite WAL synchronous=FULL (one Mutex<Connection>, a transaction per append)", |d, s| append(d, 64, 3200 * s)),
-    ("read_events", "reading 10 000 events in pages of 1 000 vs SQLite + serde_json", |d, s| read_events(d, 10_000 * s)),
+    ("read_events", "reading 10 000 events in pages of 1 000 vs SQLite + serde_json, right after writing them", |d, s| read_events(d, 10_000 * s, false)),
+    ("read_events_reopened", "reading 10 000 events in pages of 1 000 vs SQLite + serde_json, both reopened first (no cache in the process)", |d, s| read_events(d, 10_000 * s, true)),
     ("disk_per_event", "bytes on disk after 100 000 events vs SQLite (ratio of bytes: < 1 is smaller)", |d, s| disk(d, 100_000 * s)),
     ("rss_reopen_1e4", "resident memory of a process that reopened 10^4 events vs SQLite (ratio of bytes)", |d, _| rss(d, 10_000)),
     ("rss_reopen_1e5", "resident memory of a process that reopened 10^5 events vs SQLite (ratio of bytes)", |d, _| rss(d, 100_000)),
@@ -229,17 +230,26 @@ fn append(dir: &Path, callers: usize, count: usize) -> (f64, f64) {
     (ours, peer)
 }
 
-fn read_events(dir: &Path, events: usize) -> (f64, f64) {
+/// Reads `events` events written just before, from stowage and SQLite;
+/// with `reopen`, both are reopened first, so neither process holds them
+/// in a cache of its own (the OS's page cache still does).
+fn read_events(dir: &Path, events: usize, reopen: bool) -> (f64, f64) {
     const PAGE: usize = 1000;
     const READ_PASSES: usize = 9;
-    let (rt, stores) = open(&dir.join("stowage"), "durability=buffered");
+    let (mut rt, mut stores) = open(&dir.join("stowage"), "durability=buffered");
     let run = rt.block_on(new_runs(&stores, 1))[0];
-    let ledger = sqlite_ledger(&dir.join("peer.sqlite"));
+    let mut ledger = sqlite_ledger(&dir.join("peer.sqlite"));
     ledger.fill(0, events, event_payload);
     for i in 0..events {
         let event = NewEvent::new("tool_call", event_payload(i));
         rt.block_on(stores.runs.append_event(run, event))
             .expect("append");
+    }
+    if reopen {
+        rt.block_on(stores.close()).expect("close");
+        (rt, stores) = open(&dir.join("stowage"), "durability=buffered");
+        drop(ledger);
+        ledger = sqlite_ledger(&dir.join("peer.sqlite"));
     }
     // Alternating passes, the median of each side: one pass takes
     // milliseconds, so a single one is at the mercy of the machine's load.

@@ -22,6 +22,7 @@ pub(crate) mod run_head;
 mod runs;
 mod sessions;
 mod supersessions;
+mod tails;
 #[cfg(test)]
 mod tests;
 
@@ -156,6 +157,10 @@ impl EngineStore {
 #[async_trait::async_trait]
 impl crate::Close for EngineStore {
     async fn close(&self) -> Result<()> {
+        // First, so no read is answered from the cache once closing began.
+        if let Some(cache) = self.0.engine.cache() {
+            cache.close();
+        }
         self.0.engine.close().await
     }
 }
@@ -237,23 +242,32 @@ impl RawPage {
         Ok(page)
     }
 
-    /// Every value decoded by `decode`, in scan order, yielding to the
-    /// executor every [`DECODE_BATCH`] values so a large page does not
-    /// hold a worker thread for long.
+    /// Every value decoded by `decode`, in scan order (see
+    /// [`decode_page`]).
     pub(super) async fn decode<T>(self, decode: impl Fn(&[u8]) -> Result<T>) -> Result<Vec<T>> {
-        let mut out = Vec::with_capacity(self.ends.len());
         let mut start = 0;
-        for (n, &end) in self.ends.iter().enumerate() {
-            if n > 0 && n % DECODE_BATCH == 0 {
-                tokio::task::yield_now().await;
-            }
-            let value = self
-                .bytes
-                .get(start..end)
-                .ok_or_else(|| Error::internal("a raw page's value bounds are out of order"))?;
-            out.push(decode(value)?);
+        let values = self.ends.iter().map(|&end| {
+            let value = self.bytes.get(start..end);
             start = end;
-        }
-        Ok(out)
+            value.ok_or_else(|| Error::internal("a raw page's value bounds are out of order"))
+        });
+        decode_page(values, decode).await
     }
+}
+
+/// Every value decoded by `decode`, in order, yielding to the executor
+/// every [`DECODE_BATCH`] values so a large page does not hold a worker
+/// thread for long.
+pub(super) async fn decode_page<'a, T>(
+    values: impl ExactSizeIterator<Item = Result<&'a [u8]>> + Send,
+    decode: impl Fn(&[u8]) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut out = Vec::with_capacity(values.len());
+    for (n, value) in values.enumerate() {
+        if n > 0 && n % DECODE_BATCH == 0 {
+            tokio::task::yield_now().await;
+        }
+        out.push(decode(value?)?);
+    }
+    Ok(out)
 }

@@ -9,9 +9,10 @@
 //! job in the run's scope.
 
 use async_trait::async_trait;
+use bytes::Bytes;
 
 use super::run_head::RunHead;
-use super::{get_record, EngineStore, RawPage, Shared};
+use super::{decode_page, get_record, EngineStore, RawPage, Shared};
 use crate::encoding::{decode_event, decode_record, encode_event, encode_record};
 use crate::engine::keys;
 use crate::engine::{Direction, Reader, Scope, Table, Txn};
@@ -84,18 +85,17 @@ impl Shared {
                 let seq = keys::decode_u64("run idempotency entry", &seq)?;
                 let event = load_event(txn, id, seq)?;
                 // Nothing is written: the head taken out is still current.
-                let token = self.cache().map(|c| c.put_pending(head));
+                let token = self.cache().map(|c| c.put_pending(head, None));
                 return Ok((event.retried(&new)?, token));
             }
         }
         head.check_running()?;
         let event = RunEvent::build(id, head.count, head.hash, new, self.now())?;
         let head = head.after(&event)?;
-        txn.put(
-            Table::RunEvents,
-            keys::run_event(id, event.seq),
-            encode_event(&event)?,
-        )?;
+        let value = encode_event(&event)?;
+        // For the run's cached tail, once the engine applied the append.
+        let appended = self.cache().map(|_| Bytes::copy_from_slice(&value));
+        txn.put(Table::RunEvents, keys::run_event(id, event.seq), value)?;
         if let Some(key) = &event.idempotency_key {
             txn.put(
                 Table::RunIdempotency,
@@ -104,7 +104,7 @@ impl Shared {
             )?;
         }
         head.put(txn)?;
-        let token = self.cache().map(|c| c.put_pending(head));
+        let token = self.cache().map(|c| c.put_pending(head, appended));
         Ok((event, token))
     }
 
@@ -256,6 +256,17 @@ impl RunLedger for EngineStore {
         limit: usize,
     ) -> Result<Vec<RunEvent>> {
         let limit = page_limit(limit);
+        let first = match after_seq {
+            None => Some(0),
+            Some(seq) => seq.checked_add(1),
+        };
+        let cached = first.and_then(|first| self.0.cache()?.events(run, first, limit));
+        if let Some(events) = cached {
+            return decode_page(events.iter().map(|event| Ok(&event[..])), |bytes| {
+                decode_event("run event", bytes)
+            })
+            .await;
+        }
         let page = self
             .read(move |_, reader| {
                 // Existence first, so an unknown run is NotFound, not empty

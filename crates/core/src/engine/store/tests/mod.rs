@@ -20,6 +20,7 @@ const HOSTILE: [&str; 7] = ["a", "a:b", "a/b", "{a}", "🚀", "..", "a\u{200f}b"
 
 mod blobs;
 mod lifecycle;
+mod tails;
 
 /// Stores over a fresh memory engine (8 MiB blobs), and the engine.
 fn mem_stores() -> (Stores, MemoryEngine) {
@@ -108,8 +109,9 @@ async fn concurrent_appends_get_unique_gap_free_seqs() {
 
 #[tokio::test]
 async fn pages_longer_than_a_decode_batch_come_back_whole_and_in_order() {
-    // Pages are decoded by the caller in batches (`RawPage::decode`).
-    let (stores, _) = mem_stores();
+    // Pages are decoded by the caller in batches (`decode_page`), from
+    // the engine (`RawPage`) or the stores' cache.
+    let (stores, engine) = mem_stores();
     let run = stores
         .runs
         .create_run(Digest::of(b"spec"), RunMetadata::new("agent"))
@@ -130,7 +132,10 @@ async fn pages_longer_than_a_decode_batch_come_back_whole_and_in_order() {
         let entry = NewLogEntry::new(LogKind::Incoming, "u", "t", i.to_string());
         stores.sessions.append_log("long", entry).await.unwrap();
     }
+    let cached = stores.runs.read_events(run, None, n + 10).await.unwrap();
+    engine.cache().unwrap().clear();
     let events = stores.runs.read_events(run, None, n + 10).await.unwrap();
+    assert_eq!(events, cached);
     assert_eq!(events.len(), n);
     for (i, e) in events.iter().enumerate() {
         assert_eq!((e.seq, &e.payload), (i as u64, &json!({ "i": i })));
