@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::future::try_join_all;
-use stowage_core::encoding::{decode_record, encode_record};
+use stowage_core::encoding::{decode_event, decode_record, encode_event, encode_record};
 use stowage_core::{
     validate, Digest, Error, NewEvent, Result, Run, RunEvent, RunFilter, RunId, RunLedger,
     RunMetadata, RunStatus, RunSummary,
@@ -140,7 +140,7 @@ impl RunLedger for RedisRuns {
             &what,
             |next, prev| {
                 let e = RunEvent::build(run, next, prev, event.clone(), now)?;
-                let rec = encode_record(&e)?;
+                let rec = encode_event(&e)?;
                 let hash = e.hash;
                 Ok((e, rec, hash))
             },
@@ -151,7 +151,7 @@ impl RunLedger for RedisRuns {
             Appended::Dup(rec) => {
                 // The script returned the stored original; the content rule
                 // is core's (the original is immutable, so no race).
-                let original: RunEvent = decode_record(&format!("run {run} event"), &rec)?;
+                let original = decode_event(&format!("run {run} event"), &rec)?;
                 original.retried(&event)
             }
             Appended::NotFound => Err(Self::not_found(run)),
@@ -227,9 +227,8 @@ impl RunLedger for RedisRuns {
         let Some(raw) = raw else {
             return Err(Self::not_found(run));
         };
-        raw.iter()
-            .map(|r| decode_record(&format!("run {run} event"), r))
-            .collect()
+        let what = format!("run {run} event");
+        raw.iter().map(|r| decode_event(&what, r)).collect()
     }
 
     async fn list_runs(

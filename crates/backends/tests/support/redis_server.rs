@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use stowage_conformance::{Harness, Tamper};
-use stowage_core::encoding::{decode_record, encode_record};
+use stowage_core::encoding::{decode_event, decode_record, encode_event, encode_record};
 use stowage_core::{Error, LogEntry, Result, RunEvent, StoreEnv, Stores};
 
 const HELP: &str =
@@ -417,6 +417,19 @@ impl RedisHarness {
         &self.prefix
     }
 
+    /// Replaces run `run`'s stored events with `records`, as raw bytes
+    /// (to plant events in an older encoding).
+    #[allow(dead_code)]
+    pub async fn set_run_events(
+        &self,
+        run: stowage_core::RunId,
+        records: Vec<Vec<u8>>,
+    ) -> Result<()> {
+        let p = escape(&self.prefix).replace(':', "%3A");
+        self.replace_list(&format!("{{{p}:run:{run}}}:events"), records)
+            .await
+    }
+
     async fn raw(&self, cmd: &redis::Cmd) -> redis::RedisResult<redis::Value> {
         let base = self.url.split('?').next().unwrap_or_default().to_owned();
         if self.cluster {
@@ -528,9 +541,9 @@ impl Harness for RedisHarness {
                 let raw = self
                     .raw_bytes(redis::cmd("LINDEX").arg(&key).arg(seq))
                     .await?;
-                let mut e: RunEvent = decode_record("event", &raw)?;
+                let mut e: RunEvent = decode_event("event", &raw)?;
                 e.payload = serde_json::json!({"tampered": e.payload});
-                let rec = encode_record(&e)?;
+                let rec = encode_event(&e)?;
                 self.set(redis::cmd("LSET").arg(&key).arg(seq).arg(rec))
                     .await
             }
@@ -549,7 +562,7 @@ impl Harness for RedisHarness {
             }
             Tamper::RunEvents { run, events } => {
                 let key = format!("{{{p}:run:{run}}}:events");
-                let records = events.iter().map(encode_record).collect::<Result<_>>()?;
+                let records = events.iter().map(encode_event).collect::<Result<_>>()?;
                 self.replace_list(&key, records).await
             }
             Tamper::LogEntries { session, entries } => {
