@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use stowage_conformance::{Harness, Tamper};
-use stowage_core::encoding::encode_record;
+use stowage_core::encoding::{encode_event, encode_record};
 use stowage_core::{Error, ErrorKind, Result, StoreEnv, Stores};
 
 /// One fresh temp directory per check.
@@ -92,7 +92,8 @@ impl Harness for FileHarness {
                 let event = events
                     .first()
                     .ok_or_else(|| Error::not_found(format!("{target:?}")))?;
-                encode_record(event)?
+                // Events are stored in core's compact layout.
+                encode_event(event)?
             }
             Tamper::LogEntry { session, seq } => {
                 let after = seq.checked_sub(1);

@@ -407,23 +407,34 @@ pub trait RunLedger: Send + Sync {
     /// entries were removed or the chain was rewritten.
     async fn verify_run(&self, run: RunId) -> Result<ChainReport> {
         let record = self.get_run(run).await?;
-        let mut verifier = ChainVerifier::new(format!("run {run}"));
-        let mut after = None;
-        while verifier.next_seq() < record.event_count {
-            let page = self.read_events(run, after, VERIFY_PAGE).await?;
-            if page.is_empty() {
+        verify_events(&record, |after| self.read_events(run, after, VERIFY_PAGE)).await
+    }
+}
+
+/// Re-walks `record`'s chain through `page(after)` (pages of events in
+/// seq order after `after`) up to its event count, and checks that it
+/// ends at its head hash: [`RunLedger::verify_run`] over any reader.
+pub(crate) async fn verify_events<F, Fut>(record: &Run, mut page: F) -> Result<ChainReport>
+where
+    F: FnMut(Option<u64>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<RunEvent>>>,
+{
+    let mut verifier = ChainVerifier::new(format!("run {}", record.id));
+    let mut after = None;
+    while verifier.next_seq() < record.event_count {
+        let events = page(after).await?;
+        if events.is_empty() {
+            break;
+        }
+        for event in &events {
+            if verifier.next_seq() >= record.event_count {
                 break;
             }
-            for event in &page {
-                if verifier.next_seq() >= record.event_count {
-                    break;
-                }
-                verifier.push(event.link())?;
-                after = Some(event.seq);
-            }
+            verifier.push(event.link())?;
+            after = Some(event.seq);
         }
-        verifier.finish(record.event_count, record.head)
     }
+    verifier.finish(record.event_count, record.head)
 }
 
 /// Page size used when re-walking a chain.

@@ -160,8 +160,8 @@ impl StoreCache {
         }
     }
 
-    /// Forgets everything for good: the engine was closed, and a read
-    /// must reach it to be told so.
+    /// Forgets everything for good: the engine was closed or may be
+    /// broken, and a read must reach it to be told so.
     pub(super) fn close(&self) {
         if let Ok(mut runs) = self.runs.lock() {
             runs.heads.clear();

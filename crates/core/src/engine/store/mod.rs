@@ -8,8 +8,8 @@ use tokio::sync::Mutex as AsyncMutex;
 
 use serde::de::DeserializeOwned;
 
-use super::{Direction, Engine, Reader, Scope, Table, Txn};
-use crate::{Error, Result, StoreEnv, Stores, Timestamp};
+use super::{Direction, Engine, Reader, Scope, Table, Txn, WriteJob};
+use crate::{Error, ErrorKind, Result, StoreEnv, Stores, Timestamp};
 
 mod blob_header;
 pub(crate) mod cas;
@@ -108,14 +108,31 @@ impl EngineStore {
     {
         let (slot, out) = Slot::new();
         let shared = Arc::clone(&self.0);
-        self.0
+        let read = self
+            .0
             .engine
             .read(Box::new(move |reader| {
                 out.fill(f(&shared, reader)?);
                 Ok(())
             }))
-            .await?;
+            .await;
+        self.watch(read)?;
         slot.take()
+    }
+
+    /// Passes an engine call's outcome on; one that says the engine may be
+    /// broken (`Internal`, `OutcomeUnknown`: a poisoned engine answers
+    /// every later call so) first shuts the stores' cache for good, so no
+    /// read is answered from it that the engine would refuse.
+    fn watch<T>(&self, outcome: Result<T>) -> Result<T> {
+        if let Err(e) = &outcome {
+            if matches!(e.kind(), ErrorKind::Internal | ErrorKind::OutcomeUnknown) {
+                if let Some(cache) = self.0.cache() {
+                    cache.close();
+                }
+            }
+        }
+        outcome
     }
 
     /// Runs `f` as one write job over `scope` and answers once what it
@@ -126,7 +143,7 @@ impl EngineStore {
         F: FnOnce(&Shared, &mut dyn Txn) -> Result<T> + Send + 'static,
     {
         let (value, durable) = self.write_applied(scope, f).await?;
-        durable.wait().await?;
+        self.watch(durable.wait().await)?;
         Ok(value)
     }
 
@@ -139,17 +156,11 @@ impl EngineStore {
     {
         let (slot, out) = Slot::new();
         let shared = Arc::clone(&self.0);
-        let durable = self
-            .0
-            .engine
-            .write(
-                scope,
-                Box::new(move |txn| {
-                    out.fill(f(&shared, txn)?);
-                    Ok(())
-                }),
-            )
-            .await?;
+        let job: WriteJob = Box::new(move |txn| {
+            out.fill(f(&shared, txn)?);
+            Ok(())
+        });
+        let durable = self.watch(self.0.engine.write(scope, job).await)?;
         Ok((slot.take()?, durable))
     }
 }

@@ -17,11 +17,11 @@ use crate::encoding::{decode_event, decode_record, encode_event, encode_record};
 use crate::engine::keys;
 use crate::engine::{Direction, Reader, Scope, Table, Txn};
 use crate::lifecycle::Referrer;
-use crate::run::run_id_taken;
+use crate::run::{run_id_taken, verify_events, VERIFY_PAGE};
 use crate::validate::{self, page_limit};
 use crate::{
-    Digest, Error, ErrorKind, NewEvent, Result, Run, RunEvent, RunFilter, RunId, RunLedger,
-    RunMetadata, RunStatus, RunSummary,
+    ChainReport, Digest, Error, ErrorKind, NewEvent, Result, Run, RunEvent, RunFilter, RunId,
+    RunLedger, RunMetadata, RunStatus, RunSummary,
 };
 
 /// How many index entries `list_runs` reads per scan while filtering.
@@ -169,6 +169,32 @@ impl Shared {
     }
 }
 
+impl EngineStore {
+    /// A page of run `run`'s events read from the engine.
+    async fn engine_events(
+        &self,
+        run: RunId,
+        after_seq: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<RunEvent>> {
+        let limit = page_limit(limit);
+        let page = self
+            .read(move |_, reader| {
+                // Existence first, so an unknown run is NotFound, not empty
+                // (without decoding the record: its tags may be large).
+                if reader.get(Table::Runs, &keys::run(run))?.is_none() {
+                    return Err(missing(run));
+                }
+                let Some((start, end)) = keys::run_events_after(run, after_seq) else {
+                    return Ok(RawPage::default());
+                };
+                RawPage::scan(reader, Table::RunEvents, (&start, &end), limit)
+            })
+            .await?;
+        page.decode(|bytes| decode_event("run event", bytes)).await
+    }
+}
+
 #[async_trait]
 impl RunLedger for EngineStore {
     async fn create_run(&self, spec_digest: Digest, metadata: RunMetadata) -> Result<RunId> {
@@ -213,7 +239,7 @@ impl RunLedger for EngineStore {
                 if let (Some(cache), Some(token)) = (self.0.cache(), token) {
                     cache.settle(run, token, true);
                 }
-                durable.wait().await?;
+                self.watch(durable.wait().await)?;
                 Ok(event)
             }
             Err(e) => {
@@ -267,20 +293,14 @@ impl RunLedger for EngineStore {
             })
             .await;
         }
-        let page = self
-            .read(move |_, reader| {
-                // Existence first, so an unknown run is NotFound, not empty
-                // (without decoding the record: its tags may be large).
-                if reader.get(Table::Runs, &keys::run(run))?.is_none() {
-                    return Err(missing(run));
-                }
-                let Some((start, end)) = keys::run_events_after(run, after_seq) else {
-                    return Ok(RawPage::default());
-                };
-                RawPage::scan(reader, Table::RunEvents, (&start, &end), limit)
-            })
-            .await?;
-        page.decode(|bytes| decode_event("run event", bytes)).await
+        self.engine_events(run, after_seq, limit).await
+    }
+
+    /// Reads from the engine, never from the stores' cache: verification
+    /// exists to catch edits made behind the stores' back.
+    async fn verify_run(&self, run: RunId) -> Result<ChainReport> {
+        let record = self.get_run(run).await?;
+        verify_events(&record, |after| self.engine_events(run, after, VERIFY_PAGE)).await
     }
 
     async fn list_runs(

@@ -180,3 +180,99 @@ async fn racing_readers_see_every_acknowledged_event() {
     let report = stores.runs.verify_run(run).await.unwrap();
     assert_eq!(report.len, 800);
 }
+
+/// A memory engine that, once `broken`, fails every call as a poisoned
+/// engine does (writes applied but not made durable, reads refused).
+#[derive(Clone)]
+struct Breakable {
+    inner: MemoryEngine,
+    broken: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Breakable {
+    fn check(&self) -> crate::Result<()> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(crate::Error::internal("poisoned: reopen the store"));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Engine for Breakable {
+    fn capabilities(&self) -> crate::Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn read(&self, job: crate::engine::ReadJob) -> crate::Result<()> {
+        self.check()?;
+        self.inner.read(job).await
+    }
+
+    async fn write(
+        &self,
+        scope: Scope,
+        job: crate::engine::WriteJob,
+    ) -> crate::Result<crate::engine::Durable> {
+        let durable = self.inner.write(scope, job).await?;
+        let this = self.clone();
+        Ok(crate::engine::Durable::new(async move {
+            durable.wait().await?;
+            this.check().map_err(|e| {
+                crate::Error::new(ErrorKind::OutcomeUnknown, "the sync failed").with_source(e)
+            })
+        }))
+    }
+
+    fn cache(&self) -> Option<&StoreCache> {
+        self.inner.cache()
+    }
+}
+
+/// Once a write reports the engine broken, no read is answered from the
+/// cache: the engine is asked, and refuses, as it would without a cache.
+#[tokio::test]
+async fn a_broken_engine_is_asked_not_the_cache() {
+    let engine = Breakable {
+        inner: MemoryEngine::new(),
+        broken: Arc::default(),
+    };
+    let stores = stores(Arc::new(engine.clone()), crate::StoreEnv::default());
+    let (run, other) = (new_run(&stores).await, new_run(&stores).await);
+    for i in 0..3 {
+        append(&stores, run, i).await;
+        append(&stores, other, i).await;
+    }
+    engine.broken.store(true, Ordering::SeqCst);
+    let event = NewEvent::new("tick", json!(3));
+    let err = stores.runs.append_event(run, event).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown);
+    for id in [run, other] {
+        let err = stores.runs.read_events(id, None, 10).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Internal, "{err}");
+    }
+}
+
+/// Damage written behind the stores' back, while they cache the run's
+/// tail: `verify_run` reads the engine and reports it.
+#[tokio::test]
+async fn verification_reads_the_engine_not_the_cache() {
+    let (stores, engine) = mem_stores();
+    let run = new_run(&stores).await;
+    let mut events = Vec::new();
+    for i in 0..5 {
+        events.push(append(&stores, run, i).await);
+    }
+    let mut damaged = events[2].clone();
+    damaged.payload = json!({ "edited": true });
+    let value = crate::encoding::encode_event(&damaged).unwrap();
+    put_raw(
+        &engine,
+        vec![(Table::RunEvents, keys::run_event(run, 2), value)],
+    )
+    .await;
+    assert!(cache(&engine).events(run, 0, 10).is_some(), "still cached");
+    let err = stores.runs.verify_run(run).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupted);
+    assert!(err.message().contains("seq 2"), "{err}");
+}
