@@ -96,9 +96,10 @@ fn backends(base: &str, app: &str) -> Vec<String> {
 type Measured = (f64, f64, f64);
 
 async fn stowage_appends(url: &str, base: &str, app: &str, per: usize, round: usize) -> Measured {
+    let appenders = appenders();
     let stores = stowage_backends::open(url).await.expect("open");
     let mut runs = Vec::new();
-    for i in 0..appenders() {
+    for i in 0..appenders {
         runs.push(
             stores
                 .runs
@@ -141,12 +142,12 @@ async fn stowage_appends(url: &str, base: &str, app: &str, per: usize, round: us
     for t in tasks {
         t.await.expect("task");
     }
-    let rate = (appenders() * per) as f64 / start.elapsed().as_secs_f64();
+    let rate = (appenders * per) as f64 / start.elapsed().as_secs_f64();
     // Writers connect when first needed: server processes that appeared
     // during the round count with all their CPU time.
     let (client1, server1) = (cpu_of(&["self".to_owned()]), cpu_of(&backends(base, app)));
     stores.close().await.expect("close");
-    let n = (appenders() * per) as f64 / 1e6;
+    let n = (appenders * per) as f64 / 1e6;
     (rate, (client1 - client0) / n, (server1 - server0) / n)
 }
 
@@ -160,11 +161,12 @@ fn bare_inserts(base: &str, schema: &str, per: usize, round: usize) -> Measured 
             "CREATE TABLE IF NOT EXISTS {schema}.bare (key bytea PRIMARY KEY, value bytea NOT NULL)"
         ))
         .expect("create the bare table");
-    let barrier = Barrier::new(appenders() + 1);
+    let appenders = appenders();
+    let barrier = Barrier::new(appenders + 1);
     let value = vec![7u8; 160];
     let config = &config;
     let (elapsed, cpu) = std::thread::scope(|scope| {
-        for t in 0..appenders() {
+        for t in 0..appenders {
             let (barrier, value) = (&barrier, &value);
             scope.spawn(move || {
                 let mut c = config.connect(postgres::NoTls).expect("connect");
@@ -192,9 +194,9 @@ fn bare_inserts(base: &str, schema: &str, per: usize, round: usize) -> Measured 
         let (client1, server1) = (cpu_of(&["self".to_owned()]), cpu_of(&pids));
         (elapsed, (client1 - client0, server1 - server0))
     });
-    let n = (appenders() * per) as f64 / 1e6;
+    let n = (appenders * per) as f64 / 1e6;
     (
-        (appenders() * per) as f64 / elapsed.as_secs_f64(),
+        (appenders * per) as f64 / elapsed.as_secs_f64(),
         cpu.0 / n,
         cpu.1 / n,
     )

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde_json::json;
 use stowage_core::{
     Digest, ErrorKind, LogKind, NewEvent, NewLogEntry, ReleaseMetadata, Resolution, RunFilter,
-    RunMetadata, RunStatus, RunSummary, SessionState, SigningKey, Stores, Supersession,
+    RunId, RunMetadata, RunStatus, RunSummary, SessionState, SigningKey, Stores, Supersession,
     SupersessionDraft, SupersessionKind, Timestamp,
 };
 
@@ -375,6 +375,13 @@ async fn supersessions_put_cycles_and_by_agent() {
     assert_eq!(window[0].target, Digest::of(b"a"));
 }
 
+async fn new_run(s: &Stores) -> RunId {
+    s.runs
+        .create_run(Digest::of(b"x"), RunMetadata::new("a"))
+        .await
+        .unwrap()
+}
+
 /// Events are stored in core's compact layout; events a store wrote as
 /// CBOR records before still read, verify and extend the chain.
 #[tokio::test]
@@ -383,11 +390,7 @@ async fn events_stored_as_cbor_records_still_read() {
     use stowage_core::encoding::encode_record;
     let h = redis_server::RedisHarness::standalone();
     let s = h.open().await.unwrap();
-    let run = s
-        .runs
-        .create_run(Digest::of(b"x"), RunMetadata::new("a"))
-        .await
-        .unwrap();
+    let run = new_run(&s).await;
     for i in 0..3 {
         s.runs
             .append_event(
@@ -424,11 +427,7 @@ async fn tampering_is_corrupted() {
         s.cas.get(&d).await.unwrap_err().kind(),
         ErrorKind::Corrupted
     );
-    let run = s
-        .runs
-        .create_run(Digest::of(b"x"), RunMetadata::new("a"))
-        .await
-        .unwrap();
+    let run = new_run(&s).await;
     for i in 0..3 {
         s.runs
             .append_event(run, NewEvent::new("k", json!(i)))

@@ -23,6 +23,8 @@
 //! left to right (table first). A hash collision only serializes more
 //! than needed.
 
+use std::fmt::Write as _;
+
 use stowage_core::engine::{Scope, Table};
 
 /// FNV-1a over length-prefixed parts.
@@ -98,10 +100,10 @@ pub(super) fn begin_group_sql<'a>(schema: &str, scopes: impl Iterator<Item = &'a
     let mut sql = "BEGIN".to_owned();
     for table in tables {
         let key = table_key(schema, table);
-        sql.push_str(&format!("; SELECT pg_advisory_xact_lock_shared({key})"));
+        let _ = write!(sql, "; SELECT pg_advisory_xact_lock_shared({key})");
     }
     for key in entities {
-        sql.push_str(&format!("; SELECT pg_advisory_xact_lock({key})"));
+        let _ = write!(sql, "; SELECT pg_advisory_xact_lock({key})");
     }
     sql
 }

@@ -67,6 +67,12 @@ impl Conn {
             .map_err(|e| errors::map(e, "preparing statements"))
     }
 
+    /// Whether the connection is worth keeping: not marked broken and not
+    /// closed by the server.
+    pub(super) fn usable(&self) -> bool {
+        !self.broken && !self.client.is_closed()
+    }
+
     /// Prepares the statements jobs `EXECUTE` (once per connection). A
     /// connection the server closed while it was idle (no transaction was
     /// open on it) is replaced once.
@@ -183,14 +189,14 @@ impl Pool {
     pub(super) fn checkout(&self) -> Result<Conn> {
         let idle = self.idle.lock().pop();
         match idle {
-            Some(conn) if !conn.client.is_closed() => Ok(conn),
+            Some(conn) if conn.usable() => Ok(conn),
             _ => self.connect(),
         }
     }
 
     /// Keeps `conn` for the next [`Pool::checkout`], unless it broke.
     pub(super) fn checkin(&self, conn: Conn) {
-        if !conn.broken && !conn.client.is_closed() {
+        if conn.usable() {
             self.idle.lock().push(conn);
         }
     }

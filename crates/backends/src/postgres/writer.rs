@@ -176,7 +176,7 @@ impl Shared {
                     state.jobs.push_front(queued);
                 }
             }
-            if !c.broken && !c.client.is_closed() {
+            if c.usable() {
                 conn = Some(c);
             }
         }

@@ -225,13 +225,19 @@ pub(crate) fn run_event(id: RunId, seq: u64) -> Vec<u8> {
     cat(&[&id.to_bytes(), &seq.to_be_bytes()])
 }
 
+/// The first seq strictly after `after` (0 when `None`); `None` when
+/// nothing can follow (`after == u64::MAX`).
+pub(crate) fn first_after(after: Option<u64>) -> Option<u64> {
+    match after {
+        None => Some(0),
+        Some(seq) => seq.checked_add(1),
+    }
+}
+
 /// Events of a run with seq strictly after `after` (all when `None`).
 /// `None` when nothing can follow (`after == u64::MAX`).
 pub(crate) fn run_events_after(id: RunId, after: Option<u64>) -> Option<(Vec<u8>, Vec<u8>)> {
-    let first = match after {
-        None => 0,
-        Some(seq) => seq.checked_add(1)?,
-    };
+    let first = first_after(after)?;
     let end = cat(&[&id.to_bytes(), &[0xFF; 9]]);
     Some((run_event(id, first), end))
 }
@@ -349,10 +355,7 @@ pub(crate) fn log_entry(id: &str, seq: u64) -> Vec<u8> {
 /// Entries of a session's log with seq strictly after `after`.
 /// `None` when nothing can follow.
 pub(crate) fn log_after(id: &str, after: Option<u64>) -> Option<(Vec<u8>, Vec<u8>)> {
-    let first = match after {
-        None => 0,
-        Some(seq) => seq.checked_add(1)?,
-    };
+    let first = first_after(after)?;
     Some((log_entry(id, first), whole_log(id).1))
 }
 

@@ -46,6 +46,20 @@ struct Runs {
     closed: bool,
 }
 
+impl Runs {
+    /// Drops run `id`'s head and tail.
+    fn forget(&mut self, id: RunId) {
+        self.heads.remove(&id);
+        self.tails.forget(id);
+    }
+
+    /// Drops every head and tail.
+    fn forget_all(&mut self) {
+        self.heads.clear();
+        self.tails.clear();
+    }
+}
+
 /// What the stores may cache about an engine's data: the heads of
 /// recently appended runs (at most 65 536 of them) and the encoded events
 /// at the end of their logs (at most 16 MiB in all, 4 MiB per run), so
@@ -97,8 +111,7 @@ impl StoreCache {
         let token = self.tokens.fetch_add(1, Ordering::Relaxed);
         if let Some(mut runs) = self.open() {
             if runs.heads.len() >= MAX_CACHED_RUNS {
-                runs.heads.clear();
-                runs.tails.clear();
+                runs.forget_all();
             }
             let entry = Cached {
                 head,
@@ -121,8 +134,7 @@ impl StoreCache {
         match runs.heads.get_mut(&id) {
             Some(cached) if cached.pending == Some(token) => {
                 if !applied {
-                    runs.heads.remove(&id);
-                    runs.tails.forget(id);
+                    runs.forget(id);
                     return;
                 }
                 cached.pending = None;
@@ -155,8 +167,7 @@ impl StoreCache {
     /// Forgets everything (data was changed behind the stores' back).
     pub(crate) fn clear(&self) {
         if let Some(mut runs) = self.open() {
-            runs.heads.clear();
-            runs.tails.clear();
+            runs.forget_all();
         }
     }
 
@@ -164,8 +175,7 @@ impl StoreCache {
     /// broken, and a read must reach it to be told so.
     pub(super) fn close(&self) {
         if let Ok(mut runs) = self.runs.lock() {
-            runs.heads.clear();
-            runs.tails.clear();
+            runs.forget_all();
             runs.closed = true;
         }
     }
@@ -173,8 +183,7 @@ impl StoreCache {
     /// Forgets `id` (a mutation that changes the head otherwise).
     pub(super) fn forget(&self, id: RunId) {
         if let Some(mut runs) = self.open() {
-            runs.heads.remove(&id);
-            runs.tails.forget(id);
+            runs.forget(id);
         }
     }
 }

@@ -227,8 +227,8 @@ pub(super) struct RawPage {
     ends: Vec<usize>,
 }
 
-/// [`RawPage::decode`] lets other tasks run after this many values
-/// (about a millisecond of decoding).
+/// [`decode_page`] lets other tasks run after this many values (about a
+/// millisecond of decoding).
 const DECODE_BATCH: usize = 1024;
 
 impl RawPage {

@@ -282,11 +282,8 @@ impl RunLedger for EngineStore {
         limit: usize,
     ) -> Result<Vec<RunEvent>> {
         let limit = page_limit(limit);
-        let first = match after_seq {
-            None => Some(0),
-            Some(seq) => seq.checked_add(1),
-        };
-        let cached = first.and_then(|first| self.0.cache()?.events(run, first, limit));
+        let cached = keys::first_after(after_seq)
+            .and_then(|first| self.0.cache()?.events(run, first, limit));
         if let Some(events) = cached {
             return decode_page(events.iter().map(|event| Ok(&event[..])), |bytes| {
                 decode_event("run event", bytes)

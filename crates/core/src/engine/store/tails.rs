@@ -14,11 +14,11 @@ use bytes::Bytes;
 use crate::RunId;
 
 /// At most this many bytes of events are kept across every run.
-pub(super) const BUDGET: usize = 16 << 20;
+const BUDGET: usize = 16 << 20;
 
 /// At most this many bytes of events are kept for one run (its oldest go
 /// first).
-pub(super) const RUN_BUDGET: usize = 4 << 20;
+const RUN_BUDGET: usize = 4 << 20;
 
 /// The overhead counted per cached event besides its bytes.
 const PER_EVENT: usize = 48;

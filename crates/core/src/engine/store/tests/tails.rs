@@ -51,8 +51,7 @@ async fn cached_pages_are_the_pages_the_engine_gives() {
     ];
     let mut cached = Vec::new();
     for (after, limit) in cases {
-        let first = after.map_or(Some(0), |a: u64| a.checked_add(1));
-        if let Some(first) = first {
+        if let Some(first) = keys::first_after(after) {
             assert!(cache(&engine).events(run, first, limit).is_some());
         }
         cached.push(stores.runs.read_events(run, after, limit).await.unwrap());
