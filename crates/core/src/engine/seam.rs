@@ -52,11 +52,14 @@ pub enum Table {
     /// The blob reference index: (digest, referrer) → when it was recorded
     /// (see [`lifecycle`](crate::lifecycle)).
     BlobRefs,
+    /// Session heads by id: whether the log is closed, its length and
+    /// chain head, the small record every `append_log` reads and rewrites.
+    SessionHeads,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 15] = [
+    pub const ALL: [Table; 16] = [
         Table::Blobs,
         Table::Runs,
         Table::RunEvents,
@@ -72,6 +75,7 @@ impl Table {
         Table::Meta,
         Table::RunHeads,
         Table::BlobRefs,
+        Table::SessionHeads,
     ];
 
     /// A stable name (column family, tree or SQL table name): lowercase
@@ -93,6 +97,7 @@ impl Table {
             Table::Meta => "meta",
             Table::RunHeads => "run_heads",
             Table::BlobRefs => "blob_refs",
+            Table::SessionHeads => "session_heads",
         }
     }
 

@@ -8,9 +8,10 @@ use serde_json::json;
 use super::keys;
 use super::store::cas::{blob_header, encode_chunk};
 use super::store::run_head::RunHead;
+use super::store::session_head::SessionHead;
 use super::{Engine, Scope, Table, Txn};
 use crate::encoding::{decode_event, decode_record, encode_event, encode_record};
-use crate::{Digest, Error, LogEntry, Result, Run, RunEvent, RunId, Session};
+use crate::{Digest, Error, LogEntry, Result, Run, RunEvent, RunId};
 
 async fn damage(
     engine: &dyn Engine,
@@ -175,19 +176,16 @@ pub async fn log_entries(
     .await
 }
 
-/// Sets the log head hash the record of `session` keeps.
+/// Sets the log head hash session `session` keeps.
 ///
 /// # Errors
 /// `NotFound` when there is no such session.
 pub async fn log_head(engine: &dyn Engine, session: String, head: Option<Digest>) -> Result<()> {
     damage(engine, move |txn| {
-        let key = keys::session(&session);
-        let bytes = txn
-            .get(Table::Sessions, &key)?
-            .ok_or_else(|| Error::not_found("no such session to tamper with"))?;
-        let mut record: Session = decode_record("session record", &bytes)?;
-        record.log_head = head;
-        txn.put(Table::Sessions, key, encode_record(&record)?)
+        // The length and chain head live in the session's head record.
+        let mut stored = SessionHead::load(txn, &session)?;
+        stored.hash = head;
+        stored.put(txn, &session)
     })
     .await
 }

@@ -20,6 +20,7 @@ pub use heads::StoreCache;
 mod releases;
 pub(crate) mod run_head;
 mod runs;
+pub(crate) mod session_head;
 mod sessions;
 mod supersessions;
 mod tails;

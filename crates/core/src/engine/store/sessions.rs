@@ -1,16 +1,18 @@
 //! `SessionStore` over the seam.
 //!
-//! Tables: `Sessions` (raw id → record, so they list by id; the record
-//! keeps the log's length and head hash, rewritten by every append and
-//! `replace_log`), `SessionLog` ((lp(id), seq) → entry) and
-//! `SessionIdempotency` ((lp(id), lp(key)) → seq). Every call that changes
-//! a session or its log is one write job in the session's scope, so
-//! `replace_log` and `delete_session` are seen whole.
+//! Tables: `Sessions` (raw id → record, so they list by id; written only
+//! by the calls that change the record), `SessionHeads` (raw id → the
+//! log's length, chain head and whether it is closed: the small record
+//! every append rewrites, see [`SessionHead`]), `SessionLog` ((lp(id),
+//! seq) → entry) and `SessionIdempotency` ((lp(id), lp(key)) → seq).
+//! Every call that changes a session or its log is one write job in the
+//! session's scope, so `replace_log` and `delete_session` are seen whole.
 
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{get_record, scan_records, EngineStore, RawPage};
+use super::session_head::SessionHead;
+use super::{get_record, EngineStore, RawPage};
 use crate::encoding::{decode_record, encode_record};
 use crate::engine::keys;
 use crate::engine::{Direction, Reader, Scope, Table, Txn};
@@ -21,26 +23,80 @@ pub(super) fn scope(id: &str) -> Scope {
     Scope::entity(Table::Sessions, keys::session(id))
 }
 
+pub(super) fn not_found(id: &str) -> Error {
+    Error::not_found(format!(
+        "session {:?} does not exist",
+        validate::preview(id)
+    ))
+}
+
+/// `session` (a stored record) with its log's length and chain head.
+fn with_head(reader: &dyn Reader, session: Session) -> Result<Session> {
+    Ok(match SessionHead::stored(reader, &session.id)? {
+        Some(head) => head.apply(session),
+        None => session,
+    })
+}
+
+/// Session `id` as stored: its record with its head.
 pub(super) fn load(reader: &dyn Reader, id: &str) -> Result<Option<Session>> {
     get_record(
         reader,
         Table::Sessions,
         &keys::session(id),
         "session record",
-    )
+    )?
+    .map(|session| with_head(reader, session))
+    .transpose()
 }
 
 pub(super) fn load_or_not_found(reader: &dyn Reader, id: &str) -> Result<Session> {
-    load(reader, id)?.ok_or_else(|| {
-        Error::not_found(format!(
-            "session {:?} does not exist",
-            validate::preview(id)
-        ))
-    })
+    load(reader, id)?.ok_or_else(|| not_found(id))
+}
+
+/// Up to `limit` sessions by id from `start`, each with its head.
+pub(super) fn scan(reader: &dyn Reader, start: &[u8], limit: usize) -> Result<Vec<Session>> {
+    let records = reader.scan(Table::Sessions, start, None, Direction::Forward, limit)?;
+    records
+        .iter()
+        .map(|(_, value)| with_head(reader, decode_record("session record", value)?))
+        .collect()
+}
+
+/// Stages `session`'s record and its head: the one way a record is
+/// written, so the head's `closed` always follows the record's state.
+pub(super) fn put(txn: &mut dyn Txn, session: &Session) -> Result<()> {
+    txn.put(
+        Table::Sessions,
+        keys::session(&session.id),
+        encode_record(session)?,
+    )?;
+    SessionHead::of(session).put(txn, &session.id)
+}
+
+/// Stages the removal of session `id`: record, head, log and its
+/// idempotency keys.
+pub(super) fn remove(txn: &mut dyn Txn, id: &str) -> Result<()> {
+    txn.delete(Table::Sessions, keys::session(id))?;
+    txn.delete(Table::SessionHeads, keys::session(id))?;
+    clear_log(txn, id)
+}
+
+/// `Conflict` when `head` says session `id`'s log is closed (the record
+/// names the final state for the message).
+fn check_open(reader: &dyn Reader, id: &str, head: &SessionHead) -> Result<()> {
+    if !head.closed {
+        return Ok(());
+    }
+    load_or_not_found(reader, id)?.check_log_open()?;
+    Err(Error::corrupted(format!(
+        "session {:?}: its head says the log is closed, its record does not",
+        validate::preview(id)
+    )))
 }
 
 fn append(txn: &mut dyn Txn, id: &str, new: NewLogEntry, now: Timestamp) -> Result<LogEntry> {
-    let mut session = load_or_not_found(txn, id)?;
+    let head = SessionHead::load(txn, id)?;
     if let Some(key) = &new.idempotency_key {
         if let Some(seq) = txn.get(Table::SessionIdempotency, &keys::log_idempotency(id, key))? {
             let seq = keys::decode_u64("log idempotency entry", &seq)?;
@@ -59,11 +115,10 @@ fn append(txn: &mut dyn Txn, id: &str, new: NewLogEntry, now: Timestamp) -> Resu
             return entry.retried(&new);
         }
     }
-    session.check_log_open()?;
-    let entry = LogEntry::build(id, session.log_len, session.log_head, new, now)?;
-    session.record_append(&entry)?;
+    check_open(txn, id, &head)?;
+    let entry = LogEntry::build(id, head.len, head.hash, new, now)?;
     put_entry(txn, &entry)?;
-    txn.put(Table::Sessions, keys::session(id), encode_record(&session)?)?;
+    head.after(id, &entry)?.put(txn, id)?;
     Ok(entry)
 }
 
@@ -101,11 +156,7 @@ impl EngineStore {
         let id = id.to_owned();
         self.write(scope(&id), move |shared, txn| {
             let updated = change(&load_or_not_found(txn, &id)?, shared.now())?;
-            txn.put(
-                Table::Sessions,
-                keys::session(&id),
-                encode_record(&updated)?,
-            )?;
+            put(txn, &updated)?;
             Ok(updated)
         })
         .await
@@ -130,11 +181,7 @@ impl SessionStore for EngineStore {
                 updated_at: now,
                 ..session
             };
-            txn.put(
-                Table::Sessions,
-                keys::session(&id),
-                encode_record(&session)?,
-            )?;
+            put(txn, &session)?;
             Ok(session)
         })
         .await
@@ -172,17 +219,8 @@ impl SessionStore for EngineStore {
     async fn list_sessions(&self, after: Option<&str>, limit: usize) -> Result<Vec<Session>> {
         let limit = page_limit(limit);
         let start = keys::sessions_after(after);
-        self.read(move |_, reader| {
-            scan_records(
-                reader,
-                Table::Sessions,
-                (&start, None),
-                Direction::Forward,
-                limit,
-                "session record",
-            )
-        })
-        .await
+        self.read(move |_, reader| scan(reader, &start, limit))
+            .await
     }
 
     async fn delete_session(&self, id: &str) -> Result<bool> {
@@ -192,8 +230,7 @@ impl SessionStore for EngineStore {
             if txn.get(Table::Sessions, &keys::session(&id))?.is_none() {
                 return Ok(false);
             }
-            txn.delete(Table::Sessions, keys::session(&id))?;
-            clear_log(txn, &id)?;
+            remove(txn, &id)?;
             Ok(true)
         })
         .await
@@ -241,14 +278,14 @@ impl SessionStore for EngineStore {
         let id = id.to_owned();
         let log = LogEntry::build_log(&id, entries, self.0.now())?;
         self.write(scope(&id), move |_, txn| {
-            let mut session = load_or_not_found(txn, &id)?;
-            session.check_log_open()?;
+            let head = SessionHead::load(txn, &id)?;
+            check_open(txn, &id, &head)?;
             if let Some(expected) = expected_next_seq {
-                let next = session.log_len;
-                if expected != next {
+                if expected != head.len {
                     return Err(Error::conflict(format!(
-                        "session {:?}: expected the log to end at seq {expected} but it ends at {next}",
-                        validate::preview(&id)
+                        "session {:?}: expected the log to end at seq {expected} but it ends at {}",
+                        validate::preview(&id),
+                        head.len
                     )));
                 }
             }
@@ -256,8 +293,12 @@ impl SessionStore for EngineStore {
             for entry in &log {
                 put_entry(txn, entry)?;
             }
-            session.record_replace(&log);
-            txn.put(Table::Sessions, keys::session(&id), encode_record(&session)?)?;
+            SessionHead {
+                len: log.len() as u64,
+                hash: log.last().map(|e| e.hash),
+                ..head
+            }
+            .put(txn, &id)?;
             Ok(log)
         })
         .await

@@ -81,11 +81,7 @@ impl EngineStore {
             for entry in &copy {
                 put_entry(txn, entry)?;
             }
-            txn.put(
-                Table::Sessions,
-                keys::session(&to),
-                encode_record(&session)?,
-            )?;
+            sessions::put(txn, &session)?;
             Ok(session)
         })
         .await

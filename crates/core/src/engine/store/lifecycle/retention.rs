@@ -5,9 +5,9 @@
 //! two is judged on its new state.
 
 use super::super::runs::{load_run, scope as run_scope, with_head};
-use super::super::sessions::{self, clear_log};
+use super::super::sessions;
 use super::super::{get_record, EngineStore, Shared};
-use crate::encoding::{decode_record, encode_record};
+use crate::encoding::decode_record;
 use crate::engine::keys;
 use crate::engine::{Direction, Reader, Table, Txn};
 use crate::lifecycle::{self, IfRunning, RunRetention, SessionRetention, Sweep};
@@ -193,12 +193,11 @@ impl SessionSweep {
         match self {
             SessionSweep::Expire => {
                 let expired = session.with_state(SessionState::Expired, None, now)?;
-                txn.put(Table::Sessions, keys::session(id), encode_record(&expired)?)?;
+                sessions::put(txn, &expired)?;
                 Ok(Some(0))
             }
             SessionSweep::Delete => {
-                txn.delete(Table::Sessions, keys::session(id))?;
-                clear_log(txn, id)?;
+                sessions::remove(txn, id)?;
                 Ok(Some(session.log_len))
             }
         }
@@ -268,15 +267,13 @@ impl EngineStore {
         let start = keys::sessions_after(after);
         let page: Vec<(Session, Timestamp)> = self
             .read(move |_, reader| {
-                let mut out = Vec::new();
-                for (_, v) in
-                    reader.scan(Table::Sessions, &start, None, Direction::Forward, limit)?
-                {
-                    let session: Session = decode_record("session record", &v)?;
-                    let last = last_activity(reader, &session)?;
-                    out.push((session, last));
-                }
-                Ok(out)
+                sessions::scan(reader, &start, limit)?
+                    .into_iter()
+                    .map(|session| {
+                        let last = last_activity(reader, &session)?;
+                        Ok((session, last))
+                    })
+                    .collect::<Result<Vec<_>>>()
             })
             .await?;
         let next = (page.len() == limit).then(|| page[page.len() - 1].0.id.clone());

@@ -20,6 +20,7 @@ const HOSTILE: [&str; 7] = ["a", "a:b", "a/b", "{a}", "🚀", "..", "a\u{200f}b"
 
 mod blobs;
 mod lifecycle;
+mod session_heads;
 mod tails;
 
 /// Stores over a fresh memory engine (8 MiB blobs), and the engine.
@@ -566,6 +567,7 @@ async fn sessions_follow_core_rules_and_delete_with_their_log() {
         Table::SessionLog,
         Table::SessionIdempotency,
         Table::Sessions,
+        Table::SessionHeads,
     ] {
         assert!(scan(&engine, table, &[], None, 1).await.is_empty());
     }
