@@ -114,9 +114,9 @@ impl Writers {
             start
         };
         if start {
-            let shared = Arc::clone(&self.0);
+            let writer = Writer(Some(Arc::clone(&self.0)));
             // Detached: the writer runs until the queue is empty.
-            drop(tokio::task::spawn_blocking(move || shared.write_groups()));
+            drop(tokio::task::spawn_blocking(move || writer.run()));
         }
         answer
             .await
@@ -137,6 +137,42 @@ impl Writers {
             self.0.stopped.notified().await;
         }
         self.0.pool.close().await;
+    }
+}
+
+/// A writer handed to the blocking pool. One that the pool drops without
+/// running it (its runtime shutting down) gives its place back: without
+/// that, `running` would stay counted, `close` would wait for it forever,
+/// and the jobs queued for it would never be answered.
+struct Writer(Option<Arc<Shared>>);
+
+impl Writer {
+    fn run(mut self) {
+        if let Some(shared) = self.0.take() {
+            shared.write_groups();
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let Some(shared) = self.0.take() else {
+            return;
+        };
+        let orphans = {
+            let mut state = shared.state.lock();
+            state.running -= 1;
+            if state.running > 0 {
+                return;
+            }
+            std::mem::take(&mut state.jobs)
+        };
+        shared.stopped.notify_one();
+        let e = Error::new(
+            ErrorKind::Unavailable,
+            "postgres: the runtime shut down before a writer ran this write; nothing was applied",
+        );
+        fail(orphans.into_iter().map(|q| q.reply), &e);
     }
 }
 
@@ -350,6 +386,41 @@ mod tests {
             vec![Scope::Table(Table::Supersessions)]
         );
         assert_eq!(jobs.len(), 1);
+    }
+
+    /// A writer the blocking pool drops unrun (its runtime shut down)
+    /// answers the queued job `Unavailable` and gives its place back, so
+    /// the caller and `close` do not wait forever. No server is needed:
+    /// nothing connects.
+    #[test]
+    fn a_writer_dropped_unrun_answers_its_jobs_and_gives_its_place_back() {
+        let pool = Pool::new(
+            postgres::Config::new(),
+            super::super::tls::Connector::Plain,
+            "test".into(),
+            1,
+            false,
+        );
+        let writers = Arc::new(Writers::new(pool, "s".into(), 2));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let handle = rt.handle().clone();
+        rt.shutdown_background();
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let err = handle
+                .block_on(writers.write(Scope::Unshared, Box::new(|_| Ok(())), || {
+                    Error::internal("closed")
+                }))
+                .unwrap_err();
+            handle.block_on(writers.close());
+            done.send(err)
+        });
+        let err = finished
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("a write or close hung: the dropped writer kept its place");
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     }
 
     #[test]

@@ -369,14 +369,22 @@ impl FileKv {
                 !std::mem::replace(&mut c.syncing, true)
             };
             if lead {
-                let kv = Arc::clone(&self);
-                tokio::task::spawn_blocking(move || kv.sync_round())
+                let round = Round(Some(Arc::clone(&self)));
+                tokio::task::spawn_blocking(move || round.run())
                     .await
                     .map_err(|e| Error::internal(format!("a log fsync task failed: {e}")))??;
             } else {
                 notified.await;
             }
         }
+    }
+
+    /// Gives up the lead of a round that will not run: clears `syncing`
+    /// and wakes every waiter, so one of them leads instead.
+    fn abandon_round(&self) {
+        self.commit.lock().syncing = false;
+        self.synced.notify_all();
+        self.round_done.notify_waiters();
     }
 
     /// Whether record `seq` is durable (the caller holds the commit lock).
@@ -425,5 +433,29 @@ impl FileKv {
                 self.dir.display()
             ),
         )
+    }
+}
+
+/// The lead of one group-commit round, handed to the blocking pool. A
+/// task the pool drops without running it (the runtime shutting down)
+/// gives the lead back ([`FileKv::abandon_round`]); otherwise `syncing`
+/// would stay set and every later wait for durability, the checkpoint of
+/// a closing engine included, would wait forever.
+struct Round(Option<Arc<FileKv>>);
+
+impl Round {
+    fn run(mut self) -> Result<()> {
+        match self.0.take() {
+            Some(kv) => kv.sync_round(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Round {
+    fn drop(&mut self) {
+        if let Some(kv) = self.0.take() {
+            kv.abandon_round();
+        }
     }
 }

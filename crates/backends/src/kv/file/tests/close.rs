@@ -87,3 +87,35 @@ fn handles_kept_past_close_get_a_clear_error() {
         kept.close().await.unwrap();
     });
 }
+
+/// A group-commit round handed to a blocking pool that is shutting down
+/// (a task finishing while its runtime drops) is dropped unrun; it gives
+/// its lead back, so later waits for durability — here, the checkpoint of
+/// an engine dropped on the way out — lead a round themselves instead of
+/// waiting forever for one that never comes.
+#[test]
+fn a_round_dropped_by_a_shutting_down_runtime_gives_its_lead_back() {
+    let fs = SimFs::new();
+    let kv = Arc::new(open_sim(&fs, small_opts()).unwrap());
+    let mut batch = Batch::default();
+    batch.put(Table::Meta, b"k".to_vec(), b"v".to_vec());
+    let seq = kv.append_batch(&batch).unwrap().expect("a synced store");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let handle = rt.handle().clone();
+    rt.shutdown_background();
+    let err = handle
+        .block_on(Arc::clone(&kv).durable(seq))
+        .expect_err("no blocking pool runs the round");
+    assert_eq!(err.kind(), stowage_core::ErrorKind::Internal, "{err}");
+
+    let (done, finished) = std::sync::mpsc::channel();
+    let kv2 = Arc::clone(&kv);
+    std::thread::spawn(move || done.send(kv2.block_until_durable(seq)));
+    let outcome = finished
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("waiting for durability hung: the dropped round kept its lead");
+    outcome.unwrap();
+}
