@@ -262,6 +262,43 @@ async fn a_schema_of_an_older_version_is_upgraded() {
     stores.close().await.expect("close");
 }
 
+/// A version-1 schema (before session heads): migration 2 adds the
+/// table, and its sessions go on from what their records say.
+#[tokio::test]
+async fn a_version_1_schema_gets_session_heads() {
+    let schema = Schema::new("v1");
+    let stores = open(&schema.url("")).await;
+    stores
+        .sessions
+        .create_session("s", json!({}))
+        .await
+        .expect("session");
+    stores.close().await.expect("close");
+    postgres_server::exec(&format!(
+        "UPDATE {s}.schema_version SET version = 1; DROP TABLE {s}.session_heads",
+        s = schema.0
+    ))
+    .expect("make the schema version 1");
+    let stores = open(&schema.url("")).await;
+    let version =
+        postgres_server::query_text(&format!("SELECT version FROM {}.schema_version", schema.0))
+            .expect("version");
+    assert_eq!(version, Some(SCHEMA_VERSION.to_string()));
+    for n in 0..2u64 {
+        let entry = stores
+            .sessions
+            .append_log("s", NewLogEntry::new(LogKind::Incoming, "u", "t", "m"))
+            .await
+            .expect("append after the upgrade");
+        assert_eq!(entry.seq, n);
+    }
+    assert_eq!(
+        stores.sessions.verify_log("s").await.expect("verify").len,
+        2
+    );
+    stores.close().await.expect("close");
+}
+
 #[tokio::test]
 async fn readable_columns_are_filled() {
     let schema = Schema::new("readable");

@@ -12,7 +12,10 @@ use super::pool::Conn;
 use super::readable;
 
 /// The schema version this code writes (the number of migrations).
-pub const SCHEMA_VERSION: i32 = 1;
+/// 2: sessions keep a head (`session_heads`) that appends rewrite instead
+/// of the session record, so a build that knows only version 1 must
+/// refuse the schema rather than append beside heads it ignores.
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// The statements of migration `n` (1-based) for `schema`.
 fn migration(n: i32) -> Option<String> {
@@ -24,6 +27,7 @@ fn migration(n: i32) -> Option<String> {
                 .collect::<Vec<_>>()
                 .join("; "),
         ),
+        2 => Some(create_table(Table::SessionHeads)),
         _ => None,
     }
 }

@@ -11,8 +11,12 @@ use stowage_core::{Error, Result};
 
 use super::errors::SqlResult;
 
-/// The layout this build writes and reads.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+/// The layout this build writes and reads. 2: sessions keep a head
+/// (`session_heads`) that appends rewrite instead of the session record;
+/// a version-1 file is upgraded at open (its sessions read their records
+/// until written again), and a build that knows only version 1 then
+/// refuses the file instead of appending beside the heads it ignores.
+pub(super) const SCHEMA_VERSION: i64 = 2;
 
 /// Creates the schema in a fresh file, checks it in an existing one, and
 /// adds the tables of [`Table::ALL`] that are missing, all in one write
@@ -52,7 +56,15 @@ fn ensure_in_txn(conn: &Connection) -> Result<()> {
         )
         .doing("writing the schema version")?;
     } else {
-        check_version(read_version(conn)?)?;
+        let version = read_version(conn)?;
+        check_version(version)?;
+        if version < SCHEMA_VERSION {
+            conn.execute(
+                "UPDATE stowage_schema SET value = ?1 WHERE name = 'version'",
+                [SCHEMA_VERSION],
+            )
+            .doing("upgrading the schema version")?;
+        }
     }
     for table in Table::ALL {
         conn.execute_batch(&format!(

@@ -109,9 +109,10 @@ fn a_newer_schema_version_is_refused() {
         let engine = SqliteEngine::open(SqliteOptions::new(&path)).await.unwrap();
         engine.close().await.unwrap();
         let conn = rusqlite::Connection::open(&path).unwrap();
+        let newer = super::schema::SCHEMA_VERSION + 1;
         conn.execute(
-            "UPDATE stowage_schema SET value = 2 WHERE name = 'version'",
-            [],
+            "UPDATE stowage_schema SET value = ?1 WHERE name = 'version'",
+            [newer],
         )
         .unwrap();
         drop(conn);
@@ -119,7 +120,10 @@ fn a_newer_schema_version_is_refused() {
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
-        assert!(err.message().contains("schema version 2"), "{err}");
+        assert!(
+            err.message().contains(&format!("schema version {newer}")),
+            "{err}"
+        );
         assert!(err.message().contains("newer stowage"), "{err}");
 
         let conn = rusqlite::Connection::open(&path).unwrap();
@@ -133,6 +137,44 @@ fn a_newer_schema_version_is_refused() {
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Corrupted, "{err}");
+    });
+}
+
+/// A version-1 file (no session heads) is upgraded at open: the table is
+/// added and the version raised, so a version-1 build refuses it after.
+#[test]
+fn a_version_1_file_is_upgraded_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    runtime().block_on(async {
+        let engine = SqliteEngine::open(SqliteOptions::new(&path)).await.unwrap();
+        engine.close().await.unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP TABLE session_heads; \
+             UPDATE stowage_schema SET value = 1 WHERE name = 'version'",
+        )
+        .unwrap();
+        drop(conn);
+        let engine = SqliteEngine::open(SqliteOptions::new(&path)).await.unwrap();
+        engine.close().await.unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .query_row(
+                "SELECT value FROM stowage_schema WHERE name = 'version'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(version, super::schema::SCHEMA_VERSION);
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'session_heads'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 1);
     });
 }
 
