@@ -8,7 +8,9 @@
 //! - `append_64`: 64 tasks appending to a run each, appends per second;
 //! - `put_4k` / `get_4k`: one caller putting / getting 4 KiB blobs, µs;
 //! - `read_events`: reading 10 000 events of one run in pages of 1 000,
-//!   events per second.
+//!   events per second;
+//! - `append_log_64k`: one task appending log entries to one session
+//!   whose data is 64 KiB of JSON, durable, µs per append.
 //!
 //! Each line printed is `metric BACKEND/NAME VALUE UNIT`, so a driver
 //! (`scripts/bench-compare.sh`) can alternate two builds and take medians.
@@ -24,7 +26,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use serde_json::json;
-use stowage_core::{Digest, NewEvent, RunId, RunMetadata, Stores};
+use stowage_core::{Digest, LogKind, NewEvent, NewLogEntry, RunId, RunMetadata, Stores};
 
 /// Operation counts per backend: (append_1, append_64 per task, blobs).
 fn counts(backend: &str) -> (usize, usize, usize) {
@@ -153,6 +155,26 @@ async fn read_events(stores: &Stores) -> f64 {
     EVENTS as f64 / start.elapsed().as_secs_f64()
 }
 
+/// µs per `append_log` to a session holding 64 KiB of data.
+async fn append_log_64k(stores: &Stores, count: usize) -> f64 {
+    let data = json!({ "notes": "n".repeat(64 * 1024) });
+    stores
+        .sessions
+        .create_session("bench", data)
+        .await
+        .expect("create session");
+    let start = Instant::now();
+    for i in 0..count {
+        let entry = NewLogEntry::new(LogKind::Incoming, "user", "chat", format!("message {i}"));
+        stores
+            .sessions
+            .append_log("bench", entry)
+            .await
+            .expect("append_log");
+    }
+    start.elapsed().as_secs_f64() * 1e6 / count as f64
+}
+
 /// Whether `STOWAGE_BENCH_ONLY` (comma-separated metric names) picks `name`.
 fn picked(name: &str) -> bool {
     std::env::var("STOWAGE_BENCH_ONLY")
@@ -187,6 +209,10 @@ async fn backend_round(backend: &str) {
         let (put, get) = blobs_4k(&stores, n_blobs).await;
         println!("metric {backend}/put_4k {put:.2} us");
         println!("metric {backend}/get_4k {get:.2} us");
+    }
+    if picked("append_log_64k") {
+        let us = append_log_64k(&stores, n_append).await;
+        println!("metric {backend}/append_log_64k {us:.2} us");
     }
     stores.close().await.expect("close");
     if !picked("read_events") {
