@@ -10,7 +10,9 @@
 //! - `read_events`: reading 10 000 events of one run in pages of 1 000,
 //!   events per second;
 //! - `append_log_64k`: one task appending log entries to one session
-//!   whose data is 64 KiB of JSON, durable, µs per append.
+//!   whose data is 64 KiB of JSON, durable, µs per append;
+//! - `read_log_64k`: reading that session's log in pages of 100, µs per
+//!   page.
 //!
 //! Each line printed is `metric BACKEND/NAME VALUE UNIT`, so a driver
 //! (`scripts/bench-compare.sh`) can alternate two builds and take medians.
@@ -175,6 +177,19 @@ async fn append_log_64k(stores: &Stores, count: usize) -> f64 {
     start.elapsed().as_secs_f64() * 1e6 / count as f64
 }
 
+/// µs per page of 100 entries of the log `append_log_64k` wrote, read
+/// from the start again and again until `pages` pages were read.
+async fn read_log_64k(stores: &Stores, pages: usize) -> f64 {
+    let start = Instant::now();
+    let mut after = None;
+    for _ in 0..pages {
+        let page = stores.sessions.read_log("bench", after, 100).await;
+        let page = page.expect("read_log");
+        after = page.last().map(|e| e.seq);
+    }
+    start.elapsed().as_secs_f64() * 1e6 / pages as f64
+}
+
 /// Whether `STOWAGE_BENCH_ONLY` (comma-separated metric names) picks `name`.
 fn picked(name: &str) -> bool {
     std::env::var("STOWAGE_BENCH_ONLY")
@@ -213,6 +228,10 @@ async fn backend_round(backend: &str) {
     if picked("append_log_64k") {
         let us = append_log_64k(&stores, n_append).await;
         println!("metric {backend}/append_log_64k {us:.2} us");
+        if picked("read_log_64k") {
+            let us = read_log_64k(&stores, n_append).await;
+            println!("metric {backend}/read_log_64k {us:.2} us");
+        }
     }
     stores.close().await.expect("close");
     if !picked("read_events") {

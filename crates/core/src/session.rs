@@ -318,12 +318,27 @@ pub trait SessionStore: Send + Sync {
     /// `NotFound`; `Corrupted` naming the first broken link, or saying that
     /// entries were removed or the log was rewritten.
     async fn verify_log(&self, id: &str) -> Result<ChainReport> {
-        let mut walks = 1;
-        loop {
-            match walk_log(self, id).await {
-                Err(e) if e.kind() == ErrorKind::Corrupted && walks < VERIFY_WALKS => walks += 1,
-                outcome => return outcome,
-            }
+        verify_log_pages(self, id, |after| self.read_log(id, after, VERIFY_PAGE)).await
+    }
+}
+
+/// [`SessionStore::verify_log`] over the pages `page(after)` returns
+/// (`read_log`'s, or a store's own read that bypasses a cache).
+pub(crate) async fn verify_log_pages<S, F, Fut>(
+    store: &S,
+    id: &str,
+    mut page: F,
+) -> Result<ChainReport>
+where
+    S: SessionStore + ?Sized,
+    F: FnMut(Option<u64>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<LogEntry>>>,
+{
+    let mut walks = 1;
+    loop {
+        match walk_log(store, id, &mut page).await {
+            Err(e) if e.kind() == ErrorKind::Corrupted && walks < VERIFY_WALKS => walks += 1,
+            outcome => return outcome,
         }
     }
 }
@@ -331,7 +346,12 @@ pub trait SessionStore: Send + Sync {
 /// How many times `verify_log` walks a log before believing a broken link.
 const VERIFY_WALKS: u32 = 4;
 
-async fn walk_log<S: SessionStore + ?Sized>(store: &S, id: &str) -> Result<ChainReport> {
+async fn walk_log<S, F, Fut>(store: &S, id: &str, page: &mut F) -> Result<ChainReport>
+where
+    S: SessionStore + ?Sized,
+    F: FnMut(Option<u64>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<LogEntry>>>,
+{
     let name = format!("session {:?}", validate::preview(id));
     let record = store
         .load_session(id)
@@ -340,11 +360,11 @@ async fn walk_log<S: SessionStore + ?Sized>(store: &S, id: &str) -> Result<Chain
     let mut verifier = ChainVerifier::new(name);
     let mut after = None;
     'pages: while verifier.next_seq() < record.log_len {
-        let page = store.read_log(id, after, VERIFY_PAGE).await?;
-        if page.is_empty() {
+        let entries = page(after).await?;
+        if entries.is_empty() {
             break;
         }
-        for entry in &page {
+        for entry in &entries {
             if verifier.next_seq() >= record.log_len {
                 break 'pages;
             }

@@ -1,20 +1,21 @@
-//! A bounded cache of committed run heads, so an append does not re-read
-//! its run's head from the engine, and of the events at the end of their
-//! logs ([`tails`](super::tails)), so a page of recent events is read
-//! without a trip to the engine.
+//! A bounded cache of committed log heads — of runs and of sessions — so
+//! an append does not re-read its log's head from the engine, and of the
+//! entries at the end of those logs ([`tails`](super::tails)), so a page
+//! of recent events or log entries is read without a trip to the engine.
 //!
 //! Only for engines whose data no one else writes: such an engine owns
 //! one [`StoreCache`] and returns it from `Engine::cache`, so every
-//! `Stores` built over the engine shares it. An append takes its run's
-//! entry out at the start of its write job (under the run's scope) and
+//! `Stores` built over the engine shares it. An append takes its log's
+//! entry out at the start of its write job (under the owner's scope) and
 //! puts the new head back *pending* at the end; only after the engine
 //! reported the job applied is the entry confirmed. A job that finds a
 //! pending entry treats it as absent and reads the engine, so a write the
 //! engine failed to apply after the job returned can never leave a wrong
 //! head behind: the cache only ever answers with a head the engine
-//! confirmed. The event an append wrote joins its run's tail when its head
+//! confirmed. The entry an append wrote joins its log's tail when its head
 //! is confirmed, and a page is answered only while the tail reaches the
-//! confirmed head.
+//! confirmed head. Every other mutation of a run or session forgets it
+//! inside its job.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,33 +24,82 @@ use std::sync::Mutex;
 use bytes::Bytes;
 
 use super::run_head::RunHead;
+use super::session_head::SessionHead;
 use super::tails::Tails;
 use crate::RunId;
 
-/// At most this many runs are cached (the cache is cleared when full):
+/// At most this many logs are cached (the cache is cleared when full):
 /// about 5 MiB.
-const MAX_CACHED_RUNS: usize = 65_536;
+const MAX_CACHED_LOGS: usize = 65_536;
+
+/// Whose log a cache entry is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) enum Log {
+    /// A run's events.
+    Run(RunId),
+    /// A session's log.
+    Session(Box<str>),
+}
+
+impl Log {
+    pub(super) fn session(id: &str) -> Log {
+        Log::Session(id.into())
+    }
+}
+
+/// A cached head: what an append needs of its log's owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Head {
+    /// A run's.
+    Run(RunHead),
+    /// A session's.
+    Session(SessionHead),
+}
+
+impl Head {
+    /// The seq the log's next entry gets.
+    fn next_seq(&self) -> u64 {
+        match self {
+            Head::Run(head) => head.count,
+            Head::Session(head) => head.len,
+        }
+    }
+
+    pub(super) fn run(self) -> Option<RunHead> {
+        match self {
+            Head::Run(head) => Some(head),
+            Head::Session(_) => None,
+        }
+    }
+
+    pub(super) fn session(self) -> Option<SessionHead> {
+        match self {
+            Head::Session(head) => Some(head),
+            Head::Run(_) => None,
+        }
+    }
+}
 
 struct Cached {
-    head: RunHead,
+    head: Head,
     /// Which job put it; `None` once confirmed.
     pending: Option<u64>,
-    /// The encoded event the pending job appended, for the run's tail.
+    /// The encoded entry the pending job appended, for the log's tail.
     appended: Option<Bytes>,
 }
 
 #[derive(Default)]
-struct Runs {
-    heads: HashMap<RunId, Cached>,
+struct Logs {
+    heads: HashMap<Log, Cached>,
     tails: Tails,
     /// Set by [`StoreCache::close`]: nothing is cached or answered again.
     closed: bool,
 }
 
-impl Runs {
-    /// Drops run `id`'s head and tail.
-    fn forget(&mut self, id: RunId) {
-        self.heads.remove(&id);
+impl Logs {
+    /// Drops log `id`'s head and tail.
+    fn forget(&mut self, id: &Log) {
+        self.heads.remove(id);
         self.tails.forget(id);
     }
 
@@ -61,10 +111,10 @@ impl Runs {
 }
 
 /// What the stores may cache about an engine's data: the heads of
-/// recently appended runs (at most 65 536 of them) and the encoded events
-/// at the end of their logs (at most 16 MiB in all, 4 MiB per run), so
-/// that an append does not re-read its run's head and a page of recent
-/// events is read without a trip to the engine.
+/// recently appended runs and sessions (at most 65 536 of them) and the
+/// encoded entries at the end of their logs (at most 16 MiB in all, 4 MiB
+/// per log), so that an append does not re-read its log's head and a page
+/// of recent events or log entries is read without a trip to the engine.
 ///
 /// An engine keeps one and returns it from
 /// [`Engine::cache`](crate::engine::Engine::cache) only if nothing but
@@ -72,13 +122,13 @@ impl Runs {
 /// object over the same files. Every `Stores` built over the engine then
 /// shares it. Engines shared between writers return `None`.
 ///
-/// A page is answered from the cache only when the run's head is
-/// confirmed there (so the run exists and its last event is known) and
-/// the cached events reach that head: every event an append acknowledged
+/// A page is answered from the cache only when the log's head is
+/// confirmed there (so its owner exists and its last entry is known) and
+/// the cached entries reach that head: every entry an append acknowledged
 /// is in the page, as it would be from the engine.
 #[derive(Default)]
 pub struct StoreCache {
-    runs: Mutex<Runs>,
+    logs: Mutex<Logs>,
     tokens: AtomicU64,
 }
 
@@ -95,95 +145,96 @@ impl StoreCache {
     }
 
     /// The cache's state, unless it was closed (or poisoned).
-    fn open(&self) -> Option<std::sync::MutexGuard<'_, Runs>> {
-        self.runs.lock().ok().filter(|runs| !runs.closed)
+    fn open(&self) -> Option<std::sync::MutexGuard<'_, Logs>> {
+        self.logs.lock().ok().filter(|logs| !logs.closed)
     }
 
-    /// Takes the confirmed head of `id` out (call under the run's scope).
-    pub(super) fn take(&self, id: RunId) -> Option<RunHead> {
-        let cached = self.open()?.heads.remove(&id)?;
+    /// Takes the confirmed head of `id` out (call under the owner's scope).
+    pub(super) fn take(&self, id: &Log) -> Option<Head> {
+        let cached = self.open()?.heads.remove(id)?;
         cached.pending.is_none().then_some(cached.head)
     }
 
-    /// Puts `head` back unconfirmed, with the encoded event the job
-    /// appended (if it appended one); returns the token that confirms it.
-    pub(super) fn put_pending(&self, head: RunHead, appended: Option<Bytes>) -> u64 {
+    /// Puts `head` back unconfirmed as `id`'s, with the encoded entry the
+    /// job appended (if it appended one); returns the token that confirms
+    /// it.
+    pub(super) fn put_pending(&self, id: Log, head: Head, appended: Option<Bytes>) -> u64 {
         let token = self.tokens.fetch_add(1, Ordering::Relaxed);
-        if let Some(mut runs) = self.open() {
-            if runs.heads.len() >= MAX_CACHED_RUNS {
-                runs.forget_all();
+        if let Some(mut logs) = self.open() {
+            if logs.heads.len() >= MAX_CACHED_LOGS {
+                logs.forget_all();
             }
             let entry = Cached {
                 head,
                 pending: Some(token),
                 appended,
             };
-            runs.heads.insert(head.id, entry);
+            logs.heads.insert(id, entry);
         }
         token
     }
 
     /// The job that put `token` for `id` was applied (or, `applied` false,
     /// was not): confirm or drop its entry if it is still there. A
-    /// confirmed append joins the run's tail.
-    pub(super) fn settle(&self, id: RunId, token: u64, applied: bool) {
-        let Some(mut runs) = self.open() else {
+    /// confirmed append joins the log's tail.
+    pub(super) fn settle(&self, id: &Log, token: u64, applied: bool) {
+        let Some(mut logs) = self.open() else {
             return;
         };
-        let runs = &mut *runs;
-        match runs.heads.get_mut(&id) {
+        let logs = &mut *logs;
+        match logs.heads.get_mut(id) {
             Some(cached) if cached.pending == Some(token) => {
                 if !applied {
-                    runs.forget(id);
+                    logs.forget(id);
                     return;
                 }
                 cached.pending = None;
-                if let Some(event) = cached.appended.take() {
-                    let seq = cached.head.count.saturating_sub(1);
-                    runs.tails.push(id, seq, event);
+                if let Some(entry) = cached.appended.take() {
+                    let seq = cached.head.next_seq().saturating_sub(1);
+                    logs.tails.push(id, seq, entry);
                 }
             }
             _ => {}
         }
     }
 
-    /// The encoded events of run `id` from seq `first` on (at most
-    /// `limit`), if the run's head is confirmed and its cached tail holds
-    /// every one of them up to the head; an empty page when `first` is
-    /// past the run's last event.
-    pub(super) fn events(&self, id: RunId, first: u64, limit: usize) -> Option<Vec<Bytes>> {
-        let runs = self.open()?;
-        let cached = runs.heads.get(&id)?;
+    /// The encoded entries of log `id` from seq `first` on (at most
+    /// `limit`), if its head is confirmed and its cached tail holds every
+    /// one of them up to the head; an empty page when `first` is past the
+    /// log's last entry.
+    pub(super) fn events(&self, id: &Log, first: u64, limit: usize) -> Option<Vec<Bytes>> {
+        let logs = self.open()?;
+        let cached = logs.heads.get(id)?;
         if cached.pending.is_some() {
             return None;
         }
-        let end = cached.head.count;
+        let end = cached.head.next_seq();
         if first >= end || limit == 0 {
             return Some(Vec::new());
         }
-        runs.tails.page(id, first, end, limit)
+        logs.tails.page(id, first, end, limit)
     }
 
     /// Forgets everything (data was changed behind the stores' back).
     pub(crate) fn clear(&self) {
-        if let Some(mut runs) = self.open() {
-            runs.forget_all();
+        if let Some(mut logs) = self.open() {
+            logs.forget_all();
         }
     }
 
     /// Forgets everything for good: the engine was closed or may be
     /// broken, and a read must reach it to be told so.
     pub(super) fn close(&self) {
-        if let Ok(mut runs) = self.runs.lock() {
-            runs.forget_all();
-            runs.closed = true;
+        if let Ok(mut logs) = self.logs.lock() {
+            logs.forget_all();
+            logs.closed = true;
         }
     }
 
     /// Forgets `id` (a mutation that changes the head otherwise).
-    pub(super) fn forget(&self, id: RunId) {
-        if let Some(mut runs) = self.open() {
-            runs.forget(id);
+    pub(super) fn forget(&self, id: &Log) {
+        if let Some(mut logs) = self.open() {
+            logs.forget(id);
         }
     }
 }
@@ -203,33 +254,34 @@ mod tests {
     }
 
     fn put(heads: &StoreCache, head: RunHead) {
-        let token = heads.put_pending(head, None);
-        heads.settle(head.id, token, true);
+        let token = heads.put_pending(Log::Run(head.id), Head::Run(head), None);
+        heads.settle(&Log::Run(head.id), token, true);
     }
 
     #[test]
     fn only_confirmed_heads_are_answered() {
         let heads = StoreCache::new();
-        let id = head(1).id;
-        let token = heads.put_pending(head(1), None);
-        assert!(heads.take(id).is_none(), "a pending entry is a miss");
-        let _newer = heads.put_pending(head(1), None);
-        heads.settle(id, token, true);
-        assert!(heads.take(id).is_none(), "a stale token confirms nothing");
-        let failed = heads.put_pending(head(1), None);
-        heads.settle(id, failed, false);
-        assert!(heads.take(id).is_none(), "a failed job leaves no entry");
+        let id = Log::Run(head(1).id);
+        let pending = |heads: &StoreCache| heads.put_pending(id.clone(), Head::Run(head(1)), None);
+        let token = pending(&heads);
+        assert!(heads.take(&id).is_none(), "a pending entry is a miss");
+        let _newer = pending(&heads);
+        heads.settle(&id, token, true);
+        assert!(heads.take(&id).is_none(), "a stale token confirms nothing");
+        let failed = pending(&heads);
+        heads.settle(&id, failed, false);
+        assert!(heads.take(&id).is_none(), "a failed job leaves no entry");
         put(&heads, head(1));
-        assert_eq!(heads.take(id), Some(head(1)));
-        assert!(heads.take(id).is_none(), "taking removes the entry");
+        assert_eq!(heads.take(&id), Some(Head::Run(head(1))));
+        assert!(heads.take(&id).is_none(), "taking removes the entry");
     }
 
     #[test]
     fn the_cache_stays_within_its_bound() {
         let heads = StoreCache::new();
-        for n in 0..MAX_CACHED_RUNS + 10 {
+        for n in 0..MAX_CACHED_LOGS + 10 {
             put(&heads, head(n as u128));
-            assert!(heads.runs.lock().unwrap().heads.len() <= MAX_CACHED_RUNS);
+            assert!(heads.logs.lock().unwrap().heads.len() <= MAX_CACHED_LOGS);
         }
     }
 }

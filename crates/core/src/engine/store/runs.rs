@@ -11,6 +11,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use super::heads::{Head, Log};
 use super::run_head::RunHead;
 use super::{decode_page, get_record, EngineStore, RawPage, Shared};
 use crate::encoding::{decode_event, decode_record, encode_event, encode_record};
@@ -65,7 +66,7 @@ fn load_event(reader: &dyn Reader, id: RunId, seq: u64) -> Result<RunEvent> {
 impl Shared {
     /// The run's head: from the cache (taking the entry out) or the engine.
     fn load_head(&self, txn: &dyn Txn, id: RunId) -> Result<RunHead> {
-        if let Some(cached) = self.cache().and_then(|c| c.take(id)) {
+        if let Some(cached) = self.cache().and_then(|c| c.take(&Log::Run(id))?.run()) {
             return Ok(cached);
         }
         RunHead::load(txn, id)
@@ -85,7 +86,9 @@ impl Shared {
                 let seq = keys::decode_u64("run idempotency entry", &seq)?;
                 let event = load_event(txn, id, seq)?;
                 // Nothing is written: the head taken out is still current.
-                let token = self.cache().map(|c| c.put_pending(head, None));
+                let token = self
+                    .cache()
+                    .map(|c| c.put_pending(Log::Run(id), Head::Run(head), None));
                 return Ok((event.retried(&new)?, token));
             }
         }
@@ -104,7 +107,9 @@ impl Shared {
             )?;
         }
         head.put(txn)?;
-        let token = self.cache().map(|c| c.put_pending(head, appended));
+        let token = self
+            .cache()
+            .map(|c| c.put_pending(Log::Run(id), Head::Run(head), appended));
         Ok((event, token))
     }
 
@@ -237,7 +242,7 @@ impl RunLedger for EngineStore {
         match applied {
             Ok(((event, token), durable)) => {
                 if let (Some(cache), Some(token)) = (self.0.cache(), token) {
-                    cache.settle(run, token, true);
+                    cache.settle(&Log::Run(run), token, true);
                 }
                 self.watch(durable.wait().await)?;
                 Ok(event)
@@ -245,7 +250,7 @@ impl RunLedger for EngineStore {
             Err(e) => {
                 // The job may have put a record the engine did not apply.
                 if let Some(cache) = self.0.cache() {
-                    cache.forget(run);
+                    cache.forget(&Log::Run(run));
                 }
                 Err(e)
             }
@@ -261,7 +266,7 @@ impl RunLedger for EngineStore {
         self.write(scope(run), move |shared, txn| {
             // Finished runs take no appends; keep them out of the cache.
             if let Some(cache) = shared.cache() {
-                cache.forget(run);
+                cache.forget(&Log::Run(run));
             }
             let finished = load_run(txn, run)?.finish(status, summary, shared.now())?;
             txn.put(Table::Runs, keys::run(run), encode_record(&finished)?)?;
@@ -283,7 +288,7 @@ impl RunLedger for EngineStore {
     ) -> Result<Vec<RunEvent>> {
         let limit = page_limit(limit);
         let cached = keys::first_after(after_seq)
-            .and_then(|first| self.0.cache()?.events(run, first, limit));
+            .and_then(|first| self.0.cache()?.events(&Log::Run(run), first, limit));
         if let Some(events) = cached {
             return decode_page(events.iter().map(|event| Ok(&event[..])), |bytes| {
                 decode_event("run event", bytes)

@@ -9,15 +9,22 @@
 //! session's scope, so `replace_log` and `delete_session` are seen whole.
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use serde_json::Value;
 
+use super::heads::{Head, Log};
 use super::session_head::SessionHead;
-use super::{get_record, EngineStore, RawPage};
+use super::{decode_page, get_record, EngineStore, RawPage, Shared};
 use crate::encoding::{decode_record, encode_record};
 use crate::engine::keys;
 use crate::engine::{Direction, Reader, Scope, Table, Txn};
+use crate::run::VERIFY_PAGE;
+use crate::session::verify_log_pages;
 use crate::validate::{self, page_limit};
-use crate::{Error, LogEntry, NewLogEntry, Result, Session, SessionState, SessionStore, Timestamp};
+use crate::{
+    ChainReport, Error, LogEntry, NewLogEntry, Result, Session, SessionState, SessionStore,
+    Timestamp,
+};
 
 pub(super) fn scope(id: &str) -> Scope {
     Scope::entity(Table::Sessions, keys::session(id))
@@ -63,9 +70,19 @@ pub(super) fn scan(reader: &dyn Reader, start: &[u8], limit: usize) -> Result<Ve
         .collect()
 }
 
+/// Drops what the stores' cache holds of session `id` (call inside the
+/// job of any mutation but an append, under the session's scope).
+fn forget_cached(shared: &Shared, id: &str) {
+    if let Some(cache) = shared.cache() {
+        cache.forget(&Log::session(id));
+    }
+}
+
 /// Stages `session`'s record and its head: the one way a record is
-/// written, so the head's `closed` always follows the record's state.
-pub(super) fn put(txn: &mut dyn Txn, session: &Session) -> Result<()> {
+/// written, so the head's `closed` always follows the record's state (and
+/// the cache forgets the session).
+pub(super) fn put(shared: &Shared, txn: &mut dyn Txn, session: &Session) -> Result<()> {
+    forget_cached(shared, &session.id);
     txn.put(
         Table::Sessions,
         keys::session(&session.id),
@@ -76,7 +93,8 @@ pub(super) fn put(txn: &mut dyn Txn, session: &Session) -> Result<()> {
 
 /// Stages the removal of session `id`: record, head, log and its
 /// idempotency keys.
-pub(super) fn remove(txn: &mut dyn Txn, id: &str) -> Result<()> {
+pub(super) fn remove(shared: &Shared, txn: &mut dyn Txn, id: &str) -> Result<()> {
+    forget_cached(shared, id);
     txn.delete(Table::Sessions, keys::session(id))?;
     txn.delete(Table::SessionHeads, keys::session(id))?;
     clear_log(txn, id)
@@ -95,8 +113,21 @@ fn check_open(reader: &dyn Reader, id: &str, head: &SessionHead) -> Result<()> {
     )))
 }
 
-fn append(txn: &mut dyn Txn, id: &str, new: NewLogEntry, now: Timestamp) -> Result<LogEntry> {
-    let head = SessionHead::load(txn, id)?;
+/// Appends `new` (validated) to session `id`'s log. Returns the entry
+/// and, when the stores keep a cache, the token that confirms the head
+/// it put there.
+fn append(
+    shared: &Shared,
+    txn: &mut dyn Txn,
+    id: &str,
+    new: NewLogEntry,
+) -> Result<(LogEntry, Option<u64>)> {
+    let cache = shared.cache();
+    let log = Log::session(id);
+    let head = match cache.and_then(|c| c.take(&log)?.session()) {
+        Some(cached) => cached,
+        None => SessionHead::load(txn, id)?,
+    };
     if let Some(key) = &new.idempotency_key {
         if let Some(seq) = txn.get(Table::SessionIdempotency, &keys::log_idempotency(id, key))? {
             let seq = keys::decode_u64("log idempotency entry", &seq)?;
@@ -112,23 +143,31 @@ fn append(txn: &mut dyn Txn, id: &str, new: NewLogEntry, now: Timestamp) -> Resu
                     validate::preview(id)
                 ))
             })?;
-            return entry.retried(&new);
+            // Nothing is written: the head taken out is still current.
+            let token = cache.map(|c| c.put_pending(log, Head::Session(head), None));
+            return Ok((entry.retried(&new)?, token));
         }
     }
     check_open(txn, id, &head)?;
-    let entry = LogEntry::build(id, head.len, head.hash, new, now)?;
-    put_entry(txn, &entry)?;
-    head.after(id, &entry)?.put(txn, id)?;
-    Ok(entry)
+    let entry = LogEntry::build(id, head.len, head.hash, new, shared.now())?;
+    let value = encode_record(&entry)?;
+    // For the log's cached tail, once the engine applied the append.
+    let appended = cache.map(|_| Bytes::copy_from_slice(&value));
+    put_encoded_entry(txn, &entry, value)?;
+    let head = head.after(id, &entry)?;
+    head.put(txn, id)?;
+    let token = cache.map(|c| c.put_pending(log, Head::Session(head), appended));
+    Ok((entry, token))
 }
 
 pub(super) fn put_entry(txn: &mut dyn Txn, entry: &LogEntry) -> Result<()> {
+    put_encoded_entry(txn, entry, encode_record(entry)?)
+}
+
+/// [`put_entry`] of an entry already encoded as `value`.
+fn put_encoded_entry(txn: &mut dyn Txn, entry: &LogEntry, value: Vec<u8>) -> Result<()> {
     let id = &entry.session_id;
-    txn.put(
-        Table::SessionLog,
-        keys::log_entry(id, entry.seq),
-        encode_record(entry)?,
-    )?;
+    txn.put(Table::SessionLog, keys::log_entry(id, entry.seq), value)?;
     if let Some(key) = &entry.idempotency_key {
         txn.put(
             Table::SessionIdempotency,
@@ -156,7 +195,7 @@ impl EngineStore {
         let id = id.to_owned();
         self.write(scope(&id), move |shared, txn| {
             let updated = change(&load_or_not_found(txn, &id)?, shared.now())?;
-            put(txn, &updated)?;
+            put(shared, txn, &updated)?;
             Ok(updated)
         })
         .await
@@ -181,7 +220,7 @@ impl SessionStore for EngineStore {
                 updated_at: now,
                 ..session
             };
-            put(txn, &session)?;
+            put(shared, txn, &session)?;
             Ok(session)
         })
         .await
@@ -226,11 +265,11 @@ impl SessionStore for EngineStore {
     async fn delete_session(&self, id: &str) -> Result<bool> {
         validate::identifier("session id", id)?;
         let id = id.to_owned();
-        self.write(scope(&id), move |_, txn| {
+        self.write(scope(&id), move |shared, txn| {
             if txn.get(Table::Sessions, &keys::session(&id))?.is_none() {
                 return Ok(false);
             }
-            remove(txn, &id)?;
+            remove(shared, txn, &id)?;
             Ok(true)
         })
         .await
@@ -239,11 +278,29 @@ impl SessionStore for EngineStore {
     async fn append_log(&self, id: &str, entry: NewLogEntry) -> Result<LogEntry> {
         validate::identifier("session id", id)?;
         entry.validate()?;
+        let log = Log::session(id);
         let id = id.to_owned();
-        self.write(scope(&id), move |shared, txn| {
-            append(txn, &id, entry, shared.now())
-        })
-        .await
+        let applied = self
+            .write_applied(scope(&id), move |shared, txn| {
+                append(shared, txn, &id, entry)
+            })
+            .await;
+        match applied {
+            Ok(((entry, token), durable)) => {
+                if let (Some(cache), Some(token)) = (self.0.cache(), token) {
+                    cache.settle(&log, token, true);
+                }
+                self.watch(durable.wait().await)?;
+                Ok(entry)
+            }
+            Err(e) => {
+                // The job may have put a head the engine did not apply.
+                if let Some(cache) = self.0.cache() {
+                    cache.forget(&log);
+                }
+                Err(e)
+            }
+        }
     }
 
     async fn read_log(
@@ -254,18 +311,22 @@ impl SessionStore for EngineStore {
     ) -> Result<Vec<LogEntry>> {
         validate::identifier("session id", id)?;
         let limit = page_limit(limit);
-        let id = id.to_owned();
-        let page = self
-            .read(move |_, reader| {
-                load_or_not_found(reader, &id)?;
-                let Some((start, end)) = keys::log_after(&id, after_seq) else {
-                    return Ok(RawPage::default());
-                };
-                RawPage::scan(reader, Table::SessionLog, (&start, &end), limit)
+        let cached = keys::first_after(after_seq)
+            .and_then(|first| self.0.cache()?.events(&Log::session(id), first, limit));
+        if let Some(entries) = cached {
+            return decode_page(entries.iter().map(|entry| Ok(&entry[..])), |bytes| {
+                decode_record("session log entry", bytes)
             })
-            .await?;
-        page.decode(|bytes| decode_record("session log entry", bytes))
-            .await
+            .await;
+        }
+        self.engine_log(id, after_seq, limit).await
+    }
+
+    /// Reads from the engine, never from the stores' cache: verification
+    /// exists to catch edits made behind the stores' back.
+    async fn verify_log(&self, id: &str) -> Result<ChainReport> {
+        validate::identifier("session id", id)?;
+        verify_log_pages(self, id, |after| self.engine_log(id, after, VERIFY_PAGE)).await
     }
 
     async fn replace_log(
@@ -277,7 +338,8 @@ impl SessionStore for EngineStore {
         validate::identifier("session id", id)?;
         let id = id.to_owned();
         let log = LogEntry::build_log(&id, entries, self.0.now())?;
-        self.write(scope(&id), move |_, txn| {
+        self.write(scope(&id), move |shared, txn| {
+            forget_cached(shared, &id);
             let head = SessionHead::load(txn, &id)?;
             check_open(txn, &id, &head)?;
             if let Some(expected) = expected_next_seq {
@@ -302,5 +364,30 @@ impl SessionStore for EngineStore {
             Ok(log)
         })
         .await
+    }
+}
+
+impl EngineStore {
+    /// A page of session `id`'s log read from the engine.
+    async fn engine_log(
+        &self,
+        id: &str,
+        after_seq: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<LogEntry>> {
+        let id = id.to_owned();
+        let page = self
+            .read(move |_, reader| {
+                // The head says whether the session exists, without
+                // decoding its data.
+                SessionHead::load(reader, &id)?;
+                let Some((start, end)) = keys::log_after(&id, after_seq) else {
+                    return Ok(RawPage::default());
+                };
+                RawPage::scan(reader, Table::SessionLog, (&start, &end), limit)
+            })
+            .await?;
+        page.decode(|bytes| decode_record("session log entry", bytes))
+            .await
     }
 }

@@ -1,9 +1,10 @@
-//! The encoded events at the end of recently appended runs, so that a page
-//! of them is read without a trip to the engine (see [`StoreCache`]).
+//! The encoded entries at the end of recently appended logs (run events,
+//! session log entries), so that a page of them is read without a trip to
+//! the engine (see [`StoreCache`]).
 //!
 //! A tail is a gap-free run of seqs ending wherever its last append left
-//! it; whether it still reaches the run's end is for the caller to judge
-//! against the run's confirmed head (`StoreCache::events`).
+//! it; whether it still reaches the log's end is for the caller to judge
+//! against the log's confirmed head (`StoreCache::events`).
 //!
 //! [`StoreCache`]: super::StoreCache
 
@@ -11,12 +12,12 @@ use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
 
-use crate::RunId;
+use super::heads::Log;
 
-/// At most this many bytes of events are kept across every run.
+/// At most this many bytes of entries are kept across every log.
 const BUDGET: usize = 16 << 20;
 
-/// At most this many bytes of events are kept for one run (its oldest go
+/// At most this many bytes of entries are kept for one log (its oldest go
 /// first).
 const RUN_BUDGET: usize = 4 << 20;
 
@@ -42,23 +43,28 @@ fn cost(event: &Bytes) -> usize {
     event.len() + PER_EVENT
 }
 
-/// The tails of every cached run, within [`BUDGET`].
+/// The tails of every cached log, within [`BUDGET`].
 #[derive(Default)]
 pub(super) struct Tails {
-    runs: HashMap<RunId, Tail>,
+    runs: HashMap<Log, Tail>,
     bytes: usize,
 }
 
 impl Tails {
-    /// Adds event `seq` of run `id`: extends its tail if `seq` follows it,
+    /// Adds entry `seq` of log `id`: extends its tail if `seq` follows it,
     /// else starts the tail over at `seq`.
-    pub(super) fn push(&mut self, id: RunId, seq: u64, event: Bytes) {
+    pub(super) fn push(&mut self, id: &Log, seq: u64, event: Bytes) {
         let added = cost(&event);
         if added > RUN_BUDGET {
             self.forget(id);
             return;
         }
-        let tail = self.runs.entry(id).or_default();
+        if !self.runs.contains_key(id) {
+            self.runs.insert(id.clone(), Tail::default());
+        }
+        let Some(tail) = self.runs.get_mut(id) else {
+            return;
+        };
         if tail.end() != seq || tail.events.is_empty() {
             self.bytes -= tail.bytes;
             *tail = Tail {
@@ -82,13 +88,13 @@ impl Tails {
         }
     }
 
-    /// Drops whole tails of runs other than `keep` (in no particular
+    /// Drops whole tails of logs other than `keep` (in no particular
     /// order) until a quarter of [`BUDGET`] is free, so that one pass over
-    /// the runs pays for many appends to come.
-    fn evict_except(&mut self, keep: RunId) {
+    /// the logs pays for many appends to come.
+    fn evict_except(&mut self, keep: &Log) {
         let target = BUDGET / 4 * 3;
         let mut bytes = self.bytes;
-        self.runs.retain(|&id, tail| {
+        self.runs.retain(|id, tail| {
             if bytes <= target || id == keep {
                 return true;
             }
@@ -98,9 +104,9 @@ impl Tails {
         self.bytes = bytes;
     }
 
-    /// Drops the tail of run `id`.
-    pub(super) fn forget(&mut self, id: RunId) {
-        if let Some(tail) = self.runs.remove(&id) {
+    /// Drops the tail of log `id`.
+    pub(super) fn forget(&mut self, id: &Log) {
+        if let Some(tail) = self.runs.remove(id) {
             self.bytes -= tail.bytes;
         }
     }
@@ -111,10 +117,10 @@ impl Tails {
         self.bytes = 0;
     }
 
-    /// Up to `limit` events of run `id` from seq `first` on, if its tail
-    /// holds `first` and ends exactly at `end` (the run's next seq).
-    pub(super) fn page(&self, id: RunId, first: u64, end: u64, limit: usize) -> Option<Vec<Bytes>> {
-        let tail = self.runs.get(&id)?;
+    /// Up to `limit` entries of log `id` from seq `first` on, if its tail
+    /// holds `first` and ends exactly at `end` (the log's next seq).
+    pub(super) fn page(&self, id: &Log, first: u64, end: u64, limit: usize) -> Option<Vec<Bytes>> {
+        let tail = self.runs.get(id)?;
         if tail.end() != end || first < tail.first {
             return None;
         }
@@ -134,8 +140,8 @@ mod tests {
     use super::*;
     use crate::Timestamp;
 
-    fn run(n: u128) -> RunId {
-        RunId::new_v7(Timestamp::ZERO, n)
+    fn run(n: u128) -> Log {
+        Log::Run(crate::RunId::new_v7(Timestamp::ZERO, n))
     }
 
     fn event(seq: u64, len: usize) -> Bytes {
@@ -155,25 +161,25 @@ mod tests {
         let mut tails = Tails::default();
         let id = run(1);
         for seq in 3..8 {
-            tails.push(id, seq, event(seq, 16));
+            tails.push(&id, seq, event(seq, 16));
         }
-        assert_eq!(seqs(&tails.page(id, 4, 8, 2).unwrap()), [4, 5]);
-        assert_eq!(seqs(&tails.page(id, 6, 8, 10).unwrap()), [6, 7]);
-        assert_eq!(tails.page(id, 8, 8, 10).unwrap().len(), 0);
-        assert!(tails.page(id, 2, 8, 10).is_none(), "seq 2 is not cached");
-        assert!(tails.page(id, 4, 9, 10).is_none(), "the run went on");
-        assert!(tails.page(run(2), 0, 1, 10).is_none(), "another run");
+        assert_eq!(seqs(&tails.page(&id, 4, 8, 2).unwrap()), [4, 5]);
+        assert_eq!(seqs(&tails.page(&id, 6, 8, 10).unwrap()), [6, 7]);
+        assert_eq!(tails.page(&id, 8, 8, 10).unwrap().len(), 0);
+        assert!(tails.page(&id, 2, 8, 10).is_none(), "seq 2 is not cached");
+        assert!(tails.page(&id, 4, 9, 10).is_none(), "the run went on");
+        assert!(tails.page(&run(2), 0, 1, 10).is_none(), "another run");
     }
 
     #[test]
     fn a_gap_starts_the_tail_over() {
         let mut tails = Tails::default();
         let id = run(1);
-        tails.push(id, 0, event(0, 16));
-        tails.push(id, 1, event(1, 16));
-        tails.push(id, 5, event(5, 16));
-        assert!(tails.page(id, 0, 6, 10).is_none());
-        assert_eq!(seqs(&tails.page(id, 5, 6, 10).unwrap()), [5]);
+        tails.push(&id, 0, event(0, 16));
+        tails.push(&id, 1, event(1, 16));
+        tails.push(&id, 5, event(5, 16));
+        assert!(tails.page(&id, 0, 6, 10).is_none());
+        assert_eq!(seqs(&tails.page(&id, 5, 6, 10).unwrap()), [5]);
         assert_eq!(tails.bytes(), 16 + PER_EVENT);
     }
 
@@ -183,14 +189,14 @@ mod tests {
         let len = 64 << 10;
         for n in 0..64u128 {
             for seq in 0..100 {
-                tails.push(run(n), seq, event(seq, len));
+                tails.push(&run(n), seq, event(seq, len));
                 assert!(tails.bytes() <= BUDGET);
                 let counted: usize = tails.runs.values().map(|t| t.bytes).sum();
                 assert_eq!(tails.bytes(), counted);
             }
-            let kept = tails.page(run(n), 0, 100, 100);
+            let kept = tails.page(&run(n), 0, 100, 100);
             assert!(kept.is_none(), "100 events of 64 KiB exceed a run's budget");
-            let page = tails.page(run(n), 99, 100, 1).unwrap();
+            let page = tails.page(&run(n), 99, 100, 1).unwrap();
             assert_eq!(seqs(&page), [99]);
         }
         // Many runs of one small event each: an eviction frees a quarter
@@ -198,13 +204,13 @@ mod tests {
         let mut evictions = 0;
         for n in 0..100_000u128 {
             let before = tails.runs.len();
-            tails.push(run(1000 + n), 0, event(0, 200));
+            tails.push(&run(1000 + n), 0, event(0, 200));
             evictions += usize::from(tails.runs.len() < before);
         }
         assert!(tails.bytes() <= BUDGET);
         assert!(evictions < 10, "{evictions} evictions");
         let oversized = event(0, RUN_BUDGET + 1);
-        tails.push(run(0), 100, oversized);
-        assert!(tails.page(run(0), 100, 101, 1).is_none());
+        tails.push(&run(0), 100, oversized);
+        assert!(tails.page(&run(0), 100, 101, 1).is_none());
     }
 }

@@ -81,7 +81,7 @@ impl EngineStore {
             for entry in &copy {
                 put_entry(txn, entry)?;
             }
-            sessions::put(txn, &session)?;
+            sessions::put(shared, txn, &session)?;
             Ok(session)
         })
         .await

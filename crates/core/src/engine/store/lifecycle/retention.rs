@@ -4,6 +4,7 @@
 //! a run that was appended to, or a session that was touched, between the
 //! two is judged on its new state.
 
+use super::super::heads::Log;
 use super::super::runs::{load_run, scope as run_scope, with_head};
 use super::super::sessions;
 use super::super::{get_record, EngineStore, Shared};
@@ -130,7 +131,7 @@ fn prune_one(
         }
     }
     if let Some(cache) = shared.cache() {
-        cache.forget(id);
+        cache.forget(&Log::Run(id));
     }
     remove_run(txn, &run)?;
     Ok(Some(run.event_count))
@@ -193,11 +194,11 @@ impl SessionSweep {
         match self {
             SessionSweep::Expire => {
                 let expired = session.with_state(SessionState::Expired, None, now)?;
-                sessions::put(txn, &expired)?;
+                sessions::put(shared, txn, &expired)?;
                 Ok(Some(0))
             }
             SessionSweep::Delete => {
-                sessions::remove(txn, id)?;
+                sessions::remove(shared, txn, id)?;
                 Ok(Some(session.log_len))
             }
         }
@@ -216,7 +217,7 @@ impl EngineStore {
                 )));
             }
             if let Some(cache) = shared.cache() {
-                cache.forget(id);
+                cache.forget(&Log::Run(id));
             }
             remove_run(txn, &run)?;
             Ok(true)

@@ -21,6 +21,7 @@ const HOSTILE: [&str; 7] = ["a", "a:b", "a/b", "{a}", "🚀", "..", "a\u{200f}b"
 mod blobs;
 mod lifecycle;
 mod session_heads;
+mod session_tails;
 mod tails;
 
 /// Stores over a fresh memory engine (8 MiB blobs), and the engine.

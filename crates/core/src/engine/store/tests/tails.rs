@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::super::heads::Log;
 use super::*;
 use crate::engine::StoreCache;
 use crate::lifecycle::IfRunning;
@@ -52,13 +53,15 @@ async fn cached_pages_are_the_pages_the_engine_gives() {
     let mut cached = Vec::new();
     for (after, limit) in cases {
         if let Some(first) = keys::first_after(after) {
-            assert!(cache(&engine).events(run, first, limit).is_some());
+            assert!(cache(&engine)
+                .events(&Log::Run(run), first, limit)
+                .is_some());
         }
         cached.push(stores.runs.read_events(run, after, limit).await.unwrap());
     }
     cache(&engine).clear();
     for ((after, limit), cached) in cases.into_iter().zip(cached) {
-        assert!(cache(&engine).events(run, 0, 1).is_none());
+        assert!(cache(&engine).events(&Log::Run(run), 0, 1).is_none());
         let engine_page = stores.runs.read_events(run, after, limit).await.unwrap();
         assert_eq!(cached, engine_page, "after {after:?}, limit {limit}");
     }
@@ -74,8 +77,14 @@ async fn a_tail_that_does_not_reach_back_sends_the_read_to_the_engine() {
     // As after a reopen: the next append starts a tail of one event.
     cache(&engine).clear();
     append(&stores, run, 10).await;
-    assert!(cache(&engine).events(run, 0, 100).is_none());
-    assert_eq!(cache(&engine).events(run, 10, 100).unwrap().len(), 1);
+    assert!(cache(&engine).events(&Log::Run(run), 0, 100).is_none());
+    assert_eq!(
+        cache(&engine)
+            .events(&Log::Run(run), 10, 100)
+            .unwrap()
+            .len(),
+        1
+    );
     let all = stores.runs.read_events(run, None, 100).await.unwrap();
     let seqs: Vec<u64> = all.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (0..11).collect::<Vec<_>>());
@@ -94,14 +103,14 @@ async fn deleted_and_finished_runs_are_read_from_the_engine() {
     assert!(deleted.unwrap());
     let err = stores.runs.read_events(run, None, 10).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
-    assert!(cache(&engine).events(run, 0, 10).is_none());
+    assert!(cache(&engine).events(&Log::Run(run), 0, 10).is_none());
     let summary = RunSummary::new("done");
     stores
         .runs
         .finish_run(other, RunStatus::Completed, summary)
         .await
         .unwrap();
-    assert!(cache(&engine).events(other, 0, 10).is_none());
+    assert!(cache(&engine).events(&Log::Run(other), 0, 10).is_none());
     assert_eq!(
         stores
             .runs
@@ -270,7 +279,10 @@ async fn verification_reads_the_engine_not_the_cache() {
         vec![(Table::RunEvents, keys::run_event(run, 2), value)],
     )
     .await;
-    assert!(cache(&engine).events(run, 0, 10).is_some(), "still cached");
+    assert!(
+        cache(&engine).events(&Log::Run(run), 0, 10).is_some(),
+        "still cached"
+    );
     let err = stores.runs.verify_run(run).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupted);
     assert!(err.message().contains("seq 2"), "{err}");
