@@ -84,13 +84,7 @@ impl RunHead {
         out.push(VERSION);
         out.push(status_byte(self.status));
         out.extend_from_slice(&self.count.to_be_bytes());
-        match &self.hash {
-            None => out.push(0),
-            Some(hash) => {
-                out.push(1);
-                out.extend_from_slice(hash.as_bytes());
-            }
-        }
+        push_hash(&mut out, self.hash);
         out
     }
 
@@ -101,20 +95,14 @@ impl RunHead {
         let (&version, rest) = bytes.split_first().ok_or_else(damaged)?;
         let (&status, rest) = rest.split_first().ok_or_else(damaged)?;
         let (count, rest) = rest.split_at_checked(8).ok_or_else(damaged)?;
-        let (&flag, hash) = rest.split_first().ok_or_else(damaged)?;
         if version != VERSION {
             return Err(damaged());
         }
-        let hash = match (flag, hash.len()) {
-            (0, 0) => None,
-            (1, 32) => Some(Digest::from_slice(hash).map_err(|_| damaged())?),
-            _ => return Err(damaged()),
-        };
         Ok(RunHead {
             id,
             status: status_of(status).ok_or_else(damaged)?,
             count: u64::from_be_bytes(count.try_into().map_err(|_| damaged())?),
-            hash,
+            hash: read_hash(rest).ok_or_else(damaged)?,
         })
     }
 
@@ -133,6 +121,27 @@ impl RunHead {
     /// Stages this head.
     pub(crate) fn put(&self, txn: &mut dyn Txn) -> Result<()> {
         txn.put(Table::RunHeads, keys::run(self.id), self.encode())
+    }
+}
+
+/// Appends a head's chain hash: `0`, or `1` and the 32 bytes.
+pub(super) fn push_hash(out: &mut Vec<u8>, hash: Option<Digest>) {
+    match hash {
+        None => out.push(0),
+        Some(hash) => {
+            out.push(1);
+            out.extend_from_slice(hash.as_bytes());
+        }
+    }
+}
+
+/// The chain hash [`push_hash`] wrote as the whole of `bytes`; `None`
+/// for anything else.
+pub(super) fn read_hash(bytes: &[u8]) -> Option<Option<Digest>> {
+    match bytes.split_first()? {
+        (0, []) => Some(None),
+        (1, hash) if hash.len() == 32 => Digest::from_slice(hash).ok().map(Some),
+        _ => None,
     }
 }
 

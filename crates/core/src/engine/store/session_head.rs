@@ -12,6 +12,7 @@
 //! record's state does.
 
 use super::get_record;
+use super::run_head::{push_hash, read_hash};
 use crate::engine::keys;
 use crate::engine::{Reader, Table, Txn};
 use crate::validate::preview;
@@ -71,13 +72,7 @@ impl SessionHead {
         out.push(VERSION);
         out.push(u8::from(self.closed));
         out.extend_from_slice(&self.len.to_be_bytes());
-        match &self.hash {
-            None => out.push(0),
-            Some(hash) => {
-                out.push(1);
-                out.extend_from_slice(hash.as_bytes());
-            }
-        }
+        push_hash(&mut out, self.hash);
         out
     }
 
@@ -93,19 +88,13 @@ impl SessionHead {
         let (&version, rest) = bytes.split_first().ok_or_else(damaged)?;
         let (&closed, rest) = rest.split_first().ok_or_else(damaged)?;
         let (len, rest) = rest.split_at_checked(8).ok_or_else(damaged)?;
-        let (&flag, hash) = rest.split_first().ok_or_else(damaged)?;
         if version != VERSION || closed > 1 {
             return Err(damaged());
         }
-        let hash = match (flag, hash.len()) {
-            (0, 0) => None,
-            (1, 32) => Some(Digest::from_slice(hash).map_err(|_| damaged())?),
-            _ => return Err(damaged()),
-        };
         Ok(SessionHead {
             closed: closed == 1,
             len: u64::from_be_bytes(len.try_into().map_err(|_| damaged())?),
-            hash,
+            hash: read_hash(rest).ok_or_else(damaged)?,
         })
     }
 
