@@ -166,6 +166,35 @@ impl EngineStore {
     }
 }
 
+impl EngineStore {
+    /// Answers a write job that put `log`'s head in the cache pending
+    /// (with the token it returned, if the stores keep a cache): confirms
+    /// it once the engine applied the job, then waits until durable. A
+    /// job that failed may have put a head the engine did not apply: the
+    /// log is forgotten.
+    async fn settle<T>(
+        &self,
+        log: &heads::Log,
+        applied: Result<((T, Option<u64>), super::Durable)>,
+    ) -> Result<T> {
+        match applied {
+            Ok(((value, token), durable)) => {
+                if let (Some(cache), Some(token)) = (self.0.cache(), token) {
+                    cache.settle(log, token, true);
+                }
+                self.watch(durable.wait().await)?;
+                Ok(value)
+            }
+            Err(e) => {
+                if let Some(cache) = self.0.cache() {
+                    cache.forget(log);
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl crate::Close for EngineStore {
     async fn close(&self) -> Result<()> {

@@ -239,22 +239,7 @@ impl RunLedger for EngineStore {
                 shared.append(txn, run, event)
             })
             .await;
-        match applied {
-            Ok(((event, token), durable)) => {
-                if let (Some(cache), Some(token)) = (self.0.cache(), token) {
-                    cache.settle(&Log::Run(run), token, true);
-                }
-                self.watch(durable.wait().await)?;
-                Ok(event)
-            }
-            Err(e) => {
-                // The job may have put a record the engine did not apply.
-                if let Some(cache) = self.0.cache() {
-                    cache.forget(&Log::Run(run));
-                }
-                Err(e)
-            }
-        }
+        self.settle(&Log::Run(run), applied).await
     }
 
     async fn finish_run(&self, run: RunId, status: RunStatus, summary: RunSummary) -> Result<Run> {
@@ -263,17 +248,25 @@ impl RunLedger for EngineStore {
             self.reference(summary.blobs.iter().copied(), Referrer::Run(run))
                 .await?;
         }
-        self.write(scope(run), move |shared, txn| {
-            // Finished runs take no appends; keep them out of the cache.
-            if let Some(cache) = shared.cache() {
-                cache.forget(&Log::Run(run));
-            }
-            let finished = load_run(txn, run)?.finish(status, summary, shared.now())?;
-            txn.put(Table::Runs, keys::run(run), encode_record(&finished)?)?;
-            RunHead::of(&finished).put(txn)?;
-            Ok(finished)
-        })
-        .await
+        let log = Log::Run(run);
+        let applied = self
+            .write_applied(scope(run), move |shared, txn| {
+                let cache = shared.cache();
+                // The job owns the run's cached head from here on.
+                if let Some(cache) = cache {
+                    cache.take(&Log::Run(run));
+                }
+                let finished = load_run(txn, run)?.finish(status, summary, shared.now())?;
+                txn.put(Table::Runs, keys::run(run), encode_record(&finished)?)?;
+                let head = RunHead::of(&finished);
+                head.put(txn)?;
+                // The finished head keeps the run's cached tail readable
+                // (a just-finished run is often read back at once).
+                let token = cache.map(|c| c.put_pending(Log::Run(run), Head::Run(head), None));
+                Ok((finished, token))
+            })
+            .await;
+        self.settle(&log, applied).await
     }
 
     async fn get_run(&self, run: RunId) -> Result<Run> {

@@ -285,22 +285,7 @@ impl SessionStore for EngineStore {
                 append(shared, txn, &id, entry)
             })
             .await;
-        match applied {
-            Ok(((entry, token), durable)) => {
-                if let (Some(cache), Some(token)) = (self.0.cache(), token) {
-                    cache.settle(&log, token, true);
-                }
-                self.watch(durable.wait().await)?;
-                Ok(entry)
-            }
-            Err(e) => {
-                // The job may have put a head the engine did not apply.
-                if let Some(cache) = self.0.cache() {
-                    cache.forget(&log);
-                }
-                Err(e)
-            }
-        }
+        self.settle(&log, applied).await
     }
 
     async fn read_log(

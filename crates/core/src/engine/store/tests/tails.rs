@@ -91,7 +91,7 @@ async fn a_tail_that_does_not_reach_back_sends_the_read_to_the_engine() {
 }
 
 #[tokio::test]
-async fn deleted_and_finished_runs_are_read_from_the_engine() {
+async fn deleted_runs_are_read_from_the_engine_and_finished_ones_stay_cached() {
     let (stores, engine) = mem_stores();
     let run = new_run(&stores).await;
     let other = new_run(&stores).await;
@@ -110,16 +110,31 @@ async fn deleted_and_finished_runs_are_read_from_the_engine() {
         .finish_run(other, RunStatus::Completed, summary)
         .await
         .unwrap();
-    assert!(cache(&engine).events(&Log::Run(other), 0, 10).is_none());
+    // A just-finished run is read back from its cached tail, as the
+    // engine would give it.
+    let cached = cache(&engine).events(&Log::Run(other), 0, 10);
+    assert_eq!(cached.map(|page| page.len()), Some(5));
+    let page = stores.runs.read_events(other, None, 10).await.unwrap();
+    cache(&engine).clear();
     assert_eq!(
-        stores
-            .runs
-            .read_events(other, None, 10)
-            .await
-            .unwrap()
-            .len(),
-        5
+        page,
+        stores.runs.read_events(other, None, 10).await.unwrap()
     );
+    // And it still takes no appends, cached or not.
+    let finished = new_run(&stores).await;
+    append(&stores, finished, 0).await;
+    let summary = RunSummary::new("done");
+    stores
+        .runs
+        .finish_run(finished, RunStatus::Failed, summary)
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let event = NewEvent::new("late", json!(1));
+        let err = stores.runs.append_event(finished, event).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    }
+    assert_eq!(stores.runs.verify_run(finished).await.unwrap().len, 1);
 }
 
 #[tokio::test]
