@@ -12,7 +12,7 @@
 
 use bytes::Bytes;
 use serde_json::json;
-use stowage_core::{AgentKey, ErrorKind, PutOutcome, RunSummary, Stores};
+use stowage_core::{AgentKey, ErrorKind, PutOutcome, RunSummary, SessionState, Stores};
 
 use crate::harness::Harness;
 use crate::util::{
@@ -219,6 +219,20 @@ pub async fn sessions_survive(h: &dyn Harness) {
     ok(s.sessions.create_session("gone", json!({})).await, "create");
     ok(s.sessions.append_log("gone", entry("x")).await, "append");
     ok(s.sessions.delete_session("gone").await, "delete");
+    ok(
+        s.sessions.create_session("closed", json!({})).await,
+        "create",
+    );
+    ok(
+        s.sessions.append_log("closed", entry("last")).await,
+        "append",
+    );
+    ok(
+        s.sessions
+            .set_session_state("closed", SessionState::Cancelled, None)
+            .await,
+        "close",
+    );
     let before = snapshot(&s, &[], &[]).await;
     let Some(s) = reopened(h, s, "reopen::sessions_survive").await else {
         return;
@@ -265,6 +279,21 @@ pub async fn sessions_survive(h: &dyn Harness) {
         "save with the version from before reopen",
     );
     assert_eq!(saved.version, 3, "versions continue after reopen");
+    assert_eq!(
+        (saved.log_len, saved.log_head),
+        (3, Some(next.hash)),
+        "a save after reopen keeps the log's length and head"
+    );
+    expect_kind(
+        s.sessions.append_log("closed", entry("late")).await,
+        ErrorKind::Conflict,
+        "a session closed before reopen refuses appends after it",
+    );
+    let closed = ok(s.sessions.verify_log("closed").await, "verify a closed log");
+    assert_eq!(
+        closed.len, 1,
+        "a closed session keeps its log across reopen"
+    );
     assert_eq!(
         ok(s.sessions.load_session("gone").await, "load"),
         None,
