@@ -157,41 +157,29 @@ impl Blocks {
 
     /// Sets `key` to `loc`; returns the location it replaces.
     pub(crate) fn insert(&mut self, key: &[u8], loc: Loc) -> Option<Loc> {
+        let mut split_at = None;
+        // One search finds both the block that may hold `key` and, when it
+        // does not, the block before `key` (its first key is then below
+        // `key`: a block starting at `key` holds it).
         if let Some((first, slot)) = self
             .map
             .range_mut::<[u8], _>((Unbounded, Included(key)))
             .next_back()
         {
-            if let Some(i) = position(first, slot.locs().len(), key) {
+            let n = slot.locs().len();
+            if let Some(i) = position(first, n, key) {
                 return Some(std::mem::replace(&mut slot.locs_mut()[i], loc));
             }
-        }
-        // `key` is absent. It extends the block before it when it is that
-        // block's next key (a key sorting between the two would be the
-        // one before it); it splits that block when it falls inside its
-        // span.
-        let mut extend = false;
-        let mut split_at = None;
-        if let Some((first, slot)) = self
-            .map
-            .range::<[u8], _>((Unbounded, Excluded(key)))
-            .next_back()
-        {
-            let n = slot.locs().len();
+            // `key` is absent. It extends the block before it when it is
+            // that block's next key (a key sorting between the two would
+            // be the one before it); it splits that block when it falls
+            // inside its span.
             if continues(first, n, key) {
-                extend = true;
-            } else if n > 1 && cmp_at(first, n - 1, key) == Ordering::Greater {
-                split_at = Some((first.clone(), count_below(first, n, key)));
-            }
-        }
-        if extend {
-            if let Some((_, slot)) = self
-                .map
-                .range_mut::<[u8], _>((Unbounded, Excluded(key)))
-                .next_back()
-            {
                 slot.push(loc);
                 return None;
+            }
+            if n > 1 && cmp_at(first, n - 1, key) == Ordering::Greater {
+                split_at = Some((first.clone(), count_below(first, n, key)));
             }
         }
         if let Some((first, i)) = split_at {
