@@ -116,12 +116,7 @@ impl Session {
     /// # Errors
     /// `Conflict` when the log has reached the largest seq.
     pub fn record_append(&mut self, entry: &LogEntry) -> Result<()> {
-        self.log_len = entry.seq.checked_add(1).ok_or_else(|| {
-            Error::conflict(format!(
-                "session {:?} has reached the largest log seq",
-                validate::preview(&self.id)
-            ))
-        })?;
+        self.log_len = len_after(&self.id, entry)?;
         self.log_head = Some(entry.hash);
         Ok(())
     }
@@ -341,6 +336,19 @@ where
             outcome => return outcome,
         }
     }
+}
+
+/// The log length of session `id` once `entry` is its last entry.
+///
+/// # Errors
+/// `Conflict` when the log has reached the largest seq.
+pub(crate) fn len_after(id: &str, entry: &LogEntry) -> Result<u64> {
+    entry.seq.checked_add(1).ok_or_else(|| {
+        Error::conflict(format!(
+            "session {:?} has reached the largest log seq",
+            validate::preview(id)
+        ))
+    })
 }
 
 /// How many times `verify_log` walks a log before believing a broken link.

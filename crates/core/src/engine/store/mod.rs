@@ -167,6 +167,21 @@ impl EngineStore {
 }
 
 impl EngineStore {
+    /// The page of `log` strictly after `after_seq` (at most `limit`
+    /// entries), decoded, if the stores' cache holds it whole; `None`
+    /// sends the read to the engine.
+    async fn cached_page<T>(
+        &self,
+        log: &heads::Log,
+        after_seq: Option<u64>,
+        limit: usize,
+        decode: impl Fn(&[u8]) -> Result<T>,
+    ) -> Option<Result<Vec<T>>> {
+        let first = super::keys::first_after(after_seq)?;
+        let entries = self.0.cache()?.events(log, first, limit)?;
+        Some(decode_page(entries.iter().map(|entry| Ok(&entry[..])), decode).await)
+    }
+
     /// Answers a write job that put `log`'s head in the cache pending
     /// (with the token it returned, if the stores keep a cache): confirms
     /// it once the engine applied the job, then waits until durable. A
@@ -299,7 +314,7 @@ impl RawPage {
 /// Every value decoded by `decode`, in order, yielding to the executor
 /// every [`DECODE_BATCH`] values so a large page does not hold a worker
 /// thread for long.
-pub(super) async fn decode_page<'a, T>(
+async fn decode_page<'a, T>(
     values: impl ExactSizeIterator<Item = Result<&'a [u8]>> + Send,
     decode: impl Fn(&[u8]) -> Result<T>,
 ) -> Result<Vec<T>> {

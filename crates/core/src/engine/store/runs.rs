@@ -13,7 +13,7 @@ use bytes::Bytes;
 
 use super::heads::{Head, Log};
 use super::run_head::RunHead;
-use super::{decode_page, get_record, EngineStore, RawPage, Shared};
+use super::{get_record, EngineStore, RawPage, Shared};
 use crate::encoding::{decode_event, decode_record, encode_event, encode_record};
 use crate::engine::keys;
 use crate::engine::{Direction, Reader, Scope, Table, Txn};
@@ -182,7 +182,6 @@ impl EngineStore {
         after_seq: Option<u64>,
         limit: usize,
     ) -> Result<Vec<RunEvent>> {
-        let limit = page_limit(limit);
         let page = self
             .read(move |_, reader| {
                 // Existence first, so an unknown run is NotFound, not empty
@@ -251,18 +250,16 @@ impl RunLedger for EngineStore {
         let log = Log::Run(run);
         let applied = self
             .write_applied(scope(run), move |shared, txn| {
-                let cache = shared.cache();
-                // The job owns the run's cached head from here on.
-                if let Some(cache) = cache {
-                    cache.take(&Log::Run(run));
-                }
                 let finished = load_run(txn, run)?.finish(status, summary, shared.now())?;
                 txn.put(Table::Runs, keys::run(run), encode_record(&finished)?)?;
                 let head = RunHead::of(&finished);
                 head.put(txn)?;
-                // The finished head keeps the run's cached tail readable
-                // (a just-finished run is often read back at once).
-                let token = cache.map(|c| c.put_pending(Log::Run(run), Head::Run(head), None));
+                // The finished head replaces the cached one, pending until
+                // applied, and keeps the run's cached tail readable (a
+                // just-finished run is often read back at once).
+                let token = shared
+                    .cache()
+                    .map(|c| c.put_pending(Log::Run(run), Head::Run(head), None));
                 Ok((finished, token))
             })
             .await;
@@ -280,13 +277,10 @@ impl RunLedger for EngineStore {
         limit: usize,
     ) -> Result<Vec<RunEvent>> {
         let limit = page_limit(limit);
-        let cached = keys::first_after(after_seq)
-            .and_then(|first| self.0.cache()?.events(&Log::Run(run), first, limit));
-        if let Some(events) = cached {
-            return decode_page(events.iter().map(|event| Ok(&event[..])), |bytes| {
-                decode_event("run event", bytes)
-            })
-            .await;
+        let decode = |bytes: &[u8]| decode_event("run event", bytes);
+        let log = Log::Run(run);
+        if let Some(page) = self.cached_page(&log, after_seq, limit, decode).await {
+            return page;
         }
         self.engine_events(run, after_seq, limit).await
     }

@@ -15,6 +15,7 @@ use super::get_record;
 use super::run_head::{push_hash, read_hash};
 use crate::engine::keys;
 use crate::engine::{Reader, Table, Txn};
+use crate::session::len_after;
 use crate::validate::preview;
 use crate::{Digest, Error, LogEntry, Result, Session};
 
@@ -54,14 +55,8 @@ impl SessionHead {
     /// # Errors
     /// `Conflict` when the log has reached the largest seq.
     pub(super) fn after(&self, id: &str, entry: &LogEntry) -> Result<SessionHead> {
-        let len = entry.seq.checked_add(1).ok_or_else(|| {
-            Error::conflict(format!(
-                "session {:?} has reached the largest log seq",
-                preview(id)
-            ))
-        })?;
         Ok(SessionHead {
-            len,
+            len: len_after(id, entry)?,
             hash: Some(entry.hash),
             ..*self
         })

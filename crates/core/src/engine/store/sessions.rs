@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::heads::{Head, Log};
 use super::session_head::SessionHead;
-use super::{decode_page, get_record, EngineStore, RawPage, Shared};
+use super::{get_record, EngineStore, RawPage, Shared};
 use crate::encoding::{decode_record, encode_record};
 use crate::engine::keys;
 use crate::engine::{Direction, Reader, Scope, Table, Txn};
@@ -296,13 +296,10 @@ impl SessionStore for EngineStore {
     ) -> Result<Vec<LogEntry>> {
         validate::identifier("session id", id)?;
         let limit = page_limit(limit);
-        let cached = keys::first_after(after_seq)
-            .and_then(|first| self.0.cache()?.events(&Log::session(id), first, limit));
-        if let Some(entries) = cached {
-            return decode_page(entries.iter().map(|entry| Ok(&entry[..])), |bytes| {
-                decode_record("session log entry", bytes)
-            })
-            .await;
+        let decode = |bytes: &[u8]| decode_record("session log entry", bytes);
+        let log = Log::session(id);
+        if let Some(page) = self.cached_page(&log, after_seq, limit, decode).await {
+            return page;
         }
         self.engine_log(id, after_seq, limit).await
     }

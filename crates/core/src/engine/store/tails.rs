@@ -19,7 +19,7 @@ const BUDGET: usize = 16 << 20;
 
 /// At most this many bytes of entries are kept for one log (its oldest go
 /// first).
-const RUN_BUDGET: usize = 4 << 20;
+const LOG_BUDGET: usize = 4 << 20;
 
 /// The overhead counted per cached event besides its bytes.
 const PER_EVENT: usize = 48;
@@ -46,7 +46,7 @@ fn cost(event: &Bytes) -> usize {
 /// The tails of every cached log, within [`BUDGET`].
 #[derive(Default)]
 pub(super) struct Tails {
-    runs: HashMap<Log, Tail>,
+    logs: HashMap<Log, Tail>,
     bytes: usize,
 }
 
@@ -55,16 +55,11 @@ impl Tails {
     /// else starts the tail over at `seq`.
     pub(super) fn push(&mut self, id: &Log, seq: u64, event: Bytes) {
         let added = cost(&event);
-        if added > RUN_BUDGET {
+        if added > LOG_BUDGET {
             self.forget(id);
             return;
         }
-        if !self.runs.contains_key(id) {
-            self.runs.insert(id.clone(), Tail::default());
-        }
-        let Some(tail) = self.runs.get_mut(id) else {
-            return;
-        };
+        let tail = self.logs.entry(id.clone()).or_default();
         if tail.end() != seq || tail.events.is_empty() {
             self.bytes -= tail.bytes;
             *tail = Tail {
@@ -75,7 +70,7 @@ impl Tails {
         tail.events.push_back(event);
         tail.bytes += added;
         self.bytes += added;
-        while tail.bytes > RUN_BUDGET {
+        while tail.bytes > LOG_BUDGET {
             let Some(oldest) = tail.events.pop_front() else {
                 break;
             };
@@ -94,7 +89,7 @@ impl Tails {
     fn evict_except(&mut self, keep: &Log) {
         let target = BUDGET / 4 * 3;
         let mut bytes = self.bytes;
-        self.runs.retain(|id, tail| {
+        self.logs.retain(|id, tail| {
             if bytes <= target || id == keep {
                 return true;
             }
@@ -106,21 +101,21 @@ impl Tails {
 
     /// Drops the tail of log `id`.
     pub(super) fn forget(&mut self, id: &Log) {
-        if let Some(tail) = self.runs.remove(id) {
+        if let Some(tail) = self.logs.remove(id) {
             self.bytes -= tail.bytes;
         }
     }
 
     /// Drops every tail.
     pub(super) fn clear(&mut self) {
-        self.runs.clear();
+        self.logs.clear();
         self.bytes = 0;
     }
 
     /// Up to `limit` entries of log `id` from seq `first` on, if its tail
     /// holds `first` and ends exactly at `end` (the log's next seq).
     pub(super) fn page(&self, id: &Log, first: u64, end: u64, limit: usize) -> Option<Vec<Bytes>> {
-        let tail = self.runs.get(id)?;
+        let tail = self.logs.get(id)?;
         if tail.end() != end || first < tail.first {
             return None;
         }
@@ -191,7 +186,7 @@ mod tests {
             for seq in 0..100 {
                 tails.push(&run(n), seq, event(seq, len));
                 assert!(tails.bytes() <= BUDGET);
-                let counted: usize = tails.runs.values().map(|t| t.bytes).sum();
+                let counted: usize = tails.logs.values().map(|t| t.bytes).sum();
                 assert_eq!(tails.bytes(), counted);
             }
             let kept = tails.page(&run(n), 0, 100, 100);
@@ -203,13 +198,13 @@ mod tests {
         // of the budget, not one event's worth.
         let mut evictions = 0;
         for n in 0..100_000u128 {
-            let before = tails.runs.len();
+            let before = tails.logs.len();
             tails.push(&run(1000 + n), 0, event(0, 200));
-            evictions += usize::from(tails.runs.len() < before);
+            evictions += usize::from(tails.logs.len() < before);
         }
         assert!(tails.bytes() <= BUDGET);
         assert!(evictions < 10, "{evictions} evictions");
-        let oversized = event(0, RUN_BUDGET + 1);
+        let oversized = event(0, LOG_BUDGET + 1);
         tails.push(&run(0), 100, oversized);
         assert!(tails.page(&run(0), 100, 101, 1).is_none());
     }
