@@ -67,12 +67,12 @@ impl Engine for MapEngine {
         Capabilities::new("map", DurabilityLevel::None, false, 16 << 20)
     }
 
-    async fn read(&self, job: ReadJob) -> Result<()> {
+    async fn read(&self, mut job: ReadJob) -> Result<()> {
         let map = self.0.read().map_err(|_| poisoned())?;
         job(&View(&map))
     }
 
-    async fn write(&self, _scope: Scope, job: WriteJob) -> Result<Durable> {
+    async fn write(&self, _scope: Scope, mut job: WriteJob) -> Result<Durable> {
         // One writer at a time: stricter than any scope asks.
         let mut map = self.0.write().map_err(|_| poisoned())?;
         // Core's `Staging` reads through our view and stages the writes;

@@ -60,7 +60,7 @@ pub mod options;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]
-mod redis;
+pub mod redis;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 

@@ -382,40 +382,6 @@ async fn new_run(s: &Stores) -> RunId {
         .unwrap()
 }
 
-/// Events are stored in core's compact layout; events a store wrote as
-/// CBOR records before still read, verify and extend the chain.
-#[tokio::test]
-async fn events_stored_as_cbor_records_still_read() {
-    use stowage_conformance::Harness;
-    use stowage_core::encoding::encode_record;
-    let h = redis_server::RedisHarness::standalone();
-    let s = h.open().await.unwrap();
-    let run = new_run(&s).await;
-    for i in 0..3 {
-        s.runs
-            .append_event(
-                run,
-                NewEvent::new("k", json!(i)).with_idempotency_key(i.to_string()),
-            )
-            .await
-            .unwrap();
-    }
-    let events = s.runs.read_events(run, None, 10).await.unwrap();
-    let cbor = events.iter().map(|e| encode_record(e).unwrap()).collect();
-    h.set_run_events(run, cbor).await.unwrap();
-    assert_eq!(s.runs.read_events(run, None, 10).await.unwrap(), events);
-    assert_eq!(s.runs.verify_run(run).await.unwrap().len, 3);
-    let retried = NewEvent::new("k", json!(1)).with_idempotency_key("1");
-    assert_eq!(s.runs.append_event(run, retried).await.unwrap(), events[1]);
-    let next = s
-        .runs
-        .append_event(run, NewEvent::new("k", json!(3)))
-        .await
-        .unwrap();
-    assert_eq!((next.seq, next.prev_hash), (3, Some(events[2].hash)));
-    assert_eq!(s.runs.verify_run(run).await.unwrap().len, 4);
-}
-
 #[tokio::test]
 async fn tampering_is_corrupted() {
     use stowage_conformance::{Harness, Tamper};

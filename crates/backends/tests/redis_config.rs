@@ -41,7 +41,8 @@ async fn a_key_of_the_wrong_type_is_corrupted() {
         .promote("r", Digest::of(b"a"), ReleaseMetadata::new("v", "ci"), None)
         .await
         .unwrap();
-    let key = format!("{{{}:release:r}}:history", h.prefix());
+    // The hash of every value of the store.
+    let key = format!("{{{}}}:v", h.prefix());
     let client = redis::Client::open(redis_server::base_url()).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
     let _: () = redis::cmd("DEL")

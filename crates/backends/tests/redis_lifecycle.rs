@@ -86,10 +86,9 @@ async fn delete_run_removes_everything(url: String) {
         .await
         .unwrap());
     let stats = s.lifecycle.stats().await.unwrap();
-    assert_eq!(
-        (stats.runs, stats.run_events, stats.stored_bytes),
-        (0, 0, 0)
-    );
+    // What is left are the runs' blob references, until a collection
+    // finds their referrers gone.
+    assert_eq!((stats.runs, stats.run_events), (0, 0));
     let appended = s
         .runs
         .append_event(running, NewEvent::new("k", json!(1)))
@@ -380,43 +379,4 @@ async fn gc_collects_only_unreferenced_blobs_past_the_grace_period() {
         .await
         .unwrap();
     assert_eq!((rest.examined, rest.next), (1, None));
-}
-
-/// A store written before references were recorded: the first collection
-/// indexes what its runs reference before deleting anything.
-#[tokio::test]
-async fn gc_first_indexes_what_older_stores_reference() {
-    let prefix = redis_server::unique_prefix("backfill");
-    let url = redis_server::with_params(&redis_server::base_url(), &format!("prefix={prefix}"));
-    let clock = Clock::at(T0);
-    let s = open_at(&url, &clock).await;
-    let spec = s.cas.put(Bytes::from_static(b"spec")).await.unwrap();
-    let garbage = s.cas.put(Bytes::from_static(b"garbage")).await.unwrap();
-    s.runs
-        .create_run(spec, RunMetadata::new("a"))
-        .await
-        .unwrap();
-    // As an older version left it: no reference entry.
-    let client = redis::Client::open(redis_server::base_url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let refs = format!("{{{prefix}:blob:{spec}}}:refs");
-    let removed: i64 = redis::cmd("DEL")
-        .arg(&refs)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(removed, 1, "the reference entry lives at {refs}");
-    clock.advance(10);
-    let (_, deleted, _) = lifecycle::gc_all(&s, &BlobGc::grace(Duration::ZERO)).await;
-    assert_eq!(deleted, 1, "only the unreferenced blob");
-    assert!(
-        s.cas.contains(&spec).await.unwrap(),
-        "an old reference was not honoured"
-    );
-    assert!(!s.cas.contains(&garbage).await.unwrap());
-    assert_eq!(
-        s.lifecycle.blob_referrers(&spec).await.unwrap().len(),
-        1,
-        "the reference was indexed"
-    );
 }

@@ -118,7 +118,7 @@ impl KvEngine {
 impl Inner {
     /// Runs `job` and writes what it staged; returns the ticket to wait
     /// for (covering what the job read, when it wrote nothing).
-    fn run(&self, job: WriteJob) -> Result<Option<u64>> {
+    fn run(&self, mut job: WriteJob) -> Result<Option<u64>> {
         let reads = Reads(&*self.engine);
         let mut staged = Staging::new(&reads);
         job(&mut staged)?;
@@ -155,7 +155,7 @@ impl Engine for KvEngine {
         self.0.capabilities.clone()
     }
 
-    async fn read(&self, job: ReadJob) -> Result<()> {
+    async fn read(&self, mut job: ReadJob) -> Result<()> {
         self.blocking(move |inner| job(&Reads(&*inner.engine)))
             .await?
     }

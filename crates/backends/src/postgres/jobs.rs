@@ -15,7 +15,7 @@ use super::sql::SqlConn;
 ///
 /// # Errors
 /// The job's error; the server's, mapped.
-pub(super) fn read(conn: &mut Conn, job: ReadJob) -> Result<()> {
+pub(super) fn read(conn: &mut Conn, mut job: ReadJob) -> Result<()> {
     conn.prepare()?;
     let (result, sent) = {
         let reader = SqlConn::new(

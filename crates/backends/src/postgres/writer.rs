@@ -271,7 +271,7 @@ fn run_group(conn: &mut Conn, schema: &str, group: Vec<Queued>) -> Vec<Queued> {
     let mut staged_bytes = 0;
     let mut jobs = group.into_iter();
     while staged_bytes < MAX_GROUP_SQL {
-        let Some(Queued { job, reply, .. }) = jobs.next() else {
+        let Some(Queued { mut job, reply, .. }) = jobs.next() else {
             break;
         };
         let (result, failed, unsent, writes) = {

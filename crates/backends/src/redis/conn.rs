@@ -72,16 +72,14 @@ pub(crate) async fn private_ca(path: &str) -> Result<redis::TlsCertificates> {
 
 /// A Lua script with its SHA-1, called by `EVALSHA` with an `EVAL` fallback.
 pub(crate) struct Lua {
-    body: &'static str,
+    body: String,
     sha: String,
 }
 
 impl Lua {
-    pub(crate) fn new(body: &'static str) -> Self {
-        Lua {
-            body,
-            sha: redis::Script::new(body).get_hash().to_owned(),
-        }
+    pub(crate) fn new(body: String) -> Self {
+        let sha = redis::Script::new(&body).get_hash().to_owned();
+        Lua { body, sha }
     }
 }
 
@@ -90,8 +88,6 @@ impl Lua {
 pub(crate) struct Conn {
     /// `None` once closed: every clone then refuses calls.
     inner: Arc<RwLock<Option<Inner>>>,
-    /// The counters hash, for the follow-up of counted scripts on a cluster.
-    stats: Vec<u8>,
     wait: WaitMode,
     wait_timeout: Duration,
 }
@@ -106,7 +102,6 @@ impl Conn {
     pub(crate) fn single(c: ConnectionManager, wait: WaitMode, wait_timeout: Duration) -> Self {
         Conn {
             inner: Arc::new(RwLock::new(Some(Inner::Single(c)))),
-            stats: Vec::new(),
             wait,
             wait_timeout,
         }
@@ -115,28 +110,23 @@ impl Conn {
     pub(crate) fn cluster(c: ClusterConnection, wait: WaitMode, wait_timeout: Duration) -> Self {
         Conn {
             inner: Arc::new(RwLock::new(Some(Inner::Cluster(c)))),
-            stats: Vec::new(),
             wait,
             wait_timeout,
         }
-    }
-
-    /// This connection, applying counted scripts' deltas to `stats` when
-    /// the script could not (a cluster).
-    pub(crate) fn with_stats(mut self, stats: Vec<u8>) -> Self {
-        self.stats = stats;
-        self
-    }
-
-    /// Whether this is a cluster connection (one slot per script).
-    pub(crate) fn is_cluster(&self) -> bool {
-        matches!(*self.inner.read(), Some(Inner::Cluster(_)))
     }
 
     /// Drops this handle's connections (calls already running keep theirs
     /// until they finish); every later call fails with `Conflict`.
     pub(crate) fn close(&self) {
         drop(self.inner.write().take());
+    }
+
+    /// `Ok` unless the store was closed.
+    ///
+    /// # Errors
+    /// `Conflict` once [`Conn::close`] ran.
+    pub(crate) fn check_open(&self, what: &str) -> Result<()> {
+        self.handle(what).map(drop)
     }
 
     /// The connection for one call, or the error of a closed store.
@@ -191,66 +181,6 @@ impl Conn {
             }
             other => other.map_err(|e| map_error(e, op, what)),
         }
-    }
-
-    /// Runs a mutating script, then (if it wrote) the configured
-    /// durability wait. The wait is sent on the same multiplexed connection
-    /// as the write, so it covers it.
-    pub(crate) async fn mutate(
-        &self,
-        lua: &Lua,
-        keys: &[&[u8]],
-        args: &[&[u8]],
-        what: &str,
-    ) -> Result<Value> {
-        let reply = self.eval(lua, keys, args, Op::Write, what).await?;
-        // Only a script that wrote (status `ok` / `stored`) has anything to wait for.
-        let wrote = match &reply {
-            Value::Array(items) => items
-                .first()
-                .and_then(bytes)
-                .is_some_and(|w| w == b"ok" || w == b"stored"),
-            _ => false,
-        };
-        if wrote {
-            self.wait_durable(what).await?;
-        }
-        self.settle_counts(&reply, what).await;
-        Ok(reply)
-    }
-
-    /// Applies the counter deltas a counted script returned instead of
-    /// applying them itself (on a cluster the counters hash is in another
-    /// slot, see `docs/redis.md`): the reply's last item is then
-    /// `{"#stats", field, delta, …}`. A failure here leaves the write
-    /// applied and the counters short, so it is not reported.
-    pub(crate) async fn settle_counts(&self, reply: &Value, what: &str) {
-        let Value::Array(items) = reply else { return };
-        let Some(Value::Array(trailer)) = items.last() else {
-            return;
-        };
-        if trailer.first().and_then(bytes) != Some(&b"#stats"[..]) {
-            return;
-        }
-        let mut pipe = redis::pipe();
-        for pair in trailer[1..].chunks(2) {
-            if let (Some(field), Some(delta)) =
-                (pair.first().and_then(bytes), pair.get(1).and_then(int))
-            {
-                pipe.cmd("HINCRBY")
-                    .arg(&self.stats)
-                    .arg(field)
-                    .arg(delta)
-                    .ignore();
-            }
-        }
-        let Ok(handle) = self.handle(what) else {
-            return;
-        };
-        let _ = match handle {
-            Inner::Single(mut c) => pipe.query_async::<()>(&mut c).await,
-            Inner::Cluster(mut c) => pipe.query_async::<()>(&mut c).await,
-        };
     }
 
     /// Issues `WAIT`/`WAITAOF` when configured.
@@ -349,33 +279,4 @@ pub(crate) fn int(v: &Value) -> Option<i64> {
         Value::Int(n) => Some(*n),
         other => bytes(other).and_then(|b| std::str::from_utf8(b).ok()?.parse().ok()),
     }
-}
-
-/// The items of an array reply (empty for anything else).
-pub(crate) fn items(v: Value) -> Vec<Value> {
-    match v {
-        Value::Array(items) | Value::Set(items) => items,
-        _ => Vec::new(),
-    }
-}
-
-/// A script's status word and the rest of its reply.
-pub(crate) fn status(v: Value, what: &str) -> Result<(String, Vec<Value>)> {
-    let mut all = items(v);
-    if all.is_empty() {
-        return Err(Error::internal(format!(
-            "{what}: script returned no status"
-        )));
-    }
-    let head = all.remove(0);
-    let word = bytes(&head)
-        .and_then(|b| std::str::from_utf8(b).ok())
-        .ok_or_else(|| Error::internal(format!("{what}: script status is not a string")))?
-        .to_owned();
-    Ok((word, all))
-}
-
-/// An unexpected script status.
-pub(crate) fn unexpected(what: &str, word: &str) -> Error {
-    Error::internal(format!("{what}: unexpected script reply {word:?}"))
 }

@@ -16,84 +16,26 @@
 //! | `wait_timeout_ms` | `1000` | timeout of that wait |
 //! | `tls_ca` | system roots | `rediss://` only: PEM file of the CA(s) to trust instead |
 
-mod cas;
-mod chain;
 pub(crate) mod config;
 mod conn;
-mod index;
-mod keys;
-mod lifecycle;
-mod releases;
-mod runs;
-mod scripts;
-mod sessions;
-mod supersessions;
+mod engine;
+mod guess;
+mod lua;
+mod remote;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
-use stowage_core::{
-    Capabilities, Close, DurabilityLevel, Error, ErrorKind, Result, StoreEnv, Stores,
-};
+use stowage_core::{Capabilities, DurabilityLevel, Error, ErrorKind, Result, StoreEnv, Stores};
 use url::Url;
 
 pub use config::{RedisOptions, RedisWait};
 use conn::{Conn, WaitMode};
-use keys::Keys;
-use scripts::Scripts;
+pub use engine::RedisEngine;
 
-/// Redis's largest string (512 MiB) minus the 4-byte checksum header.
+/// The largest blob: Redis's largest string (512 MiB) minus the 4-byte
+/// checksum header, kept from the backend's first layout.
 pub(crate) const MAX_BLOB: u64 = 512 * 1024 * 1024 - 4;
-
-/// Most chain heads remembered for one-round-trip appends.
-const HEAD_CACHE: usize = 4096;
-
-/// What every store handle shares.
-pub(crate) struct Shared {
-    pub(crate) conn: Conn,
-    pub(crate) keys: Keys,
-    pub(crate) env: StoreEnv,
-    pub(crate) scripts: Scripts,
-    pub(crate) idempotent_retries: u32,
-    /// The counters hash when scripts may update it themselves (a single
-    /// node); `None` on a cluster, where it lives in another slot.
-    stats: Option<Vec<u8>>,
-    /// Last known chain head per meta key: (next seq, head hex).
-    heads: Mutex<HashMap<Vec<u8>, (u64, String)>>,
-}
-
-impl Shared {
-    /// `keys` with the counters hash appended when a counted script can
-    /// update it itself (see `docs/redis.md`, "Statistics").
-    pub(crate) fn counted<'a>(&'a self, keys: &[&'a [u8]]) -> Vec<&'a [u8]> {
-        let mut out = keys.to_vec();
-        if let Some(stats) = &self.stats {
-            out.push(stats);
-        }
-        out
-    }
-
-    pub(crate) fn cached_head(&self, meta: &[u8]) -> Option<(u64, String)> {
-        self.heads.lock().get(meta).cloned()
-    }
-
-    pub(crate) fn remember_head(&self, meta: &[u8], head: Option<(u64, String)>) {
-        let mut heads = self.heads.lock();
-        match head {
-            Some(h) => {
-                if heads.len() >= HEAD_CACHE && !heads.contains_key(meta) {
-                    heads.clear();
-                }
-                heads.insert(meta.to_vec(), h);
-            }
-            None => {
-                heads.remove(meta);
-            }
-        }
-    }
-}
 
 fn open_failed(e: redis::RedisError, url: &str, tls: bool) -> Error {
     let kind = match e.kind() {
@@ -111,9 +53,20 @@ fn open_failed(e: redis::RedisError, url: &str, tls: bool) -> Error {
 /// Opens the store `cfg` describes.
 ///
 /// # Errors
+/// As [`open_engine`].
+pub(crate) async fn open_options(cfg: RedisOptions, env: StoreEnv) -> Result<Stores> {
+    let engine = open_engine(cfg).await?;
+    Ok(stowage_core::engine::stores(Arc::new(engine), env))
+}
+
+/// Connects the engine of the store `cfg` describes (the stores over it:
+/// `stowage_core::engine::stores`). Several engines, in one process or
+/// many, may serve one store at once.
+///
+/// # Errors
 /// `InvalidInput` or `Unsupported` for options that cannot work together;
 /// `Unavailable` when the server cannot be reached.
-pub(crate) async fn open_options(cfg: RedisOptions, env: StoreEnv) -> Result<Stores> {
+pub async fn open_engine(cfg: RedisOptions) -> Result<RedisEngine> {
     let url = config::check(&cfg)?;
     let server = url.to_string();
     let shown = redacted(&url);
@@ -170,50 +123,19 @@ pub(crate) async fn open_options(cfg: RedisOptions, env: StoreEnv) -> Result<Sto
             return Err(e);
         }
     }
-    let keys = Keys::new(&cfg.prefix);
-    let conn = conn.with_stats(keys.stats());
-    let stats = (!conn.is_cluster()).then(|| keys.stats());
-    let shared = Arc::new(Shared {
+    Ok(RedisEngine::new(
         conn,
-        stats,
-        keys,
-        env,
-        scripts: Scripts::new(),
-        idempotent_retries: cfg.idempotent_retries,
-        heads: Mutex::new(HashMap::new()),
-    });
-    let closer = Arc::new(CloseConn(shared.conn.clone()));
-    let stores = Stores::new(
-        Arc::new(cas::RedisCas(shared.clone())),
-        Arc::new(runs::RedisRuns(shared.clone())),
-        Arc::new(releases::RedisReleases(shared.clone())),
-        Arc::new(sessions::RedisSessions(shared.clone())),
-        Arc::new(supersessions::RedisSupersessions(shared.clone())),
-        Arc::new(lifecycle::RedisLifecycle(shared)),
+        &cfg.prefix,
+        cfg.response_timeout,
+        cfg.idempotent_retries,
         capabilities(),
-    );
-    Ok(stores.with_closer(closer))
-}
-
-/// Drops the connections on [`Stores::close`]: every write was
-/// acknowledged by the server already, so there is nothing to flush.
-struct CloseConn(Conn);
-
-#[async_trait::async_trait]
-impl Close for CloseConn {
-    async fn close(&self) -> Result<()> {
-        self.0.close();
-        Ok(())
-    }
+    ))
 }
 
 /// What a Redis store can do: shared, as durable as the server is
 /// configured to be (`docs/redis.md`).
 pub(crate) fn capabilities() -> Capabilities {
-    let mut capabilities =
-        Capabilities::new("redis", DurabilityLevel::AsConfigured, true, MAX_BLOB);
-    capabilities.streaming = false;
-    capabilities
+    Capabilities::new("redis", DurabilityLevel::AsConfigured, true, MAX_BLOB)
 }
 
 /// The URL without its password, for messages.

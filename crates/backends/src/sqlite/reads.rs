@@ -88,7 +88,7 @@ impl ReadPool {
 }
 
 /// `job` inside one read transaction.
-fn run(conn: &Connection, job: ReadJob) -> Result<()> {
+fn run(conn: &Connection, mut job: ReadJob) -> Result<()> {
     exec(conn, "BEGIN").doing("starting a read transaction")?;
     let result = job(&SqlConn(conn));
     let ended = exec(conn, "COMMIT").doing("ending a read transaction");

@@ -170,7 +170,7 @@ fn commit_group(conn: &Connection, pending: &mut VecDeque<Queued>) {
 
 /// Runs one job inside its own savepoint: released if the job returns
 /// `Ok`, rolled back to if it fails (or panics).
-fn run_job(conn: &Connection, job: WriteJob) -> Result<()> {
+fn run_job(conn: &Connection, mut job: WriteJob) -> Result<()> {
     exec(conn, "SAVEPOINT job").doing("SAVEPOINT")?;
     let mut txn = SqlConn(conn);
     let result = catch_unwind(AssertUnwindSafe(|| job(&mut txn))).unwrap_or_else(|_| {

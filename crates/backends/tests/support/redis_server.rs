@@ -25,8 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use stowage_conformance::{Harness, Tamper};
-use stowage_core::encoding::{decode_event, decode_record, encode_event, encode_record};
-use stowage_core::{Error, LogEntry, Result, RunEvent, StoreEnv, Stores};
+use stowage_core::{Result, StoreEnv, Stores};
 
 const HELP: &str =
     "the Redis tests need a server: set STOWAGE_TEST_REDIS_URL=redis://host:port/db \
@@ -355,20 +354,10 @@ fn start_cluster() -> Cluster {
     Cluster { nodes }
 }
 
-/// The key layout (docs/redis.md), repeated here to damage data on purpose.
-fn escape(s: &str) -> String {
-    s.replace('%', "%25")
-        .replace('{', "%7B")
-        .replace('}', "%7D")
-}
-
 /// The conformance harness: a unique key prefix per harness.
 pub struct RedisHarness {
     url: String,
     prefix: String,
-    cluster: bool,
-    /// The CA a TLS harness trusts (for its raw tamper connections).
-    tls_ca: Option<PathBuf>,
 }
 
 impl RedisHarness {
@@ -378,8 +367,6 @@ impl RedisHarness {
         RedisHarness {
             url: with_params(&base_url(), &format!("prefix={prefix}")),
             prefix,
-            cluster: false,
-            tls_ca: None,
         }
     }
 
@@ -389,8 +376,6 @@ impl RedisHarness {
         RedisHarness {
             url: with_params(&cluster_url(), &format!("prefix={prefix}")),
             prefix,
-            cluster: true,
-            tls_ca: None,
         }
     }
 
@@ -404,8 +389,6 @@ impl RedisHarness {
                 server.ca.display()
             ),
             prefix,
-            cluster: false,
-            tls_ca: Some(server.ca.clone()),
         }
     }
 
@@ -415,101 +398,6 @@ impl RedisHarness {
 
     pub fn prefix(&self) -> &str {
         &self.prefix
-    }
-
-    /// Replaces run `run`'s stored events with `records`, as raw bytes
-    /// (to plant events in an older encoding).
-    #[allow(dead_code)]
-    pub async fn set_run_events(
-        &self,
-        run: stowage_core::RunId,
-        records: Vec<Vec<u8>>,
-    ) -> Result<()> {
-        let p = escape(&self.prefix).replace(':', "%3A");
-        self.replace_list(&format!("{{{p}:run:{run}}}:events"), records)
-            .await
-    }
-
-    async fn raw(&self, cmd: &redis::Cmd) -> redis::RedisResult<redis::Value> {
-        let base = self.url.split('?').next().unwrap_or_default().to_owned();
-        if self.cluster {
-            let client = redis::cluster::ClusterClient::new(vec![base])?;
-            let mut c = client.get_async_connection().await?;
-            cmd.query_async(&mut c).await
-        } else if let Some(ca) = &self.tls_ca {
-            let root_cert = std::fs::read(ca)?;
-            let certs = redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(root_cert),
-            };
-            let client = redis::Client::build_with_tls(base, certs)?;
-            let mut c = client.get_multiplexed_async_connection().await?;
-            cmd.query_async(&mut c).await
-        } else {
-            let client = redis::Client::open(base)?;
-            let mut c = client.get_multiplexed_async_connection().await?;
-            cmd.query_async(&mut c).await
-        }
-    }
-
-    async fn raw_bytes(&self, cmd: &redis::Cmd) -> Result<Vec<u8>> {
-        match self.raw(cmd).await {
-            Ok(redis::Value::BulkString(b)) => Ok(b),
-            Ok(other) => Err(Error::not_found(format!(
-                "tamper: nothing stored ({other:?})"
-            ))),
-            Err(e) => Err(Error::internal(format!("tamper: {e}"))),
-        }
-    }
-
-    /// Replaces the list at `key` with `records` (one transaction).
-    async fn replace_list(&self, key: &str, records: Vec<Vec<u8>>) -> Result<()> {
-        let mut pipe = redis::pipe();
-        pipe.atomic().del(key);
-        if !records.is_empty() {
-            pipe.rpush(key, records);
-        }
-        let base = self.url.split('?').next().unwrap_or_default().to_owned();
-        let result: redis::RedisResult<redis::Value> = if self.cluster {
-            let client = redis::cluster::ClusterClient::new(vec![base])
-                .map_err(|e| Error::internal(format!("tamper: {e}")))?;
-            let mut c = client
-                .get_async_connection()
-                .await
-                .map_err(|e| Error::internal(format!("tamper: {e}")))?;
-            pipe.query_async(&mut c).await
-        } else if let Some(ca) = &self.tls_ca {
-            let root_cert = std::fs::read(ca)?;
-            let certs = redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(root_cert),
-            };
-            let client = redis::Client::build_with_tls(base, certs)
-                .map_err(|e| Error::internal(format!("tamper: {e}")))?;
-            let mut c = client
-                .get_multiplexed_async_connection()
-                .await
-                .map_err(|e| Error::internal(format!("tamper: {e}")))?;
-            pipe.query_async(&mut c).await
-        } else {
-            let client =
-                redis::Client::open(base).map_err(|e| Error::internal(format!("tamper: {e}")))?;
-            let mut c = client
-                .get_multiplexed_async_connection()
-                .await
-                .map_err(|e| Error::internal(format!("tamper: {e}")))?;
-            pipe.query_async(&mut c).await
-        };
-        result
-            .map(drop)
-            .map_err(|e| Error::internal(format!("tamper: {e}")))
-    }
-
-    async fn set(&self, cmd: &redis::Cmd) -> Result<()> {
-        self.raw(cmd)
-            .await
-            .map(drop)
-            .map_err(|e| Error::internal(format!("tamper: {e}")))
     }
 }
 
@@ -524,68 +412,12 @@ impl Harness for RedisHarness {
         stowage_backends::open(&self.url).await
     }
 
+    /// Through a second engine on the same store, as another process
+    /// would edit it.
     async fn tamper(&self, _stores: &Stores, target: Tamper) -> Result<()> {
-        let p = &escape(&self.prefix).replace(':', "%3A");
-        match target {
-            Tamper::Blob(d) => {
-                let key = format!("{{{p}:blob:{d}}}:data");
-                let mut v = self.raw_bytes(redis::cmd("GET").arg(&key)).await?;
-                match v.get_mut(4) {
-                    Some(b) => *b ^= 0x01,
-                    None => v.push(0x55),
-                }
-                self.set(redis::cmd("SET").arg(&key).arg(v)).await
-            }
-            Tamper::RunEvent { run, seq } => {
-                let key = format!("{{{p}:run:{run}}}:events");
-                let raw = self
-                    .raw_bytes(redis::cmd("LINDEX").arg(&key).arg(seq))
-                    .await?;
-                let mut e: RunEvent = decode_event("event", &raw)?;
-                e.payload = serde_json::json!({"tampered": e.payload});
-                let rec = encode_event(&e)?;
-                self.set(redis::cmd("LSET").arg(&key).arg(seq).arg(rec))
-                    .await
-            }
-            Tamper::LogEntry { session, seq } => {
-                let key = format!("{{{p}:session:{}}}:log", escape(&session));
-                let raw = self
-                    .raw_bytes(redis::cmd("LINDEX").arg(&key).arg(seq))
-                    .await?;
-                let mut e: LogEntry = decode_record("entry", &raw)?;
-                let mut payload = e.payload.to_vec();
-                payload.push(b'!');
-                e.payload = payload.into();
-                let rec = encode_record(&e)?;
-                self.set(redis::cmd("LSET").arg(&key).arg(seq).arg(rec))
-                    .await
-            }
-            Tamper::RunEvents { run, events } => {
-                let key = format!("{{{p}:run:{run}}}:events");
-                let records = events.iter().map(encode_event).collect::<Result<_>>()?;
-                self.replace_list(&key, records).await
-            }
-            Tamper::LogEntries { session, entries } => {
-                let key = format!("{{{p}:session:{}}}:log", escape(&session));
-                let records = entries.iter().map(encode_record).collect::<Result<_>>()?;
-                self.replace_list(&key, records).await
-            }
-            Tamper::RunHead { run, head } => {
-                let key = format!("{{{p}:run:{run}}}:meta");
-                let hex = head.map(|d| d.to_string()).unwrap_or_default();
-                self.set(redis::cmd("HSET").arg(&key).arg("head").arg(hex))
-                    .await
-            }
-            Tamper::LogHead { session, head } => {
-                let key = format!("{{{p}:session:{}}}:meta", escape(&session));
-                let hex = head.map(|d| d.to_string()).unwrap_or_default();
-                self.set(redis::cmd("HSET").arg(&key).arg("head").arg(hex))
-                    .await
-            }
-            other => Err(Error::unsupported(format!(
-                "the Redis harness cannot inflict {other:?}"
-            ))),
-        }
+        let options = stowage_backends::redis::RedisOptions::from_url(&self.url)?;
+        let engine = stowage_backends::redis::open_engine(options).await?;
+        stowage_conformance::tamper_engine(&engine, target).await
     }
 
     async fn open_with(&self, env: StoreEnv) -> Result<Stores> {

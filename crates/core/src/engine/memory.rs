@@ -198,13 +198,13 @@ impl Engine for MemoryEngine {
         }
     }
 
-    async fn read(&self, job: ReadJob) -> Result<()> {
+    async fn read(&self, mut job: ReadJob) -> Result<()> {
         self.check_open()?;
         let tables = self.inner.tables.read().map_err(|_| poisoned())?;
         job(&View(&tables))
     }
 
-    async fn write(&self, _scope: Scope, job: WriteJob) -> Result<Durable> {
+    async fn write(&self, _scope: Scope, mut job: WriteJob) -> Result<Durable> {
         self.check_open()?;
         let mut tables = self.inner.tables.write().map_err(|_| poisoned())?;
         let view = View(&tables);

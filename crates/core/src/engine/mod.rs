@@ -103,11 +103,11 @@
 //!     fn capabilities(&self) -> Capabilities {
 //!         Capabilities::new("map", DurabilityLevel::None, false, 1 << 20)
 //!     }
-//!     async fn read(&self, job: ReadJob) -> Result<()> {
+//!     async fn read(&self, mut job: ReadJob) -> Result<()> {
 //!         let tables = self.0.read().map_err(|_| Error::internal("poisoned"))?;
 //!         job(&View(&tables))
 //!     }
-//!     async fn write(&self, _scope: Scope, job: WriteJob) -> Result<Durable> {
+//!     async fn write(&self, _scope: Scope, mut job: WriteJob) -> Result<Durable> {
 //!         let mut tables = self.0.write().map_err(|_| Error::internal("poisoned"))?;
 //!         // Reads go to the map; writes are staged and applied in order.
 //!         let view = View(&tables);

@@ -357,13 +357,19 @@ impl fmt::Debug for Durable {
     }
 }
 
-/// A read job: called once with a consistent [`Reader`].
-pub type ReadJob = Box<dyn FnOnce(&dyn Reader) -> Result<()> + Send + 'static>;
+/// A read job: called with a consistent [`Reader`]. An engine that checks
+/// consistency after the fact (it validates what the job read, as the
+/// Redis engine does) may call it again when the check fails; only the
+/// last call's outcome counts.
+pub type ReadJob = Box<dyn FnMut(&dyn Reader) -> Result<()> + Send + 'static>;
 
-/// A write job: called at most once, with a [`Txn`]. An engine that may
-/// have to abort a transaction (a serialization failure) takes the locks
-/// that prevent it before calling the job, rather than calling it twice.
-pub type WriteJob = Box<dyn FnOnce(&mut dyn Txn) -> Result<()> + Send + 'static>;
+/// A write job: called with a [`Txn`]; what its last call staged is
+/// applied. An engine that serializes jobs by locks calls it once. An
+/// optimistic engine (the Redis engine: it validates what the job read
+/// when it applies the writes) may call it again, with a fresh `Txn`,
+/// when that validation fails; only the last call's writes and outcome
+/// count, so a job has no effect but what it stages and returns.
+pub type WriteJob = Box<dyn FnMut(&mut dyn Txn) -> Result<()> + Send + 'static>;
 
 /// A storage engine: what a backend supplies so that every store rule of
 /// core runs over it. See the [module docs](super) for the contract of
@@ -395,6 +401,18 @@ pub trait Engine: Send + Sync + 'static {
     /// The job's error (nothing applied); `Unavailable` when nothing was
     /// applied; `OutcomeUnknown` when the writes may have been applied.
     async fn write(&self, scope: Scope, job: WriteJob) -> Result<Durable>;
+
+    /// Whether this engine may call a job more than once (it validates what
+    /// the job read when it applies the writes, and runs the job again when
+    /// that check fails; see [`WriteJob`]). Stores then keep what a job
+    /// consumes (the new event, the record to store) and give each call a
+    /// copy; for an engine that calls every job once (the default, `false`)
+    /// they move it into the only call. An engine calls a job again only
+    /// when something the job read changed: a job that reads nothing is
+    /// called once either way.
+    fn reruns_jobs(&self) -> bool {
+        false
+    }
 
     /// The cache the stores over this engine share, for an engine whose
     /// data nothing else writes (see [`StoreCache`]); `None` (the default)

@@ -15,7 +15,7 @@ use crate::{Digest, Error, LogEntry, Result, Run, RunEvent, RunId};
 
 async fn damage(
     engine: &dyn Engine,
-    job: impl FnOnce(&mut dyn Txn) -> Result<()> + Send + 'static,
+    job: impl FnMut(&mut dyn Txn) -> Result<()> + Send + 'static,
 ) -> Result<()> {
     let done = engine
         .write(Scope::Unshared, Box::new(job))

@@ -22,7 +22,7 @@ use futures::stream::{self, StreamExt};
 use tokio::io::AsyncReadExt;
 
 pub(crate) use super::blob_header::BlobHeader;
-use super::EngineStore;
+use super::{EngineStore, Owned};
 use crate::cas::{reader_failed, too_large};
 use crate::engine::keys::{self, BodyId};
 use crate::engine::{Direction, Reader, Scope, Table, Txn};
@@ -223,12 +223,17 @@ impl Upload {
             self.store.recover_uploads_once().await?;
         }
         // A chunk of a fresh body needs no ordering with other writes.
+        let mut stored = Owned::new(stored);
         self.store
-            .write(Scope::Unshared, move |_, txn| {
+            .write(Scope::Unshared, move |shared, txn| {
                 if index == 0 {
                     txn.put(Table::Meta, keys::pending_upload(&body), Vec::new())?;
                 }
-                txn.put(Table::Blobs, keys::blob_chunk(&body, index), stored)
+                txn.put(
+                    Table::Blobs,
+                    keys::blob_chunk(&body, index),
+                    stored.take(shared)?,
+                )
             })
             .await?;
         self.hasher = Some(hasher);
@@ -299,6 +304,7 @@ impl CasStore for EngineStore {
         })
         .await?;
         let body = new_body();
+        let mut chunks = Owned::new(chunks);
         self.write(scope(&digest), move |shared, txn| {
             if let Some(existing) = blob_header(txn, &digest)? {
                 touch(txn, &digest, existing, shared.now())?;
@@ -310,7 +316,7 @@ impl CasStore for EngineStore {
                 chunks: count,
                 put_at: shared.now().as_millis(),
             };
-            for (index, chunk) in (0u32..).zip(chunks) {
+            for (index, chunk) in (0u32..).zip(chunks.take(shared)?) {
                 txn.put(Table::Blobs, keys::blob_chunk(&header.body, index), chunk)?;
             }
             txn.put(Table::Blobs, keys::blob_header(&digest), header.encode())?;

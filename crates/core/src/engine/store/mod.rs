@@ -31,12 +31,14 @@ mod tests;
 /// Closing the stores closes the engine.
 pub fn stores(engine: Arc<dyn Engine>, env: StoreEnv) -> Stores {
     let capabilities = engine.capabilities();
+    let engine_reruns = engine.reruns_jobs();
     let store = EngineStore(Arc::new(Shared {
         engine,
         env,
         uploads_recovered: AsyncMutex::new(false),
         max_blob_size: capabilities.max_blob_size,
         shared: capabilities.shared,
+        reruns: engine_reruns,
     }));
     Stores::new(
         Arc::new(store.clone()),
@@ -63,6 +65,8 @@ pub(crate) struct Shared {
     max_blob_size: u64,
     /// Other processes may write the engine's data (`Capabilities::shared`).
     shared: bool,
+    /// The engine may call a job more than once (`Engine::reruns_jobs`).
+    reruns: bool,
 }
 
 impl Shared {
@@ -73,6 +77,35 @@ impl Shared {
     /// The engine's cache, if it keeps one.
     fn cache(&self) -> Option<&StoreCache> {
         self.engine.cache()
+    }
+}
+
+/// What a write job consumes (a new event, a record to store): moved into
+/// the job's only call, or copied into each call when the engine may call
+/// the job again ([`Engine::reruns_jobs`]), so the common path copies
+/// nothing.
+pub(crate) struct Owned<T>(Option<T>);
+
+impl<T: Clone> Owned<T> {
+    pub(crate) fn new(value: T) -> Owned<T> {
+        Owned(Some(value))
+    }
+
+    /// The value for this call of the job.
+    ///
+    /// # Errors
+    /// `Internal` when an engine that calls jobs once called it again.
+    pub(crate) fn take(&mut self, shared: &Shared) -> Result<T> {
+        let value = if shared.reruns {
+            self.0.clone()
+        } else {
+            self.0.take()
+        };
+        value.ok_or_else(|| {
+            Error::internal(
+                "the engine called a write job again, yet declared that it calls jobs once",
+            )
+        })
     }
 }
 
@@ -102,10 +135,10 @@ impl<T> Slot<T> {
 
 impl EngineStore {
     /// Runs `f` against one consistent view.
-    async fn read<T, F>(&self, f: F) -> Result<T>
+    async fn read<T, F>(&self, mut f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Shared, &dyn Reader) -> Result<T> + Send + 'static,
+        F: FnMut(&Shared, &dyn Reader) -> Result<T> + Send + 'static,
     {
         let (slot, out) = Slot::new();
         let shared = Arc::clone(&self.0);
@@ -141,7 +174,7 @@ impl EngineStore {
     async fn write<T, F>(&self, scope: Scope, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Shared, &mut dyn Txn) -> Result<T> + Send + 'static,
+        F: FnMut(&Shared, &mut dyn Txn) -> Result<T> + Send + 'static,
     {
         let (value, durable) = self.write_applied(scope, f).await?;
         self.watch(durable.wait().await)?;
@@ -150,10 +183,10 @@ impl EngineStore {
 
     /// [`EngineStore::write`], returning once applied (with what to await
     /// before acknowledging).
-    async fn write_applied<T, F>(&self, scope: Scope, f: F) -> Result<(T, super::Durable)>
+    async fn write_applied<T, F>(&self, scope: Scope, mut f: F) -> Result<(T, super::Durable)>
     where
         T: Send + 'static,
-        F: FnOnce(&Shared, &mut dyn Txn) -> Result<T> + Send + 'static,
+        F: FnMut(&Shared, &mut dyn Txn) -> Result<T> + Send + 'static,
     {
         let (slot, out) = Slot::new();
         let shared = Arc::clone(&self.0);

@@ -8,7 +8,7 @@
 
 use async_trait::async_trait;
 
-use super::{get_record, scan_records, EngineStore};
+use super::{get_record, scan_records, EngineStore, Owned};
 use crate::encoding::encode_record;
 use crate::engine::keys;
 use crate::engine::{Direction, Reader, Scope, Table, Txn};
@@ -114,12 +114,13 @@ impl ReleaseRegistry for EngineStore {
         let name = name.to_owned();
         self.reference([spec_digest], Referrer::Release(name.clone()))
             .await?;
+        let mut metadata = Owned::new(metadata);
         self.write(scope(&name), move |shared, txn| {
             let head = head(txn, &name)?;
             let record = ReleaseRecord::promotion(
                 &name,
                 spec_digest,
-                metadata,
+                metadata.take(shared)?,
                 head.as_ref(),
                 expected_next_seq,
                 shared.now(),

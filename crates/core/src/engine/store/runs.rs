@@ -13,7 +13,7 @@ use bytes::Bytes;
 
 use super::heads::{Head, Log};
 use super::run_head::RunHead;
-use super::{get_record, EngineStore, RawPage, Shared};
+use super::{get_record, EngineStore, Owned, RawPage, Shared};
 use crate::encoding::{decode_event, decode_record, encode_event, encode_record};
 use crate::engine::keys;
 use crate::engine::{Direction, Reader, Scope, Table, Txn};
@@ -206,11 +206,12 @@ impl RunLedger for EngineStore {
         let now = self.0.now();
         let id = self.0.env.ids.new_run_id(now);
         self.reference([spec_digest], Referrer::Run(id)).await?;
-        self.write(scope(id), move |_, txn| {
+        let mut metadata = Owned::new(metadata);
+        self.write(scope(id), move |shared, txn| {
             if txn.get(Table::Runs, &keys::run(id))?.is_some() {
                 return Err(run_id_taken(id));
             }
-            let run = Run::new(id, spec_digest, metadata, now);
+            let run = Run::new(id, spec_digest, metadata.take(shared)?, now);
             txn.put(Table::Runs, keys::run(id), encode_record(&run)?)?;
             RunHead::of(&run).put(txn)?;
             txn.put(
@@ -233,9 +234,10 @@ impl RunLedger for EngineStore {
         // No write when the event declares no blob.
         self.reference(event.blobs.iter().copied(), Referrer::Run(run))
             .await?;
+        let mut event = Owned::new(event);
         let applied = self
             .write_applied(scope(run), move |shared, txn| {
-                shared.append(txn, run, event)
+                shared.append(txn, run, event.take(shared)?)
             })
             .await;
         self.settle(&Log::Run(run), applied).await
@@ -248,9 +250,11 @@ impl RunLedger for EngineStore {
                 .await?;
         }
         let log = Log::Run(run);
+        let mut summary = Owned::new(summary);
         let applied = self
             .write_applied(scope(run), move |shared, txn| {
-                let finished = load_run(txn, run)?.finish(status, summary, shared.now())?;
+                let finished =
+                    load_run(txn, run)?.finish(status, summary.take(shared)?, shared.now())?;
                 txn.put(Table::Runs, keys::run(run), encode_record(&finished)?)?;
                 let head = RunHead::of(&finished);
                 head.put(txn)?;

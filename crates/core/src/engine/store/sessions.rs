@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::heads::{Head, Log};
 use super::session_head::SessionHead;
-use super::{get_record, EngineStore, RawPage, Shared};
+use super::{get_record, EngineStore, Owned, RawPage, Shared};
 use crate::encoding::{decode_record, encode_record};
 use crate::engine::keys;
 use crate::engine::{Direction, Reader, Scope, Table, Txn};
@@ -190,11 +190,11 @@ impl EngineStore {
     async fn update_session(
         &self,
         id: &str,
-        change: impl FnOnce(&Session, Timestamp) -> Result<Session> + Send + 'static,
+        mut change: impl FnMut(&Shared, &Session) -> Result<Session> + Send + 'static,
     ) -> Result<Session> {
         let id = id.to_owned();
         self.write(scope(&id), move |shared, txn| {
-            let updated = change(&load_or_not_found(txn, &id)?, shared.now())?;
+            let updated = change(shared, &load_or_not_found(txn, &id)?)?;
             put(shared, txn, &updated)?;
             Ok(updated)
         })
@@ -207,6 +207,7 @@ impl SessionStore for EngineStore {
     async fn create_session(&self, id: &str, data: Value) -> Result<Session> {
         let session = Session::new(id, data, Timestamp::ZERO)?;
         let id = id.to_owned();
+        let mut session = Owned::new(session);
         self.write(scope(&id), move |shared, txn| {
             if txn.get(Table::Sessions, &keys::session(&id))?.is_some() {
                 return Err(Error::already_exists(format!(
@@ -218,7 +219,7 @@ impl SessionStore for EngineStore {
             let session = Session {
                 created_at: now,
                 updated_at: now,
-                ..session
+                ..session.take(shared)?
             };
             put(shared, txn, &session)?;
             Ok(session)
@@ -240,8 +241,11 @@ impl SessionStore for EngineStore {
     ) -> Result<Session> {
         validate::identifier("session id", id)?;
         validate::json("session data", &data)?;
-        self.update_session(id, move |s, now| s.saved(data, expected_version, now))
-            .await
+        let mut data = Owned::new(data);
+        self.update_session(id, move |shared, s| {
+            s.saved(data.take(shared)?, expected_version, shared.now())
+        })
+        .await
     }
 
     async fn set_session_state(
@@ -251,8 +255,10 @@ impl SessionStore for EngineStore {
         expected_version: Option<u64>,
     ) -> Result<Session> {
         validate::identifier("session id", id)?;
-        self.update_session(id, move |s, now| s.with_state(state, expected_version, now))
-            .await
+        self.update_session(id, move |shared, s| {
+            s.with_state(state, expected_version, shared.now())
+        })
+        .await
     }
 
     async fn list_sessions(&self, after: Option<&str>, limit: usize) -> Result<Vec<Session>> {
@@ -280,9 +286,10 @@ impl SessionStore for EngineStore {
         entry.validate()?;
         let log = Log::session(id);
         let id = id.to_owned();
+        let mut entry = Owned::new(entry);
         let applied = self
             .write_applied(scope(&id), move |shared, txn| {
-                append(shared, txn, &id, entry)
+                append(shared, txn, &id, entry.take(shared)?)
             })
             .await;
         self.settle(&log, applied).await
@@ -319,8 +326,9 @@ impl SessionStore for EngineStore {
     ) -> Result<Vec<LogEntry>> {
         validate::identifier("session id", id)?;
         let id = id.to_owned();
-        let log = LogEntry::build_log(&id, entries, self.0.now())?;
+        let mut log = Owned::new(LogEntry::build_log(&id, entries, self.0.now())?);
         self.write(scope(&id), move |shared, txn| {
+            let log = log.take(shared)?;
             forget_cached(shared, &id);
             let head = SessionHead::load(txn, &id)?;
             check_open(txn, &id, &head)?;

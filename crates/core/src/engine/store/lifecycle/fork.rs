@@ -4,7 +4,7 @@
 
 use super::super::releases;
 use super::super::sessions::{self, put_entry};
-use super::super::EngineStore;
+use super::super::{EngineStore, Owned};
 use crate::chain::ChainVerifier;
 use crate::encoding::{decode_record, encode_record};
 use crate::engine::keys;
@@ -68,6 +68,8 @@ impl EngineStore {
                 moved
             })
             .collect();
+        let mut data = Owned::new(source.data);
+        let state = source.state;
         self.write(sessions::scope(&to), move |shared, txn| {
             if sessions::load(txn, &to)?.is_some() {
                 return Err(Error::already_exists(format!(
@@ -75,8 +77,8 @@ impl EngineStore {
                     preview(&to)
                 )));
             }
-            let mut session = Session::new(&to, source.data, shared.now())?;
-            session.state = source.state;
+            let mut session = Session::new(&to, data.take(shared)?, shared.now())?;
+            session.state = state;
             session.record_replace(&copy);
             for entry in &copy {
                 put_entry(txn, entry)?;
@@ -108,7 +110,8 @@ impl EngineStore {
             Referrer::Release(to.clone()),
         )
         .await?;
-        self.write(releases::scope(&to), move |_, txn| {
+        let mut records = Owned::new(records);
+        self.write(releases::scope(&to), move |shared, txn| {
             if releases::head(txn, &to)?.is_some() {
                 return Err(Error::already_exists(format!(
                     "release {:?} already has a history",
@@ -116,7 +119,7 @@ impl EngineStore {
                 )));
             }
             let mut current = None;
-            for record in records {
+            for record in records.take(shared)? {
                 let copy = ReleaseRecord {
                     name: to.clone(),
                     ..record

@@ -254,7 +254,7 @@ impl EngineStore {
             let key = keys::blob_ref(&digest, &referrer);
             self.write(blob_scope(&digest), move |shared, txn| {
                 let now = shared.now().as_millis().to_be_bytes().to_vec();
-                txn.put(Table::BlobRefs, key, now)
+                txn.put(Table::BlobRefs, key.clone(), now)
             })
         }))
         .await
@@ -274,7 +274,7 @@ impl EngineStore {
             if txn.get(Table::BlobRefs, &key)?.is_none() {
                 return Ok(false);
             }
-            txn.delete(Table::BlobRefs, key)?;
+            txn.delete(Table::BlobRefs, key.clone())?;
             Ok(true)
         })
         .await

@@ -60,7 +60,7 @@ async fn put_raw(engine: &MemoryEngine, entries: Vec<(Table, Vec<u8>, Vec<u8>)>)
         .write(
             Scope::Unshared,
             Box::new(move |txn| {
-                for (table, key, value) in entries {
+                for (table, key, value) in entries.clone() {
                     txn.put(table, key, value)?;
                 }
                 Ok(())

@@ -29,7 +29,7 @@ async fn as_before_heads(engine: &MemoryEngine, session: &Session) {
         .write(
             Scope::Unshared,
             Box::new(move |txn| {
-                txn.put(Table::Sessions, keys::session(&id), record)?;
+                txn.put(Table::Sessions, keys::session(&id), record.clone())?;
                 txn.delete(Table::SessionHeads, keys::session(&id))
             }),
         )
