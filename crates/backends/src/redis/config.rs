@@ -60,8 +60,9 @@ pub struct RedisOptions {
     /// `reconnect_retries`: connection attempts before `Unavailable`
     /// (default 3).
     pub reconnect_retries: usize,
-    /// `idempotent_retries`: automatic retries of calls that carry an
-    /// idempotency key (default 2).
+    /// `idempotent_retries`: how often a write whose reply was lost is
+    /// sent again, when a resend cannot apply it twice (it writes a key
+    /// it read; see `docs/redis.md`, failure semantics) (default 2).
     pub idempotent_retries: u32,
     /// `wait`: the durability wait after every write (default none).
     pub wait: RedisWait,

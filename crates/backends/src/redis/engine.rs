@@ -425,7 +425,9 @@ impl Engine for RedisEngine {
                 },
             };
             if checked {
-                inner.guesses.wrote(&writes);
+                let read_members: std::collections::HashSet<&[u8]> =
+                    read.guards.iter().filter_map(Guard::member).collect();
+                inner.guesses.wrote(&writes, |m| read_members.contains(m));
                 if !writes.is_empty() {
                     inner.conn.wait_durable("redis write").await?;
                 }

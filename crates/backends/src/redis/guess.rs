@@ -55,12 +55,22 @@ impl Guesses {
         self.0.lock().clear();
     }
 
-    /// Learns what an applied job wrote.
-    pub(super) fn wrote(&self, writes: &[Write]) {
+    /// Learns what an applied job wrote. Only members the job also read
+    /// (`read`: read-modify-write keys such as heads, which the next job
+    /// reads again) are remembered; others are forgotten, so appended
+    /// events and chunks never fill the map.
+    pub(super) fn wrote(&self, writes: &[Write], read: impl Fn(&[u8]) -> bool) {
+        let learn = |m: Vec<u8>, value: Option<&[u8]>| {
+            if read(&m) {
+                self.saw(&m, value);
+            } else {
+                self.0.lock().remove(&m);
+            }
+        };
         for write in writes {
             match write {
-                Write::Put { table, key, value } => self.saw(&member(*table, key), Some(value)),
-                Write::Delete { table, key } => self.saw(&member(*table, key), None),
+                Write::Put { table, key, value } => learn(member(*table, key), Some(value)),
+                Write::Delete { table, key } => learn(member(*table, key), None),
                 Write::DeleteRange { table, start, end } => {
                     let (from, to) = member_range(*table, start, Some(end));
                     self.0.lock().retain(|m, _| *m < from || *m >= to);

@@ -1,6 +1,9 @@
 //! The Redis backend (`redis://host:port/db?prefix=NAME`, `rediss://…`),
-//! shared between processes. See `docs/redis.md` for the key layout, the
-//! scripts, cluster slots, failure semantics and durability.
+//! shared between processes: an engine on core's seam ([`RedisEngine`])
+//! whose jobs run on the client and whose writes are applied by one
+//! script only if everything the job read is unchanged. See
+//! `docs/redis.md` for the key layout, the scripts, cluster slots,
+//! failure semantics and durability.
 //!
 //! URL query parameters (all optional):
 //!
@@ -11,7 +14,7 @@
 //! | `response_timeout_ms` | `10000` | how long to wait for a reply before `OutcomeUnknown` |
 //! | `connect_timeout_ms` | `2000` | how long one connection attempt may take |
 //! | `reconnect_retries` | `3` | connection attempts before `Unavailable` |
-//! | `idempotent_retries` | `2` | automatic retries of calls that carry an idempotency key |
+//! | `idempotent_retries` | `2` | resends of a write whose reply was lost, where a resend is exactly-once |
 //! | `wait` | `none` | `aof` (`WAITAOF 1 0`) or `replicas:N` (`WAIT N`) after every write |
 //! | `wait_timeout_ms` | `1000` | timeout of that wait |
 //! | `tls_ca` | system roots | `rediss://` only: PEM file of the CA(s) to trust instead |
