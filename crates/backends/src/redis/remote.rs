@@ -48,13 +48,16 @@ pub(super) fn member_range(table: Table, start: &[u8], end: Option<&[u8]>) -> (V
 
 /// `[from, to)` as `ZRANGEBYLEX` bounds.
 pub(super) fn lex_bounds(from: &[u8], to: &[u8]) -> (Vec<u8>, Vec<u8>) {
-    let bound = |mark: u8, m: &[u8]| {
-        let mut b = Vec::with_capacity(1 + m.len());
-        b.push(mark);
-        b.extend_from_slice(m);
-        b
-    };
-    (bound(b'[', from), bound(b'(', to))
+    (lex_bound(b'[', from), lex_bound(b'(', to))
+}
+
+/// One `ZRANGEBYLEX` bound: `[` (inclusive) or `(` (exclusive), then the
+/// member.
+fn lex_bound(mark: u8, member: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(1 + member.len());
+    b.push(mark);
+    b.extend_from_slice(member);
+    b
 }
 
 /// The digest of a scan page, as the apply script computes it.
@@ -266,9 +269,7 @@ impl<'a> Remote<'a> {
         // the guard ends there, so writes beyond it never fail the job.
         let (mut min, mut max) = (min, max);
         if let Some((last, _)) = page.last().filter(|_| page.len() == limit) {
-            let mut through = Vec::with_capacity(1 + last.len());
-            through.push(b'[');
-            through.extend_from_slice(last);
+            let through = lex_bound(b'[', last);
             if forward {
                 max = through;
             } else {
@@ -355,9 +356,7 @@ impl Reader for Remote<'_> {
             let full = page.len() == want;
             if let Some((last, _)) = page.last() {
                 // The next page starts after (or, reversed, before) it.
-                let mut after = Vec::with_capacity(1 + last.len());
-                after.push(b'(');
-                after.extend_from_slice(last);
+                let after = lex_bound(b'(', last);
                 if forward {
                     min = after;
                 } else {
@@ -408,9 +407,7 @@ impl Reader for Remote<'_> {
             if usize::try_from(n).unwrap_or(0) < MEASURE_PAGE || last.is_empty() {
                 break;
             }
-            cursor = Vec::with_capacity(1 + last.len());
-            cursor.push(b'(');
-            cursor.extend_from_slice(last);
+            cursor = lex_bound(b'(', last);
         }
         self.log.borrow_mut().guards.push(Guard::Count {
             min,
