@@ -2,8 +2,7 @@
 //! is deterministic): it stores no partial blob, and importing the whole
 //! file afterwards gives exactly the source. Regression test for blobs
 //! whose truncated upload was committed as a blob of the bytes received
-//! so far (an extra blob in the target, or, on Redis, the empty blob
-//! stored but left unlisted and then skipped as "already there").
+//! so far (an extra blob in the target).
 
 mod support;
 
@@ -122,51 +121,4 @@ async fn a_file_store_import_cut_after_any_line_stores_no_partial_blob() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_import_cut_after_any_line_stores_no_partial_blob() {
     every_cut_point(|cut| support::redis_server::fresh_url(&format!("cut{cut}"))).await;
-}
-
-/// A Redis put interrupted after its blob step (the process killed, the
-/// server gone) leaves the bytes stored but unlisted: `contains` says yes,
-/// yet export and parity do not see the blob. Importing again must list
-/// it (putting the same bytes again does), not skip it as already there.
-#[cfg(feature = "redis")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redis_blob_stored_but_unlisted_is_listed_by_the_next_import() {
-    use support::redis_server::{command, fresh_url, prefix_of};
-    let dir = tempfile::tempdir().unwrap();
-    let src = file_url(&dir.path().join("src"));
-    let (full, source_print, big) = with_store(&src, async |s| {
-        let p = populate(s).await;
-        let mut sink = JsonlSink::new(Vec::new());
-        export(s, &mut sink, SupersessionPolicy::Require)
-            .await
-            .unwrap();
-        (
-            sink.finish().unwrap(),
-            fingerprint(s).await.unwrap(),
-            p.big_blob,
-        )
-    })
-    .await;
-    let url = fresh_url("unlisted");
-    let (fed, importer) = import(&url, &full).await;
-    fed.unwrap();
-    importer.finish().unwrap();
-    drop(importer);
-    let index = format!("{{{}:idx}}:blobs", prefix_of(&url));
-    assert_eq!(command(&url, &["ZREM", &index, &big.to_string()]), ":1");
-    with_store(&url, async |s| {
-        assert!(s.cas.contains(&big).await.unwrap());
-        assert!(!s.cas.list(None, 10).await.unwrap().contains(&big));
-    })
-    .await;
-
-    let (fed, importer) = import(&url, &full).await;
-    fed.unwrap();
-    importer.finish().unwrap();
-    drop(importer);
-    let print = with_store(&url, async |s| fingerprint(s).await.unwrap()).await;
-    assert_eq!(
-        print, source_print,
-        "the unlisted blob {big} is listed again"
-    );
 }
