@@ -1,5 +1,7 @@
 //! Single-caller latency of the hot store paths on each embedded backend
-//! (`memory`, `file`, `sled`; each only if its feature is on), through
+//! (`memory`, `file`, `sled`; each only if its feature is on) and on
+//! Redis (feature `redis`, when `STOWAGE_BENCH_REDIS_URL` names a server:
+//! each store gets a fresh key prefix there), through
 //! the public [`stowage_backends::open`] API only, so the same file builds
 //! against older revisions and before/after runs compare like with like:
 //!
@@ -35,6 +37,7 @@ fn counts(backend: &str) -> (usize, usize, usize) {
     match backend {
         "memory" => (20_000, 200, 20_000),
         "sled" => (3_000, 50, 3_000),
+        "redis" => (3_000, 100, 3_000),
         _ => (400, 40, 400),
     }
 }
@@ -56,6 +59,14 @@ fn temp_dir() -> tempfile::TempDir {
 fn url(backend: &str, dir: &std::path::Path, query: &str) -> String {
     if backend == "memory" {
         return "memory://".to_owned();
+    }
+    if backend == "redis" {
+        let base = std::env::var("STOWAGE_BENCH_REDIS_URL").expect("STOWAGE_BENCH_REDIS_URL");
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let sep = if base.contains('?') { '&' } else { '?' };
+        return format!("{base}{sep}prefix=bench-{}-{nanos}", std::process::id());
     }
     let mut u = url::Url::from_file_path(dir).expect("absolute temp dir");
     if !query.is_empty() {
@@ -258,6 +269,10 @@ fn main() {
         ("memory", cfg!(feature = "memory")),
         ("file", cfg!(feature = "file")),
         ("sled", cfg!(feature = "sled")),
+        (
+            "redis",
+            cfg!(feature = "redis") && std::env::var_os("STOWAGE_BENCH_REDIS_URL").is_some(),
+        ),
     ];
     let picked: Vec<&str> = compiled
         .into_iter()

@@ -495,3 +495,53 @@ async fn listings_cross_index_batches_and_skip_deleted_entries() {
         digests[101..106].to_vec()
     );
 }
+
+/// One write job staging more puts than the apply script sends in one
+/// command, with a delete, a re-put and a range delete between them: the
+/// engine applies them all, in staging order.
+#[tokio::test]
+async fn one_apply_keeps_staging_order_across_many_puts() {
+    use stowage_core::engine::{Direction, Engine, Scope, Table};
+    let opts =
+        stowage_backends::redis::RedisOptions::from_url(&redis_server::fresh_url("apply")).unwrap();
+    let engine = stowage_backends::redis::open_engine(opts).await.unwrap();
+    let key = |i: u32| format!("k{i:05}").into_bytes();
+    engine
+        .write(
+            Scope::Unshared,
+            Box::new(move |txn| {
+                for i in 0..1500 {
+                    txn.put(Table::Blobs, key(i), vec![1])?;
+                }
+                txn.delete(Table::Blobs, key(7))?;
+                txn.put(Table::Blobs, key(8), vec![2])?;
+                txn.delete(Table::Blobs, key(8))?;
+                txn.delete_range(Table::Blobs, key(100), key(1200))?;
+                txn.put(Table::Blobs, key(9), vec![3])?;
+                txn.put(Table::Blobs, key(1100), vec![4])?;
+                txn.put(Table::Blobs, key(9), vec![5])
+            }),
+        )
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    let mut expected: Vec<(Vec<u8>, Vec<u8>)> = (0..100)
+        .chain(1200..1500)
+        .filter(|i| *i != 7 && *i != 8)
+        .map(|i| (key(i), vec![if i == 9 { 5 } else { 1 }]))
+        .collect();
+    expected.push((key(1100), vec![4]));
+    expected.sort();
+    let (tx, rx) = std::sync::mpsc::channel();
+    engine
+        .read(Box::new(move |reader| {
+            let all = reader.scan(Table::Blobs, b"", None, Direction::Forward, 5000)?;
+            tx.send(all).unwrap();
+            Ok(())
+        }))
+        .await
+        .unwrap();
+    assert_eq!(rx.try_iter().last().unwrap(), expected);
+}

@@ -7,7 +7,6 @@
 //! round trip when the guesses are right, every rule of core holds
 //! across processes, and no lock is ever held on the server.
 
-use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -15,17 +14,12 @@ use redis::Value;
 use stowage_core::engine::{Durable, Engine, ReadJob, Scope, Staging, Write, WriteJob};
 use stowage_core::{Capabilities, Error, ErrorKind, Result};
 use tokio::runtime::Handle;
-use tokio::sync::Mutex as AsyncMutex;
 
 use super::conn::{int, Conn, Op};
 use super::guess::Guesses;
 use super::lua::Scripts;
 use super::remote::{lex_bounds, member, member_range, Guard, ReadLog, Remote};
-
-/// In-process turnstiles: write jobs of one scope in one process take
-/// turns, so they do not fail each other's guards. Only a speed-up:
-/// correctness comes from the guards.
-const TURNSTILES: usize = 64;
+use super::turnstile::Turnstiles;
 
 /// Failed consistency checks after which a read job takes the readers'
 /// hold, and how long the hold lasts at most.
@@ -42,7 +36,7 @@ pub(super) struct Inner {
     /// The readers' hold (`{prefix}:hold`, see `lua.rs`).
     hold: Vec<u8>,
     pub(super) guesses: Guesses,
-    turnstiles: Vec<AsyncMutex<()>>,
+    turnstiles: Turnstiles,
     /// How long a job may keep meeting changed data before giving up.
     patience: Duration,
     /// Resends of an apply whose reply was lost (`idempotent_retries`).
@@ -77,7 +71,7 @@ impl RedisEngine {
             hash: key("v"),
             hold: key("hold"),
             guesses: Guesses::default(),
-            turnstiles: (0..TURNSTILES).map(|_| AsyncMutex::new(())).collect(),
+            turnstiles: Turnstiles::default(),
             patience,
             retries,
             capabilities,
@@ -207,13 +201,6 @@ impl Inner {
             )
             .await
             .map(drop)
-    }
-
-    fn turnstile(&self, scope: &Scope) -> &AsyncMutex<()> {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        scope.hash(&mut h);
-        let index = usize::try_from(h.finish() % TURNSTILES as u64).unwrap_or(0);
-        &self.turnstiles[index]
     }
 
     /// Waits a little before running a job again (longer each time).
@@ -346,7 +333,7 @@ impl Engine for RedisEngine {
     async fn write(&self, scope: Scope, job: WriteJob) -> Result<Durable> {
         let inner = &self.0;
         inner.conn.check_open("redis write")?;
-        let _turn = inner.turnstile(&scope).lock().await;
+        let _turn = inner.turnstiles.enter(&scope).await;
         let started = Instant::now();
         let mut job = job;
         let mut attempts = 0;

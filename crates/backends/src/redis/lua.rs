@@ -70,7 +70,7 @@ return {#ks, bytes, ks[#ks] or ''}
 /// `h member sha1` a value with this SHA-1 (hex); `s min max dir limit
 /// sha1` a scan page with this digest; `c min max count` this many
 /// members. Writes: `p member value` put; `d member` delete; `r min max`
-/// delete a range. A job that writes while a reader holds the store
+/// delete a range; consecutive puts are applied together. A job that writes while a reader holds the store
 /// still (`KEYS[3]` exists, see `RELEASE`) writes nothing and gets `{2}`.
 const APPLY: &str = r#"
 local a, i = ARGV, 2
@@ -99,17 +99,30 @@ for g = 1, tonumber(a[1]) do
   if not ok then return {0, g} end
 end
 if i <= #a and redis.call('EXISTS', KEYS[3]) == 1 then return {2} end
+-- Consecutive puts go in one HSET and one ZADD (adding an existing
+-- member again changes nothing), at most 500 at a time.
+local fields, members = {}, {}
+local function flush()
+  if #fields == 0 then return end
+  redis.call('HSET', h, unpack(fields))
+  redis.call('ZADD', z, unpack(members))
+  fields, members = {}, {}
+end
 while i <= #a do
   local op = a[i]
   if op == 'p' then
-    if redis.call('HSET', h, a[i + 1], a[i + 2]) == 1 then
-      redis.call('ZADD', z, 0, a[i + 1])
-    end
+    fields[#fields + 1] = a[i + 1]
+    fields[#fields + 1] = a[i + 2]
+    members[#members + 1] = 0
+    members[#members + 1] = a[i + 1]
+    if #fields >= 1000 then flush() end
     i = i + 3
   elseif op == 'd' then
+    flush()
     if redis.call('HDEL', h, a[i + 1]) == 1 then redis.call('ZREM', z, a[i + 1]) end
     i = i + 2
   elseif op == 'r' then
+    flush()
     local ks = redis.call('ZRANGEBYLEX', z, a[i + 1], a[i + 2])
     for j = 1, #ks, 500 do
       redis.call('HDEL', h, unpack(ks, j, math.min(j + 499, #ks)))
@@ -120,6 +133,7 @@ while i <= #a do
     return redis.error_reply('stowage: unknown write ' .. tostring(op))
   end
 end
+flush()
 return {1}
 "#;
 

@@ -25,6 +25,7 @@ mod engine;
 mod guess;
 mod lua;
 mod remote;
+mod turnstile;
 
 use std::sync::Arc;
 use std::time::Duration;
