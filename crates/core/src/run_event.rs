@@ -89,6 +89,25 @@ impl NewEvent {
         crate::run::check_declared_blobs("event blobs", &self.blobs)?;
         validate::json("event payload", &self.payload)
     }
+
+    /// This event, checked once: [`RunEvent::build_checked`] reuses the
+    /// canonical JSON the check produced instead of walking the payload
+    /// again.
+    pub(crate) fn checked(self) -> Result<CheckedEvent> {
+        let payload_json = self.checked_payload()?;
+        Ok(CheckedEvent {
+            new: self,
+            payload_json,
+        })
+    }
+}
+
+/// A [`NewEvent`] whose fields passed [`NewEvent::validate`], with its
+/// payload's canonical JSON.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckedEvent {
+    pub(crate) new: NewEvent,
+    payload_json: Vec<u8>,
 }
 
 /// A stored, hash-chained run event.
@@ -128,7 +147,18 @@ impl RunEvent {
         new: NewEvent,
         now: Timestamp,
     ) -> Result<RunEvent> {
-        let payload_json = new.checked_payload()?;
+        RunEvent::build_checked(run_id, next_seq, prev_hash, new.checked()?, now)
+    }
+
+    /// [`RunEvent::build`] of an event already checked.
+    pub(crate) fn build_checked(
+        run_id: RunId,
+        next_seq: u64,
+        prev_hash: Option<Digest>,
+        checked: CheckedEvent,
+        now: Timestamp,
+    ) -> Result<RunEvent> {
+        let CheckedEvent { new, payload_json } = checked;
         if let Some(expected) = new.expected_seq {
             if expected != next_seq {
                 return Err(Error::conflict(format!(

@@ -19,6 +19,7 @@ use crate::engine::keys;
 use crate::engine::{Direction, Reader, Scope, Table, Txn};
 use crate::lifecycle::Referrer;
 use crate::run::{run_id_taken, verify_events, VERIFY_PAGE};
+use crate::run_event::CheckedEvent;
 use crate::validate::{self, page_limit};
 use crate::{
     ChainReport, Digest, Error, ErrorKind, NewEvent, Result, Run, RunEvent, RunFilter, RunId,
@@ -72,15 +73,16 @@ impl Shared {
         RunHead::load(txn, id)
     }
 
-    /// Appends `new` (validated) to run `id`. Returns the event and, when
+    /// Appends `checked` to run `id`. Returns the event and, when
     /// it wrote, the cache token to settle.
     fn append(
         &self,
         txn: &mut dyn Txn,
         id: RunId,
-        new: NewEvent,
+        checked: CheckedEvent,
     ) -> Result<(RunEvent, Option<u64>)> {
         let head = self.load_head(txn, id)?;
+        let new = &checked.new;
         if let Some(key) = &new.idempotency_key {
             if let Some(seq) = txn.get(Table::RunIdempotency, &keys::run_idempotency(id, key))? {
                 let seq = keys::decode_u64("run idempotency entry", &seq)?;
@@ -89,11 +91,11 @@ impl Shared {
                 let token = self
                     .cache()
                     .map(|c| c.put_pending(Log::Run(id), Head::Run(head), None));
-                return Ok((event.retried(&new)?, token));
+                return Ok((event.retried(new)?, token));
             }
         }
         head.check_running()?;
-        let event = RunEvent::build(id, head.count, head.hash, new, self.now())?;
+        let event = RunEvent::build_checked(id, head.count, head.hash, checked, self.now())?;
         let head = head.after(&event)?;
         let value = encode_event(&event)?;
         // For the run's cached tail, once the engine applied the append.
@@ -230,9 +232,9 @@ impl RunLedger for EngineStore {
     }
 
     async fn append_event(&self, run: RunId, event: NewEvent) -> Result<RunEvent> {
-        event.validate()?;
+        let event = event.checked()?;
         // No write when the event declares no blob.
-        self.reference(event.blobs.iter().copied(), Referrer::Run(run))
+        self.reference(event.new.blobs.iter().copied(), Referrer::Run(run))
             .await?;
         let mut event = Owned::new(event);
         let applied = self
