@@ -7,6 +7,7 @@
 //! round trip when the guesses are right, every rule of core holds
 //! across processes, and no lock is ever held on the server.
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -99,14 +100,14 @@ impl Inner {
     /// `Ok(true)` when applied, `Ok(false)` when a guard failed or a
     /// reader holds the store (nothing written).
     async fn apply(&self, guards: &[Guard], writes: &[Write]) -> Result<bool> {
-        let mut args = vec![guards.len().to_string().into_bytes()];
+        let mut args = vec![Cow::Owned(guards.len().to_string().into_bytes())];
         for guard in guards {
             guard.encode(&mut args);
         }
         for write in writes {
             encode_write(write, &mut args)?;
         }
-        let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        let args: Vec<&[u8]> = args.iter().map(|a| &**a).collect();
         let keys = [&self.zset[..], &self.hash[..], &self.hold[..]];
         let op = if writes.is_empty() {
             Op::Read
@@ -236,17 +237,21 @@ fn landed(writes: &[Write]) -> Vec<Guard> {
         .collect()
 }
 
-fn encode_write(write: &Write, out: &mut Vec<Vec<u8>>) -> Result<()> {
+fn encode_write<'a>(write: &'a Write, out: &mut Vec<Cow<'a, [u8]>>) -> Result<()> {
     match write {
-        Write::Put { table, key, value } => {
-            out.extend([b"p".to_vec(), member(*table, key), value.clone()]);
+        Write::Put { table, key, value } => out.extend([
+            Cow::Borrowed(&b"p"[..]),
+            Cow::Owned(member(*table, key)),
+            Cow::Borrowed(&value[..]),
+        ]),
+        Write::Delete { table, key } => {
+            out.extend([Cow::Borrowed(&b"d"[..]), Cow::Owned(member(*table, key))]);
         }
-        Write::Delete { table, key } => out.extend([b"d".to_vec(), member(*table, key)]),
         Write::DeleteRange { table, start, end } => {
             let (from, to) = member_range(*table, start, Some(end));
             if from < to {
                 let (min, max) = lex_bounds(&from, &to);
-                out.extend([b"r".to_vec(), min, max]);
+                out.extend([Cow::Borrowed(&b"r"[..]), Cow::Owned(min), Cow::Owned(max)]);
             }
         }
         other => {

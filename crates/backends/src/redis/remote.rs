@@ -6,6 +6,7 @@
 //! read job's guards once more after it ran several round trips, so a
 //! job always acts on one consistent point in time.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -124,23 +125,22 @@ impl Guard {
         }
     }
 
-    /// Appends the guard's opcode and operands.
-    pub(super) fn encode(&self, out: &mut Vec<Vec<u8>>) {
+    /// Appends the guard's opcode and operands (borrowed where it can).
+    pub(super) fn encode<'a>(&'a self, out: &mut Vec<Cow<'a, [u8]>>) {
+        let b = |bytes: &'a [u8]| Cow::Borrowed(bytes);
         match self {
             Guard::Value {
                 member,
                 value: None,
-            } => {
-                out.extend([b"a".to_vec(), member.clone()]);
-            }
+            } => out.extend([b(b"a"), b(member)]),
             Guard::Value {
                 member,
                 value: Some(GuardValue::Exact(v)),
-            } => out.extend([b"v".to_vec(), member.clone(), v.clone()]),
+            } => out.extend([b(b"v"), b(member), b(v)]),
             Guard::Value {
                 member,
                 value: Some(GuardValue::Sha1(sha)),
-            } => out.extend([b"h".to_vec(), member.clone(), sha.clone().into_bytes()]),
+            } => out.extend([b(b"h"), b(member), b(sha.as_bytes())]),
             Guard::Page {
                 min,
                 max,
@@ -148,18 +148,18 @@ impl Guard {
                 limit,
                 digest,
             } => out.extend([
-                b"s".to_vec(),
-                min.clone(),
-                max.clone(),
-                direction(*forward).to_vec(),
-                limit.to_string().into_bytes(),
-                digest.clone().into_bytes(),
+                b(b"s"),
+                b(min),
+                b(max),
+                b(direction(*forward)),
+                Cow::Owned(limit.to_string().into_bytes()),
+                b(digest.as_bytes()),
             ]),
             Guard::Count { min, max, count } => out.extend([
-                b"c".to_vec(),
-                min.clone(),
-                max.clone(),
-                count.to_string().into_bytes(),
+                b(b"c"),
+                b(min),
+                b(max),
+                Cow::Owned(count.to_string().into_bytes()),
             ]),
         }
     }

@@ -213,6 +213,14 @@ impl RunLedger for EngineStore {
             if txn.get(Table::Runs, &keys::run(id))?.is_some() {
                 return Err(run_id_taken(id));
             }
+            // A head without a record is damage. Reading it also tells an
+            // optimistic engine that the head is this entity's to watch
+            // (the Redis engine then answers the first append from memory).
+            if txn.get(Table::RunHeads, &keys::run(id))?.is_some() {
+                return Err(Error::corrupted(format!(
+                    "run {id}: a head is stored but no run record"
+                )));
+            }
             let run = Run::new(id, spec_digest, metadata.take(shared)?, now);
             txn.put(Table::Runs, keys::run(id), encode_record(&run)?)?;
             RunHead::of(&run).put(txn)?;

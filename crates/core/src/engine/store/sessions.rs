@@ -215,6 +215,14 @@ impl SessionStore for EngineStore {
                     validate::preview(&id)
                 )));
             }
+            // As for runs: a head without a record is damage, and reading
+            // it lets an optimistic engine answer the first append.
+            if SessionHead::stored(txn, &id)?.is_some() {
+                return Err(Error::corrupted(format!(
+                    "session {:?}: a head is stored but no session record",
+                    validate::preview(&id)
+                )));
+            }
             let now = shared.now();
             let session = Session {
                 created_at: now,
