@@ -72,7 +72,7 @@ pub(crate) async fn private_ca(path: &str) -> Result<redis::TlsCertificates> {
 
 /// A Lua script with its SHA-1, called by `EVALSHA` with an `EVAL` fallback.
 pub(crate) struct Lua {
-    body: String,
+    pub(super) body: String,
     sha: String,
 }
 

@@ -9,11 +9,16 @@ use std::sync::OnceLock;
 
 use super::conn::Lua;
 
-/// Helpers every script starts with: a page of members, their values
-/// (`HMGET` in slices, as Lua's `unpack` is bounded), and the digest of
-/// a page that the engine also computes (see `remote::page_digest`).
-const PRELUDE: &str = r#"
-local z, h = KEYS[1], KEYS[2]
+/// What every script starts with: the store's two keys.
+const KEYS: &str = "local z, h = KEYS[1], KEYS[2]\n";
+
+/// Helpers of the scripts that read pages: a page of members, their
+/// values (`HMGET` in slices, as Lua's `unpack` is bounded), and the
+/// digest of a page that the engine also computes (see
+/// `remote::page_digest`). `APPLY` defines them only in the branch that
+/// checks a page: a closure made on every call costs the server a
+/// measurable part of an append.
+const HELPERS: &str = r#"
 local function page(min, max, dir, limit)
   if dir == 'f' then
     return redis.call('ZRANGEBYLEX', z, min, max, 'LIMIT', 0, limit)
@@ -70,7 +75,9 @@ return {#ks, bytes, ks[#ks] or ''}
 /// `h member sha1` a value with this SHA-1 (hex); `s min max dir limit
 /// sha1` a scan page with this digest; `c min max count` this many
 /// members. Writes: `p member value` put; `d member` delete; `r min max`
-/// delete a range; consecutive puts are applied together. A job that writes while a reader holds the store
+/// delete a range. The line `HELPERS` is replaced by [`HELPERS`] when the
+/// script is built. (One `HSET` per put: batching puts into one `HSET` and
+/// one `ZADD` built Lua tables on every call and made an append slower.) A job that writes while a reader holds the store
 /// still (`KEYS[3]` exists, see `RELEASE`) writes nothing and gets `{2}`.
 const APPLY: &str = r#"
 local a, i = ARGV, 2
@@ -87,6 +94,7 @@ for g = 1, tonumber(a[1]) do
     ok = v and redis.sha1hex(v) == a[i + 2]
     i = i + 3
   elseif op == 's' then
+    HELPERS
     local ks = page(a[i + 1], a[i + 2], a[i + 3], tonumber(a[i + 4]))
     ok = digest(ks, values(ks)) == a[i + 5]
     i = i + 6
@@ -99,30 +107,17 @@ for g = 1, tonumber(a[1]) do
   if not ok then return {0, g} end
 end
 if i <= #a and redis.call('EXISTS', KEYS[3]) == 1 then return {2} end
--- Consecutive puts go in one HSET and one ZADD (adding an existing
--- member again changes nothing), at most 500 at a time.
-local fields, members = {}, {}
-local function flush()
-  if #fields == 0 then return end
-  redis.call('HSET', h, unpack(fields))
-  redis.call('ZADD', z, unpack(members))
-  fields, members = {}, {}
-end
 while i <= #a do
   local op = a[i]
   if op == 'p' then
-    fields[#fields + 1] = a[i + 1]
-    fields[#fields + 1] = a[i + 2]
-    members[#members + 1] = 0
-    members[#members + 1] = a[i + 1]
-    if #fields >= 1000 then flush() end
+    if redis.call('HSET', h, a[i + 1], a[i + 2]) == 1 then
+      redis.call('ZADD', z, 0, a[i + 1])
+    end
     i = i + 3
   elseif op == 'd' then
-    flush()
     if redis.call('HDEL', h, a[i + 1]) == 1 then redis.call('ZREM', z, a[i + 1]) end
     i = i + 2
   elseif op == 'r' then
-    flush()
     local ks = redis.call('ZRANGEBYLEX', z, a[i + 1], a[i + 2])
     for j = 1, #ks, 500 do
       redis.call('HDEL', h, unpack(ks, j, math.min(j + 499, #ks)))
@@ -133,7 +128,6 @@ while i <= #a do
     return redis.error_reply('stowage: unknown write ' .. tostring(op))
   end
 end
-flush()
 return {1}
 "#;
 
@@ -159,13 +153,25 @@ impl Scripts {
     pub(super) fn get() -> &'static Scripts {
         static SCRIPTS: OnceLock<Scripts> = OnceLock::new();
         SCRIPTS.get_or_init(|| {
-            let with_prelude = |body: &str| Lua::new(format!("{PRELUDE}{body}"));
             Scripts {
-                scan: with_prelude(SCAN),
-                measure: with_prelude(MEASURE),
-                apply: with_prelude(APPLY),
+                scan: Lua::new(format!("{KEYS}{HELPERS}{SCAN}")),
+                measure: Lua::new(format!("{KEYS}{MEASURE}")),
+                apply: Lua::new(format!("{KEYS}{}", APPLY.replacen("HELPERS", HELPERS, 1))),
                 release: Lua::new(RELEASE.to_owned()),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apply_gets_the_helpers_in_its_page_branch_only() {
+        let apply = &Scripts::get().apply.body;
+        assert!(!apply.contains("\n    HELPERS\n"));
+        let helpers = apply.find("local function page").unwrap();
+        assert!(helpers > apply.find("op == 's'").unwrap());
     }
 }
