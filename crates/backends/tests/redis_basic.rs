@@ -496,9 +496,8 @@ async fn listings_cross_index_batches_and_skip_deleted_entries() {
     );
 }
 
-/// One write job staging more puts than the apply script sends in one
-/// command, with a delete, a re-put and a range delete between them: the
-/// engine applies them all, in staging order.
+/// One write job staging many puts, with a delete, a re-put and a range
+/// delete between them: the engine applies them all, in staging order.
 #[tokio::test]
 async fn one_apply_keeps_staging_order_across_many_puts() {
     use stowage_core::engine::{Direction, Engine, Scope, Table};

@@ -76,8 +76,9 @@ return {#ks, bytes, ks[#ks] or ''}
 /// sha1` a scan page with this digest; `c min max count` this many
 /// members. Writes: `p member value` put; `d member` delete; `r min max`
 /// delete a range. The line `HELPERS` is replaced by [`HELPERS`] when the
-/// script is built. (One `HSET` per put: batching puts into one `HSET` and
-/// one `ZADD` built Lua tables on every call and made an append slower.) A job that writes while a reader holds the store
+/// script is built. (One `HSET` per put: batching puts into one `HSET`
+/// and one `ZADD` built Lua tables on every call and made an append
+/// slower.) A job that writes while a reader holds the store
 /// still (`KEYS[3]` exists, see `RELEASE`) writes nothing and gets `{2}`.
 const APPLY: &str = r#"
 local a, i = ARGV, 2
@@ -152,13 +153,11 @@ pub(super) struct Scripts {
 impl Scripts {
     pub(super) fn get() -> &'static Scripts {
         static SCRIPTS: OnceLock<Scripts> = OnceLock::new();
-        SCRIPTS.get_or_init(|| {
-            Scripts {
-                scan: Lua::new(format!("{KEYS}{HELPERS}{SCAN}")),
-                measure: Lua::new(format!("{KEYS}{MEASURE}")),
-                apply: Lua::new(format!("{KEYS}{}", APPLY.replacen("HELPERS", HELPERS, 1))),
-                release: Lua::new(RELEASE.to_owned()),
-            }
+        SCRIPTS.get_or_init(|| Scripts {
+            scan: Lua::new(format!("{KEYS}{HELPERS}{SCAN}")),
+            measure: Lua::new(format!("{KEYS}{MEASURE}")),
+            apply: Lua::new(format!("{KEYS}{}", APPLY.replacen("HELPERS", HELPERS, 1))),
+            release: Lua::new(RELEASE.to_owned()),
         })
     }
 }
