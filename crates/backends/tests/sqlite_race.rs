@@ -30,6 +30,8 @@ const PER_TASK: usize = 25;
 /// Keys every child appends with the same content.
 const SHARED_KEYS: usize = 10;
 const RACE_RUNS: usize = 8;
+/// Each task's pause between two keyed appends.
+const PACE: Duration = Duration::from_millis(2);
 
 fn main() {
     if let Ok(url) = std::env::var(CHILD_ENV) {
@@ -385,6 +387,11 @@ async fn appends(
                 .await
                 .unwrap_or_else(|e| panic!("append_log {key} (round {round}): {e:?}"));
             out.push(format!("log {key} {}", e.seq));
+            // A pause between appends frees the write lock now and then:
+            // SQLite's busy handler is unfair (a waiter sleeps up to
+            // 100 ms between tries), so unpaced, one process can take
+            // every group commit in turn and the others wait it out.
+            tokio::time::sleep(PACE).await;
         }
     }
     out
