@@ -17,6 +17,8 @@ async fn bad_urls_are_rejected() {
         "nope=1",
         "wait=sometimes",
         "response_timeout_ms=x",
+        // An empty hash tag would spread one store over many slots.
+        "cluster=true&prefix=%7Dx",
     ] {
         let err = stowage_backends::open(&redis_server::with_params(&base, params))
             .await

@@ -117,7 +117,7 @@
 //! - [`append_to_terminal_conflict`](runs::append_to_terminal_conflict): Appending to a terminal run is `Conflict` and stores nothing.
 //! - [`second_terminal_transition_conflict`](runs::second_terminal_transition_conflict): A second terminal transition is `Conflict` and leaves the record as the first one set it.
 //! - [`list_newest_first_paginated`](runs::list_newest_first_paginated): `list_runs` is newest first (descending id), `limit` after ordering, exclusive `after`.
-//! - [`list_filters`](runs::list_filters): Filters by spec digest, agent name and status, alone and combined.
+//! - [`list_filters`](runs::list_filters): Filters by spec digest, agent name and status, alone and combined; an invalid agent name is `InvalidInput`.
 //! - [`agent_names_isolated`](runs::agent_names_isolated): Agent names that look alike (`a`, `a:b`, `a/b`, prefixes, tricky characters) filter apart and round-trip.
 //! - [`hostile_metadata_rejected`](runs::hostile_metadata_rejected): Invalid metadata (agent, git sha, tags not an object, tags over 1 MiB) is `InvalidInput` and creates nothing.
 //! - [`hostile_events_rejected`](runs::hostile_events_rejected): Invalid events (kind, idempotency key, payload over 1 MiB) and summaries are `InvalidInput` and change nothing.

@@ -391,6 +391,9 @@ pub trait RunLedger: Send + Sync {
     /// [`MAX_PAGE`](crate::validate::MAX_PAGE)). Ids are strictly increasing
     /// per process (see [`RandomIds`](crate::RandomIds)), so within one
     /// process this is creation order.
+    ///
+    /// # Errors
+    /// `InvalidInput` when the filter names an invalid agent name.
     async fn list_runs(
         &self,
         filter: &RunFilter,

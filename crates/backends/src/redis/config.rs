@@ -260,6 +260,14 @@ pub(crate) fn check(cfg: &RedisOptions) -> Result<Url> {
             e.message()
         ))
     })?;
+    if cfg.cluster && cfg.prefix.starts_with('}') {
+        // Keys are `{prefix}:…`, and Redis hashes the text up to the first
+        // `}`: an empty hash tag would scatter one store over many slots.
+        return Err(Error::invalid_input(format!(
+            "parameter prefix={:?} cannot start with '}}' with cluster=true (its keys would have an empty hash tag)",
+            cfg.prefix
+        )));
+    }
     if cfg.tls_ca.is_some() && server.scheme() != "rediss" {
         return Err(Error::invalid_input(
             "parameter tls_ca is only valid with rediss:// (TLS)",

@@ -189,17 +189,17 @@ impl Conn {
     /// `OutcomeUnknown` when the wait times out short of its target: the
     /// write was applied on the primary but its durability is not confirmed.
     pub(crate) async fn wait_durable(&self, what: &str) -> Result<()> {
-        let timeout = self.wait_timeout.as_millis().to_string();
+        let timeout = u64::try_from(self.wait_timeout.as_millis()).unwrap_or(u64::MAX);
         let (cmd, want) = match self.wait {
             WaitMode::None => return Ok(()),
             WaitMode::Aof => {
                 let mut c = redis::cmd("WAITAOF");
-                c.arg(1).arg(0).arg(&timeout);
+                c.arg(1).arg(0).arg(timeout);
                 (c, 1)
             }
             WaitMode::Replicas(n) => {
                 let mut c = redis::cmd("WAIT");
-                c.arg(n).arg(&timeout);
+                c.arg(n).arg(timeout);
                 (c, i64::from(n))
             }
         };

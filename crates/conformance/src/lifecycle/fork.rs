@@ -5,7 +5,7 @@ use stowage_core::validate::MAX_PAGE;
 use stowage_core::{ErrorKind, SessionState};
 
 use crate::harness::Harness;
-use crate::util::{entry, expect_kind, keyed_entry, ok, open, rmeta, spec};
+use crate::util::{entry, expect_kind, keyed_entry, ok, open, race, rmeta, spec};
 
 /// A forked session has the source's data, state and log (contents,
 /// seqs, timestamps, idempotency keys) under its own id, with a chain that
@@ -205,4 +205,56 @@ pub async fn fork_release_copies_history(h: &dyn Harness) {
         ErrorKind::InvalidInput,
         "fork to a bad name",
     );
+}
+
+/// Forking a session while others append to it: every fork succeeds with
+/// a prefix of the source's log (whole entries, a chain that verifies),
+/// never `Corrupted` for entries appended while it copied.
+pub async fn fork_beside_appends(h: &dyn Harness) {
+    let s = open(h).await;
+    ok(
+        s.sessions.create_session("src", json!(null)).await,
+        "create_session",
+    );
+    let stores = s.clone();
+    let forks = race(4, move |t| {
+        let s = stores.clone();
+        async move {
+            let mut forks = Vec::new();
+            for n in 0..30 {
+                if t == 0 {
+                    let fork = s.lifecycle.fork_session("src", &format!("fork-{n}")).await;
+                    forks.push(fork.map(|f| (f.id, f.log_len)));
+                } else {
+                    let appended = s
+                        .sessions
+                        .append_log("src", entry(format!("{t}/{n}")))
+                        .await;
+                    ok(appended, "append_log beside a fork");
+                }
+                tokio::task::yield_now().await;
+            }
+            forks
+        }
+    })
+    .await;
+    let source = ok(
+        s.sessions.read_log("src", None, MAX_PAGE).await,
+        "read_log src",
+    );
+    for fork in forks.into_iter().flatten() {
+        let (id, len) = ok(fork, "fork_session beside appends");
+        let report = ok(s.sessions.verify_log(&id).await, "verify_log of a fork");
+        assert_eq!(report.len, len, "{id}: the fork holds what it says");
+        let copy = ok(s.sessions.read_log(&id, None, MAX_PAGE).await, "read_log");
+        let payloads = |log: &[stowage_core::LogEntry]| -> Vec<Vec<u8>> {
+            log.iter().map(|e| e.payload.to_vec()).collect()
+        };
+        let prefix = source.get(..copy.len()).unwrap_or(&source);
+        assert_eq!(
+            payloads(&copy),
+            payloads(prefix),
+            "{id}: a prefix of the source"
+        );
+    }
 }

@@ -344,3 +344,66 @@ pub async fn delete_racing_appends(h: &dyn Harness) {
         "no event outlives its run"
     );
 }
+
+/// Listing and sweeping runs while others are deleted: a run deleted
+/// between a read of its index entry and of its record is simply not
+/// listed — never reported as damage (`Corrupted`) or `NotFound`.
+pub async fn listing_beside_deletes(h: &dyn Harness) {
+    let (s, time) = open_timed(h).await;
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        ids.push(run_with_events(&s, &time, "a", 1, 2).await);
+    }
+    for id in &ids {
+        ok(
+            s.runs.complete_run(*id, RunSummary::new("done")).await,
+            "complete_run",
+        );
+    }
+    let ids = std::sync::Arc::new(ids);
+    let stores = s.clone();
+    let failures = race(6, move |t| {
+        let (s, ids) = (stores.clone(), std::sync::Arc::clone(&ids));
+        async move {
+            let mut failures = Vec::new();
+            if t < 2 {
+                // Two deleters, each its half of the runs.
+                for id in ids.iter().skip(t).step_by(2) {
+                    if let Err(e) = s.lifecycle.delete_run(*id, IfRunning::Delete).await {
+                        failures.push(format!("delete_run: {e}"));
+                    }
+                    tokio::task::yield_now().await;
+                }
+                return failures;
+            }
+            let by_agent = RunFilter::all().agent("a");
+            let by_spec = RunFilter::all().spec(spec(1));
+            for round in 0..40 {
+                let filter = if round % 2 == 0 { &by_agent } else { &by_spec };
+                if let Err(e) = s.runs.list_runs(filter, None, MAX_PAGE).await {
+                    failures.push(format!("list_runs({filter:?}): {e}"));
+                }
+                if t == 5 {
+                    let policy = RunRetention::finished()
+                        .agent("a")
+                        .keep_newest_per_agent(100);
+                    if let Err(e) = s.lifecycle.prune_runs(&policy, None).await {
+                        failures.push(format!("prune_runs keeping all: {e}"));
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+            failures
+        }
+    })
+    .await;
+    let failures: Vec<String> = failures.into_iter().flatten().collect();
+    assert!(
+        failures.is_empty(),
+        "reads beside delete_run failed: {failures:?}"
+    );
+    assert!(
+        listed(&s, &RunFilter::all()).await.is_empty(),
+        "every run deleted"
+    );
+}

@@ -301,6 +301,16 @@ pub async fn list_filters(h: &dyn Harness) {
         vec![a1.max(a2), a1.min(a2)],
         "filtered pages are newest first and joined by the `after` cursor"
     );
+    // A malformed filter is bad input, not a filter that matches nothing.
+    for (bad, why) in invalid_ids() {
+        expect_kind(
+            s.runs
+                .list_runs(&RunFilter::all().agent(bad), None, 10)
+                .await,
+            ErrorKind::InvalidInput,
+            &format!("list_runs filtered by an invalid agent name ({why})"),
+        );
+    }
 }
 
 /// Agent names that look alike (`a`, `a:b`, `a/b`, prefixes, tricky characters) filter apart and round-trip.

@@ -15,7 +15,13 @@
 //!
 //! * **Reads are consistent.** A [`ReadJob`] sees one point in time;
 //!   everything a write job reads comes from a state no overlapping write
-//!   job changes until it is done.
+//!   job changes until it is done. An engine without snapshots (the
+//!   embedded key-value engines of `stowage-backends`) must at least show
+//!   every single read whole write batches; the rules then tolerate what
+//!   such a job can see (an entity deleted or a log extended between two
+//!   reads), and the engine runs a job that reported `Corrupted` again
+//!   before returning it, since a state that never existed looks like
+//!   damage.
 //! * **Writes are atomic and serialized by scope.** A [`WriteJob`] stages
 //!   writes through [`Txn`]; when it returns `Ok` the engine applies all of
 //!   them or none. Two write jobs whose [`Scope`]s overlap never interleave:

@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::cas::CHUNK_BYTES;
 use crate::encoding::decode_record;
 use crate::engine::keys::BodyId;
 use crate::{Error, Result};
@@ -58,7 +59,7 @@ impl BlobHeader {
         let (with_put_at, rest) = match bytes.split_first() {
             Some((&HEADER_VERSION, rest)) => (true, rest),
             Some((&HEADER_VERSION_1, rest)) => (false, rest),
-            _ => return decode_record("blob header", bytes),
+            _ => return decode_record::<BlobHeader>("blob header", bytes)?.checked(),
         };
         let damaged = || Error::corrupted("blob header has a bad length");
         let (size, rest) = rest.split_first_chunk::<8>().ok_or_else(damaged)?;
@@ -69,12 +70,27 @@ impl BlobHeader {
             (true, rest) => u64::from_be_bytes(rest.try_into().map_err(|_| damaged())?),
             (false, _) => return Err(damaged()),
         };
-        Ok(BlobHeader {
+        BlobHeader {
             size: u64::from_be_bytes(*size),
             body: *body,
             chunks: u32::from_be_bytes(*chunks),
             put_at,
-        })
+        }
+        .checked()
+    }
+
+    /// The header if its size and chunk count agree (every chunk but the
+    /// last is full), so a damaged size cannot make a read reserve memory
+    /// its chunks do not hold.
+    fn checked(self) -> Result<BlobHeader> {
+        if self.size.div_ceil(CHUNK_BYTES as u64) == u64::from(self.chunks) {
+            Ok(self)
+        } else {
+            Err(Error::corrupted(format!(
+                "blob header says {} bytes in {} chunks",
+                self.size, self.chunks
+            )))
+        }
     }
 }
 
@@ -85,26 +101,54 @@ mod tests {
 
     #[test]
     fn both_layouts_decode() {
+        let size = (2 << 20) + 5;
         let header = BlobHeader {
-            size: 5 << 33,
+            size,
             body: [7; 16],
             chunks: 3,
             put_at: 99,
         };
         let back = BlobHeader::decode(&header.encode()).unwrap();
-        assert_eq!((back.size, back.chunks, back.put_at), (5 << 33, 3, 99));
+        assert_eq!((back.size, back.chunks, back.put_at), (size, 3, 99));
         // The layout before put times: the same bytes without the last 8.
         let mut v1 = header.encode();
         v1[0] = HEADER_VERSION_1;
         v1.truncate(HEADER_LEN - 8);
         for bytes in [v1, encode_record(&header).unwrap()] {
             let back = BlobHeader::decode(&bytes).unwrap();
-            assert_eq!((back.size, back.body, back.chunks), (5 << 33, [7; 16], 3));
+            assert_eq!((back.size, back.body, back.chunks), (size, [7; 16], 3));
         }
         let mut short = header.encode();
         short.pop();
         assert!(BlobHeader::decode(&short).is_err());
         short.extend_from_slice(&[0, 0]);
         assert!(BlobHeader::decode(&short).is_err());
+    }
+
+    #[test]
+    fn a_size_its_chunks_cannot_hold_is_damage() {
+        let header = |size, chunks| BlobHeader {
+            size,
+            body: [1; 16],
+            chunks,
+            put_at: 0,
+        };
+        for (size, chunks) in [(0, 0), (1, 1), (1 << 20, 1), ((1 << 20) + 1, 2)] {
+            assert!(BlobHeader::decode(&header(size, chunks).encode()).is_ok());
+        }
+        // A flipped top bit of the size, a chunk too many or too few.
+        for (size, chunks) in [(1 << 63, 3), (5, 2), ((1 << 20) + 1, 1), (0, 1)] {
+            for bytes in [
+                header(size, chunks).encode(),
+                encode_record(&header(size, chunks)).unwrap(),
+            ] {
+                let err = BlobHeader::decode(&bytes).unwrap_err();
+                assert_eq!(
+                    err.kind(),
+                    crate::ErrorKind::Corrupted,
+                    "{size} in {chunks}"
+                );
+            }
+        }
     }
 }

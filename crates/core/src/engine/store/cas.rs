@@ -33,6 +33,8 @@ use crate::{
 
 /// Size of one stored chunk.
 pub(crate) const CHUNK_BYTES: usize = 1024 * 1024;
+/// The most a multi-chunk `get` reserves up front; larger blobs grow.
+const RESERVE_AT_MOST: u64 = 64 << 20;
 
 /// Blobs at least this large are hashed on the blocking pool.
 const HASH_OFF_RUNTIME: usize = 64 * 1024;
@@ -93,7 +95,10 @@ fn read_chunk(
 ) -> Result<Bytes> {
     let key = keys::blob_chunk(&header.body, index);
     let Some(stored) = reader.get_bytes(Table::Blobs, &key)? else {
-        if blob_header(reader, digest)?.is_none() {
+        // A stream reads its chunks in separate jobs: the blob may have
+        // been deleted since (and maybe put again, under a new body).
+        let now = blob_header(reader, digest)?;
+        if now.is_none_or(|now| now.body != header.body) {
             return Err(Error::not_found(format!(
                 "blob {} was deleted while being read",
                 digest.short()
@@ -335,7 +340,10 @@ impl CasStore for EngineStore {
                 check_size(&digest, &header, chunk.len() as u64)?;
                 return Ok(chunk);
             }
-            let capacity = usize::try_from(header.size).unwrap_or(0);
+            // The header's size agrees with its chunk count (checked when
+            // decoded); the cap keeps a damaged pair from reserving more
+            // than the chunks read so far can justify.
+            let capacity = usize::try_from(header.size.min(RESERVE_AT_MOST)).unwrap_or(0);
             let mut out = Vec::with_capacity(capacity);
             for_each_chunk(reader, &digest, &header, |chunk| {
                 out.extend_from_slice(chunk);

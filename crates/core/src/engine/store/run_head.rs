@@ -115,7 +115,24 @@ impl RunHead {
         if let Some(bytes) = reader.get(Table::RunHeads, &keys::run(id))? {
             return RunHead::decode(id, &bytes);
         }
-        super::runs::load_record(reader, id).map(|run| RunHead::of(&run))
+        RunHead::without_head(reader, &super::runs::load_record(reader, id)?)
+    }
+
+    /// The head of `run`, a record stored without a head record (as runs
+    /// were before heads were kept apart): what the record counts.
+    ///
+    /// # Errors
+    /// `Corrupted` when the log holds an event past that count: the head
+    /// record was lost, and the record's count would rewind the log.
+    pub(crate) fn without_head(reader: &dyn Reader, run: &Run) -> Result<RunHead> {
+        let past = keys::run_event(run.id, run.event_count);
+        if reader.get(Table::RunEvents, &past)?.is_some() {
+            return Err(Error::corrupted(format!(
+                "run {}: its head record is missing, and its log holds more than the {} events its record counts",
+                run.id, run.event_count
+            )));
+        }
+        Ok(RunHead::of(run))
     }
 
     /// Stages this head.

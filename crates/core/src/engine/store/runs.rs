@@ -52,7 +52,32 @@ pub(super) fn load_run(reader: &dyn Reader, id: RunId) -> Result<Run> {
 pub(super) fn with_head(reader: &dyn Reader, run: Run) -> Result<Run> {
     match reader.get(Table::RunHeads, &keys::run(run.id))? {
         Some(bytes) => Ok(RunHead::decode(run.id, &bytes)?.apply(run)),
-        None => Ok(run),
+        None => Ok(RunHead::without_head(reader, &run)?.apply(run)),
+    }
+}
+
+/// The run that index entry `(table, key)` names, or `None` when the run
+/// and the entry are both gone: deleted after the entry was read, which
+/// an engine without snapshot reads lets a job see (entry and run go in
+/// one write, so one missing without the other is damage).
+///
+/// # Errors
+/// `Corrupted` when the entry is still there but the run is not.
+pub(super) fn indexed_run(
+    reader: &dyn Reader,
+    table: Table,
+    key: &[u8],
+    id: RunId,
+) -> Result<Option<Run>> {
+    match load_run(reader, id) {
+        Ok(run) => Ok(Some(run)),
+        Err(e) if e.kind() == ErrorKind::NotFound => match reader.get(table, key)? {
+            None => Ok(None),
+            Some(_) => Err(Error::corrupted(format!(
+                "run index names missing run {id}"
+            ))),
+        },
+        Err(e) => Err(e),
     }
 }
 
@@ -147,13 +172,10 @@ impl Shared {
                     Some(_) => {
                         let id = keys::run_id_suffix(key)?;
                         cursor = Some(id);
-                        load_run(reader, id).map_err(|e| {
-                            if e.kind() == ErrorKind::NotFound {
-                                Error::corrupted(format!("run index names missing run {id}"))
-                            } else {
-                                e
-                            }
-                        })?
+                        match indexed_run(reader, table, key, id)? {
+                            Some(run) => run,
+                            None => continue,
+                        }
                     }
                     None => {
                         let run: Run = decode_record("run record", value)?;
@@ -313,10 +335,7 @@ impl RunLedger for EngineStore {
         limit: usize,
     ) -> Result<Vec<Run>> {
         if let Some(agent) = &filter.agent_name {
-            if validate::identifier("agent name", agent).is_err() {
-                // No run can have an invalid agent name.
-                return Ok(Vec::new());
-            }
+            validate::identifier("agent name", agent)?;
         }
         let limit = page_limit(limit);
         if limit == 0 {

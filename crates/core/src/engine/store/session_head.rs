@@ -120,9 +120,26 @@ impl SessionHead {
             &keys::session(id),
             "session record",
         )?;
-        session
-            .map(|session| SessionHead::of(&session))
-            .ok_or_else(|| super::sessions::not_found(id))
+        let session = session.ok_or_else(|| super::sessions::not_found(id))?;
+        SessionHead::without_head(reader, &session)
+    }
+
+    /// The head of `session`, a record stored without a head record (as
+    /// sessions were before heads were kept apart): what the record says.
+    ///
+    /// # Errors
+    /// `Corrupted` when the log holds an entry past the record's length:
+    /// the head record was lost, and the record would rewind the log.
+    pub(super) fn without_head(reader: &dyn Reader, session: &Session) -> Result<SessionHead> {
+        let past = keys::log_entry(&session.id, session.log_len);
+        if reader.get(Table::SessionLog, &past)?.is_some() {
+            return Err(Error::corrupted(format!(
+                "session {:?}: its head record is missing, and its log holds more than the {} entries its record counts",
+                preview(&session.id),
+                session.log_len
+            )));
+        }
+        Ok(SessionHead::of(session))
     }
 
     /// Stages this head as session `id`'s.

@@ -41,7 +41,7 @@ pub(super) fn not_found(id: &str) -> Error {
 fn with_head(reader: &dyn Reader, session: Session) -> Result<Session> {
     Ok(match SessionHead::stored(reader, &session.id)? {
         Some(head) => head.apply(session),
-        None => session,
+        None => SessionHead::without_head(reader, &session)?.apply(session),
     })
 }
 

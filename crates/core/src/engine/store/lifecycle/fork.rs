@@ -44,12 +44,15 @@ impl EngineStore {
         let (source, log) = self
             .read(move |_, reader| {
                 let session = sessions::load_or_not_found(reader, &from)?;
-                let log: Vec<LogEntry> = read_all(
+                let mut log: Vec<LogEntry> = read_all(
                     reader,
                     Table::SessionLog,
                     keys::whole_log(&from),
                     "session log entry",
                 )?;
+                // Entries past the head read above were appended since (an
+                // engine without snapshot reads shows them): not ours.
+                log.truncate(usize::try_from(session.log_len).unwrap_or(usize::MAX));
                 let mut verifier = ChainVerifier::new(format!("session {:?}", preview(&from)));
                 for entry in &log {
                     verifier.push(entry.link())?;

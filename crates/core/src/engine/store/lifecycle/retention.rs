@@ -5,7 +5,7 @@
 //! two is judged on its new state.
 
 use super::super::heads::Log;
-use super::super::runs::{load_run, scope as run_scope, with_head};
+use super::super::runs::{indexed_run, load_run, scope as run_scope, with_head};
 use super::super::sessions;
 use super::super::{get_record, EngineStore, Shared};
 use crate::encoding::decode_record;
@@ -101,13 +101,8 @@ fn candidates(
         limit,
     )? {
         let id = keys::run_id_suffix(&key)?;
-        match find_run(reader, id)? {
-            Some(run) => out.push(run),
-            None => {
-                return Err(Error::corrupted(format!(
-                    "run index names missing run {id}"
-                )))
-            }
+        if let Some(run) = indexed_run(reader, Table::RunsByAgent, &key, id)? {
+            out.push(run);
         }
     }
     Ok(out)
