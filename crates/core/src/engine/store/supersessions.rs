@@ -5,7 +5,8 @@
 //! empty, sorting like `Supersession::order_key`). `by_agent` scans an
 //! agent's entries in reverse below the cursor, filters the window on the
 //! key alone and loads only the records it returns; `list` scans
-//! `Supersessions` forward. `put` is one write job scoped to the whole
+//! `Supersessions` forward. Every record read is checked (stored under its
+//! own target, signature verifies): damage is `Corrupted`. `put` is one write job scoped to the whole
 //! `Supersessions` table across the append-only check, the
 //! replacement-chain walk and the insert, so a cycle can never be
 //! committed by two racing puts.
@@ -28,12 +29,37 @@ use crate::{
 const SCAN_PAGE: usize = 256;
 
 pub(super) fn load(reader: &dyn Reader, target: &Digest) -> Result<Option<Supersession>> {
-    get_record(
+    let record: Option<Supersession> = get_record(
         reader,
         Table::Supersessions,
         &keys::supersession(target),
         "supersession record",
-    )
+    )?;
+    record.map(|record| checked(record, target)).transpose()
+}
+
+/// A stored record as read: it must be stored under its own target and
+/// its signature must verify, so that a record edited in storage (its
+/// reason, replacement or kind) is reported, not followed.
+///
+/// # Errors
+/// `Corrupted` when either check fails.
+fn checked(record: Supersession, target: &Digest) -> Result<Supersession> {
+    if record.target != *target {
+        return Err(Error::corrupted(format!(
+            "the supersession stored for {} is about {}",
+            target.short(),
+            record.target.short()
+        )));
+    }
+    record.verify().map_err(|e| {
+        Error::corrupted(format!(
+            "stored supersession of {} fails its signature check ({})",
+            target.short(),
+            e.message()
+        ))
+    })?;
+    Ok(record)
 }
 
 fn by_agent(
@@ -60,11 +86,14 @@ fn by_agent(
             if !position.in_page(from, to, None) {
                 continue;
             }
-            let Some(record) = load(reader, &position.target)? else {
-                return Err(Error::corrupted(format!(
-                    "the by-agent index names supersession {}, which is missing",
-                    position.target.short()
-                )));
+            let record = match load(reader, &position.target)? {
+                Some(record) if record.agent == *agent => record,
+                _ => {
+                    return Err(Error::corrupted(format!(
+                        "the by-agent index names supersession {}, which is missing or by another agent",
+                        position.target.short()
+                    )))
+                }
             };
             out.push(record);
             if out.len() == limit {
@@ -145,14 +174,31 @@ impl SupersessionStore for EngineStore {
         }
         let start = after.map_or_else(Vec::new, |d| keys::successor(&keys::supersession(&d)));
         self.read(move |_, reader| {
-            scan_records(
+            let records: Vec<Supersession> = scan_records(
                 reader,
                 Table::Supersessions,
                 (&start, None),
                 Direction::Forward,
                 limit,
                 "supersession record",
-            )
+            )?;
+            // Keys are the targets, so a record out of place shows as a
+            // target out of order or repeated; the signature covers the rest.
+            let mut previous: Option<Digest> = after;
+            records
+                .into_iter()
+                .map(|record| {
+                    if previous.is_some_and(|p| p >= record.target) {
+                        return Err(Error::corrupted(format!(
+                            "supersession records are out of order at {}",
+                            record.target.short()
+                        )));
+                    }
+                    previous = Some(record.target);
+                    let target = record.target;
+                    checked(record, &target)
+                })
+                .collect()
         })
         .await
     }

@@ -42,8 +42,14 @@ fn is_live(reader: &dyn Reader, digest: &Digest, referrer: &Referrer) -> Result<
             Err(e) => Err(e),
         },
         Referrer::Release(name) => release_references(reader, name, digest),
-        Referrer::Supersession(target) => Ok(supersessions::load(reader, target)?
-            .is_some_and(|s| s.target == *digest || s.replacement == Some(*digest))),
+        // A damaged record (reads report it) keeps what it may reference.
+        Referrer::Supersession(target) => match supersessions::load(reader, target) {
+            Ok(record) => {
+                Ok(record.is_some_and(|s| s.target == *digest || s.replacement == Some(*digest)))
+            }
+            Err(e) if e.kind() == ErrorKind::Corrupted => Ok(true),
+            Err(e) => Err(e),
+        },
         Referrer::Pin(_) => Ok(true),
     }
 }

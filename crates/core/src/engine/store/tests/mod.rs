@@ -508,6 +508,34 @@ fn signed(key: u8, target: &[u8], replacement: Option<&[u8]>, ts: u64) -> Supers
     )
 }
 
+#[tokio::test]
+async fn an_edited_supersession_is_corrupted_not_followed() {
+    let (stores, engine) = mem_stores();
+    let record = signed(1, b"x", Some(b"y"), 1);
+    stores.supersessions.put(record.clone()).await.unwrap();
+    let other = signed(1, b"z", None, 2);
+    stores.supersessions.put(other.clone()).await.unwrap();
+    // Point the replacement elsewhere behind the stores' back.
+    let mut edited = record.clone();
+    edited.replacement = Some(Digest::of(b"forged"));
+    let key = keys::supersession(&record.target);
+    let value = crate::encoding::encode_record(&edited).unwrap();
+    put_raw(&engine, vec![(Table::Supersessions, key, value)]).await;
+    let corrupted = |e: crate::Error| assert_eq!(e.kind(), ErrorKind::Corrupted, "{e}");
+    let s = &stores.supersessions;
+    corrupted(s.get(&record.target).await.unwrap_err());
+    corrupted(s.resolve(&record.target).await.unwrap_err());
+    corrupted(s.list(None, 10).await.unwrap_err());
+    let agent = record.agent;
+    corrupted(
+        s.by_agent(&agent, Timestamp::from_millis(0), None, None, 10)
+            .await
+            .unwrap_err(),
+    );
+    // The undamaged record still reads.
+    assert_eq!(s.get(&other.target).await.unwrap(), Some(other));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_supersessions_never_commit_a_cycle() {
     for _ in 0..20 {
