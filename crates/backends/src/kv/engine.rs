@@ -6,8 +6,9 @@
 //! blocking calls one store runs at once. Each read sees whole write
 //! batches, but a read job's reads are not one snapshot: the rules
 //! tolerate entities deleted or logs extended between them, and a job
-//! that still reports damage runs again before the damage is believed. A write job stages its writes in
-//! a [`Batch`] and the batch is written when the job returns `Ok`. Jobs are
+//! that still reports damage runs again before the damage is believed.
+//! A write job stages its writes in a [`Batch`] and the batch is written
+//! when the job returns `Ok`. Jobs are
 //! serialized by their [`Scope`] with in-process locks, which is enough
 //! because these engines admit a single opening process. Over an engine
 //! with group commit (the file engine) scoped jobs run one after another on

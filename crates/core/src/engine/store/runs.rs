@@ -69,14 +69,19 @@ pub(super) fn indexed_run(
     key: &[u8],
     id: RunId,
 ) -> Result<Option<Run>> {
+    match find_run(reader, id)? {
+        None if reader.get(table, key)?.is_some() => Err(Error::corrupted(format!(
+            "run index names missing run {id}"
+        ))),
+        run => Ok(run),
+    }
+}
+
+/// Run `id`, or `None` when it does not exist.
+pub(super) fn find_run(reader: &dyn Reader, id: RunId) -> Result<Option<Run>> {
     match load_run(reader, id) {
         Ok(run) => Ok(Some(run)),
-        Err(e) if e.kind() == ErrorKind::NotFound => match reader.get(table, key)? {
-            None => Ok(None),
-            Some(_) => Err(Error::corrupted(format!(
-                "run index names missing run {id}"
-            ))),
-        },
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
 }

@@ -5,9 +5,10 @@
 //! empty, sorting like `Supersession::order_key`). `by_agent` scans an
 //! agent's entries in reverse below the cursor, filters the window on the
 //! key alone and loads only the records it returns; `list` scans
-//! `Supersessions` forward. Every record read is checked (stored under its
-//! own target, signature verifies): damage is `Corrupted`. `put` is one write job scoped to the whole
-//! `Supersessions` table across the append-only check, the
+//! `Supersessions` forward. Every record read is checked (stored under
+//! its own target, signature verifies): damage is `Corrupted`. `put` is
+//! one write job scoped to the whole `Supersessions` table across the
+//! append-only check, the
 //! replacement-chain walk and the insert, so a cycle can never be
 //! committed by two racing puts.
 
@@ -15,8 +16,8 @@ use async_trait::async_trait;
 
 use crate::lifecycle::Referrer;
 
-use super::{get_record, scan_records, EngineStore};
-use crate::encoding::encode_record;
+use super::{get_record, EngineStore};
+use crate::encoding::{decode_record, encode_record};
 use crate::engine::keys;
 use crate::engine::{Direction, Reader, Scope, Table};
 use crate::validate::page_limit;
@@ -174,31 +175,24 @@ impl SupersessionStore for EngineStore {
         }
         let start = after.map_or_else(Vec::new, |d| keys::successor(&keys::supersession(&d)));
         self.read(move |_, reader| {
-            let records: Vec<Supersession> = scan_records(
-                reader,
+            let mut out = Vec::with_capacity(limit.min(SCAN_PAGE));
+            let mut each = |key: &[u8], value: &[u8]| {
+                let target = <[u8; 32]>::try_from(key)
+                    .map(Digest::from_array)
+                    .map_err(|_| Error::corrupted("a supersession key is not a 32-byte target"))?;
+                let record = decode_record("supersession record", value)?;
+                out.push(checked(record, &target)?);
+                Ok(())
+            };
+            reader.scan_each(
                 Table::Supersessions,
-                (&start, None),
+                &start,
+                None,
                 Direction::Forward,
                 limit,
-                "supersession record",
+                &mut each,
             )?;
-            // Keys are the targets, so a record out of place shows as a
-            // target out of order or repeated; the signature covers the rest.
-            let mut previous: Option<Digest> = after;
-            records
-                .into_iter()
-                .map(|record| {
-                    if previous.is_some_and(|p| p >= record.target) {
-                        return Err(Error::corrupted(format!(
-                            "supersession records are out of order at {}",
-                            record.target.short()
-                        )));
-                    }
-                    previous = Some(record.target);
-                    let target = record.target;
-                    checked(record, &target)
-                })
-                .collect()
+            Ok(out)
         })
         .await
     }

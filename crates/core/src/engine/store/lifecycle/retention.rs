@@ -5,7 +5,7 @@
 //! two is judged on its new state.
 
 use super::super::heads::Log;
-use super::super::runs::{indexed_run, load_run, scope as run_scope, with_head};
+use super::super::runs::{find_run, indexed_run, scope as run_scope, with_head};
 use super::super::sessions;
 use super::super::{get_record, EngineStore, Shared};
 use crate::encoding::decode_record;
@@ -14,7 +14,7 @@ use crate::engine::{Direction, Reader, Table, Txn};
 use crate::lifecycle::{self, IfRunning, RunRetention, SessionRetention, Sweep};
 use crate::validate;
 use crate::Timestamp;
-use crate::{Error, ErrorKind, LogEntry, Result, Run, RunId, RunStatus, Session, SessionState};
+use crate::{Error, LogEntry, Result, Run, RunId, RunStatus, Session, SessionState};
 
 /// Removes every key of `run`.
 fn remove_run(txn: &mut dyn Txn, run: &Run) -> Result<()> {
@@ -29,15 +29,6 @@ fn remove_run(txn: &mut dyn Txn, run: &Run) -> Result<()> {
         Table::RunsByAgent,
         keys::run_by_agent(&run.metadata.agent_name, id),
     )
-}
-
-/// The run, or `None` if it does not exist.
-fn find_run(reader: &dyn Reader, id: RunId) -> Result<Option<Run>> {
-    match load_run(reader, id) {
-        Ok(run) => Ok(Some(run)),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 /// Index entries read per scan while counting an agent's newer runs.

@@ -54,21 +54,24 @@ async fn scan(
     rx.recv().unwrap()
 }
 
+/// Runs `job` behind the stores' back, durably.
+async fn write_raw(engine: &MemoryEngine, job: crate::engine::WriteJob) {
+    let durable = engine.write(Scope::Unshared, job).await.unwrap();
+    durable.wait().await.unwrap();
+}
+
 /// Writes raw entries behind the stores' back.
 async fn put_raw(engine: &MemoryEngine, entries: Vec<(Table, Vec<u8>, Vec<u8>)>) {
-    let durable = engine
-        .write(
-            Scope::Unshared,
-            Box::new(move |txn| {
-                for (table, key, value) in entries.clone() {
-                    txn.put(table, key, value)?;
-                }
-                Ok(())
-            }),
-        )
-        .await
-        .unwrap();
-    durable.wait().await.unwrap();
+    write_raw(
+        engine,
+        Box::new(move |txn| {
+            for (table, key, value) in entries.clone() {
+                txn.put(table, key, value)?;
+            }
+            Ok(())
+        }),
+    )
+    .await;
 }
 
 fn big_blob(len: usize) -> Bytes {
@@ -358,17 +361,14 @@ async fn a_lost_head_record_is_damage_not_a_shorter_log() {
         let entry = NewLogEntry::new(LogKind::Incoming, "u", "t", vec![i]);
         stores.sessions.append_log("s", entry).await.unwrap();
     }
-    let durable = engine
-        .write(
-            Scope::Unshared,
-            Box::new(move |txn| {
-                txn.delete(Table::RunHeads, keys::run(run))?;
-                txn.delete(Table::SessionHeads, keys::session("s"))
-            }),
-        )
-        .await
-        .unwrap();
-    durable.wait().await.unwrap();
+    write_raw(
+        &engine,
+        Box::new(move |txn| {
+            txn.delete(Table::RunHeads, keys::run(run))?;
+            txn.delete(Table::SessionHeads, keys::session("s"))
+        }),
+    )
+    .await;
     // Behind the stores' back: no cached head to fall back on.
     engine.cache().unwrap().clear();
     let corrupted = |e: crate::Error| assert_eq!(e.kind(), ErrorKind::Corrupted, "{e}");
