@@ -174,7 +174,7 @@ async fn releases_promote_and_roll_back() {
         ErrorKind::Conflict
     );
     s.releases
-        .promote("other", Digest::of(b"x"), m(), Some(0))
+        .promote("other", Digest::of(b"x"), m(), None)
         .await
         .unwrap();
     assert_eq!(

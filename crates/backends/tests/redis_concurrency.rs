@@ -192,7 +192,7 @@ async fn concurrent_promotes_are_all_kept() {
                 "p",
                 Digest::of(b"z"),
                 ReleaseMetadata::new("v", "ci"),
-                Some(80),
+                Some(79),
             )
             .await
     })

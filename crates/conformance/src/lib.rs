@@ -66,7 +66,7 @@
 //! `conformance::model_based` runs 24 random sequences of up to 40
 //! operations over all five stores (blob put/get/delete; run create,
 //! append with idempotency keys and compare-and-append (`expected_seq`),
-//! finish; promote with compare-and-promote (`expected_next_seq`),
+//! finish; promote with compare-and-promote (an expected current seq),
 //! rollback, rollback_to; session create, save with expected version,
 //! state, delete; log append with keys, replace with expected seq;
 //! supersession put with replacements), each on a fresh harness, and
@@ -130,7 +130,7 @@
 //! - [`rollback_to_explicit`](releases::rollback_to_explicit): `rollback_to(seq)` restores an explicit record; a later promote then rollback returns to it.
 //! - [`history_newest_first_paginated`](releases::history_newest_first_paginated): `history(before, limit)` is newest first, exclusive, and `limit` takes the newest.
 //! - [`names_listed_and_isolated`](releases::names_listed_and_isolated): `list_names` is ascending by bytes with `after`/`limit`; tricky names round-trip and stay isolated.
-//! - [`compare_and_promote`](releases::compare_and_promote): `expected_next_seq` makes a compare-and-promote; a mismatch is `Conflict` and changes nothing.
+//! - [`compare_and_promote`](releases::compare_and_promote): An expected current seq makes a compare-and-promote; a mismatch (or any expectation on a name never promoted) is `Conflict` and changes nothing.
 //! - [`concurrent_promotes_all_kept`](releases::concurrent_promotes_all_kept): 32 tasks × 5 promotes to one name: all 160 kept, seqs gap-free, `previous` links intact.
 //! - [`racing_compare_and_promote`](releases::racing_compare_and_promote): 16 tasks racing a compare-and-promote with the same expected seq: exactly one wins.
 //! - [`hostile_input_rejected`](releases::hostile_input_rejected): Invalid names, actors, labels and notes are `InvalidInput` and change nothing.

@@ -172,7 +172,7 @@ pub async fn releases_survive(h: &dyn Harness) {
     );
     let next = ok(
         s.releases
-            .promote("svc", spec(5), rmeta("v5"), Some(5))
+            .promote("svc", spec(5), rmeta("v5"), Some(4))
             .await,
         "compare-and-promote after reopen",
     );

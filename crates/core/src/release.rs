@@ -70,19 +70,19 @@ impl ReleaseRecord {
     /// The record a promotion appends after `head` (the current record).
     ///
     /// # Errors
-    /// `InvalidInput` for bad input; `Conflict` when `expected_next_seq` is
-    /// not the next seq.
+    /// `InvalidInput` for bad input; `Conflict` when `expected_current_seq`
+    /// is given and is not `head`'s seq (or there is no `head`).
     pub fn promotion(
         name: &str,
         spec_digest: Digest,
         metadata: ReleaseMetadata,
         head: Option<&ReleaseRecord>,
-        expected_next_seq: Option<u64>,
+        expected_current_seq: Option<u64>,
         now: Timestamp,
     ) -> Result<ReleaseRecord> {
         validate::identifier("release name", name)?;
         metadata.validate()?;
-        let seq = next_seq(name, head, expected_next_seq)?;
+        let seq = next_seq(name, head, expected_current_seq)?;
         Ok(ReleaseRecord {
             name: name.to_owned(),
             seq,
@@ -98,17 +98,17 @@ impl ReleaseRecord {
     /// The record that restores `restore` after `head`, by `actor`.
     ///
     /// # Errors
-    /// `InvalidInput` for a bad actor; `Conflict` when `expected_next_seq`
-    /// is not the next seq.
+    /// `InvalidInput` for a bad actor; `Conflict` when
+    /// `expected_current_seq` is given and is not `head`'s seq.
     pub fn restoration(
         head: &ReleaseRecord,
         restore: &ReleaseRecord,
         actor: &str,
-        expected_next_seq: Option<u64>,
+        expected_current_seq: Option<u64>,
         now: Timestamp,
     ) -> Result<ReleaseRecord> {
         validate::identifier("promoted_by", actor)?;
-        let seq = next_seq(&head.name, Some(head), expected_next_seq)?;
+        let seq = next_seq(&head.name, Some(head), expected_current_seq)?;
         Ok(ReleaseRecord {
             name: head.name.clone(),
             seq,
@@ -140,22 +140,27 @@ impl ReleaseRecord {
     }
 }
 
+/// The seq after `head`, checked against the caller's expected current seq.
 fn next_seq(name: &str, head: Option<&ReleaseRecord>, expected: Option<u64>) -> Result<u64> {
-    let next = match head {
-        None => 0,
-        Some(h) => h.seq.checked_add(1).ok_or_else(|| {
+    let current = head.map(|h| h.seq);
+    if let Some(e) = expected {
+        if current != Some(e) {
+            let now =
+                current.map_or_else(|| "it has no release".to_owned(), |c| format!("it is {c}"));
+            return Err(Error::conflict(format!(
+                "release {:?}: expected current seq {e} but {now}",
+                validate::preview(name)
+            )));
+        }
+    }
+    match current {
+        None => Ok(0),
+        Some(c) => c.checked_add(1).ok_or_else(|| {
             Error::conflict(format!(
                 "release {:?} has reached the largest seq",
                 validate::preview(name)
             ))
-        })?,
-    };
-    match expected {
-        Some(e) if e != next => Err(Error::conflict(format!(
-            "release {:?}: expected next seq {e} but it is {next}",
-            validate::preview(name)
-        ))),
-        _ => Ok(next),
+        }),
     }
 }
 
@@ -177,18 +182,21 @@ fn next_seq(name: &str, head: Option<&ReleaseRecord>, expected: Option<u64>) -> 
 /// ```
 #[async_trait]
 pub trait ReleaseRegistry: Send + Sync {
-    /// Appends a record making `spec_digest` current. With
-    /// `expected_next_seq` it is a compare-and-promote: the current seq + 1,
-    /// or 0 for a name never promoted.
+    /// Appends a record making `spec_digest` current, at the current seq
+    /// + 1 (0 for a name never promoted). With `expected_current_seq` it
+    /// is a compare-and-promote: it appends only if the current record's
+    /// seq is that one, so a name never promoted fails any expectation
+    /// (promote it once without one to start its history).
     ///
     /// # Errors
-    /// `InvalidInput`; `Conflict` on an `expected_next_seq` mismatch.
+    /// `InvalidInput`; `Conflict` on an `expected_current_seq` mismatch,
+    /// changing nothing.
     async fn promote(
         &self,
         name: &str,
         spec_digest: Digest,
         metadata: ReleaseMetadata,
-        expected_next_seq: Option<u64>,
+        expected_current_seq: Option<u64>,
     ) -> Result<ReleaseRecord>;
 
     /// Appends a record restoring the current record's rollback target.

@@ -45,6 +45,9 @@ async fn racing_appenders_and_finishers_on_one_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_compare_and_promote_has_one_winner() {
     let reg = backend().stores().releases;
+    reg.promote("r", Digest::of(b"base"), meta(), None)
+        .await
+        .unwrap();
     let tasks: Vec<_> = (0..16)
         .map(|_| {
             let reg = Arc::clone(&reg);
@@ -57,7 +60,7 @@ async fn racing_compare_and_promote_has_one_winner() {
         wins += usize::from(t.await.unwrap());
     }
     assert_eq!(wins, 1);
-    assert_eq!(reg.history("r", None, 100).await.unwrap().len(), 1);
+    assert_eq!(reg.history("r", None, 100).await.unwrap().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

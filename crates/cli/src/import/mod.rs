@@ -322,7 +322,7 @@ impl Importer {
                             &record.name,
                             record.spec_digest,
                             record.metadata.clone(),
-                            Some(record.seq),
+                            record.seq.checked_sub(1),
                         )
                         .await?
                 }

@@ -47,7 +47,7 @@ pub(crate) enum Op {
     Promote {
         name: u8,
         spec: u8,
-        /// Compare-and-promote: `expected_next_seq`.
+        /// Compare-and-promote: the expected current seq.
         expected: Option<u8>,
     },
     Rollback {

@@ -112,8 +112,10 @@ impl Model {
     }
 
     pub(crate) fn promote(&mut self, name: &str, spec: Digest, expected: Option<u64>) -> Outcome {
-        let next = self.releases.get(name).map_or(0, |h| h.len() as u64);
-        if expected.is_some_and(|e| e != next) {
+        let current = (self.releases.get(name))
+            .and_then(|h| h.len().checked_sub(1))
+            .map(|s| s as u64);
+        if expected.is_some_and(|e| current != Some(e)) {
             // A failed compare-and-promote creates nothing, not even the name.
             return Err(ErrorKind::Conflict);
         }

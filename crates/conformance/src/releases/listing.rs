@@ -111,40 +111,44 @@ pub async fn names_listed_and_isolated(h: &dyn Harness) {
     }
 }
 
-/// `expected_next_seq` makes a compare-and-promote; a mismatch is `Conflict` and changes nothing.
+/// An expected current seq makes a compare-and-promote; a mismatch (or any expectation on a name never promoted) is `Conflict` and changes nothing.
 pub async fn compare_and_promote(h: &dyn Harness) {
     let s = open(h).await;
-    expect_kind(
-        s.releases
-            .promote("svc", spec(0), rmeta("v"), Some(1))
-            .await,
-        ErrorKind::Conflict,
-        "expected_next_seq 1 for a new name",
-    );
+    for expected in [0, 1] {
+        expect_kind(
+            s.releases
+                .promote("svc", spec(0), rmeta("v"), Some(expected))
+                .await,
+            ErrorKind::Conflict,
+            &format!("expected current seq {expected} for a name never promoted"),
+        );
+    }
     assert!(
         ok(s.releases.list_names(None, 10).await, "list_names").is_empty(),
         "a failed compare-and-promote creates nothing"
     );
     ok(
-        s.releases
-            .promote("svc", spec(0), rmeta("v"), Some(0))
-            .await,
-        "expected_next_seq 0 for a new name",
+        s.releases.promote("svc", spec(0), rmeta("v"), None).await,
+        "first promote",
     );
-    ok(
+    let second = ok(
         s.releases
-            .promote("svc", spec(1), rmeta("v"), Some(1))
+            .promote("svc", spec(1), rmeta("v"), Some(0))
             .await,
-        "expected_next_seq 1",
+        "expected current seq 0",
+    );
+    assert_eq!(
+        second.seq, 1,
+        "a compare-and-promote appends after the current record"
     );
     let before = snapshot(&s, &[], &[]).await;
-    for wrong in [0, 1, 3] {
+    for wrong in [0, 2, 3] {
         expect_kind(
             s.releases
                 .promote("svc", spec(2), rmeta("v"), Some(wrong))
                 .await,
             ErrorKind::Conflict,
-            &format!("expected_next_seq {wrong} when next is 2"),
+            &format!("expected current seq {wrong} when it is 1"),
         );
     }
     assert_unchanged(
@@ -152,6 +156,14 @@ pub async fn compare_and_promote(h: &dyn Harness) {
         &snapshot(&s, &[], &[]).await,
         "a mismatched compare-and-promote",
     );
+    let back = ok(s.releases.rollback("svc", "ops").await, "rollback");
+    let third = ok(
+        s.releases
+            .promote("svc", spec(3), rmeta("v"), Some(back.seq))
+            .await,
+        "compare-and-promote against a rollback record",
+    );
+    assert_eq!(third.seq, 3, "the rollback record is current");
 }
 
 /// 32 tasks × 5 promotes to one name: all 160 kept, seqs gap-free, `previous` links intact.
@@ -213,7 +225,7 @@ pub async fn racing_compare_and_promote(h: &dyn Harness) {
         let releases = releases.clone();
         async move {
             releases
-                .promote("svc", spec(t as u64), rmeta("v"), Some(1))
+                .promote("svc", spec(t as u64), rmeta("v"), Some(0))
                 .await
         }
     })

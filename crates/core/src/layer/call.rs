@@ -64,7 +64,8 @@ pub struct Call {
     /// The entity the call names, if any.
     pub entity: Option<Entity>,
     /// The sequence number the arguments name, if any: the seq of
-    /// `rollback_to`, an event's `expected_seq`, an `expected_next_seq`.
+    /// `rollback_to`, an event's `expected_seq`, a promote's
+    /// `expected_current_seq`, a `replace_log`'s `expected_next_seq`.
     /// The seq a write was given is in its reply ([`Proceed::seq`](super::Proceed::seq)).
     pub seq: Option<u64>,
     /// Whether the call carries an idempotency key (an event or a log

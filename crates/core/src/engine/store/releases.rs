@@ -107,7 +107,7 @@ impl ReleaseRegistry for EngineStore {
         name: &str,
         spec_digest: Digest,
         metadata: ReleaseMetadata,
-        expected_next_seq: Option<u64>,
+        expected_current_seq: Option<u64>,
     ) -> Result<ReleaseRecord> {
         validate::identifier("release name", name)?;
         metadata.validate()?;
@@ -122,7 +122,7 @@ impl ReleaseRegistry for EngineStore {
                 spec_digest,
                 metadata.take(shared)?,
                 head.as_ref(),
-                expected_next_seq,
+                expected_current_seq,
                 shared.now(),
             )?;
             append(txn, &record)?;

@@ -13,7 +13,7 @@ impl ReleaseRegistry for Interposed {
         name: &str,
         spec_digest: Digest,
         metadata: ReleaseMetadata,
-        expected_next_seq: Option<u64>,
+        expected_current_seq: Option<u64>,
     ) -> Result<ReleaseRecord> {
         let entity = Some(Entity::Release(name.to_owned()));
         let call = self
@@ -22,14 +22,14 @@ impl ReleaseRegistry for Interposed {
                     "name {}, spec {}, expected {}",
                     id(name),
                     spec_digest.short(),
-                    opt_u64(expected_next_seq)
+                    opt_u64(expected_current_seq)
                 )
             })
-            .seq(expected_next_seq);
+            .seq(expected_current_seq);
         let mut metadata = Reuse::new(metadata);
         self.run(call, move |last| {
             (metadata.take(last))
-                .map(|m| (self.inner.releases).promote(name, spec_digest, m, expected_next_seq))
+                .map(|m| (self.inner.releases).promote(name, spec_digest, m, expected_current_seq))
         })
         .await
     }
