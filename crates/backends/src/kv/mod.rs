@@ -54,12 +54,15 @@ pub(crate) fn kv_stores(
 pub(crate) mod file;
 
 /// Retries `attempt` while it finds the store's lock held by this very
-/// process, for up to 2 s: an OS lock tied to an open file (`flock`, as
-/// the file engine and sled take theirs) is shared by a child the process
-/// is spawning until that child execs, so a store the process has just
-/// closed can look held by itself for that moment. `attempt` answers
-/// `Ok(Ok(_))` when it took the lock, `Ok(Err(e))` when this process holds
-/// it (retried; `e` is the answer once the time is up), `Err(_)` otherwise.
+/// process or by the one that started it, for up to 2 s: an OS lock tied
+/// to an open file (`flock`, as the file engine and sled take theirs) is
+/// shared by a child the process is spawning until that child execs, so a
+/// store the process has just closed can look held by itself for that
+/// moment — and, to a program it then starts on that store, held by its
+/// parent while the parent spawns another. `attempt` answers `Ok(Ok(_))`
+/// when it took the lock, `Ok(Err(e))` when [`held_nearby`] says the holder
+/// is such a process (retried; `e` is the answer once the time is up),
+/// `Err(_)` otherwise.
 #[cfg(any(feature = "file", feature = "sled"))]
 pub(crate) fn retry_own_lock<T>(
     mut attempt: impl FnMut() -> stowage_core::Result<stowage_core::Result<T>>,
@@ -74,4 +77,19 @@ pub(crate) fn retry_own_lock<T>(
             Err(_) => std::thread::sleep(PAUSE),
         }
     }
+}
+
+/// Whether `holder`, the pid a lock file names, is this process or its
+/// parent: a holder whose share of the lock may be a spawning child's
+/// inherited copy that goes away at its `exec` (see [`retry_own_lock`]).
+#[cfg(any(feature = "file", feature = "sled"))]
+pub(crate) fn held_nearby(holder: &str) -> bool {
+    let Ok(pid) = holder.trim().parse::<u32>() else {
+        return false;
+    };
+    #[cfg(unix)]
+    let parent = std::os::unix::process::parent_id() == pid;
+    #[cfg(not(unix))]
+    let parent = false;
+    pid == std::process::id() || parent
 }

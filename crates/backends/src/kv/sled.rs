@@ -243,13 +243,12 @@ impl SledKv {
             // Every batch flushes before it is acknowledged, so sled's
             // background flusher thread is not needed.
             .flush_every_ms(None);
-        let own = std::process::id().to_string();
         let db = super::retry_own_lock(|| match config.open() {
             Ok(db) => Ok(Ok(db)),
             // sled's lock is an `flock` too: one naming this process may be
             // a spawning child's inherited share of it.
             Err(e) if is_locked(&e) => {
-                let held_here = holder(dir) == own;
+                let held_here = super::held_nearby(&holder(dir));
                 let err = locked_error(dir).with_source(e);
                 if held_here {
                     Ok(Err(err))

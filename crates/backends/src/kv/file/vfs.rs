@@ -202,15 +202,15 @@ impl Vfs for RealFs {
                 }
                 _ => Error::from(e).context(format!("opening lock file {}", path.display())),
             })?;
-        let own = std::process::id().to_string();
         crate::kv::retry_own_lock(|| match file.try_lock() {
             Ok(()) => Ok(Ok(())),
             Err(std::fs::TryLockError::WouldBlock) => {
                 let holder = std::fs::read_to_string(path).unwrap_or_default();
                 let err = locked_error(path, holder.trim());
-                // A lock naming this process may be a child's inherited
-                // share of it (see `retry_own_lock`); another's is final.
-                if holder.trim() == own {
+                // A lock naming this process or its parent may be a
+                // child's inherited share of it (see `retry_own_lock`);
+                // another's is final.
+                if crate::kv::held_nearby(&holder) {
                     Ok(Err(err))
                 } else {
                     Err(err)
