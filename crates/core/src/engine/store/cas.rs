@@ -16,16 +16,19 @@
 //! re-hashes everything.
 //! Neither streaming call holds more than one chunk in memory.
 
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use tokio::io::AsyncReadExt;
+use tokio::sync::OnceCell;
 
 pub(crate) use super::blob_header::BlobHeader;
 use super::{EngineStore, Owned};
 use crate::cas::{reader_failed, too_large};
 use crate::engine::keys::{self, BodyId};
-use crate::engine::{Direction, Reader, Scope, Table, Txn};
+use crate::engine::{Direction, Engine, Reader, Scope, Table, Txn};
 use crate::validate::page_limit;
 use crate::{
     BlobReader, BlobStat, BlobStream, CasStore, Digest, DigestWriter, Error, Result, Timestamp,
@@ -183,19 +186,35 @@ fn recover_uploads(txn: &mut dyn Txn) -> Result<()> {
     }
 }
 
+/// The cell that records whether this process removed `engine`'s
+/// interrupted uploads: one per engine, so that a second store bundle over
+/// the same engine (the memory backend hands out one per `stores()` call)
+/// never takes another bundle's upload in flight for a crashed one.
+pub(super) fn upload_recovery(engine: &Arc<dyn Engine>) -> Arc<OnceCell<()>> {
+    type Cells = Vec<(Weak<dyn Engine>, Arc<OnceCell<()>>)>;
+    static CELLS: Mutex<Cells> = Mutex::new(Vec::new());
+    let mut cells = CELLS.lock().unwrap_or_else(PoisonError::into_inner);
+    cells.retain(|(e, _)| e.strong_count() > 0);
+    let weak = Arc::downgrade(engine);
+    if let Some((_, cell)) = cells.iter().find(|(e, _)| e.ptr_eq(&weak)) {
+        return Arc::clone(cell);
+    }
+    let cell = Arc::new(OnceCell::new());
+    cells.push((weak, Arc::clone(&cell)));
+    cell
+}
+
 impl EngineStore {
     /// Removes the chunks of streamed uploads interrupted by a crash, once
-    /// per store, before its first streamed upload writes. Skipped when
-    /// other processes may be uploading into the same engine.
+    /// per engine and process, before the first streamed upload writes;
+    /// every upload waits until it is done. Skipped on engines where other
+    /// processes may be uploading, or nothing survives a crash.
     async fn recover_uploads_once(&self) -> Result<()> {
-        if self.0.shared {
-            return Ok(());
-        }
-        let mut done = self.0.uploads_recovered.lock().await;
-        if !*done {
-            self.write(Scope::Table(Table::Meta), |_, txn| recover_uploads(txn))
-                .await?;
-            *done = true;
+        if let Some(cell) = &self.0.upload_recovery {
+            cell.get_or_try_init(|| {
+                self.write(Scope::Table(Table::Meta), |_, txn| recover_uploads(txn))
+            })
+            .await?;
         }
         Ok(())
     }

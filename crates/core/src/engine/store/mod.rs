@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::Mutex as AsyncMutex;
+use tokio::sync::OnceCell;
 
 use serde::de::DeserializeOwned;
 
@@ -33,11 +33,13 @@ pub fn stores(engine: Arc<dyn Engine>, env: StoreEnv) -> Stores {
     let capabilities = engine.capabilities();
     let engine_reruns = engine.reruns_jobs();
     let store = EngineStore(Arc::new(Shared {
+        // Nothing to recover where nothing survives a crash, nor where
+        // other processes may be uploading into the same data.
+        upload_recovery: (capabilities.survives_kill() && !capabilities.shared)
+            .then(|| cas::upload_recovery(&engine)),
         engine,
         env,
-        uploads_recovered: AsyncMutex::new(false),
         max_blob_size: capabilities.max_blob_size,
-        shared: capabilities.shared,
         reruns: engine_reruns,
     }));
     Stores::new(
@@ -60,11 +62,11 @@ pub(crate) struct EngineStore(Arc<Shared>);
 pub(crate) struct Shared {
     engine: Arc<dyn Engine>,
     env: StoreEnv,
-    /// Whether the chunks of uploads interrupted by a crash were removed.
-    uploads_recovered: AsyncMutex<bool>,
+    /// Set once the chunks of uploads interrupted by a crash were removed;
+    /// one cell per engine, shared by every store bundle over it. `None`
+    /// where there is nothing to recover.
+    upload_recovery: Option<Arc<OnceCell<()>>>,
     max_blob_size: u64,
-    /// Other processes may write the engine's data (`Capabilities::shared`).
-    shared: bool,
     /// The engine may call a job more than once (`Engine::reruns_jobs`).
     reruns: bool,
 }

@@ -3,10 +3,12 @@
 
 use super::super::cas::CHUNK_BYTES;
 use super::{big_blob, mem_stores, put_raw, scan};
-use crate::engine::{keys, Table};
-use crate::{Digest, ErrorKind};
+use crate::engine::{keys, stores, Engine, MemoryEngine, Scope, Table, WriteJob};
+use crate::{Digest, ErrorKind, Stores};
 use bytes::Bytes;
 use futures::TryStreamExt;
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
 
 #[tokio::test]
 async fn chunked_blobs_round_trip_in_memory_and_streamed() {
@@ -66,9 +68,39 @@ async fn oversized_streams_are_rejected_and_leave_nothing() {
     panic!("the chunks of an oversized upload were left behind");
 }
 
+/// A memory engine that claims its data survives a crash, as the stores
+/// of a file engine reopened after one would see it.
+struct Lasting(MemoryEngine);
+
+#[async_trait::async_trait]
+impl Engine for Lasting {
+    fn capabilities(&self) -> crate::Capabilities {
+        let mut caps = self.0.capabilities();
+        caps.durability = crate::DurabilityLevel::ProcessCrash;
+        caps
+    }
+
+    async fn read(&self, job: crate::engine::ReadJob) -> crate::Result<()> {
+        self.0.read(job).await
+    }
+
+    async fn write(&self, scope: Scope, job: WriteJob) -> crate::Result<crate::engine::Durable> {
+        self.0.write(scope, job).await
+    }
+}
+
+/// Stores over a memory engine that claims to survive crashes, the engine
+/// under them (to hand to a second bundle) and its memory.
+fn lasting_stores() -> (Stores, Arc<dyn Engine>, MemoryEngine) {
+    let memory = MemoryEngine::new();
+    let engine: Arc<dyn Engine> = Arc::new(Lasting(memory.clone()));
+    let stores = stores(Arc::clone(&engine), crate::StoreEnv::default());
+    (stores, engine, memory)
+}
+
 #[tokio::test]
 async fn chunks_of_interrupted_uploads_are_recovered() {
-    let (stores, engine) = mem_stores();
+    let (stores, _, engine) = lasting_stores();
     // What a crash mid-upload leaves: a marker and a chunk, no header.
     let body = [9u8; 16];
     put_raw(
@@ -84,4 +116,34 @@ async fn chunks_of_interrupted_uploads_are_recovered() {
     let all = scan(&engine, Table::Blobs, &[], None, 100).await;
     assert_eq!(all.len(), 2, "one header and one chunk of the new blob");
     assert_eq!(&stores.cas.get(&digest).await.unwrap()[..], b"fresh");
+}
+
+#[tokio::test]
+async fn a_second_bundle_over_the_engine_leaves_uploads_in_flight_alone() {
+    let (first, shared, engine) = lasting_stores();
+    let second = stores(shared, crate::StoreEnv::default());
+    // An upload through the first bundle writes its first chunk, then waits.
+    let (mut tx, rx) = tokio::io::duplex(64 * 1024);
+    let body: Vec<u8> = (0..CHUNK_BYTES + 10).map(|i| (i % 251) as u8).collect();
+    let upload = tokio::spawn({
+        let cas = first.cas.clone();
+        async move { cas.put_stream(Box::pin(rx)).await }
+    });
+    tx.write_all(&body[..CHUNK_BYTES]).await.unwrap();
+    for _ in 0..500 {
+        if !scan(&engine, Table::Blobs, &[], None, 1).await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    assert!(!scan(&engine, Table::Blobs, &[], None, 1).await.is_empty());
+    // The second bundle's first streamed upload must not take it for the
+    // leftovers of a crash.
+    let small = Box::pin(std::io::Cursor::new(b"small".to_vec()));
+    second.cas.put_stream(small).await.unwrap();
+    tx.write_all(&body[CHUNK_BYTES..]).await.unwrap();
+    drop(tx);
+    let digest = upload.await.unwrap().unwrap();
+    assert_eq!(digest, Digest::of(&body));
+    assert_eq!(&first.cas.get(&digest).await.unwrap()[..], &body[..]);
 }
