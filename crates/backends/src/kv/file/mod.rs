@@ -158,9 +158,13 @@ impl FileKv {
             .get(&rec.active)
             .cloned()
             .ok_or_else(|| Error::internal("recovery lost the active segment"))?;
-        // What recovery read may still sit only in the page cache.
+        // What recovery read may still sit only in the page cache, and the
+        // directory entries of files a crashed process created (a segment
+        // it made at rotation, a checkpoint it renamed) may not be durable
+        // yet: acknowledging writes that depend on them needs both synced.
         if !opts.read_only {
             file.sync_data().map_err(ctx)?;
+            vfs.sync_dir(dir).map_err(ctx)?;
         }
         Ok(FileKv {
             dir: dir.to_path_buf(),

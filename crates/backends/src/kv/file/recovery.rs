@@ -268,7 +268,23 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
         if let Err(Damage(why)) = record::check_segment_header(&bytes, id) {
             // A segment is only written after its header and the directory
             // were synced, so a bad header on the newest, never-checkpointed
-            // segment is an interrupted rotation with nothing acknowledged.
+            // segment with nothing after it is an interrupted rotation. One
+            // that records follow is damage to acknowledged data.
+            let empty = (bytes.get(SEGMENT_HEADER_LEN as usize..))
+                .is_none_or(|rest| rest.iter().all(|&b| b == 0));
+            if !empty && opts.salvage && i > 0 {
+                set_aside(vfs, dir, &seg_ids, id, &mut report)?;
+                report
+                    .lost
+                    .push(format!("segment {name}: its header is damaged ({why})"));
+                break;
+            }
+            if !empty {
+                return Err(corrupted(
+                    dir,
+                    format!("segment {name} at offset 0: {why}, and records follow it"),
+                ));
+            }
             if is_last && (report.checkpoint.is_none() || id != start) && i > 0 {
                 if writable {
                     vfs.remove(&path)

@@ -332,6 +332,19 @@ impl SimFs {
         });
     }
 
+    /// A process crash (`kill -9`) without power loss: every file keeps
+    /// what was written to it, synced or not (the page cache survives),
+    /// and so do unsynced directory entries; locks are released and the
+    /// dead process's handles stop working.
+    pub(crate) fn kill(&self) {
+        let mut st = self.st.lock();
+        st.locks.clear();
+        st.generation += 1;
+        st.crashed = false;
+        st.crash_at = None;
+        st.fail_next_sync = false;
+    }
+
     /// Power loss where `survive` picks each file's bytes after it.
     fn lose_power_with(&self, mut survive: impl FnMut(&Node) -> Vec<u8>) {
         let mut st = self.st.lock();
