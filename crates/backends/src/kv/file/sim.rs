@@ -46,6 +46,7 @@ struct St {
     crash_at: Option<u64>,
     crashed: bool,
     fail_next_sync: bool,
+    fail_next_create: bool,
     capacity: Option<u64>,
 }
 
@@ -232,6 +233,11 @@ impl SimFs {
     /// Fails the next fsync with EIO.
     pub(crate) fn fail_next_sync(&self) {
         self.st.lock().fail_next_sync = true;
+    }
+
+    /// Fails the next file creation with `ENOSPC`.
+    pub(crate) fn fail_next_create(&self) {
+        self.st.lock().fail_next_create = true;
     }
 
     /// Limits the total bytes of all files (`None`: unlimited).
@@ -443,6 +449,9 @@ impl Vfs for SimFs {
     fn create(&self, path: &Path) -> io::Result<Arc<dyn VFile>> {
         let mut st = self.alive()?;
         st.tick()?;
+        if std::mem::take(&mut st.fail_next_create) {
+            return Err(io::Error::from_raw_os_error(28));
+        }
         st.nodes.push(Node::default());
         let node = st.nodes.len() - 1;
         st.names.insert(path.to_path_buf(), node);

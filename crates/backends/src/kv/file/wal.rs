@@ -280,6 +280,9 @@ impl FileKv {
         if let Err(e) = w.file.set_len(w.tail).and_then(|()| w.file.sync_data()) {
             return Err(self.poison_with("sealing a segment", e));
         }
+        // The zeros past the tail are gone: a write that still fits here
+        // after a refused rotation must reserve its space again.
+        w.filled = w.tail;
         {
             let mut c = self.commit.lock();
             c.synced = c.synced.max(w.next_seq);

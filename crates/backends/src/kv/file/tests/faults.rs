@@ -94,18 +94,7 @@ fn a_full_disk_is_storage_full_and_writes_resume_once_space_is_freed() {
         kv.write(b.clone()).unwrap();
         apply_model(&mut model, &b);
     }
-    let used: u64 = {
-        use super::super::vfs::Vfs;
-        fs.list(&sim_dir())
-            .unwrap()
-            .iter()
-            .map(|n| {
-                fs.contents(&sim_dir().join(n))
-                    .map_or(0, |c| c.len() as u64)
-            })
-            .sum()
-    };
-    fs.set_capacity(Some(used + 100));
+    fs.set_capacity(Some(used(&fs) + 100));
     // Space the engine already filled ahead of its tail still takes
     // writes; once it is used up, preallocating (or appending) fails.
     let mut next = 100u8;
@@ -138,6 +127,61 @@ fn a_full_disk_is_storage_full_and_writes_resume_once_space_is_freed() {
     fs.power_loss(None);
     let kv = open_sim(&fs, small_opts()).unwrap();
     assert_eq!(dump(&kv).unwrap(), model);
+}
+
+/// A rotation refused for want of space leaves the old segment cut back
+/// to its last record: a smaller write that still fits there must reserve
+/// its space again (or be refused with `StorageFull`), not be buffered
+/// over space that is gone and break the engine when flushed.
+#[test]
+fn a_write_after_a_refused_rotation_is_storage_full_not_a_broken_engine() {
+    let fs = SimFs::new();
+    let kv = open_sim(&fs, small_opts()).unwrap();
+    let mut model = Model::new();
+    fs.fail_next_create();
+    let mut next = 0u8;
+    let err = loop {
+        let b = put(&[next], 600);
+        match kv.write(b.clone()) {
+            Ok(()) => apply_model(&mut model, &b),
+            Err(e) => break e,
+        }
+        next += 1;
+        assert!(next < 20, "no rotation was refused");
+    };
+    assert_eq!(err.kind(), ErrorKind::StorageFull, "{err}");
+    fs.set_capacity(Some(used(&fs)));
+    for i in 0..4u8 {
+        let b = put(&[100 + i], 8);
+        match kv.write(b.clone()) {
+            Ok(()) => apply_model(&mut model, &b),
+            Err(e) => assert_eq!(e.kind(), ErrorKind::StorageFull, "{e}"),
+        }
+    }
+    assert_eq!(dump(&kv).unwrap(), model, "the engine still reads");
+    fs.set_capacity(None);
+    for i in 0..10u8 {
+        let b = put(&[150 + i], 600);
+        kv.write(b.clone()).unwrap();
+        apply_model(&mut model, &b);
+    }
+    drop(kv);
+    fs.power_loss(None);
+    let kv = open_sim(&fs, small_opts()).unwrap();
+    assert_eq!(dump(&kv).unwrap(), model);
+}
+
+/// Bytes of every file in the store's directory.
+fn used(fs: &SimFs) -> u64 {
+    use super::super::vfs::Vfs;
+    fs.list(&sim_dir())
+        .unwrap()
+        .iter()
+        .map(|n| {
+            fs.contents(&sim_dir().join(n))
+                .map_or(0, |c| c.len() as u64)
+        })
+        .sum()
 }
 
 /// The store layer's deferred writes: tasks append through the stores
@@ -285,18 +329,7 @@ fn large_values_are_written_directly_refused_whole_on_a_full_disk_and_survive_po
     );
     assert_eq!(dump(&kv).unwrap(), model);
 
-    let used: u64 = {
-        use super::super::vfs::Vfs;
-        fs.list(&sim_dir())
-            .unwrap()
-            .iter()
-            .map(|n| {
-                fs.contents(&sim_dir().join(n))
-                    .map_or(0, |c| c.len() as u64)
-            })
-            .sum()
-    };
-    fs.set_capacity(Some(used + (100 << 10)));
+    fs.set_capacity(Some(used(&fs) + (100 << 10)));
     let err = kv.write(put(&[9], 2 << 20)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::StorageFull, "{err}");
     assert_eq!(dump(&kv).unwrap(), model, "nothing of the refused write");
