@@ -205,8 +205,12 @@ impl Engine for KvEngine {
                     drop(inner);
                     let _ = tx.send(outcome);
                 }));
+                // The job may have written before it failed to answer.
                 rx.await.map_err(|_| {
-                    Error::internal("a storage task failed on the store's writer thread")
+                    Error::new(
+                        ErrorKind::OutcomeUnknown,
+                        "a storage task failed on the store's writer thread",
+                    )
                 })??
             }
             _ => {

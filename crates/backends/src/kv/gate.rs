@@ -3,12 +3,12 @@
 //! closed, then refuses them, so handles kept past `close` get a clear
 //! error while the engine itself (its lock, its files) is released at once.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::RwLock;
 use stowage_core::{Error, ErrorKind, Result};
+use tokio::sync::watch;
 
 use super::seam::{Batch, Direction, DurableFuture, OrderedKv, RangeSize, Table, Visit};
 
@@ -24,8 +24,9 @@ pub(crate) struct Gate {
     /// Asked once at construction, as `group_commits`.
     checks_values: bool,
     engine: RwLock<Option<Arc<dyn OrderedKv>>>,
-    /// The engine's close failed: writes not yet durable may be lost.
-    close_failed: AtomicBool,
+    /// `Some(succeeded)` once the engine's close returned; a failed close
+    /// means writes not yet durable may be lost.
+    closed: watch::Sender<Option<bool>>,
 }
 
 impl Gate {
@@ -35,7 +36,7 @@ impl Gate {
             group_commits: engine.group_commits(),
             checks_values: engine.checks_values(),
             engine: RwLock::new(Some(engine)),
-            close_failed: AtomicBool::new(false),
+            closed: watch::Sender::new(None),
         }
     }
 
@@ -65,9 +66,7 @@ impl Gate {
             Some(engine) => engine.close(),
             None => Ok(()),
         };
-        if result.is_err() {
-            self.close_failed.store(true, Ordering::Release);
-        }
+        self.closed.send_replace(Some(result.is_ok()));
         result
     }
 }
@@ -141,18 +140,28 @@ impl OrderedKv for Gate {
         match engine {
             Some(engine) => engine.wait_durable(ticket),
             // The write behind `ticket` happened before the close, which
-            // made everything durable unless it failed.
-            None if self.close_failed.load(Ordering::Acquire) => {
-                let err = Error::new(
-                    ErrorKind::OutcomeUnknown,
-                    format!(
-                        "the {} store was closed before this write was durable, and closing failed",
-                        self.backend
-                    ),
-                );
-                Box::pin(std::future::ready(Err(err)))
+            // makes everything durable unless it fails: wait for its answer
+            // (the close may still be running).
+            None => {
+                let mut closed = self.closed.subscribe();
+                let backend = self.backend;
+                Box::pin(async move {
+                    let succeeded = match closed.wait_for(Option::is_some).await {
+                        Ok(done) => *done == Some(true),
+                        Err(_) => false,
+                    };
+                    if succeeded {
+                        return Ok(());
+                    }
+                    Err(Error::new(
+                        ErrorKind::OutcomeUnknown,
+                        format!(
+                            "the {backend} store was closed before this write was durable, and \
+                             closing failed"
+                        ),
+                    ))
+                })
             }
-            None => Box::pin(std::future::ready(Ok(()))),
         }
     }
 
@@ -169,5 +178,78 @@ impl OrderedKv for Gate {
 
     fn close(&self) -> Result<()> {
         self.close_blocking()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use futures::FutureExt;
+    use parking_lot::Mutex;
+
+    use super::*;
+
+    /// An engine whose close blocks until the test says how it ended.
+    struct SlowClose(Mutex<Option<mpsc::Receiver<bool>>>);
+
+    impl OrderedKv for SlowClose {
+        fn get(&self, _: Table, _: &[u8]) -> Result<Option<Vec<u8>>> {
+            Ok(None)
+        }
+        fn scan(
+            &self,
+            _: Table,
+            _: &[u8],
+            _: Option<&[u8]>,
+            _: Direction,
+            _: usize,
+        ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+            Ok(Vec::new())
+        }
+        fn write(&self, _: Batch) -> Result<()> {
+            Ok(())
+        }
+        fn close(&self) -> Result<()> {
+            let release = self.0.lock().take();
+            match release.map(|r| r.recv()) {
+                Some(Ok(false)) => Err(Error::internal("the closing fsync failed")),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    /// A write whose durability wait starts while the close is still
+    /// running is answered by that close, not before it.
+    #[test]
+    fn a_durability_wait_during_close_gets_the_close_s_answer() {
+        for succeeds in [true, false] {
+            let (release, until) = mpsc::channel();
+            let engine = Arc::new(SlowClose(Mutex::new(Some(until))));
+            let gate = Arc::new(Gate::new("test", engine));
+            let closing = std::thread::spawn({
+                let gate = Arc::clone(&gate);
+                move || gate.close()
+            });
+            while gate.engine.read().is_some() {
+                std::thread::yield_now();
+            }
+            let mut wait = Arc::clone(&gate).wait_durable(7);
+            assert!(
+                (&mut wait).now_or_never().is_none(),
+                "answered before the close"
+            );
+            release.send(succeeds).unwrap();
+            let closed = closing.join().unwrap();
+            assert_eq!(closed.is_ok(), succeeds);
+            let answer = futures::executor::block_on(wait);
+            match answer {
+                Ok(()) => assert!(succeeds),
+                Err(e) => {
+                    assert!(!succeeds);
+                    assert_eq!(e.kind(), ErrorKind::OutcomeUnknown, "{e}");
+                }
+            }
+        }
     }
 }

@@ -170,12 +170,12 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Index, Position), Damage> {
         let first = c.take(klen)?;
         if magic == MAGIC_V1 {
             // One key with its fixed-width location.
-            let loc = Loc {
+            let loc = within_a_file(Loc {
                 seg: c.u64()?,
                 off: c.u64()?,
                 len: c.u32()?,
                 crc: c.u32()?,
-            };
+            })?;
             index.insert(table, first, loc);
             continue;
         }
@@ -187,12 +187,12 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Index, Position), Damage> {
             let off = prev.1.wrapping_add(unzigzag(c.varint()?));
             let len = u32::try_from(c.varint()?)
                 .map_err(|_| Damage("a value length in the checkpoint is too large".into()))?;
-            let loc = Loc {
+            let loc = within_a_file(Loc {
                 seg,
                 off,
                 len,
                 crc: c.u32()?,
-            };
+            })?;
             if i > 0 && !next_key(&mut key) {
                 return Err(Damage(
                     "a block of the checkpoint overflows its counter".into(),
@@ -223,6 +223,18 @@ fn next_key(key: &mut [u8]) -> bool {
             true
         }
         None => false,
+    }
+}
+
+/// `loc` if the value it names lies where a file can hold it (its end is
+/// a valid file offset), so reads never compute past `u64`.
+fn within_a_file(loc: Loc) -> Result<Loc, Damage> {
+    match loc.off.checked_add(u64::from(loc.len)) {
+        Some(end) if end <= i64::MAX as u64 => Ok(loc),
+        _ => Err(Damage(format!(
+            "a location in the checkpoint ends past any file (offset {}, length {})",
+            loc.off, loc.len
+        ))),
     }
 }
 
@@ -263,8 +275,22 @@ mod tests {
             loc(3, 1 << 40, 1),
         );
         index.insert(Table::Meta, b"k", loc(1, 0, 0));
-        index.insert(Table::Runs, &[7; 16], loc(u64::MAX, u64::MAX, u32::MAX));
+        // The largest values a location may hold.
+        let far = i64::MAX as u64 - u64::from(u32::MAX);
+        index.insert(Table::Runs, &[7; 16], loc(u64::MAX, far, u32::MAX));
         index
+    }
+
+    #[test]
+    fn a_location_past_any_file_is_damage() {
+        let mut index = Index::new();
+        index.insert(Table::Runs, &[7; 16], loc(1, u64::MAX - 3, 8));
+        let pos = Position {
+            seg: 1,
+            off: 24,
+            next_seq: 1,
+        };
+        assert!(decode(&encode(&index, pos)).is_err());
     }
 
     fn all(index: &Index) -> Vec<(Table, Vec<u8>, Loc)> {

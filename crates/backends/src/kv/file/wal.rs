@@ -375,7 +375,14 @@ impl FileKv {
                 let round = Round(Some(Arc::clone(&self)));
                 tokio::task::spawn_blocking(move || round.run())
                     .await
-                    .map_err(|e| Error::internal(format!("a log fsync task failed: {e}")))??;
+                    .map_err(|e| {
+                        // The record is written and may yet become durable
+                        // (a later round, the close): its outcome is unknown.
+                        Error::new(
+                            stowage_core::ErrorKind::OutcomeUnknown,
+                            format!("a log fsync task failed: {e}"),
+                        )
+                    })??;
             } else {
                 notified.await;
             }
