@@ -15,6 +15,11 @@
 //! supersession, then writes a marker in `Meta`. Until the marker exists
 //! no collection deletes anything (every collector backfills first), and
 //! everything written meanwhile records its own references.
+//!
+//! Damage stops no sweep: a referrer whose record fails its checks keeps
+//! every blob it is recorded as referencing, a blob whose header is
+//! damaged is kept, and the backfill skips a damaged record (it names
+//! nothing readable; what it referenced was recorded when it was written).
 
 use futures::future::try_join_all;
 
@@ -31,9 +36,10 @@ use crate::{Digest, ErrorKind, ReleaseRecord, Result, Run, Supersession};
 /// Reference index entries read per scan.
 const REF_PAGE: usize = 256;
 
-/// Whether `referrer` still references `digest`.
+/// Whether `referrer` still references `digest`. A damaged referrer
+/// (reads report it) keeps what it may reference, and the sweep goes on.
 fn is_live(reader: &dyn Reader, digest: &Digest, referrer: &Referrer) -> Result<bool> {
-    match referrer {
+    let live = match referrer {
         // Its spec, its summary's blobs or its events' (which the stored
         // events do not keep): live while the run exists.
         Referrer::Run(id) => match load_record(reader, *id) {
@@ -42,15 +48,14 @@ fn is_live(reader: &dyn Reader, digest: &Digest, referrer: &Referrer) -> Result<
             Err(e) => Err(e),
         },
         Referrer::Release(name) => release_references(reader, name, digest),
-        // A damaged record (reads report it) keeps what it may reference.
-        Referrer::Supersession(target) => match supersessions::load(reader, target) {
-            Ok(record) => {
-                Ok(record.is_some_and(|s| s.target == *digest || s.replacement == Some(*digest)))
-            }
-            Err(e) if e.kind() == ErrorKind::Corrupted => Ok(true),
-            Err(e) => Err(e),
-        },
+        Referrer::Supersession(target) => supersessions::load(reader, target).map(|record| {
+            record.is_some_and(|s| s.target == *digest || s.replacement == Some(*digest))
+        }),
         Referrer::Pin(_) => Ok(true),
+    };
+    match live {
+        Err(e) if e.kind() == ErrorKind::Corrupted => Ok(true),
+        other => other,
     }
 }
 
@@ -199,7 +204,15 @@ impl EngineStore {
                         )?;
                         let mut refs = Vec::new();
                         for (_, value) in &page {
-                            refs.extend(extract(value)?);
+                            // A damaged record (reads report it) names
+                            // nothing readable; what it referenced when
+                            // written was recorded then, unless the store
+                            // predates the index.
+                            match extract(value) {
+                                Ok(found) => refs.extend(found),
+                                Err(e) if e.kind() == ErrorKind::Corrupted => {}
+                                Err(e) => return Err(e),
+                            }
                         }
                         let next = match page.last() {
                             Some((last, _)) if page.len() == BACKFILL_PAGE => {
@@ -313,16 +326,15 @@ impl EngineStore {
         self.ensure_indexed().await?;
         let limit = crate::lifecycle::batch_limit(policy.batch);
         let (start, end) = keys::blob_headers_after(after);
-        let page: Vec<(Digest, u64)> = self
+        // A damaged header (reads report it) is kept: `put_at` unknown.
+        let page: Vec<(Digest, Option<u64>)> = self
             .read(move |_, reader| {
                 reader
                     .scan(Table::Blobs, &start, Some(&end), Direction::Forward, limit)?
                     .iter()
                     .map(|(key, value)| {
-                        Ok((
-                            keys::digest_of_blob_header(key)?,
-                            BlobHeader::decode(value)?.put_at,
-                        ))
+                        let put_at = BlobHeader::decode(value).ok().map(|h| h.put_at);
+                        Ok((keys::digest_of_blob_header(key)?, put_at))
                     })
                     .collect()
             })
@@ -331,7 +343,7 @@ impl EngineStore {
         let cutoff = crate::lifecycle::cutoff(self.0.now(), policy.grace).as_millis();
         let (mut affected, mut removed) = (0, 0);
         for (digest, put_at) in &page {
-            if *put_at >= cutoff {
+            if put_at.is_none_or(|put_at| put_at >= cutoff) {
                 continue;
             }
             let digest = *digest;

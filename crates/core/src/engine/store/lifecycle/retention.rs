@@ -14,7 +14,7 @@ use crate::engine::{Direction, Reader, Table, Txn};
 use crate::lifecycle::{self, IfRunning, RunRetention, SessionRetention, Sweep};
 use crate::validate;
 use crate::Timestamp;
-use crate::{Error, LogEntry, Result, Run, RunId, RunStatus, Session, SessionState};
+use crate::{Error, ErrorKind, LogEntry, Result, Run, RunId, RunStatus, Session, SessionState};
 
 /// Removes every key of `run`.
 fn remove_run(txn: &mut dyn Txn, run: &Run) -> Result<()> {
@@ -59,44 +59,43 @@ fn among_newest(reader: &dyn Reader, run: &Run, n: u64) -> Result<bool> {
     Ok(false)
 }
 
-/// One page of candidate runs, oldest first, strictly after `after`: from
-/// the agent's index when the policy names one, else from every run.
+/// One page of a run sweep: the runs it may prune, oldest first, and the
+/// cursor after it (`None`: nothing after it). Runs deleted meanwhile and
+/// damaged ones (reads and `verify_run` report those) are left out; the
+/// cursor is the last run the page scanned, so they do not end the sweep.
 fn candidates(
     reader: &dyn Reader,
     agent: Option<&str>,
     after: Option<RunId>,
     limit: usize,
-) -> Result<Vec<Run>> {
-    let Some(agent) = agent else {
-        return reader
-            .scan(
-                Table::Runs,
-                &keys::runs_after(after),
-                None,
-                Direction::Forward,
-                limit,
-            )?
-            .iter()
-            .map(|(_, v)| with_head(reader, decode_record("run record", v)?))
-            .collect();
+) -> Result<(Vec<Run>, Option<RunId>)> {
+    let (table, start, end) = match agent {
+        None => (Table::Runs, keys::runs_after(after), None),
+        Some(agent) => {
+            let prefix = keys::agent_prefix(agent);
+            let (first, end) = keys::index_before(&prefix, None);
+            let start = after.map_or(first, |id| keys::successor(&keys::run_by_agent(agent, id)));
+            (Table::RunsByAgent, start, Some(end))
+        }
     };
-    let prefix = keys::agent_prefix(agent);
-    let (first, end) = keys::index_before(&prefix, None);
-    let start = after.map_or(first, |id| keys::successor(&keys::run_by_agent(agent, id)));
-    let mut out = Vec::new();
-    for (key, _) in reader.scan(
-        Table::RunsByAgent,
-        &start,
-        Some(&end),
-        Direction::Forward,
-        limit,
-    )? {
-        let id = keys::run_id_suffix(&key)?;
-        if let Some(run) = indexed_run(reader, Table::RunsByAgent, &key, id)? {
-            out.push(run);
+    let page = reader.scan(table, &start, end.as_deref(), Direction::Forward, limit)?;
+    let mut runs = Vec::with_capacity(page.len());
+    let mut last = None;
+    for (key, value) in &page {
+        let id = keys::run_id_suffix(key)?;
+        last = Some(id);
+        let run = match agent {
+            None => decode_record("run record", value).and_then(|r| with_head(reader, r).map(Some)),
+            Some(_) => indexed_run(reader, table, key, id),
+        };
+        match run {
+            Ok(Some(run)) => runs.push(run),
+            Ok(None) => {}
+            Err(e) if e.kind() == ErrorKind::Corrupted => {}
+            Err(e) => return Err(e),
         }
     }
-    Ok(out)
+    Ok((runs, last.filter(|_| page.len() == limit)))
 }
 
 fn prune_one(
@@ -221,10 +220,9 @@ impl EngineStore {
         }
         let limit = lifecycle::batch_limit(policy.batch);
         let agent = policy.agent_name.clone();
-        let page: Vec<Run> = self
+        let (page, next) = self
             .read(move |_, reader| candidates(reader, agent.as_deref(), after, limit))
             .await?;
-        let next = (page.len() == limit).then(|| page[page.len() - 1].id);
         let (mut affected, mut removed) = (0, 0);
         for run in &page {
             if !policy.selects(run, self.0.now()) {

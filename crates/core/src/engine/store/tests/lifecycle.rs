@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{mem_stores, scan};
+use super::{mem_stores, put_raw, scan};
 use crate::engine::{keys, Engine, Scope, Table};
-use crate::lifecycle::BlobGc;
-use crate::{ReleaseMetadata, RunMetadata, RunSummary};
+use crate::lifecycle::{BlobGc, RunRetention};
+use crate::{ErrorKind, ReleaseMetadata, RunMetadata, RunSummary};
 
 /// Removes every reference entry and the index marker, as in a store
 /// written before references were recorded.
@@ -68,4 +68,76 @@ async fn collection_first_indexes_what_older_stores_reference() {
     assert!(!s.cas.contains(&garbage).await.unwrap());
     let marker = scan(&engine, Table::Meta, &keys::refs_indexed(), None, 1).await;
     assert_eq!(marker.len(), 1, "the index is marked complete");
+}
+
+/// A damaged run record stops no sweep and loses nothing it may
+/// reference: gc keeps its blobs and goes on; pruning leaves it (reads and
+/// `verify_run` report it) and goes on past it, page after page.
+#[tokio::test]
+async fn damaged_runs_are_kept_and_sweeps_go_on() {
+    let (s, engine) = mem_stores();
+    let (mut runs, mut specs) = (Vec::new(), Vec::new());
+    for i in 0..6u8 {
+        let spec = s.cas.put(Bytes::from(vec![i; 8])).await.unwrap();
+        let run = s
+            .runs
+            .create_run(spec, RunMetadata::new("a"))
+            .await
+            .unwrap();
+        s.runs
+            .complete_run(run, RunSummary::new("done"))
+            .await
+            .unwrap();
+        runs.push(run);
+        specs.push(spec);
+    }
+    let garbage = s.cas.put(Bytes::from_static(b"garbage")).await.unwrap();
+    let damaged = [runs[0], runs[3]];
+    for run in damaged {
+        put_raw(
+            &engine,
+            vec![(Table::Runs, keys::run(run), b"not a run".to_vec())],
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+
+    let gc = BlobGc::grace(Duration::ZERO).batch(2);
+    let mut after = None;
+    loop {
+        let sweep = s.lifecycle.gc_blobs(&gc, after.as_ref()).await.unwrap();
+        match sweep.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert!(!s.cas.contains(&garbage).await.unwrap());
+    for spec in &specs {
+        assert!(
+            s.cas.contains(spec).await.unwrap(),
+            "a referenced blob went"
+        );
+    }
+
+    for agent in [None, Some("a")] {
+        let mut policy = RunRetention::finished().batch(2);
+        policy.agent_name = agent.map(str::to_owned);
+        let mut after = None;
+        loop {
+            let sweep = s.lifecycle.prune_runs(&policy, after).await.unwrap();
+            match sweep.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+    }
+    for run in runs {
+        let kind = s.runs.get_run(run).await.unwrap_err().kind();
+        let want = if damaged.contains(&run) {
+            ErrorKind::Corrupted
+        } else {
+            ErrorKind::NotFound
+        };
+        assert_eq!(kind, want, "run {run}");
+    }
 }
