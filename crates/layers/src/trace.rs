@@ -144,5 +144,8 @@ fn span_for(call: &Call) -> Span {
         SessionsReadLog, SessionsReplaceLog, SessionsVerifyLog,
         SupersessionsPut, SupersessionsGet, SupersessionsIsSuperseded, SupersessionsByAgent,
         SupersessionsList, SupersessionsResolve,
+        LifecycleDeleteRun, LifecyclePruneRuns, LifecycleExpireSessions, LifecyclePruneSessions,
+        LifecyclePinBlob, LifecycleUnpinBlob, LifecycleBlobReferrers, LifecycleGcBlobs,
+        LifecycleForkSession, LifecycleForkRelease, LifecycleStats, LifecycleCompact,
     )
 }

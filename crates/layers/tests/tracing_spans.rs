@@ -110,6 +110,7 @@ async fn one_span_per_call_named_after_the_operation() {
         .append_event(run, NewEvent::new("step", json!(2)))
         .await
         .unwrap();
+    stores.lifecycle.stats().await.unwrap();
 
     let spans = capture.spans();
     let names: Vec<_> = spans.iter().map(|s| s.name).collect();
@@ -119,7 +120,8 @@ async fn one_span_per_call_named_after_the_operation() {
             "cas.put",
             "runs.create_run",
             "runs.append_event",
-            "runs.append_event"
+            "runs.append_event",
+            "lifecycle.stats"
         ]
     );
     for span in &spans {
