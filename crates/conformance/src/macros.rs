@@ -43,6 +43,7 @@ macro_rules! conformance_tests {
                 concurrent_appends, racing_finish_one_winner, appends_racing_finish,
                 racing_compare_and_append, racing_idempotent_appends,
                 idempotency_key_other_content_conflict, repeated_run_id_already_exists,
+                extreme_timestamps_round_trip,
             );
             $crate::__conformance_module!(releases;
                 promote_current_round_trip, unknown_name_not_found, rollback_walks_back,

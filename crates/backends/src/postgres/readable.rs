@@ -57,6 +57,20 @@ pub(super) fn put_prepare(table: Table) -> String {
     )
 }
 
+/// The latest time `ts` shows: PostgreSQL's `timestamptz` ends in the year
+/// 294276, while an event's timestamp may be any `u64` of milliseconds.
+const LAST_SHOWN_MS: u64 = 9_000_000_000_000_000;
+
+/// `ms` for the `ts` column, or `NULL` past [`LAST_SHOWN_MS`] (the event's
+/// own bytes keep the exact value).
+fn ts_millis(ms: u64) -> String {
+    if ms <= LAST_SHOWN_MS {
+        ms.to_string()
+    } else {
+        "NULL".to_owned()
+    }
+}
+
 /// The readable columns of `value` in `table` as SQL literals, in the
 /// order of [`put_prepare`]'s parameters (`NULL` where the value does not
 /// decode), each starting with `, `; empty for a table without readable
@@ -69,7 +83,7 @@ pub(super) fn columns(table: Table, value: &[u8]) -> String {
                 e.run_id,
                 i64::try_from(e.seq).map_or("NULL".to_owned(), |s| s.to_string()),
                 text(&e.kind),
-                e.timestamp.as_millis(),
+                ts_millis(e.timestamp.as_millis()),
                 jsonb_text(&e.payload).map_or("NULL".to_owned(), |j| text(&j)),
                 bytea(e.hash.as_bytes()),
             ),
