@@ -29,7 +29,7 @@ const OPTIONS: [(&str, &str); 9] = [
     (
         "schema",
         "a PostgreSQL identifier: lowercase ASCII letters, digits and underscores, \
-         not starting with a digit, at most 63 bytes",
+         not starting with a digit or pg_, at most 63 bytes",
     ),
     ("pool_size", "a whole number from 1 to 256"),
     (
@@ -328,12 +328,15 @@ impl PostgresOptions {
     }
 }
 
-/// Whether `schema` is an identifier that needs no quoting.
+/// Whether `schema` is a lowercase identifier PostgreSQL lets a user
+/// create (`pg_…` names are reserved for its own schemas; keywords are
+/// fine, the schema is created quoted).
 pub(super) fn valid_schema(schema: &str) -> bool {
     let mut chars = schema.chars();
     matches!(chars.next(), Some('a'..='z' | '_'))
         && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
         && schema.len() <= 63
+        && !schema.starts_with("pg_")
 }
 
 /// Parses `postgres://user[:password]@host[:port]/db?options`.
@@ -505,6 +508,7 @@ mod tests {
         use stowage_core::ErrorKind;
         for (url, want) in [
             ("postgres://h/db?schema=Bad", "schema=Bad"),
+            ("postgres://h/db?schema=pg_mine", "schema=pg_mine"),
             ("postgres://h/db?pool_size=0", "pool_size=0"),
             ("postgres://h/db?connect_timeout_ms=0", "connect_timeout_ms"),
             ("postgres://h/db?nope=1", "unknown option nope=1"),

@@ -70,7 +70,8 @@ pub(super) fn migrate(conn: &mut Conn, schema: &str) -> Result<()> {
 fn migrate_locked(conn: &mut Conn, schema: &str) -> Result<()> {
     conn.client
         .batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {schema}; \
+            // Quoted: a valid name may be a keyword (`order`, `user`).
+            "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; \
              CREATE TABLE IF NOT EXISTS schema_version \
              (id int PRIMARY KEY CHECK (id = 1), version int NOT NULL)"
         ))
