@@ -43,35 +43,86 @@ pub(super) fn read(conn: &mut Conn, mut job: ReadJob) -> Result<()> {
     }
 }
 
+/// The most SQL text sent in one message: PostgreSQL refuses a message of
+/// 1 GiB or more (and drops the connection), and a job's writes — a large
+/// `replace_log`, say, its payloads as hex — can add up to more.
+const MAX_MESSAGE: usize = 64 << 20;
+
 /// Sends the staged writes and `COMMIT` (after `begin` if the job read
-/// nothing) as one simple query: PostgreSQL runs them in order and stops
-/// at the first error (the transaction is then aborted and `COMMIT` never
-/// runs).
+/// nothing) as simple queries of at most [`MAX_MESSAGE`] bytes each, most
+/// often one: PostgreSQL runs them in order and stops at the first error
+/// (the transaction is then aborted and `COMMIT` never runs).
 pub(super) fn commit(conn: &mut Conn, begin: Option<String>, staged: Vec<String>) -> Result<()> {
     if begin.is_some() && staged.is_empty() {
         // Nothing read, nothing written: no transaction to run.
         return Ok(());
     }
-    let mut batch = begin.unwrap_or_default();
-    for statement in staged.iter().map(String::as_str).chain(["COMMIT"]) {
-        if !batch.is_empty() {
-            batch.push_str(";\n");
+    let batches = messages(begin, &staged, MAX_MESSAGE);
+    let last = batches.len() - 1;
+    for (i, batch) in batches.iter().enumerate() {
+        match conn.client.batch_execute(batch) {
+            Ok(()) => {}
+            Err(e) if errors::is_connection_lost(&e) && i < last => {
+                conn.broken = true;
+                return Err(errors::map_as(
+                    e,
+                    ErrorKind::Unavailable,
+                    "writing (the connection was lost before COMMIT was sent: nothing was applied)",
+                ));
+            }
+            Err(e) if errors::is_connection_lost(&e) => {
+                conn.broken = true;
+                return Err(errors::map_as(
+                    e,
+                    ErrorKind::OutcomeUnknown,
+                    "COMMIT (the connection was lost: the writes may or may not have been applied)",
+                ));
+            }
+            Err(e) => {
+                conn.rollback();
+                return Err(errors::map(e, "writing and COMMIT"));
+            }
         }
-        batch.push_str(statement);
     }
-    match conn.client.batch_execute(&batch) {
-        Ok(()) => Ok(()),
-        Err(e) if errors::is_connection_lost(&e) => {
-            conn.broken = true;
-            Err(errors::map_as(
-                e,
-                ErrorKind::OutcomeUnknown,
-                "COMMIT (the connection was lost: the writes may or may not have been applied)",
-            ))
+    Ok(())
+}
+
+/// `begin`, the statements and `COMMIT`, joined into messages of fewer
+/// than `max` bytes where the statements allow (one longer statement is a
+/// message of its own); never empty.
+fn messages(begin: Option<String>, staged: &[String], max: usize) -> Vec<String> {
+    let mut batches = vec![begin.unwrap_or_default()];
+    for statement in staged.iter().map(String::as_str).chain(["COMMIT"]) {
+        let fits = batches
+            .last()
+            .is_some_and(|b| b.is_empty() || b.len() + statement.len() + 2 < max);
+        if !fits {
+            batches.push(String::new());
         }
-        Err(e) => {
-            conn.rollback();
-            Err(errors::map(e, "writing and COMMIT"))
+        if let Some(batch) = batches.last_mut() {
+            if !batch.is_empty() {
+                batch.push_str(";\n");
+            }
+            batch.push_str(statement);
         }
+    }
+    batches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::messages;
+
+    #[test]
+    fn large_transactions_are_sent_in_several_messages_ending_with_commit() {
+        let one = messages(Some("BEGIN".into()), &["a".repeat(10)], 100);
+        assert_eq!(one, [format!("BEGIN;\n{};\nCOMMIT", "a".repeat(10))]);
+        let staged: Vec<String> = (0..10).map(|i| format!("{i}").repeat(30)).collect();
+        let many = messages(None, &staged, 100);
+        assert!(many.len() > 3, "{many:?}");
+        assert!(many.iter().all(|m| m.len() < 100), "{many:?}");
+        assert_eq!(many.join(";\n"), format!("{};\nCOMMIT", staged.join(";\n")));
+        let huge = messages(None, &["x".repeat(500)], 100);
+        assert_eq!(huge, ["x".repeat(500), "COMMIT".to_owned()]);
     }
 }
