@@ -32,6 +32,10 @@ const CUT_THEN_REFUSE: u8 = 3;
 /// and the listening port.
 const PASS_THEN_REFUSE: u8 = 4;
 
+/// Forward the next request, swallow its reply, wait 300 ms, then cut
+/// the connection (another client can act in between).
+const CUT_LATE: u8 = 5;
+
 /// A loopback proxy in front of the test server.
 struct Proxy {
     port: u16,
@@ -144,6 +148,10 @@ async fn pump(
             };
             match armed2.swap(PASS, Ordering::SeqCst) {
                 CUT => return,
+                CUT_LATE => {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    return;
+                }
                 CUT_THEN_REFUSE => {
                     let _ = kill.send(true);
                     return;
@@ -364,4 +372,44 @@ async fn a_cut_cas_put_is_all_or_nothing_and_resends_make_it_exactly_once() {
     let d = s.cas.put(data.clone()).await.unwrap();
     assert_eq!(direct.cas.get(&d).await.unwrap(), data);
     direct.cas.verify(&d).await.unwrap();
+}
+
+/// An append whose reply was lost landed, and another process appended
+/// to the same run before the resend: the resend is refused by its guards
+/// and the original's writes are no longer all there (the head moved on).
+/// That cannot be told from an original that never landed, so the call is
+/// `OutcomeUnknown` — running the job again would append it twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_append_overtaken_by_another_process_is_outcome_unknown_not_twice() {
+    let proxy = Proxy::start(server_port()).await;
+    let (s, direct) = through(&proxy, "idempotent_retries=2").await;
+    let run = s
+        .runs
+        .create_run(Digest::of(b"x"), RunMetadata::new("a"))
+        .await
+        .unwrap();
+    s.runs
+        .append_event(run, NewEvent::new("warm", json!(0)))
+        .await
+        .unwrap();
+    proxy.arm(CUT_LATE);
+    let lost = tokio::spawn({
+        let runs = s.runs.clone();
+        async move {
+            runs.append_event(run, NewEvent::new("plain", json!(1)))
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    direct
+        .runs
+        .append_event(run, NewEvent::new("other", json!(2)))
+        .await
+        .unwrap();
+    let err = lost.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
+    let events = direct.runs.read_events(run, None, 10).await.unwrap();
+    let kinds: Vec<_> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["warm", "plain", "other"], "appended once");
+    direct.runs.verify_run(run).await.unwrap();
 }

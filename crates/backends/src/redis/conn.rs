@@ -186,8 +186,9 @@ impl Conn {
     /// Issues `WAIT`/`WAITAOF` when configured.
     ///
     /// # Errors
-    /// `OutcomeUnknown` when the wait times out short of its target: the
-    /// write was applied on the primary but its durability is not confirmed.
+    /// `OutcomeUnknown`, whatever went wrong: the write was applied on the
+    /// primary, but its durability is not confirmed (the wait timed out
+    /// short of its target, or failed).
     pub(crate) async fn wait_durable(&self, what: &str) -> Result<()> {
         let timeout = u64::try_from(self.wait_timeout.as_millis()).unwrap_or(u64::MAX);
         let (cmd, want) = match self.wait {
@@ -203,7 +204,13 @@ impl Conn {
                 (c, i64::from(n))
             }
         };
-        let reply = self.query(&cmd, Op::Write, what).await?;
+        let reply = self.query(&cmd, Op::Write, what).await.map_err(|e| {
+            Error::new(
+                ErrorKind::OutcomeUnknown,
+                format!("{what}: applied on the primary, but the durability wait failed"),
+            )
+            .with_source(e)
+        })?;
         let got = match &reply {
             Value::Int(n) => *n,
             Value::Array(items) => match items.first() {
@@ -244,7 +251,9 @@ pub(crate) fn map_error(e: RedisError, op: Op, what: &str) -> Error {
         _ if code == "OOM" => ErrorKind::StorageFull,
         // A key of the wrong type was written behind the SDK's back.
         _ if code == "WRONGTYPE" => ErrorKind::Corrupted,
-        _ if code == "BUSY" || code == "NOREPLICAS" => ErrorKind::Unavailable,
+        // MISCONF: writes are refused while the server cannot persist
+        // (a failed background save); nothing ran.
+        _ if code == "BUSY" || code == "NOREPLICAS" || code == "MISCONF" => ErrorKind::Unavailable,
         _ if e.is_connection_refusal() => ErrorKind::Unavailable,
         RedisKind::Io | RedisKind::Parse => match op {
             Op::Read => ErrorKind::Unavailable,

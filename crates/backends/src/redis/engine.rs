@@ -131,10 +131,13 @@ impl Inner {
     /// After `lost`, the error of an apply whose reply was lost: sends the
     /// same apply again, up to `retries` times, when that is exactly-once
     /// — the apply writes a member it guards, so of the original and its
-    /// copies at most one can pass the guards. `Ok(true)`: applied (now,
-    /// or by the original: its writes are all there); `Ok(false)`: not
-    /// applied, the job may run again; `Err`: still unknown.
-    async fn resend(&self, lost: Error, guards: &[Guard], writes: &[Write]) -> Result<bool> {
+    /// copies at most one can pass the guards. `Ok`: applied (now, or by
+    /// the original: its writes are all there); `Err`: still unknown. A
+    /// copy refused by its guards while the writes are not all there is
+    /// unknown too: the original may have landed and been overwritten
+    /// since by another process, or never landed while another process
+    /// changed what it read — running the job again could apply it twice.
+    async fn resend(&self, lost: Error, guards: &[Guard], writes: &[Write]) -> Result<()> {
         let self_guarding = writes.iter().any(|w| {
             let written = match w {
                 Write::Put { table, key, .. } | Write::Delete { table, key } => member(*table, key),
@@ -149,12 +152,12 @@ impl Inner {
         for attempt in 1..=self.retries {
             Inner::back_off(attempt + 4).await;
             match self.apply(guards, writes).await {
-                Ok(true) => return Ok(true),
+                Ok(true) => return Ok(()),
                 Ok(false) => {
                     return match self.apply(&landed(writes), &[]).await {
-                        Ok(landed) => Ok(landed),
+                        Ok(true) => Ok(()),
                         // The first attempt may have been applied.
-                        Err(_) => Err(last),
+                        _ => Err(last),
                     };
                 }
                 Err(e) if e.kind() == ErrorKind::OutcomeUnknown => last = e,
@@ -206,7 +209,7 @@ impl Inner {
 
     /// Waits a little before running a job again (longer each time).
     async fn back_off(attempts: u32) {
-        let jitter = u64::from(Instant::now().elapsed().subsec_nanos() % 500);
+        let jitter = rand::random::<u64>() % 500;
         let micros = (50u64 << attempts.min(10)).min(20_000) + jitter;
         tokio::time::sleep(Duration::from_micros(micros)).await;
     }
@@ -403,16 +406,15 @@ impl Engine for RedisEngine {
                         Err(check) => return Err(check),
                     }
                 }
-                Ok(()) if writes.is_empty() && !read.guessed && read.fetches <= 1 => {
-                    return Ok(Durable::ready())
-                }
+                Ok(()) if writes.is_empty() && !read.guessed && read.fetches <= 1 => true,
                 Ok(()) => match inner.apply(&read.guards, &writes).await {
                     Ok(applied) => applied,
                     Err(e) => {
                         // Whatever happened, what this process knows of
                         // the touched members is in doubt.
                         inner.guesses.clear();
-                        inner.resend(e, &read.guards, &writes).await?
+                        inner.resend(e, &read.guards, &writes).await?;
+                        true
                     }
                 },
             };
@@ -420,9 +422,10 @@ impl Engine for RedisEngine {
                 let read_members: std::collections::HashSet<&[u8]> =
                     read.guards.iter().filter_map(Guard::member).collect();
                 inner.guesses.wrote(&writes, |m| read_members.contains(m));
-                if !writes.is_empty() {
-                    inner.conn.wait_durable("redis write").await?;
-                }
+                // Also when the job wrote nothing: what it found (the
+                // original of a retried idempotent append, say) may have
+                // been written on this connection and not be durable yet.
+                inner.conn.wait_durable("redis write").await?;
                 return Ok(Durable::ready());
             }
             inner

@@ -115,13 +115,16 @@ pub async fn open_engine(cfg: RedisOptions) -> Result<RedisEngine> {
         Conn::single(c, cfg.wait, cfg.wait_timeout)
     };
     if cfg.wait == WaitMode::Aof {
-        // Refuse at open, not after a write has been applied.
+        // Refuse at open, not after a write has been applied: `WAITAOF 1`
+        // is refused by a server without `appendonly yes` (and by one
+        // before 7.2); on this fresh connection it has nothing to wait for.
         let mut probe = redis::cmd("WAITAOF");
-        probe.arg(0).arg(0).arg(0);
+        probe.arg(1).arg(0).arg(1);
         if let Err(e) = conn.query(&probe, conn::Op::Read, "probe WAITAOF").await {
             if e.kind() != ErrorKind::Unavailable {
                 return Err(Error::unsupported(format!(
-                    "wait=aof needs WAITAOF (Redis >= 7.2), which the server at {shown} refused: {e}"
+                    "wait=aof needs WAITAOF (Redis >= 7.2) and appendonly yes, which the server \
+                     at {shown} refused: {e}"
                 )));
             }
             return Err(e);
