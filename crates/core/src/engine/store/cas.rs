@@ -5,30 +5,24 @@
 //! [`CHUNK_BYTES`] each (all in `Blobs`). `put` hashes and checksums off
 //! the engine's write path, then writes chunks and header in one job.
 //! `put_stream` cannot know the digest until the end, so it writes each
-//! chunk as it arrives under a fresh random body id, with a pending-upload
-//! marker in `Meta` in the same job as the first chunk, then commits the
-//! header and removes the marker in one job. Chunks of an upload
-//! interrupted by a crash are removed (via their marker) before the first
-//! streamed upload after reopening an engine no other process writes to;
-//! an upload whose future is dropped removes its own chunks. Reads check
+//! chunk as it arrives under a fresh random body id with a pending-upload
+//! marker, then commits the header (`upload.rs`). Reads check
 //! each chunk's CRC32C (or leave it to an engine that checks every value
 //! it returns, [`Reader::checks_values`]) and the total size; `verify`
 //! re-hashes everything.
 //! Neither streaming call holds more than one chunk in memory.
 
-use std::sync::{Arc, Mutex, PoisonError, Weak};
-
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use tokio::io::AsyncReadExt;
-use tokio::sync::OnceCell;
 
 pub(crate) use super::blob_header::BlobHeader;
+use super::upload::Upload;
 use super::{EngineStore, Owned};
 use crate::cas::{reader_failed, too_large};
 use crate::engine::keys::{self, BodyId};
-use crate::engine::{Direction, Engine, Reader, Scope, Table, Txn};
+use crate::engine::{Direction, Reader, Scope, Table, Txn};
 use crate::validate::page_limit;
 use crate::{
     BlobReader, BlobStat, BlobStream, CasStore, Digest, DigestWriter, Error, Result, Timestamp,
@@ -64,7 +58,7 @@ pub(super) fn scope(digest: &Digest) -> Scope {
 }
 
 /// Runs `f` on the blocking pool when there is one and `heavy`, else here.
-async fn off_runtime<T: Send + 'static>(
+pub(super) async fn off_runtime<T: Send + 'static>(
     heavy: bool,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T> {
@@ -156,7 +150,12 @@ fn check_size(digest: &Digest, header: &BlobHeader, total: u64) -> Result<()> {
 
 /// Records that a `put` returned the existing blob `header` describes
 /// now, so garbage collection's grace period starts again.
-fn touch(txn: &mut dyn Txn, digest: &Digest, header: BlobHeader, now: Timestamp) -> Result<()> {
+pub(super) fn touch(
+    txn: &mut dyn Txn,
+    digest: &Digest,
+    header: BlobHeader,
+    now: Timestamp,
+) -> Result<()> {
     let put_at = now.as_millis();
     if header.put_at >= put_at {
         return Ok(());
@@ -168,152 +167,6 @@ fn touch(txn: &mut dyn Txn, digest: &Digest, header: BlobHeader, now: Timestamp)
 pub(crate) fn delete_body(txn: &mut dyn Txn, body: &BodyId) -> Result<()> {
     let (start, end) = keys::blob_chunks(body);
     txn.delete_range(Table::Blobs, start, end)
-}
-
-/// Removes every pending upload's marker and chunks.
-fn recover_uploads(txn: &mut dyn Txn) -> Result<()> {
-    let (mut start, end) = keys::pending_uploads();
-    loop {
-        let page = txn.scan(Table::Meta, &start, Some(&end), Direction::Forward, 256)?;
-        let Some((last, _)) = page.last() else {
-            return Ok(());
-        };
-        start = keys::successor(last);
-        for (key, _) in &page {
-            delete_body(txn, &keys::body_of_pending(key)?)?;
-            txn.delete(Table::Meta, key.clone())?;
-        }
-    }
-}
-
-/// The cell that records whether this process removed `engine`'s
-/// interrupted uploads: one per engine, so that a second store bundle over
-/// the same engine (the memory backend hands out one per `stores()` call)
-/// never takes another bundle's upload in flight for a crashed one.
-pub(super) fn upload_recovery(engine: &Arc<dyn Engine>) -> Arc<OnceCell<()>> {
-    type Cells = Vec<(Weak<dyn Engine>, Arc<OnceCell<()>>)>;
-    static CELLS: Mutex<Cells> = Mutex::new(Vec::new());
-    let mut cells = CELLS.lock().unwrap_or_else(PoisonError::into_inner);
-    cells.retain(|(e, _)| e.strong_count() > 0);
-    let weak = Arc::downgrade(engine);
-    if let Some((_, cell)) = cells.iter().find(|(e, _)| e.ptr_eq(&weak)) {
-        return Arc::clone(cell);
-    }
-    let cell = Arc::new(OnceCell::new());
-    cells.push((weak, Arc::clone(&cell)));
-    cell
-}
-
-impl EngineStore {
-    /// Removes the chunks of streamed uploads interrupted by a crash, once
-    /// per engine and process, before the first streamed upload writes;
-    /// every upload waits until it is done. Skipped on engines where other
-    /// processes may be uploading, or nothing survives a crash.
-    async fn recover_uploads_once(&self) -> Result<()> {
-        if let Some(cell) = &self.0.upload_recovery {
-            cell.get_or_try_init(|| {
-                self.write(Scope::Table(Table::Meta), |_, txn| recover_uploads(txn))
-            })
-            .await?;
-        }
-        Ok(())
-    }
-}
-
-/// A streamed upload in progress; removes its chunks if dropped unfinished.
-struct Upload {
-    store: EngineStore,
-    body: BodyId,
-    next_chunk: u32,
-    size: u64,
-    hasher: Option<DigestWriter>,
-    finished: bool,
-}
-
-impl Upload {
-    /// Writes one chunk (hashing it on the blocking pool).
-    async fn write_chunk(&mut self, chunk: Vec<u8>) -> Result<()> {
-        let (body, index) = (self.body, self.next_chunk);
-        let mut hasher = self.hasher.take().unwrap_or_default();
-        self.next_chunk = index
-            .checked_add(1)
-            .ok_or_else(|| Error::invalid_input("blob has too many chunks"))?;
-        let (hasher, stored) = off_runtime(true, move || {
-            hasher.update(&chunk);
-            (hasher, encode_chunk(&chunk))
-        })
-        .await?;
-        if index == 0 {
-            self.store.recover_uploads_once().await?;
-        }
-        // A chunk of a fresh body needs no ordering with other writes.
-        let mut stored = Owned::new(stored);
-        self.store
-            .write(Scope::Unshared, move |shared, txn| {
-                if index == 0 {
-                    txn.put(Table::Meta, keys::pending_upload(&body), Vec::new())?;
-                }
-                txn.put(
-                    Table::Blobs,
-                    keys::blob_chunk(&body, index),
-                    stored.take(shared)?,
-                )
-            })
-            .await?;
-        self.hasher = Some(hasher);
-        Ok(())
-    }
-
-    /// Commits the header (or, if the blob already exists, drops the copy).
-    async fn commit(mut self) -> Result<Digest> {
-        let digest = self.hasher.take().unwrap_or_default().finish();
-        let header = BlobHeader {
-            size: self.size,
-            body: self.body,
-            chunks: self.next_chunk,
-            put_at: 0,
-        };
-        let wrote_chunks = self.next_chunk > 0;
-        self.finished = true;
-        self.store
-            .write(scope(&digest), move |shared, txn| {
-                if wrote_chunks {
-                    txn.delete(Table::Meta, keys::pending_upload(&header.body))?;
-                }
-                if let Some(existing) = blob_header(txn, &digest)? {
-                    delete_body(txn, &header.body)?;
-                    touch(txn, &digest, existing, shared.now())?;
-                } else {
-                    let header = BlobHeader {
-                        put_at: shared.now().as_millis(),
-                        ..header
-                    };
-                    txn.put(Table::Blobs, keys::blob_header(&digest), header.encode())?;
-                }
-                Ok(digest)
-            })
-            .await
-    }
-}
-
-impl Drop for Upload {
-    fn drop(&mut self) {
-        if self.finished || self.next_chunk == 0 {
-            return;
-        }
-        let (store, body) = (self.store.clone(), self.body);
-        // Best effort: if this fails, the marker stays and the next open
-        // of the store removes the chunks.
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                let abandon = store.write(Scope::Unshared, move |_, txn| {
-                    delete_body(txn, &body)?;
-                    txn.delete(Table::Meta, keys::pending_upload(&body))
-                });
-                let _ = abandon.await;
-            });
-        }
-    }
 }
 
 #[async_trait]
@@ -438,14 +291,7 @@ impl CasStore for EngineStore {
 
     async fn put_stream(&self, mut reader: BlobReader) -> Result<Digest> {
         let limit = self.0.max_blob_size;
-        let mut upload = Upload {
-            store: self.clone(),
-            body: new_body(),
-            next_chunk: 0,
-            size: 0,
-            hasher: Some(DigestWriter::new()),
-            finished: false,
-        };
+        let mut upload = Upload::new(self.clone(), new_body());
         loop {
             let mut chunk = Vec::with_capacity(CHUNK_BYTES);
             let read = (&mut reader)
@@ -456,7 +302,7 @@ impl CasStore for EngineStore {
             upload.size += read as u64;
             too_large(upload.size, limit)?;
             if read > 0 {
-                upload.write_chunk(chunk).await?;
+                upload.write_chunk(chunk, read < CHUNK_BYTES).await?;
             }
             if read < CHUNK_BYTES {
                 break;

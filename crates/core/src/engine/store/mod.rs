@@ -26,6 +26,7 @@ mod supersessions;
 mod tails;
 #[cfg(test)]
 mod tests;
+mod upload;
 
 /// The five stores over `engine`, using `env` for the clock and run ids.
 /// Closing the stores closes the engine.
@@ -36,7 +37,7 @@ pub fn stores(engine: Arc<dyn Engine>, env: StoreEnv) -> Stores {
         // Nothing to recover where nothing survives a crash, nor where
         // other processes may be uploading into the same data.
         upload_recovery: (capabilities.survives_kill() && !capabilities.shared)
-            .then(|| cas::upload_recovery(&engine)),
+            .then(|| upload::upload_recovery(&engine)),
         engine,
         env,
         max_blob_size: capabilities.max_blob_size,

@@ -324,6 +324,12 @@ impl EngineStore {
         after: Option<&Digest>,
     ) -> Result<Sweep<Digest>> {
         self.ensure_indexed().await?;
+        let cutoff = crate::lifecycle::cutoff(self.0.now(), policy.grace).as_millis();
+        if after.is_none() {
+            // A sweep starts by reclaiming streamed uploads abandoned as
+            // long ago (their chunks have no header for the sweep to find).
+            self.reclaim_abandoned_uploads(cutoff).await?;
+        }
         let limit = crate::lifecycle::batch_limit(policy.batch);
         let (start, end) = keys::blob_headers_after(after);
         // A damaged header (reads report it) is kept: `put_at` unknown.
@@ -340,7 +346,6 @@ impl EngineStore {
             })
             .await?;
         let next = (page.len() == limit).then(|| page[page.len() - 1].0);
-        let cutoff = crate::lifecycle::cutoff(self.0.now(), policy.grace).as_millis();
         let (mut affected, mut removed) = (0, 0);
         for (digest, put_at) in &page {
             if put_at.is_none_or(|put_at| put_at >= cutoff) {

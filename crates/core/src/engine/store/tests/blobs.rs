@@ -4,10 +4,12 @@
 use super::super::cas::CHUNK_BYTES;
 use super::{big_blob, mem_stores, put_raw, scan};
 use crate::engine::{keys, stores, Engine, MemoryEngine, Scope, Table, WriteJob};
+use crate::lifecycle::BlobGc;
 use crate::{Digest, ErrorKind, Stores};
 use bytes::Bytes;
 use futures::TryStreamExt;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 #[tokio::test]
@@ -146,4 +148,71 @@ async fn a_second_bundle_over_the_engine_leaves_uploads_in_flight_alone() {
     let digest = upload.await.unwrap().unwrap();
     assert_eq!(digest, Digest::of(&body));
     assert_eq!(&first.cas.get(&digest).await.unwrap()[..], &body[..]);
+}
+
+/// Chunks an upload left behind on any engine (a crash on a shared one,
+/// where no reopen may remove them): blob collection reclaims those idle
+/// for longer than its grace period and leaves recent ones alone.
+#[tokio::test]
+async fn collection_reclaims_abandoned_uploads_and_spares_recent_ones() {
+    let (stores, engine) = mem_stores();
+    let (old, recent) = ([1u8; 16], [2u8; 16]);
+    let now = crate::Timestamp::now().as_millis();
+    let mut fresh = vec![0u8];
+    fresh.extend_from_slice(&now.to_be_bytes());
+    put_raw(
+        &engine,
+        vec![
+            // A marker of the first layout (empty): idle since the epoch.
+            (Table::Meta, keys::pending_upload(&old), Vec::new()),
+            (Table::Blobs, keys::blob_chunk(&old, 0), vec![0; 8]),
+            (Table::Meta, keys::pending_upload(&recent), fresh),
+            (Table::Blobs, keys::blob_chunk(&recent, 0), vec![0; 8]),
+        ],
+    )
+    .await;
+    let policy = BlobGc::grace(Duration::from_secs(600));
+    stores.lifecycle.gc_blobs(&policy, None).await.unwrap();
+    let chunks = scan(&engine, Table::Blobs, &[], None, 10).await;
+    let keys: Vec<_> = chunks.into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, [keys::blob_chunk(&recent, 0)]);
+    let (start, end) = keys::pending_uploads();
+    let markers = scan(&engine, Table::Meta, &start, Some(&end), 10).await;
+    assert_eq!(markers.len(), 1, "the recent upload's marker stays");
+}
+
+/// An upload still running when a collection (grace 0) reclaims it fails
+/// with `Unavailable` and stores nothing: never a blob whose chunks are
+/// gone.
+#[tokio::test]
+async fn an_upload_reclaimed_while_running_fails_and_stores_nothing() {
+    let (stores, engine) = mem_stores();
+    let (mut tx, rx) = tokio::io::duplex(64 * 1024);
+    let body: Vec<u8> = (0..CHUNK_BYTES + 10).map(|i| (i % 249) as u8).collect();
+    let upload = tokio::spawn({
+        let cas = stores.cas.clone();
+        async move { cas.put_stream(Box::pin(rx)).await }
+    });
+    tx.write_all(&body[..CHUNK_BYTES]).await.unwrap();
+    for _ in 0..500 {
+        if !scan(&engine, Table::Blobs, &[], None, 1).await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let policy = BlobGc::grace(Duration::ZERO);
+    stores.lifecycle.gc_blobs(&policy, None).await.unwrap();
+    tx.write_all(&body[CHUNK_BYTES..]).await.unwrap();
+    drop(tx);
+    let err = upload.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(!stores.cas.contains(&Digest::of(&body)).await.unwrap());
+    for _ in 0..100 {
+        if scan(&engine, Table::Blobs, &[], None, 1).await.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("chunks of the reclaimed upload were left behind");
 }
