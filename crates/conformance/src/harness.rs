@@ -60,6 +60,21 @@ pub enum Tamper {
         /// The head hash to record.
         head: Option<Digest>,
     },
+    /// Lose what records the run's event count and chain head beyond the
+    /// run record (a head written apart from it, as a lost write would),
+    /// leaving the events.
+    RunHeadLost {
+        /// The run.
+        run: RunId,
+    },
+    /// Edit the reason of the stored supersession of `target`, leaving its
+    /// signature.
+    Supersession {
+        /// The superseded hash.
+        target: Digest,
+    },
+    /// Give the blob's stored size a value its stored chunks cannot hold.
+    BlobSize(Digest),
 }
 
 /// One isolated store under test. The suite's factory creates a fresh
@@ -148,5 +163,8 @@ pub async fn tamper_engine(
             tamper::log_entries(engine, session, entries).await
         }
         Tamper::LogHead { session, head } => tamper::log_head(engine, session, head).await,
+        Tamper::RunHeadLost { run } => tamper::run_head_lost(engine, run).await,
+        Tamper::Supersession { target } => tamper::supersession(engine, target).await,
+        Tamper::BlobSize(digest) => tamper::blob_header_size(engine, digest).await,
     }
 }

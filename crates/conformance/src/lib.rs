@@ -32,7 +32,7 @@
 //! # fn main() {}
 //! ```
 //!
-//! That generates **101 tests** — the 100 checks listed below and
+//! That generates **130 tests** — the 129 checks listed below and
 //! `conformance::model_based` — named `conformance::<store>::<check>`
 //! (e.g. `conformance::runs::concurrent_appends`). Every path inside the
 //! macro goes through `$crate::`, so the test crate needs no dependency but
@@ -95,7 +95,7 @@
 //! - [`digest_parsing_hostile`](cas::digest_parsing_hostile): Digests of the wrong length or not hex are `InvalidInput`; parsing is case-insensitive and display is 64 lower-case hex.
 //! - [`failing_stream_reader_rejected`](cas::failing_stream_reader_rejected): A `put_stream` reader that fails (at once, or after 1.5 MiB) is `InvalidInput` and stores nothing.
 //!
-//! **[`runs`]** (24 checks)
+//! **[`runs`]** (25 checks)
 //!
 //! - [`append_read_round_trip`](runs::append_read_round_trip): Appends get seqs 0, 1, 2, … chained by `prev_hash`; reads return exactly what was stored.
 //! - [`read_events_paginated`](runs::read_events_paginated): `read_events(after_seq, limit)` is ascending, exclusive, `limit` after ordering.
@@ -186,20 +186,44 @@
 //! - [`by_agent_exact_while_agent_writes`](supersessions::by_agent_exact_while_agent_writes): `by_agent` over a fixed window while the same agent keeps adding newer records returns each record of the window exactly once (whole, by `limit`, and paged).
 //! - [`list_ascending_paginated`](supersessions::list_ascending_paginated): `list` returns every supersession of every agent ascending by target, paged exactly by the `after` target.
 //!
+//! **[`lifecycle`]** (18 checks)
+//!
+//! - [`delete_run_removes_everything`](lifecycle::delete_run_removes_everything): `delete_run` removes the record, events, idempotency keys and index entries at once, leaves other runs alone, and is idempotent.
+//! - [`delete_running_run_needs_consent`](lifecycle::delete_running_run_needs_consent): A running run is deleted only when the caller says so.
+//! - [`prune_runs_by_policy`](lifecycle::prune_runs_by_policy): `prune_runs` deletes what the policy selects — by finish time, status and agent, keeping the newest N per agent and running runs — across batches of any size.
+//! - [`prune_beside_live_appends`](lifecycle::prune_beside_live_appends): Pruning finished runs beside 8 live appenders: every append succeeds, gap-free, and no live run is touched.
+//! - [`delete_racing_appends`](lifecycle::delete_racing_appends): `delete_run` racing appends to the same run: afterwards the run is gone whole (no events without a record), and every append either landed before the delete or failed `NotFound`.
+//! - [`listing_beside_deletes`](lifecycle::listing_beside_deletes): Listing and sweeping runs while others are deleted: a run deleted between a read of its index entry and of its record is simply not listed — never reported as damage (`Corrupted`) or `NotFound`.
+//! - [`fork_beside_appends`](lifecycle::fork_beside_appends): Forking a session while others append to it: every fork succeeds with a prefix of the source's log (whole entries, a chain that verifies), never `Corrupted` for entries appended while it copied.
+//! - [`expire_idle_sessions`](lifecycle::expire_idle_sessions): Idle sessions that are not final become `Expired` (a new version); final ones and recently active ones are left alone; an expired session takes no appends.
+//! - [`log_activity_defers_expiry`](lifecycle::log_activity_defers_expiry): A log append is activity: a session whose log grew recently is not idle.
+//! - [`prune_expired_sessions`](lifecycle::prune_expired_sessions): `prune_sessions` deletes idle sessions in the policy's states (by default `Expired`) with their logs, and nothing else.
+//! - [`gc_collects_only_unreferenced`](lifecycle::gc_collects_only_unreferenced): GC deletes exactly the unreferenced blobs older than the grace period: run specs, summary blobs, release specs, supersession digests and pins are references; deleting a run or unpinning drops its references.
+//! - [`gc_spares_recent_puts`](lifecycle::gc_spares_recent_puts): A `put` of an existing blob restarts its grace period: the digest a put returned is never collected within the grace period.
+//! - [`pins`](lifecycle::pins): Pins: pinning an absent blob protects it once put; labels are identifiers; unpinning twice answers false.
+//! - [`gc_race_keeps_referenced`](lifecycle::gc_race_keeps_referenced): Puts and references racing GC loops (grace 0): a blob referenced before it was put (a pin, a run spec, a release) is never collected, nor is one whose reference was acknowledged while it still existed; unreferenced blobs are all collected in the end.
+//! - [`fork_session_copies_log`](lifecycle::fork_session_copies_log): A forked session has the source's data, state and log (contents, seqs, timestamps, idempotency keys) under its own id, with a chain that verifies; the source is unchanged and the two then diverge.
+//! - [`fork_release_copies_history`](lifecycle::fork_release_copies_history): A forked release name has the source's whole history (seqs, specs, labels, links) under the new name; the two then move independently.
+//! - [`stats_count_what_is_stored`](lifecycle::stats_count_what_is_stored): `stats` counts what is stored, exactly, and follows deletions.
+//! - [`compact_keeps_what_remains`](lifecycle::compact_keeps_what_remains): `compact` after deletions keeps every remaining record readable and changes no count.
+//!
 //! **[`hostile`]** (2 checks)
 //!
 //! - [`deep_json_rejected`](hostile::deep_json_rejected): JSON nested 65 deep (event payload, session data on create and save, run tags, summary output) is `InvalidInput` and changes nothing; 64 deep is stored and read back exactly.
 //! - [`identifier_length_edges`](hostile::identifier_length_edges): Identifiers of exactly 256 bytes (ASCII, 64 × 4-byte emoji, 128 × 2-byte) are accepted and round-trip in every identifier field; 257 bytes (also with a multi-byte character at the edge) are `InvalidInput` and change nothing.
 //!
-//! **[`integrity`]** (5 checks)
+//! **[`integrity`]** (8 checks)
 //!
 //! - [`tampered_blob_corrupted`](integrity::tampered_blob_corrupted): A damaged blob: `get`, `verify` and `get_stream` report `Corrupted`; other blobs are fine; delete + put repairs it.
 //! - [`tampered_run_event_corrupted`](integrity::tampered_run_event_corrupted): A damaged run event: `verify_run` is `Corrupted`; other runs still verify.
 //! - [`tampered_log_entry_corrupted`](integrity::tampered_log_entry_corrupted): A damaged session log entry: `verify_log` is `Corrupted`; other logs still verify.
 //! - [`run_truncation_and_rewrites_corrupted`](integrity::run_truncation_and_rewrites_corrupted): A dropped tail, a dropped middle re-chained over, an edited event re-chained over, a damaged head in the record: `verify_run` is `Corrupted` for each (`Tamper::RunEvents`, `Tamper::RunHead`).
 //! - [`log_truncation_and_rewrites_corrupted`](integrity::log_truncation_and_rewrites_corrupted): The same for session logs, also after `replace_log`; the session record keeps the log's length and head (`Tamper::LogEntries`, `Tamper::LogHead`).
+//! - [`lost_run_head_corrupted`](integrity::lost_run_head_corrupted): A run whose head record (event count and chain head) was lost: `verify_run`, `get_run` and `append_event` report `Corrupted` — an append never reuses a stored seq; other runs are fine (`Tamper::RunHeadLost`).
+//! - [`tampered_supersession_corrupted`](integrity::tampered_supersession_corrupted): A supersession edited in storage (its signature no longer matches): `get`, `resolve` and `by_agent` report `Corrupted`, never follow it; other records are fine (`Tamper::Supersession`).
+//! - [`damaged_blob_header_corrupted`](integrity::damaged_blob_header_corrupted): A blob header whose size its chunks cannot hold: `get`, `stat`, `verify` and `get_stream` report `Corrupted` (never a panic, never wrong bytes); other blobs are fine (`Tamper::BlobSize`).
 //!
-//! **[`reopen`]** (6 checks)
+//! **[`reopen`]** (7 checks)
 //!
 //! - [`cas_survives`](reopen::cas_survives): Blobs (including the empty one) survive reopen; deleted blobs stay deleted.
 //! - [`runs_survive`](reopen::runs_survive): Runs, events, summaries survive; seqs continue gap-free; idempotency keys and terminal states hold.
@@ -207,6 +231,11 @@
 //! - [`sessions_survive`](reopen::sessions_survive): Session records and logs survive; seqs, chains and idempotency keys continue; deletes and replacements hold.
 //! - [`supersessions_survive`](reopen::supersessions_survive): Supersessions survive; identical puts stay no-ops; cycles are still refused.
 //! - [`repeated_reopen`](reopen::repeated_reopen): Writes made between repeated reopens all survive, in order.
+//! - [`lifecycle_survives`](reopen::lifecycle_survives): Lifecycle effects survive reopen: a deleted run stays deleted, an expired session stays expired, pins and references still protect their blobs from GC, and a fork is a session like any other.
+//!
+//! **[`durability`]** (1 check)
+//!
+//! - [`power_loss_keeps_what_was_acknowledged`](durability::power_loss_keeps_what_was_acknowledged): A backend claiming `PowerLoss` keeps every acknowledged write across a simulated power loss, and the store takes writes afterwards.
 //!
 //! **[`shared`]** (2 checks)
 //!
@@ -238,12 +267,12 @@
 //! | §2 | idempotency keys return the original, store once; the same key with other content is `Conflict` naming the key | [`runs::idempotency_key_other_content_conflict`], [`sessions::log_idempotency_key_other_content_conflict`], [`sessions::log_racing_reused_keys`], [`runs::idempotency_key_returns_original`], [`runs::idempotency_after_completion`], [`runs::racing_idempotent_appends`], [`sessions::log_idempotency_key_returns_original`], [`sessions::log_racing_idempotent_appends`], [`reopen::runs_survive`], [`reopen::sessions_survive`], model |
 //! | §3 | `put` returns the SHA-256; `Digest` display/parse/short/serde | [`cas::put_get_round_trip`], [`cas::digest_parsing_hostile`] |
 //! | §3 | same bytes twice or concurrently stored once; empty blob valid | [`cas::same_bytes_twice`], [`cas::concurrent_identical_puts`], [`cas::empty_blob`] |
-//! | §3 | `get` `NotFound`; damaged bytes `Corrupted`, never wrong data; `verify` re-hashes | [`cas::missing_blob_not_found`], [`integrity::tampered_blob_corrupted`] (damaged bytes). "`verify` re-hashes" is **not** shown: `Tamper::Blob` leaves any stored checksum stale, so a `verify` that only checks a CRC passes too |
+//! | §3 | `get` `NotFound`; damaged bytes `Corrupted`, never wrong data; `verify` re-hashes | [`cas::missing_blob_not_found`], [`integrity::tampered_blob_corrupted`] (damaged bytes). "`verify` re-hashes" is **not** shown: `Tamper::Blob` leaves any stored checksum stale, so a `verify` that only checks a CRC passes too, [`integrity::damaged_blob_header_corrupted`] (a damaged size) |
 //! | §3 | `contains`, `stat`, idempotent `delete`, `list` ascending | [`cas::put_get_round_trip`], [`cas::binary_content_and_sizes`], [`cas::delete_idempotent`], [`cas::list_ascending_paginated`] |
 //! | §3 | streaming put/get | [`cas::stream_round_trip`] (chunking), [`cas::oversized_blob_rejected`] (streamed oversize), [`cas::failing_stream_reader_rejected`] (a reader failing mid-way stores nothing). "Never holds a whole large blob in memory" is not observable through a [`Harness`]: the backend's own tests must show it |
 //! | §4 | `create_run`, UUID v7, metadata (tags a JSON object); a repeated id is `AlreadyExists` | [`runs::create_get_round_trip`], [`runs::hostile_metadata_rejected`], [`runs::repeated_run_id_already_exists`] |
 //! | §4 | `append_event` gap-free seqs, also concurrently; `Conflict` when not `Running`; expected next seq | [`runs::append_read_round_trip`], [`runs::concurrent_appends`], [`runs::append_to_terminal_conflict`], [`runs::expected_seq_conflict`], [`runs::racing_compare_and_append`] |
-//! | §4 | hash chain; `verify_run` reports the first broken link, a removed tail or middle (the record keeps count and head) | [`runs::append_read_round_trip`], [`integrity::tampered_run_event_corrupted`], [`integrity::run_truncation_and_rewrites_corrupted`] |
+//! | §4 | hash chain; `verify_run` reports the first broken link, a removed tail or middle (the record keeps count and head) | [`runs::append_read_round_trip`], [`integrity::tampered_run_event_corrupted`], [`integrity::run_truncation_and_rewrites_corrupted`], [`integrity::lost_run_head_corrupted`] (a lost head is never a shorter log) |
 //! | §4 | terminal transitions only from `Running`; one winner; summary and timestamps as given | [`runs::second_terminal_transition_conflict`], [`runs::racing_finish_one_winner`], [`runs::summary_and_timestamps_stored_exactly`] |
 //! | §4 | `get_run`, `read_events` ascending, `list_runs` filters newest first | [`runs::unknown_run_not_found`], [`runs::read_events_paginated`], [`runs::list_newest_first_paginated`] (descending id, which is creation order only as far as the id generator is monotonic: the check sorts the ids itself and cannot see runs of one millisecond out of creation order), [`runs::list_filters`], [`runs::runs_isolated`], model |
 //! | §5 | `promote` appends, gap-free seq per name, compare-and-promote | [`releases::promote_current_round_trip`], [`releases::compare_and_promote`], [`releases::racing_compare_and_promote`] |
@@ -260,7 +289,7 @@
 //! | §7 | `sign`/`verify`; bad signature, `target == replacement`, long reason → `InvalidInput` | [`supersessions::bad_signatures_rejected`], [`supersessions::invalid_records_rejected`] |
 //! | §7 | append-only: different record `Conflict`, identical no-op | [`supersessions::put_idempotent_and_append_only`], [`supersessions::racing_puts_one_stored`], [`supersessions::racing_identical_puts`], model |
 //! | §7 | a replacement chain back to its target is `Conflict` | [`supersessions::cycles_rejected`], [`supersessions::racing_cycle_rejected`], model |
-//! | §7 | `get`, `is_superseded` | [`supersessions::put_get_round_trip`] |
+//! | §7 | `get`, `is_superseded` | [`supersessions::put_get_round_trip`], [`integrity::tampered_supersession_corrupted`] (an edited record is `Corrupted`, never followed) |
 //! | §7 | `by_agent`: inclusive range, newest first by (hlc, timestamp, target), N newest, equal timestamps kept, no separator parsing | [`supersessions::by_agent_newest_first`], [`supersessions::by_agent_inclusive_range_and_isolation`], [`supersessions::by_agent_hlc_ordering`], [`supersessions::binary_targets_isolated`], model |
 //! | §7 | `by_agent` `after` cursor: exclusive, exact while the agent keeps writing, a position (another agent's record, outside the window) | [`supersessions::by_agent_pages_one_timestamp`], [`supersessions::by_agent_pages_with_hlc`], [`supersessions::by_agent_cursor_positions`], [`supersessions::by_agent_exact_while_agent_writes`] |
 //! | §7 | `list`: every supersession ascending by target, exclusive `after` | [`supersessions::list_ascending_paginated`] |

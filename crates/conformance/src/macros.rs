@@ -84,6 +84,8 @@ macro_rules! conformance_tests {
             $crate::__conformance_module!(integrity;
                 tampered_blob_corrupted, tampered_run_event_corrupted, tampered_log_entry_corrupted,
                 run_truncation_and_rewrites_corrupted, log_truncation_and_rewrites_corrupted,
+                lost_run_head_corrupted, tampered_supersession_corrupted,
+                damaged_blob_header_corrupted,
             );
             $crate::__conformance_module!(reopen;
                 cas_survives, runs_survive, releases_survive, sessions_survive,

@@ -189,3 +189,53 @@ pub async fn log_head(engine: &dyn Engine, session: String, head: Option<Digest>
     })
     .await
 }
+
+/// Deletes the head record of `run` (its event count and chain head),
+/// leaving the run record and the events: what a lost write of the head
+/// leaves.
+///
+/// # Errors
+/// `NotFound` when `run` has no head record (no event was appended).
+pub async fn run_head_lost(engine: &dyn Engine, run: RunId) -> Result<()> {
+    damage(engine, move |txn| {
+        let key = keys::run(run);
+        if txn.get(Table::RunHeads, &key)?.is_none() {
+            return Err(Error::not_found("no run head to lose"));
+        }
+        txn.delete(Table::RunHeads, key)
+    })
+    .await
+}
+
+/// Edits the reason of the stored supersession of `target`, leaving its
+/// signature.
+///
+/// # Errors
+/// `NotFound` when `target` is not superseded.
+pub async fn supersession(engine: &dyn Engine, target: Digest) -> Result<()> {
+    damage(engine, move |txn| {
+        let key = keys::supersession(&target);
+        let bytes = txn
+            .get(Table::Supersessions, &key)?
+            .ok_or_else(|| Error::not_found("no such supersession to tamper with"))?;
+        let mut record: crate::Supersession = decode_record("supersession record", &bytes)?;
+        record.reason.push('!');
+        txn.put(Table::Supersessions, key, encode_record(&record)?)
+    })
+    .await
+}
+
+/// Rewrites the header of blob `digest` with a size its chunks cannot
+/// hold.
+///
+/// # Errors
+/// `NotFound` when there is no such blob.
+pub async fn blob_header_size(engine: &dyn Engine, digest: Digest) -> Result<()> {
+    damage(engine, move |txn| {
+        let mut header = blob_header(txn, &digest)?
+            .ok_or_else(|| Error::not_found("no such blob to tamper with"))?;
+        header.size ^= 1 << 40;
+        txn.put(Table::Blobs, keys::blob_header(&digest), header.encode())
+    })
+    .await
+}

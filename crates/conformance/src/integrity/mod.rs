@@ -12,8 +12,11 @@ use stowage_core::{Error, ErrorKind, LogEntry, Result, RunEvent, Stores};
 use crate::harness::{Harness, Tamper};
 use crate::util::{entry, event, expect_kind, meta, ok, open, skipped, spec};
 
+mod records;
+pub use records::*;
+
 /// Applies `target`; `false` (after printing why) when the harness cannot tamper.
-async fn tampered(h: &dyn Harness, s: &Stores, check: &str, target: Tamper) -> bool {
+pub(crate) async fn tampered(h: &dyn Harness, s: &Stores, check: &str, target: Tamper) -> bool {
     let what = format!("{target:?}");
     match h.tamper(s, target).await {
         Ok(()) => true,
