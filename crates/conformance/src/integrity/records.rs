@@ -10,7 +10,7 @@ use super::tampered;
 use crate::harness::{Harness, Tamper};
 use crate::util::{assertion, expect_kind, meta, ok, open, signer, spec, superseding};
 
-/// A run whose head record (event count and chain head) was lost: `verify_run`, `get_run` and `append_event` report `Corrupted` — an append never reuses a stored seq; other runs are fine.
+/// A run whose head record (event count and chain head) was lost: `verify_run`, `get_run` and (after a reopen, on durable backends, since a store may keep heads in memory) `append_event` report `Corrupted` — an append never reuses a stored seq; other runs are fine.
 pub async fn lost_run_head_corrupted(h: &dyn Harness) {
     let s = open(h).await;
     let run = ok(s.runs.create_run(spec(1), meta("a")).await, "create_run");
@@ -35,12 +35,29 @@ pub async fn lost_run_head_corrupted(h: &dyn Harness) {
         ErrorKind::Corrupted,
         "get_run of a run whose head was lost (not a shorter log)",
     );
+    let events = ok(s.runs.read_events(other, None, 10).await, "read_events");
+    assert_eq!(events.len(), 3, "other runs unaffected");
+    // A store that keeps run heads in memory learns of damage done behind
+    // its back when it opens the data again.
+    if !s.capabilities.survives_kill() {
+        return;
+    }
+    let level = s.capabilities.durability;
+    let s = match h.reopen(s).await {
+        Ok(s) => s,
+        Err(e) => panic!("the backend claims durability {level}, so its harness must reopen: {e}"),
+    };
     expect_kind(
         s.runs
             .append_event(run, NewEvent::new("step", json!("more")))
             .await,
         ErrorKind::Corrupted,
         "append_event to a run whose head was lost (never overwriting seq 0)",
+    );
+    expect_kind(
+        s.runs.verify_run(run).await,
+        ErrorKind::Corrupted,
+        "verify_run after the refused append",
     );
     let events = ok(s.runs.read_events(other, None, 10).await, "read_events");
     assert_eq!(events.len(), 3, "other runs unaffected");
