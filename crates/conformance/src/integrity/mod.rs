@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::json;
-use stowage_core::{Error, ErrorKind, LogEntry, Result, RunEvent, Stores};
+use stowage_core::{Digest, Error, ErrorKind, LogEntry, Result, RunEvent, Stores};
 
 use crate::harness::{Harness, Tamper};
 use crate::util::{entry, event, expect_kind, meta, ok, open, skipped, spec};
@@ -28,6 +28,32 @@ pub(crate) async fn tampered(h: &dyn Harness, s: &Stores, check: &str, target: T
             false
         }
         Err(e) => panic!("harness: tamper({what}) failed: {e}"),
+    }
+}
+
+/// Asserts that streaming the damaged blob `d` fails, at once or at some
+/// chunk, with `Corrupted` (never delivering wrong bytes to the end).
+pub(crate) async fn stream_corrupted(s: &Stores, d: &Digest) {
+    match s.cas.get_stream(d).await {
+        Err(e) => assert_eq!(
+            e.kind(),
+            ErrorKind::Corrupted,
+            "get_stream of a damaged blob: {e}"
+        ),
+        Ok(mut stream) => {
+            let mut failed = None;
+            while let Some(chunk) = stream.next().await {
+                if let Err(e) = chunk {
+                    failed = Some(e.kind());
+                    break;
+                }
+            }
+            assert_eq!(
+                failed,
+                Some(ErrorKind::Corrupted),
+                "get_stream of a damaged blob must end in Corrupted, not deliver wrong bytes"
+            );
+        }
     }
 }
 
@@ -59,27 +85,7 @@ pub async fn tampered_blob_corrupted(h: &dyn Harness) {
         ErrorKind::Corrupted,
         "cas.verify of a damaged blob",
     );
-    match s.cas.get_stream(&d).await {
-        Err(e) => assert_eq!(
-            e.kind(),
-            ErrorKind::Corrupted,
-            "get_stream of a damaged blob: {e}"
-        ),
-        Ok(mut stream) => {
-            let mut failed = None;
-            while let Some(chunk) = stream.next().await {
-                if let Err(e) = chunk {
-                    failed = Some(e.kind());
-                    break;
-                }
-            }
-            assert_eq!(
-                failed,
-                Some(ErrorKind::Corrupted),
-                "get_stream of a damaged blob must end in Corrupted, not deliver wrong bytes"
-            );
-        }
-    }
+    stream_corrupted(&s, &d).await;
     assert_eq!(
         ok(s.cas.get(&other).await, "get of an undamaged blob").as_ref(),
         b"bystander",

@@ -2,11 +2,10 @@
 //! supersession, a blob header whose size its chunks cannot hold.
 
 use bytes::Bytes;
-use futures::StreamExt;
 use serde_json::json;
 use stowage_core::{AgentKey, ErrorKind, NewEvent, Timestamp};
 
-use super::tampered;
+use super::{stream_corrupted, tampered};
 use crate::harness::{Harness, Tamper};
 use crate::util::{assertion, expect_kind, meta, ok, open, signer, spec, superseding};
 
@@ -128,23 +127,7 @@ pub async fn damaged_blob_header_corrupted(h: &dyn Harness) {
     expect_kind(s.cas.get(&d).await, ErrorKind::Corrupted, "cas.get");
     expect_kind(s.cas.stat(&d).await, ErrorKind::Corrupted, "cas.stat");
     expect_kind(s.cas.verify(&d).await, ErrorKind::Corrupted, "cas.verify");
-    match s.cas.get_stream(&d).await {
-        Err(e) => assert_eq!(e.kind(), ErrorKind::Corrupted, "get_stream: {e}"),
-        Ok(mut stream) => {
-            let mut failed = None;
-            while let Some(chunk) = stream.next().await {
-                if let Err(e) = chunk {
-                    failed = Some(e.kind());
-                    break;
-                }
-            }
-            assert_eq!(
-                failed,
-                Some(ErrorKind::Corrupted),
-                "get_stream must end in Corrupted"
-            );
-        }
-    }
+    stream_corrupted(&s, &d).await;
     assert_eq!(
         ok(s.cas.get(&other).await, "get of an undamaged blob").as_ref(),
         b"bystander",
