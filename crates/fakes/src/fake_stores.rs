@@ -93,6 +93,9 @@ impl FakeStores {
         let clock = self.clock.fork();
         let ids = self.ids.fork();
         let backend = self.backend.fork_with(env(&clock, &ids));
+        // An id issued while the engine was being copied may be in the
+        // copy: the fork's counter starts past it, never reissuing it.
+        ids.catch_up(&self.ids);
         Snapshot {
             inner: FakeStores {
                 backend,

@@ -69,6 +69,13 @@ impl SequentialIds {
             state: Arc::new(Mutex::new(state)),
         }
     }
+
+    /// Takes `other`'s state as it is now (a fork catching up with the
+    /// generator it was forked from).
+    pub(crate) fn catch_up(&self, other: &SequentialIds) {
+        let state = *other.state.lock();
+        *self.state.lock() = state;
+    }
 }
 
 impl IdGenerator for SequentialIds {
