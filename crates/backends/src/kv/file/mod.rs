@@ -163,6 +163,9 @@ impl FileKv {
         // it made at rotation, a checkpoint it renamed) may not be durable
         // yet: acknowledging writes that depend on them needs both synced.
         if !opts.read_only {
+            if opts.durability == Durability::Sync {
+                rewrite(&*file, rec.unproven, rec.tail).map_err(ctx)?;
+            }
             file.sync_data().map_err(ctx)?;
             vfs.sync_dir(dir).map_err(ctx)?;
         }
@@ -327,6 +330,25 @@ impl Drop for FileKv {
             work();
         }
     }
+}
+
+/// Writes the bytes `from..to` of `file` again, as they read now. After a
+/// failed fsync (a process that died of it, then this open in the same
+/// boot) Linux may have dropped those pages from the disk's queue while
+/// still showing them in the page cache: recovery read them as written,
+/// and the open's fsync would persist nothing of them. Written again, the
+/// fsync persists them, so writes acknowledged after this open do not
+/// stand on bytes the disk never got. Only records no later record proves
+/// synced are rewritten: usually the last group-commit round, or nothing.
+fn rewrite(file: &dyn VFile, from: u64, to: u64) -> std::io::Result<()> {
+    if from >= to {
+        return Ok(());
+    }
+    let len = usize::try_from(to - from)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::OutOfMemory, "region too large"))?;
+    let mut bytes = vec![0u8; len];
+    file.read_at(&mut bytes, from)?;
+    file.write_at(&bytes, from)
 }
 
 impl OrderedKv for FileKv {

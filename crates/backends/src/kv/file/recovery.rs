@@ -38,6 +38,10 @@ pub(crate) struct Recovered {
     pub(crate) tail: u64,
     /// The active file's length (zeros from `tail` on).
     pub(crate) filled: u64,
+    /// Where the active segment's records begin that no record proves
+    /// synced (`tail` when every record is): after a failed fsync they
+    /// may sit only in the page cache (see `FileKv::open`).
+    pub(crate) unproven: u64,
     pub(crate) next_seq: u64,
     pub(crate) report: RecoveryReport,
 }
@@ -247,6 +251,10 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
 
     // Replay.
     let mut tail = SEGMENT_HEADER_LEN;
+    // The largest durable watermark any record carries, and the records of
+    // the active segment at or past it (seq, offset), oldest first.
+    let mut proven = 0u64;
+    let mut unproven: std::collections::VecDeque<(u64, u64)> = Default::default();
     let mut filled = SEGMENT_HEADER_LEN;
     let mut active = None;
     for (i, &id) in live.iter().enumerate() {
@@ -335,6 +343,15 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
                 ),
                 Ok(Some(frame)) => match record::decode_batch(frame.payload) {
                     Ok(ops) => {
+                        proven = proven.max(frame.synced);
+                        if !is_last {
+                            unproven.clear();
+                        } else {
+                            unproven.push_back((frame.seq, off as u64));
+                            while unproven.front().is_some_and(|&(seq, _)| seq < proven) {
+                                unproven.pop_front();
+                            }
+                        }
                         index.apply(id, (off + RECORD_HEADER_LEN) as u64, &ops);
                         report.replayed_records += 1;
                         expected = Some(frame.seq + 1);
@@ -425,6 +442,7 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
         index,
         segs,
         active,
+        unproven: unproven.front().map_or(tail, |&(_, off)| off.min(tail)),
         tail,
         filled,
         next_seq: expected.unwrap_or(0),

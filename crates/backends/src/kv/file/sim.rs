@@ -175,8 +175,12 @@ impl VFile for SimFile {
                 node.pending.clear();
                 return Err(io::Error::from_raw_os_error(5));
             }
-            node.durable = node.cur.clone();
-            node.pending.clear();
+            // Only what was written since the last sync reaches the disk:
+            // pages a failed sync dropped stay lost although they read
+            // back from the page cache (`cur`).
+            for p in std::mem::take(&mut node.pending) {
+                apply(&mut node.durable, &p);
+            }
             Ok(())
         })
     }
