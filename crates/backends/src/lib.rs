@@ -64,5 +64,5 @@ pub mod redis;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
-pub use open::{open, open_with};
+pub use open::{open, open_with, shown_url};
 pub use options::StoreOptions;

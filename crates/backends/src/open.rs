@@ -35,7 +35,10 @@ pub async fn open_with(url: &str, env: StoreEnv) -> Result<Stores> {
 /// [`StoreOptions::parse`]), after checking its `require=LEVEL`, which
 /// backends never see.
 pub(crate) fn parse_options(url: &str) -> Result<StoreOptions> {
-    let (parsed, required) = take_requirement(parse_url(url)?, url)?;
+    let shown = &shown_url(url);
+    let parsed = parse_url(url)?;
+    check_query(&parsed, shown)?;
+    let (parsed, required) = take_requirement(parsed, shown)?;
     if let Some(required) = required {
         check_requirement(&parsed, required)?;
     }
@@ -65,8 +68,40 @@ pub(crate) fn parse_options(url: &str) -> Result<StoreOptions> {
         "postgres" | "postgresql" => {
             crate::postgres::parse_url(&parsed).map(StoreOptions::Postgres)
         }
-        scheme => Err(not_compiled_in(url, scheme)),
+        scheme => Err(not_compiled_in(shown, scheme)),
     }
+}
+
+/// `url` as messages and logs may show it: its password, if any, as
+/// `***` (`postgres://app:***@db/agents`); any other URL as given.
+pub fn shown_url(url: &str) -> String {
+    match Url::parse(url.trim()) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Refuses an option given twice (which of two values holds would be a
+/// guess: `durability=sync&durability=buffered`) and a fragment, which no
+/// backend reads.
+fn check_query(parsed: &Url, shown: &str) -> Result<()> {
+    if parsed.fragment().is_some() {
+        return Err(Error::invalid_input(format!(
+            "store URL {shown:?}: a #fragment means nothing in a store URL; remove it"
+        )));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (key, _) in parsed.query_pairs() {
+        if !seen.insert(key.clone()) {
+            return Err(Error::invalid_input(format!(
+                "store URL {shown:?}: option {key} is given more than once; give it once"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Every scheme stowage knows, with the feature that provides it and the
@@ -143,30 +178,46 @@ fn what_urls_look_like() -> String {
     )
 }
 
-/// Parses a store URL. `file:rel/dir` (no `//`) is a directory relative to
-/// the current one: the `url` crate would read it as `/rel/dir`, so it is
-/// resolved to an absolute `file:///…` URL first.
+/// Parses a store URL. `file:rel/dir` (no `//`; any case, percent-encoded
+/// like any URL) is a directory relative to the current one: the `url`
+/// crate would read it as `/rel/dir`, so it is resolved to an absolute
+/// `file:///…` URL first.
 fn parse_url(url: &str) -> Result<Url> {
+    let shown = shown_url(url);
     let malformed = |why: &dyn std::fmt::Display| {
-        Error::invalid_input(format!("store URL {url:?} is malformed: {why}"))
+        Error::invalid_input(format!("store URL {shown:?} is malformed: {why}"))
     };
-    let Some(relative) = url
-        .strip_prefix("file:")
-        .filter(|rest| !rest.starts_with('/'))
-    else {
+    let trimmed = url.trim();
+    let relative = trimmed
+        .get(..5)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("file:"))
+        .and_then(|_| trimmed.get(5..))
+        .filter(|rest| !rest.starts_with('/'));
+    let Some(relative) = relative else {
         return Url::parse(url).map_err(|e| no_scheme(url).unwrap_or_else(|| malformed(&e)));
     };
-    let (path, query) = relative
+    let (rest, fragment) = relative
+        .split_once('#')
+        .map_or((relative, None), |(r, f)| (r, Some(f)));
+    let (path, query) = rest
         .split_once('?')
-        .map_or((relative, None), |(p, q)| (p, Some(q)));
+        .map_or((rest, None), |(p, q)| (p, Some(q)));
     if path.is_empty() {
         return Err(malformed(&"the directory is empty"));
     }
-    let cwd = std::env::current_dir()
-        .map_err(|e| Error::from(e).context(format!("resolving the relative store URL {url:?}")))?;
-    let mut parsed = Url::from_file_path(cwd.join(path))
+    // Percent-decoded as an absolute file URL's path is.
+    let decoded = Url::parse(&format!("file:///{path}"))
+        .ok()
+        .and_then(|u| u.to_file_path().ok())
+        .and_then(|p| p.strip_prefix("/").ok().map(std::path::Path::to_path_buf))
+        .ok_or_else(|| malformed(&"the path is not a usable directory"))?;
+    let cwd = std::env::current_dir().map_err(|e| {
+        Error::from(e).context(format!("resolving the relative store URL {shown:?}"))
+    })?;
+    let mut parsed = Url::from_file_path(cwd.join(decoded))
         .map_err(|()| malformed(&"the path is not a usable directory"))?;
     parsed.set_query(query);
+    parsed.set_fragment(fragment);
     Ok(parsed)
 }
 
@@ -220,7 +271,7 @@ fn check_requirement(parsed: &Url, required: DurabilityLevel) -> Result<()> {
     };
     Err(Error::unsupported(format!(
         "store URL {}: require={required} refused: the {} backend offers durability {} ({why})",
-        parsed.as_str(),
+        shown_url(parsed.as_str()),
         caps.backend,
         caps.durability
     )))
@@ -253,7 +304,7 @@ fn capabilities_of(parsed: &Url) -> Result<Capabilities> {
             crate::postgres::parse_url(parsed)?;
             Ok(crate::postgres::capabilities())
         }
-        scheme => Err(not_compiled_in(parsed.as_str(), scheme)),
+        scheme => Err(not_compiled_in(&shown_url(parsed.as_str()), scheme)),
     }
 }
 
@@ -312,6 +363,47 @@ mod tests {
             open("not a url").await.unwrap_err().kind(),
             ErrorKind::InvalidInput
         );
+    }
+
+    #[test]
+    fn relative_file_urls_are_any_case_and_percent_decoded() {
+        let cwd = std::env::current_dir().unwrap();
+        for url in ["FILE:data/store", " File:data/store"] {
+            let parsed = parse_url(url).unwrap();
+            assert_eq!(
+                parsed.to_file_path().unwrap(),
+                cwd.join("data/store"),
+                "{url}"
+            );
+        }
+        let spaced = parse_url("file:my%20store/%C3%BC").unwrap();
+        assert_eq!(spaced.to_file_path().unwrap(), cwd.join("my store/ü"));
+    }
+
+    #[test]
+    fn repeated_options_and_fragments_are_refused() {
+        for url in [
+            "memory://?x=1&x=2",
+            "file:///tmp/s?durability=sync&durability=buffered",
+            "file:///tmp/s#frag",
+            "file:rel#frag",
+        ] {
+            let err = parse_options(url).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        for url in [
+            "nosuch://app:s3cret@db/x",
+            "nosuch://app:s3cret@db/x?a=1&a=2",
+        ] {
+            let err = parse_options(url).unwrap_err();
+            assert!(!err.message().contains("s3cret"), "{err}");
+            assert!(err.message().contains("***"), "{err}");
+        }
+        assert_eq!(shown_url("memory://"), "memory://");
     }
 
     #[test]

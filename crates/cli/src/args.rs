@@ -12,8 +12,8 @@ use crate::parse;
 ///
 /// Every command takes a store URL: `memory://`, `file:///abs/dir`,
 /// `file:rel/dir`, `sled:///abs/dir`, `rocksdb:///abs/dir`,
-/// `redis://host:port/db?prefix=NAME`, `sqlite:///abs/file.db` (as
-/// compiled in).
+/// `redis://host:port/db?prefix=NAME`, `sqlite:///abs/file.db`,
+/// `postgres://user@host/db?schema=NAME` (as compiled in).
 #[derive(Debug, Parser)]
 #[command(name = "stowage", version, propagate_version = true)]
 #[command(after_help = "Exit codes: 0 success; 1 an error (one line on stderr: \
@@ -59,7 +59,8 @@ Use `-` as FILE to write to standard output."
         after_help = "Example:\n  stowage import sled:///var/lib/agent-copy backup.jsonl\n\n\
 Import is idempotent: run it again after a crash and it completes the job, \
 duplicating nothing. Ids, timestamps, seqs and hash chains are reproduced exactly; \
-anything in the target that contradicts the file is reported (exit 3)."
+anything in the target that contradicts the file stops it with a `conflict` \
+error naming the record (exit 1; what came before it was imported)."
     )]
     Import(ImportArgs),
     /// Copy every entity from one store to another, then compare them (parity report).

@@ -293,6 +293,13 @@ async fn supersessions(stores: &Stores, sink: &mut dyn Sink, counts: &mut Counts
     }
 }
 
+/// Where an export to `file` is written before it is complete.
+fn partial_path(file: &std::path::Path) -> std::path::PathBuf {
+    let mut name = file.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    file.with_file_name(name)
+}
+
 /// Runs `stowage export`.
 pub(crate) async fn run(args: ExportArgs) -> Result<Outcome> {
     let stores = open(&args.url).await?;
@@ -311,16 +318,30 @@ pub(crate) async fn run(args: ExportArgs) -> Result<Outcome> {
         sink.into_inner().finish()?;
         counts
     } else {
-        let file = std::fs::File::create(&args.file)
-            .map_err(|e| Error::from(e).context(format!("creating {}", args.file.display())))?;
+        // Written beside the destination and renamed over it once complete
+        // and synced: a failed export never leaves a partial file where the
+        // last good one was.
+        let partial = partial_path(&args.file);
+        let file = std::fs::File::create(&partial)
+            .map_err(|e| Error::from(e).context(format!("creating {}", partial.display())))?;
         let mut sink = ProgressSink::new(JsonlSink::new(std::io::BufWriter::new(file)), &progress);
-        let counts = export(&stores, &mut sink, policy).await?;
-        let file = sink.into_inner().finish()?;
-        file.into_inner()
-            .map_err(|e| write_failed(e.into_error()))?
-            .sync_all()
-            .map_err(write_failed)?;
-        counts
+        let written = async {
+            let counts = export(&stores, &mut sink, policy).await?;
+            let file = sink.into_inner().finish()?;
+            file.into_inner()
+                .map_err(|e| write_failed(e.into_error()))?
+                .sync_all()
+                .map_err(write_failed)?;
+            std::fs::rename(&partial, &args.file).map_err(|e| {
+                Error::from(e).context(format!("renaming {} into place", partial.display()))
+            })?;
+            Ok::<_, Error>(counts)
+        }
+        .await;
+        if written.is_err() {
+            let _ = std::fs::remove_file(&partial);
+        }
+        written?
     };
     progress.finish();
     if !args.quiet && args.file.as_os_str() != "-" {

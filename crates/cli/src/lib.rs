@@ -12,13 +12,14 @@
 //! [`import`](mod@import).
 //!
 //! Backends are the features of `stowage-backends`, forwarded: `memory`
-//! and `file` by default, `sled`, `redis`, `rocksdb` and `sqlite` on
-//! request.
+//! and `file` by default, `sled`, `redis`, `rocksdb`, `sqlite` and
+//! `postgres` on request.
 //!
 //! Exit codes: 0 success; 1 an error, printed as one line
 //! `error: <kind>: <message>` (this includes an import that finds the
 //! target contradicting the file: `conflict`); 2 bad usage (clap); 3
-//! `verify` found damage or `migrate`'s parity report found a difference.
+//! `verify` found damage or `migrate`'s parity report found a difference
+//! (a `verify` that could not check everything — a timeout, say — is 1).
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -144,7 +145,7 @@ async fn dispatch(command: Command) -> Result<Outcome> {
 pub async fn open(url: &str) -> Result<Stores> {
     stowage_backends::open(url)
         .await
-        .map_err(|e| e.context(format!("opening {url}")))
+        .map_err(|e| e.context(format!("opening {}", stowage_backends::shown_url(url))))
 }
 
 /// Writes `value` as one JSON line to stdout.

@@ -61,7 +61,11 @@ pub(crate) async fn run(args: MigrateArgs) -> Result<Outcome> {
 }
 
 fn print_report(out: &mut impl Write, args: &MigrateArgs, report: &ParityReport) -> Result<()> {
-    writeln!(out, "parity: {} -> {}", args.from, args.to).map_err(stdout_failed)?;
+    let (from, to) = (
+        stowage_backends::shown_url(&args.from),
+        stowage_backends::shown_url(&args.to),
+    );
+    writeln!(out, "parity: {from} -> {to}").map_err(stdout_failed)?;
     let mut t = Table::new(&["KIND", "SOURCE", "TARGET"]);
     for (kind, s, d) in &report.counts {
         if kind == "supersessions" && report.supersessions == Coverage::Skipped {

@@ -32,19 +32,27 @@ struct Problem {
 #[derive(Debug, Default, Serialize)]
 struct Report {
     tallies: Vec<Tally>,
+    /// Damage found (`Corrupted`).
     problems: Vec<Problem>,
+    /// What could not be checked (a timeout, an unreachable server…):
+    /// not damage, but not a clean bill either.
+    unchecked: Vec<Problem>,
 }
 
 impl Report {
     fn problem(&mut self, entity: String, err: &Error) {
-        if let Some(t) = self.tallies.last_mut() {
-            t.damaged += 1;
-        }
-        self.problems.push(Problem {
+        let problem = Problem {
             entity,
             error_kind: err.kind().to_string(),
             message: one_line(err),
-        });
+        };
+        if err.kind() != ErrorKind::Corrupted {
+            return self.unchecked.push(problem);
+        }
+        if let Some(t) = self.tallies.last_mut() {
+            t.damaged += 1;
+        }
+        self.problems.push(problem);
     }
 
     fn start(&mut self, kind: &'static str) {
@@ -91,16 +99,34 @@ pub(crate) async fn run(args: StoreArg) -> Result<Outcome> {
         }
         out.write_all(t.render().as_bytes())
             .map_err(stdout_failed)?;
-        if report.problems.is_empty() {
+        if report.problems.is_empty() && report.unchecked.is_empty() {
             writeln!(out, "\nok: no damage found").map_err(stdout_failed)?;
-        } else {
-            writeln!(out, "\n{} damaged:", report.problems.len()).map_err(stdout_failed)?;
-            for p in &report.problems {
-                writeln!(out, "  {}: {}", p.entity, p.message).map_err(stdout_failed)?;
+        }
+        for (what, list) in [
+            ("damaged", &report.problems),
+            ("could not be checked", &report.unchecked),
+        ] {
+            if !list.is_empty() {
+                writeln!(out, "\n{} {what}:", list.len()).map_err(stdout_failed)?;
+                for p in list {
+                    writeln!(out, "  {}: {}", p.entity, p.message).map_err(stdout_failed)?;
+                }
             }
         }
     }
     out.flush().map_err(stdout_failed)?;
+    if let Some(first) = report.unchecked.first() {
+        // Exit 1, not 3: the check did not finish, which is not damage.
+        return Err(Error::new(
+            ErrorKind::Unavailable,
+            format!(
+                "verify could not check {} entities (first: {}: {})",
+                report.unchecked.len(),
+                first.entity,
+                first.message
+            ),
+        ));
+    }
     Ok(if report.problems.is_empty() {
         Outcome::Clean
     } else {

@@ -43,7 +43,7 @@
 pub use stowage_core::*;
 
 #[doc(inline)]
-pub use stowage_backends::{open, open_with, options, StoreOptions};
+pub use stowage_backends::{open, open_with, options, shown_url, StoreOptions};
 
 /// The in-memory backend.
 #[cfg(feature = "memory")]

@@ -121,7 +121,7 @@ impl Importer {
         let replay = Replay::new();
         let stores = stowage_backends::open_with(url, replay.env())
             .await
-            .map_err(|e| e.context(format!("opening {url}")))?;
+            .map_err(|e| e.context(format!("opening {}", stowage_backends::shown_url(url))))?;
         Ok(Importer::new(stores, replay))
     }
 
@@ -445,7 +445,11 @@ pub(crate) async fn run(args: ImportArgs) -> Result<Outcome> {
     fed?;
     let counts = importer.finish()?;
     if !args.quiet {
-        eprintln!("imported {} into {}", describe(&counts), args.url);
+        eprintln!(
+            "imported {} into {}",
+            describe(&counts),
+            stowage_backends::shown_url(&args.url)
+        );
     }
     Ok(Outcome::Clean)
 }
