@@ -205,12 +205,9 @@ fn parse_url(url: &str) -> Result<Url> {
     if path.is_empty() {
         return Err(malformed(&"the directory is empty"));
     }
-    // Percent-decoded as an absolute file URL's path is.
-    let decoded = Url::parse(&format!("file:///{path}"))
-        .ok()
-        .and_then(|u| u.to_file_path().ok())
-        .and_then(|p| p.strip_prefix("/").ok().map(std::path::Path::to_path_buf))
-        .ok_or_else(|| malformed(&"the path is not a usable directory"))?;
+    // Percent-decoded as an absolute file URL's path is (`..` kept).
+    let decoded = crate::options::percent_decode(path)
+        .ok_or_else(|| malformed(&"the path is not valid percent-encoded UTF-8"))?;
     let cwd = std::env::current_dir().map_err(|e| {
         Error::from(e).context(format!("resolving the relative store URL {shown:?}"))
     })?;

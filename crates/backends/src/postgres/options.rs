@@ -365,7 +365,8 @@ pub(crate) fn parse(url: &Url) -> Result<PostgresOptions> {
         return Err(bad_url("a fragment is not allowed"));
     }
     let decode = |s: &str| {
-        percent_decode(s).ok_or_else(|| bad_url("the user, password or database is not UTF-8"))
+        crate::options::percent_decode(s)
+            .ok_or_else(|| bad_url("the user, password or database is not UTF-8"))
     };
     let mut opts = PostgresOptions::new(host, decode(dbname)?);
     if let Some(port) = url.port() {
@@ -457,24 +458,6 @@ fn redacted(url: &Url) -> String {
         let _ = shown.set_password(Some("***"));
     }
     shown.to_string()
-}
-
-/// Percent-decodes a URL component.
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
