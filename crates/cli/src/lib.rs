@@ -137,15 +137,41 @@ async fn dispatch(command: Command) -> Result<Outcome> {
     }
 }
 
-/// Opens `url` with the system clock and random ids, naming the URL in
-/// errors.
+/// Opens the existing store at `url` with the system clock and random
+/// ids, naming the URL in errors. Every command but `import` (and
+/// `migrate`'s target) works on a store that exists: a mistyped path must
+/// not become a new, empty store that `verify` calls healthy.
 ///
 /// # Errors
-/// As `stowage_backends::open`.
+/// `NotFound` when the directory (file, sled, RocksDB) or the database
+/// file (SQLite) of `url` does not exist; as `stowage_backends::open`.
 pub async fn open(url: &str) -> Result<Stores> {
+    let shown = stowage_backends::shown_url(url);
+    if let Some(path) = local_path(url).filter(|p| !p.exists()) {
+        return Err(Error::not_found(format!(
+            "opening {shown}: there is no store at {} (stowage import creates one)",
+            path.display()
+        )));
+    }
     stowage_backends::open(url)
         .await
-        .map_err(|e| e.context(format!("opening {}", stowage_backends::shown_url(url))))
+        .map_err(|e| e.context(format!("opening {shown}")))
+}
+
+/// Where a store that lives in the local file system keeps its data.
+fn local_path(url: &str) -> Option<std::path::PathBuf> {
+    use stowage_backends::StoreOptions;
+    match StoreOptions::parse(url).ok()? {
+        #[cfg(feature = "file")]
+        StoreOptions::File(o) => Some(o.dir),
+        #[cfg(feature = "sled")]
+        StoreOptions::Sled(o) => Some(o.dir),
+        #[cfg(feature = "rocksdb")]
+        StoreOptions::RocksDb(o) => Some(o.dir),
+        #[cfg(feature = "sqlite")]
+        StoreOptions::Sqlite(o) => Some(o.path),
+        _ => None,
+    }
 }
 
 /// Writes `value` as one JSON line to stdout.

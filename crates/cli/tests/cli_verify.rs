@@ -133,3 +133,21 @@ async fn stats_counts_every_store() {
         "{human}"
     );
 }
+
+/// A mistyped path is an error, and no store appears there: only
+/// `import` creates a store.
+#[test]
+fn commands_on_a_missing_store_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("typo");
+    let url = file_url(&missing);
+    for args in [
+        vec!["verify", url.as_str()],
+        vec!["stats", url.as_str()],
+        vec!["gc", url.as_str(), "--grace", "0s"],
+    ] {
+        let err = fails(&stowage(&args), 1);
+        assert!(err.contains("not_found"), "{args:?}: {err}");
+        assert!(!missing.exists(), "{args:?} created {}", missing.display());
+    }
+}
