@@ -194,6 +194,20 @@ async fn through(proxy: &Proxy, params: &str) -> (Stores, Stores) {
     (a, b)
 }
 
+/// A run with one event appended (the connection and scripts warmed up).
+async fn warm_run(s: &Stores) -> stowage_core::RunId {
+    let run = s
+        .runs
+        .create_run(Digest::of(b"x"), RunMetadata::new("a"))
+        .await
+        .unwrap();
+    s.runs
+        .append_event(run, NewEvent::new("warm", json!(0)))
+        .await
+        .unwrap();
+    run
+}
+
 fn keyed(key: &str) -> NewEvent {
     let mut e = NewEvent::new("tool_call", json!({"k": key}));
     e.idempotency_key = Some(key.into());
@@ -204,15 +218,7 @@ fn keyed(key: &str) -> NewEvent {
 async fn cut_after_send_is_outcome_unknown_and_keyed_retry_is_exactly_once() {
     let proxy = Proxy::start(server_port()).await;
     let (s, direct) = through(&proxy, "idempotent_retries=0").await;
-    let run = s
-        .runs
-        .create_run(Digest::of(b"x"), RunMetadata::new("a"))
-        .await
-        .unwrap();
-    s.runs
-        .append_event(run, NewEvent::new("warm", json!(0)))
-        .await
-        .unwrap();
+    let run = warm_run(&s).await;
 
     proxy.arm(CUT);
     let err = s.runs.append_event(run, keyed("k1")).await.unwrap_err();
@@ -279,15 +285,7 @@ async fn keyed_calls_retry_themselves_exactly_once() {
 async fn a_reply_slower_than_the_timeout_is_outcome_unknown_not_a_duplicate() {
     let proxy = Proxy::start(server_port()).await;
     let (s, direct) = through(&proxy, "idempotent_retries=0&response_timeout_ms=300").await;
-    let run = s
-        .runs
-        .create_run(Digest::of(b"x"), RunMetadata::new("a"))
-        .await
-        .unwrap();
-    s.runs
-        .append_event(run, NewEvent::new("warm", json!(0)))
-        .await
-        .unwrap();
+    let run = warm_run(&s).await;
     proxy.arm(DELAY);
     let err = s.runs.append_event(run, keyed("slow")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
@@ -331,15 +329,7 @@ async fn retries_refused_after_a_lost_reply_are_outcome_unknown() {
         "idempotent_retries=3&reconnect_retries=0&connect_timeout_ms=200",
     )
     .await;
-    let run = s
-        .runs
-        .create_run(Digest::of(b"x"), RunMetadata::new("a"))
-        .await
-        .unwrap();
-    s.runs
-        .append_event(run, NewEvent::new("warm", json!(0)))
-        .await
-        .unwrap();
+    let run = warm_run(&s).await;
     proxy.arm(CUT_THEN_REFUSE);
     let err = s.runs.append_event(run, keyed("k-lost")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
@@ -383,15 +373,7 @@ async fn a_cut_cas_put_is_all_or_nothing_and_resends_make_it_exactly_once() {
 async fn a_lost_append_overtaken_by_another_process_is_outcome_unknown_not_twice() {
     let proxy = Proxy::start(server_port()).await;
     let (s, direct) = through(&proxy, "idempotent_retries=2").await;
-    let run = s
-        .runs
-        .create_run(Digest::of(b"x"), RunMetadata::new("a"))
-        .await
-        .unwrap();
-    s.runs
-        .append_event(run, NewEvent::new("warm", json!(0)))
-        .await
-        .unwrap();
+    let run = warm_run(&s).await;
     proxy.arm(CUT_LATE);
     let lost = tokio::spawn({
         let runs = s.runs.clone();

@@ -146,11 +146,8 @@ impl OrderedKv for Gate {
                 let mut closed = self.closed.subscribe();
                 let backend = self.backend;
                 Box::pin(async move {
-                    let succeeded = match closed.wait_for(Option::is_some).await {
-                        Ok(done) => *done == Some(true),
-                        Err(_) => false,
-                    };
-                    if succeeded {
+                    let answer = closed.wait_for(Option::is_some).await;
+                    if answer.is_ok_and(|done| *done == Some(true)) {
                         return Ok(());
                     }
                     Err(Error::new(

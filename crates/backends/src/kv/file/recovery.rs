@@ -344,9 +344,7 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
                 Ok(Some(frame)) => match record::decode_batch(frame.payload) {
                     Ok(ops) => {
                         proven = proven.max(frame.synced);
-                        if !is_last {
-                            unproven.clear();
-                        } else {
+                        if is_last {
                             unproven.push_back((frame.seq, off as u64));
                             while unproven.front().is_some_and(|&(seq, _)| seq < proven) {
                                 unproven.pop_front();

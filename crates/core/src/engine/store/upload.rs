@@ -76,6 +76,25 @@ fn reclaimed() -> Error {
     )
 }
 
+/// Sets the marker of upload `body` to `state`, now; unless it is the
+/// upload's first write, the marker must still be there.
+///
+/// # Errors
+/// `Unavailable` when `gc_blobs` reclaimed the upload meanwhile.
+fn mark(txn: &mut dyn Txn, body: &BodyId, state: u8, now: Timestamp, first: bool) -> Result<()> {
+    let key = keys::pending_upload(body);
+    if !first && txn.get(Table::Meta, &key)?.is_none() {
+        return Err(reclaimed());
+    }
+    txn.put(Table::Meta, key, marker(state, now))
+}
+
+/// Removes upload `body`'s chunks and marker.
+fn remove_upload(txn: &mut dyn Txn, body: &BodyId) -> Result<()> {
+    delete_body(txn, body)?;
+    txn.delete(Table::Meta, keys::pending_upload(body))
+}
+
 /// Removes every pending upload's marker and chunks.
 fn recover_uploads(txn: &mut dyn Txn) -> Result<()> {
     let (mut start, end) = keys::pending_uploads();
@@ -92,8 +111,7 @@ fn recover_uploads(txn: &mut dyn Txn) -> Result<()> {
         };
         start = keys::successor(last);
         for (key, _) in &page {
-            delete_body(txn, &keys::body_of_pending(key)?)?;
-            txn.delete(Table::Meta, key.clone())?;
+            remove_upload(txn, &keys::body_of_pending(key)?)?;
         }
     }
 }
@@ -154,11 +172,9 @@ impl EngineStore {
                 }
                 let body = keys::body_of_pending(key)?;
                 self.write(upload_scope(&body), move |_, txn| {
-                    let key = keys::pending_upload(&body);
-                    match txn.get(Table::Meta, &key)? {
+                    match txn.get(Table::Meta, &keys::pending_upload(&body))? {
                         Some(value) if abandoned(read_marker(&value), cutoff) => {
-                            delete_body(txn, &body)?;
-                            txn.delete(Table::Meta, key)
+                            remove_upload(txn, &body)
                         }
                         _ => Ok(()),
                     }
@@ -223,11 +239,7 @@ impl Upload {
         let mut stored = Owned::new(stored);
         self.store
             .write(upload_scope(&body), move |shared, txn| {
-                let key = keys::pending_upload(&body);
-                if index > 0 && txn.get(Table::Meta, &key)?.is_none() {
-                    return Err(reclaimed());
-                }
-                txn.put(Table::Meta, key, marker(state, shared.now()))?;
+                mark(txn, &body, state, shared.now(), index == 0)?;
                 txn.put(
                     Table::Blobs,
                     keys::blob_chunk(&body, index),
@@ -250,11 +262,7 @@ impl Upload {
             // The last chunk filled a whole chunk: nothing said it was last.
             self.store
                 .write(upload_scope(&body), move |shared, txn| {
-                    let key = keys::pending_upload(&body);
-                    if txn.get(Table::Meta, &key)?.is_none() {
-                        return Err(reclaimed());
-                    }
-                    txn.put(Table::Meta, key, marker(COMMITTING, shared.now()))
+                    mark(txn, &body, COMMITTING, shared.now(), false)
                 })
                 .await?;
             self.committing = true;
@@ -298,10 +306,8 @@ impl Drop for Upload {
         // of the store or a blob collection removes the chunks.
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
-                let abandon = store.write(upload_scope(&body), move |_, txn| {
-                    delete_body(txn, &body)?;
-                    txn.delete(Table::Meta, keys::pending_upload(&body))
-                });
+                let abandon =
+                    store.write(upload_scope(&body), move |_, txn| remove_upload(txn, &body));
                 let _ = abandon.await;
             });
         }

@@ -89,11 +89,7 @@ fn a_full_disk_is_storage_full_and_writes_resume_once_space_is_freed() {
     let fs = SimFs::new();
     let kv = open_sim(&fs, small_opts()).unwrap();
     let mut model = Model::new();
-    for i in 0u8..10 {
-        let b = put(&[i], 300);
-        kv.write(b.clone()).unwrap();
-        apply_model(&mut model, &b);
-    }
+    put_each(&kv, &mut model, 0u8..10, 300);
     fs.set_capacity(Some(used(&fs) + 100));
     // Space the engine already filled ahead of its tail still takes
     // writes; once it is used up, preallocating (or appending) fails.
@@ -118,15 +114,8 @@ fn a_full_disk_is_storage_full_and_writes_resume_once_space_is_freed() {
         "acknowledged data stays readable"
     );
     fs.set_capacity(None);
-    for i in 20u8..40 {
-        let b = put(&[i], 300);
-        kv.write(b.clone()).unwrap();
-        apply_model(&mut model, &b);
-    }
-    drop(kv);
-    fs.power_loss(None);
-    let kv = open_sim(&fs, small_opts()).unwrap();
-    assert_eq!(dump(&kv).unwrap(), model);
+    put_each(&kv, &mut model, 20u8..40, 300);
+    holds_after_power_loss(&fs, kv, &model);
 }
 
 /// A rotation refused for want of space leaves the old segment cut back
@@ -160,15 +149,8 @@ fn a_write_after_a_refused_rotation_is_storage_full_not_a_broken_engine() {
     }
     assert_eq!(dump(&kv).unwrap(), model, "the engine still reads");
     fs.set_capacity(None);
-    for i in 0..10u8 {
-        let b = put(&[150 + i], 600);
-        kv.write(b.clone()).unwrap();
-        apply_model(&mut model, &b);
-    }
-    drop(kv);
-    fs.power_loss(None);
-    let kv = open_sim(&fs, small_opts()).unwrap();
-    assert_eq!(dump(&kv).unwrap(), model);
+    put_each(&kv, &mut model, 150u8..160, 600);
+    holds_after_power_loss(&fs, kv, &model);
 }
 
 /// fsyncgate: a failed fsync may drop the round's pages from the disk's
@@ -401,4 +383,22 @@ fn a_damaged_large_value_is_corrupted_through_the_pool_too() {
         let err = kv.get_bytes(Table::Blobs, b"big").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Corrupted, "{err}");
     }
+}
+
+/// Writes `put(&[key], len)` for each key, each acknowledged, and applies
+/// it to `model`.
+fn put_each(kv: &FileKv, model: &mut Model, keys: impl IntoIterator<Item = u8>, len: usize) {
+    for key in keys {
+        let b = put(&[key], len);
+        kv.write(b.clone()).unwrap();
+        apply_model(model, &b);
+    }
+}
+
+/// Drops `kv`, loses power, reopens: the store holds exactly `model`.
+fn holds_after_power_loss(fs: &SimFs, kv: FileKv, model: &Model) {
+    drop(kv);
+    fs.power_loss(None);
+    let kv = open_sim(fs, small_opts()).unwrap();
+    assert_eq!(dump(&kv).unwrap(), *model);
 }
