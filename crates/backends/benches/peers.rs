@@ -45,9 +45,11 @@ const CASES: &[Case] = &[
     ("blob_get_1m_16", "1 MiB blob get, 16 callers, vs object_store LocalFileSystem", |d, s| blob_get_object_store(d, 16, 400 * s)),
     ("append_1", "run-event append, 1 caller, vs SQLite WAL synchronous=FULL", |d, s| append(d, 1, 300 * s)),
     ("append_64", "run-event append, 64 callers, vs SQLite WAL synchronous=FULL (one Mutex<Connection>, a transaction per append)", |d, s| append(d, 64, 3200 * s)),
-    ("read_events", "reading 10 000 events in pages of 1 000 vs SQLite + serde_json, right after writing them", |d, s| read_events(d, 10_000 * s, false)),
-    ("read_events_reopened", "reading 10 000 events in pages of 1 000 vs SQLite + serde_json, both reopened first (no cache in the process)", |d, s| read_events(d, 10_000 * s, true)),
-    ("disk_per_event", "bytes on disk after 100 000 events vs SQLite (ratio of bytes: < 1 is smaller)", |d, s| disk(d, 100_000 * s)),
+    ("read_events", "reading 10 000 events in pages of 1 000 vs SQLite + serde_json, right after writing them", |d, s| read_events(d, 10_000 * s, false, false)),
+    ("read_events_reopened", "reading 10 000 events in pages of 1 000 vs SQLite + serde_json, both reopened first (no cache in the process)", |d, s| read_events(d, 10_000 * s, true, false)),
+    ("read_events_packed", "reading 10 000 events in pages of 1 000 vs SQLite + serde_json, both reopened first, stowage compacted (events read from a pack)", |d, s| read_events(d, 10_000 * s, true, true)),
+    ("disk_per_event", "bytes on disk after 100 000 events vs SQLite (ratio of bytes: < 1 is smaller)", |d, s| disk(d, 100_000 * s, false)),
+    ("disk_per_event_compacted", "bytes on disk after 100 000 events and lifecycle.compact() vs SQLite after its WAL checkpoint (ratio of bytes: < 1 is smaller)", |d, s| disk(d, 100_000 * s, true)),
     ("rss_reopen_1e4", "resident memory of a process that reopened 10^4 events vs SQLite (ratio of bytes)", |d, _| rss(d, 10_000)),
     ("rss_reopen_1e5", "resident memory of a process that reopened 10^5 events vs SQLite (ratio of bytes)", |d, _| rss(d, 100_000)),
     ("rss_reopen_1e6", "resident memory of a process that reopened 10^6 events vs SQLite (ratio of bytes; bar: <= 48 MiB)", |d, _| rss(d, 1_000_000)),
@@ -233,7 +235,7 @@ fn append(dir: &Path, callers: usize, count: usize) -> (f64, f64) {
 /// Reads `events` events written just before, from stowage and SQLite;
 /// with `reopen`, both are reopened first, so neither process holds them
 /// in a cache of its own (the OS's page cache still does).
-fn read_events(dir: &Path, events: usize, reopen: bool) -> (f64, f64) {
+fn read_events(dir: &Path, events: usize, reopen: bool, compact: bool) -> (f64, f64) {
     const PAGE: usize = 1000;
     const READ_PASSES: usize = 9;
     let (mut rt, mut stores) = open(&dir.join("stowage"), "durability=buffered");
@@ -244,6 +246,9 @@ fn read_events(dir: &Path, events: usize, reopen: bool) -> (f64, f64) {
         let event = NewEvent::new("tool_call", event_payload(i));
         rt.block_on(stores.runs.append_event(run, event))
             .expect("append");
+    }
+    if compact {
+        rt.block_on(stores.lifecycle.compact()).expect("compact");
     }
     if reopen {
         rt.block_on(stores.close()).expect("close");
@@ -276,7 +281,7 @@ fn read_events(dir: &Path, events: usize, reopen: bool) -> (f64, f64) {
     (ours, peer)
 }
 
-fn fill_both(dir: &Path, events: usize) -> (PathBuf, SqliteLedger) {
+fn fill_both(dir: &Path, events: usize, compact: bool) -> (PathBuf, SqliteLedger) {
     let store = dir.join("stowage");
     let (rt, stores) = open(&store, "durability=buffered");
     let runs = rt.block_on(new_runs(&stores, 100));
@@ -284,6 +289,11 @@ fn fill_both(dir: &Path, events: usize) -> (PathBuf, SqliteLedger) {
         let event = NewEvent::new("tool_call", event_payload(i));
         rt.block_on(stores.runs.append_event(runs[i % runs.len()], event))
             .expect("append");
+    }
+    if compact {
+        let start = Instant::now();
+        rt.block_on(stores.lifecycle.compact()).expect("compact");
+        println!("    compact: {:.0} ms", start.elapsed().as_secs_f64() * 1e3);
     }
     rt.block_on(stores.close()).expect("close");
     let ledger = sqlite_ledger(&dir.join("peer.sqlite"));
@@ -305,8 +315,8 @@ fn dir_bytes(path: &Path) -> u64 {
         .sum()
 }
 
-fn disk(dir: &Path, events: usize) -> (f64, f64) {
-    let (store, ledger) = fill_both(dir, events);
+fn disk(dir: &Path, events: usize, compact: bool) -> (f64, f64) {
+    let (store, ledger) = fill_both(dir, events, compact);
     let ours = dir_bytes(&store) as f64;
     let peer = ledger.bytes() as f64;
     println!(
@@ -318,7 +328,7 @@ fn disk(dir: &Path, events: usize) -> (f64, f64) {
 }
 
 fn rss(dir: &Path, events: usize) -> (f64, f64) {
-    let (store, ledger) = fill_both(dir, events);
+    let (store, ledger) = fill_both(dir, events, false);
     let ours = child_rss("stowage", &file_url(&store, "")) as f64;
     let peer = child_rss("sqlite", &ledger.path().display().to_string()) as f64;
     println!(

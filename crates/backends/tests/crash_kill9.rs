@@ -281,6 +281,17 @@ fn child(url: &str) {
             );
         }
         let mut tasks = Vec::new();
+        if url.starts_with("file:") {
+            // Compaction (sealing the log and packing it) runs among the
+            // writers, so some kills land inside it.
+            let stores = stores.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+                    stores.lifecycle.compact().await.expect("compact");
+                }
+            }));
+        }
         for task in 0..TASKS as u64 {
             let stores = stores.clone();
             let run = runs[task as usize % runs.len()];

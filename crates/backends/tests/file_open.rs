@@ -150,12 +150,15 @@ async fn automatic_checkpoints_and_compaction_run_during_writes() {
     let log_bytes: u64 = std::fs::read_dir(&store)
         .unwrap()
         .map(|e| e.unwrap())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".wal"))
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.ends_with(".wal") || name.ends_with(".pack")
+        })
         .map(|e| e.metadata().unwrap().len())
         .sum();
     assert!(
         log_bytes < written / 2,
-        "compaction reclaimed the deleted blobs: {log_bytes} bytes of log for {written} written"
+        "compaction reclaimed the deleted blobs: {log_bytes} bytes of log and packs for {written} written"
     );
     drop(stores);
     let stores = open(&u).await.unwrap();

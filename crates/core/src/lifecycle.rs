@@ -452,8 +452,9 @@ pub trait Lifecycle: Send + Sync {
     async fn stats(&self) -> Result<StoreStats>;
 
     /// Returns the space deletions freed to the file system where the
-    /// backend holds on to it, beside live traffic: the file engine rewrites
-    /// its log segments that are at most half live, RocksDB compacts every
+    /// backend holds on to it, beside live traffic: the file engine packs
+    /// its log (live values only, compressed) and repacks packs that are
+    /// at most half live, RocksDB compacts every
     /// column family, SQLite vacuums; backends that reuse or release space
     /// on their own (memory, sled, Redis, PostgreSQL's autovacuum) do
     /// nothing. See `docs/lifecycle.md` for when each backend reclaims

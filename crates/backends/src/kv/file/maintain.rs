@@ -1,21 +1,49 @@
 //! Background-free maintenance: checkpoints (fast reopen) and compaction
-//! (reclaiming segments whose values were mostly deleted or replaced).
+//! (sealed segments packed, compressed, into [`pack`]s; packs whose values
+//! were mostly deleted or replaced packed again).
 //!
 //! Both run under `FileKv::maintenance`, either when called or from the
 //! writer whose append crossed the checkpoint interval.
+
+use std::sync::Arc;
 
 use stowage_core::{Error, Result};
 
 use super::checkpoint::{self, Position};
 use super::index::Loc;
-use super::record::{self, SEGMENT_HEADER_LEN};
+use super::pack::{self, PackWriter, PACK_BIT};
+use super::record::SEGMENT_HEADER_LEN;
 use super::recovery::segment_name;
+use super::vfs::VFile;
 use super::wal::Wal;
-use super::FileKv;
-use crate::kv::seam::{Batch, Table};
+use super::{FileKv, Hit};
+use crate::kv::seam::Table;
 
-/// Upper bound of value bytes rewritten per compaction record.
-const COMPACT_CHUNK: usize = 4 << 20;
+/// Packs smaller than this (stream bytes) are merged into the next pack.
+const MERGE_BELOW: u64 = 8 << 20;
+
+/// Whether the bytes of a segment of `len` bytes compress enough to be
+/// worth packing, judged on four samples across it: a store of
+/// already-compressed blobs is not rewritten for nothing.
+fn compresses(file: &dyn VFile, len: u64) -> bool {
+    const SAMPLE: u64 = 64 << 10;
+    let mut raw = 0;
+    let mut packed = 0;
+    let mut buf = vec![0u8; SAMPLE as usize];
+    for i in 0..4 {
+        let at = SEGMENT_HEADER_LEN + (len.saturating_sub(SEGMENT_HEADER_LEN + SAMPLE)) / 3 * i;
+        let n = SAMPLE.min(len.saturating_sub(at)) as usize;
+        if n == 0 || file.read_at(&mut buf[..n], at).is_err() {
+            continue;
+        }
+        raw += n;
+        packed += lz4_flex::block::compress(&buf[..n]).len();
+    }
+    packed * 4 < raw * 3
+}
+
+/// A key compaction moved: table, key, old and new location.
+pub(super) type Moved = (Table, Vec<u8>, Loc, Loc);
 
 impl FileKv {
     /// Runs a checkpoint, then compaction, when the log grew by the
@@ -32,7 +60,7 @@ impl FileKv {
         };
         let _ = self
             .checkpoint_locked()
-            .and_then(|()| self.compact_locked().map(|_| ()));
+            .and_then(|()| self.compact_locked(false).map(|_| ()));
     }
 
     /// Whether the log grew by the checkpoint interval since the last
@@ -103,14 +131,17 @@ impl FileKv {
         Ok(())
     }
 
-    /// Rewrites the live values of sealed segments that are at least half
-    /// garbage into the active segment, checkpoints, and removes those
-    /// segments. Returns the number of segments removed.
+    /// Packs the live values of every sealed segment, of packs at least
+    /// half garbage and of small packs into one new pack ([`pack`]),
+    /// checkpoints, and removes what it packed. With `seal` (an explicit
+    /// `compact`) the active segment is sealed first, so everything
+    /// written so far is packed. Returns the number of files removed.
     ///
     /// Crash-safe at every step: until the checkpoint is durable the old
-    /// segments are still the truth (the rewritten records only repeat
-    /// current values); after it, nothing references them and recovery
-    /// removes any that are left.
+    /// files are still the truth (the new pack only repeats current
+    /// values, and recovery removes a pack no checkpoint references);
+    /// after it, nothing references the old ones and recovery removes any
+    /// that are left.
     ///
     /// # Errors
     /// As [`FileKv::write`](crate::kv::seam::OrderedKv::write); `Corrupted`
@@ -118,56 +149,32 @@ impl FileKv {
     pub(crate) fn compact(&self) -> Result<usize> {
         self.check_writable()?;
         let _m = self.maintenance.lock();
-        self.compact_locked()
+        self.compact_locked(true)
     }
 
-    fn compact_locked(&self) -> Result<usize> {
+    fn compact_locked(&self, seal: bool) -> Result<usize> {
         self.check_poison()?;
-        let active = self.wal.lock().active;
-        // Sizes first, then live bytes: never two of these locks at once.
-        let sealed: Vec<(u64, u64)> = self
-            .segs
-            .read()
-            .iter()
-            .filter(|(id, _)| **id < active)
-            .map(|(id, f)| (*id, f.len().unwrap_or(0).saturating_sub(SEGMENT_HEADER_LEN)))
-            .collect();
-        let victims: Vec<u64> = {
-            let index = self.index.read();
-            sealed
-                .into_iter()
-                .filter(|(id, size)| index.live_bytes(*id).saturating_mul(2) <= *size)
-                .map(|(id, _)| id)
-                .collect()
+        let active = {
+            let mut w = self.wal.lock();
+            if seal && w.tail > SEGMENT_HEADER_LEN {
+                self.rotate(&mut w)?;
+            }
+            w.active
         };
+        let victims = self.victims(active, seal);
         if victims.is_empty() {
             return Ok(0);
         }
-        let entries: Vec<(Table, Vec<u8>, Loc)> = {
-            let index = self.index.read();
-            index
-                .entries()
-                .filter(|(_, _, l)| victims.contains(&l.seg))
-                .collect()
-        };
-        let mut last_seq = None;
-        let mut chunk: Vec<(Table, Vec<u8>, Loc, Vec<u8>)> = Vec::new();
-        let mut chunk_bytes = 0usize;
-        for (table, key, loc) in entries {
-            let file = self.segs.read().get(&loc.seg).cloned();
-            let value = self.read_value(table, loc, file)?;
-            let size = value.len() + key.len() + 16;
-            let limit = COMPACT_CHUNK.min(self.opts.max_record_size / 2);
-            if !chunk.is_empty() && chunk_bytes + size > limit {
-                last_seq = self.rewrite(std::mem::take(&mut chunk))?.or(last_seq);
-                chunk_bytes = 0;
-            }
-            chunk_bytes += size;
-            chunk.push((table, key, loc, value));
-        }
-        last_seq = self.rewrite(chunk)?.or(last_seq);
-        if let Some(seq) = last_seq {
-            self.block_until_durable(seq)?;
+        let entries: Vec<(Table, Vec<u8>, Loc)> = self
+            .index
+            .read()
+            .entries()
+            .filter(|(_, _, l)| victims.contains(&l.seg))
+            .collect();
+        if !entries.is_empty() {
+            let id = self.next_pack_id();
+            let (pack, moved) = self.write_pack(id, entries)?;
+            self.install(id, pack, moved);
         }
         self.checkpoint_locked()?;
         let still = self.index.read().referenced_segments();
@@ -176,7 +183,7 @@ impl FileKv {
             self.segs.write().remove(&id);
             self.vfs
                 .remove(&self.dir.join(segment_name(id)))
-                .map_err(|e| Error::from(e).context("removing a compacted segment"))?;
+                .map_err(|e| Error::from(e).context("removing a compacted file"))?;
             removed += 1;
         }
         if let Err(e) = self.vfs.sync_dir(&self.dir) {
@@ -185,27 +192,124 @@ impl FileKv {
         Ok(removed)
     }
 
-    /// Appends the values of `chunk` whose keys still point where they were
-    /// read from (checked under the WAL lock, so no write can interleave).
-    pub(super) fn rewrite(
-        &self,
-        chunk: Vec<(Table, Vec<u8>, Loc, Vec<u8>)>,
-    ) -> Result<Option<u64>> {
-        let mut w = self.wal.lock();
-        let mut batch = Batch::default();
-        {
-            let index = self.index.read();
-            for (table, key, loc, value) in chunk {
-                if index.table(table).get(&key) == Some(loc) {
-                    batch.put(table, key, value);
+    /// What to pack: the sealed segments (ids below `active`; unless
+    /// `all`, only those at least half garbage or whose bytes compress),
+    /// packs at least half garbage, and small packs when there are two
+    /// or more files to pack.
+    fn victims(&self, active: u64, all: bool) -> Vec<u64> {
+        let index = self.index.read();
+        let segs = self.segs.read();
+        let mut due = Vec::new();
+        let mut small = Vec::new();
+        for (&id, file) in segs.iter() {
+            let len = file.len().unwrap_or(0);
+            if !pack::is_pack(id) {
+                let garbage = index.live_bytes(id).saturating_mul(2) <= len;
+                if id < active && (all || garbage || compresses(&**file, len)) {
+                    due.push(id);
                 }
+                continue;
+            }
+            if index.live_bytes(id).saturating_mul(2) <= len {
+                due.push(id);
+            } else if len < MERGE_BELOW {
+                small.push(id);
             }
         }
-        if batch.ops.is_empty() {
-            return Ok(None);
+        if due.len() + small.len() > 1 {
+            due.extend(small);
         }
-        let frame = record::encode_batch(&batch, self.opts.max_record_size)
-            .map_err(|d| Error::internal(format!("compaction batch: {}", d.0)))?;
-        self.append_locked(&mut w, frame).map(Some)
+        due
+    }
+
+    /// A pack id above every pack's and the log's next seq, so ids never
+    /// repeat while a checkpoint may name them.
+    fn next_pack_id(&self) -> u64 {
+        let above = self
+            .segs
+            .read()
+            .keys()
+            .filter(|id| pack::is_pack(**id))
+            .max()
+            .map_or(0, |id| (id & !PACK_BIT) + 1);
+        PACK_BIT | above.max(self.wal.lock().next_seq)
+    }
+
+    /// Writes the values at `entries` (table by table, in key order) into
+    /// pack `id`, synced and named, and returns it with every entry's old
+    /// and new location. On failure the partial file is removed.
+    fn write_pack(
+        &self,
+        id: u64,
+        entries: Vec<(Table, Vec<u8>, Loc)>,
+    ) -> Result<(Arc<dyn VFile>, Vec<Moved>)> {
+        let name = segment_name(id);
+        let tmp = self.dir.join(format!("{name}.tmp"));
+        let written = self.fill_pack(id, &tmp, entries).and_then(|(pack, moved)| {
+            self.vfs
+                .rename(&tmp, &self.dir.join(&name))
+                .map_err(|e| Error::from(e).context("installing a pack"))?;
+            Ok((pack, moved))
+        });
+        if written.is_err() {
+            let _ = self.vfs.remove(&tmp);
+        }
+        let written = written?;
+        if let Err(e) = self.vfs.sync_dir(&self.dir) {
+            return Err(self.poison_with("fsync of the directory", e));
+        }
+        Ok(written)
+    }
+
+    fn fill_pack(
+        &self,
+        id: u64,
+        path: &std::path::Path,
+        entries: Vec<(Table, Vec<u8>, Loc)>,
+    ) -> Result<(Arc<dyn VFile>, Vec<Moved>)> {
+        let io = |e: std::io::Error| {
+            Error::from(e).context(format!("writing pack {}", segment_name(id)))
+        };
+        let mut writer = PackWriter::create(&*self.vfs, path).map_err(io)?;
+        let mut moved = Vec::with_capacity(entries.len());
+        let mut entries = entries.into_iter().peekable();
+        while let Some(&(table, _, _)) = entries.peek() {
+            let hits: Vec<Hit> = {
+                let segs = self.segs.read();
+                std::iter::from_fn(|| entries.next_if(|(t, _, _)| *t == table))
+                    .map(|(_, key, loc)| (key, loc, segs.get(&loc.seg).cloned()))
+                    .collect()
+            };
+            let olds: Vec<Loc> = hits.iter().map(|(_, loc, _)| *loc).collect();
+            let mut olds = olds.into_iter();
+            self.visit_values(table, hits, &mut |key, value| {
+                let at = writer.push(table, key, value).map_err(io)?;
+                let old = olds
+                    .next()
+                    .ok_or_else(|| Error::internal("compaction visited more values than asked"))?;
+                let new = Loc {
+                    seg: id,
+                    off: at,
+                    ..old
+                };
+                moved.push((table, key.to_vec(), old, new));
+                Ok(())
+            })?;
+        }
+        let pack = writer.finish(id).map_err(io)?;
+        Ok((Arc::new(pack), moved))
+    }
+
+    /// Makes `pack` readable and points every key of `moved` that still
+    /// has its old location at its copy in the pack (a key written since
+    /// keeps its newer value; its copy is garbage).
+    pub(super) fn install(&self, id: u64, pack: Arc<dyn VFile>, moved: Vec<Moved>) {
+        let mut index = self.index.write();
+        self.segs.write().insert(id, pack);
+        for (table, key, old, new) in moved {
+            if index.table(table).get(&key) == Some(old) {
+                index.insert(table, &key, new);
+            }
+        }
     }
 }

@@ -31,6 +31,7 @@ mod blocks;
 mod checkpoint;
 mod index;
 mod maintain;
+mod pack;
 mod pool;
 mod read;
 mod record;

@@ -11,6 +11,7 @@ use stowage_core::{Error, Result};
 
 use super::checkpoint::{self, Position};
 use super::index::Index;
+use super::pack::{self, PACK_BIT};
 use super::record::{self, Damage, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use super::vfs::{read_all, VFile, Vfs};
 use super::FileOptions;
@@ -46,8 +47,11 @@ pub(crate) struct Recovered {
     pub(crate) report: RecoveryReport,
 }
 
-/// The file name of segment `id`.
+/// The file name of segment (or pack) `id`.
 pub(crate) fn segment_name(id: u64) -> String {
+    if pack::is_pack(id) {
+        return pack::pack_name(id);
+    }
     format!("{id:016x}.wal")
 }
 
@@ -134,13 +138,16 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
     let max = opts.max_record_size;
     let mut report = RecoveryReport::default();
     let mut seg_ids = BTreeSet::new();
+    let mut pack_ids = BTreeSet::new();
     let mut ckps = BTreeMap::new();
     for name in vfs.list(dir).map_err(|e| io_err(dir, "listing", e))? {
         if let Some(id) = parse_hex(&name, ".wal") {
             seg_ids.insert(id);
         } else if let Some(seq) = parse_hex(&name, ".ckp") {
             ckps.insert(seq, name);
-        } else if name == "checkpoint.tmp" && writable {
+        } else if let Some(id) = parse_hex(&name, ".pack").filter(|id| !pack::is_pack(*id)) {
+            pack_ids.insert(id | PACK_BIT);
+        } else if (name == "checkpoint.tmp" || name.ends_with(".pack.tmp")) && writable {
             let _ = vfs.remove(&dir.join(&name));
         }
     }
@@ -223,6 +230,46 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
         }
     }
     let mut segs: BTreeMap<u64, Arc<dyn VFile>> = BTreeMap::new();
+    // Packs: only a checkpoint references them; others are leftovers of
+    // an interrupted compaction.
+    for &id in &pack_ids {
+        if !referenced.contains(&id) && writable {
+            vfs.remove(&dir.join(segment_name(id)))
+                .map_err(|e| io_err(dir, "removing an unreferenced pack", e))?;
+            report.removed_segments.push(id);
+        }
+    }
+    let max_block = pack::BLOCK_LEN as u64 + 2 * max as u64 + 16;
+    for &id in referenced.iter().filter(|id| pack::is_pack(**id)) {
+        let path = dir.join(segment_name(id));
+        let opened = if pack_ids.contains(&id) {
+            pack::open_file(vfs, &path, id, max_block).map(Some)
+        } else {
+            Ok(None)
+        };
+        match opened {
+            Ok(Some(f)) => {
+                segs.insert(id, f);
+            }
+            Ok(None) | Err(_) if opts.salvage => {
+                let why = opened
+                    .err()
+                    .map_or_else(|| "it is missing".to_string(), |e| e.to_string());
+                let n = index.drop_segment(id);
+                report.lost.push(format!(
+                    "pack {} is unreadable ({why}): {n} entries lost",
+                    segment_name(id)
+                ));
+            }
+            Ok(None) => {
+                return Err(corrupted(
+                    dir,
+                    format!("pack {} is missing but still referenced", segment_name(id)),
+                ))
+            }
+            Err(e) => return Err(e),
+        }
+    }
     for &id in &referenced {
         if id >= start {
             continue;

@@ -275,7 +275,7 @@ impl FileKv {
     /// Seals the active segment (cut to its last record, fsync) and starts
     /// the next one (header fsynced, directory fsynced) before anything is
     /// written in it.
-    fn rotate(&self, w: &mut Wal) -> Result<()> {
+    pub(super) fn rotate(&self, w: &mut Wal) -> Result<()> {
         self.flush_locked(w)?;
         if let Err(e) = w.file.set_len(w.tail).and_then(|()| w.file.sync_data()) {
             return Err(self.poison_with("sealing a segment", e));

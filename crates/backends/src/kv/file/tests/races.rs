@@ -1,6 +1,7 @@
 //! Compaction and checkpoints racing writers, and damaged checkpoints.
 
-use super::super::checkpoint;
+use super::super::index::Loc;
+use super::super::{checkpoint, pack};
 use super::*;
 use stowage_core::ErrorKind;
 
@@ -90,30 +91,42 @@ fn a_damaged_checkpoint_refuses_to_open_and_salvage_replays_around_it() {
 }
 
 #[test]
-fn compaction_does_not_rewrite_a_value_overwritten_after_it_was_read() {
+fn compaction_does_not_install_a_value_overwritten_after_it_was_read() {
     let fs = SimFs::new();
     let kv = open_sim(&fs, small_opts()).unwrap();
-    let put = |value: &[u8]| {
+    let put = |key: &[u8], value: &[u8]| {
         let mut b = Batch::default();
-        b.put(Table::Meta, b"k".to_vec(), value.to_vec());
+        b.put(Table::Meta, key.to_vec(), value.to_vec());
         b
     };
-    kv.write(put(b"old")).unwrap();
-    // What compaction read before taking the WAL lock.
-    let loc = kv.index.read().table(Table::Meta).get(&b"k"[..]).unwrap();
-    kv.write(put(b"new")).unwrap();
-    let appended = kv
-        .rewrite(vec![(Table::Meta, b"k".to_vec(), loc, b"old".to_vec())])
-        .unwrap();
-    assert_eq!(appended, None, "a stale value must not be re-appended");
+    kv.write(put(b"k", b"old")).unwrap();
+    kv.write(put(b"j", b"same")).unwrap();
+    // What compaction read before the writes below.
+    let loc = |key: &[u8]| kv.index.read().table(Table::Meta).get(key).unwrap();
+    let (old_k, old_j) = (loc(b"k"), loc(b"j"));
+    kv.write(put(b"k", b"new")).unwrap();
+    // A pack holding the copies compaction read.
+    let id = pack::PACK_BIT | 7;
+    let mut writer = pack::PackWriter::create(&fs, &sim_dir().join(pack::pack_name(id))).unwrap();
+    let mut moved = Vec::new();
+    for (key, value, old) in [(b"k", b"old".as_slice(), old_k), (b"j", b"same", old_j)] {
+        let off = writer.push(Table::Meta, key, value).unwrap();
+        moved.push((
+            Table::Meta,
+            key.to_vec(),
+            old,
+            Loc {
+                seg: id,
+                off,
+                ..old
+            },
+        ));
+    }
+    let new_j = moved[1].3;
+    kv.install(id, Arc::new(writer.finish(id).unwrap()), moved);
     assert_eq!(kv.get(Table::Meta, b"k").unwrap().unwrap(), b"new");
-    // Still current: rewritten, same value.
-    let loc = kv.index.read().table(Table::Meta).get(&b"k"[..]).unwrap();
-    let appended = kv
-        .rewrite(vec![(Table::Meta, b"k".to_vec(), loc, b"new".to_vec())])
-        .unwrap();
-    assert!(appended.is_some());
-    assert_eq!(kv.get(Table::Meta, b"k").unwrap().unwrap(), b"new");
+    assert_eq!(loc(b"j"), new_j, "an unchanged key moves to the pack");
+    assert_eq!(kv.get(Table::Meta, b"j").unwrap().unwrap(), b"same");
 }
 
 #[test]
