@@ -117,7 +117,39 @@ pub fn one_line(err: &Error) -> String {
     table::printable(&line)
 }
 
+tokio::task_local! {
+    /// The stores the running command opened; [`dispatch`] closes them.
+    static OPENED: std::cell::RefCell<Vec<Stores>>;
+}
+
+/// Has `stores` closed when the running command ends, so a
+/// `durability=buffered` store is flushed and synced before the command
+/// reports success, and a failed final flush is an error, not lost in
+/// `Drop`.
+pub(crate) fn close_at_end(stores: &Stores) {
+    let _ = OPENED.try_with(|opened| opened.borrow_mut().push(stores.clone()));
+}
+
+/// Runs `command`, then closes every store it opened. A command that
+/// succeeded fails if a close does.
 async fn dispatch(command: Command) -> Result<Outcome> {
+    OPENED
+        .scope(std::cell::RefCell::new(Vec::new()), async {
+            let outcome = run_command(command).await;
+            let opened = OPENED.with(|opened| std::mem::take(&mut *opened.borrow_mut()));
+            let mut closed = Ok(());
+            for stores in opened {
+                let result = stores.close().await;
+                closed = closed.and(result);
+            }
+            let outcome = outcome?;
+            closed.map_err(|e| e.context("closing the store"))?;
+            Ok(outcome)
+        })
+        .await
+}
+
+async fn run_command(command: Command) -> Result<Outcome> {
     match command {
         Command::Inspect(a) => inspect::run(a).await,
         Command::Verify(a) => verify::run(a).await,
@@ -153,9 +185,11 @@ pub async fn open(url: &str) -> Result<Stores> {
             path.display()
         )));
     }
-    stowage_backends::open(url)
+    let stores = stowage_backends::open(url)
         .await
-        .map_err(|e| e.context(format!("opening {shown}")))
+        .map_err(|e| e.context(format!("opening {shown}")))?;
+    close_at_end(&stores);
+    Ok(stores)
 }
 
 /// Where a store that lives in the local file system keeps its data.

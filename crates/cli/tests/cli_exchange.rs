@@ -322,3 +322,33 @@ async fn file_to_sqlite_to_memory_migrates_with_parity() {
     assert!(out.contains("ok: all 12 entities match"), "{out}");
     assert_eq!(fingerprint_of(&sqlite).await, fingerprint_of(&src).await);
 }
+
+/// The command closes the stores it opened: the file store's close
+/// writes a checkpoint even with automatic checkpoints off, which merely
+/// dropping it would not (and a `durability=buffered` store is synced).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_closes_the_target_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = file_url(&dir.path().join("source"));
+    with_store(&source, async |s| populate(s).await).await;
+    let file = dir.path().join("x.jsonl");
+    ok(&stowage(&["export", &source, file.to_str().unwrap()]));
+    let target = dir.path().join("target");
+    let url = format!(
+        "file://{}?checkpoint_interval=0&durability=buffered",
+        target.display()
+    );
+    ok(&stowage(&["import", &url, file.to_str().unwrap()]));
+    let checkpoints = std::fs::read_dir(&target)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".ckp")
+        })
+        .count();
+    assert_eq!(checkpoints, 1, "close wrote a checkpoint");
+    assert_eq!(fingerprint_of(&url).await, fingerprint_of(&source).await);
+}

@@ -16,6 +16,12 @@ fn tamper_wal(dir: &Path, needle: &[u8], replacement: &[u8]) -> usize {
     let mut changed = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
+        // Checkpoints keep each value's CRC32C: one who rewrites the log
+        // behind the store's back removes them too, forcing a replay.
+        if path.extension().and_then(|e| e.to_str()) == Some("ckp") {
+            std::fs::remove_file(&path).unwrap();
+            continue;
+        }
         if path.extension().and_then(|e| e.to_str()) != Some("wal") {
             continue;
         }

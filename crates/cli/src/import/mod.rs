@@ -122,6 +122,7 @@ impl Importer {
         let stores = stowage_backends::open_with(url, replay.env())
             .await
             .map_err(|e| e.context(format!("opening {}", stowage_backends::shown_url(url))))?;
+        crate::close_at_end(&stores);
         Ok(Importer::new(stores, replay))
     }
 
