@@ -5,6 +5,7 @@
 //! Both run under `FileKv::maintenance`, either when called or from the
 //! writer whose append crossed the checkpoint interval.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use stowage_core::{Error, Result};
@@ -21,6 +22,8 @@ use crate::kv::seam::Table;
 
 /// Packs smaller than this (stream bytes) are merged into the next pack.
 const MERGE_BELOW: u64 = 8 << 20;
+/// Keys pointed at a new pack per hold of the index lock.
+const INSTALL_CHUNK: usize = 16 << 10;
 
 /// Whether the bytes of a segment of `len` bytes compress enough to be
 /// worth packing, judged on four samples across it: a store of
@@ -58,9 +61,11 @@ impl FileKv {
         let Some(_guard) = self.maintenance.try_lock() else {
             return;
         };
-        let _ = self
-            .checkpoint_locked()
-            .and_then(|()| self.compact_locked(false).map(|_| ()));
+        // A compaction that packs anything checkpoints; else checkpoint.
+        let _ = self.compact_locked(false).and_then(|packed| match packed {
+            Some(_) => Ok(()),
+            None => self.checkpoint_locked(),
+        });
     }
 
     /// Whether the log grew by the checkpoint interval since the last
@@ -149,10 +154,12 @@ impl FileKv {
     pub(crate) fn compact(&self) -> Result<usize> {
         self.check_writable()?;
         let _m = self.maintenance.lock();
-        self.compact_locked(true)
+        Ok(self.compact_locked(true)?.unwrap_or(0))
     }
 
-    fn compact_locked(&self, seal: bool) -> Result<usize> {
+    /// [`FileKv::compact`] under the maintenance lock; `None` when there
+    /// was nothing to pack (and no checkpoint was written).
+    fn compact_locked(&self, seal: bool) -> Result<Option<usize>> {
         self.check_poison()?;
         let active = {
             let mut w = self.wal.lock();
@@ -163,7 +170,7 @@ impl FileKv {
         };
         let victims = self.victims(active, seal);
         if victims.is_empty() {
-            return Ok(0);
+            return Ok(None);
         }
         let entries: Vec<(Table, Vec<u8>, Loc)> = self
             .index
@@ -184,36 +191,42 @@ impl FileKv {
             self.vfs
                 .remove(&self.dir.join(segment_name(id)))
                 .map_err(|e| Error::from(e).context("removing a compacted file"))?;
+            self.incompressible.lock().remove(&id);
             removed += 1;
         }
         if let Err(e) = self.vfs.sync_dir(&self.dir) {
             return Err(self.poison_with("fsync of the directory", e));
         }
-        Ok(removed)
+        Ok(Some(removed))
     }
 
     /// What to pack: the sealed segments (ids below `active`; unless
     /// `all`, only those at least half garbage or whose bytes compress),
     /// packs at least half garbage, and small packs when there are two
-    /// or more files to pack.
-    fn victims(&self, active: u64, all: bool) -> Vec<u64> {
-        let index = self.index.read();
-        let segs = self.segs.read();
-        let mut due = Vec::new();
+    /// or more files to pack. Files are sampled outside the locks, and a
+    /// segment found not to compress is not sampled again.
+    fn victims(&self, active: u64, all: bool) -> BTreeSet<u64> {
+        let files: Vec<(u64, Arc<dyn VFile>, u64)> = {
+            let index = self.index.read();
+            let segs = self.segs.read();
+            segs.iter()
+                .filter(|(id, _)| pack::is_pack(**id) || **id < active)
+                .map(|(id, f)| (*id, Arc::clone(f), index.live_bytes(*id)))
+                .collect()
+        };
+        let mut due = BTreeSet::new();
         let mut small = Vec::new();
-        for (&id, file) in segs.iter() {
+        for (id, file, live) in files {
             let len = file.len().unwrap_or(0);
-            if !pack::is_pack(id) {
-                let garbage = index.live_bytes(id).saturating_mul(2) <= len;
-                if id < active && (all || garbage || compresses(&**file, len)) {
-                    due.push(id);
+            let garbage = live.saturating_mul(2) <= file.packed_value_bytes().unwrap_or(len);
+            if pack::is_pack(id) {
+                if garbage {
+                    due.insert(id);
+                } else if len < MERGE_BELOW {
+                    small.push(id);
                 }
-                continue;
-            }
-            if index.live_bytes(id).saturating_mul(2) <= len {
-                due.push(id);
-            } else if len < MERGE_BELOW {
-                small.push(id);
+            } else if all || garbage || self.compresses(id, &*file, len) {
+                due.insert(id);
             }
         }
         if due.len() + small.len() > 1 {
@@ -222,14 +235,35 @@ impl FileKv {
         due
     }
 
+    /// Whether sealed segment `id` compresses enough to be worth packing
+    /// ([`compresses`]); a segment that does not is remembered.
+    fn compresses(&self, id: u64, file: &dyn VFile, len: u64) -> bool {
+        if self.incompressible.lock().contains(&id) {
+            return false;
+        }
+        let worth = compresses(file, len);
+        if !worth {
+            self.incompressible.lock().insert(id);
+        }
+        worth
+    }
+
     /// A pack id above every pack's and the log's next seq, so ids never
     /// repeat while a checkpoint may name them.
     fn next_pack_id(&self) -> u64 {
+        // Packs on disk that are not open (set aside, or left behind by a
+        // failed removal) count too.
+        let on_disk = self.vfs.list(&self.dir).unwrap_or_default();
+        let names = on_disk
+            .iter()
+            .filter_map(|n| pack::parse_name(n.strip_suffix(".lost").unwrap_or(n)));
         let above = self
             .segs
             .read()
             .keys()
-            .filter(|id| pack::is_pack(**id))
+            .copied()
+            .filter(|id| pack::is_pack(*id))
+            .chain(names)
             .max()
             .map_or(0, |id| (id & !PACK_BIT) + 1);
         PACK_BIT | above.max(self.wal.lock().next_seq)
@@ -303,12 +337,16 @@ impl FileKv {
     /// Makes `pack` readable and points every key of `moved` that still
     /// has its old location at its copy in the pack (a key written since
     /// keeps its newer value; its copy is garbage).
+    /// The pack is synced and named first, so installing in chunks (the
+    /// index lock is released between them, for writers) is safe.
     pub(super) fn install(&self, id: u64, pack: Arc<dyn VFile>, moved: Vec<Moved>) {
-        let mut index = self.index.write();
         self.segs.write().insert(id, pack);
-        for (table, key, old, new) in moved {
-            if index.table(table).get(&key) == Some(old) {
-                index.insert(table, &key, new);
+        for chunk in moved.chunks(INSTALL_CHUNK) {
+            let mut index = self.index.write();
+            for (table, key, old, new) in chunk {
+                if index.table(*table).get(key) == Some(*old) {
+                    index.insert(*table, key, *new);
+                }
             }
         }
     }

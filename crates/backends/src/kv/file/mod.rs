@@ -114,6 +114,8 @@ pub(crate) struct FileKv {
     closed: AtomicBool,
     /// Read buffers of large values, lent out and reused (`pool.rs`).
     pool: Arc<pool::BufPool>,
+    /// Sealed segments found not to compress (not sampled again).
+    incompressible: Mutex<std::collections::BTreeSet<u64>>,
 }
 
 impl FileKv {
@@ -199,6 +201,7 @@ impl FileKv {
             lock: Mutex::new(Some(lock)),
             closed: AtomicBool::new(false),
             pool: Arc::default(),
+            incompressible: Mutex::default(),
             vfs,
         })
     }
@@ -450,9 +453,6 @@ impl OrderedKv for FileKv {
     }
 
     fn compact(&self) -> Result<()> {
-        // The checkpoint seals nothing but records the index, so that
-        // compaction can drop every segment it rewrites.
-        self.checkpoint()?;
         FileKv::compact(self).map(drop)
     }
 

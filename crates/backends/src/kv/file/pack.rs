@@ -16,20 +16,23 @@
 //! stream offset u64, file offset u64, stored length u32, stream length
 //! u32, kind u8 (0 stored, 1 LZ4), CRC32C u32 of the stored bytes); then
 //! a 40-byte trailer: table offset u64, block count u64, stream length
-//! u64, value bytes u64 (for tools), CRC32C
+//! u64, value bytes u64 (what compaction weighs garbage against), CRC32C
 //! u32 of table and trailer, padding u32. Records in the stream: table
 //! u8, key length u32, key, value length u32, value (little-endian).
 //! The keys make a pack self-describing for tools, though recovery takes
 //! every location from the checkpoint, which is the only thing that
 //! references a pack.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::index::Index;
 use super::record::Damage;
+use super::recovery::{corrupted, io_err, RecoveryReport};
 use super::vfs::{VFile, Vfs};
 use crate::kv::seam::Table;
 
@@ -45,6 +48,15 @@ const TRAILER_LEN: usize = 40;
 const CACHED_BLOCKS: usize = 4;
 const KIND_STORED: u8 = 0;
 const KIND_LZ4: u8 = 1;
+
+/// The id of pack file `name` (`<n:016x>.pack`).
+pub(crate) fn parse_name(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(".pack")?;
+    let n = u64::from_str_radix(stem, 16)
+        .ok()
+        .filter(|_| stem.len() == 16)?;
+    (!is_pack(n)).then_some(n | PACK_BIT)
+}
 
 /// Whether `id` names a pack.
 pub(crate) fn is_pack(id: u64) -> bool {
@@ -172,7 +184,7 @@ impl PackWriter {
         tail.extend_from_slice(&[0u8; 4]);
         self.file.write_at(&tail, self.file_off)?;
         self.file.sync_data()?;
-        Ok(Pack::new(id, self.file, self.blocks, self.at))
+        Ok(Pack::new(id, self.file, self.blocks, self.at, self.values))
     }
 }
 
@@ -182,28 +194,27 @@ pub(crate) struct Pack {
     file: Arc<dyn VFile>,
     blocks: Vec<Block>,
     len: u64,
+    values: u64,
     cache: Mutex<Vec<(usize, Arc<Vec<u8>>)>>,
 }
 
 impl Pack {
-    fn new(id: u64, file: Arc<dyn VFile>, blocks: Vec<Block>, len: u64) -> Pack {
+    fn new(id: u64, file: Arc<dyn VFile>, blocks: Vec<Block>, len: u64, values: u64) -> Pack {
         Pack {
             id,
             file,
             blocks,
             len,
+            values,
             cache: Mutex::new(Vec::with_capacity(CACHED_BLOCKS)),
         }
     }
 
     /// Opens pack `id` from `file`, checking its trailer and block table
-    /// (blocks are checked when read). `max_block` bounds a block's
-    /// stream length (the largest record plus a block).
-    pub(crate) fn open(
-        id: u64,
-        file: Arc<dyn VFile>,
-        max_block: u64,
-    ) -> io::Result<Result<Pack, Damage>> {
+    /// (blocks are checked when read). What a block may claim is bounded
+    /// by the file (LZ4 expands at most ~255×), not by options that may
+    /// have changed since the pack was written.
+    pub(crate) fn open(id: u64, file: Arc<dyn VFile>) -> io::Result<Result<Pack, Damage>> {
         let size = file.len()?;
         let damage = |why: &str| Ok(Err(Damage(format!("pack {}: {why}", pack_name(id)))));
         let Some(trailer_at) = size.checked_sub(TRAILER_LEN as u64) else {
@@ -213,7 +224,12 @@ impl Pack {
         file.read_at(&mut trailer, trailer_at)?;
         let word =
             |b: &[u8], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or_default());
-        let (table_off, count, len) = (word(&trailer, 0), word(&trailer, 8), word(&trailer, 16));
+        let (table_off, count, len, values) = (
+            word(&trailer, 0),
+            word(&trailer, 8),
+            word(&trailer, 16),
+            word(&trailer, 24),
+        );
         let table_len = count.checked_mul(ENTRY_LEN as u64);
         if table_off < MAGIC.len() as u64
             || table_off > trailer_at
@@ -247,8 +263,8 @@ impl Pack {
             let fits = b.at == at
                 && b.file_off == file_off
                 && b.len > 0
-                && u64::from(b.len) <= max_block
-                && (b.kind == KIND_LZ4 || (b.kind == KIND_STORED && b.stored == b.len))
+                && ((b.kind == KIND_LZ4 && u64::from(b.len) <= u64::from(b.stored) * 256)
+                    || (b.kind == KIND_STORED && b.stored == b.len))
                 && b.file_off + u64::from(b.stored) <= table_off;
             if !fits {
                 return damage("a block table entry is out of place");
@@ -260,7 +276,7 @@ impl Pack {
         if at != len || file_off != table_off {
             return damage("the blocks do not add up to the pack");
         }
-        Ok(Ok(Pack::new(id, file, blocks, len)))
+        Ok(Ok(Pack::new(id, file, blocks, len, values)))
     }
 
     fn invalid(&self, why: String) -> io::Error {
@@ -354,24 +370,107 @@ impl VFile for Pack {
     fn sync_data(&self) -> io::Result<()> {
         Ok(())
     }
+
+    fn packed_value_bytes(&self) -> Option<u64> {
+        Some(self.values)
+    }
 }
 
-/// Opens pack file `name` in `dir` on `vfs`, mapping damage to `Corrupted`.
+/// Opens pack `id` at `path` on `vfs`, mapping damage to `Corrupted`.
 pub(crate) fn open_file(
     vfs: &dyn Vfs,
     path: &Path,
     id: u64,
-    max_block: u64,
 ) -> stowage_core::Result<Arc<dyn VFile>> {
     let ctx = |e: io::Error| {
         stowage_core::Error::from(e).context(format!("opening pack {}", path.display()))
     };
     let file = vfs.open(path).map_err(ctx)?;
-    match Pack::open(id, file, max_block).map_err(ctx)? {
+    match Pack::open(id, file).map_err(ctx)? {
         Ok(pack) => Ok(Arc::new(pack)),
         Err(Damage(why)) => Err(stowage_core::Error::corrupted(format!(
             "{}: {why}",
             path.display()
         ))),
     }
+}
+
+/// How recovery treats packs (see [`recover`]).
+pub(crate) struct Recovery {
+    /// A pack no checkpoint names can only be a leftover of an
+    /// interrupted compaction: remove it (else set it aside).
+    pub(crate) leftovers: bool,
+    pub(crate) salvage: bool,
+    pub(crate) writable: bool,
+}
+
+/// Opens the packs on disk (`ids`) that `index` references, and removes
+/// or sets aside (`<name>.lost`, reported) the others. A referenced pack
+/// that is missing or does not open is `Corrupted`; with salvage its
+/// entries are dropped and reported, and its file set aside.
+pub(crate) fn recover(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    ids: &BTreeSet<u64>,
+    index: &mut Index,
+    how: Recovery,
+    report: &mut RecoveryReport,
+) -> stowage_core::Result<BTreeMap<u64, Arc<dyn VFile>>> {
+    let referenced = index.referenced_segments();
+    let set_aside = |id: u64, report: &mut RecoveryReport, why: String| {
+        let name = pack_name(id);
+        let mut line = format!("pack {name} {why}");
+        if how.writable && ids.contains(&id) {
+            vfs.rename(&dir.join(&name), &dir.join(format!("{name}.lost")))
+                .map_err(|e| io_err(dir, "setting a pack aside", e))?;
+            line.push_str(&format!("; set aside as {name}.lost"));
+        }
+        report.lost.push(line);
+        Ok::<(), stowage_core::Error>(())
+    };
+    for &id in ids.iter().filter(|id| !referenced.contains(id)) {
+        if !how.writable {
+            continue;
+        }
+        if how.leftovers {
+            vfs.remove(&dir.join(pack_name(id)))
+                .map_err(|e| io_err(dir, "removing an unreferenced pack", e))?;
+            report.removed_segments.push(id);
+        } else {
+            set_aside(id, report, "is named by no usable checkpoint".into())?;
+        }
+    }
+    let mut packs = BTreeMap::new();
+    for &id in referenced.iter().filter(|id| is_pack(**id)) {
+        let opened = if ids.contains(&id) {
+            open_file(vfs, &dir.join(pack_name(id)), id).map(Some)
+        } else {
+            Ok(None)
+        };
+        match opened {
+            Ok(Some(pack)) => {
+                packs.insert(id, pack);
+            }
+            Ok(None) | Err(_) if how.salvage => {
+                let why = opened.err().map_or_else(
+                    || "is missing".to_string(),
+                    |e| format!("is unreadable ({e})"),
+                );
+                let n = index.drop_segment(id);
+                set_aside(id, report, format!("{why}: {n} entries lost"))?;
+            }
+            Ok(None) => {
+                return Err(corrupted(
+                    dir,
+                    format!("pack {} is missing but still referenced", pack_name(id)),
+                ))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if how.writable {
+        vfs.sync_dir(dir)
+            .map_err(|e| io_err(dir, "syncing the directory", e))?;
+    }
+    Ok(packs)
 }

@@ -11,7 +11,7 @@ use stowage_core::{Error, Result};
 
 use super::checkpoint::{self, Position};
 use super::index::Index;
-use super::pack::{self, PACK_BIT};
+use super::pack;
 use super::record::{self, Damage, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use super::vfs::{read_all, VFile, Vfs};
 use super::FileOptions;
@@ -63,11 +63,11 @@ fn parse_hex(name: &str, ext: &str) -> Option<u64> {
     u64::from_str_radix(stem, 16).ok()
 }
 
-fn corrupted(dir: &Path, what: impl std::fmt::Display) -> Error {
+pub(crate) fn corrupted(dir: &Path, what: impl std::fmt::Display) -> Error {
     Error::corrupted(format!("file store {}: {what}", dir.display()))
 }
 
-fn io_err(dir: &Path, what: &str, e: std::io::Error) -> Error {
+pub(crate) fn io_err(dir: &Path, what: &str, e: std::io::Error) -> Error {
     Error::from(e).context(format!("file store {}: {what}", dir.display()))
 }
 
@@ -145,8 +145,8 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
             seg_ids.insert(id);
         } else if let Some(seq) = parse_hex(&name, ".ckp") {
             ckps.insert(seq, name);
-        } else if let Some(id) = parse_hex(&name, ".pack").filter(|id| !pack::is_pack(*id)) {
-            pack_ids.insert(id | PACK_BIT);
+        } else if let Some(id) = pack::parse_name(&name) {
+            pack_ids.insert(id);
         } else if (name == "checkpoint.tmp" || name.ends_with(".pack.tmp")) && writable {
             let _ = vfs.remove(&dir.join(&name));
         }
@@ -229,47 +229,22 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
             report.removed_segments.push(id);
         }
     }
-    let mut segs: BTreeMap<u64, Arc<dyn VFile>> = BTreeMap::new();
-    // Packs: only a checkpoint references them; others are leftovers of
-    // an interrupted compaction.
-    for &id in &pack_ids {
-        if !referenced.contains(&id) && writable {
-            vfs.remove(&dir.join(segment_name(id)))
-                .map_err(|e| io_err(dir, "removing an unreferenced pack", e))?;
-            report.removed_segments.push(id);
-        }
-    }
-    let max_block = pack::BLOCK_LEN as u64 + 2 * max as u64 + 16;
-    for &id in referenced.iter().filter(|id| pack::is_pack(**id)) {
-        let path = dir.join(segment_name(id));
-        let opened = if pack_ids.contains(&id) {
-            pack::open_file(vfs, &path, id, max_block).map(Some)
-        } else {
-            Ok(None)
-        };
-        match opened {
-            Ok(Some(f)) => {
-                segs.insert(id, f);
-            }
-            Ok(None) | Err(_) if opts.salvage => {
-                let why = opened
-                    .err()
-                    .map_or_else(|| "it is missing".to_string(), |e| e.to_string());
-                let n = index.drop_segment(id);
-                report.lost.push(format!(
-                    "pack {} is unreadable ({why}): {n} entries lost",
-                    segment_name(id)
-                ));
-            }
-            Ok(None) => {
-                return Err(corrupted(
-                    dir,
-                    format!("pack {} is missing but still referenced", segment_name(id)),
-                ))
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    // A pack no checkpoint names is a leftover of an interrupted
+    // compaction, unless salvage had to give up something already (say
+    // the newest checkpoint, which named it): then it is set aside.
+    let leftovers = !opts.salvage || (report.checkpoint.is_some() && report.lost.is_empty());
+    let mut segs = pack::recover(
+        vfs,
+        dir,
+        &pack_ids,
+        &mut index,
+        pack::Recovery {
+            leftovers,
+            salvage: opts.salvage,
+            writable,
+        },
+        &mut report,
+    )?;
     for &id in &referenced {
         if id >= start {
             continue;

@@ -24,6 +24,11 @@ pub(crate) trait VFile: Send + Sync {
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Makes the file's data stable (fdatasync).
     fn sync_data(&self) -> io::Result<()>;
+    /// For a pack: the value bytes it was written with, which compaction
+    /// weighs its live bytes against (`None` for other files).
+    fn packed_value_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A directory of files.

@@ -194,7 +194,7 @@ fn reads_span_blocks_and_incompressible_blocks_are_stored_as_is() {
     let written = w.finish(PACK_BIT | 1).unwrap();
     let stored = fs.contents(&path).unwrap().len();
     assert!(stored < noise.len() + 100 + text.len() / 4, "{stored}");
-    let reopened = Pack::open(PACK_BIT | 1, fs.open(&path).unwrap(), 1 << 20)
+    let reopened = Pack::open(PACK_BIT | 1, fs.open(&path).unwrap())
         .unwrap()
         .unwrap();
     for pack in [&written, &reopened] {
@@ -234,7 +234,7 @@ fn garbage_never_panics_the_pack_reader() {
         }
         let file = fs.create(&path).unwrap();
         file.write_at(&bytes, 0).unwrap();
-        if let Ok(Ok(pack)) = Pack::open(PACK_BIT | 2, file, 1 << 20) {
+        if let Ok(Ok(pack)) = Pack::open(PACK_BIT | 2, file) {
             let mut buf = vec![0u8; 300];
             for off in (0..pack.len().unwrap()).step_by(97) {
                 let _ = pack.read_at(&mut buf, off);
@@ -288,4 +288,60 @@ fn automatic_maintenance_packs_what_compresses_and_leaves_what_does_not() {
     assert_eq!(dump(&kv).unwrap(), model);
     drop(kv);
     assert_eq!(dump(&open_sim(&fs, small_opts()).unwrap()).unwrap(), model);
+}
+
+#[test]
+fn a_fully_live_pack_of_small_values_is_not_packed_again() {
+    let fs = SimFs::new();
+    let kv = open_sim(&fs, small_opts()).unwrap();
+    let mut model = Model::new();
+    for i in 0..2000u32 {
+        let mut b = Batch::default();
+        let key = format!("{i:040}").into_bytes();
+        b.put(Table::Meta, key.clone(), i.to_le_bytes().to_vec());
+        kv.write(b).unwrap();
+        model.insert((Table::Meta, key), i.to_le_bytes().to_vec());
+    }
+    kv.compact().unwrap();
+    let first = files(&fs, ".pack");
+    assert_eq!(kv.compact().unwrap(), 0);
+    assert_eq!(
+        files(&fs, ".pack"),
+        first,
+        "nothing to gain, nothing rewritten"
+    );
+    assert_eq!(dump(&kv).unwrap(), model);
+}
+
+#[test]
+fn salvage_past_a_damaged_checkpoint_sets_packs_aside_instead_of_deleting_them() {
+    let fs = SimFs::new();
+    let kv = open_sim(&fs, small_opts()).unwrap();
+    let mut model = Model::new();
+    events(&kv, &mut model, 3, 50);
+    kv.compact().unwrap();
+    kv.close().unwrap();
+    drop(kv);
+    let pack = files(&fs, ".pack")[0].clone();
+    let ckp = sim_dir().join(&files(&fs, ".ckp")[0]);
+    fs.edit(&ckp, |d| d[20] ^= 1);
+    let salvage = FileOptions {
+        salvage: true,
+        ..small_opts()
+    };
+    let kv = open_sim(&fs, salvage).unwrap();
+    let lost = &kv.recovery_report().lost;
+    assert!(
+        lost.iter()
+            .any(|l| l.contains(&pack) && l.contains(".lost")),
+        "{lost:?}"
+    );
+    assert!(files(&fs, ".pack").is_empty());
+    assert_eq!(files(&fs, ".pack.lost"), vec![format!("{pack}.lost")]);
+    // A later compaction does not reuse its name.
+    let mut b = Batch::default();
+    b.put(Table::Meta, b"k".to_vec(), b"v".to_vec());
+    kv.write(b).unwrap();
+    kv.compact().unwrap();
+    assert_ne!(files(&fs, ".pack"), vec![pack]);
 }
