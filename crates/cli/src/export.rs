@@ -12,10 +12,11 @@ use std::io::Write;
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use stowage_core::lifecycle::Referrer;
 use stowage_core::{Digest, Error, Result, RunFilter, Stores};
 
 use crate::args::ExportArgs;
-use crate::format::{Counts, Coverage, Header, LogLine, Record, CHUNK_BYTES};
+use crate::format::{Counts, Coverage, Header, LogLine, Record, RefLine, CHUNK_BYTES};
 use crate::progress::{Progress, ProgressSink};
 use crate::supersessions::{cannot_enumerate, list_supersessions};
 use crate::{open, Outcome};
@@ -159,6 +160,32 @@ async fn blob(
     }
     counts.blobs += 1;
     counts.blob_bytes += size;
+    blob_refs(stores, sink, digest, counts).await
+}
+
+/// The blob's pins and the runs that declared it, in a stable order.
+async fn blob_refs(
+    stores: &Stores,
+    sink: &mut dyn Sink,
+    digest: Digest,
+    counts: &mut Counts,
+) -> Result<()> {
+    let mut refs: Vec<RefLine> = stores
+        .lifecycle
+        .blob_referrers(&digest)
+        .await?
+        .into_iter()
+        .filter_map(|r| match r {
+            Referrer::Pin(label) => Some(RefLine::Pin { label }),
+            Referrer::Run(run) => Some(RefLine::Run { run }),
+            _ => None,
+        })
+        .collect();
+    refs.sort();
+    for referrer in refs {
+        sink.put(Record::BlobRef { digest, referrer }).await?;
+        counts.blob_refs += 1;
+    }
     Ok(())
 }
 

@@ -8,6 +8,7 @@
 //! | `header` (first line, exactly once) | `format: "stowage-export"`, `version: 1`, `exported_at` (ms), `source_backend`, `supersessions: "included" \| "skipped"` |
 //! | `blob` | `digest` (64 hex), `size` (bytes); followed by `ceil(size / 49152)` `chunk` lines |
 //! | `chunk` | `data`: standard base64 (with padding) of at most 49 152 bytes of the blob above |
+//! | `blob_ref` | `digest`, `referrer`: `{"kind": "pin", "label"}` or `{"kind": "run", "run"}` — a pin, or a run that declared the blob (an event's or its summary's `blobs`); after the blob's chunks |
 //! | `release` | `record`: a `ReleaseRecord`; a name's records in ascending `seq`, from 0 |
 //! | `run` | `run`: a `Run` record; followed by exactly `run.event_count` `event` lines |
 //! | `event` | `event`: a `RunEvent` (seq ascending from 0, with `timestamp`, `idempotency_key`, `prev_hash`, `hash`) |
@@ -20,21 +21,24 @@
 //! are the serde JSON forms of the `stowage-core` types: digests and keys
 //! as lowercase hex, run ids as UUID strings, timestamps as integer
 //! milliseconds. Blobs come first, then releases, runs, sessions,
-//! supersessions. A file without its `end` line is truncated: the importer
+//! supersessions. Pins of blobs the store does not hold are not exported
+//! (nothing lists them). A file without its `end` line is truncated: the importer
 //! applies what it holds and then fails, so a re-run with the full file
 //! finishes the job. A reader must reject a `version` it does not know.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use stowage_core::{
-    Digest, Error, LogEntry, LogKind, ReleaseRecord, Result, Run, RunEvent, Session, Supersession,
-    Timestamp,
+    Digest, Error, LogEntry, LogKind, ReleaseRecord, Result, Run, RunEvent, RunId, Session,
+    Supersession, Timestamp,
 };
 
 /// The value of the header's `format` field.
 pub const FORMAT_NAME: &str = "stowage-export";
 /// The version this crate writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest version this crate reads.
+pub const OLDEST_VERSION: u32 = 1;
 /// Raw blob bytes per `chunk` line (64 KiB of base64).
 pub const CHUNK_BYTES: usize = 48 * 1024;
 /// The longest line a reader accepts (a 1 MiB log payload is 1.4 MiB of
@@ -60,6 +64,13 @@ pub enum Record {
         /// At most [`CHUNK_BYTES`] bytes (base64 in the file).
         #[serde(with = "base64_bytes")]
         data: Bytes,
+    },
+    /// A reference that keeps a blob from garbage collection.
+    BlobRef {
+        /// The blob.
+        digest: Digest,
+        /// What refers to it.
+        referrer: RefLine,
     },
     /// One release record.
     Release {
@@ -125,6 +136,24 @@ pub enum Coverage {
     Skipped,
 }
 
+/// A blob reference as written in a file: the kinds that replaying the
+/// other records does not recreate (releases and supersessions recreate
+/// theirs).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RefLine {
+    /// A pin (`stowage pin`).
+    Pin {
+        /// Its label.
+        label: String,
+    },
+    /// A run that declared the blob (an event's or its summary's `blobs`).
+    Run {
+        /// The run.
+        run: RunId,
+    },
+}
+
 /// Entity counts (of a file, a store or an import).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
@@ -146,6 +175,9 @@ pub struct Counts {
     pub log_entries: u64,
     /// Supersession records.
     pub supersessions: u64,
+    /// Blob references (`blob_ref` lines; none in version 1 files).
+    #[serde(default)]
+    pub blob_refs: u64,
 }
 
 /// A session log entry as written in a file: [`LogEntry`] with the payload
@@ -254,9 +286,10 @@ impl Header {
                 self.format
             )));
         }
-        if self.version != FORMAT_VERSION {
+        if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&self.version) {
             return Err(Error::invalid_input(format!(
-                "export format version {} is not supported (this stowage reads version {FORMAT_VERSION})",
+                "export format version {} is not supported (this stowage reads versions \
+                 {OLDEST_VERSION} to {FORMAT_VERSION})",
                 self.version
             )));
         }
@@ -307,10 +340,16 @@ mod tests {
         assert_eq!(err.kind(), stowage_core::ErrorKind::InvalidInput);
         assert!(err.message().contains("line 7"), "{}", err.message());
         let mut h = Header::new("file", Coverage::Included);
-        h.version = 2;
-        assert_eq!(
-            h.check().unwrap_err().kind(),
-            stowage_core::ErrorKind::InvalidInput
-        );
+        for known in [OLDEST_VERSION, FORMAT_VERSION] {
+            h.version = known;
+            h.check().unwrap();
+        }
+        for unknown in [0, FORMAT_VERSION + 1] {
+            h.version = unknown;
+            assert_eq!(
+                h.check().unwrap_err().kind(),
+                stowage_core::ErrorKind::InvalidInput
+            );
+        }
     }
 }

@@ -168,6 +168,7 @@ pub(crate) fn count(counts: &mut Counts, record: &Record) {
         Record::Session { .. } => counts.sessions += 1,
         Record::Log { .. } => counts.log_entries += 1,
         Record::Supersession { .. } => counts.supersessions += 1,
+        Record::BlobRef { .. } => counts.blob_refs += 1,
         Record::Header(_) | Record::End { .. } => {}
     }
 }
@@ -175,9 +176,10 @@ pub(crate) fn count(counts: &mut Counts, record: &Record) {
 /// `3 blobs (1.2 KiB), 2 releases, …` for a final message.
 pub(crate) fn describe(c: &Counts) -> String {
     format!(
-        "{} blobs ({}), {} release records ({} names), {} runs ({} events), {} sessions ({} log entries), {} supersessions",
+        "{} blobs ({}, {} references), {} release records ({} names), {} runs ({} events), {} sessions ({} log entries), {} supersessions",
         c.blobs,
         crate::table::bytes(c.blob_bytes),
+        c.blob_refs,
         c.releases,
         c.release_names,
         c.runs,

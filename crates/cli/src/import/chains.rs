@@ -1,6 +1,7 @@
 //! Replaying runs (record, events, terminal transition) and sessions
 //! (record, log, version and state) into the target.
 
+use stowage_core::run::MAX_SUMMARY_BLOBS;
 use stowage_core::{
     Error, LogEntry, NewEvent, NewLogEntry, Result, Run, RunEvent, Session, SessionState,
 };
@@ -78,6 +79,12 @@ impl Importer {
                 .with_timestamp(event.timestamp)
                 .with_expected_seq(event.seq);
             new.idempotency_key.clone_from(&event.idempotency_key);
+            // The run's blob references ride on its first events appended
+            // here (they are not part of the stored event or its hash).
+            if let Some(pending) = self.run_refs.get_mut(&id) {
+                let take = pending.len().min(MAX_SUMMARY_BLOBS);
+                new = new.with_blobs(pending.drain(..take));
+            }
             Some(self.stores.runs.append_event(id, new).await?)
         };
         same(&entity, stored.as_ref(), Some(&event))?;
@@ -97,6 +104,9 @@ impl Importer {
             return Ok(());
         };
         let source = r.source;
+        // References no appended event took: the run's summary declares
+        // them again, or its events were already in the target.
+        self.run_refs.remove(&source.id);
         let runs = &self.stores.runs;
         let mut target = runs.get_run(source.id).await?;
         if source.status.is_terminal() && !target.status.is_terminal() {

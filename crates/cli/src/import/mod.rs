@@ -36,7 +36,7 @@ use stowage_core::{Error, LogEntry, ReleaseRecord, Result, Run, Session, Stores}
 
 use crate::args::ImportArgs;
 use crate::export::Sink;
-use crate::format::{Counts, Record};
+use crate::format::{Counts, Record, RefLine};
 use crate::progress::{count, describe, Progress, ProgressSink};
 use crate::replay::Replay;
 use crate::Outcome;
@@ -58,6 +58,9 @@ pub struct Importer {
     seen: Counts,
     /// The last release name touched and its next seq in the target.
     release_next: Option<(String, u64)>,
+    /// Blobs runs declared (`blob_ref` lines), declared again by the
+    /// run's first events appended here.
+    run_refs: std::collections::HashMap<stowage_core::RunId, Vec<stowage_core::Digest>>,
 }
 
 impl std::fmt::Debug for Importer {
@@ -109,6 +112,7 @@ impl Importer {
             ended: false,
             seen: Counts::default(),
             release_next: None,
+            run_refs: Default::default(),
         }
     }
 
@@ -205,6 +209,13 @@ impl Importer {
         match record {
             Record::Header(_) => Err(damaged("a second header")),
             Record::Blob { digest, size } => self.blob(digest, size).await,
+            Record::BlobRef { digest, referrer } => match referrer {
+                RefLine::Pin { label } => self.stores.lifecycle.pin_blob(&digest, &label).await,
+                RefLine::Run { run } => {
+                    self.run_refs.entry(run).or_default().push(digest);
+                    Ok(())
+                }
+            },
             Record::Release { record } => self.release(record).await,
             Record::Run { run } => self.run(run).await,
             Record::Session { session, log_len } => self.session(session, log_len).await,
