@@ -156,7 +156,7 @@ async fn an_import_cut_anywhere_is_finished_by_running_it_again() {
         std::fs::write(&part, &partial).unwrap();
         let err = fails(&stowage(&["import", &target, part.to_str().unwrap()]), 1);
         assert!(
-            err.contains(&format!("line {}", cut + 1)),
+            err.contains(&format!("line {}", cut + 1)) && err.contains("truncated"),
             "cut {cut}: {err}"
         );
         // Whole lines only: the import must say the file is truncated.

@@ -20,33 +20,46 @@ pub async fn feed<R: AsyncBufRead + Unpin + Send>(reader: R, sink: &mut dyn Sink
     let mut number = 0u64;
     loop {
         line.clear();
-        if !read_line_bounded(&mut reader, &mut line).await? {
+        let Some(terminated) = read_line_bounded(&mut reader, &mut line).await? else {
             return Ok(());
-        }
+        };
         number += 1;
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let record = Record::from_line(&line, number)?;
+        let record = Record::from_line(&line, number).map_err(|e| {
+            if terminated {
+                return e;
+            }
+            // A writer cut off mid-line (a crash, a full disk) leaves
+            // half a line without its newline.
+            Error::invalid_input(format!(
+                "export line {number} is cut short (the file ends inside it): the file is \
+                 truncated, so the import is incomplete; re-run the import with the complete \
+                 file to finish it"
+            ))
+            .with_source(e)
+        })?;
         sink.put(record)
             .await
             .map_err(|e| e.context(format!("export line {number}")))?;
     }
 }
 
-/// Reads one `\n`-terminated line (without it) of at most
-/// [`MAX_LINE_BYTES`]; false at end of input.
+/// Reads one line (without its `\n`) of at most [`MAX_LINE_BYTES`]:
+/// `Some(true)` when it ended with `\n`, `Some(false)` when the input
+/// ended inside it, `None` at end of input.
 async fn read_line_bounded<R: AsyncBufRead + Unpin>(
     reader: &mut R,
     line: &mut Vec<u8>,
-) -> Result<bool> {
+) -> Result<Option<bool>> {
     loop {
         let buf = reader
             .fill_buf()
             .await
             .map_err(|e| Error::from(e).context("reading the export"))?;
         if buf.is_empty() {
-            return Ok(!line.is_empty());
+            return Ok((!line.is_empty()).then_some(false));
         }
         let (take, done) = match buf.iter().position(|&b| b == b'\n') {
             Some(i) => (i + 1, true),
@@ -60,7 +73,7 @@ async fn read_line_bounded<R: AsyncBufRead + Unpin>(
             )));
         }
         if done {
-            return Ok(true);
+            return Ok(Some(true));
         }
     }
 }
