@@ -32,7 +32,7 @@
 //! # fn main() {}
 //! ```
 //!
-//! That generates **130 tests** — the 129 checks listed below and
+//! That generates **131 tests** — the 130 checks listed below and
 //! `conformance::model_based` — named `conformance::<store>::<check>`
 //! (e.g. `conformance::runs::concurrent_appends`). Every path inside the
 //! macro goes through `$crate::`, so the test crate needs no dependency but
@@ -194,6 +194,7 @@
 //! - [`prune_beside_live_appends`](lifecycle::prune_beside_live_appends): Pruning finished runs beside 8 live appenders: every append succeeds, gap-free, and no live run is touched.
 //! - [`delete_racing_appends`](lifecycle::delete_racing_appends): `delete_run` racing appends to the same run: afterwards the run is gone whole (no events without a record), and every append either landed before the delete or failed `NotFound`.
 //! - [`listing_beside_deletes`](lifecycle::listing_beside_deletes): Listing and sweeping runs while others are deleted: a run deleted between a read of its index entry and of its record is simply not listed — never reported as damage (`Corrupted`) or `NotFound`.
+//! - [`reads_beside_deletes`](lifecycle::reads_beside_deletes): Reads of runs and sessions (`get_run`, `read_events`, `load_session`, `read_log`, `fork_session`) racing their deletes: each sees the whole entity or `NotFound`, never a record whose head, events or log the delete already took.
 //! - [`fork_beside_appends`](lifecycle::fork_beside_appends): Forking a session while others append to it: every fork succeeds with a prefix of the source's log (whole entries, a chain that verifies), never `Corrupted` for entries appended while it copied.
 //! - [`expire_idle_sessions`](lifecycle::expire_idle_sessions): Idle sessions that are not final become `Expired` (a new version); final ones and recently active ones are left alone; an expired session takes no appends.
 //! - [`log_activity_defers_expiry`](lifecycle::log_activity_defers_expiry): A log append is activity: a session whose log grew recently is not idle.

@@ -74,7 +74,7 @@ macro_rules! conformance_tests {
             $crate::__conformance_module!(lifecycle;
                 delete_run_removes_everything, delete_running_run_needs_consent,
                 prune_runs_by_policy, prune_beside_live_appends, delete_racing_appends,
-                listing_beside_deletes, fork_beside_appends,
+                listing_beside_deletes, reads_beside_deletes, fork_beside_appends,
                 expire_idle_sessions, log_activity_defers_expiry, prune_expired_sessions,
                 gc_collects_only_unreferenced, gc_spares_recent_puts, pins, gc_race_keeps_referenced,
                 fork_session_copies_log, fork_release_copies_history, stats_count_what_is_stored,

@@ -61,6 +61,19 @@ impl Capabilities {
         self.durability.survives_kill()
     }
 
+    /// The SPEC's `durable` capability: a call that returned `Ok`
+    /// survives `kill -9` of the process ([`Capabilities::survives_kill`]).
+    ///
+    /// ```
+    /// use stowage_core::{Capabilities, DurabilityLevel};
+    /// let caps = Capabilities::new("file", DurabilityLevel::PowerLoss, false, 1 << 30);
+    /// assert!(caps.durable());
+    /// assert!(!Capabilities::new("memory", DurabilityLevel::None, false, 1 << 30).durable());
+    /// ```
+    pub fn durable(&self) -> bool {
+        self.survives_kill()
+    }
+
     /// Acknowledged writes survive power loss and kernel crashes
     /// ([`DurabilityLevel::PowerLoss`]).
     pub fn survives_power_loss(&self) -> bool {

@@ -6,12 +6,14 @@
 //! hour" never holds during a check.
 
 mod blobs;
+mod deletes;
 mod fork;
 mod runs;
 mod sessions;
 mod stats;
 
 pub use blobs::*;
+pub use deletes::*;
 pub use fork::*;
 pub use runs::*;
 pub use sessions::*;

@@ -334,6 +334,11 @@ impl RawPage {
         Ok(page)
     }
 
+    /// How many values the page holds.
+    pub(super) fn len(&self) -> usize {
+        self.ends.len()
+    }
+
     /// Every value decoded by `decode`, in scan order (see
     /// [`decode_page`]).
     pub(super) async fn decode<T>(self, decode: impl Fn(&[u8]) -> Result<T>) -> Result<Vec<T>> {

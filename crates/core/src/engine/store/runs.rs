@@ -45,15 +45,35 @@ pub(super) fn load_record(reader: &dyn Reader, id: RunId) -> Result<Run> {
 
 /// The run: its record with its head.
 pub(super) fn load_run(reader: &dyn Reader, id: RunId) -> Result<Run> {
-    with_head(reader, load_record(reader, id)?)
+    with_head(reader, load_record(reader, id)?)?.ok_or_else(|| missing(id))
 }
 
-/// `run` (a stored record) with its stored head.
-pub(super) fn with_head(reader: &dyn Reader, run: Run) -> Result<Run> {
-    match reader.get(Table::RunHeads, &keys::run(run.id))? {
-        Some(bytes) => Ok(RunHead::decode(run.id, &bytes)?.apply(run)),
-        None => Ok(RunHead::without_head(reader, &run)?.apply(run)),
+/// How often a record read without a head is read again before its
+/// record's own count is taken (see [`with_head`]).
+pub(super) const RE_READS: usize = 4;
+
+/// `run` (a stored record) with its stored head; `None` when the run was
+/// deleted after its record was read.
+///
+/// An engine without snapshot reads can show a record, then (a delete
+/// having committed in between) no head and no events: a run that never
+/// was. So a record found without a head (a run not yet appended to, or
+/// written before heads were kept apart) counts only if it is still
+/// stored as it was read; a changed one is read again.
+pub(super) fn with_head(reader: &dyn Reader, run: Run) -> Result<Option<Run>> {
+    let mut run = run;
+    for _ in 0..RE_READS {
+        if let Some(bytes) = reader.get(Table::RunHeads, &keys::run(run.id))? {
+            return Ok(Some(RunHead::decode(run.id, &bytes)?.apply(run)));
+        }
+        let head = RunHead::without_head(reader, &run)?;
+        match get_record::<Run>(reader, Table::Runs, &keys::run(run.id), "run record")? {
+            None => return Ok(None),
+            Some(now) if now == run => return Ok(Some(head.apply(run))),
+            Some(now) => run = now,
+        }
     }
+    Ok(Some(RunHead::without_head(reader, &run)?.apply(run)))
 }
 
 /// The run that index entry `(table, key)` names, or `None` when the run
@@ -185,7 +205,10 @@ impl Shared {
                     None => {
                         let run: Run = decode_record("run record", value)?;
                         cursor = Some(run.id);
-                        with_head(reader, run)?
+                        match with_head(reader, run)? {
+                            Some(run) => run,
+                            None => continue,
+                        }
                     }
                 };
                 if filter.matches(&run) {
@@ -221,7 +244,16 @@ impl EngineStore {
                 let Some((start, end)) = keys::run_events_after(run, after_seq) else {
                     return Ok(RawPage::default());
                 };
-                RawPage::scan(reader, Table::RunEvents, (&start, &end), limit)
+                let page = RawPage::scan(reader, Table::RunEvents, (&start, &end), limit)?;
+                // A page cut short may be a delete that committed while it
+                // was read (an engine without snapshot reads shows that):
+                // a run still there after it was there throughout (run ids
+                // are never reused), one gone is NotFound, never a log
+                // that lost its tail.
+                if page.len() < limit && reader.get(Table::Runs, &keys::run(run))?.is_none() {
+                    return Err(missing(run));
+                }
+                Ok(page)
             })
             .await?;
         page.decode(|bytes| decode_event("run event", bytes)).await

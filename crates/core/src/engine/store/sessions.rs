@@ -37,12 +37,27 @@ pub(super) fn not_found(id: &str) -> Error {
     ))
 }
 
-/// `session` (a stored record) with its log's length and chain head.
-fn with_head(reader: &dyn Reader, session: Session) -> Result<Session> {
-    Ok(match SessionHead::stored(reader, &session.id)? {
-        Some(head) => head.apply(session),
-        None => SessionHead::without_head(reader, &session)?.apply(session),
-    })
+/// `session` (a stored record) with its log's length and chain head;
+/// `None` when the session was deleted after its record was read (see
+/// `runs::with_head`: a record without a head counts only if it is still
+/// stored as it was read).
+fn with_head(reader: &dyn Reader, session: Session) -> Result<Option<Session>> {
+    let mut session = session;
+    for _ in 0..super::runs::RE_READS {
+        if let Some(head) = SessionHead::stored(reader, &session.id)? {
+            return Ok(Some(head.apply(session)));
+        }
+        let head = SessionHead::without_head(reader, &session)?;
+        let key = keys::session(&session.id);
+        match get_record::<Session>(reader, Table::Sessions, &key, "session record")? {
+            None => return Ok(None),
+            Some(now) if now == session => return Ok(Some(head.apply(session))),
+            Some(now) => session = now,
+        }
+    }
+    Ok(Some(
+        SessionHead::without_head(reader, &session)?.apply(session),
+    ))
 }
 
 /// Session `id` as stored: its record with its head.
@@ -55,6 +70,7 @@ pub(super) fn load(reader: &dyn Reader, id: &str) -> Result<Option<Session>> {
     )?
     .map(|session| with_head(reader, session))
     .transpose()
+    .map(Option::flatten)
 }
 
 pub(super) fn load_or_not_found(reader: &dyn Reader, id: &str) -> Result<Session> {
@@ -64,10 +80,11 @@ pub(super) fn load_or_not_found(reader: &dyn Reader, id: &str) -> Result<Session
 /// Up to `limit` sessions by id from `start`, each with its head.
 pub(super) fn scan(reader: &dyn Reader, start: &[u8], limit: usize) -> Result<Vec<Session>> {
     let records = reader.scan(Table::Sessions, start, None, Direction::Forward, limit)?;
-    records
-        .iter()
-        .map(|(_, value)| with_head(reader, decode_record("session record", value)?))
-        .collect()
+    let mut sessions = Vec::with_capacity(records.len());
+    for (_, value) in &records {
+        sessions.extend(with_head(reader, decode_record("session record", value)?)?);
+    }
+    Ok(sessions)
 }
 
 /// Drops what the stores' cache holds of session `id` (call inside the
@@ -382,7 +399,14 @@ impl EngineStore {
                 let Some((start, end)) = keys::log_after(&id, after_seq) else {
                     return Ok(RawPage::default());
                 };
-                RawPage::scan(reader, Table::SessionLog, (&start, &end), limit)
+                let page = RawPage::scan(reader, Table::SessionLog, (&start, &end), limit)?;
+                // A page cut short by a delete that committed while it was
+                // read is NotFound, not a log that lost its tail (as for
+                // run events).
+                if page.len() < limit && load(reader, &id)?.is_none() {
+                    return Err(not_found(&id));
+                }
+                Ok(page)
             })
             .await?;
         page.decode(|bytes| decode_record("session log entry", bytes))

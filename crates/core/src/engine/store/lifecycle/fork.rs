@@ -54,10 +54,18 @@ impl EngineStore {
                 // engine without snapshot reads shows them): not ours.
                 log.truncate(usize::try_from(session.log_len).unwrap_or(usize::MAX));
                 let mut verifier = ChainVerifier::new(format!("session {:?}", preview(&from)));
-                for entry in &log {
-                    verifier.push(entry.link())?;
+                let checked = log
+                    .iter()
+                    .try_for_each(|entry| verifier.push(entry.link()))
+                    .and_then(|()| verifier.finish(session.log_len, session.log_head));
+                if let Err(e) = checked {
+                    // A delete that committed while the log was read
+                    // leaves it short of its head: NotFound, not damage.
+                    return Err(match sessions::load(reader, &from)? {
+                        None => sessions::not_found(&from),
+                        Some(_) => e,
+                    });
                 }
-                verifier.finish(session.log_len, session.log_head)?;
                 Ok((session, log))
             })
             .await?;

@@ -85,7 +85,7 @@ fn candidates(
         let id = keys::run_id_suffix(key)?;
         last = Some(id);
         let run = match agent {
-            None => decode_record("run record", value).and_then(|r| with_head(reader, r).map(Some)),
+            None => decode_record("run record", value).and_then(|r| with_head(reader, r)),
             Some(_) => indexed_run(reader, table, key, id),
         };
         match run {
