@@ -234,6 +234,7 @@ impl FileOptions {
             checkpoint_interval: self.checkpoint_interval,
             salvage: self.salvage,
             read_only: self.read_only,
+            ..crate::kv::file::FileOptions::default()
         };
         crate::kv::file::open_parts(dir, engine, self.max_blob_size, env).await
     }

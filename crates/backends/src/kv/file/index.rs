@@ -102,6 +102,7 @@ impl Index {
     }
 
     /// Every (table, key, loc), table by table in key order.
+    #[cfg(test)]
     pub(crate) fn entries(&self) -> impl Iterator<Item = (Table, Vec<u8>, Loc)> + '_ {
         self.tables()
             .flat_map(|(t, blocks)| blocks.entries().map(move |(k, l)| (t, k, l)))

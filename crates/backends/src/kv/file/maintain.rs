@@ -137,8 +137,8 @@ impl FileKv {
     }
 
     /// Packs the live values of every sealed segment, of packs at least
-    /// half garbage and of small packs into one new pack ([`pack`]),
-    /// checkpoints, and removes what it packed. With `seal` (an explicit
+    /// half garbage and of small packs into new packs ([`pack`]; at most
+    /// `pack_entries` keys each), checkpoints, and removes what it packed. With `seal` (an explicit
     /// `compact`) the active segment is sealed first, so everything
     /// written so far is packed. Returns the number of files removed.
     ///
@@ -172,16 +172,24 @@ impl FileKv {
         if victims.is_empty() {
             return Ok(None);
         }
-        let entries: Vec<(Table, Vec<u8>, Loc)> = self
-            .index
-            .read()
-            .entries()
-            .filter(|(_, _, l)| victims.contains(&l.seg))
-            .collect();
-        if !entries.is_empty() {
+        // At most `pack_entries` per pack, so memory stays bounded.
+        let mut after = None;
+        loop {
+            let entries = self.victim_entries(&victims, after.as_ref());
+            let Some((table, key, _)) = entries.last() else {
+                break;
+            };
+            let (last, full) = (
+                (*table, key.clone()),
+                entries.len() >= self.opts.pack_entries,
+            );
             let id = self.next_pack_id();
             let (pack, moved) = self.write_pack(id, entries)?;
             self.install(id, pack, moved);
+            if !full {
+                break;
+            }
+            after = Some(last);
         }
         self.checkpoint_locked()?;
         let still = self.index.read().referenced_segments();
@@ -198,6 +206,39 @@ impl FileKv {
             return Err(self.poison_with("fsync of the directory", e));
         }
         Ok(Some(removed))
+    }
+
+    /// Up to `pack_entries` keys (table by table, in key order, after
+    /// `after`) whose values live in `victims`, with their locations.
+    fn victim_entries(
+        &self,
+        victims: &BTreeSet<u64>,
+        after: Option<&(Table, Vec<u8>)>,
+    ) -> Vec<(Table, Vec<u8>, Loc)> {
+        let index = self.index.read();
+        let mut out = Vec::new();
+        let mut reached = after.is_none();
+        for (table, blocks) in index.tables() {
+            let from: &[u8] = match after {
+                Some((t, key)) if table == *t => {
+                    reached = true;
+                    key
+                }
+                _ if !reached => continue,
+                _ => &[],
+            };
+            for (key, loc) in blocks.range(from, None) {
+                let resumed = after.is_some_and(|(t, k)| *t == table && key == *k);
+                if resumed || !victims.contains(&loc.seg) {
+                    continue;
+                }
+                out.push((table, key, loc));
+                if out.len() >= self.opts.pack_entries {
+                    return out;
+                }
+            }
+        }
+        out
     }
 
     /// What to pack: the sealed segments (ids below `active`; unless

@@ -73,6 +73,11 @@ pub(crate) struct FileOptions {
     /// refused with `Unsupported`. A torn tail is left in place and
     /// ignored.
     pub(crate) read_only: bool,
+    /// The most entries one pack takes: compaction holds each with its
+    /// old and new location until it installs them, so this bounds its
+    /// memory (a larger compaction writes several packs). Not a URL
+    /// option; tests lower it.
+    pub(crate) pack_entries: usize,
 }
 
 impl Default for FileOptions {
@@ -84,6 +89,7 @@ impl Default for FileOptions {
             checkpoint_interval: 256 << 20,
             salvage: false,
             read_only: false,
+            pack_entries: 1 << 20,
         }
     }
 }

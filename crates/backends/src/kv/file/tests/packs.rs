@@ -345,3 +345,30 @@ fn salvage_past_a_damaged_checkpoint_sets_packs_aside_instead_of_deleting_them()
     kv.compact().unwrap();
     assert_ne!(files(&fs, ".pack"), vec![pack]);
 }
+
+#[test]
+fn a_compaction_larger_than_one_pack_writes_several_and_keeps_every_value() {
+    let fs = SimFs::new();
+    let opts = FileOptions {
+        pack_entries: 64,
+        ..small_opts()
+    };
+    let kv = open_sim(&fs, opts.clone()).unwrap();
+    let mut model = Model::new();
+    events(&kv, &mut model, 3, 100);
+    for b in workload(9, 80) {
+        kv.write(b.clone()).unwrap();
+        apply_model(&mut model, &b);
+    }
+    kv.compact().unwrap();
+    let packs = files(&fs, ".pack").len();
+    assert!(
+        packs >= model.len() / 64,
+        "{packs} packs for {} keys",
+        model.len()
+    );
+    assert_eq!(files(&fs, ".wal").len(), 1);
+    assert_eq!(dump(&kv).unwrap(), model);
+    drop(kv);
+    assert_eq!(dump(&open_sim(&fs, opts).unwrap()).unwrap(), model);
+}
