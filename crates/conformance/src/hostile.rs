@@ -317,3 +317,118 @@ fn log_entries(bad: &str) -> Vec<(&'static str, NewLogEntry)> {
         ("idempotency key", key),
     ]
 }
+
+/// A bad identifier (empty, 257 bytes, a NUL, a newline, an ESC, U+0085)
+/// is `InvalidInput` in every method that takes a session id or release
+/// name — reads included (`load_session`, `read_log`, `verify_log`,
+/// `current`, `history`), mutations (`save_session`, `set_session_state`,
+/// `delete_session`, `append_log`, `replace_log`, `rollback`,
+/// `rollback_to`), both ends of a fork, and the agent of a `list_runs`
+/// filter — and changes nothing.
+pub async fn bad_identifiers_everywhere(h: &dyn Harness) {
+    use stowage_core::{RunFilter, SessionState};
+    let s = open(h).await;
+    ok(s.sessions.create_session("s", json!({})).await, "create");
+    for n in 0..2 {
+        ok(
+            s.releases.promote("r", spec(n), rmeta("v"), None).await,
+            "promote",
+        );
+    }
+    let before = snapshot(&s, &[], &[]).await;
+    let bad_ids = [
+        String::new(),
+        "x".repeat(MAX_IDENTIFIER_BYTES + 1),
+        "a\0b".to_string(),
+        "a\nb".to_string(),
+        "a\u{1b}b".to_string(),
+        "a\u{85}b".to_string(),
+    ];
+    let invalid = ErrorKind::InvalidInput;
+    for bad in &bad_ids {
+        let why = |call: &str| format!("{call} with identifier {bad:?}");
+        expect_kind(
+            s.sessions.load_session(bad).await,
+            invalid,
+            &why("load_session"),
+        );
+        expect_kind(
+            s.sessions.save_session(bad, json!({}), None).await,
+            invalid,
+            &why("save_session"),
+        );
+        expect_kind(
+            s.sessions
+                .set_session_state(bad, SessionState::Suspended, None)
+                .await,
+            invalid,
+            &why("set_session_state"),
+        );
+        expect_kind(
+            s.sessions.delete_session(bad).await,
+            invalid,
+            &why("delete_session"),
+        );
+        let entry = NewLogEntry::new(LogKind::Incoming, "a", "t", "p");
+        expect_kind(
+            s.sessions.append_log(bad, entry).await,
+            invalid,
+            &why("append_log"),
+        );
+        expect_kind(
+            s.sessions.read_log(bad, None, 10).await,
+            invalid,
+            &why("read_log"),
+        );
+        expect_kind(
+            s.sessions.verify_log(bad).await,
+            invalid,
+            &why("verify_log"),
+        );
+        expect_kind(
+            s.sessions.replace_log(bad, Vec::new(), None).await,
+            invalid,
+            &why("replace_log"),
+        );
+        expect_kind(s.releases.current(bad).await, invalid, &why("current"));
+        expect_kind(
+            s.releases.history(bad, None, 10).await,
+            invalid,
+            &why("history"),
+        );
+        expect_kind(
+            s.releases.rollback(bad, "ops").await,
+            invalid,
+            &why("rollback"),
+        );
+        expect_kind(
+            s.releases.rollback_to(bad, 0, "ops").await,
+            invalid,
+            &why("rollback_to"),
+        );
+        expect_kind(
+            s.lifecycle.fork_session(bad, "copy").await,
+            invalid,
+            &why("fork_session from"),
+        );
+        expect_kind(
+            s.lifecycle.fork_session("s", bad).await,
+            invalid,
+            &why("fork_session to"),
+        );
+        expect_kind(
+            s.lifecycle.fork_release("r", bad).await,
+            invalid,
+            &why("fork_release to"),
+        );
+        expect_kind(
+            s.runs
+                .list_runs(&RunFilter::all().agent(bad.as_str()), None, 10)
+                .await,
+            invalid,
+            &why("list_runs agent filter"),
+        );
+    }
+    let after = snapshot(&s, &[], &[]).await;
+    assert_unchanged(&before, &after, "calls with bad identifiers");
+}

@@ -32,7 +32,7 @@
 //! # fn main() {}
 //! ```
 //!
-//! That generates **131 tests** — the 130 checks listed below and
+//! That generates **132 tests** — the 131 checks listed below and
 //! `conformance::model_based` — named `conformance::<store>::<check>`
 //! (e.g. `conformance::runs::concurrent_appends`). Every path inside the
 //! macro goes through `$crate::`, so the test crate needs no dependency but
@@ -212,6 +212,7 @@
 //!
 //! - [`deep_json_rejected`](hostile::deep_json_rejected): JSON nested 65 deep (event payload, session data on create and save, run tags, summary output) is `InvalidInput` and changes nothing; 64 deep is stored and read back exactly.
 //! - [`identifier_length_edges`](hostile::identifier_length_edges): Identifiers of exactly 256 bytes (ASCII, 64 × 4-byte emoji, 128 × 2-byte) are accepted and round-trip in every identifier field; 257 bytes (also with a multi-byte character at the edge) are `InvalidInput` and change nothing.
+//! - [`bad_identifiers_everywhere`](hostile::bad_identifiers_everywhere): A bad identifier (empty, 257 bytes, a NUL, a newline, an ESC, U+0085) is `InvalidInput` in every method that takes a session id or release name — reads, mutations, both ends of a fork, a `list_runs` agent filter — and changes nothing.
 //!
 //! **[`integrity`]** (8 checks)
 //!
@@ -254,7 +255,7 @@
 //! | §2 | errors: one `Error`, the right `ErrorKind` | every check asserts kinds (`NotFound`, `AlreadyExists`, `Conflict`, `InvalidInput`, `Corrupted`) |
 //! | §2 | messages name the entity and the rule | [`runs::append_to_terminal_conflict`]; every failure prints the backend's message |
 //! | §2 | never panic on bad input or stored data | bad input: every hostile-input check, including [`hostile::deep_json_rejected`] (65 levels of nesting), [`hostile::identifier_length_edges`] and [`cas::failing_stream_reader_rejected`]. Stored data: the payload flips, dropped tails, dropped middles and re-chained rewrites of [`integrity`]; damaged record bytes (undecodable CBOR) are not tampered with, so this half is only partly shown |
-//! | §2 | identifiers 1–256 bytes, no control characters | [`runs::hostile_metadata_rejected`], [`runs::hostile_events_rejected`], [`releases::hostile_input_rejected`], [`sessions::hostile_input_rejected`], [`sessions::log_hostile_entries_rejected`] (empty, 257 bytes, 260 bytes of emoji, `\0`, `\u{7f}`, `\n`, `\t`, ESC, U+0085); [`hostile::identifier_length_edges`] (every identifier field: 256 bytes of ASCII and 64 × 4-byte emoji accepted and round-trip, 257 bytes and 256 bytes + 1 rejected) |
+//! | §2 | identifiers 1–256 bytes, no control characters | [`runs::hostile_metadata_rejected`], [`runs::hostile_events_rejected`], [`releases::hostile_input_rejected`], [`sessions::hostile_input_rejected`], [`sessions::log_hostile_entries_rejected`] (empty, 257 bytes, 260 bytes of emoji, `\0`, `\u{7f}`, `\n`, `\t`, ESC, U+0085); [`hostile::identifier_length_edges`] (every identifier field: 256 bytes of ASCII and 64 × 4-byte emoji accepted and round-trip, 257 bytes and 256 bytes + 1 rejected); [`hostile::bad_identifiers_everywhere`] (every method taking a session id or release name, reads included) |
 //! | §2 | `:` `/` `{` `}` `..` spaces emoji RTL round-trip, no collisions or traversal | [`runs::agent_names_isolated`], [`runs::tricky_kinds_and_keys_round_trip`], [`releases::names_listed_and_isolated`], [`sessions::tricky_ids_isolated`], [`sessions::list_ascending_paginated`], [`supersessions::binary_targets_isolated`], model |
 //! | §2 | JSON ≤ 1 MiB and ≤ 64 levels deep, text ≤ 4 KiB, blobs ≤ `max_blob_size` | [`hostile::deep_json_rejected`] (event payload, session data on create and save, run tags, summary output: 65 levels `InvalidInput`, 64 levels stored and read back), [`runs::hostile_metadata_rejected`], [`runs::hostile_events_rejected`], [`sessions::hostile_input_rejected`], [`releases::hostile_input_rejected`], [`supersessions::invalid_records_rejected`], [`cas::oversized_blob_rejected`] |
 //! | §2 | invalid input changes nothing | the same checks compare a snapshot of all five stores before and after |

@@ -80,7 +80,9 @@ macro_rules! conformance_tests {
                 fork_session_copies_log, fork_release_copies_history, stats_count_what_is_stored,
                 compact_keeps_what_remains,
             );
-            $crate::__conformance_module!(hostile; deep_json_rejected, identifier_length_edges);
+            $crate::__conformance_module!(hostile;
+                deep_json_rejected, identifier_length_edges, bad_identifiers_everywhere,
+            );
             $crate::__conformance_module!(integrity;
                 tampered_blob_corrupted, tampered_run_event_corrupted, tampered_log_entry_corrupted,
                 run_truncation_and_rewrites_corrupted, log_truncation_and_rewrites_corrupted,
