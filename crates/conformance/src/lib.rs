@@ -32,7 +32,7 @@
 //! # fn main() {}
 //! ```
 //!
-//! That generates **132 tests** — the 131 checks listed below and
+//! That generates **133 tests** — the 132 checks listed below and
 //! `conformance::model_based` — named `conformance::<store>::<check>`
 //! (e.g. `conformance::runs::concurrent_appends`). Every path inside the
 //! macro goes through `$crate::`, so the test crate needs no dependency but
@@ -213,6 +213,7 @@
 //! - [`deep_json_rejected`](hostile::deep_json_rejected): JSON nested 65 deep (event payload, session data on create and save, run tags, summary output) is `InvalidInput` and changes nothing; 64 deep is stored and read back exactly.
 //! - [`identifier_length_edges`](hostile::identifier_length_edges): Identifiers of exactly 256 bytes (ASCII, 64 × 4-byte emoji, 128 × 2-byte) are accepted and round-trip in every identifier field; 257 bytes (also with a multi-byte character at the edge) are `InvalidInput` and change nothing.
 //! - [`bad_identifiers_everywhere`](hostile::bad_identifiers_everywhere): A bad identifier (empty, 257 bytes, a NUL, a newline, an ESC, U+0085) is `InvalidInput` in every method that takes a session id or release name — reads, mutations, both ends of a fork, a `list_runs` agent filter — and changes nothing.
+//! - [`cursor_and_limit_edges`](hostile::cursor_and_limit_edges): Cursors that point at nothing are exclusive positions (`read_events`/`read_log` after 100 or `u64::MAX`, `history` before 0 or `u64::MAX`, list calls after keys never stored), and a `limit` of 0 is an empty page everywhere.
 //!
 //! **[`integrity`]** (8 checks)
 //!
