@@ -28,7 +28,7 @@ const INSTALL_CHUNK: usize = 16 << 10;
 /// Whether the bytes of a segment of `len` bytes compress enough to be
 /// worth packing, judged on four samples across it: a store of
 /// already-compressed blobs is not rewritten for nothing.
-fn compresses(file: &dyn VFile, len: u64) -> bool {
+fn samples_compress(file: &dyn VFile, len: u64) -> bool {
     const SAMPLE: u64 = 64 << 10;
     let mut raw = 0;
     let mut packed = 0;
@@ -277,12 +277,12 @@ impl FileKv {
     }
 
     /// Whether sealed segment `id` compresses enough to be worth packing
-    /// ([`compresses`]); a segment that does not is remembered.
+    /// ([`samples_compress`]); a segment that does not is remembered.
     fn compresses(&self, id: u64, file: &dyn VFile, len: u64) -> bool {
         if self.incompressible.lock().contains(&id) {
             return false;
         }
-        let worth = compresses(file, len);
+        let worth = samples_compress(file, len);
         if !worth {
             self.incompressible.lock().insert(id);
         }

@@ -32,7 +32,7 @@ use parking_lot::Mutex;
 
 use super::index::Index;
 use super::record::Damage;
-use super::recovery::{corrupted, io_err, RecoveryReport};
+use super::recovery::{corrupted, io_err, parse_hex, RecoveryReport};
 use super::vfs::{VFile, Vfs};
 use crate::kv::seam::Table;
 
@@ -51,10 +51,7 @@ const KIND_LZ4: u8 = 1;
 
 /// The id of pack file `name` (`<n:016x>.pack`).
 pub(crate) fn parse_name(name: &str) -> Option<u64> {
-    let stem = name.strip_suffix(".pack")?;
-    let n = u64::from_str_radix(stem, 16)
-        .ok()
-        .filter(|_| stem.len() == 16)?;
+    let n = parse_hex(name, ".pack")?;
     (!is_pack(n)).then_some(n | PACK_BIT)
 }
 

@@ -55,7 +55,8 @@ pub(crate) fn segment_name(id: u64) -> String {
     format!("{id:016x}.wal")
 }
 
-fn parse_hex(name: &str, ext: &str) -> Option<u64> {
+/// The id in file name `name` (16 hex digits, then `ext`).
+pub(crate) fn parse_hex(name: &str, ext: &str) -> Option<u64> {
     let stem = name.strip_suffix(ext)?;
     if stem.len() != 16 {
         return None;
