@@ -123,6 +123,16 @@ period must exceed the longest time a writer holds a digest before referencing i
         after_help = "Example:\n  stowage fork-release file:///var/lib/agent planner planner-canary"
     )]
     ForkRelease(ForkArgs),
+    /// Give the space that deletions freed back to the file system (Lifecycle::compact).
+    #[command(after_help = "Examples:\n  stowage compact file:///var/lib/agent\n  \
+stowage compact sqlite:///var/lib/agent.db --json\n\n\
+The file backend packs its log (live values only, compressed), RocksDB compacts, \
+SQLite vacuums; backends that reclaim space on their own (memory, sled, Redis, \
+PostgreSQL) do nothing. For a store in the local file system it reports the bytes \
+on disk before and after. Runs beside live traffic only where the backend admits \
+other openers (SQLite); the file, sled and RocksDB stores admit one process, so \
+stop the application first.")]
+    Compact(StoreArg),
 }
 
 /// A single store URL.

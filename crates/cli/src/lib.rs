@@ -29,6 +29,7 @@ use clap::Parser;
 use stowage_core::{Error, Result, Stores};
 
 pub mod args;
+mod compact;
 pub mod export;
 pub mod format;
 pub mod import;
@@ -166,6 +167,7 @@ async fn run_command(command: Command) -> Result<Outcome> {
         Command::Referrers(a) => lifecycle::referrers(a).await,
         Command::ForkSession(a) => lifecycle::fork_session(a).await,
         Command::ForkRelease(a) => lifecycle::fork_release(a).await,
+        Command::Compact(a) => compact::run(a).await,
     }
 }
 
@@ -193,7 +195,7 @@ pub async fn open(url: &str) -> Result<Stores> {
 }
 
 /// Where a store that lives in the local file system keeps its data.
-fn local_path(url: &str) -> Option<std::path::PathBuf> {
+pub(crate) fn local_path(url: &str) -> Option<std::path::PathBuf> {
     use stowage_backends::StoreOptions;
     match StoreOptions::parse(url).ok()? {
         #[cfg(feature = "file")]
