@@ -32,7 +32,7 @@
 //! # fn main() {}
 //! ```
 //!
-//! That generates **133 tests** — the 132 checks listed below and
+//! That generates **134 tests** — the 133 checks listed below and
 //! `conformance::model_based` — named `conformance::<store>::<check>`
 //! (e.g. `conformance::runs::concurrent_appends`). Every path inside the
 //! macro goes through `$crate::`, so the test crate needs no dependency but
@@ -203,6 +203,7 @@
 //! - [`gc_spares_recent_puts`](lifecycle::gc_spares_recent_puts): A `put` of an existing blob restarts its grace period: the digest a put returned is never collected within the grace period.
 //! - [`pins`](lifecycle::pins): Pins: pinning an absent blob protects it once put; labels are identifiers; unpinning twice answers false.
 //! - [`gc_race_keeps_referenced`](lifecycle::gc_race_keeps_referenced): Puts and references racing GC loops (grace 0): a blob referenced before it was put (a pin, a run spec, a release) is never collected, nor is one whose reference was acknowledged while it still existed; unreferenced blobs are all collected in the end.
+//! - [`failed_run_calls_reference_nothing`](lifecycle::failed_run_calls_reference_nothing): A run call that fails references nothing: blobs declared by a lost compare-and-append, a reused idempotency key, an append to a finished run or a second terminal transition get no referrer and are collected; the successful calls' blobs keep the run as their one referrer.
 //! - [`fork_session_copies_log`](lifecycle::fork_session_copies_log): A forked session has the source's data, state and log (contents, seqs, timestamps, idempotency keys) under its own id, with a chain that verifies; the source is unchanged and the two then diverge.
 //! - [`fork_release_copies_history`](lifecycle::fork_release_copies_history): A forked release name has the source's whole history (seqs, specs, labels, links) under the new name; the two then move independently.
 //! - [`stats_count_what_is_stored`](lifecycle::stats_count_what_is_stored): `stats` counts what is stored, exactly, and follows deletions.

@@ -125,6 +125,86 @@ pub async fn gc_collects_only_unreferenced(h: &dyn Harness) {
     }
 }
 
+/// A run call that fails references nothing (SPEC §2: all-or-nothing):
+/// blobs declared by a compare-and-append that lost, by an idempotency key
+/// reused with other content, by an append to a finished run and by a
+/// second terminal transition get no referrer and are collected; blobs
+/// declared by the calls that succeeded keep the run as their referrer.
+pub async fn failed_run_calls_reference_nothing(h: &dyn Harness) {
+    let (s, time) = open_timed(h).await;
+    let spec = put(&s, "spec").await;
+    let kept = put(&s, "declared by an appended event").await;
+    let output = put(&s, "declared by the summary").await;
+    let mut lost = Vec::new();
+    for text in [
+        "lost compare-and-append",
+        "lost idempotency",
+        "append after finish",
+        "second terminal transition",
+    ] {
+        lost.push(put(&s, text).await);
+    }
+    let run = ok(s.runs.create_run(spec, meta("a")).await, "create_run");
+    let event = |blob: Digest| NewEvent::new("step", serde_json::json!({})).with_blobs([blob]);
+    let first = event(kept).with_idempotency_key("k");
+    ok(s.runs.append_event(run, first).await, "append_event");
+    expect_kind(
+        s.runs
+            .append_event(run, event(lost[0]).with_expected_seq(5))
+            .await,
+        ErrorKind::Conflict,
+        "append expecting seq 5 of 1",
+    );
+    let reused = NewEvent::new("step", serde_json::json!({"other": true}))
+        .with_idempotency_key("k")
+        .with_blobs([lost[1]]);
+    expect_kind(
+        s.runs.append_event(run, reused).await,
+        ErrorKind::Conflict,
+        "an idempotency key reused with other content",
+    );
+    let summary = RunSummary::new("done").with_blobs([output]);
+    ok(s.runs.complete_run(run, summary).await, "complete_run");
+    expect_kind(
+        s.runs.append_event(run, event(lost[2])).await,
+        ErrorKind::Conflict,
+        "append to a completed run",
+    );
+    let losing = RunSummary::new("lost").with_blobs([lost[3]]);
+    expect_kind(
+        s.runs.cancel_run(run, losing).await,
+        ErrorKind::Conflict,
+        "a second terminal transition",
+    );
+    for d in &lost {
+        let referrers = ok(s.lifecycle.blob_referrers(d).await, "blob_referrers");
+        assert!(
+            referrers.is_empty(),
+            "a blob declared only by a failed call has referrers {referrers:?}"
+        );
+    }
+    for d in [spec, kept, output] {
+        let referrers = ok(s.lifecycle.blob_referrers(&d).await, "blob_referrers");
+        assert_eq!(
+            referrers,
+            vec![Referrer::Run(run)],
+            "one referrer, listed once"
+        );
+    }
+    time.tick().await;
+    let sweep = gc(&s, Duration::ZERO, 100).await;
+    assert_eq!(sweep.affected, 4, "exactly the blobs of the failed calls");
+    for d in &lost {
+        assert!(!present(&s, d).await, "a blob of a failed call was kept");
+    }
+    for d in [spec, kept, output] {
+        assert!(
+            present(&s, &d).await,
+            "a blob the run references was collected"
+        );
+    }
+}
+
 /// A `put` of an existing blob restarts its grace period: the digest a put
 /// returned is never collected within the grace period.
 pub async fn gc_spares_recent_puts(h: &dyn Harness) {

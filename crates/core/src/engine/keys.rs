@@ -170,6 +170,19 @@ pub(crate) fn blob_ref(digest: &Digest, referrer: &Referrer) -> Vec<u8> {
     cat(&[digest.as_bytes(), &[tag], id])
 }
 
+/// The reference of one run call still on its way (`append_event`,
+/// `finish_run`, `create_run`): the run's reference key followed by the
+/// call's random `token`, so a call that fails removes its own entry and
+/// no other. Read back as [`Referrer::Run`], like the run's own entry.
+pub(crate) fn blob_ref_call(digest: &Digest, run: RunId, token: u64) -> Vec<u8> {
+    cat(&[
+        digest.as_bytes(),
+        &[REF_RUN],
+        &run.to_bytes(),
+        &token.to_be_bytes(),
+    ])
+}
+
 /// Range of every reference to `digest`.
 pub(crate) fn blob_refs(digest: &Digest) -> (Vec<u8>, Option<Vec<u8>>) {
     let start = digest.as_bytes().to_vec();
@@ -189,8 +202,11 @@ pub(crate) fn referrer_of(digest: &Digest, key: &[u8]) -> Result<Referrer> {
     let (&tag, id) = rest.split_first().ok_or_else(|| damaged("is too short"))?;
     let text = || String::from_utf8(id.to_vec()).map_err(|_| damaged("is not UTF-8"));
     match tag {
-        REF_RUN => <[u8; 16]>::try_from(id)
-            .ok()
+        // The run's entry, or one of its calls' (id ++ token).
+        REF_RUN => id
+            .get(..16)
+            .filter(|_| id.len() == 16 || id.len() == 24)
+            .and_then(|id| <[u8; 16]>::try_from(id).ok())
             .and_then(|id| RunId::from_bytes(id).ok())
             .map(Referrer::Run)
             .ok_or_else(|| damaged("has a bad run id")),
@@ -444,6 +460,21 @@ mod tests {
         assert!(log_entry("s", 9) < log_entry("s", 10));
         assert!(log_entry("s", 255) < log_entry("s", 256));
         assert!(release_record("r", u64::MAX) < release_records_before("r", None).1);
+    }
+
+    #[test]
+    fn a_run_calls_reference_reads_as_the_run_and_sorts_beside_it() {
+        let digest = Digest::of(b"blob");
+        let run = RunId::new_v7(crate::Timestamp::ZERO, 7);
+        let own = blob_ref(&digest, &Referrer::Run(run));
+        let call = blob_ref_call(&digest, run, u64::MAX);
+        assert_eq!(referrer_of(&digest, &call).unwrap(), Referrer::Run(run));
+        assert_eq!(referrer_of(&digest, &own).unwrap(), Referrer::Run(run));
+        assert!(call.starts_with(&own), "a run's entries sort side by side");
+        for bad in [&call[..call.len() - 1], &own[..own.len() - 1]] {
+            let err = referrer_of(&digest, bad).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::Corrupted);
+        }
     }
 
     #[test]

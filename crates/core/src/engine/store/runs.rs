@@ -12,12 +12,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::heads::{Head, Log};
+use super::lifecycle::confirm_run_refs;
 use super::run_head::RunHead;
 use super::{get_record, EngineStore, Owned, RawPage, Shared};
 use crate::encoding::{decode_event, decode_record, encode_event, encode_record};
 use crate::engine::keys;
 use crate::engine::{Direction, Reader, Scope, Table, Txn};
-use crate::lifecycle::Referrer;
 use crate::run::{run_id_taken, verify_events, VERIFY_PAGE};
 use crate::run_event::CheckedEvent;
 use crate::validate::{self, page_limit};
@@ -125,11 +125,15 @@ impl Shared {
 
     /// Appends `checked` to run `id`. Returns the event and, when
     /// it wrote, the cache token to settle.
+    /// Appends `checked` to run `id`, or returns the original event of a
+    /// retried idempotency key (writing nothing). A new event records the
+    /// run's references to `refs` (the blobs it declares) with it.
     fn append(
         &self,
         txn: &mut dyn Txn,
         id: RunId,
         checked: CheckedEvent,
+        refs: &[Digest],
     ) -> Result<(RunEvent, Option<u64>)> {
         let head = self.load_head(txn, id)?;
         let new = &checked.new;
@@ -159,6 +163,7 @@ impl Shared {
             )?;
         }
         head.put(txn)?;
+        confirm_run_refs(txn, id, refs, self.now())?;
         let token = self
             .cache()
             .map(|c| c.put_pending(Log::Run(id), Head::Run(head), appended));
@@ -227,6 +232,24 @@ impl Shared {
 }
 
 impl EngineStore {
+    /// Appends `event` to run `run` and waits until it is durable. `refs`
+    /// are the blobs it declares, already recorded as the call's
+    /// references ([`EngineStore::reference_call`]).
+    async fn append_checked(
+        &self,
+        run: RunId,
+        event: CheckedEvent,
+        refs: Vec<Digest>,
+    ) -> Result<RunEvent> {
+        let mut event = Owned::new(event);
+        let applied = self
+            .write_applied(scope(run), move |shared, txn| {
+                shared.append(txn, run, event.take(shared)?, &refs)
+            })
+            .await;
+        self.settle(&Log::Run(run), applied).await
+    }
+
     /// A page of run `run`'s events read from the engine.
     async fn engine_events(
         &self,
@@ -266,58 +289,64 @@ impl RunLedger for EngineStore {
         metadata.validate()?;
         let now = self.0.now();
         let id = self.0.env.ids.new_run_id(now);
-        self.reference([spec_digest], Referrer::Run(id)).await?;
+        let call = self.reference_call([spec_digest], id).await?;
         let mut metadata = Owned::new(metadata);
-        self.write(scope(id), move |shared, txn| {
-            if txn.get(Table::Runs, &keys::run(id))?.is_some() {
-                return Err(run_id_taken(id));
-            }
-            // A head without a record is damage. Reading it also tells an
-            // optimistic engine that the head is this entity's to watch
-            // (the Redis engine then answers the first append from memory).
-            if txn.get(Table::RunHeads, &keys::run(id))?.is_some() {
-                return Err(Error::corrupted(format!(
-                    "run {id}: a head is stored but no run record"
-                )));
-            }
-            let run = Run::new(id, spec_digest, metadata.take(shared)?, now);
-            txn.put(Table::Runs, keys::run(id), encode_record(&run)?)?;
-            RunHead::of(&run).put(txn)?;
-            txn.put(
-                Table::RunsBySpec,
-                keys::run_by_spec(&spec_digest, id),
-                Vec::new(),
-            )?;
-            txn.put(
-                Table::RunsByAgent,
-                keys::run_by_agent(&run.metadata.agent_name, id),
-                Vec::new(),
-            )?;
-            Ok(id)
-        })
-        .await
+        let created = self
+            .write(scope(id), move |shared, txn| {
+                if txn.get(Table::Runs, &keys::run(id))?.is_some() {
+                    return Err(run_id_taken(id));
+                }
+                // A head without a record is damage. Reading it also tells an
+                // optimistic engine that the head is this entity's to watch
+                // (the Redis engine then answers the first append from memory).
+                if txn.get(Table::RunHeads, &keys::run(id))?.is_some() {
+                    return Err(Error::corrupted(format!(
+                        "run {id}: a head is stored but no run record"
+                    )));
+                }
+                let run = Run::new(id, spec_digest, metadata.take(shared)?, now);
+                txn.put(Table::Runs, keys::run(id), encode_record(&run)?)?;
+                RunHead::of(&run).put(txn)?;
+                txn.put(
+                    Table::RunsBySpec,
+                    keys::run_by_spec(&spec_digest, id),
+                    Vec::new(),
+                )?;
+                txn.put(
+                    Table::RunsByAgent,
+                    keys::run_by_agent(&run.metadata.agent_name, id),
+                    Vec::new(),
+                )?;
+                confirm_run_refs(txn, id, &[spec_digest], now)?;
+                Ok(id)
+            })
+            .await;
+        self.release_call(call).await;
+        created
     }
 
     async fn append_event(&self, run: RunId, event: NewEvent) -> Result<RunEvent> {
         let event = event.checked()?;
-        // No write when the event declares no blob.
-        self.reference(event.new.blobs.iter().copied(), Referrer::Run(run))
+        if event.new.blobs.is_empty() {
+            return self.append_checked(run, event, Vec::new()).await;
+        }
+        let call = self
+            .reference_call(event.new.blobs.iter().copied(), run)
             .await?;
-        let mut event = Owned::new(event);
-        let applied = self
-            .write_applied(scope(run), move |shared, txn| {
-                shared.append(txn, run, event.take(shared)?)
-            })
-            .await;
-        self.settle(&Log::Run(run), applied).await
+        let appended = self.append_checked(run, event, call.digests()).await;
+        self.release_call(call).await;
+        appended
     }
 
     async fn finish_run(&self, run: RunId, status: RunStatus, summary: RunSummary) -> Result<Run> {
         summary.validate()?;
-        if status.is_terminal() {
-            self.reference(summary.blobs.iter().copied(), Referrer::Run(run))
-                .await?;
-        }
+        let declared = if status.is_terminal() {
+            summary.blobs.clone()
+        } else {
+            Vec::new()
+        };
+        let call = self.reference_call(declared, run).await?;
+        let refs = call.digests();
         let log = Log::Run(run);
         let mut summary = Owned::new(summary);
         let applied = self
@@ -325,6 +354,7 @@ impl RunLedger for EngineStore {
                 let finished =
                     load_run(txn, run)?.finish(status, summary.take(shared)?, shared.now())?;
                 txn.put(Table::Runs, keys::run(run), encode_record(&finished)?)?;
+                confirm_run_refs(txn, run, &refs, shared.now())?;
                 let head = RunHead::of(&finished);
                 head.put(txn)?;
                 // The finished head replaces the cached one, pending until
@@ -336,7 +366,9 @@ impl RunLedger for EngineStore {
                 Ok((finished, token))
             })
             .await;
-        self.settle(&log, applied).await
+        let finished = self.settle(&log, applied).await;
+        self.release_call(call).await;
+        finished
     }
 
     async fn get_run(&self, run: RunId) -> Result<Run> {

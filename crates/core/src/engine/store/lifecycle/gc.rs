@@ -8,6 +8,8 @@
 //! run, promoting, putting a supersession); collection drops an entry
 //! only when its referrer no longer makes that reference and the entry is
 //! older than the grace period, so a write still on its way is safe.
+//! Run calls record entries of their own instead ([`CallRefs`]), so that a
+//! call that fails takes back what it recorded and nothing else.
 //!
 //! Stores written before the index existed hold references it does not
 //! know, so collection first makes the index complete, once per store: it
@@ -31,7 +33,7 @@ use crate::engine::keys;
 use crate::engine::{Direction, Reader, Scope, Table, Txn};
 use crate::lifecycle::{BlobGc, Referrer, Sweep};
 use crate::validate::{self, MAX_PAGE};
-use crate::{Digest, ErrorKind, ReleaseRecord, Result, Run, Supersession};
+use crate::{Digest, ErrorKind, ReleaseRecord, Result, Run, RunId, Supersession, Timestamp};
 
 /// Reference index entries read per scan.
 const REF_PAGE: usize = 256;
@@ -258,6 +260,50 @@ impl EngineStore {
     }
 }
 
+/// The references of one run call (`create_run`, `append_event`,
+/// `finish_run`): entries of its own ([`keys::blob_ref_call`]), recorded
+/// before its write like any reference, so that a call that fails takes
+/// back exactly what it recorded. The write records the run's entries
+/// when it succeeds ([`confirm_run_refs`]); [`EngineStore::release_call`]
+/// then removes the call's own, whatever the outcome.
+#[must_use = "release the call's references once its write has an outcome"]
+pub(in crate::engine::store) struct CallRefs {
+    run: RunId,
+    token: u64,
+    digests: Vec<Digest>,
+}
+
+impl CallRefs {
+    /// The declared digests, each once.
+    pub(in crate::engine::store) fn digests(&self) -> Vec<Digest> {
+        self.digests.clone()
+    }
+}
+
+/// Records, in a run's successful write, that the run references each of
+/// `digests` (its entries: in the same batch as the record or event that
+/// makes the references).
+pub(in crate::engine::store) fn confirm_run_refs(
+    txn: &mut dyn Txn,
+    run: RunId,
+    digests: &[Digest],
+    now: Timestamp,
+) -> Result<()> {
+    let now = now.as_millis().to_be_bytes();
+    for digest in digests {
+        let key = keys::blob_ref(digest, &Referrer::Run(run));
+        txn.put(Table::BlobRefs, key, now.to_vec())?;
+    }
+    Ok(())
+}
+
+fn sorted_unique(digests: impl IntoIterator<Item = Digest>) -> Vec<Digest> {
+    let mut digests: Vec<Digest> = digests.into_iter().collect();
+    digests.sort_unstable();
+    digests.dedup();
+    digests
+}
+
 impl EngineStore {
     /// Records that `referrer` references each of `digests`, each in a job
     /// in the blob's scope. Call before the write that makes the reference.
@@ -266,11 +312,55 @@ impl EngineStore {
         digests: impl IntoIterator<Item = Digest>,
         referrer: Referrer,
     ) -> Result<()> {
-        let mut digests: Vec<Digest> = digests.into_iter().collect();
-        digests.sort_unstable();
-        digests.dedup();
-        try_join_all(digests.into_iter().map(|digest| {
-            let key = keys::blob_ref(&digest, &referrer);
+        let entries = sorted_unique(digests)
+            .into_iter()
+            .map(|digest| (digest, keys::blob_ref(&digest, &referrer)));
+        self.record_refs(entries).await
+    }
+
+    /// Records the references a call to run `run` is about to make (see
+    /// [`CallRefs`]). No write when `digests` is empty.
+    pub(in crate::engine::store) async fn reference_call(
+        &self,
+        digests: impl IntoIterator<Item = Digest>,
+        run: RunId,
+    ) -> Result<CallRefs> {
+        let call = CallRefs {
+            run,
+            token: rand::random(),
+            digests: sorted_unique(digests),
+        };
+        let entries = call
+            .digests
+            .iter()
+            .map(|digest| (*digest, keys::blob_ref_call(digest, run, call.token)));
+        self.record_refs(entries).await?;
+        Ok(call)
+    }
+
+    /// Removes the entries of `call` once its write has an outcome: on
+    /// success the run's own entries were written with it, on failure
+    /// nothing references the blobs any more. A removal that fails leaves
+    /// an entry that keeps its blob while the run exists (as a call cut
+    /// short by a crash does): conservative, so it is not reported, and
+    /// the call does not wait for the removal to be durable either.
+    pub(in crate::engine::store) async fn release_call(&self, call: CallRefs) {
+        let removals = call.digests.iter().map(|digest| {
+            let key = keys::blob_ref_call(digest, call.run, call.token);
+            self.write_applied(blob_scope(digest), move |_, txn| {
+                txn.delete(Table::BlobRefs, key.clone())
+            })
+        });
+        let _ = try_join_all(removals).await;
+    }
+
+    /// Writes each `(digest, key)` reference entry as of now, each in a job
+    /// in the blob's scope.
+    async fn record_refs(
+        &self,
+        entries: impl IntoIterator<Item = (Digest, Vec<u8>)>,
+    ) -> Result<()> {
+        try_join_all(entries.into_iter().map(|(digest, key)| {
             self.write(blob_scope(&digest), move |shared, txn| {
                 let now = shared.now().as_millis().to_be_bytes().to_vec();
                 txn.put(Table::BlobRefs, key.clone(), now)
@@ -313,7 +403,12 @@ impl EngineStore {
                 )?
                 .iter()
                 .map(|(key, _)| keys::referrer_of(&digest, key))
-                .collect()
+                .collect::<Result<Vec<_>>>()
+                .map(|mut referrers| {
+                    // A run's entry and its calls' sort side by side.
+                    referrers.dedup();
+                    referrers
+                })
         })
         .await
     }

@@ -12,6 +12,8 @@ use crate::{Digest, ReleaseRecord, Result, RunId, Session};
 
 mod fork;
 mod gc;
+
+pub(in crate::engine::store) use gc::confirm_run_refs;
 mod retention;
 mod stats;
 
