@@ -186,7 +186,7 @@
 //! - [`by_agent_exact_while_agent_writes`](supersessions::by_agent_exact_while_agent_writes): `by_agent` over a fixed window while the same agent keeps adding newer records returns each record of the window exactly once (whole, by `limit`, and paged).
 //! - [`list_ascending_paginated`](supersessions::list_ascending_paginated): `list` returns every supersession of every agent ascending by target, paged exactly by the `after` target.
 //!
-//! **[`lifecycle`]** (18 checks)
+//! **[`lifecycle`]** (19 checks)
 //!
 //! - [`delete_run_removes_everything`](lifecycle::delete_run_removes_everything): `delete_run` removes the record, events, idempotency keys and index entries at once, leaves other runs alone, and is idempotent.
 //! - [`delete_running_run_needs_consent`](lifecycle::delete_running_run_needs_consent): A running run is deleted only when the caller says so.
@@ -208,7 +208,7 @@
 //! - [`stats_count_what_is_stored`](lifecycle::stats_count_what_is_stored): `stats` counts what is stored, exactly, and follows deletions.
 //! - [`compact_keeps_what_remains`](lifecycle::compact_keeps_what_remains): `compact` after deletions keeps every remaining record readable and changes no count.
 //!
-//! **[`hostile`]** (2 checks)
+//! **[`hostile`]** (4 checks)
 //!
 //! - [`deep_json_rejected`](hostile::deep_json_rejected): JSON nested 65 deep (event payload, session data on create and save, run tags, summary output) is `InvalidInput` and changes nothing; 64 deep is stored and read back exactly.
 //! - [`identifier_length_edges`](hostile::identifier_length_edges): Identifiers of exactly 256 bytes (ASCII, 64 × 4-byte emoji, 128 × 2-byte) are accepted and round-trip in every identifier field; 257 bytes (also with a multi-byte character at the edge) are `InvalidInput` and change nothing.
