@@ -32,7 +32,7 @@
 //! # fn main() {}
 //! ```
 //!
-//! That generates **133 tests** — the 132 checks listed below and
+//! That generates **136 tests** — the 135 checks listed below and
 //! `conformance::model_based` — named `conformance::<store>::<check>`
 //! (e.g. `conformance::runs::concurrent_appends`). Every path inside the
 //! macro goes through `$crate::`, so the test crate needs no dependency but
@@ -123,7 +123,7 @@
 //! - [`hostile_metadata_rejected`](runs::hostile_metadata_rejected): Invalid metadata (agent, git sha, tags not an object, tags over 1 MiB) is `InvalidInput` and creates nothing.
 //! - [`hostile_events_rejected`](runs::hostile_events_rejected): Invalid events (kind, idempotency key, payload over 1 MiB) and summaries are `InvalidInput` and change nothing.
 //!
-//! **[`releases`]** (10 checks)
+//! **[`releases`]** (13 checks)
 //!
 //! - [`promote_current_round_trip`](releases::promote_current_round_trip): `promote` appends a record that becomes current; metadata round-trips; seqs are gap-free with `previous` links.
 //! - [`unknown_name_not_found`](releases::unknown_name_not_found): Unknown names: `current`, `rollback`, `rollback_to` are `NotFound`; `history` is empty.
@@ -135,6 +135,9 @@
 //! - [`concurrent_promotes_all_kept`](releases::concurrent_promotes_all_kept): 32 tasks × 5 promotes to one name: all 160 kept, seqs gap-free, `previous` links intact.
 //! - [`racing_compare_and_promote`](releases::racing_compare_and_promote): 16 tasks racing a compare-and-promote with the same expected seq: exactly one wins.
 //! - [`hostile_input_rejected`](releases::hostile_input_rejected): Invalid names, actors, labels and notes are `InvalidInput` and change nothing.
+//! - [`rollback_to_edges`](releases::rollback_to_edges): `rollback_to` the current seq appends a record restoring it (and a rollback from there walks back from it); `rollback_to` a rollback record restores that record's spec and names its seq; `rollback_to` the first record leaves nothing earlier (`Conflict`, nothing changed); history and `current` after each step are every record as returned.
+//! - [`rollback_of_first_promote_conflict`](releases::rollback_of_first_promote_conflict): A rollback right after a single promote is `Conflict` and changes nothing (no seq is used up: the next promote gets seq 1); `rollback_to(0)` there restores the record itself, and a rollback after it is `Conflict` again.
+//! - [`compare_and_promote_after_rollbacks`](releases::compare_and_promote_after_rollbacks): Compare-and-promote over rollback records: the expected seq is the current record's — the rollback record's own seq, not the seq it restored (that is `Conflict` and changes nothing); a rollback after such a promote restores the rollback record (naming its seq), and after a `rollback_to` the expected seq is the `rollback_to` record's.
 //!
 //! **[`sessions`]** (26 checks)
 //!
@@ -278,9 +281,9 @@
 //! | §4 | hash chain; `verify_run` reports the first broken link, a removed tail or middle (the record keeps count and head) | [`runs::append_read_round_trip`], [`integrity::tampered_run_event_corrupted`], [`integrity::run_truncation_and_rewrites_corrupted`], [`integrity::lost_run_head_corrupted`] (a lost head is never a shorter log) |
 //! | §4 | terminal transitions only from `Running`; one winner; summary and timestamps as given | [`runs::second_terminal_transition_conflict`], [`runs::racing_finish_one_winner`], [`runs::summary_and_timestamps_stored_exactly`] |
 //! | §4 | `get_run`, `read_events` ascending, `list_runs` filters newest first | [`runs::unknown_run_not_found`], [`runs::read_events_paginated`], [`runs::list_newest_first_paginated`] (descending id, which is creation order only as far as the id generator is monotonic: the check sorts the ids itself and cannot see runs of one millisecond out of creation order), [`runs::list_filters`], [`runs::runs_isolated`], model |
-//! | §5 | `promote` appends, gap-free seq per name, compare-and-promote | [`releases::promote_current_round_trip`], [`releases::compare_and_promote`], [`releases::racing_compare_and_promote`] |
-//! | §5 | rollback walks back A,B,C → B → A → `Conflict`; own `created_at` and actor; names the restored seq | [`releases::rollback_walks_back`], model |
-//! | §5 | `rollback_to` | [`releases::rollback_to_explicit`], model |
+//! | §5 | `promote` appends, gap-free seq per name, compare-and-promote | [`releases::promote_current_round_trip`], [`releases::compare_and_promote`], [`releases::compare_and_promote_after_rollbacks`], [`releases::racing_compare_and_promote`] |
+//! | §5 | rollback walks back A,B,C → B → A → `Conflict`; own `created_at` and actor; names the restored seq | [`releases::rollback_walks_back`], [`releases::rollback_of_first_promote_conflict`], [`releases::rollback_to_edges`], model |
+//! | §5 | `rollback_to` | [`releases::rollback_to_explicit`], [`releases::rollback_to_edges`] (the current seq, a rollback record, the first record, and rollbacks after each), model |
 //! | §5 | `current`, `history(before, limit)` newest first, `list_names` | [`releases::unknown_name_not_found`], [`releases::history_newest_first_paginated`], [`releases::names_listed_and_isolated`] |
 //! | §5 | history never rewritten; concurrent promotes all kept | [`releases::rollback_walks_back`], [`releases::concurrent_promotes_all_kept`] |
 //! | §6 | create (`AlreadyExists`), load, save with expected version, list ascending, delete with log | [`sessions::create_load_round_trip`], [`sessions::create_duplicate_already_exists`], [`sessions::save_versions`], [`sessions::list_ascending_paginated`], [`sessions::delete_removes_log`], [`sessions::unknown_session_not_found`] |

@@ -49,7 +49,8 @@ macro_rules! conformance_tests {
                 promote_current_round_trip, unknown_name_not_found, rollback_walks_back,
                 rollback_to_explicit, history_newest_first_paginated, names_listed_and_isolated,
                 compare_and_promote, concurrent_promotes_all_kept, racing_compare_and_promote,
-                hostile_input_rejected,
+                hostile_input_rejected, rollback_to_edges, rollback_of_first_promote_conflict,
+                compare_and_promote_after_rollbacks,
             );
             $crate::__conformance_module!(sessions;
                 create_load_round_trip, create_duplicate_already_exists, unknown_session_not_found,

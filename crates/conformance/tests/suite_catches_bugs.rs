@@ -88,6 +88,16 @@ catches!(
     releases::rollback_walks_back
 );
 catches!(
+    rollback_one_back_after_rollback_to,
+    Bug::RollbackOneBack,
+    releases::rollback_to_edges
+);
+catches!(
+    compare_and_promote_ignored_after_rollbacks,
+    Bug::CompareAndSetIgnored,
+    releases::compare_and_promote_after_rollbacks
+);
+catches!(
     tamper_not_detected,
     Bug::TamperDoesNothing,
     integrity::tampered_blob_corrupted
