@@ -83,7 +83,7 @@ macro_rules! conformance_tests {
             );
             $crate::__conformance_module!(hostile;
                 deep_json_rejected, identifier_length_edges, bad_identifiers_everywhere,
-                cursor_and_limit_edges,
+                cursor_and_limit_edges, json_edge_values_round_trip, json_size_limit_exact,
             );
             $crate::__conformance_module!(integrity;
                 tampered_blob_corrupted, tampered_run_event_corrupted, tampered_log_entry_corrupted,

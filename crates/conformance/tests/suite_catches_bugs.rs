@@ -98,6 +98,11 @@ catches!(
     releases::compare_and_promote_after_rollbacks
 );
 catches!(
+    json_numbers_through_f64,
+    Bug::JsonNumbersThroughF64,
+    hostile::json_edge_values_round_trip
+);
+catches!(
     tamper_not_detected,
     Bug::TamperDoesNothing,
     integrity::tampered_blob_corrupted

@@ -46,6 +46,9 @@ pub(crate) enum Bug {
     ReopenLosesData,
     /// `append_event` and `promote` drop their expected seq (no compare-and-set).
     CompareAndSetIgnored,
+    /// Session data reads back with every number as an `f64`, as a codec
+    /// that knows only JavaScript numbers would return it.
+    JsonNumbersThroughF64,
 }
 
 /// A memory store with one [`Bug`].
@@ -208,7 +211,13 @@ impl SessionStore for Sessions {
         self.inner.create_session(id, data).await
     }
     async fn load_session(&self, id: &str) -> Result<Option<Session>> {
-        self.inner.load_session(id).await
+        let mut session = self.inner.load_session(id).await?;
+        if self.bug == Bug::JsonNumbersThroughF64 {
+            if let Some(s) = session.as_mut() {
+                numbers_as_f64(&mut s.data);
+            }
+        }
+        Ok(session)
     }
     async fn save_session(&self, id: &str, data: Value, expected: Option<u64>) -> Result<Session> {
         self.inner.save_session(id, data, expected).await
@@ -244,6 +253,20 @@ impl SessionStore for Sessions {
         expected: Option<u64>,
     ) -> Result<Vec<LogEntry>> {
         self.inner.replace_log(id, entries, expected).await
+    }
+}
+
+/// Turns every number in `value` into the nearest `f64`.
+fn numbers_as_f64(value: &mut Value) {
+    match value {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64().and_then(serde_json::Number::from_f64) {
+                *n = f;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(numbers_as_f64),
+        Value::Object(map) => map.values_mut().for_each(numbers_as_f64),
+        _ => {}
     }
 }
 
