@@ -32,7 +32,7 @@
 //! # fn main() {}
 //! ```
 //!
-//! That generates **138 tests** — the 137 checks listed below and
+//! That generates **139 tests** — the 138 checks listed below and
 //! `conformance::model_based` — named `conformance::<store>::<check>`
 //! (e.g. `conformance::runs::concurrent_appends`). Every path inside the
 //! macro goes through `$crate::`, so the test crate needs no dependency but
@@ -58,6 +58,7 @@
 //! | `shared` + [`Harness::open_another`] | [`shared`] | not shared, or the harness has no second handle → skipped |
 //! | [`Harness::tamper`] | [`integrity`] | `tamper` returns `Unsupported` for the damage a check needs → skipped |
 //! | [`Harness::open_with`] | [`runs::repeated_run_id_already_exists`] | `open_with` returns `Unsupported` → skipped |
+//! | [`Harness::open_with`] | [`clock::store_times_from_injected_clock`] | `open_with` returns `Unsupported` → the store is taken to be on the system clock, and times are checked against wall-clock readings around each call |
 //! | `max_blob_size` | [`cas::oversized_blob_rejected`] | over 256 MiB (too big to allocate) → skipped; the exactly-max part only up to 8 MiB |
 //! | `max_blob_size` | [`cas::stream_round_trip`] | below a 2.2 MiB blob → skipped |
 //!
@@ -220,6 +221,10 @@
 //! - [`json_edge_values_round_trip`](hostile::json_edge_values_round_trip): Every JSON field reads back exactly (equal and serialised alike) for values a codec can lose — `u64::MAX`, `i64::MIN`, 2^53 + 1, `1e308`, `f64::MAX`, `5e-324`, `-0.0`, `0.1`, `1.0`, NUL and other control characters and escapes in strings and keys, U+2028, U+10FFFF, empty containers, edge numbers 63 levels deep — in event payloads (also an idempotent retry with the same value), run tags, summary outputs and session data (create, save, load, list); every chain verifies; on durable backends again after a reopen.
 //! - [`json_size_limit_exact`](hostile::json_size_limit_exact): A JSON value of exactly 1 MiB once serialised canonically (escapes counted as written: NULs take 6 bytes) is accepted in every JSON field and reads back exactly; one byte more is `InvalidInput` in each and changes nothing.
 //!
+//! **[`clock`]** (1 check)
+//!
+//! - [`store_times_from_injected_clock`](clock::store_times_from_injected_clock): With a clock the check sets (through [`Harness::open_with`]), every timestamp the store assigns is the clock's reading during the call — run `created_at` and `finished_at` (all three terminal transitions), events and log entries without a timestamp (also from `replace_log`), release records from promote, `rollback` and `rollback_to`, session `created_at`/`updated_at` on create and save (a state change leaves `updated_at` as it was or sets it to the clock), a fork's `created_at` — and reads return those times exactly; caller timestamps are kept. Without `open_with`, the same times are checked against wall-clock readings around each call.
+//!
 //! **[`integrity`]** (8 checks)
 //!
 //! - [`tampered_blob_corrupted`](integrity::tampered_blob_corrupted): A damaged blob: `get`, `verify` and `get_stream` report `Corrupted`; other blobs are fine; delete + put repairs it.
@@ -271,8 +276,8 @@
 //! | §2 | ordering documented and deterministic; `limit` after ordering; exclusive `after` | [`cas::list_ascending_paginated`], [`runs::list_newest_first_paginated`], [`runs::read_events_paginated`], [`releases::history_newest_first_paginated`], [`releases::names_listed_and_isolated`], [`sessions::list_ascending_paginated`], [`sessions::read_log_paginated`], [`supersessions::by_agent_pages_one_timestamp`], [`supersessions::by_agent_pages_with_hlc`], [`supersessions::by_agent_cursor_positions`], [`supersessions::by_agent_exact_while_agent_writes`] (the `after` cursor stays exact while the agent writes), [`supersessions::list_ascending_paginated`] |
 //! | §2 | seqs `u64` from 0, no gaps, sort numerically | the append/pagination checks above; [`runs::concurrent_appends`] and [`sessions::log_concurrent_appends`] read 1600 entries back in numeric order (crossing 255 and 999); model. This catches keys built from unpadded decimals or little-endian bytes, not fixed-width `{:08}` decimal keys, which sort correctly up to 10^8 entries |
 //! | §2 | JSON values read back exactly (large integers, `-0.0`, escapes, NUL, empty containers) | [`hostile::json_edge_values_round_trip`], [`hostile::deep_json_rejected`] |
-//! | §2 | timestamps read back exactly | [`runs::summary_and_timestamps_stored_exactly`], [`runs::append_read_round_trip`], [`runs::extreme_timestamps_round_trip`], [`sessions::log_append_read_round_trip`], [`supersessions::put_get_round_trip`] |
-//! | §2 | injectable clock | not observable through a [`Harness`]; `stowage-fakes` tests its clock |
+//! | §2 | timestamps read back exactly | [`clock::store_times_from_injected_clock`], [`runs::summary_and_timestamps_stored_exactly`], [`runs::append_read_round_trip`], [`runs::extreme_timestamps_round_trip`], [`sessions::log_append_read_round_trip`], [`supersessions::put_get_round_trip`] |
+//! | §2 | injectable clock | [`clock::store_times_from_injected_clock`] (every store-assigned time is the injected clock's, through [`Harness::open_with`]; without it, within wall-clock readings around each call); `stowage-fakes` tests its own clock |
 //! | §2 | idempotency keys return the original, store once; the same key with other content is `Conflict` naming the key | [`runs::idempotency_key_other_content_conflict`], [`sessions::log_idempotency_key_other_content_conflict`], [`sessions::log_racing_reused_keys`], [`runs::idempotency_key_returns_original`], [`runs::idempotency_after_completion`], [`runs::racing_idempotent_appends`], [`sessions::log_idempotency_key_returns_original`], [`sessions::log_racing_idempotent_appends`], [`reopen::runs_survive`], [`reopen::sessions_survive`], model |
 //! | §3 | `put` returns the SHA-256; `Digest` display/parse/short/serde | [`cas::put_get_round_trip`], [`cas::digest_parsing_hostile`] |
 //! | §3 | same bytes twice or concurrently stored once; empty blob valid | [`cas::same_bytes_twice`], [`cas::concurrent_identical_puts`], [`cas::empty_blob`] |
@@ -285,7 +290,7 @@
 //! | §4 | terminal transitions only from `Running`; one winner; summary and timestamps as given | [`runs::second_terminal_transition_conflict`], [`runs::racing_finish_one_winner`], [`runs::summary_and_timestamps_stored_exactly`] |
 //! | §4 | `get_run`, `read_events` ascending, `list_runs` filters newest first | [`runs::unknown_run_not_found`], [`runs::read_events_paginated`], [`runs::list_newest_first_paginated`] (descending id, which is creation order only as far as the id generator is monotonic: the check sorts the ids itself and cannot see runs of one millisecond out of creation order), [`runs::list_filters`], [`runs::runs_isolated`], model |
 //! | §5 | `promote` appends, gap-free seq per name, compare-and-promote | [`releases::promote_current_round_trip`], [`releases::compare_and_promote`], [`releases::compare_and_promote_after_rollbacks`], [`releases::racing_compare_and_promote`] |
-//! | §5 | rollback walks back A,B,C → B → A → `Conflict`; own `created_at` and actor; names the restored seq | [`releases::rollback_walks_back`], [`releases::rollback_of_first_promote_conflict`], [`releases::rollback_to_edges`], model |
+//! | §5 | rollback walks back A,B,C → B → A → `Conflict`; own `created_at` and actor; names the restored seq | [`releases::rollback_walks_back`], [`releases::rollback_of_first_promote_conflict`], [`releases::rollback_to_edges`], [`clock::store_times_from_injected_clock`] (a rollback's `created_at` is the clock's at the rollback), model |
 //! | §5 | `rollback_to` | [`releases::rollback_to_explicit`], [`releases::rollback_to_edges`] (the current seq, a rollback record, the first record, and rollbacks after each), model |
 //! | §5 | `current`, `history(before, limit)` newest first, `list_names` | [`releases::unknown_name_not_found`], [`releases::history_newest_first_paginated`], [`releases::names_listed_and_isolated`] |
 //! | §5 | history never rewritten; concurrent promotes all kept | [`releases::rollback_walks_back`], [`releases::concurrent_promotes_all_kept`] |
@@ -304,11 +309,12 @@
 //! | §7 | `list`: every supersession ascending by target, exclusive `after` | [`supersessions::list_ascending_paginated`] |
 //! | §7 | `resolve` follows replacements (`Current`/`Withdrawn`, hops); a cycle or an over-long chain is reported | [`supersessions::resolve_chains`], model. A chain over `MAX_RESOLVE_HOPS` (1024) is **not checked** here: it needs 1025 signed puts, and each `put` verifies an Ed25519 signature, which takes ~15 ms in an unoptimised build (16 s on the memory backend); nothing else covers it yet |
 //! | §7 | `Hlc` orders by (physical, logical, node) | [`supersessions::by_agent_hlc_ordering`] |
-//! | §8 | one `pub async fn` per behaviour, a one-line `$crate::` macro, capabilities decide, model-based test | this crate; its own tests prove the checks fail against injected bugs (`tests/suite_catches_bugs.rs`: each of 14 injected bugs fails at least one check or the model test; `tests/shared_handles.rs`) |
+//! | §8 | one `pub async fn` per behaviour, a one-line `$crate::` macro, capabilities decide, model-based test | this crate; its own tests prove the checks fail against injected bugs (`tests/suite_catches_bugs.rs`: each of 15 injected bugs fails at least one check or the model test; `tests/shared_handles.rs`) |
 //! | §9 | fakes pass the whole suite | `crates/fakes/tests/conformance.rs` runs [`conformance_tests!`] against them (directly and through the fault injector) |
 //! | §9 | controllable clock, deterministic ids, fault injection, recorder, snapshot/fork | not observable through a [`Harness`]: `stowage-fakes`' own tests |
 
 pub mod cas;
+pub mod clock;
 pub mod durability;
 pub mod harness;
 pub mod hostile;

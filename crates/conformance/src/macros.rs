@@ -85,6 +85,7 @@ macro_rules! conformance_tests {
                 deep_json_rejected, identifier_length_edges, bad_identifiers_everywhere,
                 cursor_and_limit_edges, json_edge_values_round_trip, json_size_limit_exact,
             );
+            $crate::__conformance_module!(clock; store_times_from_injected_clock);
             $crate::__conformance_module!(integrity;
                 tampered_blob_corrupted, tampered_run_event_corrupted, tampered_log_entry_corrupted,
                 run_truncation_and_rewrites_corrupted, log_truncation_and_rewrites_corrupted,

@@ -98,6 +98,11 @@ catches!(
     releases::compare_and_promote_after_rollbacks
 );
 catches!(
+    clock_ignored,
+    Bug::ClockIgnored,
+    clock::store_times_from_injected_clock
+);
+catches!(
     json_numbers_through_f64,
     Bug::JsonNumbersThroughF64,
     hostile::json_edge_values_round_trip

@@ -46,6 +46,8 @@ pub(crate) enum Bug {
     ReopenLosesData,
     /// `append_event` and `promote` drop their expected seq (no compare-and-set).
     CompareAndSetIgnored,
+    /// `open_with` ignores the given clock: the store reads the wall clock.
+    ClockIgnored,
     /// Session data reads back with every number as an `f64`, as a codec
     /// that knows only JavaScript numbers would return it.
     JsonNumbersThroughF64,
@@ -100,6 +102,15 @@ impl Harness for MutantHarness {
     async fn reopen(&self, stores: Stores) -> Result<Stores> {
         drop(stores);
         Ok(self.wrap(MemoryBackend::new(StoreEnv::default()).stores()))
+    }
+
+    async fn open_with(&self, env: StoreEnv) -> Result<Stores> {
+        let env = if self.bug == Bug::ClockIgnored {
+            StoreEnv::default()
+        } else {
+            env
+        };
+        Ok(self.wrap(MemoryBackend::new(env).stores()))
     }
 
     async fn tamper(&self, _stores: &Stores, target: Tamper) -> Result<()> {
