@@ -32,7 +32,7 @@
 //! # fn main() {}
 //! ```
 //!
-//! That generates **134 tests** — the 133 checks listed below and
+//! That generates **140 tests** — the 139 checks listed below and
 //! `conformance::model_based` — named `conformance::<store>::<check>`
 //! (e.g. `conformance::runs::concurrent_appends`). Every path inside the
 //! macro goes through `$crate::`, so the test crate needs no dependency but
@@ -58,6 +58,7 @@
 //! | `shared` + [`Harness::open_another`] | [`shared`] | not shared, or the harness has no second handle → skipped |
 //! | [`Harness::tamper`] | [`integrity`] | `tamper` returns `Unsupported` for the damage a check needs → skipped |
 //! | [`Harness::open_with`] | [`runs::repeated_run_id_already_exists`] | `open_with` returns `Unsupported` → skipped |
+//! | [`Harness::open_with`] | [`clock::store_times_from_injected_clock`] | `open_with` returns `Unsupported` → the store is taken to be on the system clock, and times are checked against wall-clock readings around each call |
 //! | `max_blob_size` | [`cas::oversized_blob_rejected`] | over 256 MiB (too big to allocate) → skipped; the exactly-max part only up to 8 MiB |
 //! | `max_blob_size` | [`cas::stream_round_trip`] | below a 2.2 MiB blob → skipped |
 //!
@@ -123,7 +124,7 @@
 //! - [`hostile_metadata_rejected`](runs::hostile_metadata_rejected): Invalid metadata (agent, git sha, tags not an object, tags over 1 MiB) is `InvalidInput` and creates nothing.
 //! - [`hostile_events_rejected`](runs::hostile_events_rejected): Invalid events (kind, idempotency key, payload over 1 MiB) and summaries are `InvalidInput` and change nothing.
 //!
-//! **[`releases`]** (10 checks)
+//! **[`releases`]** (13 checks)
 //!
 //! - [`promote_current_round_trip`](releases::promote_current_round_trip): `promote` appends a record that becomes current; metadata round-trips; seqs are gap-free with `previous` links.
 //! - [`unknown_name_not_found`](releases::unknown_name_not_found): Unknown names: `current`, `rollback`, `rollback_to` are `NotFound`; `history` is empty.
@@ -135,6 +136,9 @@
 //! - [`concurrent_promotes_all_kept`](releases::concurrent_promotes_all_kept): 32 tasks × 5 promotes to one name: all 160 kept, seqs gap-free, `previous` links intact.
 //! - [`racing_compare_and_promote`](releases::racing_compare_and_promote): 16 tasks racing a compare-and-promote with the same expected seq: exactly one wins.
 //! - [`hostile_input_rejected`](releases::hostile_input_rejected): Invalid names, actors, labels and notes are `InvalidInput` and change nothing.
+//! - [`rollback_to_edges`](releases::rollback_to_edges): `rollback_to` the current seq appends a record restoring it (and a rollback from there walks back from it); `rollback_to` a rollback record restores that record's spec and names its seq; `rollback_to` the first record leaves nothing earlier (`Conflict`, nothing changed); history and `current` after each step are every record as returned.
+//! - [`rollback_of_first_promote_conflict`](releases::rollback_of_first_promote_conflict): A rollback right after a single promote is `Conflict` and changes nothing (no seq is used up: the next promote gets seq 1); `rollback_to(0)` there restores the record itself, and a rollback after it is `Conflict` again.
+//! - [`compare_and_promote_after_rollbacks`](releases::compare_and_promote_after_rollbacks): Compare-and-promote over rollback records: the expected seq is the current record's — the rollback record's own seq, not the seq it restored (that is `Conflict` and changes nothing); a rollback after such a promote restores the rollback record (naming its seq), and after a `rollback_to` the expected seq is the `rollback_to` record's.
 //!
 //! **[`sessions`]** (26 checks)
 //!
@@ -186,7 +190,7 @@
 //! - [`by_agent_exact_while_agent_writes`](supersessions::by_agent_exact_while_agent_writes): `by_agent` over a fixed window while the same agent keeps adding newer records returns each record of the window exactly once (whole, by `limit`, and paged).
 //! - [`list_ascending_paginated`](supersessions::list_ascending_paginated): `list` returns every supersession of every agent ascending by target, paged exactly by the `after` target.
 //!
-//! **[`lifecycle`]** (18 checks)
+//! **[`lifecycle`]** (20 checks)
 //!
 //! - [`delete_run_removes_everything`](lifecycle::delete_run_removes_everything): `delete_run` removes the record, events, idempotency keys and index entries at once, leaves other runs alone, and is idempotent.
 //! - [`delete_running_run_needs_consent`](lifecycle::delete_running_run_needs_consent): A running run is deleted only when the caller says so.
@@ -209,12 +213,18 @@
 //! - [`stats_count_what_is_stored`](lifecycle::stats_count_what_is_stored): `stats` counts what is stored, exactly, and follows deletions.
 //! - [`compact_keeps_what_remains`](lifecycle::compact_keeps_what_remains): `compact` after deletions keeps every remaining record readable and changes no count.
 //!
-//! **[`hostile`]** (2 checks)
+//! **[`hostile`]** (6 checks)
 //!
 //! - [`deep_json_rejected`](hostile::deep_json_rejected): JSON nested 65 deep (event payload, session data on create and save, run tags, summary output) is `InvalidInput` and changes nothing; 64 deep is stored and read back exactly.
 //! - [`identifier_length_edges`](hostile::identifier_length_edges): Identifiers of exactly 256 bytes (ASCII, 64 × 4-byte emoji, 128 × 2-byte) are accepted and round-trip in every identifier field; 257 bytes (also with a multi-byte character at the edge) are `InvalidInput` and change nothing.
 //! - [`bad_identifiers_everywhere`](hostile::bad_identifiers_everywhere): A bad identifier (empty, 257 bytes, a NUL, a newline, an ESC, U+0085) is `InvalidInput` in every method that takes a session id or release name — reads, mutations, both ends of a fork, a `list_runs` agent filter — and changes nothing.
 //! - [`cursor_and_limit_edges`](hostile::cursor_and_limit_edges): Cursors that point at nothing are exclusive positions (`read_events`/`read_log` after 100 or `u64::MAX`, `history` before 0 or `u64::MAX`, list calls after keys never stored), and a `limit` of 0 is an empty page everywhere.
+//! - [`json_edge_values_round_trip`](hostile::json_edge_values_round_trip): Every JSON field reads back exactly (equal and serialised alike) for values a codec can lose — `u64::MAX`, `i64::MIN`, 2^53 + 1, `1e308`, `f64::MAX`, `5e-324`, `-0.0`, `0.1`, `1.0`, NUL and other control characters and escapes in strings and keys, U+2028, U+10FFFF, empty containers, edge numbers 63 levels deep — in event payloads (also an idempotent retry with the same value), run tags, summary outputs and session data (create, save, load, list); every chain verifies; on durable backends again after a reopen.
+//! - [`json_size_limit_exact`](hostile::json_size_limit_exact): A JSON value of exactly 1 MiB once serialised canonically (escapes counted as written: NULs take 6 bytes) is accepted in every JSON field and reads back exactly; one byte more is `InvalidInput` in each and changes nothing.
+//!
+//! **[`clock`]** (1 check)
+//!
+//! - [`store_times_from_injected_clock`](clock::store_times_from_injected_clock): With a clock the check sets (through [`Harness::open_with`]), every timestamp the store assigns is the clock's reading during the call — run `created_at` and `finished_at` (all three terminal transitions), events and log entries without a timestamp (also from `replace_log`), release records from promote, `rollback` and `rollback_to`, session `created_at`/`updated_at` on create and save (a state change leaves `updated_at` as it was or sets it to the clock), a fork's `created_at` — and reads return those times exactly; caller timestamps are kept. Without `open_with`, the same times are checked against wall-clock readings around each call.
 //!
 //! **[`integrity`]** (8 checks)
 //!
@@ -259,15 +269,16 @@
 //! | §2 | never panic on bad input or stored data | bad input: every hostile-input check, including [`hostile::deep_json_rejected`] (65 levels of nesting), [`hostile::identifier_length_edges`] and [`cas::failing_stream_reader_rejected`]. Stored data: the payload flips, dropped tails, dropped middles and re-chained rewrites of [`integrity`]; damaged record bytes (undecodable CBOR) are not tampered with, so this half is only partly shown |
 //! | §2 | identifiers 1–256 bytes, no control characters | [`runs::hostile_metadata_rejected`], [`runs::hostile_events_rejected`], [`releases::hostile_input_rejected`], [`sessions::hostile_input_rejected`], [`sessions::log_hostile_entries_rejected`] (empty, 257 bytes, 260 bytes of emoji, `\0`, `\u{7f}`, `\n`, `\t`, ESC, U+0085); [`hostile::identifier_length_edges`] (every identifier field: 256 bytes of ASCII and 64 × 4-byte emoji accepted and round-trip, 257 bytes and 256 bytes + 1 rejected); [`hostile::bad_identifiers_everywhere`] (every method taking a session id or release name, reads included) |
 //! | §2 | `:` `/` `{` `}` `..` spaces emoji RTL round-trip, no collisions or traversal | [`runs::agent_names_isolated`], [`runs::tricky_kinds_and_keys_round_trip`], [`releases::names_listed_and_isolated`], [`sessions::tricky_ids_isolated`], [`sessions::list_ascending_paginated`], [`supersessions::binary_targets_isolated`], model |
-//! | §2 | JSON ≤ 1 MiB and ≤ 64 levels deep, text ≤ 4 KiB, blobs ≤ `max_blob_size` | [`hostile::deep_json_rejected`] (event payload, session data on create and save, run tags, summary output: 65 levels `InvalidInput`, 64 levels stored and read back), [`runs::hostile_metadata_rejected`], [`runs::hostile_events_rejected`], [`sessions::hostile_input_rejected`], [`releases::hostile_input_rejected`], [`supersessions::invalid_records_rejected`], [`cas::oversized_blob_rejected`] |
-//! | §2 | invalid input changes nothing | the same checks compare a snapshot of all five stores before and after |
+//! | §2 | JSON ≤ 1 MiB and ≤ 64 levels deep, text ≤ 4 KiB, blobs ≤ `max_blob_size` | [`hostile::deep_json_rejected`] (event payload, session data on create and save, run tags, summary output: 65 levels `InvalidInput`, 64 levels stored and read back), [`hostile::json_size_limit_exact`] (exactly 1 MiB of canonical JSON accepted in every JSON field, one byte more rejected), [`runs::hostile_metadata_rejected`], [`runs::hostile_events_rejected`], [`sessions::hostile_input_rejected`], [`releases::hostile_input_rejected`], [`supersessions::invalid_records_rejected`], [`cas::oversized_blob_rejected`] |
+//! | §2 | invalid input changes nothing | the same checks compare a snapshot of all five stores before and after; [`lifecycle::failed_run_calls_reference_nothing`] (a run call that fails leaves no blob reference) |
 //! | §2 | atomic, linearizable per entity under concurrency | [`runs::concurrent_appends`], [`runs::racing_finish_one_winner`], [`runs::appends_racing_finish`], [`runs::racing_compare_and_append`], [`releases::concurrent_promotes_all_kept`], [`releases::racing_compare_and_promote`], [`sessions::racing_create_one_winner`], [`sessions::racing_save_one_winner`], [`sessions::concurrent_saves_versions`], [`sessions::log_concurrent_appends`], [`sessions::replace_races_appends`], [`supersessions::racing_puts_one_stored`], [`supersessions::racing_cycle_rejected`], [`cas::concurrent_identical_puts`] |
 //! | §2 | … also across processes (shared backends) | [`shared::handles_see_each_other`], [`shared::handles_race`] |
 //! | §2 | durability: acknowledged writes survive | [`reopen`], model (reopens mid-sequence); clean close and reopen only: `kill -9` and power loss need the backend's own crash tests |
 //! | §2 | ordering documented and deterministic; `limit` after ordering; exclusive `after` | [`cas::list_ascending_paginated`], [`runs::list_newest_first_paginated`], [`runs::read_events_paginated`], [`releases::history_newest_first_paginated`], [`releases::names_listed_and_isolated`], [`sessions::list_ascending_paginated`], [`sessions::read_log_paginated`], [`supersessions::by_agent_pages_one_timestamp`], [`supersessions::by_agent_pages_with_hlc`], [`supersessions::by_agent_cursor_positions`], [`supersessions::by_agent_exact_while_agent_writes`] (the `after` cursor stays exact while the agent writes), [`supersessions::list_ascending_paginated`] |
 //! | §2 | seqs `u64` from 0, no gaps, sort numerically | the append/pagination checks above; [`runs::concurrent_appends`] and [`sessions::log_concurrent_appends`] read 1600 entries back in numeric order (crossing 255 and 999); model. This catches keys built from unpadded decimals or little-endian bytes, not fixed-width `{:08}` decimal keys, which sort correctly up to 10^8 entries |
-//! | §2 | timestamps read back exactly | [`runs::summary_and_timestamps_stored_exactly`], [`runs::append_read_round_trip`], [`runs::extreme_timestamps_round_trip`], [`sessions::log_append_read_round_trip`], [`supersessions::put_get_round_trip`] |
-//! | §2 | injectable clock | not observable through a [`Harness`]; `stowage-fakes` tests its clock |
+//! | §2 | JSON values read back exactly (large integers, `-0.0`, escapes, NUL, empty containers) | [`hostile::json_edge_values_round_trip`], [`hostile::deep_json_rejected`] |
+//! | §2 | timestamps read back exactly | [`clock::store_times_from_injected_clock`], [`runs::summary_and_timestamps_stored_exactly`], [`runs::append_read_round_trip`], [`runs::extreme_timestamps_round_trip`], [`sessions::log_append_read_round_trip`], [`supersessions::put_get_round_trip`] |
+//! | §2 | injectable clock | [`clock::store_times_from_injected_clock`] (every store-assigned time is the injected clock's, through [`Harness::open_with`]; without it, within wall-clock readings around each call); `stowage-fakes` tests its own clock |
 //! | §2 | idempotency keys return the original, store once; the same key with other content is `Conflict` naming the key | [`runs::idempotency_key_other_content_conflict`], [`sessions::log_idempotency_key_other_content_conflict`], [`sessions::log_racing_reused_keys`], [`runs::idempotency_key_returns_original`], [`runs::idempotency_after_completion`], [`runs::racing_idempotent_appends`], [`sessions::log_idempotency_key_returns_original`], [`sessions::log_racing_idempotent_appends`], [`reopen::runs_survive`], [`reopen::sessions_survive`], model |
 //! | §3 | `put` returns the SHA-256; `Digest` display/parse/short/serde | [`cas::put_get_round_trip`], [`cas::digest_parsing_hostile`] |
 //! | §3 | same bytes twice or concurrently stored once; empty blob valid | [`cas::same_bytes_twice`], [`cas::concurrent_identical_puts`], [`cas::empty_blob`] |
@@ -279,9 +290,9 @@
 //! | §4 | hash chain; `verify_run` reports the first broken link, a removed tail or middle (the record keeps count and head) | [`runs::append_read_round_trip`], [`integrity::tampered_run_event_corrupted`], [`integrity::run_truncation_and_rewrites_corrupted`], [`integrity::lost_run_head_corrupted`] (a lost head is never a shorter log) |
 //! | §4 | terminal transitions only from `Running`; one winner; summary and timestamps as given | [`runs::second_terminal_transition_conflict`], [`runs::racing_finish_one_winner`], [`runs::summary_and_timestamps_stored_exactly`] |
 //! | §4 | `get_run`, `read_events` ascending, `list_runs` filters newest first | [`runs::unknown_run_not_found`], [`runs::read_events_paginated`], [`runs::list_newest_first_paginated`] (descending id, which is creation order only as far as the id generator is monotonic: the check sorts the ids itself and cannot see runs of one millisecond out of creation order), [`runs::list_filters`], [`runs::runs_isolated`], model |
-//! | §5 | `promote` appends, gap-free seq per name, compare-and-promote | [`releases::promote_current_round_trip`], [`releases::compare_and_promote`], [`releases::racing_compare_and_promote`] |
-//! | §5 | rollback walks back A,B,C → B → A → `Conflict`; own `created_at` and actor; names the restored seq | [`releases::rollback_walks_back`], model |
-//! | §5 | `rollback_to` | [`releases::rollback_to_explicit`], model |
+//! | §5 | `promote` appends, gap-free seq per name, compare-and-promote | [`releases::promote_current_round_trip`], [`releases::compare_and_promote`], [`releases::compare_and_promote_after_rollbacks`], [`releases::racing_compare_and_promote`] |
+//! | §5 | rollback walks back A,B,C → B → A → `Conflict`; own `created_at` and actor; names the restored seq | [`releases::rollback_walks_back`], [`releases::rollback_of_first_promote_conflict`], [`releases::rollback_to_edges`], [`clock::store_times_from_injected_clock`] (a rollback's `created_at` is the clock's at the rollback), model |
+//! | §5 | `rollback_to` | [`releases::rollback_to_explicit`], [`releases::rollback_to_edges`] (the current seq, a rollback record, the first record, and rollbacks after each), model |
 //! | §5 | `current`, `history(before, limit)` newest first, `list_names` | [`releases::unknown_name_not_found`], [`releases::history_newest_first_paginated`], [`releases::names_listed_and_isolated`] |
 //! | §5 | history never rewritten; concurrent promotes all kept | [`releases::rollback_walks_back`], [`releases::concurrent_promotes_all_kept`] |
 //! | §6 | create (`AlreadyExists`), load, save with expected version, list ascending, delete with log | [`sessions::create_load_round_trip`], [`sessions::create_duplicate_already_exists`], [`sessions::save_versions`], [`sessions::list_ascending_paginated`], [`sessions::delete_removes_log`], [`sessions::unknown_session_not_found`] |
@@ -299,11 +310,12 @@
 //! | §7 | `list`: every supersession ascending by target, exclusive `after` | [`supersessions::list_ascending_paginated`] |
 //! | §7 | `resolve` follows replacements (`Current`/`Withdrawn`, hops); a cycle or an over-long chain is reported | [`supersessions::resolve_chains`], model. A chain over `MAX_RESOLVE_HOPS` (1024) is **not checked** here: it needs 1025 signed puts, and each `put` verifies an Ed25519 signature, which takes ~15 ms in an unoptimised build (16 s on the memory backend); nothing else covers it yet |
 //! | §7 | `Hlc` orders by (physical, logical, node) | [`supersessions::by_agent_hlc_ordering`] |
-//! | §8 | one `pub async fn` per behaviour, a one-line `$crate::` macro, capabilities decide, model-based test | this crate; its own tests prove the checks fail against injected bugs (`tests/suite_catches_bugs.rs`: each of 13 injected bugs fails at least one check or the model test; `tests/shared_handles.rs`) |
+//! | §8 | one `pub async fn` per behaviour, a one-line `$crate::` macro, capabilities decide, model-based test | this crate; its own tests prove the checks fail against injected bugs (`tests/suite_catches_bugs.rs`: each of 15 injected bugs fails at least one check or the model test; `tests/shared_handles.rs`) |
 //! | §9 | fakes pass the whole suite | `crates/fakes/tests/conformance.rs` runs [`conformance_tests!`] against them (directly and through the fault injector) |
 //! | §9 | controllable clock, deterministic ids, fault injection, recorder, snapshot/fork | not observable through a [`Harness`]: `stowage-fakes`' own tests |
 
 pub mod cas;
+pub mod clock;
 pub mod durability;
 pub mod harness;
 pub mod hostile;

@@ -49,7 +49,8 @@ macro_rules! conformance_tests {
                 promote_current_round_trip, unknown_name_not_found, rollback_walks_back,
                 rollback_to_explicit, history_newest_first_paginated, names_listed_and_isolated,
                 compare_and_promote, concurrent_promotes_all_kept, racing_compare_and_promote,
-                hostile_input_rejected,
+                hostile_input_rejected, rollback_to_edges, rollback_of_first_promote_conflict,
+                compare_and_promote_after_rollbacks,
             );
             $crate::__conformance_module!(sessions;
                 create_load_round_trip, create_duplicate_already_exists, unknown_session_not_found,
@@ -83,8 +84,9 @@ macro_rules! conformance_tests {
             );
             $crate::__conformance_module!(hostile;
                 deep_json_rejected, identifier_length_edges, bad_identifiers_everywhere,
-                cursor_and_limit_edges,
+                cursor_and_limit_edges, json_edge_values_round_trip, json_size_limit_exact,
             );
+            $crate::__conformance_module!(clock; store_times_from_injected_clock);
             $crate::__conformance_module!(integrity;
                 tampered_blob_corrupted, tampered_run_event_corrupted, tampered_log_entry_corrupted,
                 run_truncation_and_rewrites_corrupted, log_truncation_and_rewrites_corrupted,

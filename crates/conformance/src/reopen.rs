@@ -21,7 +21,7 @@ use crate::util::{
 };
 
 /// Reopens `s`, or `None` (after printing why) when the backend is not durable.
-async fn reopened(h: &dyn Harness, s: Stores, check: &str) -> Option<Stores> {
+pub(crate) async fn reopened(h: &dyn Harness, s: Stores, check: &str) -> Option<Stores> {
     let level = s.capabilities.durability;
     if !level.survives_kill() {
         skipped(

@@ -88,6 +88,26 @@ catches!(
     releases::rollback_walks_back
 );
 catches!(
+    rollback_one_back_after_rollback_to,
+    Bug::RollbackOneBack,
+    releases::rollback_to_edges
+);
+catches!(
+    compare_and_promote_ignored_after_rollbacks,
+    Bug::CompareAndSetIgnored,
+    releases::compare_and_promote_after_rollbacks
+);
+catches!(
+    clock_ignored,
+    Bug::ClockIgnored,
+    clock::store_times_from_injected_clock
+);
+catches!(
+    json_numbers_through_f64,
+    Bug::JsonNumbersThroughF64,
+    hostile::json_edge_values_round_trip
+);
+catches!(
     tamper_not_detected,
     Bug::TamperDoesNothing,
     integrity::tampered_blob_corrupted

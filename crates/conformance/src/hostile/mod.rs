@@ -8,8 +8,10 @@ use stowage_core::validate::{MAX_IDENTIFIER_BYTES, MAX_JSON_DEPTH};
 use stowage_core::{ErrorKind, LogKind, NewEvent, NewLogEntry, ReleaseMetadata, RunSummary};
 
 mod calls;
+mod json;
 
 pub use calls::*;
+pub use json::*;
 
 use crate::harness::Harness;
 use crate::util::{assert_unchanged, expect_kind, meta, ok, open, rmeta, snapshot, spec};

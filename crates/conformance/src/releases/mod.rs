@@ -2,9 +2,11 @@
 
 mod listing;
 mod records;
+mod rollbacks;
 
 pub use listing::*;
 pub use records::*;
+pub use rollbacks::*;
 
 use stowage_core::ReleaseRecord;
 

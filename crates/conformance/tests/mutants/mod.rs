@@ -46,6 +46,11 @@ pub(crate) enum Bug {
     ReopenLosesData,
     /// `append_event` and `promote` drop their expected seq (no compare-and-set).
     CompareAndSetIgnored,
+    /// `open_with` ignores the given clock: the store reads the wall clock.
+    ClockIgnored,
+    /// Session data reads back with every number as an `f64`, as a codec
+    /// that knows only JavaScript numbers would return it.
+    JsonNumbersThroughF64,
 }
 
 /// A memory store with one [`Bug`].
@@ -97,6 +102,15 @@ impl Harness for MutantHarness {
     async fn reopen(&self, stores: Stores) -> Result<Stores> {
         drop(stores);
         Ok(self.wrap(MemoryBackend::new(StoreEnv::default()).stores()))
+    }
+
+    async fn open_with(&self, env: StoreEnv) -> Result<Stores> {
+        let env = if self.bug == Bug::ClockIgnored {
+            StoreEnv::default()
+        } else {
+            env
+        };
+        Ok(self.wrap(MemoryBackend::new(env).stores()))
     }
 
     async fn tamper(&self, _stores: &Stores, target: Tamper) -> Result<()> {
@@ -208,7 +222,13 @@ impl SessionStore for Sessions {
         self.inner.create_session(id, data).await
     }
     async fn load_session(&self, id: &str) -> Result<Option<Session>> {
-        self.inner.load_session(id).await
+        let mut session = self.inner.load_session(id).await?;
+        if self.bug == Bug::JsonNumbersThroughF64 {
+            if let Some(s) = session.as_mut() {
+                numbers_as_f64(&mut s.data);
+            }
+        }
+        Ok(session)
     }
     async fn save_session(&self, id: &str, data: Value, expected: Option<u64>) -> Result<Session> {
         self.inner.save_session(id, data, expected).await
@@ -244,6 +264,20 @@ impl SessionStore for Sessions {
         expected: Option<u64>,
     ) -> Result<Vec<LogEntry>> {
         self.inner.replace_log(id, entries, expected).await
+    }
+}
+
+/// Turns every number in `value` into the nearest `f64`.
+fn numbers_as_f64(value: &mut Value) {
+    match value {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64().and_then(serde_json::Number::from_f64) {
+                *n = f;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(numbers_as_f64),
+        Value::Object(map) => map.values_mut().for_each(numbers_as_f64),
+        _ => {}
     }
 }
 
