@@ -207,8 +207,9 @@ impl RunEvent {
     pub fn same_content(&self, new: &NewEvent) -> bool {
         self.kind == new.kind
             && new.timestamp.is_none_or(|t| t == self.timestamp)
-            && (self.payload == new.payload
-                || canonical_json(&self.payload) == canonical_json(&new.payload))
+            // Canonical bytes, not `Value ==`: that calls `-0.0` and `0.0`
+            // equal, though they are different content with different hashes.
+            && canonical_json(&self.payload) == canonical_json(&new.payload)
     }
 
     /// The answer to an append whose idempotency key found this stored
@@ -275,6 +276,23 @@ mod tests {
             let err = changed.unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Conflict);
             assert!(err.message().contains("\"key\"") && err.message().contains("run "));
+        }
+    }
+
+    #[test]
+    fn negative_zero_is_other_content_than_zero() {
+        let mut new = NewEvent::new("k", json!({"x": -0.0}));
+        new.idempotency_key = Some("key".into());
+        let event = stored(&new);
+        assert!(event.clone().retried(&new).is_ok());
+        for other in [json!({"x": 0.0}), json!({"x": 0})] {
+            let retry = NewEvent {
+                payload: other,
+                ..new.clone()
+            };
+            assert_ne!(stored(&retry).hash, event.hash, "the hashes differ");
+            let err = event.clone().retried(&retry).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Conflict);
         }
     }
 }
