@@ -151,14 +151,15 @@ async fn a_retry_answered_from_a_write_not_yet_durable_waits_for_it() {
         .await
         .unwrap();
     let event = NewEvent::new("step", json!({})).with_idempotency_key("k");
-    // create_run wrote twice (its spec reference, then the run).
+    // create_run wrote three times: its call's spec reference, the run,
+    // then the removal of the call's reference (not waited for).
     let original = stores.runs.append_event(run, event.clone()).await.unwrap();
-    assert_eq!(*engine.waits.lock(), vec![1, 2, 3]);
+    assert_eq!(*engine.waits.lock(), vec![1, 2, 4]);
     // As if the original's fsync were still running.
-    engine.synced.store(2, Ordering::SeqCst);
+    engine.synced.store(3, Ordering::SeqCst);
     let retried = stores.runs.append_event(run, event).await.unwrap();
     assert_eq!(retried, original);
-    assert_eq!(*engine.waits.lock(), vec![1, 2, 3, 3]);
+    assert_eq!(*engine.waits.lock(), vec![1, 2, 4, 4]);
     // Nothing pending: a retry answers at once.
     stores
         .runs
@@ -168,5 +169,5 @@ async fn a_retry_answered_from_a_write_not_yet_durable_waits_for_it() {
         )
         .await
         .unwrap();
-    assert_eq!(*engine.waits.lock(), vec![1, 2, 3, 3]);
+    assert_eq!(*engine.waits.lock(), vec![1, 2, 4, 4]);
 }
