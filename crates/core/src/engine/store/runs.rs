@@ -123,11 +123,10 @@ impl Shared {
         RunHead::load(txn, id)
     }
 
-    /// Appends `checked` to run `id`. Returns the event and, when
-    /// it wrote, the cache token to settle.
     /// Appends `checked` to run `id`, or returns the original event of a
     /// retried idempotency key (writing nothing). A new event records the
     /// run's references to `refs` (the blobs it declares) with it.
+    /// Returns the event and, when it wrote, the cache token to settle.
     fn append(
         &self,
         txn: &mut dyn Txn,
@@ -328,6 +327,7 @@ impl RunLedger for EngineStore {
     async fn append_event(&self, run: RunId, event: NewEvent) -> Result<RunEvent> {
         let event = event.checked()?;
         if event.new.blobs.is_empty() {
+            // The common case: no reference to record or release.
             return self.append_checked(run, event, Vec::new()).await;
         }
         let call = self
