@@ -129,12 +129,14 @@ pub async fn gc_collects_only_unreferenced(h: &dyn Harness) {
 /// blobs declared by a compare-and-append that lost, by an idempotency key
 /// reused with other content, by an append to a finished run and by a
 /// second terminal transition get no referrer and are collected; blobs
-/// declared by the calls that succeeded keep the run as their referrer.
+/// declared by the calls that succeeded — an acknowledged idempotent retry
+/// included — keep the run as their referrer.
 pub async fn failed_run_calls_reference_nothing(h: &dyn Harness) {
     let (s, time) = open_timed(h).await;
     let spec = put(&s, "spec").await;
     let kept = put(&s, "declared by an appended event").await;
     let output = put(&s, "declared by the summary").await;
+    let retried = put(&s, "declared by an acknowledged retry").await;
     let mut lost = Vec::new();
     for text in [
         "lost compare-and-append",
@@ -148,12 +150,22 @@ pub async fn failed_run_calls_reference_nothing(h: &dyn Harness) {
     let event = |blob: Digest| NewEvent::new("step", serde_json::json!({})).with_blobs([blob]);
     let first = event(kept).with_idempotency_key("k");
     ok(s.runs.append_event(run, first).await, "append_event");
+    let plain = NewEvent::new("step", serde_json::json!({"n": 2})).with_idempotency_key("r");
+    let original = ok(
+        s.runs.append_event(run, plain.clone()).await,
+        "append_event",
+    );
+    let retry = ok(
+        s.runs.append_event(run, plain.with_blobs([retried])).await,
+        "an idempotent retry declaring a blob",
+    );
+    assert_eq!(retry, original, "a retry returns the original event");
     expect_kind(
         s.runs
-            .append_event(run, event(lost[0]).with_expected_seq(5))
+            .append_event(run, event(lost[0]).with_expected_seq(9))
             .await,
         ErrorKind::Conflict,
-        "append expecting seq 5 of 1",
+        "append expecting seq 9 of 2",
     );
     let reused = NewEvent::new("step", serde_json::json!({"other": true}))
         .with_idempotency_key("k")
@@ -183,7 +195,7 @@ pub async fn failed_run_calls_reference_nothing(h: &dyn Harness) {
             "a blob declared only by a failed call has referrers {referrers:?}"
         );
     }
-    for d in [spec, kept, output] {
+    for d in [spec, kept, output, retried] {
         let referrers = ok(s.lifecycle.blob_referrers(&d).await, "blob_referrers");
         assert_eq!(
             referrers,
@@ -197,7 +209,7 @@ pub async fn failed_run_calls_reference_nothing(h: &dyn Harness) {
     for d in &lost {
         assert!(!present(&s, d).await, "a blob of a failed call was kept");
     }
-    for d in [spec, kept, output] {
+    for d in [spec, kept, output, retried] {
         assert!(
             present(&s, &d).await,
             "a blob the run references was collected"

@@ -139,12 +139,15 @@ impl Shared {
         if let Some(key) = &new.idempotency_key {
             if let Some(seq) = txn.get(Table::RunIdempotency, &keys::run_idempotency(id, key))? {
                 let seq = keys::decode_u64("run idempotency entry", &seq)?;
-                let event = load_event(txn, id, seq)?;
-                // Nothing is written: the head taken out is still current.
+                let event = load_event(txn, id, seq)?.retried(new)?;
+                // An acknowledged retry references what it declares, like
+                // the original; nothing else is written, so the head taken
+                // out is still current.
+                confirm_run_refs(txn, id, refs, self.now())?;
                 let token = self
                     .cache()
                     .map(|c| c.put_pending(Log::Run(id), Head::Run(head), None));
-                return Ok((event.retried(new)?, token));
+                return Ok((event, token));
             }
         }
         head.check_running()?;
@@ -320,8 +323,7 @@ impl RunLedger for EngineStore {
                 Ok(id)
             })
             .await;
-        self.release_call(call).await;
-        created
+        self.settle_call(call, created).await
     }
 
     async fn append_event(&self, run: RunId, event: NewEvent) -> Result<RunEvent> {
@@ -334,8 +336,7 @@ impl RunLedger for EngineStore {
             .reference_call(event.new.blobs.iter().copied(), run)
             .await?;
         let appended = self.append_checked(run, event, call.digests()).await;
-        self.release_call(call).await;
-        appended
+        self.settle_call(call, appended).await
     }
 
     async fn finish_run(&self, run: RunId, status: RunStatus, summary: RunSummary) -> Result<Run> {
@@ -367,8 +368,7 @@ impl RunLedger for EngineStore {
             })
             .await;
         let finished = self.settle(&log, applied).await;
-        self.release_call(call).await;
-        finished
+        self.settle_call(call, finished).await
     }
 
     async fn get_run(&self, run: RunId) -> Result<Run> {

@@ -1,15 +1,20 @@
 //! Blob references, pins and garbage collection over the seam.
 //!
-//! `BlobRefs` holds `(digest, referrer) → recorded at (u64 BE ms)`. Every
-//! job that writes or reads a blob's references runs in that blob's
-//! scope, as `put` and `delete` do, so recording a reference, touching a
-//! blob (a `put` of an existing blob) and collecting it are ordered.
-//! A reference is recorded before the write that makes it (creating a
-//! run, promoting, putting a supersession); collection drops an entry
-//! only when its referrer no longer makes that reference and the entry is
-//! older than the grace period, so a write still on its way is safe.
-//! Run calls record entries of their own instead ([`CallRefs`]), so that a
-//! call that fails takes back what it recorded and nothing else.
+//! `BlobRefs` holds `(digest, referrer) → recorded at (u64 BE ms)`. A
+//! reference is recorded before the write that makes it (creating a run,
+//! promoting, putting a supersession), in a job in the blob's scope, as
+//! `put`, `delete` and collection run, so recording a reference, touching
+//! a blob (a `put` of an existing blob) and collecting it are ordered.
+//! Collection drops an entry only when its referrer no longer makes that
+//! reference and the entry is older than the grace period, so a write
+//! still on its way is safe.
+//!
+//! Run calls record entries of their own ([`CallRefs`]) so that a call
+//! that fails takes back what it recorded and nothing else: the run's own
+//! entry is written by the run's write, in the run's scope, and the call's
+//! entry is removed only after that write is applied. So a collector,
+//! whatever it interleaves with, finds one of the two (see
+//! [`EngineStore::release_call`]).
 //!
 //! Stores written before the index existed hold references it does not
 //! know, so collection first makes the index complete, once per store: it
@@ -23,7 +28,7 @@
 //! damaged is kept, and the backfill skips a damaged record (it names
 //! nothing readable; what it referenced was recorded when it was written).
 
-use futures::future::try_join_all;
+use futures::future::join_all;
 
 use super::super::cas::{blob_header, delete_body, scope as blob_scope, BlobHeader};
 use super::super::runs::load_record;
@@ -334,16 +339,27 @@ impl EngineStore {
             .digests
             .iter()
             .map(|digest| (*digest, keys::blob_ref_call(digest, run, call.token)));
-        self.record_refs(entries).await?;
-        Ok(call)
+        match self.record_refs(entries).await {
+            Ok(()) => Ok(call),
+            Err(e) => {
+                // Some entries may be written: take them back.
+                self.release_call(call).await;
+                Err(e)
+            }
+        }
     }
 
-    /// Removes the entries of `call` once its write has an outcome: on
-    /// success the run's own entries were written with it, on failure
-    /// nothing references the blobs any more. A removal that fails leaves
-    /// an entry that keeps its blob while the run exists (as a call cut
-    /// short by a crash does): conservative, so it is not reported, and
-    /// the call does not wait for the removal to be durable either.
+    /// Removes the entries of `call` once its write has an outcome.
+    ///
+    /// Safety rests on the order: call this only after the run's write
+    /// returned (its own entries, if it succeeded, are then applied and
+    /// readable), never concurrently with it. A write whose outcome is
+    /// unknown may still land, so its caller keeps the entries instead
+    /// ([`EngineStore::settle_call`]). A removal that fails leaves an entry
+    /// that keeps its blob while the run exists (as a call cut short by a
+    /// crash does): conservative, so it is not reported. The call does not
+    /// wait for the removal to be durable where the engine defers
+    /// durability (the file engine).
     pub(in crate::engine::store) async fn release_call(&self, call: CallRefs) {
         let removals = call.digests.iter().map(|digest| {
             let key = keys::blob_ref_call(digest, call.run, call.token);
@@ -351,23 +367,40 @@ impl EngineStore {
                 txn.delete(Table::BlobRefs, key.clone())
             })
         });
-        let _ = try_join_all(removals).await;
+        // Every removal is tried, whichever fails.
+        join_all(removals).await;
+    }
+
+    /// Ends `call` after its write answered `outcome`: its entries are
+    /// removed unless the outcome is unknown (the write may still land and
+    /// then needs them, as after a crash).
+    pub(in crate::engine::store) async fn settle_call<T>(
+        &self,
+        call: CallRefs,
+        outcome: Result<T>,
+    ) -> Result<T> {
+        match &outcome {
+            Err(e) if e.kind() == ErrorKind::OutcomeUnknown => {}
+            _ => self.release_call(call).await,
+        }
+        outcome
     }
 
     /// Writes each `(digest, key)` reference entry as of now, each in a job
-    /// in the blob's scope.
+    /// in the blob's scope. Every job runs to its end, so on an error some
+    /// entries may be written.
     async fn record_refs(
         &self,
         entries: impl IntoIterator<Item = (Digest, Vec<u8>)>,
     ) -> Result<()> {
-        try_join_all(entries.into_iter().map(|(digest, key)| {
+        let written = join_all(entries.into_iter().map(|(digest, key)| {
             self.write(blob_scope(&digest), move |shared, txn| {
                 let now = shared.now().as_millis().to_be_bytes().to_vec();
                 txn.put(Table::BlobRefs, key.clone(), now)
             })
         }))
-        .await
-        .map(drop)
+        .await;
+        written.into_iter().collect()
     }
 
     pub(super) async fn pin_now(&self, digest: &Digest, label: &str) -> Result<()> {
