@@ -24,8 +24,8 @@
 //! everything written meanwhile records its own references.
 //!
 //! Damage stops no sweep: a referrer whose record fails its checks keeps
-//! every blob it is recorded as referencing, a blob whose header is
-//! damaged is kept, and the backfill skips a damaged record (it names
+//! every blob it is recorded as referencing, so does a damaged reference
+//! entry, a blob whose header is damaged is kept, and the backfill skips a damaged record (it names
 //! nothing readable; what it referenced was recorded when it was written).
 
 use futures::future::join_all;
@@ -111,9 +111,7 @@ fn collect(txn: &mut dyn Txn, digest: &Digest, cutoff: u64) -> Result<Option<u64
             REF_PAGE,
         )?;
         for (key, value) in &page {
-            let referrer = keys::referrer_of(digest, key)?;
-            let recorded = keys::decode_u64("blob reference", value)?;
-            if recorded >= cutoff || is_live(txn, digest, &referrer)? {
+            if entry_keeps(txn, digest, key, value, cutoff)? {
                 // Referenced: the stale entries seen so far go, the blob stays.
                 for key in stale {
                     txn.delete(Table::BlobRefs, key)?;
@@ -132,6 +130,26 @@ fn collect(txn: &mut dyn Txn, digest: &Digest, cutoff: u64) -> Result<Option<u64
     }
     remove_blob(txn, digest, &header)?;
     Ok(Some(header.size))
+}
+
+/// Whether the reference entry `key → value` of `digest` keeps the blob:
+/// recorded at or after `cutoff`, or its referrer still references it.
+/// A damaged entry (reads report it) keeps the blob, since it may name
+/// any referrer, and the sweep goes on.
+fn entry_keeps(
+    reader: &dyn Reader,
+    digest: &Digest,
+    key: &[u8],
+    value: &[u8],
+    cutoff: u64,
+) -> Result<bool> {
+    let decoded = keys::referrer_of(digest, key)
+        .and_then(|referrer| Ok((referrer, keys::decode_u64("blob reference", value)?)));
+    match decoded {
+        Ok((referrer, recorded)) => Ok(recorded >= cutoff || is_live(reader, digest, &referrer)?),
+        Err(e) if e.kind() == ErrorKind::Corrupted => Ok(true),
+        Err(e) => Err(e),
+    }
 }
 
 fn remove_blob(txn: &mut dyn Txn, digest: &Digest, header: &BlobHeader) -> Result<()> {

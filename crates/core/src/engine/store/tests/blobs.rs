@@ -216,3 +216,36 @@ async fn an_upload_reclaimed_while_running_fails_and_stores_nothing() {
     }
     panic!("chunks of the reclaimed upload were left behind");
 }
+
+/// A damaged reference entry stops no sweep: its blob is kept (the entry
+/// may name anything) and the other blobs are collected.
+#[tokio::test]
+async fn a_damaged_reference_entry_keeps_its_blob_and_the_sweep_goes_on() {
+    let (stores, engine) = mem_stores();
+    let kept = stores.cas.put(Bytes::from_static(b"kept")).await.unwrap();
+    let loose = stores.cas.put(Bytes::from_static(b"loose")).await.unwrap();
+    let mut bad_key = kept.as_bytes().to_vec();
+    bad_key.extend_from_slice(&[0x7f, 1, 2, 3]);
+    let mut bad_time = loose.as_bytes().to_vec();
+    bad_time.extend_from_slice(&[0x04]);
+    bad_time.extend_from_slice(b"label");
+    put_raw(
+        &engine,
+        vec![
+            (Table::BlobRefs, bad_key, 0u64.to_be_bytes().to_vec()),
+            (Table::BlobRefs, bad_time, vec![1, 2, 3]),
+        ],
+    )
+    .await;
+    let loner = stores.cas.put(Bytes::from_static(b"loner")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let sweep = stores
+        .lifecycle
+        .gc_blobs(&BlobGc::grace(Duration::ZERO), None)
+        .await
+        .unwrap();
+    assert_eq!(sweep.examined, 3);
+    assert!(stores.cas.contains(&kept).await.unwrap(), "unknown tag");
+    assert!(stores.cas.contains(&loose).await.unwrap(), "bad time");
+    assert!(!stores.cas.contains(&loner).await.unwrap());
+}
