@@ -30,12 +30,12 @@ struct Report {
 /// Runs `stowage compact`.
 pub(crate) async fn run(args: StoreArg) -> Result<Outcome> {
     let stores = open(&args.url).await?;
-    let files = local_path(&args.url).map(StoreFiles);
-    let bytes_before = disk_usage(files.as_ref()).await?;
+    let files = local_path(&args.url);
+    let bytes_before = disk_usage(files.as_deref()).await?;
     let started = Instant::now();
     stores.lifecycle.compact().await?;
     let seconds = started.elapsed().as_secs_f64();
-    let bytes_after = disk_usage(files.as_ref()).await?;
+    let bytes_after = disk_usage(files.as_deref()).await?;
     let report = Report {
         url: stowage_backends::shown_url(&args.url),
         seconds,
@@ -62,17 +62,14 @@ fn describe(r: &Report) -> String {
     }
 }
 
-/// Where a local store keeps its data: a directory (file, sled, RocksDB)
-/// or a database file, whose journal files sit beside it (SQLite).
-struct StoreFiles(PathBuf);
-
-/// The bytes the store's files take on disk (allocated blocks, as `du`
-/// counts them), or `None` for a store not in the local file system.
-async fn disk_usage(files: Option<&StoreFiles>) -> Result<Option<u64>> {
-    let Some(StoreFiles(path)) = files else {
+/// The bytes a local store's files take on disk (allocated blocks, as
+/// `du` counts them): `path` is its directory (file, sled, RocksDB) or its
+/// database file, whose journals sit beside it (SQLite). `None` for a store
+/// not in the local file system.
+async fn disk_usage(path: Option<&Path>) -> Result<Option<u64>> {
+    let Some(path) = path.map(Path::to_path_buf) else {
         return Ok(None);
     };
-    let path = path.clone();
     let counted = tokio::task::spawn_blocking(move || usage_of(&path))
         .await
         .map_err(|e| Error::internal(format!("measuring the store's size failed: {e}")))?;

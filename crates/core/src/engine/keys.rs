@@ -203,13 +203,13 @@ pub(crate) fn referrer_of(digest: &Digest, key: &[u8]) -> Result<Referrer> {
     let text = || String::from_utf8(id.to_vec()).map_err(|_| damaged("is not UTF-8"));
     match tag {
         // The run's entry, or one of its calls' (id ++ token).
-        REF_RUN => id
-            .get(..16)
-            .filter(|_| id.len() == 16 || id.len() == 24)
-            .and_then(|id| <[u8; 16]>::try_from(id).ok())
-            .and_then(|id| RunId::from_bytes(id).ok())
-            .map(Referrer::Run)
-            .ok_or_else(|| damaged("has a bad run id")),
+        REF_RUN => match id.len() {
+            16 | 24 => id.get(..16).and_then(|id| <[u8; 16]>::try_from(id).ok()),
+            _ => None,
+        }
+        .and_then(|id| RunId::from_bytes(id).ok())
+        .map(Referrer::Run)
+        .ok_or_else(|| damaged("has a bad run id")),
         REF_RELEASE => text().map(Referrer::Release),
         REF_SUPERSESSION => Digest::from_slice(id)
             .map(Referrer::Supersession)

@@ -138,9 +138,10 @@ impl FileKv {
 
     /// Packs the live values of every sealed segment, of packs at least
     /// half garbage and of small packs into new packs ([`pack`]; at most
-    /// `pack_entries` keys each), checkpoints, and removes what it packed. With `seal` (an explicit
-    /// `compact`) the active segment is sealed first, so everything
-    /// written so far is packed. Returns the number of files removed.
+    /// `pack_entries` keys each), checkpoints, and removes what it packed.
+    /// With `seal` (an explicit `compact`) the active segment is sealed
+    /// first, so everything written so far is packed. Returns the number
+    /// of files removed.
     ///
     /// Crash-safe at every step: until the checkpoint is durable the old
     /// files are still the truth (the new pack only repeats current
@@ -219,17 +220,17 @@ impl FileKv {
         let mut out = Vec::new();
         let mut reached = after.is_none();
         for (table, blocks) in index.tables() {
-            let from: &[u8] = match after {
+            // Strictly after `after`: its successor (the key and a 0 byte).
+            let from: Vec<u8> = match after {
                 Some((t, key)) if table == *t => {
                     reached = true;
-                    key
+                    key.iter().copied().chain([0]).collect()
                 }
                 _ if !reached => continue,
-                _ => &[],
+                _ => Vec::new(),
             };
-            for (key, loc) in blocks.range(from, None) {
-                let resumed = after.is_some_and(|(t, k)| *t == table && key == *k);
-                if resumed || !victims.contains(&loc.seg) {
+            for (key, loc) in blocks.range(&from, None) {
+                if !victims.contains(&loc.seg) {
                     continue;
                 }
                 out.push((table, key, loc));

@@ -234,24 +234,6 @@ impl Shared {
 }
 
 impl EngineStore {
-    /// Appends `event` to run `run` and waits until it is durable. `refs`
-    /// are the blobs it declares, already recorded as the call's
-    /// references ([`EngineStore::reference_call`]).
-    async fn append_checked(
-        &self,
-        run: RunId,
-        event: CheckedEvent,
-        refs: Vec<Digest>,
-    ) -> Result<RunEvent> {
-        let mut event = Owned::new(event);
-        let applied = self
-            .write_applied(scope(run), move |shared, txn| {
-                shared.append(txn, run, event.take(shared)?, &refs)
-            })
-            .await;
-        self.settle(&Log::Run(run), applied).await
-    }
-
     /// A page of run `run`'s events read from the engine.
     async fn engine_events(
         &self,
@@ -328,14 +310,18 @@ impl RunLedger for EngineStore {
 
     async fn append_event(&self, run: RunId, event: NewEvent) -> Result<RunEvent> {
         let event = event.checked()?;
-        if event.new.blobs.is_empty() {
-            // The common case: no reference to record or release.
-            return self.append_checked(run, event, Vec::new()).await;
-        }
+        // No write when the event declares no blob.
         let call = self
             .reference_call(event.new.blobs.iter().copied(), run)
             .await?;
-        let appended = self.append_checked(run, event, call.digests()).await;
+        let refs = call.digests();
+        let mut event = Owned::new(event);
+        let applied = self
+            .write_applied(scope(run), move |shared, txn| {
+                shared.append(txn, run, event.take(shared)?, &refs)
+            })
+            .await;
+        let appended = self.settle(&Log::Run(run), applied).await;
         self.settle_call(call, appended).await
     }
 

@@ -12,9 +12,9 @@
 //! Run calls record entries of their own ([`CallRefs`]) so that a call
 //! that fails takes back what it recorded and nothing else: the run's own
 //! entry is written by the run's write, in the run's scope, and the call's
-//! entry is removed only after that write is applied. So a collector,
+//! entry is removed only after that write returned. So a collector,
 //! whatever it interleaves with, finds one of the two (see
-//! [`EngineStore::release_call`]).
+//! [`EngineStore::settle_call`]).
 //!
 //! Stores written before the index existed hold references it does not
 //! know, so collection first makes the index complete, once per store: it
@@ -24,9 +24,10 @@
 //! everything written meanwhile records its own references.
 //!
 //! Damage stops no sweep: a referrer whose record fails its checks keeps
-//! every blob it is recorded as referencing, so does a damaged reference
-//! entry, a blob whose header is damaged is kept, and the backfill skips a damaged record (it names
-//! nothing readable; what it referenced was recorded when it was written).
+//! every blob it is recorded as referencing, and so does a damaged
+//! reference entry; a blob whose header is damaged is kept; the backfill
+//! skips a damaged record (it names nothing readable; what it referenced
+//! was recorded when it was written).
 
 use futures::future::join_all;
 
@@ -287,9 +288,9 @@ impl EngineStore {
 /// `finish_run`): entries of its own ([`keys::blob_ref_call`]), recorded
 /// before its write like any reference, so that a call that fails takes
 /// back exactly what it recorded. The write records the run's entries
-/// when it succeeds ([`confirm_run_refs`]); [`EngineStore::release_call`]
-/// then removes the call's own, whatever the outcome.
-#[must_use = "release the call's references once its write has an outcome"]
+/// when it succeeds ([`confirm_run_refs`]); [`EngineStore::settle_call`]
+/// then removes the call's own, unless the outcome is unknown.
+#[must_use = "settle the call's references once its write has an outcome"]
 pub(in crate::engine::store) struct CallRefs {
     run: RunId,
     token: u64,
@@ -342,7 +343,8 @@ impl EngineStore {
     }
 
     /// Records the references a call to run `run` is about to make (see
-    /// [`CallRefs`]). No write when `digests` is empty.
+    /// [`CallRefs`]). No write when `digests` is empty, and no removal
+    /// later either.
     pub(in crate::engine::store) async fn reference_call(
         &self,
         digests: impl IntoIterator<Item = Digest>,
@@ -378,7 +380,7 @@ impl EngineStore {
     /// crash does): conservative, so it is not reported. The call does not
     /// wait for the removal to be durable where the engine defers
     /// durability (the file engine).
-    pub(in crate::engine::store) async fn release_call(&self, call: CallRefs) {
+    async fn release_call(&self, call: CallRefs) {
         let removals = call.digests.iter().map(|digest| {
             let key = keys::blob_ref_call(digest, call.run, call.token);
             self.write_applied(blob_scope(digest), move |_, txn| {
