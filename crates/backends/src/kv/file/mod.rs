@@ -107,6 +107,10 @@ pub(crate) struct FileKv {
     /// Wakes async waiters when a group-commit round ends.
     round_done: tokio::sync::Notify,
     poison: RwLock<Option<String>>,
+    /// Held around every fsync of a log segment, with the poison check
+    /// before it and the poisoning after a failure (see
+    /// [`FileKv::sync_log`]).
+    log_sync: Mutex<()>,
     maintenance: Mutex<()>,
     /// The log grew by the checkpoint interval; whoever sees this runs
     /// [`FileKv::maybe_maintain`] (off the store's writer thread).
@@ -200,6 +204,7 @@ impl FileKv {
             synced: Condvar::new(),
             round_done: tokio::sync::Notify::new(),
             poison: RwLock::new(None),
+            log_sync: Mutex::new(()),
             maintenance: Mutex::new(()),
             maintenance_wanted: AtomicBool::new(false),
             unflushed: AtomicBool::new(false),
@@ -255,12 +260,10 @@ impl FileKv {
             .map(|(n, f)| (*n, Arc::clone(f)))
             .collect();
         for (seg, file) in segs {
-            file.sync_data().map_err(|e| {
-                self.poison_with(
-                    &format!("syncing segment {} on close", segment_name(seg)),
-                    e,
-                )
-            })?;
+            self.sync_log(
+                &format!("syncing segment {} on close", segment_name(seg)),
+                || file.sync_data(),
+            )?;
         }
         Ok(())
     }

@@ -76,6 +76,28 @@ impl FileKv {
         Ok(())
     }
 
+    /// Runs `sync`, an fsync of a log segment, unless the engine is
+    /// poisoned, and poisons it if the fsync fails — all under
+    /// `log_sync`, so no other log fsync runs between a failure and the
+    /// poisoning. That order is what makes a later success mean anything:
+    /// after a failed fsync Linux drops the dirty pages and reports the
+    /// next fsync of the file as a success, although what it dropped is
+    /// lost. Without it, a rotation sealing the segment while a round's
+    /// fsync of it failed could mark the dropped records durable.
+    ///
+    /// # Errors
+    /// As [`FileKv::check_poison`] when already poisoned (nothing synced);
+    /// `OutcomeUnknown` when the fsync failed.
+    pub(crate) fn sync_log(
+        &self,
+        what: &str,
+        sync: impl FnOnce() -> std::io::Result<()>,
+    ) -> Result<()> {
+        let _order = self.log_sync.lock();
+        self.check_poison()?;
+        sync().map_err(|e| self.poison_with(what, e))
+    }
+
     /// Poisons the engine after `what` failed with `e`, returning the error
     /// for the caller (whose write may or may not be on disk).
     pub(crate) fn poison_with(&self, what: &str, e: std::io::Error) -> Error {
@@ -277,9 +299,9 @@ impl FileKv {
     /// written in it.
     pub(super) fn rotate(&self, w: &mut Wal) -> Result<()> {
         self.flush_locked(w)?;
-        if let Err(e) = w.file.set_len(w.tail).and_then(|()| w.file.sync_data()) {
-            return Err(self.poison_with("sealing a segment", e));
-        }
+        self.sync_log("sealing a segment", || {
+            w.file.set_len(w.tail).and_then(|()| w.file.sync_data())
+        })?;
         // The zeros past the tail are gone: a write that still fits here
         // after a refused rotation must reserve its space again.
         w.filled = w.tail;
@@ -417,9 +439,15 @@ impl FileKv {
             self.flush_locked(&mut w)
                 .map(|()| (w.next_seq, Arc::clone(&w.file)))
         }
-        .and_then(|(target, file)| match file.sync_data() {
-            Ok(()) => Ok(target),
-            Err(e) => Err(self.poison_with("fsync of the log", e)),
+        .and_then(|(target, file)| {
+            self.sync_log("fsync of the log", || file.sync_data())
+                .map(|()| target)
+                // Poisoned by another thread's failure: this round's
+                // records may or may not be durable.
+                .map_err(|e| match e.kind() {
+                    ErrorKind::OutcomeUnknown => e,
+                    _ => self.failed_round_error(),
+                })
         });
         let mut c = self.commit.lock();
         c.syncing = false;
