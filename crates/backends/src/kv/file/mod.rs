@@ -175,10 +175,10 @@ impl FileKv {
         // directory entries of files a crashed process created (a segment
         // it made at rotation, a checkpoint it renamed) may not be durable
         // yet: acknowledging writes that depend on them needs both synced.
+        // In every mode: the engine counts everything replayed as synced
+        // (the watermark of every later record, a close's checkpoint).
         if !opts.read_only {
-            if opts.durability == Durability::Sync {
-                rewrite(&*file, rec.unproven, rec.tail).map_err(ctx)?;
-            }
+            rewrite(&*file, rec.unproven, rec.tail).map_err(ctx)?;
             file.sync_data().map_err(ctx)?;
             vfs.sync_dir(dir).map_err(ctx)?;
         }

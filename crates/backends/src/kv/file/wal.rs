@@ -483,10 +483,14 @@ struct Round(Option<Arc<FileKv>>);
 
 impl Round {
     fn run(mut self) -> Result<()> {
-        match self.0.take() {
+        let outcome = match &self.0 {
             Some(kv) => kv.sync_round(),
             None => Ok(()),
-        }
+        };
+        // Only a round that ended keeps its lead: one that panicked is
+        // given up by `drop`, or every later wait would hang.
+        self.0 = None;
+        outcome
     }
 }
 
