@@ -114,9 +114,14 @@ impl KvEngine {
             }
             if inner.engine.take_maintenance() {
                 let engine = Arc::clone(&inner.engine);
-                tokio::task::spawn_blocking(move || engine.maintain())
+                let maintained = tokio::task::spawn_blocking(move || engine.maintain())
                     .await
                     .map_err(|e| Error::internal(format!("store maintenance failed: {e}")))?;
+                if maintained.is_err() {
+                    // This write is durable; the engine broke after it. No
+                    // read may be answered from the cache from now on.
+                    inner.cache.close();
+                }
             }
             Ok(())
         })

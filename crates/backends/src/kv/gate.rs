@@ -166,11 +166,8 @@ impl OrderedKv for Gate {
         self.with(|e| Ok(e.take_maintenance())).unwrap_or(false)
     }
 
-    fn maintain(&self) {
-        let _ = self.with(|e| {
-            e.maintain();
-            Ok(())
-        });
+    fn maintain(&self) -> Result<()> {
+        self.with(|e| e.maintain())
     }
 
     fn close(&self) -> Result<()> {

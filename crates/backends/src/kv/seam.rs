@@ -199,7 +199,14 @@ pub(crate) trait OrderedKv: Send + Sync + 'static {
 
     /// Best-effort maintenance (checkpoint, compaction); failures surface
     /// on later calls.
-    fn maintain(&self) {}
+    ///
+    /// # Errors
+    /// Only when maintenance left the engine unusable (a failed fsync
+    /// poisoned it): the stores' cache is then closed, so that later reads
+    /// reach the engine and are told so.
+    fn maintain(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// Returns freed space to the file system now
     /// ([`Engine::compact`](stowage_core::engine::Engine::compact));

@@ -457,8 +457,9 @@ impl OrderedKv for FileKv {
         FileKv::take_maintenance(self)
     }
 
-    fn maintain(&self) {
+    fn maintain(&self) -> Result<()> {
         self.maybe_maintain();
+        self.check_poison()
     }
 
     fn compact(&self) -> Result<()> {

@@ -223,8 +223,11 @@ impl StoreCache {
     }
 
     /// Forgets everything for good: the engine was closed or may be
-    /// broken, and a read must reach it to be told so.
-    pub(super) fn close(&self) {
+    /// broken, and a read must reach it to be told so. The stores call
+    /// this when a call of theirs finds the engine broken; an engine that
+    /// finds itself broken outside any call (in background maintenance)
+    /// calls it too.
+    pub fn close(&self) {
         if let Ok(mut logs) = self.logs.lock() {
             logs.forget_all();
             logs.closed = true;

@@ -463,3 +463,43 @@ fn a_buffered_reopen_after_a_failed_fsync_rewrites_what_it_replayed() {
     let stored = dump(&kv).expect("every value reads back after a clean close");
     assert_eq!(stored.len(), 4, "{stored:?}");
 }
+
+/// Maintenance that poisons the engine (its fsync failed) runs after the
+/// write that made it due was acknowledged, so no caller is told; the
+/// stores' cache must still stop answering reads, which reach the engine
+/// and are told it must be reopened. (Found by review.)
+#[test]
+fn maintenance_that_poisons_the_engine_closes_the_stores_cache() {
+    use serde_json::json;
+    use stowage_core::{Digest, NewEvent, RunMetadata};
+
+    let opts = FileOptions {
+        durability: stowage_core::Durability::Buffered,
+        checkpoint_interval: 1,
+        ..small_opts()
+    };
+    let rt = runtime();
+    let fs = SimFs::new();
+    let kv = Arc::new(open_sim(&fs, opts).unwrap());
+    let stores = stores_over(&kv).unwrap();
+    rt.block_on(async {
+        let meta = RunMetadata::new("agent");
+        let run = stores
+            .runs
+            .create_run(Digest::of(b"spec"), meta)
+            .await
+            .unwrap();
+        let event = NewEvent::new("step", json!({ "i": 0 }));
+        stores.runs.append_event(run, event).await.unwrap();
+        assert_eq!(
+            stores.runs.read_events(run, None, 10).await.unwrap().len(),
+            1
+        );
+        fs.fail_next_sync();
+        let event = NewEvent::new("step", json!({ "i": 1 }));
+        stores.runs.append_event(run, event).await.unwrap();
+        assert!(kv.check_poison().is_err(), "the maintenance's fsync failed");
+        let read = stores.runs.read_events(run, None, 10).await;
+        assert!(read.is_err(), "answered from the cache: {read:?}");
+    });
+}
