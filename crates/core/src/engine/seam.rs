@@ -416,7 +416,9 @@ pub trait Engine: Send + Sync + 'static {
 
     /// The cache the stores over this engine share, for an engine whose
     /// data nothing else writes (see [`StoreCache`]); `None` (the default)
-    /// makes every append read its run's record.
+    /// makes every append read its run's record. The stores ignore it when
+    /// [`Engine::reruns_jobs`]: an append answered from the cache reads
+    /// nothing such an engine could validate.
     fn cache(&self) -> Option<&StoreCache> {
         None
     }

@@ -77,8 +77,14 @@ impl Shared {
         self.env.clock.now()
     }
 
-    /// The engine's cache, if it keeps one.
+    /// The engine's cache, if it keeps one — never over an engine that
+    /// calls jobs again: an append answered from the cache reads nothing,
+    /// so such an engine could not see it conflict with a concurrent
+    /// delete or state change.
     fn cache(&self) -> Option<&StoreCache> {
+        if self.reruns {
+            return None;
+        }
         self.engine.cache()
     }
 }

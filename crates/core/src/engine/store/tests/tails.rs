@@ -302,3 +302,52 @@ async fn verification_reads_the_engine_not_the_cache() {
     assert_eq!(err.kind(), ErrorKind::Corrupted);
     assert!(err.message().contains("seq 2"), "{err}");
 }
+
+/// A memory engine that says it may call jobs again, and offers its cache.
+struct Rerunning(MemoryEngine);
+
+#[async_trait::async_trait]
+impl Engine for Rerunning {
+    fn capabilities(&self) -> crate::Capabilities {
+        self.0.capabilities()
+    }
+
+    async fn read(&self, job: crate::engine::ReadJob) -> crate::Result<()> {
+        self.0.read(job).await
+    }
+
+    async fn write(
+        &self,
+        scope: Scope,
+        job: crate::engine::WriteJob,
+    ) -> crate::Result<crate::engine::Durable> {
+        self.0.write(scope, job).await
+    }
+
+    fn reruns_jobs(&self) -> bool {
+        true
+    }
+
+    fn cache(&self) -> Option<&StoreCache> {
+        self.0.cache()
+    }
+}
+
+/// The stores ignore the cache of an engine that calls jobs again: an
+/// append answered from it reads nothing, so such an engine could not see
+/// it conflict with a concurrent delete or state change.
+#[tokio::test]
+async fn an_engine_that_reruns_jobs_gets_no_cache() {
+    let engine = Arc::new(Rerunning(MemoryEngine::new()));
+    let stores = stores(engine.clone(), crate::StoreEnv::default());
+    let run = new_run(&stores).await;
+    for i in 0..3 {
+        append(&stores, run, i).await;
+    }
+    assert_eq!(
+        stores.runs.read_events(run, None, 10).await.unwrap().len(),
+        3
+    );
+    let cache = engine.cache().expect("the memory engine has a cache");
+    assert!(cache.take(&Log::Run(run)).is_none(), "a head was cached");
+}
