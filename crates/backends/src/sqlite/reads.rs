@@ -14,6 +14,7 @@ use tokio::sync::Semaphore;
 
 use super::conn;
 use super::errors::SqlResult;
+use super::schema;
 use super::sql::{exec, SqlConn};
 
 /// Read connections, opened lazily up to `size`, at most `size` in use.
@@ -90,7 +91,7 @@ impl ReadPool {
 /// `job` inside one read transaction.
 fn run(conn: &Connection, mut job: ReadJob) -> Result<()> {
     exec(conn, "BEGIN").doing("starting a read transaction")?;
-    let result = job(&SqlConn(conn));
+    let result = schema::check_current(conn).and_then(|()| job(&SqlConn(conn)));
     let ended = exec(conn, "COMMIT").doing("ending a read transaction");
     if ended.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");

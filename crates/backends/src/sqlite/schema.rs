@@ -77,10 +77,29 @@ fn ensure_in_txn(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// Refuses to go on in a transaction over a file whose layout changed
+/// since this engine opened it: another process, of a newer build, may
+/// have upgraded it while this one ran. Every read and write transaction
+/// checks first (one cached one-row query), so an older build never
+/// writes its layout into, or misreads, an upgraded file.
+///
+/// # Errors
+/// As [`check_version`]; `Corrupted` for a damaged version row.
+pub(super) fn check_current(conn: &Connection) -> Result<()> {
+    match read_version(conn)? {
+        SCHEMA_VERSION => Ok(()),
+        other => check_version(other).and_then(|()| {
+            Err(Error::corrupted(format!(
+                "sqlite: the database's schema version went back to {other} while this                  process had it open at {SCHEMA_VERSION}"
+            )))
+        }),
+    }
+}
+
 /// The `version` row, which must be an integer.
 fn read_version(conn: &Connection) -> Result<i64> {
     let mut stmt = conn
-        .prepare("SELECT value FROM stowage_schema WHERE name = 'version'")
+        .prepare_cached("SELECT value FROM stowage_schema WHERE name = 'version'")
         .doing("reading the schema version")?;
     let mut rows = stmt.query([]).doing("reading the schema version")?;
     let row = rows.next().doing("reading the schema version")?;

@@ -101,6 +101,47 @@ fn require_is_checked_against_the_durability_setting() {
     assert_eq!(caps.max_blob_size, MAX_BLOB_SIZE);
 }
 
+/// Another process, of a newer build, upgrades the file while this engine
+/// has it open: every later read and write is refused, not run against a
+/// layout this build does not know. (Found by review.)
+#[test]
+fn a_running_engine_refuses_a_file_another_process_upgraded() {
+    use stowage_core::engine::{Engine, Scope, Table};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    runtime().block_on(async {
+        let engine = SqliteEngine::open(SqliteOptions::new(&path)).await.unwrap();
+        let put = |value: &'static [u8]| -> stowage_core::engine::WriteJob {
+            Box::new(move |txn| txn.put(Table::Meta, b"k".to_vec(), value.to_vec()))
+        };
+        let durable = engine.write(Scope::Unshared, put(b"v1")).await.unwrap();
+        durable.wait().await.unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.busy_timeout(Duration::from_secs(5)).unwrap();
+        let newer = super::schema::SCHEMA_VERSION + 1;
+        conn.execute(
+            "UPDATE stowage_schema SET value = ?1 WHERE name = 'version'",
+            [newer],
+        )
+        .unwrap();
+        let err = engine.write(Scope::Unshared, put(b"v2")).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+        let err = engine
+            .read(Box::new(|reader| reader.get(Table::Meta, b"k").map(drop)))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+        let stored: Vec<u8> = conn
+            .query_row("SELECT value FROM meta WHERE key = x'6b'", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(stored, b"v1", "the refused write changed nothing");
+        engine.close().await.unwrap();
+    });
+}
+
 #[test]
 fn a_newer_schema_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -21,6 +21,7 @@ use stowage_core::{Error, ErrorKind, Result};
 use crate::group_commit::{answer, fail, Outcome, Reply};
 
 use super::errors::{self, SqlResult};
+use super::schema;
 use super::sql::{exec, SqlConn};
 
 /// The most jobs one group commits (bounds the transaction's size).
@@ -112,6 +113,12 @@ fn commit_group(conn: &Connection, pending: &mut VecDeque<Queued>) {
     {
         // Nothing ran: every queued job gets the error (`Unavailable` for a
         // lock held past busy_timeout_ms; nothing was applied).
+        fail(pending.drain(..).map(|q| q.reply), &e);
+        return;
+    }
+    if let Err(e) = schema::check_current(conn) {
+        // Another process upgraded the file: nothing runs.
+        let _ = conn.execute_batch("ROLLBACK");
         fail(pending.drain(..).map(|q| q.reply), &e);
         return;
     }
