@@ -364,6 +364,31 @@ async fn a_cut_cas_put_is_all_or_nothing_and_resends_make_it_exactly_once() {
     direct.cas.verify(&d).await.unwrap();
 }
 
+/// A put whose reply was lost landed, and another process deleted the
+/// blob before the resend: the header is absent again, so a copy of the
+/// put would pass its guard and store the blob a second time, undoing a
+/// delete acknowledged after the put. Nothing is resent; the put is
+/// `OutcomeUnknown` and the blob stays deleted. (Found by review.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_put_deleted_by_another_process_is_not_stored_again() {
+    let proxy = Proxy::start(server_port()).await;
+    let (s, direct) = through(&proxy, "idempotent_retries=2").await;
+    s.cas.put(Bytes::from_static(b"warm")).await.unwrap();
+    let data = Bytes::from_static(b"put, lost, deleted elsewhere");
+    let d = Digest::of(&data);
+    proxy.arm_on(CUT_LATE, b"put, lost, deleted elsewhere");
+    let lost = tokio::spawn({
+        let cas = s.cas.clone();
+        let data = data.clone();
+        async move { cas.put(data).await }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(direct.cas.delete(&d).await.unwrap(), "the put had landed");
+    let err = lost.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
+    assert!(!direct.cas.contains(&d).await.unwrap(), "stored again after the delete");
+}
+
 /// An append whose reply was lost landed, and another process appended
 /// to the same run before the resend: the resend is refused by its guards
 /// and the original's writes are no longer all there (the head moved on).

@@ -130,23 +130,38 @@ impl Inner {
 
     /// After `lost`, the error of an apply whose reply was lost: sends the
     /// same apply again, up to `retries` times, when that is exactly-once
-    /// — the apply writes a member it guards, so of the original and its
-    /// copies at most one can pass the guards. `Ok`: applied (now, or by
-    /// the original: its writes are all there); `Err`: still unknown. A
-    /// copy refused by its guards while the writes are not all there is
-    /// unknown too: the original may have landed and been overwritten
-    /// since by another process, or never landed while another process
-    /// changed what it read — running the job again could apply it twice.
+    /// — the apply changes a member it guards at a present value
+    /// ([`Guard::changed_by`]), so of the original and its copies at most
+    /// one can pass the guards. `Ok`: applied (now, or by the original:
+    /// its writes are all there); `Err`: still unknown. A copy refused by
+    /// its guards while the writes are not all there is unknown too: the
+    /// original may have landed and been overwritten since by another
+    /// process, or never landed while another process changed what it
+    /// read — running the job again could apply it twice.
+    ///
+    /// An apply that guards what it writes only as absent (a create) is
+    /// not resent: after it landed, another process may have deleted what
+    /// it wrote, and a copy would pass its guards and create it again. It
+    /// is answered `Ok` only when its writes are all there.
     async fn resend(&self, lost: Error, guards: &[Guard], writes: &[Write]) -> Result<()> {
-        let self_guarding = writes.iter().any(|w| {
-            let written = match w {
-                Write::Put { table, key, .. } | Write::Delete { table, key } => member(*table, key),
-                _ => return false,
+        let (mut guarded, mut exactly_once) = (false, false);
+        for w in writes {
+            let (written, new) = match w {
+                Write::Put { table, key, value } => (member(*table, key), Some(&value[..])),
+                Write::Delete { table, key } => (member(*table, key), None),
+                _ => continue,
             };
-            guards.iter().any(|g| g.member() == Some(&written[..]))
-        });
-        if lost.kind() != ErrorKind::OutcomeUnknown || self.retries == 0 || !self_guarding {
+            guarded |= guards.iter().any(|g| g.member() == Some(&written[..]));
+            exactly_once |= guards.iter().any(|g| g.changed_by(&written, new));
+        }
+        if lost.kind() != ErrorKind::OutcomeUnknown || self.retries == 0 || !guarded {
             return Err(lost);
+        }
+        if !exactly_once {
+            return match self.apply(&landed(writes), &[]).await {
+                Ok(true) => Ok(()),
+                _ => Err(lost),
+            };
         }
         let mut last = lost;
         for attempt in 1..=self.retries {

@@ -105,7 +105,33 @@ pub(super) enum GuardValue {
     Sha1(String),
 }
 
+impl GuardValue {
+    /// Whether `value` is the guarded value.
+    fn is(&self, value: &[u8]) -> bool {
+        match self {
+            GuardValue::Exact(v) => v[..] == value[..],
+            GuardValue::Sha1(h) => sha1_smol::Sha1::from(value).digest().to_string() == *h,
+        }
+    }
+}
+
 impl Guard {
+    /// Whether this guard holds `member` at a present value that writing
+    /// `new` (`None`: deleting it) changes. Such a guard passes at most
+    /// once for that write as long as the member never returns to a value
+    /// it held — true of what the stores guard this way: heads carry
+    /// counters, records versions or fresh ids. A member guarded as
+    /// absent can become absent again (another process deletes it).
+    pub(super) fn changed_by(&self, written: &[u8], new: Option<&[u8]>) -> bool {
+        match self {
+            Guard::Value {
+                member,
+                value: Some(held),
+            } => member[..] == written[..] && !new.is_some_and(|v| held.is(v)),
+            _ => false,
+        }
+    }
+
     pub(super) fn value(member: Vec<u8>, value: Option<&[u8]>) -> Guard {
         let value = value.map(|v| {
             if v.len() <= EXACT_GUARD {
