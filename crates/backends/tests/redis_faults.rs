@@ -386,7 +386,10 @@ async fn a_lost_put_deleted_by_another_process_is_not_stored_again() {
     assert!(direct.cas.delete(&d).await.unwrap(), "the put had landed");
     let err = lost.await.unwrap().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
-    assert!(!direct.cas.contains(&d).await.unwrap(), "stored again after the delete");
+    assert!(
+        !direct.cas.contains(&d).await.unwrap(),
+        "stored again after the delete"
+    );
 }
 
 /// An append whose reply was lost landed, and another process appended
