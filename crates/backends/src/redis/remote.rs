@@ -99,18 +99,18 @@ pub(super) enum Guard {
 }
 
 /// A guarded value: its bytes when small, else its SHA-1.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(super) enum GuardValue {
     Exact(Vec<u8>),
     Sha1(String),
 }
 
 impl GuardValue {
-    /// Whether `value` is the guarded value.
-    fn is(&self, value: &[u8]) -> bool {
-        match self {
-            GuardValue::Exact(v) => v[..] == value[..],
-            GuardValue::Sha1(h) => sha1_smol::Sha1::from(value).digest().to_string() == *h,
+    fn of(v: &[u8]) -> GuardValue {
+        if v.len() <= EXACT_GUARD {
+            GuardValue::Exact(v.to_vec())
+        } else {
+            GuardValue::Sha1(sha1_smol::Sha1::from(v).digest().to_string())
         }
     }
 }
@@ -127,20 +127,16 @@ impl Guard {
             Guard::Value {
                 member,
                 value: Some(held),
-            } => member[..] == written[..] && !new.is_some_and(|v| held.is(v)),
+            } => member[..] == written[..] && new.map(GuardValue::of).as_ref() != Some(held),
             _ => false,
         }
     }
 
     pub(super) fn value(member: Vec<u8>, value: Option<&[u8]>) -> Guard {
-        let value = value.map(|v| {
-            if v.len() <= EXACT_GUARD {
-                GuardValue::Exact(v.to_vec())
-            } else {
-                GuardValue::Sha1(sha1_smol::Sha1::from(v).digest().to_string())
-            }
-        });
-        Guard::Value { member, value }
+        Guard::Value {
+            member,
+            value: value.map(GuardValue::of),
+        }
     }
 
     /// The member a value guard is about.

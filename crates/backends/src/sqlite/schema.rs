@@ -86,14 +86,15 @@ fn ensure_in_txn(conn: &Connection) -> Result<()> {
 /// # Errors
 /// As [`check_version`]; `Corrupted` for a damaged version row.
 pub(super) fn check_current(conn: &Connection) -> Result<()> {
-    match read_version(conn)? {
-        SCHEMA_VERSION => Ok(()),
-        other => check_version(other).and_then(|()| {
-            Err(Error::corrupted(format!(
-                "sqlite: the database's schema version went back to {other} while this                  process had it open at {SCHEMA_VERSION}"
-            )))
-        }),
+    let version = read_version(conn)?;
+    check_version(version)?;
+    if version < SCHEMA_VERSION {
+        return Err(Error::corrupted(format!(
+            "sqlite: the database's schema version went back to {version} while this \
+             process had it open at {SCHEMA_VERSION}"
+        )));
     }
+    Ok(())
 }
 
 /// The `version` row, which must be an integer.

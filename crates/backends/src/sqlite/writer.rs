@@ -108,17 +108,17 @@ fn gather(rx: &mpsc::Receiver<Queued>, pending: &mut VecDeque<Queued>, peak: usi
 /// transaction and answers them. Jobs not started (the transaction was
 /// lost midway) stay in `pending` for the next group.
 fn commit_group(conn: &Connection, pending: &mut VecDeque<Queued>) {
-    if let Err(e) =
-        exec(conn, "BEGIN IMMEDIATE").doing("starting a write transaction (BEGIN IMMEDIATE)")
-    {
+    let begun = exec(conn, "BEGIN IMMEDIATE")
+        .doing("starting a write transaction (BEGIN IMMEDIATE)")
+        .and_then(|()| {
+            schema::check_current(conn).inspect_err(|_| {
+                let _ = conn.execute_batch("ROLLBACK");
+            })
+        });
+    if let Err(e) = begun {
         // Nothing ran: every queued job gets the error (`Unavailable` for a
-        // lock held past busy_timeout_ms; nothing was applied).
-        fail(pending.drain(..).map(|q| q.reply), &e);
-        return;
-    }
-    if let Err(e) = schema::check_current(conn) {
-        // Another process upgraded the file: nothing runs.
-        let _ = conn.execute_batch("ROLLBACK");
+        // lock held past busy_timeout_ms, `Unsupported` for a file another
+        // process upgraded; nothing was applied).
         fail(pending.drain(..).map(|q| q.reply), &e);
         return;
     }
