@@ -62,12 +62,16 @@ impl Gate {
     /// The engine's close error; the engine is released all the same.
     fn close_blocking(&self) -> Result<()> {
         let engine = self.engine.write().take();
-        let result = match engine {
-            Some(engine) => engine.close(),
+        match engine {
+            Some(engine) => {
+                let result = engine.close();
+                self.closed.send_replace(Some(result.is_ok()));
+                result
+            }
+            // Closed before: the first close's answer stands (a failed one
+            // must not turn into a success for the writes waiting on it).
             None => Ok(()),
-        };
-        self.closed.send_replace(Some(result.is_ok()));
-        result
+        }
     }
 }
 
@@ -128,7 +132,13 @@ impl OrderedKv for Gate {
     }
 
     fn unsynced_ticket(&self) -> Option<u64> {
-        self.with(|e| Ok(e.unsynced_ticket())).unwrap_or(None)
+        match &*self.engine.read() {
+            Some(engine) => engine.unsynced_ticket(),
+            // A job that read a write not yet durable, then met the close:
+            // its answer rests on the close making that write durable.
+            None if self.group_commits => Some(u64::MAX),
+            None => None,
+        }
     }
 
     fn settle(&self, ticket: u64) -> Result<Option<u64>> {
@@ -245,5 +255,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A second close must not turn the first close's failure into a
+    /// success for the writes that wait on it. (Found by review.)
+    #[test]
+    fn a_failed_close_stays_failed_when_closed_again() {
+        let (release, until) = mpsc::channel();
+        release.send(false).unwrap();
+        let engine = Arc::new(SlowClose(Mutex::new(Some(until))));
+        let gate = Arc::new(Gate::new("test", engine));
+        assert!(gate.close().is_err());
+        assert!(gate.close().is_ok(), "closing again is a no-op");
+        let answer = futures::executor::block_on(Arc::clone(&gate).wait_durable(7));
+        assert_eq!(answer.map_err(|e| e.kind()), Err(ErrorKind::OutcomeUnknown));
     }
 }
