@@ -194,6 +194,7 @@ macro_rules! engine_tests {
     ($module:ident, $engine:expr) => {
         mod $module {
             use super::*;
+            use crate::kv::seam::{Batch, Table};
             use bytes::Bytes;
             use serde_json::json;
             use stowage_core::{
@@ -274,6 +275,30 @@ macro_rules! engine_tests {
                 let s = h.reopen(s).await.unwrap();
                 assert_eq!(s.cas.get(&digest).await.unwrap_err().kind(), ErrorKind::Corrupted);
                 assert_eq!(s.cas.verify(&digest).await.unwrap_err().kind(), ErrorKind::Corrupted);
+            }
+
+            /// A batch applies in the order it was staged: a range delete
+            /// removes what the same batch put before it. (sled resolved
+            /// range deletes from committed keys only; found by review.)
+            #[tokio::test]
+            async fn a_range_delete_removes_what_its_batch_put_before_it() {
+                let h = EngineHarness::new($engine);
+                let _s = h.open().await.unwrap();
+                let kv = h.engine().unwrap();
+                let mut first = Batch::default();
+                first.put(Table::SessionLog, b"k0".to_vec(), b"old".to_vec());
+                kv.write(first).unwrap();
+                let mut batch = Batch::default();
+                batch.put(Table::SessionLog, b"k1".to_vec(), b"v".to_vec());
+                batch.put(Table::SessionLog, b"l".to_vec(), b"kept".to_vec());
+                batch.delete_range(Table::SessionLog, b"k".to_vec(), b"l".to_vec());
+                batch.put(Table::SessionLog, b"k2".to_vec(), b"after".to_vec());
+                kv.write(batch).unwrap();
+                let get = |key: &[u8]| kv.get(Table::SessionLog, key).unwrap();
+                assert_eq!(get(b"k0"), None);
+                assert_eq!(get(b"k1"), None, "the batch's own put survived its range delete");
+                assert_eq!(get(b"l").as_deref(), Some(&b"kept"[..]));
+                assert_eq!(get(b"k2").as_deref(), Some(&b"after"[..]));
             }
 
             #[tokio::test]

@@ -464,8 +464,19 @@ impl OrderedKv for SledKv {
                 }
                 Op::Delete { table, key } => ops.push((usize::from(table.id()), key, None)),
                 Op::DeleteRange { table, start, end } => {
+                    let tree = usize::from(table.id());
+                    let in_range = |key: &[u8]| start.as_slice() <= key && key < end.as_slice();
+                    // Staged before the range delete, so deleted by it:
+                    // what this batch put in the range, which the scan of
+                    // committed keys below cannot see.
+                    let staged: Vec<Vec<u8>> = ops
+                        .iter()
+                        .filter(|(t, key, value)| *t == tree && value.is_some() && in_range(key))
+                        .map(|(_, key, _)| key.clone())
+                        .collect();
+                    ops.extend(staged.into_iter().map(|key| (tree, key, None)));
                     for key in self.keys_in(table, &start, &end)? {
-                        ops.push((usize::from(table.id()), key.to_vec(), None));
+                        ops.push((tree, key.to_vec(), None));
                     }
                 }
             }
