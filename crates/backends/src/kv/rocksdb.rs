@@ -144,10 +144,25 @@ impl RocksKv {
 fn map_err(err: rocksdb::Error) -> Error {
     use rocksdb::ErrorKind as R;
     let text = err.to_string();
-    let kind = if text.contains("lock file") || text.contains("/LOCK") {
+    // Only contention on the LOCK file means "open elsewhere": every error
+    // about that file names it, a denied permission or a read-only medium
+    // too, and those are not worth a retry.
+    let contended = [
+        "Resource temporarily unavailable",
+        "No locks available",
+        "lock hold by current process",
+    ];
+    let kind = if text.contains("/LOCK") && contended.iter().any(|c| text.contains(c)) {
         return Error::new(
             ErrorKind::Unavailable,
             "the RocksDB store is already open (by this or another process); close it first",
+        )
+        .with_source(err);
+    } else if text.contains("Read-only file system") {
+        return Error::unsupported(
+            "RocksDB: the file system is read-only, so the store cannot be opened \
+             (mode=read_only works for file:// stores): copy the directory to writable \
+             storage to inspect it",
         )
         .with_source(err);
     } else if text.contains("No space left") {
@@ -162,6 +177,31 @@ fn map_err(err: rocksdb::Error) -> Error {
         }
     };
     Error::new(kind, format!("RocksDB: {text}")).with_source(err)
+}
+
+/// Maps the error of a batch write. RocksDB appends the batch to its WAL
+/// before anything else can fail (the WAL's sync, the memtable), and
+/// replays what reached the WAL on reopen: unless the write was refused
+/// before it began, or its WAL append found the disk full (a torn WAL
+/// record is dropped on reopen), it may have been applied.
+fn map_write_err(err: rocksdb::Error) -> Error {
+    use rocksdb::ErrorKind as R;
+    let text = err.to_string();
+    if matches!(
+        err.kind(),
+        R::Busy | R::TryAgain | R::InvalidArgument | R::NotSupported
+    ) || text.contains("No space left")
+    {
+        return map_err(err);
+    }
+    Error::new(
+        ErrorKind::OutcomeUnknown,
+        format!(
+            "RocksDB: a write failed and may or may not be applied; the store must be reopened: \
+             {text}"
+        ),
+    )
+    .with_source(err)
 }
 
 impl OrderedKv for RocksKv {
@@ -269,7 +309,7 @@ impl OrderedKv for RocksKv {
             if failed.is_none() {
                 *failed = Some(e.to_string());
             }
-            map_err(e)
+            map_write_err(e)
         })
     }
 
