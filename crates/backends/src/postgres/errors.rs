@@ -68,9 +68,30 @@ pub(super) fn is_connection_lost(err: &postgres::Error) -> bool {
 }
 
 /// `err` as a stowage error of its mapped kind, saying what was being done.
+/// A failed schema version check (see `schema::check_sql`) is
+/// `Unsupported`.
 pub(super) fn map(err: postgres::Error, doing: &str) -> Error {
+    if let Some(version) = upgraded_to(&err) {
+        return Error::unsupported(format!(
+            "postgres: another process changed this store's schema to schema version {version} \
+             while this one had it open; this build knows schema version {} only: restart it \
+             with the stowage that upgraded the schema",
+            super::schema::SCHEMA_VERSION
+        ))
+        .with_source(err);
+    }
     let kind = kind_of(&err);
     map_as(err, kind, doing)
+}
+
+/// The version a failed schema version check found, if `err` is one.
+fn upgraded_to(err: &postgres::Error) -> Option<&str> {
+    let db = err.as_db_error()?;
+    if *db.code() != SqlState::INVALID_TEXT_REPRESENTATION {
+        return None;
+    }
+    let (_, rest) = db.message().split_once(super::schema::VERSION_MARK)?;
+    Some(rest.trim_end_matches('"'))
 }
 
 /// `err` as a stowage error of kind `kind`, the source kept.

@@ -11,7 +11,8 @@ use super::pool::Conn;
 use super::sql::SqlConn;
 
 /// Runs `job` in one read-only `REPEATABLE READ` transaction (opened with
-/// its first read): every statement of the job reads the same snapshot.
+/// its first read, after the schema version check): every statement of
+/// the job reads the same snapshot.
 ///
 /// # Errors
 /// The job's error; the server's, mapped.
@@ -20,7 +21,10 @@ pub(super) fn read(conn: &mut Conn, mut job: ReadJob) -> Result<()> {
     let (result, sent) = {
         let reader = SqlConn::new(
             conn,
-            Some("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY".to_owned()),
+            Some(format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; {}",
+                super::schema::check_sql()
+            )),
         );
         let result = catch_unwind(AssertUnwindSafe(|| job(&reader)))
             .unwrap_or_else(|_| Err(Error::internal("postgres: the read job panicked")));
@@ -48,16 +52,20 @@ pub(super) fn read(conn: &mut Conn, mut job: ReadJob) -> Result<()> {
 /// `replace_log`, say, its payloads as hex — can add up to more.
 const MAX_MESSAGE: usize = 64 << 20;
 
-/// Sends the staged writes and `COMMIT` (after `begin` if the job read
-/// nothing) as simple queries of at most [`MAX_MESSAGE`] bytes each, most
-/// often one: PostgreSQL runs them in order and stops at the first error
-/// (the transaction is then aborted and `COMMIT` never runs).
+/// Sends the staged writes and `COMMIT` as simple queries of at most
+/// [`MAX_MESSAGE`] bytes each, most often one: PostgreSQL runs them in
+/// order and stops at the first error (the transaction is then aborted and
+/// `COMMIT` never runs). A job that read nothing left its opening
+/// statements (`begin`) unsent: they go first, on their own.
 pub(super) fn commit(conn: &mut Conn, begin: Option<String>, staged: Vec<String>) -> Result<()> {
-    if begin.is_some() && staged.is_empty() {
-        // Nothing read, nothing written: no transaction to run.
-        return Ok(());
+    if let Some(begin) = begin {
+        if staged.is_empty() {
+            // Nothing read, nothing written: no transaction to run.
+            return Ok(());
+        }
+        open(conn, &begin)?;
     }
-    let batches = messages(begin, &staged, MAX_MESSAGE);
+    let batches = messages(&staged, MAX_MESSAGE);
     let last = batches.len() - 1;
     for (i, batch) in batches.iter().enumerate() {
         match conn.client.batch_execute(batch) {
@@ -87,11 +95,39 @@ pub(super) fn commit(conn: &mut Conn, begin: Option<String>, staged: Vec<String>
     Ok(())
 }
 
-/// `begin`, the statements and `COMMIT`, joined into messages of fewer
+/// Opens the transaction of a job that read nothing: `begin` alone, not
+/// with its writes and `COMMIT`, so that a pooled connection the server
+/// had closed (a restart, an idle timeout, a killed backend) is found out
+/// while nothing was sent that could have been applied — it is then
+/// replaced and `begin` sent again, as a job's first read is (see
+/// `sql::SqlConn::fetch`). Sent with the `COMMIT`, the lost connection
+/// would leave the outcome unknown although nothing ran. One more round
+/// trip, for such jobs only.
+///
+/// # Errors
+/// `Unavailable` when the server cannot be reached (nothing was applied);
+/// the server's error (the schema version check's, say), mapped, after a
+/// rollback.
+fn open(conn: &mut Conn, begin: &str) -> Result<()> {
+    let mut sent = conn.client.batch_execute(begin);
+    if sent.as_ref().is_err_and(errors::is_connection_lost) && conn.reconnect().is_ok() {
+        sent = conn.client.batch_execute(begin);
+    }
+    sent.map_err(|e| {
+        if errors::is_connection_lost(&e) {
+            conn.broken = true;
+        } else {
+            conn.rollback();
+        }
+        errors::map(e, "opening a write transaction")
+    })
+}
+
+/// The statements and `COMMIT`, joined into messages of fewer
 /// than `max` bytes where the statements allow (one longer statement is a
 /// message of its own); never empty.
-fn messages(begin: Option<String>, staged: &[String], max: usize) -> Vec<String> {
-    let mut batches = vec![begin.unwrap_or_default()];
+fn messages(staged: &[String], max: usize) -> Vec<String> {
+    let mut batches = vec![String::new()];
     for statement in staged.iter().map(String::as_str).chain(["COMMIT"]) {
         let fits = batches
             .last()
@@ -115,14 +151,14 @@ mod tests {
 
     #[test]
     fn large_transactions_are_sent_in_several_messages_ending_with_commit() {
-        let one = messages(Some("BEGIN".into()), &["a".repeat(10)], 100);
-        assert_eq!(one, [format!("BEGIN;\n{};\nCOMMIT", "a".repeat(10))]);
+        let one = messages(&["a".repeat(10)], 100);
+        assert_eq!(one, [format!("{};\nCOMMIT", "a".repeat(10))]);
         let staged: Vec<String> = (0..10).map(|i| format!("{i}").repeat(30)).collect();
-        let many = messages(None, &staged, 100);
+        let many = messages(&staged, 100);
         assert!(many.len() > 3, "{many:?}");
         assert!(many.iter().all(|m| m.len() < 100), "{many:?}");
         assert_eq!(many.join(";\n"), format!("{};\nCOMMIT", staged.join(";\n")));
-        let huge = messages(None, &["x".repeat(500)], 100);
+        let huge = messages(&["x".repeat(500)], 100);
         assert_eq!(huge, ["x".repeat(500), "COMMIT".to_owned()]);
     }
 }

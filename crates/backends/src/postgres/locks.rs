@@ -27,6 +27,8 @@ use std::fmt::Write as _;
 
 use stowage_core::engine::{Scope, Table};
 
+use super::schema;
+
 /// FNV-1a over length-prefixed parts.
 fn hash(parts: &[&[u8]]) -> i64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -51,10 +53,21 @@ pub(super) const PREPARE_LOCKS: &str = "PREPARE stowage_lock_entity (bigint, big
      SELECT pg_advisory_xact_lock_shared($1), pg_advisory_xact_lock($2);\n\
      PREPARE stowage_lock_table (bigint) AS SELECT pg_advisory_xact_lock($1)";
 
-/// The statements that open a write transaction for `scope` and take its
-/// locks: one simple-query round trip. Keys are integers, safe to splice.
+/// How every write transaction begins: `READ COMMITTED` named, not left
+/// to the server's default. A job reads after its locks are granted and
+/// must see what the transactions it waited for committed; under a
+/// `default_transaction_isolation` of `repeatable read` its snapshot
+/// would predate the lock, and writes to one entity would fail with
+/// serialization errors.
+const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+
+/// The statements that open a write transaction for `scope`, take its
+/// locks and then check the schema version (see
+/// [`schema::check_sql`]): one simple-query round trip. Keys are
+/// integers, safe to splice.
 pub(super) fn begin_sql(schema: &str, scope: &Scope) -> String {
     let table = |t: Table| table_key(schema, t);
+    let check = schema::check_sql();
     match scope {
         Scope::Entity { table: t, key } => {
             let entity = entity_key(schema, *t, key);
@@ -63,27 +76,40 @@ pub(super) fn begin_sql(schema: &str, scope: &Scope) -> String {
             // Prepared (see `PREPARE_LOCKS`): the server does not parse
             // and plan it for every job.
             format!(
-                "BEGIN; EXECUTE stowage_lock_entity({}, {entity})",
+                "{BEGIN}; EXECUTE stowage_lock_entity({}, {entity}); {check}",
                 table(*t)
             )
         }
-        Scope::Table(t) => format!("BEGIN; EXECUTE stowage_lock_table({})", table(*t)),
-        Scope::Unshared => "BEGIN".to_owned(),
-        _ => {
-            let mut sql = "BEGIN".to_owned();
-            for t in Table::ALL {
-                sql.push_str(&format!("; SELECT pg_advisory_xact_lock({})", table(t)));
-            }
-            sql
-        }
+        Scope::Table(t) => format!(
+            "{BEGIN}; EXECUTE stowage_lock_table({}); {check}",
+            table(*t)
+        ),
+        Scope::Unshared => format!("{BEGIN}; {check}"),
+        _ => format!("{}; {check}", lock_all_sql(schema)),
     }
+}
+
+/// `BEGIN`, then every table's key exclusive in [`Table::ALL`] order: what
+/// a scope this code does not know takes, and a migration, so that it
+/// waits for every write transaction in flight and every later one sees
+/// its schema version.
+pub(super) fn lock_all_sql(schema: &str) -> String {
+    let mut sql = BEGIN.to_owned();
+    for t in Table::ALL {
+        let _ = write!(
+            sql,
+            "; SELECT pg_advisory_xact_lock({})",
+            table_key(schema, t)
+        );
+    }
+    sql
 }
 
 /// The opening statements of a group of jobs with these `scopes`
 /// (entity and unshared scopes only; see `writer`): `BEGIN`, then every
 /// table key shared and every entity key exclusive, in the global order
 /// (see the module docs), one statement each so they are taken in that
-/// order.
+/// order, then the schema version check.
 pub(super) fn begin_group_sql<'a>(schema: &str, scopes: impl Iterator<Item = &'a Scope>) -> String {
     let mut tables = Vec::new();
     let mut entities = Vec::new();
@@ -97,7 +123,7 @@ pub(super) fn begin_group_sql<'a>(schema: &str, scopes: impl Iterator<Item = &'a
     tables.dedup();
     entities.sort_unstable();
     entities.dedup();
-    let mut sql = "BEGIN".to_owned();
+    let mut sql = BEGIN.to_owned();
     for table in tables {
         let key = table_key(schema, table);
         let _ = write!(sql, "; SELECT pg_advisory_xact_lock_shared({key})");
@@ -105,6 +131,7 @@ pub(super) fn begin_group_sql<'a>(schema: &str, scopes: impl Iterator<Item = &'a
     for key in entities {
         let _ = write!(sql, "; SELECT pg_advisory_xact_lock({key})");
     }
+    let _ = write!(sql, "; {}", schema::check_sql());
     sql
 }
 
@@ -134,8 +161,9 @@ mod tests {
             Scope::entity(Table::Runs, b"a".to_vec()),
         ];
         let sql = begin_group_sql("s", scopes.iter());
-        let statements: Vec<&str> = sql.split("; ").collect();
-        assert_eq!(statements[0], "BEGIN");
+        let mut statements: Vec<&str> = sql.split("; ").collect();
+        assert_eq!(statements[0], BEGIN);
+        assert_eq!(statements.pop(), Some(schema::check_sql()));
         let key = |s: &str| -> i64 {
             let inner = s.rsplit_once('(').expect("call").1;
             inner.trim_end_matches(')').parse().expect("key")
@@ -154,7 +182,10 @@ mod tests {
             .all(|s| s.starts_with("SELECT pg_advisory_xact_lock(")));
         let keys: Vec<i64> = entities.iter().map(|s| key(s)).collect();
         assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
-        assert_eq!(begin_group_sql("s", [Scope::Unshared].iter()), "BEGIN");
+        assert_eq!(
+            begin_group_sql("s", [Scope::Unshared].iter()),
+            format!("{BEGIN}; {}", schema::check_sql())
+        );
     }
 
     #[test]
@@ -172,7 +203,10 @@ mod tests {
             a,
             begin_sql("s1", &Scope::entity(Table::Runs, b"j".to_vec()))
         );
-        assert_eq!(begin_sql("s1", &Scope::Unshared), "BEGIN");
+        assert_eq!(
+            begin_sql("s1", &Scope::Unshared),
+            format!("{BEGIN}; {}", schema::check_sql())
+        );
         // Groups take table keys in `Table::ALL` order by sorting by id.
         assert!(Table::ALL.windows(2).all(|w| w[0].id() < w[1].id()));
         // FNV-1a of nothing is the offset basis: the hash is the same in

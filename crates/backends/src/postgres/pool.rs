@@ -131,6 +131,24 @@ pub(super) fn config(opts: &PostgresOptions) -> Config {
     config
 }
 
+/// Whether the database stores text as UTF-8. The readable columns hold
+/// event kinds and payloads as `text` and `jsonb`, which any other server
+/// encoding cannot hold for every character (an emoji in a `LATIN1`
+/// database): there they stay `NULL`, and the `value` column, `bytea`,
+/// keeps everything.
+///
+/// # Errors
+/// The server's, mapped.
+fn utf8(client: &mut postgres::Client) -> Result<bool> {
+    let rows = client
+        .simple_query("SHOW server_encoding")
+        .map_err(|e| errors::map(e, "reading the server encoding"))?;
+    Ok(rows.iter().any(|message| match message {
+        postgres::SimpleQueryMessage::Row(row) => row.get(0) == Some("UTF8"),
+        _ => false,
+    }))
+}
+
 /// Connections, opened lazily up to `size`, at most `size` in use.
 pub(super) struct Pool {
     config: Config,
@@ -167,16 +185,17 @@ impl Pool {
     /// # Errors
     /// The server's refusal, mapped (`Unavailable` when unreachable).
     fn connect(&self) -> Result<Conn> {
-        let client = self
+        let mut client = self
             .connector
             .connect(&self.config)
             .map_err(|e| errors::map(e, &format!("connecting to {}", self.shown)))?;
+        let readable = self.readable && utf8(&mut client)?;
         Ok(Conn {
             client,
             config: self.config.clone(),
             connector: self.connector.clone(),
             statements: HashMap::new(),
-            readable: self.readable,
+            readable,
             prepared: false,
             broken: false,
         })

@@ -10,7 +10,9 @@
 //!   [`decode_record`](stowage_core::encoding::decode_record)).
 //!
 //! A value that does not decode (a record layout this code does not know,
-//! an index entry) leaves the columns `NULL`; JSON that `jsonb` refuses
+//! an index entry) leaves the columns `NULL`, and so does every value in
+//! a database whose encoding is not UTF-8 (its `text` cannot hold every
+//! character an event kind may have); JSON that `jsonb` refuses
 //! (a `\u0000` in a string) leaves `payload` / `record` `NULL`.
 
 use stowage_core::encoding::{decode_event, decode_record};

@@ -1,7 +1,10 @@
 //! The store's schema: numbered migrations applied at open, under a
 //! session advisory lock so that concurrent openers wait for each other,
 //! and a `schema_version` table (one row) recording the last one applied.
-//! A schema whose version is newer than this code knows is refused.
+//! A schema whose version is newer than this code knows is refused, at
+//! open and by every transaction after it ([`check_sql`]).
+
+use std::sync::LazyLock;
 
 use stowage_core::engine::Table;
 use stowage_core::{Error, Result};
@@ -16,6 +19,29 @@ use super::readable;
 /// of the session record, so a build that knows only version 1 must
 /// refuse the schema rather than append beside heads it ignores.
 pub const SCHEMA_VERSION: i32 = 2;
+
+/// What the error of a failed [`check_sql`] says, before the version.
+pub(super) const VERSION_MARK: &str = "stowage schema version ";
+
+/// A statement that fails unless the schema is at [`SCHEMA_VERSION`]: it
+/// casts a text naming the version to an integer, which fails
+/// (`22P02`, its message holding [`VERSION_MARK`]; see
+/// [`errors::map`](super::errors::map)) — PostgreSQL has no `RAISE`
+/// outside PL/pgSQL, and a function would need DDL rights. Every
+/// transaction runs it first (write transactions after their locks): a
+/// process that had the store open when another, newer one upgraded the
+/// schema must not go on writing its own layout into it (the v1 → v2
+/// session heads: a v1 writer's appends would fork v2's chains). The
+/// check is one lookup of a one-row table, in the same round trip.
+pub(super) fn check_sql() -> &'static str {
+    static CHECK: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT ('{VERSION_MARK}' || version)::int FROM schema_version \
+             WHERE version <> {SCHEMA_VERSION}"
+        )
+    });
+    &CHECK
+}
 
 /// The statements of migration `n` (1-based) for `schema`.
 fn migration(n: i32) -> Option<String> {
@@ -82,10 +108,13 @@ fn migrate_locked(conn: &mut Conn, schema: &str) -> Result<()> {
         let Some(statements) = migration(n) else {
             return Err(Error::internal(format!("postgres: no migration {n}")));
         };
+        // Every table's lock first: the migration waits for the write
+        // transactions in flight, and those after it see its version.
         conn.client
             .batch_execute(&format!(
-                "BEGIN; {statements}; INSERT INTO schema_version (id, version) VALUES (1, {n}) \
-                 ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version; COMMIT"
+                "{}; {statements}; INSERT INTO schema_version (id, version) VALUES (1, {n}) \
+                 ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version; COMMIT",
+                locks::lock_all_sql(schema)
             ))
             .doing(&format!("applying migration {n}"))?;
     }
