@@ -234,3 +234,56 @@ async fn a_latin1_database_stores_any_identifier() {
     assert_eq!(page[0].hash, event.hash);
     stores.close().await.expect("close");
 }
+
+/// An application role with only its tables' rights (no `CREATE` on the
+/// database or the schema) opens a store another role created: opening
+/// must not run DDL when the schema is up to date (PostgreSQL checks the
+/// right to `CREATE … IF NOT EXISTS` before whether the object exists).
+#[tokio::test]
+async fn a_role_without_ddl_rights_opens_an_existing_store() {
+    let schema = Schema(postgres_server::unique_schema("app_role"));
+    let owner = stowage_backends::open(&postgres_server::url(&schema.0, ""))
+        .await
+        .expect("the owner creates the store");
+    owner.close().await.expect("close");
+    let role = format!("{}_r", schema.0);
+    postgres_server::exec(&format!(
+        "CREATE ROLE {role} LOGIN; GRANT USAGE ON SCHEMA {s} TO {role}; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO {role}; \
+         REVOKE CREATE ON SCHEMA public FROM {role}",
+        s = schema.0
+    ))
+    .expect("creating the application role");
+    let dropped = drop_role_later(&role);
+    let mut url = url::Url::parse(&postgres_server::url(&schema.0, "")).expect("url");
+    url.set_username(&role).expect("a user name");
+    url.set_password(None).expect("no password");
+    let app = stowage_backends::open(url.as_str())
+        .await
+        .expect("the application role opens the store");
+    let run = app
+        .runs
+        .create_run(Digest::of(b"app"), RunMetadata::new("app"))
+        .await
+        .expect("the application role writes");
+    app.runs
+        .append_event(run, NewEvent::new("tick", json!(1)))
+        .await
+        .expect("and appends");
+    app.close().await.expect("close");
+    drop(dropped);
+}
+
+/// Drops the role `name` (and its grants) when dropped.
+fn drop_role_later(name: &str) -> impl Drop {
+    struct Role(String);
+    impl Drop for Role {
+        fn drop(&mut self) {
+            let r = &self.0;
+            if let Err(e) = postgres_server::exec(&format!("DROP OWNED BY {r}; DROP ROLE {r}")) {
+                eprintln!("dropping test role {r}: {e}");
+            }
+        }
+    }
+    Role(name.to_owned())
+}

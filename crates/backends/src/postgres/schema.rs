@@ -94,6 +94,13 @@ pub(super) fn migrate(conn: &mut Conn, schema: &str) -> Result<()> {
 }
 
 fn migrate_locked(conn: &mut Conn, schema: &str) -> Result<()> {
+    if up_to_date(conn, schema)? {
+        // Nothing to create: an application role with no DDL rights (only
+        // its tables' SELECT, INSERT, UPDATE, DELETE) opens the store.
+        // PostgreSQL checks the right to `CREATE … IF NOT EXISTS` before
+        // it checks whether the object exists.
+        return Ok(());
+    }
     conn.client
         .batch_execute(&format!(
             // Quoted: a valid name may be a keyword (`order`, `user`).
@@ -125,6 +132,31 @@ fn migrate_locked(conn: &mut Conn, schema: &str) -> Result<()> {
         .batch_execute(&missing.join("; "))
         .doing("creating tables")?;
     Ok(())
+}
+
+/// Whether `schema` holds every table at [`SCHEMA_VERSION`] already.
+///
+/// # Errors
+/// As [`check_version`] for a schema of a newer version; the server's,
+/// mapped.
+fn up_to_date(conn: &mut Conn, schema: &str) -> Result<bool> {
+    let mut names: Vec<&str> = Table::ALL.iter().map(|t| t.name()).collect();
+    names.push("schema_version");
+    let present: i64 = conn
+        .client
+        .query_one(
+            "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = $1 \
+             AND tablename = ANY($2)",
+            &[&schema, &names],
+        )
+        .doing("listing the schema's tables")?
+        .get(0);
+    if usize::try_from(present).ok() != Some(names.len()) {
+        return Ok(false);
+    }
+    let version = read_version(conn)?;
+    check_version(version, schema)?;
+    Ok(version == SCHEMA_VERSION)
 }
 
 /// The recorded version; 0 for a schema without one.
