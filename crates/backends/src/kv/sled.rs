@@ -12,8 +12,8 @@
 //! error): every batch is committed and flushed by the store's one
 //! committer thread ([`Committer`]), which applies the queued batches
 //! and then flushes once for all of them (group commit). A caller waits at
-//! most [`FLUSH_TIMEOUT`]; a batch whose transaction or flush failed, or
-//! did not finish in time, is `OutcomeUnknown` (sled may have applied it),
+//! most [`flush_timeout`] (30 s, plus 1 s per 8 MiB of the batch); a
+//! batch whose transaction or flush failed, or did not finish in time, is `OutcomeUnknown` (sled may have applied it),
 //! never `StorageFull`, and the store is **poisoned**: every later call
 //! fails with `Internal` saying to reopen it (as the file engine does
 //! after a failed fsync). sled's flush takes a process-wide lock, so a
@@ -43,8 +43,24 @@ use super::options::KvUrl;
 use super::seam::{Batch, Direction, Op, OrderedKv, RangeSize, Table};
 
 /// How long a caller waits for its batch to be committed and flushed
-/// before it gives up with `OutcomeUnknown` and poisons the store.
+/// before it gives up with `OutcomeUnknown` and poisons the store, plus
+/// the time its bytes take at [`SLOWEST_DISK`] (see [`flush_timeout`]).
 pub(crate) const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The slowest write rate, in bytes per second, at which a large batch is
+/// still waited for rather than taken for a hung flush.
+const SLOWEST_DISK: u64 = 8 << 20;
+
+/// How long the commit of `ops` may take: a 1 GiB blob is one batch, and
+/// on a slow disk writing it alone takes longer than [`FLUSH_TIMEOUT`] —
+/// giving up then would poison a healthy store.
+fn flush_timeout(ops: &Ops) -> Duration {
+    let bytes: u64 = ops
+        .iter()
+        .map(|(_, key, value)| (key.len() + value.as_ref().map_or(0, Vec::len)) as u64)
+        .sum();
+    FLUSH_TIMEOUT + Duration::from_secs(bytes / SLOWEST_DISK)
+}
 
 /// How long dropping the store waits for the committer to release sled's
 /// handle (and so its lock). A committer stuck in a hung flush keeps it:
@@ -288,8 +304,9 @@ impl SledKv {
         }
     }
 
-    /// Hands `ops` to the committer and waits at most [`FLUSH_TIMEOUT`].
+    /// Hands `ops` to the committer and waits at most [`flush_timeout`].
     fn commit(&self, ops: Ops) -> Result<()> {
+        let timeout = flush_timeout(&ops);
         let (reply_tx, reply_rx) = mpsc::sync_channel(1);
         let sent = match &*self.committer.jobs.lock() {
             Some(jobs) => jobs.send((ops, reply_tx)).is_ok(),
@@ -301,7 +318,7 @@ impl SledKv {
                 self.dir.display()
             )));
         }
-        match reply_rx.recv_timeout(FLUSH_TIMEOUT) {
+        match reply_rx.recv_timeout(timeout) {
             Ok(Ok(())) => Ok(()),
             Ok(Err((kind, message))) => Err(Error::new(
                 kind,
@@ -310,7 +327,7 @@ impl SledKv {
             Err(_) => {
                 let why = format!(
                     "a commit did not finish within {} s (sled's flush may hang on a full disk)",
-                    FLUSH_TIMEOUT.as_secs()
+                    timeout.as_secs()
                 );
                 let mut p = self.poison.write();
                 if p.is_none() {
@@ -503,5 +520,24 @@ impl Drop for SledKv {
         // so that the directory's lock is free once the store is dropped.
         self.committer.jobs.lock().take();
         let _ = self.committer.done.lock().recv_timeout(CLOSE_TIMEOUT);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A large batch is given time for its bytes (a 1 GiB blob gets 128 s
+    /// more): on a slow disk it is no hung flush.
+    #[test]
+    fn a_large_batch_is_given_time_for_its_bytes() {
+        let small: Ops = vec![(0, b"k".to_vec(), Some(vec![0; 100]))];
+        assert_eq!(flush_timeout(&small), FLUSH_TIMEOUT);
+        let chunk = || (0, b"c".to_vec(), Some(vec![0; 1 << 20]));
+        let gib: Ops = (0..1024).map(|_| chunk()).collect();
+        assert_eq!(
+            flush_timeout(&gib),
+            FLUSH_TIMEOUT + Duration::from_secs(128)
+        );
     }
 }
