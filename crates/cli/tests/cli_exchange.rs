@@ -1,17 +1,15 @@
 //! `stowage export` / `stowage import`: exact round trips between backends,
 //! idempotent re-runs, truncated files finished by a second import, and
-//! targets that contradict the file.
+//! targets that contradict the file. Blob references: `cli_exchange_refs.rs`.
 
 mod support;
 
 use std::path::Path;
 
-use bytes::Bytes;
-use serde_json::json;
 use stowage_backends::memory::MemoryBackend;
 use stowage_cli::export::{export, JsonlSink, SupersessionPolicy};
 use stowage_cli::migrate::fingerprint;
-use stowage_core::{Digest, NewEvent, RunMetadata, StoreEnv};
+use stowage_core::StoreEnv;
 use support::*;
 
 /// The records of an export file without its header line (which holds
@@ -353,68 +351,4 @@ async fn import_closes_the_target_store() {
         .count();
     assert_eq!(checkpoints, 1, "close wrote a checkpoint");
     assert_eq!(fingerprint_of(&url).await, fingerprint_of(&source).await);
-}
-
-/// Pins and the blobs a run's events declared are references only (not
-/// part of any record); export carries them as `blob_ref` lines and
-/// import recreates them, so garbage collection in the target keeps what
-/// it kept in the source.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pins_and_declared_blob_references_survive_export_and_import() {
-    use stowage_core::lifecycle::{BlobGc, Referrer};
-    let dir = tempfile::tempdir().unwrap();
-    let source = file_url(&dir.path().join("source"));
-    let (pinned, declared, run) = with_store(&source, async |s| {
-        let pinned = s.cas.put(Bytes::from_static(b"golden set")).await.unwrap();
-        let declared = s.cas.put(Bytes::from_static(b"tool output")).await.unwrap();
-        s.cas.put(Bytes::from_static(b"litter")).await.unwrap();
-        s.lifecycle.pin_blob(&pinned, "golden").await.unwrap();
-        let run = s
-            .runs
-            .create_run(Digest::of(b"spec"), RunMetadata::new("agent"))
-            .await
-            .unwrap();
-        let event = NewEvent::new("tool_call", json!({"n": 1})).with_blobs([declared]);
-        s.runs.append_event(run, event).await.unwrap();
-        (pinned, declared, run)
-    })
-    .await;
-    let file = dir.path().join("refs.jsonl");
-    ok(&stowage(&["export", &source, file.to_str().unwrap()]));
-    let lines = std::fs::read_to_string(&file).unwrap();
-    assert_eq!(lines.matches("\"type\":\"blob_ref\"").count(), 2, "{lines}");
-
-    let target = file_url(&dir.path().join("target"));
-    ok(&stowage(&["import", &target, file.to_str().unwrap()]));
-    with_store(&target, async |s| {
-        let referrers = s.lifecycle.blob_referrers(&pinned).await.unwrap();
-        assert!(
-            referrers.contains(&Referrer::Pin("golden".into())),
-            "{referrers:?}"
-        );
-        let referrers = s.lifecycle.blob_referrers(&declared).await.unwrap();
-        assert!(referrers.contains(&Referrer::Run(run)), "{referrers:?}");
-        let mut after = None;
-        loop {
-            let sweep = s
-                .lifecycle
-                .gc_blobs(&BlobGc::grace(std::time::Duration::ZERO), after.as_ref())
-                .await
-                .unwrap();
-            match sweep.next {
-                Some(next) => after = Some(next),
-                None => break,
-            }
-        }
-        assert!(
-            s.cas.contains(&pinned).await.unwrap(),
-            "the pinned blob is kept"
-        );
-        assert!(
-            s.cas.contains(&declared).await.unwrap(),
-            "the declared blob is kept"
-        );
-        assert!(!s.cas.contains(&Digest::of(b"litter")).await.unwrap());
-    })
-    .await;
 }

@@ -412,10 +412,15 @@ pub trait Lifecycle: Send + Sync {
     async fn unpin_blob(&self, digest: &Digest, label: &str) -> Result<bool>;
 
     /// What references `digest` (live references and entries `gc_blobs`
-    /// has not yet found stale), in index order.
+    /// has not yet found stale), in index order: runs, then releases,
+    /// supersessions and pins; each referrer once. The list is complete
+    /// however many referrers there are (a spec blob shared by every run
+    /// of an agent version still lists its pins); it is read page after
+    /// page, so under concurrent writes a reference recorded or dropped
+    /// meanwhile may or may not be listed.
     ///
     /// # Errors
-    /// The engine's.
+    /// `Corrupted` for a damaged index entry; the engine's.
     async fn blob_referrers(&self, digest: &Digest) -> Result<Vec<Referrer>>;
 
     /// Examines up to `policy.batch` blobs in digest order strictly after

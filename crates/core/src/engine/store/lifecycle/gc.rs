@@ -38,7 +38,6 @@ use crate::encoding::decode_record;
 use crate::engine::keys;
 use crate::engine::{Direction, Reader, Scope, Table, Txn};
 use crate::lifecycle::{BlobGc, Referrer, Sweep};
-use crate::validate::{self, MAX_PAGE};
 use crate::{Digest, ErrorKind, ReleaseRecord, Result, Run, RunId, Supersession, Timestamp};
 
 /// Reference index entries read per scan.
@@ -421,49 +420,6 @@ impl EngineStore {
         }))
         .await;
         written.into_iter().collect()
-    }
-
-    pub(super) async fn pin_now(&self, digest: &Digest, label: &str) -> Result<()> {
-        validate::identifier("pin label", label)?;
-        self.reference([*digest], Referrer::Pin(label.to_owned()))
-            .await
-    }
-
-    pub(super) async fn unpin_now(&self, digest: &Digest, label: &str) -> Result<bool> {
-        validate::identifier("pin label", label)?;
-        let key = keys::blob_ref(digest, &Referrer::Pin(label.to_owned()));
-        self.write(blob_scope(digest), move |_, txn| {
-            if txn.get(Table::BlobRefs, &key)?.is_none() {
-                return Ok(false);
-            }
-            txn.delete(Table::BlobRefs, key.clone())?;
-            Ok(true)
-        })
-        .await
-    }
-
-    pub(super) async fn referrers_now(&self, digest: &Digest) -> Result<Vec<Referrer>> {
-        let digest = *digest;
-        self.read(move |_, reader| {
-            let (start, end) = keys::blob_refs(&digest);
-            reader
-                .scan(
-                    Table::BlobRefs,
-                    &start,
-                    end.as_deref(),
-                    Direction::Forward,
-                    MAX_PAGE,
-                )?
-                .iter()
-                .map(|(key, _)| keys::referrer_of(&digest, key))
-                .collect::<Result<Vec<_>>>()
-                .map(|mut referrers| {
-                    // A run's entry and its calls' sort side by side.
-                    referrers.dedup();
-                    referrers
-                })
-        })
-        .await
     }
 
     pub(super) async fn gc_now(

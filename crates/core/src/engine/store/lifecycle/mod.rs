@@ -12,6 +12,7 @@ use crate::{Digest, ReleaseRecord, Result, RunId, Session};
 
 mod fork;
 mod gc;
+mod referrers;
 
 pub(in crate::engine::store) use gc::confirm_run_refs;
 mod retention;

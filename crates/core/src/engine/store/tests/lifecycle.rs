@@ -1,5 +1,6 @@
 //! Lifecycle rules that the conformance suite cannot reach through the
-//! public API: a store written before the blob reference index existed.
+//! public API: a store written before the blob reference index existed,
+//! a blob with more reference entries than a page holds.
 
 use std::time::Duration;
 
@@ -7,8 +8,8 @@ use bytes::Bytes;
 
 use super::{mem_stores, put_raw, scan};
 use crate::engine::{keys, Engine, Scope, Table};
-use crate::lifecycle::{BlobGc, RunRetention};
-use crate::{ErrorKind, ReleaseMetadata, RunMetadata, RunSummary};
+use crate::lifecycle::{BlobGc, Referrer, RunRetention};
+use crate::{Digest, ErrorKind, ReleaseMetadata, RunId, RunMetadata, RunSummary, Timestamp};
 
 /// Removes every reference entry and the index marker, as in a store
 /// written before references were recorded.
@@ -140,4 +141,41 @@ async fn damaged_runs_are_kept_and_sweeps_go_on() {
         };
         assert_eq!(kind, want, "run {run}");
     }
+}
+
+/// Found by review: `blob_referrers` read one page of the index (10 000
+/// entries), so a spec shared by that many runs lost its pins, which sort
+/// after the runs — and export, which copies pins from it, dropped them.
+/// Every referrer is listed, each run once even when its entry and a
+/// call's fall on both sides of a page boundary.
+#[tokio::test]
+async fn a_popular_blob_lists_every_referrer() {
+    let (s, engine) = mem_stores();
+    let spec = Digest::of(b"planner spec");
+    let runs: Vec<RunId> = (0..=crate::validate::MAX_PAGE as u128 / 2 + 1)
+        .map(|i| RunId::new_v7(Timestamp::from_millis(1), i))
+        .collect();
+    let mut entries = Vec::new();
+    for (i, run) in runs.iter().enumerate() {
+        let now = 1u64.to_be_bytes().to_vec();
+        entries.push((
+            Table::BlobRefs,
+            keys::blob_ref(&spec, &Referrer::Run(*run)),
+            now.clone(),
+        ));
+        // Every run but the first has a call's entry beside its own, so
+        // the page boundary falls between a run's two entries.
+        if i > 0 {
+            entries.push((Table::BlobRefs, keys::blob_ref_call(&spec, *run, 7), now));
+        }
+    }
+    put_raw(&engine, entries).await;
+    s.lifecycle.pin_blob(&spec, "golden").await.unwrap();
+
+    let listed = s.lifecycle.blob_referrers(&spec).await.unwrap();
+    let mut want: Vec<Referrer> = runs.iter().copied().map(Referrer::Run).collect();
+    want.sort();
+    want.push(Referrer::Pin("golden".into()));
+    assert_eq!(listed.len(), want.len());
+    assert!(listed == want, "runs in order, each once, then the pin");
 }
