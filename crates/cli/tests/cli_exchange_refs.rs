@@ -10,7 +10,7 @@ use stowage_backends::memory::MemoryBackend;
 use stowage_cli::export::{export, JsonlSink, SupersessionPolicy};
 use stowage_cli::import::{feed, Importer};
 use stowage_core::lifecycle::{BlobGc, Referrer};
-use stowage_core::{Digest, NewEvent, RunMetadata, StoreEnv, Stores};
+use stowage_core::{Digest, ErrorKind, NewEvent, RunMetadata, RunSummary, StoreEnv, Stores};
 use support::*;
 
 /// The export of `stores`, in memory.
@@ -127,4 +127,74 @@ async fn a_pin_on_a_popular_spec_is_exported() {
         referrers.unwrap().last(),
         Some(&Referrer::Pin("golden".into()))
     );
+}
+
+/// Found by review: the importer declared a run's references on its
+/// events, at most 1 024 each, counting its spec (which `create_run`
+/// declares anyway), and dropped the rest silently: a run whose one event
+/// declared 1 024 blobs lost one, and the target's gc deleted it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_declared_blob_stays_referenced_after_import() {
+    let s = MemoryBackend::new(StoreEnv::default()).stores();
+    let mut blobs = Vec::new();
+    for i in 0..1024u32 {
+        let bytes = Bytes::from(format!("tool output {i}"));
+        blobs.push(s.cas.put(bytes).await.unwrap());
+    }
+    // A spec that sorts below the largest event blob, so that one would
+    // be the reference left over.
+    let max = *blobs.iter().max().unwrap();
+    let spec = (0..)
+        .map(|i| Bytes::from(format!("spec {i}")))
+        .find(|b| Digest::of(b) < max)
+        .unwrap();
+    let spec = s.cas.put(spec).await.unwrap();
+    let run = s
+        .runs
+        .create_run(spec, RunMetadata::new("a"))
+        .await
+        .unwrap();
+    let event = NewEvent::new("tool", json!({})).with_blobs(blobs.iter().copied());
+    s.runs.append_event(run, event).await.unwrap();
+    s.runs
+        .complete_run(run, RunSummary::new("done"))
+        .await
+        .unwrap();
+
+    let (importer, done) = import_to_memory(&export_bytes(&s).await).await;
+    done.unwrap();
+    let t = importer.stores();
+    collect_all(t).await;
+    for b in blobs.iter().chain([&spec]) {
+        assert!(t.cas.contains(b).await.unwrap(), "run {run} references {b}");
+    }
+}
+
+/// Found by review (with the test above): references a run's events
+/// cannot declare are an error naming the run, before the run is created,
+/// never dropped silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_references_its_events_cannot_declare_are_refused() {
+    let s = MemoryBackend::new(StoreEnv::default()).stores();
+    let spec = s.cas.put(Bytes::from_static(b"spec")).await.unwrap();
+    let output = s.cas.put(Bytes::from_static(b"output")).await.unwrap();
+    let run = s
+        .runs
+        .create_run(spec, RunMetadata::new("a"))
+        .await
+        .unwrap();
+    // A run with no events, yet the file says it references `output`.
+    let file = String::from_utf8(export_bytes(&s).await).unwrap();
+    let spec_ref = format!(r#"{{"type":"blob_ref","digest":"{spec}","#);
+    let line = file.lines().find(|l| l.starts_with(&spec_ref)).unwrap();
+    let forged = line.replace(&spec.to_string(), &output.to_string());
+    let file = file.replacen(line, &format!("{line}\n{forged}"), 1);
+    let file = file.replace(r#""blob_refs":1"#, r#""blob_refs":2"#);
+
+    let (importer, done) = import_to_memory(file.as_bytes()).await;
+    let err = done.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(err.to_string().contains(&run.to_string()), "{err}");
+    let created = importer.stores().runs.get_run(run).await;
+    assert_eq!(created.unwrap_err().kind(), ErrorKind::NotFound);
 }

@@ -1,9 +1,10 @@
 //! Replaying runs (record, events, terminal transition) and sessions
 //! (record, log, version and state) into the target.
 
+use stowage_core::lifecycle::Referrer;
 use stowage_core::run::MAX_SUMMARY_BLOBS;
 use stowage_core::{
-    Error, LogEntry, NewEvent, NewLogEntry, Result, Run, RunEvent, Session, SessionState,
+    Digest, Error, LogEntry, NewEvent, NewLogEntry, Result, Run, RunEvent, Session, SessionState,
 };
 
 use super::{
@@ -16,8 +17,8 @@ impl Importer {
     // ---- runs ----
 
     pub(super) async fn run(&mut self, source: Run) -> Result<()> {
-        let runs = &self.stores.runs;
-        let existing = match runs.get_run(source.id).await {
+        let runs = std::sync::Arc::clone(&self.stores.runs);
+        let target = match runs.get_run(source.id).await {
             Ok(target) => {
                 let created = (&target.spec_digest, &target.metadata, target.created_at);
                 let wanted = (&source.spec_digest, &source.metadata, source.created_at);
@@ -29,30 +30,75 @@ impl Importer {
                         first_difference(&target, &source).unwrap_or_else(|| "-".into())
                     )));
                 }
-                target.event_count
+                Some(target)
             }
-            Err(e) if e.kind() == stowage_core::ErrorKind::NotFound => {
-                let id = {
-                    let _pin = self.replay.pin(source.created_at, Some(source.id));
-                    runs.create_run(source.spec_digest, source.metadata.clone())
-                        .await?
-                };
-                if id != source.id {
-                    return Err(not_reproduced(&format!(
-                        "run {}: the target assigned id {id} instead of the injected one",
-                        source.id
-                    )));
-                }
-                0
-            }
+            Err(e) if e.kind() == stowage_core::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
+        let existing = target.as_ref().map_or(0, |t| t.event_count);
+        let refs = self.event_refs(&source, existing).await?;
+        if target.is_none() {
+            let id = {
+                let _pin = self.replay.pin(source.created_at, Some(source.id));
+                runs.create_run(source.spec_digest, source.metadata.clone())
+                    .await?
+            };
+            if id != source.id {
+                return Err(not_reproduced(&format!(
+                    "run {}: the target assigned id {id} instead of the injected one",
+                    source.id
+                )));
+            }
+        }
         self.state = State::Run(RunState {
             source,
             existing,
             next: 0,
+            refs,
         });
         self.run_step().await
+    }
+
+    /// The blobs run `source` references (its `blob_ref` lines) that the
+    /// events still to append must declare: not its spec nor its summary's
+    /// blobs (`create_run` and `finish_run` declare those), nor what the
+    /// target run already references (events appended by an earlier
+    /// import). Sorted, each once.
+    ///
+    /// # Errors
+    /// `Conflict`, before anything is written, when the events to append
+    /// (`source.event_count - existing`) cannot declare them all, at most
+    /// [`MAX_SUMMARY_BLOBS`] each: the target would lack references the
+    /// source has, and its gc would delete blobs the run still uses.
+    async fn event_refs(&mut self, source: &Run, existing: u64) -> Result<Vec<Digest>> {
+        let mut refs = self.run_refs.remove(&source.id).unwrap_or_default();
+        let summary = source.summary.as_ref().map_or(&[][..], |s| &s.blobs[..]);
+        refs.retain(|d| *d != source.spec_digest && !summary.contains(d));
+        refs.sort_unstable();
+        refs.dedup();
+        if existing > 0 {
+            let mut missing = Vec::with_capacity(refs.len());
+            for digest in refs {
+                let referrers = self.stores.lifecycle.blob_referrers(&digest).await?;
+                if !referrers.contains(&Referrer::Run(source.id)) {
+                    missing.push(digest);
+                }
+            }
+            refs = missing;
+        }
+        let to_append = source.event_count.saturating_sub(existing);
+        let room = to_append.saturating_mul(MAX_SUMMARY_BLOBS as u64);
+        if refs.len() as u64 > room {
+            return Err(not_reproduced(&format!(
+                "run {}: the file has {} blob references for it beyond its spec and \
+                 summary, but the {to_append} events left to append can declare at most \
+                 {room} ({MAX_SUMMARY_BLOBS} each); importing it would leave blobs the run \
+                 references unreferenced in the target",
+                source.id,
+                refs.len()
+            )));
+        }
+        Ok(refs)
     }
 
     pub(super) async fn event(&mut self, event: RunEvent) -> Result<()> {
@@ -80,11 +126,10 @@ impl Importer {
                 .with_expected_seq(event.seq);
             new.idempotency_key.clone_from(&event.idempotency_key);
             // The run's blob references ride on its first events appended
-            // here (they are not part of the stored event or its hash).
-            if let Some(pending) = self.run_refs.get_mut(&id) {
-                let take = pending.len().min(MAX_SUMMARY_BLOBS);
-                new = new.with_blobs(pending.drain(..take));
-            }
+            // here (they are not part of the stored event or its hash);
+            // `event_refs` checked that they fit.
+            let take = r.refs.len().min(MAX_SUMMARY_BLOBS);
+            new = new.with_blobs(r.refs.drain(..take));
             Some(self.stores.runs.append_event(id, new).await?)
         };
         same(&entity, stored.as_ref(), Some(&event))?;
@@ -104,9 +149,15 @@ impl Importer {
             return Ok(());
         };
         let source = r.source;
-        // References no appended event took: the run's summary declares
-        // them again, or its events were already in the target.
-        self.run_refs.remove(&source.id);
+        if !r.refs.is_empty() {
+            // `event_refs` made room for them: a reference never goes
+            // missing silently.
+            return Err(not_reproduced(&format!(
+                "run {}: {} blob references were left undeclared by its events",
+                source.id,
+                r.refs.len()
+            )));
+        }
         let runs = &self.stores.runs;
         let mut target = runs.get_run(source.id).await?;
         if source.status.is_terminal() && !target.status.is_terminal() {

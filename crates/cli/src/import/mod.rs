@@ -58,8 +58,8 @@ pub struct Importer {
     seen: Counts,
     /// The last release name touched and its next seq in the target.
     release_next: Option<(String, u64)>,
-    /// Blobs runs declared (`blob_ref` lines), declared again by the
-    /// run's first events appended here.
+    /// Blobs runs reference (`blob_ref` lines), until their run record
+    /// arrives (see `event_refs`).
     run_refs: std::collections::HashMap<stowage_core::RunId, Vec<stowage_core::Digest>>,
 }
 
@@ -91,6 +91,9 @@ struct RunState {
     /// Events the target already had when the run was reached.
     existing: u64,
     next: u64,
+    /// Blobs the run references that the events appended here declare
+    /// (see `event_refs`), taken from the front.
+    refs: Vec<stowage_core::Digest>,
 }
 
 struct SessionReplay {
