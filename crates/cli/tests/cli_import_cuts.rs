@@ -2,7 +2,8 @@
 //! is deterministic): it stores no partial blob, and importing the whole
 //! file afterwards gives exactly the source. Regression test for blobs
 //! whose truncated upload was committed as a blob of the bytes received
-//! so far (an extra blob in the target).
+//! so far (an extra blob in the target). Also: a blob whose bytes do not
+//! match its digest stores nothing.
 
 mod support;
 
@@ -121,4 +122,26 @@ async fn a_file_store_import_cut_after_any_line_stores_no_partial_blob() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_import_cut_after_any_line_stores_no_partial_blob() {
     every_cut_point(|cut| support::redis_server::fresh_url(&format!("cut{cut}"))).await;
+}
+
+/// Found by review: a blob whose chunks hash to another digest than its
+/// line claims was refused only after the upload completed, so the bytes
+/// were stored anyway. They are hashed as they pass, and a mismatch drops
+/// the upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_with_the_wrong_bytes_stores_nothing() {
+    use stowage_cli::format::{Coverage, Header, Record};
+    let header = Record::Header(Header::new("memory", Coverage::Included));
+    let claimed = stowage_core::Digest::of(b"a");
+    let file = format!(
+        "{}\n{{\"type\":\"blob\",\"digest\":\"{claimed}\",\"size\":1}}\n\
+         {{\"type\":\"chunk\",\"data\":\"Yg==\"}}\n",
+        header.to_line().unwrap()
+    );
+    let (fed, importer) = import("memory://", file.as_bytes()).await;
+    let err = fed.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("hash to"), "{err}");
+    let stored = importer.stores().cas.list(None, 10).await.unwrap();
+    assert!(stored.is_empty(), "the target holds {stored:?}");
 }

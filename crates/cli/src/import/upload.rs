@@ -10,6 +10,10 @@
 //! input as an error, which makes `put_stream` fail and store nothing;
 //! only [`Upload::complete`], called once every byte arrived, lets the
 //! reader end normally.
+//!
+//! Nor are bytes that hash to another digest than the file claims: the
+//! chunks are hashed as they pass, and [`Upload::complete`] ends the
+//! blob only when they match, else drops the upload as an early end does.
 
 use std::io;
 use std::pin::Pin;
@@ -17,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use stowage_core::{CasStore, Digest, Error, Result};
+use stowage_core::{CasStore, Digest, DigestWriter, Error, Result};
 use tokio::io::{AsyncRead, AsyncWriteExt, DuplexStream, ReadBuf};
 use tokio::task::JoinHandle;
 
@@ -27,6 +31,8 @@ const PIPE_BYTES: usize = 256 * 1024;
 /// A blob being stored (see the module docs).
 pub(super) struct Upload {
     writer: DuplexStream,
+    /// What the bytes written so far hash to.
+    hasher: DigestWriter,
     complete: Arc<AtomicBool>,
     task: JoinHandle<Result<Digest>>,
 }
@@ -44,6 +50,7 @@ impl Upload {
         let task = tokio::spawn(async move { cas.put_stream(Box::pin(reader)).await });
         Upload {
             writer,
+            hasher: DigestWriter::new(),
             complete,
             task,
         }
@@ -54,6 +61,7 @@ impl Upload {
     /// # Errors
     /// The store's error when it stopped reading (the blob is not stored).
     pub(super) async fn write(mut self, data: &[u8]) -> Result<Upload> {
+        self.hasher.update(data);
         match self.writer.write_all(data).await {
             Ok(()) => Ok(self),
             // The store stopped reading: its own error says why.
@@ -64,22 +72,44 @@ impl Upload {
         }
     }
 
-    /// Ends the blob (every byte was written) and waits for the store.
+    /// Ends the blob (every byte was written) if its bytes hash to
+    /// `digest`, and waits for the store.
     ///
     /// # Errors
-    /// As `put_stream`.
-    pub(super) async fn complete(self) -> Result<Digest> {
+    /// `InvalidInput` when the bytes hash to another digest: the upload
+    /// is dropped and nothing is stored. Else as `put_stream`.
+    pub(super) async fn complete(self, digest: &Digest) -> Result<()> {
         let Upload {
             mut writer,
+            hasher,
             complete,
             task,
         } = self;
+        let hashed = hasher.finish();
+        if hashed != *digest {
+            // Closed before `complete` is set: the store's reader fails
+            // and `put_stream` stores nothing. Wait for it to give up.
+            drop(writer);
+            let _ = join(task).await;
+            return Err(super::damaged(&format!(
+                "blob {}: its bytes hash to {}",
+                digest.short(),
+                hashed.short()
+            )));
+        }
         complete.store(true, Ordering::Release);
         let closed = writer.shutdown().await;
         drop(writer);
         let stored = join(task).await;
         closed.map_err(Error::from)?;
-        stored
+        match stored? {
+            stored if stored == *digest => Ok(()),
+            stored => Err(Error::internal(format!(
+                "blob {}: the store filed its bytes under {}",
+                digest.short(),
+                stored.short()
+            ))),
+        }
     }
 }
 
