@@ -3,16 +3,17 @@
 //!
 //! A fingerprint maps each entity (`blob <digest>`, `run <id>`,
 //! `session <id>`, `release <name>`, `supersession <target>`) to what
-//! identifies its contents: a blob's size (its key is its digest), a run's
-//! or session's record digest plus its verified chain length and head, a
-//! release name's record count and a digest over all its records, a
-//! supersession's record digest. A chain that fails verification
+//! identifies its contents: a blob's size (its key is its digest) and its
+//! pins, a run's or session's record digest plus its verified chain length
+//! and head, a release name's record count and a digest over all its
+//! records, a supersession's record digest. A chain that fails verification
 //! fingerprints as its error, so damage shows as a difference. The map
 //! holds one short line per entity in memory.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use stowage_core::lifecycle::Referrer;
 use stowage_core::{ChainReport, Digest, DigestWriter, Result, RunFilter, Stores};
 
 use crate::export::PAGE;
@@ -110,6 +111,26 @@ fn chain_line(outcome: Result<ChainReport>) -> String {
     }
 }
 
+/// A blob's line: its size, and its pins when it has any (an export
+/// carries them; a lost pin lets the target's gc delete the blob).
+async fn blob_line(stores: &Stores, digest: &Digest, size: u64) -> Result<String> {
+    let pins: Vec<String> = stores
+        .lifecycle
+        .blob_referrers(digest)
+        .await?
+        .into_iter()
+        .filter_map(|r| match r {
+            Referrer::Pin(label) => Some(label),
+            _ => None,
+        })
+        .collect();
+    Ok(if pins.is_empty() {
+        format!("size {size}")
+    } else {
+        format!("size {size} pins {pins:?}")
+    })
+}
+
 /// Fingerprints every entity of `stores`.
 ///
 /// # Errors
@@ -125,7 +146,7 @@ pub async fn fingerprint(stores: &Stores) -> Result<Fingerprint> {
         };
         for d in page {
             let size = stores.cas.stat(&d).await?.size;
-            map.insert(format!("blob {d}"), format!("size {size}"));
+            map.insert(format!("blob {d}"), blob_line(stores, &d, size).await?);
         }
         after = Some(last);
     }

@@ -198,3 +198,28 @@ async fn run_references_its_events_cannot_declare_are_refused() {
     let created = importer.stores().runs.get_run(run).await;
     assert_eq!(created.unwrap_err().kind(), ErrorKind::NotFound);
 }
+
+/// Found by review (with the lost pin above): parity compared blobs by
+/// size only, so `migrate` reported a target that had lost a pin as equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parity_compares_pins() {
+    use stowage_cli::migrate::{fingerprint, ParityReport};
+    let (a, b) = (
+        MemoryBackend::new(StoreEnv::default()).stores(),
+        MemoryBackend::new(StoreEnv::default()).stores(),
+    );
+    for s in [&a, &b] {
+        s.cas.put(Bytes::from_static(b"golden set")).await.unwrap();
+    }
+    a.lifecycle
+        .pin_blob(&Digest::of(b"golden set"), "golden")
+        .await
+        .unwrap();
+    let report = ParityReport::compare(
+        &fingerprint(&a).await.unwrap(),
+        &fingerprint(&b).await.unwrap(),
+    );
+    assert_eq!(report.differences.len(), 1, "{report:?}");
+    let source = report.differences[0].source.as_deref().unwrap();
+    assert!(source.contains("golden"), "{source}");
+}
