@@ -13,7 +13,7 @@ use std::io::Write;
 use async_trait::async_trait;
 use futures::StreamExt;
 use stowage_core::lifecycle::Referrer;
-use stowage_core::{Digest, Error, Result, RunFilter, Stores};
+use stowage_core::{Digest, Error, ErrorKind, Result, RunFilter, Stores};
 
 use crate::args::ExportArgs;
 use crate::format::{Counts, Coverage, Header, LogLine, Record, RefLine, CHUNK_BYTES};
@@ -265,15 +265,12 @@ async fn sessions(stores: &Stores, sink: &mut dyn Sink, counts: &mut Counts) -> 
             return Ok(());
         };
         for listed in page {
-            // The record has no log length: read the log first (buffering
-            // one session's log), so the `log_len` announced is exact.
-            let log = read_whole_log(stores, &listed.id).await?;
-            let Some(session) = stores.sessions.load_session(&listed.id).await? else {
+            let Some((session, log)) = session_with_log(stores, &listed.id).await? else {
                 continue; // deleted meanwhile
             };
             sink.put(Record::Session {
+                log_len: session.log_len,
                 session,
-                log_len: log.len() as u64,
             })
             .await?;
             for entry in &log {
@@ -287,6 +284,75 @@ async fn sessions(stores: &Stores, sink: &mut dyn Sink, counts: &mut Counts) -> 
         }
         after = Some(last);
     }
+}
+
+/// Times [`session_with_log`] reads a session whose log was replaced
+/// while it was being read before it gives up.
+const SESSION_READS: usize = 4;
+
+/// Session `id`'s record and the first `log_len` entries of its log, as
+/// the record says (the last one's hash is its `log_head`): appends after
+/// the record was read are left out, so the two always agree. `None` when
+/// the session was deleted meanwhile.
+///
+/// # Errors
+/// `Unavailable` when its log was replaced every time it was read;
+/// `Corrupted` when the log never ends where the record says although
+/// the record did not change; any store error.
+async fn session_with_log(
+    stores: &Stores,
+    id: &str,
+) -> Result<Option<(stowage_core::Session, Vec<stowage_core::LogEntry>)>> {
+    let mut previous: Option<stowage_core::Session> = None;
+    let mut changed = false;
+    for _ in 0..SESSION_READS {
+        let Some(session) = stores.sessions.load_session(id).await? else {
+            return Ok(None);
+        };
+        let log = match read_log_prefix(stores, id, session.log_len).await {
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            log => log?,
+        };
+        if log.len() as u64 == session.log_len && log.last().map(|e| e.hash) == session.log_head {
+            return Ok(Some((session, log)));
+        }
+        changed |= previous.as_ref().is_some_and(|p| *p != session);
+        previous = Some(session);
+    }
+    let (kind, why) = if changed {
+        (
+            ErrorKind::Unavailable,
+            "its log was replaced every time it was read; export again",
+        )
+    } else {
+        (
+            ErrorKind::Corrupted,
+            "its log does not end where its record says",
+        )
+    };
+    Err(Error::new(
+        kind,
+        format!("exporting session {id:?}: {why} (tried {SESSION_READS} times)"),
+    ))
+}
+
+/// The first `len` entries of session `id`'s log (fewer if it has fewer).
+async fn read_log_prefix(
+    stores: &Stores,
+    id: &str,
+    len: u64,
+) -> Result<Vec<stowage_core::LogEntry>> {
+    let mut log = Vec::new();
+    while (log.len() as u64) < len {
+        let after = log.last().map(|e: &stowage_core::LogEntry| e.seq);
+        let want = usize::try_from(len - log.len() as u64).map_or(PAGE, |w| w.min(PAGE));
+        let page = stores.sessions.read_log(id, after, want).await?;
+        if page.is_empty() {
+            break;
+        }
+        log.extend(page.into_iter().take(want));
+    }
+    Ok(log)
 }
 
 /// The whole current log of session `id`.
