@@ -5,8 +5,9 @@
 //! `migrate`. Nothing larger than one page of records or one blob chunk is
 //! held in memory. The export is not a point-in-time snapshot of a store
 //! that is being written: each run and session is read consistently up to
-//! the event count / log length its record had when it was read, and
-//! entities created during the export may or may not be included.
+//! the event count / log length its record had when it was read;
+//! entities created during the export may or may not be included, and
+//! those deleted during it (by retention or gc) are left out.
 
 use std::io::Write;
 
@@ -132,9 +133,16 @@ async fn blob(
     digest: Digest,
     counts: &mut Counts,
 ) -> Result<()> {
-    let size = stores.cas.stat(&digest).await?.size;
+    // Collected since it was listed: left out (nothing written yet).
+    let size = match stores.cas.stat(&digest).await {
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        stat => stat?.size,
+    };
+    let mut stream = match stores.cas.get_stream(&digest).await {
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        stream => stream?,
+    };
     sink.put(Record::Blob { digest, size }).await?;
-    let mut stream = stores.cas.get_stream(&digest).await?;
     let mut sent = 0u64;
     let mut pending = bytes::BytesMut::new();
     while let Some(piece) = stream.next().await {
@@ -228,30 +236,66 @@ async fn runs(stores: &Stores, sink: &mut dyn Sink, counts: &mut Counts) -> Resu
         };
         for listed in page {
             // Re-read: the record and its event count are taken together.
-            let run = stores.runs.get_run(listed.id).await?;
+            // Pruned since it was listed: left out (nothing written yet).
+            let run = match stores.runs.get_run(listed.id).await {
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                run => run?,
+            };
             let (id, total) = (run.id, run.event_count);
+            // The first page is read before the run's line is written, so
+            // a run pruned before it is left out too; one pruned while a
+            // later page is read fails the export (it cannot be taken back).
+            let mut events = match run_events(stores, id, 0, total).await {
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                events => events?,
+            };
             sink.put(Record::Run { run }).await?;
             let mut next = 0u64;
-            while next < total {
-                let events = stores
-                    .runs
-                    .read_events(id, next.checked_sub(1), PAGE)
-                    .await?;
-                if events.is_empty() {
-                    return Err(Error::corrupted(format!(
-                        "run {id} records {total} events but only {next} could be read"
-                    )));
-                }
-                for event in events.into_iter().take((total - next) as usize) {
+            loop {
+                for event in events {
                     next += 1;
                     counts.events += 1;
                     sink.put(Record::Event { event }).await?;
                 }
+                if next == total {
+                    break;
+                }
+                events = run_events(stores, id, next, total).await.map_err(|e| {
+                    e.context(format!(
+                        "run {id} was being exported ({next} of {total} events)"
+                    ))
+                })?;
             }
             counts.runs += 1;
         }
         after = Some(last);
     }
+}
+
+/// The next page of run `id`'s first `total` events, from `next`.
+///
+/// # Errors
+/// `Corrupted` when the run has fewer events than `total`; store errors.
+async fn run_events(
+    stores: &Stores,
+    id: stowage_core::RunId,
+    next: u64,
+    total: u64,
+) -> Result<Vec<stowage_core::RunEvent>> {
+    if next == total {
+        return Ok(Vec::new());
+    }
+    let mut events = stores
+        .runs
+        .read_events(id, next.checked_sub(1), PAGE)
+        .await?;
+    if events.is_empty() {
+        return Err(Error::corrupted(format!(
+            "run {id} records {total} events but only {next} could be read"
+        )));
+    }
+    events.truncate(usize::try_from(total - next).unwrap_or(usize::MAX));
+    Ok(events)
 }
 
 async fn sessions(stores: &Stores, sink: &mut dyn Sink, counts: &mut Counts) -> Result<()> {

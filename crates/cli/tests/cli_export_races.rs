@@ -18,7 +18,8 @@ use stowage_cli::export::{export, JsonlSink, SupersessionPolicy};
 use stowage_cli::format::Counts;
 use stowage_cli::import::{feed, Importer};
 use stowage_core::layer::{interpose, Call, Interceptor, Operation, Proceed};
-use stowage_core::{Error, LogKind, NewLogEntry, Stores};
+use stowage_core::lifecycle::IfRunning;
+use stowage_core::{Error, LogKind, NewEvent, NewLogEntry, RunMetadata, RunSummary, Stores};
 
 type Action = Box<dyn Fn(Stores) -> BoxFuture<'static, ()> + Send + Sync>;
 
@@ -151,5 +152,60 @@ async fn export_skips_a_session_deleted_meanwhile() {
             .await
             .unwrap()
             .is_some());
+    }
+}
+
+/// Runs pruned after they were listed are left out too, rather than
+/// failing the export (before the run's record or its first events are
+/// read). Found by review.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_skips_a_run_deleted_meanwhile() {
+    for op in [Operation::RunsGetRun, Operation::RunsReadEvents] {
+        let inner = stowage_backends::open("memory://").await.unwrap();
+        let spec = inner.cas.put(Bytes::from_static(b"spec")).await.unwrap();
+        let mut runs = Vec::new();
+        for _ in 0..2 {
+            let run = inner
+                .runs
+                .create_run(spec, RunMetadata::new("a"))
+                .await
+                .unwrap();
+            let event = NewEvent::new("tool", json!({}));
+            inner.runs.append_event(run, event).await.unwrap();
+            let summary = RunSummary::new("done");
+            inner.runs.complete_run(run, summary).await.unwrap();
+            runs.push(run);
+        }
+        let first = *runs.iter().min().unwrap();
+        let stores = racing(&inner, op, move |s| {
+            async move {
+                let deleted = s.lifecycle.delete_run(first, IfRunning::Keep).await;
+                assert!(deleted.unwrap());
+            }
+            .boxed()
+        });
+        let (counts, _) = export_and_import(&stores).await;
+        assert_eq!((counts.runs, counts.events), (1, 1), "after {op}");
+    }
+}
+
+/// Blobs collected after they were listed are left out too. Found by
+/// review.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_skips_a_blob_deleted_meanwhile() {
+    for op in [Operation::CasStat, Operation::CasGetStream] {
+        let inner = stowage_backends::open("memory://").await.unwrap();
+        for blob in [&b"one"[..], b"two"] {
+            inner.cas.put(Bytes::from_static(blob)).await.unwrap();
+        }
+        let first = inner.cas.list(None, 1).await.unwrap()[0];
+        let stores = racing(&inner, op, move |s| {
+            async move {
+                assert!(s.cas.delete(&first).await.unwrap());
+            }
+            .boxed()
+        });
+        let (counts, _) = export_and_import(&stores).await;
+        assert_eq!((counts.blobs, counts.blob_bytes), (1, 3), "after {op}");
     }
 }
