@@ -3,61 +3,7 @@
 
 mod support;
 
-use std::path::Path;
-
 use support::*;
-
-/// Rewrites `needle` as `replacement` (same length) inside the file
-/// engine's log and re-seals the frame's CRC32C, as an attacker with
-/// access to the directory could: only the hash chains and digests can
-/// tell. Returns how many frames were changed.
-fn tamper_wal(dir: &Path, needle: &[u8], replacement: &[u8]) -> usize {
-    assert_eq!(needle.len(), replacement.len());
-    let mut changed = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        // Checkpoints keep each value's CRC32C: one who rewrites the log
-        // behind the store's back removes them too, forcing a replay.
-        if path.extension().and_then(|e| e.to_str()) == Some("ckp") {
-            std::fs::remove_file(&path).unwrap();
-            continue;
-        }
-        if path.extension().and_then(|e| e.to_str()) != Some("wal") {
-            continue;
-        }
-        let mut bytes = std::fs::read(&path).unwrap();
-        let segment = u64::from_le_bytes(bytes[8..16].try_into().unwrap());
-        let mut off = 24;
-        // Frame header: length, CRC32C, seq, durable watermark (24 bytes).
-        while off + 24 <= bytes.len() {
-            let len = u32::from_le_bytes(bytes[off..off + 4].try_into().unwrap()) as usize;
-            if len == 0 {
-                break; // the zero fill ahead of the tail
-            }
-            let seq = u64::from_le_bytes(bytes[off + 8..off + 16].try_into().unwrap());
-            let synced = u64::from_le_bytes(bytes[off + 16..off + 24].try_into().unwrap());
-            let body = off + 24..off + 24 + len;
-            let payload = &mut bytes[body.clone()];
-            let mut hit = false;
-            while let Some(i) = payload.windows(needle.len()).position(|w| w == needle) {
-                payload[i..i + needle.len()].copy_from_slice(replacement);
-                hit = true;
-            }
-            if hit {
-                let mut crc = crc32c::crc32c(&segment.to_le_bytes());
-                crc = crc32c::crc32c_append(crc, &(len as u32).to_le_bytes());
-                crc = crc32c::crc32c_append(crc, &seq.to_le_bytes());
-                crc = crc32c::crc32c_append(crc, &synced.to_le_bytes());
-                crc = crc32c::crc32c_append(crc, &bytes[body.clone()]);
-                bytes[off + 4..off + 8].copy_from_slice(&crc.to_le_bytes());
-                changed += 1;
-            }
-            off = body.end;
-        }
-        std::fs::write(&path, bytes).unwrap();
-    }
-    changed
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_passes_a_clean_store_and_names_tampered_records() {
