@@ -267,6 +267,49 @@ async fn sessions_expire_then_prune_by_state() {
     assert!(err.contains("--idle-for"), "{err}");
 }
 
+/// A damaged session record stops neither `expire-sessions` nor
+/// `prune-sessions`: it is left for reads and `verify` to report, and the
+/// sessions after it are swept, batch after batch. Found by review: one
+/// record that failed to decode failed every session sweep for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_session_does_not_stop_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = file_url(dir.path());
+    with_store(&url, async |s| {
+        for id in ["a-damaged", "b-fine"] {
+            s.sessions.create_session(id, json!({})).await.unwrap();
+        }
+        s.sessions
+            .set_session_state("a-damaged", SessionState::Suspended, None)
+            .await
+            .unwrap();
+    })
+    .await;
+    assert!(tamper_wal(dir.path(), b"Suspended", b"Suspendex") >= 1);
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let sweep = |command: &str| {
+        let args = [
+            command,
+            url.as_str(),
+            "--idle-for",
+            "0s",
+            "--batch",
+            "1",
+            "--json",
+        ];
+        json_doc(&ok(&stowage(&args)))
+    };
+    assert_eq!(sweep("expire-sessions")["expired"], json!(1));
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    assert_eq!(sweep("prune-sessions")["deleted"], json!(1));
+    with_store(&url, async |s| {
+        let damaged = s.sessions.load_session("a-damaged").await.unwrap_err();
+        assert_eq!(damaged.kind(), ErrorKind::Corrupted);
+        assert!(s.sessions.load_session("b-fine").await.unwrap().is_none());
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gc_removes_unreferenced_blobs_and_keeps_pinned_and_referenced_ones() {
     let dir = tempfile::tempdir().unwrap();

@@ -41,7 +41,7 @@ pub(super) fn not_found(id: &str) -> Error {
 /// `None` when the session was deleted after its record was read (see
 /// `runs::with_head`: a record without a head counts only if it is still
 /// stored as it was read).
-fn with_head(reader: &dyn Reader, session: Session) -> Result<Option<Session>> {
+pub(super) fn with_head(reader: &dyn Reader, session: Session) -> Result<Option<Session>> {
     let mut session = session;
     for _ in 0..super::runs::RE_READS {
         if let Some(head) = SessionHead::stored(reader, &session.id)? {

@@ -124,6 +124,10 @@ fn prune_one(
 
 /// The last time session `session` was used: its last change or its last
 /// log entry, whichever is later.
+///
+/// # Errors
+/// `Corrupted` when its last log entry is missing or cannot be decoded
+/// (the session is then kept: its activity is unknown); the engine's.
 fn last_activity(reader: &dyn Reader, session: &Session) -> Result<Timestamp> {
     let Some(last) = session.log_len.checked_sub(1) else {
         return Ok(session.updated_at);
@@ -134,7 +138,62 @@ fn last_activity(reader: &dyn Reader, session: &Session) -> Result<Timestamp> {
         &keys::log_entry(&session.id, last),
         "session log entry",
     )?;
-    Ok(lifecycle::last_activity(session, entry.as_ref()))
+    let entry = entry.ok_or_else(|| {
+        Error::corrupted(format!(
+            "session {:?}: its head names log entry {last}, which is missing",
+            validate::preview(&session.id)
+        ))
+    })?;
+    Ok(lifecycle::last_activity(session, Some(&entry)))
+}
+
+/// A session and its last activity.
+type Idle = (Session, Timestamp);
+
+/// One page of a session sweep: the sessions it may change with their
+/// last activity, and the cursor after it (`None`: nothing after it). As
+/// for runs ([`candidates`]): sessions deleted meanwhile and damaged ones
+/// (a record or a last log entry that fails its checks; reads and
+/// `verify_log` report those) are left out, and the cursor is the last
+/// session the page scanned, so they do not end the sweep.
+///
+/// # Errors
+/// `Corrupted` for a key that is not UTF-8 (no cursor can name it); the
+/// engine's.
+fn session_candidates(
+    reader: &dyn Reader,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<Idle>, Option<String>)> {
+    let start = keys::sessions_after(after);
+    let page = reader.scan(Table::Sessions, &start, None, Direction::Forward, limit)?;
+    let mut found = Vec::with_capacity(page.len());
+    for (_, value) in &page {
+        let session = decode_record("session record", value)
+            .and_then(|session| sessions::with_head(reader, session))
+            .and_then(|session| {
+                let Some(session) = session else {
+                    return Ok(None);
+                };
+                let last = last_activity(reader, &session)?;
+                Ok(Some((session, last)))
+            });
+        match session {
+            Ok(Some(found_one)) => found.push(found_one),
+            Ok(None) => {}
+            Err(e) if e.kind() == ErrorKind::Corrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let next = match page.last() {
+        Some((key, _)) if page.len() == limit => {
+            Some(String::from_utf8(key.clone()).map_err(|_| {
+                Error::corrupted("a session key is not UTF-8: the sweep cannot go past it")
+            })?)
+        }
+        _ => None,
+    };
+    Ok((found, next))
 }
 
 /// What a session sweep does to the sessions it selects.
@@ -161,7 +220,8 @@ impl SessionSweep {
     }
 
     /// Applies the sweep to session `id` if it still qualifies; returns
-    /// the log entries removed.
+    /// the log entries removed. A session damaged since it was scanned is
+    /// kept, as in [`session_candidates`].
     fn apply(
         self,
         shared: &Shared,
@@ -169,11 +229,19 @@ impl SessionSweep {
         policy: &SessionRetention,
         id: &str,
     ) -> Result<Option<u64>> {
-        let Some(session) = sessions::load(txn, id)? else {
-            return Ok(None);
+        let read = sessions::load(txn, id).and_then(|session| {
+            session
+                .map(|session| Ok((last_activity(txn, &session)?, session)))
+                .transpose()
+        });
+        let (last, session) = match read {
+            Ok(Some(read)) => read,
+            Ok(None) => return Ok(None),
+            Err(e) if e.kind() == ErrorKind::Corrupted => return Ok(None),
+            Err(e) => return Err(e),
         };
         let now = shared.now();
-        if !self.selects(policy, &session, last_activity(txn, &session)?, now) {
+        if !self.selects(policy, &session, last, now) {
             return Ok(None);
         }
         match self {
@@ -249,19 +317,10 @@ impl EngineStore {
         after: Option<&str>,
     ) -> Result<Sweep<String>> {
         let limit = lifecycle::batch_limit(policy.batch);
-        let start = keys::sessions_after(after);
-        let page: Vec<(Session, Timestamp)> = self
-            .read(move |_, reader| {
-                sessions::scan(reader, &start, limit)?
-                    .into_iter()
-                    .map(|session| {
-                        let last = last_activity(reader, &session)?;
-                        Ok((session, last))
-                    })
-                    .collect::<Result<Vec<_>>>()
-            })
+        let after = after.map(str::to_owned);
+        let (page, next) = self
+            .read(move |_, reader| session_candidates(reader, after.as_deref(), limit))
             .await?;
-        let next = (page.len() == limit).then(|| page[page.len() - 1].0.id.clone());
         let now = self.0.now();
         let (mut affected, mut removed) = (0, 0);
         for (session, last) in &page {

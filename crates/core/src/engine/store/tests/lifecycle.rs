@@ -1,15 +1,19 @@
 //! Lifecycle rules that the conformance suite cannot reach through the
 //! public API: a store written before the blob reference index existed,
-//! a blob with more reference entries than a page holds.
+//! a blob with more reference entries than a page holds, damaged records.
 
 use std::time::Duration;
 
 use bytes::Bytes;
+use serde_json::json;
 
-use super::{mem_stores, put_raw, scan};
+use super::{mem_stores, put_raw, scan, write_raw};
 use crate::engine::{keys, Engine, Scope, Table};
-use crate::lifecycle::{BlobGc, Referrer, RunRetention};
-use crate::{Digest, ErrorKind, ReleaseMetadata, RunId, RunMetadata, RunSummary, Timestamp};
+use crate::lifecycle::{BlobGc, Referrer, RunRetention, SessionRetention, Sweep};
+use crate::{
+    Digest, ErrorKind, LogKind, NewLogEntry, ReleaseMetadata, Result, RunId, RunMetadata,
+    RunSummary, SessionState, Timestamp,
+};
 
 /// Removes every reference entry and the index marker, as in a store
 /// written before references were recorded.
@@ -178,4 +182,73 @@ async fn a_popular_blob_lists_every_referrer() {
     want.push(Referrer::Pin("golden".into()));
     assert_eq!(listed.len(), want.len());
     assert!(listed == want, "runs in order, each once, then the pin");
+}
+
+/// Calls `sweep` from the start until its cursor runs out.
+async fn sweep_all(sweep: impl AsyncFn(Option<String>) -> Result<Sweep<String>>) {
+    let mut after = None;
+    while let Some(next) = sweep(after).await.unwrap().next {
+        after = Some(next);
+    }
+}
+
+/// A damaged session stops no sweep (found by review: one undecodable
+/// record failed every `expire_sessions` and `prune_sessions`, and the
+/// CLI's sweeps with them). A record that cannot be decoded and a session
+/// whose last log entry is damaged or missing (its activity is unknown)
+/// are kept; the others are expired, then pruned, page after page.
+#[tokio::test]
+async fn damaged_sessions_are_kept_and_sweeps_go_on() {
+    let (s, engine) = mem_stores();
+    let ids: Vec<String> = (0..6).map(|i| format!("s{i}")).collect();
+    for id in &ids {
+        s.sessions.create_session(id, json!({})).await.unwrap();
+        let entry = NewLogEntry::new(LogKind::Incoming, "user", "text", &b"hi"[..]);
+        s.sessions.append_log(id, entry).await.unwrap();
+    }
+    put_raw(
+        &engine,
+        vec![
+            (
+                Table::Sessions,
+                keys::session("s0"),
+                b"not a session".to_vec(),
+            ),
+            (
+                Table::SessionLog,
+                keys::log_entry("s2", 0),
+                b"not an entry".to_vec(),
+            ),
+        ],
+    )
+    .await;
+    write_raw(
+        &engine,
+        Box::new(|txn| txn.delete(Table::SessionLog, keys::log_entry("s4", 0))),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+
+    let policy = SessionRetention::idle_for(Duration::ZERO).batch(2);
+    sweep_all(async |after| s.lifecycle.expire_sessions(&policy, after.as_deref()).await).await;
+    for id in ["s1", "s3", "s5"] {
+        let session = s.sessions.load_session(id).await.unwrap().unwrap();
+        assert_eq!(session.state, SessionState::Expired, "{id}");
+    }
+    for id in ["s2", "s4"] {
+        let session = s.sessions.load_session(id).await.unwrap().unwrap();
+        assert_eq!(session.state, SessionState::Open, "{id} is kept");
+    }
+
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let policy = policy.state(SessionState::Open);
+    sweep_all(async |after| s.lifecycle.prune_sessions(&policy, after.as_deref()).await).await;
+    for id in &ids {
+        let loaded = s.sessions.load_session(id).await;
+        match id.as_str() {
+            "s0" => assert_eq!(loaded.unwrap_err().kind(), ErrorKind::Corrupted),
+            "s2" | "s4" => assert!(loaded.unwrap().is_some(), "{id} is kept"),
+            _ => assert!(loaded.unwrap().is_none(), "{id} is pruned"),
+        }
+    }
 }
