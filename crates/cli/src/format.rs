@@ -12,7 +12,7 @@
 //! | `release` | `record`: a `ReleaseRecord`; a name's records in ascending `seq`, from 0 |
 //! | `run` | `run`: a `Run` record; followed by exactly `run.event_count` `event` lines |
 //! | `event` | `event`: a `RunEvent` (seq ascending from 0, with `timestamp`, `idempotency_key`, `prev_hash`, `hash`) |
-//! | `session` | `session`: a `Session` record, `log_len`; followed by exactly `log_len` `log` lines |
+//! | `session` | `session`: a `Session` record (`version` at most [`MAX_SESSION_VERSION`]), `log_len`; followed by exactly `log_len` `log` lines |
 //! | `log` | `entry`: a log entry with the payload as base64 in `payload` (see [`LogLine`]) |
 //! | `supersession` | `record`: a signed `Supersession` |
 //! | `end` (last line, exactly once) | `counts`: [`Counts`] of everything above |
@@ -45,6 +45,12 @@ pub const CHUNK_BYTES: usize = 48 * 1024;
 /// base64; run tags, summaries and event payloads are at most 1 MiB of
 /// JSON each).
 pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+/// The highest session `version` the importer replays. It reproduces a
+/// version with one save per step (a write of the session's record each),
+/// so a million is minutes on a networked backend; a damaged or hostile
+/// file claiming more is refused up front instead of writing without
+/// bound.
+pub const MAX_SESSION_VERSION: u64 = 1_000_000;
 
 /// One line of an export file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -352,3 +352,54 @@ async fn import_closes_the_target_store() {
     assert_eq!(checkpoints, 1, "close wrote a checkpoint");
     assert_eq!(fingerprint_of(&url).await, fingerprint_of(&source).await);
 }
+
+/// A session line claiming a huge `version` made the importer save the
+/// session once per version: a damaged or hostile file hung the import
+/// and wrote without bound. It is refused up front, as damage naming the
+/// field and the cap, and the session is not created. Found by review.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_session_version_fails_fast() {
+    use serde_json::json;
+    use stowage_cli::format::MAX_SESSION_VERSION;
+    use stowage_cli::import::{feed, Importer};
+    let s = stowage_backends::open("memory://").await.unwrap();
+    s.sessions.create_session("s", json!({})).await.unwrap();
+    let mut sink = JsonlSink::new(Vec::new());
+    export(&s, &mut sink, SupersessionPolicy::Require)
+        .await
+        .unwrap();
+    let file = String::from_utf8(sink.finish().unwrap()).unwrap();
+    let edited: String = file
+        .lines()
+        .map(|line| {
+            let mut record: serde_json::Value = serde_json::from_str(line).unwrap();
+            if record["type"] == "session" {
+                record["session"]["version"] = json!(1u64 << 62);
+            }
+            record.to_string() + "\n"
+        })
+        .collect();
+    // Without the check the memory engine never yields, so no tokio
+    // timeout could stop the import: it runs on a thread of its own.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let mut importer = Importer::open("memory://").await.unwrap();
+            let fed = feed(edited.as_bytes(), &mut importer).await;
+            let left = importer.stores().sessions.load_session("s").await;
+            tx.send((fed, left.unwrap())).unwrap();
+        });
+    });
+    let (fed, left) = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the import fails fast");
+    let err = fed.unwrap_err();
+    assert_eq!(err.kind(), stowage_core::ErrorKind::InvalidInput, "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("version") && message.contains(&MAX_SESSION_VERSION.to_string()),
+        "{message}"
+    );
+    assert!(left.is_none(), "the session was not created");
+}

@@ -11,7 +11,7 @@ use super::{
     damaged, first_difference, not_reproduced, same, Importer, RunState, SessionReplay, State,
 };
 use crate::export::read_whole_log;
-use crate::format::LogLine;
+use crate::format::{LogLine, MAX_SESSION_VERSION};
 
 impl Importer {
     // ---- runs ----
@@ -177,6 +177,14 @@ impl Importer {
     // ---- sessions ----
 
     pub(super) async fn session(&mut self, source: Session, log_len: u64) -> Result<()> {
+        // Checked before anything is written: each version is one save.
+        if source.version > MAX_SESSION_VERSION {
+            return Err(damaged(&format!(
+                "session {:?}: its version {} is above {MAX_SESSION_VERSION}, the most the \
+                 importer replays (one save per version)",
+                source.id, source.version
+            )));
+        }
         let sessions = &self.stores.sessions;
         let existing = match sessions.load_session(&source.id).await? {
             Some(target) => {

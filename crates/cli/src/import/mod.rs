@@ -14,8 +14,10 @@
 //! recreated record is compared with the source record (all fields,
 //! hashes included) and any difference is an error naming the entity and
 //! field. Sessions: the version is reproduced by repeating the save
-//! (`version - 1` calls, the last one setting the state), so only the
-//! final record — not the history of `data` between saves — is exact;
+//! (`version - 1` calls, the last one setting the state; a `version`
+//! above [`MAX_SESSION_VERSION`](crate::format::MAX_SESSION_VERSION) is
+//! refused), so only the final record — not the history of `data`
+//! between saves — is exact;
 //! the log reproduced is the current one (entries replaced by a
 //! `replace_log` are gone from the source too).
 //!
