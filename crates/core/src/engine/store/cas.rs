@@ -292,21 +292,29 @@ impl CasStore for EngineStore {
     async fn put_stream(&self, mut reader: BlobReader) -> Result<Digest> {
         let limit = self.0.max_blob_size;
         let mut upload = Upload::new(self.clone(), new_body());
-        loop {
-            let mut chunk = Vec::with_capacity(CHUNK_BYTES);
-            let read = (&mut reader)
-                .take(CHUNK_BYTES as u64)
-                .read_to_end(&mut chunk)
-                .await
-                .map_err(reader_failed)?;
-            upload.size += read as u64;
-            too_large(upload.size, limit)?;
-            if read > 0 {
-                upload.write_chunk(chunk, read < CHUNK_BYTES).await?;
+        let written: Result<()> = async {
+            loop {
+                let mut chunk = Vec::with_capacity(CHUNK_BYTES);
+                let read = (&mut reader)
+                    .take(CHUNK_BYTES as u64)
+                    .read_to_end(&mut chunk)
+                    .await
+                    .map_err(reader_failed)?;
+                upload.size += read as u64;
+                too_large(upload.size, limit)?;
+                if read > 0 {
+                    upload.write_chunk(chunk, read < CHUNK_BYTES).await?;
+                }
+                if read < CHUNK_BYTES {
+                    return Ok(());
+                }
             }
-            if read < CHUNK_BYTES {
-                break;
-            }
+        }
+        .await;
+        if let Err(e) = written {
+            // Refused input changes nothing: the chunks go before the answer.
+            upload.abandon().await;
+            return Err(e);
         }
         upload.commit().await
     }

@@ -296,6 +296,26 @@ impl Upload {
     }
 }
 
+impl Upload {
+    /// Removes what the upload wrote before the caller is answered, so a
+    /// put refused midway (over the size limit, a reader that failed)
+    /// changes nothing by the time it returns. If the removal fails, the
+    /// marker stays for recovery; if it is cancelled, `Drop` tries again.
+    pub(super) async fn abandon(mut self) {
+        if self.next_chunk > 0 {
+            let body = self.body;
+            let removed = self
+                .store
+                .write(upload_scope(&body), move |_, txn| remove_upload(txn, &body))
+                .await;
+            if removed.is_err() {
+                return;
+            }
+        }
+        self.finished = true;
+    }
+}
+
 impl Drop for Upload {
     fn drop(&mut self) {
         if self.finished || self.next_chunk == 0 {
