@@ -229,8 +229,8 @@
 //! **[`integrity`]** (8 checks)
 //!
 //! - [`tampered_blob_corrupted`](integrity::tampered_blob_corrupted): A damaged blob: `get`, `verify` and `get_stream` report `Corrupted`; other blobs are fine; delete + put repairs it.
-//! - [`tampered_run_event_corrupted`](integrity::tampered_run_event_corrupted): A damaged run event: `verify_run` is `Corrupted`; other runs still verify.
-//! - [`tampered_log_entry_corrupted`](integrity::tampered_log_entry_corrupted): A damaged session log entry: `verify_log` is `Corrupted`; other logs still verify.
+//! - [`tampered_run_event_corrupted`](integrity::tampered_run_event_corrupted): A damaged run event: `verify_run` is `Corrupted`; other runs still verify; `read_events` gives `Corrupted` or the events as written, never the edit.
+//! - [`tampered_log_entry_corrupted`](integrity::tampered_log_entry_corrupted): A damaged session log entry: `verify_log` is `Corrupted`; other logs still verify; `read_log` gives `Corrupted` or the entries as written.
 //! - [`run_truncation_and_rewrites_corrupted`](integrity::run_truncation_and_rewrites_corrupted): A dropped tail, a dropped middle re-chained over, an edited event re-chained over, a damaged head in the record: `verify_run` is `Corrupted` for each (`Tamper::RunEvents`, `Tamper::RunHead`).
 //! - [`log_truncation_and_rewrites_corrupted`](integrity::log_truncation_and_rewrites_corrupted): The same for session logs, also after `replace_log`; the session record keeps the log's length and head (`Tamper::LogEntries`, `Tamper::LogHead`).
 //! - [`lost_run_head_corrupted`](integrity::lost_run_head_corrupted): A run whose head record (event count and chain head) was lost: `verify_run`, `get_run` and (after a reopen, on durable backends, since a store may keep heads in memory) `append_event` report `Corrupted` — an append never reuses a stored seq; other runs are fine (`Tamper::RunHeadLost`).

@@ -248,8 +248,36 @@ fn put_text(out: &mut Vec<u8>, text: &str) {
 /// [`Corrupted`](crate::ErrorKind::Corrupted) for bytes that are not such
 /// an event.
 pub fn decode_event(what: &str, bytes: &[u8]) -> Result<RunEvent> {
+    decode_event_parts(what, bytes).map(|(event, _)| event)
+}
+
+/// [`decode_event`], then checks the event's hash against its content:
+/// an event edited behind the store's back (or damaged where the engine
+/// keeps no checksum) is `Corrupted`, never returned. Cheap for events
+/// this code wrote (the hash is taken over the stored payload bytes,
+/// canonical JSON already); others re-encode the payload first.
+///
+/// # Errors
+/// `Corrupted` when the bytes do not decode or the hash does not match.
+pub fn decode_checked_event(what: &str, bytes: &[u8]) -> Result<RunEvent> {
+    let (event, payload) = decode_event_parts(what, bytes)?;
+    let matches = payload.is_some_and(|p| event.hash_with_payload(p) == event.hash)
+        || event.compute_hash() == event.hash;
+    if !matches {
+        return Err(Error::corrupted(format!(
+            "run {}: the {what} at seq {} does not match its hash {} (edited or damaged)",
+            event.run_id,
+            event.seq,
+            event.hash.short()
+        )));
+    }
+    Ok(event)
+}
+
+/// The event and, in the current layout, its stored payload bytes.
+fn decode_event_parts<'a>(what: &'a str, bytes: &'a [u8]) -> Result<(RunEvent, Option<&'a [u8]>)> {
     if bytes.first() != Some(&EVENT_VERSION) {
-        return decode_record(what, bytes);
+        return decode_record(what, bytes).map(|event| (event, None));
     }
     let mut r = Reader {
         what,
@@ -281,7 +309,7 @@ pub fn decode_event(what: &str, bytes: &[u8]) -> Result<RunEvent> {
             serde_json::from_str(text)
                 .map_err(|e| Error::corrupted(format!("{what}: payload is not JSON: {e}")))
         })?;
-    Ok(RunEvent {
+    let event = RunEvent {
         run_id,
         seq,
         kind,
@@ -290,7 +318,8 @@ pub fn decode_event(what: &str, bytes: &[u8]) -> Result<RunEvent> {
         idempotency_key,
         prev_hash,
         hash,
-    })
+    };
+    Ok((event, Some(r.rest)))
 }
 
 /// Reads the fields of [`decode_event`]'s layout; every shortfall is

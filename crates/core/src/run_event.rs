@@ -186,7 +186,7 @@ impl RunEvent {
     }
 
     /// The hash, given the payload's canonical JSON.
-    fn hash_with_payload(&self, payload_json: &[u8]) -> Digest {
+    pub(crate) fn hash_with_payload(&self, payload_json: &[u8]) -> Digest {
         let encoded = FieldWriter::new("stowage/run-event/v1")
             .bytes(&self.run_id.to_bytes())
             .opt_fixed(self.prev_hash.as_ref().map(|d| &d.as_bytes()[..]))

@@ -104,7 +104,7 @@ pub async fn tampered_blob_corrupted(h: &dyn Harness) {
     );
 }
 
-/// A damaged run event: `verify_run` is `Corrupted`; other runs still verify.
+/// A damaged run event: `verify_run` is `Corrupted`; other runs still verify; `read_events` gives `Corrupted` or the events as written, never the edit.
 pub async fn tampered_run_event_corrupted(h: &dyn Harness) {
     let s = open(h).await;
     let run = ok(s.runs.create_run(spec(1), meta("a")).await, "create_run");
@@ -136,13 +136,22 @@ pub async fn tampered_run_event_corrupted(h: &dyn Harness) {
         s.runs.verify_run(bystander).await,
         "verify_run of an undamaged run",
     );
+    // `Corrupted`, or the events as written (a cache of them): never the
+    // edited payload.
     let reread: Result<_> = s.runs.read_events(run, None, 10).await;
-    if let Ok(events) = reread {
-        assert_eq!(events.len(), 5, "a damaged event is not dropped silently");
+    match reread {
+        Ok(events) => {
+            assert_eq!(events.len(), 5, "a damaged event is not dropped silently");
+            assert!(
+                events.iter().all(|e| e.compute_hash() == e.hash),
+                "read_events handed out an edited event"
+            );
+        }
+        Err(e) => assert_eq!(e.kind(), ErrorKind::Corrupted, "{e}"),
     }
 }
 
-/// A damaged session log entry: `verify_log` is `Corrupted`; other logs still verify.
+/// A damaged session log entry: `verify_log` is `Corrupted`; other logs still verify; `read_log` gives `Corrupted` or the entries as written.
 pub async fn tampered_log_entry_corrupted(h: &dyn Harness) {
     let s = open(h).await;
     ok(
@@ -184,6 +193,16 @@ pub async fn tampered_log_entry_corrupted(h: &dyn Harness) {
         s.sessions.verify_log("bystander").await,
         "verify_log of an undamaged log",
     );
+    match s.sessions.read_log("victim", None, 10).await {
+        Ok(entries) => {
+            assert_eq!(entries.len(), 5, "a damaged entry is not dropped silently");
+            assert!(
+                entries.iter().all(|e| e.compute_hash() == e.hash),
+                "read_log handed out an edited entry"
+            );
+        }
+        Err(e) => assert_eq!(e.kind(), ErrorKind::Corrupted, "{e}"),
+    }
 }
 
 /// `events` from `from` on renumbered and re-hashed into one valid chain

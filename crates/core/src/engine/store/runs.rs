@@ -15,7 +15,9 @@ use super::heads::{Head, Log};
 use super::lifecycle::confirm_run_refs;
 use super::run_head::RunHead;
 use super::{get_record, EngineStore, Owned, RawPage, Shared};
-use crate::encoding::{decode_event, decode_record, encode_event, encode_record};
+use crate::encoding::{
+    decode_checked_event, decode_event, decode_record, encode_event, encode_record,
+};
 use crate::engine::keys;
 use crate::engine::{Direction, Reader, Scope, Table, Txn};
 use crate::run::{run_id_taken, verify_events, VERIFY_PAGE};
@@ -263,7 +265,8 @@ impl EngineStore {
                 Ok(page)
             })
             .await?;
-        page.decode(|bytes| decode_event("run event", bytes)).await
+        page.decode(|bytes| decode_checked_event("run event", bytes))
+            .await
     }
 }
 

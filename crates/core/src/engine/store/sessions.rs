@@ -409,7 +409,22 @@ impl EngineStore {
                 Ok(page)
             })
             .await?;
-        page.decode(|bytes| decode_record("session log entry", bytes))
-            .await
+        page.decode(checked_entry).await
     }
+}
+
+/// A stored log entry, its hash checked against its content: one edited
+/// behind the store's back (or damaged where the engine keeps no
+/// checksum) is `Corrupted`, never returned.
+fn checked_entry(bytes: &[u8]) -> Result<LogEntry> {
+    let entry: LogEntry = decode_record("session log entry", bytes)?;
+    if entry.compute_hash() != entry.hash {
+        return Err(Error::corrupted(format!(
+            "session {}: the log entry at seq {} does not match its hash {} (edited or damaged)",
+            entry.session_id,
+            entry.seq,
+            entry.hash.short()
+        )));
+    }
+    Ok(entry)
 }

@@ -320,6 +320,16 @@ async fn tampering_is_reported_as_corrupted() {
     let err = stores.runs.verify_run(run).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupted);
     assert!(err.message().contains("seq 1"), "{err}");
+    // Reads check each event's hash too (found by review: read_events
+    // handed out the edited payload): never wrong data, where the engine
+    // keeps no checksum either. Pages before the damage still read.
+    let err = stores.runs.read_events(run, None, 10).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupted);
+    assert!(err.message().contains("seq 1"), "{err}");
+    assert_eq!(
+        stores.runs.read_events(run, None, 1).await.unwrap().len(),
+        1
+    );
     stores
         .sessions
         .create_session("s", json!(null))
@@ -334,6 +344,9 @@ async fn tampering_is_reported_as_corrupted() {
         stores.sessions.verify_log("s").await.unwrap_err().kind(),
         ErrorKind::Corrupted
     );
+    let err = stores.sessions.read_log("s", None, 10).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupted);
+    assert!(err.message().contains("seq 2"), "{err}");
     // Garbage where a record should be is Corrupted, never a panic.
     put_raw(&engine, vec![(Table::Runs, keys::run(run), vec![1, 0xff])]).await;
     assert_eq!(
