@@ -104,8 +104,9 @@ async fn idempotent_retries_keep_the_head() {
 }
 
 /// An engine with group commit whose fsyncs the test controls: every
-/// deferred write gets the next ticket, and `wait_durable` records the
-/// ticket it was asked for and marks it durable.
+/// deferred write gets the next ticket, and a wait for durability (the
+/// writer thread's or an async one) records the ticket it was asked for
+/// and marks it durable.
 #[derive(Default)]
 struct Deferring {
     inner: MemKv,
@@ -135,10 +136,14 @@ impl OrderedKv for Deferring {
         (written > self.synced.load(Ordering::SeqCst)).then_some(written)
     }
 
-    fn wait_durable(self: Arc<Self>, ticket: u64) -> DurableFuture {
+    fn wait_durable_blocking(&self, ticket: u64) -> Result<()> {
         self.waits.lock().push(ticket);
         self.synced.fetch_max(ticket, Ordering::SeqCst);
-        Box::pin(std::future::ready(Ok(())))
+        Ok(())
+    }
+
+    fn wait_durable(self: Arc<Self>, ticket: u64) -> DurableFuture {
+        Box::pin(std::future::ready(self.wait_durable_blocking(ticket)))
     }
 }
 

@@ -13,7 +13,8 @@
 //! because these engines admit a single opening process. Over an engine
 //! with group commit (the file engine) scoped jobs run one after another on
 //! the store's writer thread instead (see `writer`): the engine then
-//! defers the fsync, and the job's [`Durable`] waits for the group's sync.
+//! defers the fsync, and the writer thread answers each job once the
+//! fsync of its group made it durable.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -98,6 +99,56 @@ impl KvEngine {
         })
         .await
         .map_err(|e| Error::internal(format!("a storage task failed: {e}")))
+    }
+
+    /// Runs the write `job` over `scope` and returns the ticket its
+    /// acknowledgement must still wait for. On the writer thread, a job
+    /// whose caller will wait for durability (`wait`) is answered only once
+    /// its group's fsync made it durable (ticket `None`): one wake-up of
+    /// the caller per write instead of one for the answer and one for the
+    /// fsync.
+    async fn apply(&self, scope: Scope, job: WriteJob, wait: bool) -> Result<Option<u64>> {
+        let writer = match &self.0.writer {
+            // Chunks of a fresh blob body need no ordering: keep them (and
+            // their copying) off the writer thread.
+            Some(writer) if scope != Scope::Unshared => writer,
+            _ => {
+                return self
+                    .blocking(move |inner| {
+                        let _guard = inner.locks.lock(&scope);
+                        inner.run(job)
+                    })
+                    .await?
+            }
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let inner = Arc::clone(&self.0);
+        writer.submit(Box::new(move || {
+            let ticket = match inner.run(job) {
+                Ok(Some(ticket)) if wait => ticket,
+                outcome => {
+                    // Released before the reply, so a caller that drops
+                    // the store on receiving it really closes the engine.
+                    drop(inner);
+                    let _ = tx.send(outcome);
+                    return None;
+                }
+            };
+            // Answered after the rest of the group ran: the first finish
+            // leads the fsync that covers them all.
+            Some(Box::new(move || {
+                let outcome = inner.engine.wait_durable_blocking(ticket);
+                drop(inner);
+                let _ = tx.send(outcome.map(|()| None));
+            }))
+        }));
+        // The job may have written before it failed to answer.
+        rx.await.map_err(|_| {
+            Error::new(
+                ErrorKind::OutcomeUnknown,
+                "a storage task failed on the store's writer thread",
+            )
+        })?
     }
 
     /// What to await before acknowledging a job answered with `ticket`,
@@ -189,44 +240,12 @@ impl Engine for KvEngine {
     }
 
     async fn write(&self, scope: Scope, job: WriteJob) -> Result<Durable> {
-        let ticket = match (&self.0.writer, &scope) {
-            // Chunks of a fresh blob body need no ordering: keep them (and
-            // their copying) off the writer thread.
-            (Some(writer), scope) if *scope != Scope::Unshared => {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                let inner = Arc::clone(&self.0);
-                let _in_flight = writer.enter();
-                writer.submit(Box::new(move || {
-                    let outcome = inner.run(job).and_then(|ticket| match ticket {
-                        // A lone writer leads the fsync here instead of
-                        // handing it to another thread and back.
-                        Some(ticket) if inner.writer.as_ref().is_some_and(Writer::alone) => {
-                            inner.engine.settle(ticket)
-                        }
-                        other => Ok(other),
-                    });
-                    // Released before the reply, so a caller that drops the
-                    // store on receiving it really closes the engine.
-                    drop(inner);
-                    let _ = tx.send(outcome);
-                }));
-                // The job may have written before it failed to answer.
-                rx.await.map_err(|_| {
-                    Error::new(
-                        ErrorKind::OutcomeUnknown,
-                        "a storage task failed on the store's writer thread",
-                    )
-                })??
-            }
-            _ => {
-                self.blocking(move |inner| {
-                    let _guard = inner.locks.lock(&scope);
-                    inner.run(job)
-                })
-                .await??
-            }
-        };
+        let ticket = self.apply(scope, job, true).await?;
         Ok(self.durable(ticket))
+    }
+
+    async fn write_eventually_durable(&self, scope: Scope, job: WriteJob) -> Result<()> {
+        self.apply(scope, job, false).await.map(drop)
     }
 
     fn cache(&self) -> Option<&StoreCache> {

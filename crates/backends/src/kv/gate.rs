@@ -47,6 +47,28 @@ impl Gate {
         ))
     }
 
+    /// The answer to a durability wait that found the gate shut: the write
+    /// behind it happened before the close, which makes everything durable
+    /// unless it fails, so the answer is the close's (which may still be
+    /// running).
+    fn close_answer(&self) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+        let mut closed = self.closed.subscribe();
+        let backend = self.backend;
+        async move {
+            let answer = closed.wait_for(Option::is_some).await;
+            if answer.is_ok_and(|done| *done == Some(true)) {
+                return Ok(());
+            }
+            Err(Error::new(
+                ErrorKind::OutcomeUnknown,
+                format!(
+                    "the {backend} store was closed before this write was durable, and closing \
+                     failed"
+                ),
+            ))
+        }
+    }
+
     fn with<T>(&self, f: impl FnOnce(&dyn OrderedKv) -> Result<T>) -> Result<T> {
         match &*self.engine.read() {
             Some(engine) => f(&**engine),
@@ -141,34 +163,21 @@ impl OrderedKv for Gate {
         }
     }
 
-    fn settle(&self, ticket: u64) -> Result<Option<u64>> {
-        self.with(|e| e.settle(ticket))
+    fn wait_durable_blocking(&self, ticket: u64) -> Result<()> {
+        let engine = self.engine.read().clone();
+        match engine {
+            Some(engine) => engine.wait_durable_blocking(ticket),
+            // The writer thread is no runtime thread: it may block on the
+            // close's answer.
+            None => futures::executor::block_on(self.close_answer()),
+        }
     }
 
     fn wait_durable(self: Arc<Self>, ticket: u64) -> DurableFuture {
         let engine = self.engine.read().clone();
         match engine {
             Some(engine) => engine.wait_durable(ticket),
-            // The write behind `ticket` happened before the close, which
-            // makes everything durable unless it fails: wait for its answer
-            // (the close may still be running).
-            None => {
-                let mut closed = self.closed.subscribe();
-                let backend = self.backend;
-                Box::pin(async move {
-                    let answer = closed.wait_for(Option::is_some).await;
-                    if answer.is_ok_and(|done| *done == Some(true)) {
-                        return Ok(());
-                    }
-                    Err(Error::new(
-                        ErrorKind::OutcomeUnknown,
-                        format!(
-                            "the {backend} store was closed before this write was durable, and \
-                             closing failed"
-                        ),
-                    ))
-                })
-            }
+            None => Box::pin(async move { self.close_answer().await }),
         }
     }
 
@@ -268,6 +277,8 @@ mod tests {
         assert!(gate.close().is_err());
         assert!(gate.close().is_ok(), "closing again is a no-op");
         let answer = futures::executor::block_on(Arc::clone(&gate).wait_durable(7));
+        assert_eq!(answer.map_err(|e| e.kind()), Err(ErrorKind::OutcomeUnknown));
+        let answer = gate.wait_durable_blocking(7);
         assert_eq!(answer.map_err(|e| e.kind()), Err(ErrorKind::OutcomeUnknown));
     }
 }

@@ -169,15 +169,15 @@ pub(crate) trait OrderedKv: Send + Sync + 'static {
         None
     }
 
-    /// Makes `ticket` durable on the calling thread if that is cheap (no
-    /// group-commit round is running: lead one here) and returns `None`;
-    /// otherwise returns it for [`OrderedKv::wait_durable`]. For a lone
-    /// writer this saves handing the fsync to another thread and back.
+    /// Returns once every batch up to `ticket` is durable, blocking the
+    /// calling thread (the writer thread's wait, which leads the fsync of
+    /// its group).
     ///
     /// # Errors
     /// As [`OrderedKv::wait_durable`].
-    fn settle(&self, ticket: u64) -> Result<Option<u64>> {
-        Ok(Some(ticket))
+    fn wait_durable_blocking(&self, ticket: u64) -> Result<()> {
+        let _ = ticket;
+        Ok(())
     }
 
     /// Resolves once every batch up to `ticket` is durable.

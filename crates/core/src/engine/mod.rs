@@ -33,8 +33,10 @@
 //!   [`Durable`] that resolves once they are durable at the engine's
 //!   declared [`DurabilityLevel`](crate::DurabilityLevel). Stores await it
 //!   before answering, so an engine may group many writes into one sync
-//!   (group commit). The `Durable` of a job also covers what the job read
-//!   that was not yet durable.
+//!   (group commit); an engine may as well answer only once durable,
+//!   with a ready `Durable`. The `Durable` of a job also covers what the
+//!   job read that was not yet durable. A write no caller waits for goes
+//!   through [`Engine::write_eventually_durable`].
 //! * **Jobs run to completion.** Once `write` was called, the job runs to
 //!   the end, or not at all, even if the caller's future is dropped.
 //! * **Errors mean what they say.** A job's own error is returned as is and

@@ -402,6 +402,21 @@ pub trait Engine: Send + Sync + 'static {
     /// applied; `OutcomeUnknown` when the writes may have been applied.
     async fn write(&self, scope: Scope, job: WriteJob) -> Result<Durable>;
 
+    /// Runs `job` as [`Engine::write`] does, for a caller that will not
+    /// wait for it to be durable: cleanup that a crash may undo harmlessly
+    /// (the stores drop a finished call's blob references this way).
+    /// Returns once the writes are visible to later reads; they become
+    /// durable with later writes. The default is `write` with its
+    /// [`Durable`] dropped. An engine that answers a write only once it is
+    /// durable (the file engine's group commit) answers this one as soon
+    /// as it is applied.
+    ///
+    /// # Errors
+    /// As [`Engine::write`].
+    async fn write_eventually_durable(&self, scope: Scope, job: WriteJob) -> Result<()> {
+        self.write(scope, job).await.map(drop)
+    }
+
     /// Whether this engine may call a job more than once (it validates what
     /// the job read when it applies the writes, and runs the job again when
     /// that check fails; see [`WriteJob`]). Stores then keep what a job

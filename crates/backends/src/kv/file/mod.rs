@@ -445,8 +445,8 @@ impl OrderedKv for FileKv {
         self.unsynced_seq()
     }
 
-    fn settle(&self, ticket: u64) -> Result<Option<u64>> {
-        FileKv::settle(self, ticket)
+    fn wait_durable_blocking(&self, ticket: u64) -> Result<()> {
+        self.block_until_durable(ticket)
     }
 
     fn wait_durable(self: Arc<Self>, ticket: u64) -> DurableFuture {

@@ -352,26 +352,6 @@ impl FileKv {
         }
     }
 
-    /// Makes record `seq` durable on the calling thread when no round is
-    /// running (leading one) and returns `None`; otherwise returns `Some`
-    /// at once, for the caller to wait with [`FileKv::durable`].
-    ///
-    /// # Errors
-    /// As [`FileKv::block_until_durable`].
-    pub(crate) fn settle(&self, seq: u64) -> Result<Option<u64>> {
-        {
-            let mut c = self.commit.lock();
-            if self.is_durable(&c, seq)? {
-                return Ok(None);
-            }
-            if std::mem::replace(&mut c.syncing, true) {
-                return Ok(Some(seq));
-            }
-        }
-        // The round covers everything appended before it starts.
-        self.sync_round().map(|()| None)
-    }
-
     /// The same wait for an async caller, holding no thread while it waits
     /// (the store layer's deferred writes): the leader runs its round on
     /// the blocking pool, the others wait for the round's notification.

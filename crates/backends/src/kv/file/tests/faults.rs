@@ -420,7 +420,7 @@ fn no_log_fsync_follows_a_failed_one() {
         .unwrap()
         .expect("a durable write");
     fs.fail_next_sync();
-    let err = kv.settle(seq).unwrap_err();
+    let err = kv.block_until_durable(seq).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
     let sealed = kv.rotate(&mut kv.wal.lock());
     assert!(sealed.is_err(), "a segment was sealed after a failed fsync");

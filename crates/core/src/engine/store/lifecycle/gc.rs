@@ -377,14 +377,16 @@ impl EngineStore {
     /// ([`EngineStore::settle_call`]). A removal that fails leaves an entry
     /// that keeps its blob while the run exists (as a call cut short by a
     /// crash does): conservative, so it is not reported. The call does not
-    /// wait for the removal to be durable where the engine defers
-    /// durability (the file engine).
+    /// wait for the removal to be durable
+    /// ([`Engine::write_eventually_durable`](crate::engine::Engine::write_eventually_durable)).
     async fn release_call(&self, call: CallRefs) {
         let removals = call.digests.iter().map(|digest| {
             let key = keys::blob_ref_call(digest, call.run, call.token);
-            self.write_applied(blob_scope(digest), move |_, txn| {
-                txn.delete(Table::BlobRefs, key.clone())
-            })
+            let removal = self.0.engine.write_eventually_durable(
+                blob_scope(digest),
+                Box::new(move |txn| txn.delete(Table::BlobRefs, key.clone())),
+            );
+            async move { self.watch(removal.await) }
         });
         // Every removal is tried, whichever fails.
         join_all(removals).await;
