@@ -312,6 +312,9 @@ const PAGE_CAPACITY: usize = 1024;
 pub(super) struct RawPage {
     bytes: Vec<u8>,
     ends: Vec<usize>,
+    /// The engine checked every value against a checksum of its own
+    /// ([`Reader::checks_values`]).
+    checked: bool,
 }
 
 /// [`decode_page`] lets other tasks run after this many values (about a
@@ -330,6 +333,7 @@ impl RawPage {
         let mut page = RawPage {
             bytes: Vec::new(),
             ends: Vec::with_capacity(limit.min(PAGE_CAPACITY)),
+            checked: reader.checks_values(),
         };
         let forward = Direction::Forward;
         reader.scan_each(table, start, Some(end), forward, limit, &mut |_, value| {
@@ -338,6 +342,14 @@ impl RawPage {
             Ok(())
         })?;
         Ok(page)
+    }
+
+    /// Whether the engine checked every value against a checksum of its
+    /// own, so damage in storage already came back as `Corrupted`: the
+    /// entries' hashes then need no check on this hot path (as a blob's
+    /// chunks need no CRC of the store's), and `verify_*` re-hashes.
+    pub(super) fn checked(&self) -> bool {
+        self.checked
     }
 
     /// How many values the page holds.

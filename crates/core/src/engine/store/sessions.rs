@@ -409,6 +409,11 @@ impl EngineStore {
                 Ok(page)
             })
             .await?;
+        if page.checked() {
+            return page
+                .decode(|bytes| decode_record("session log entry", bytes))
+                .await;
+        }
         page.decode(checked_entry).await
     }
 }
