@@ -85,7 +85,12 @@ pub struct FieldWriter {
 impl FieldWriter {
     /// Starts an encoding with a domain tag (e.g. `"stowage/run-event/v1"`).
     pub fn new(domain: &str) -> Self {
-        let mut w = FieldWriter { buf: Vec::new() };
+        // Room for a typical record (a run event's fields and a small
+        // payload): growing from empty reallocated it about six times,
+        // once per hash of every append and every checked read.
+        let mut w = FieldWriter {
+            buf: Vec::with_capacity(256),
+        };
         w = w.bytes(domain.as_bytes());
         w
     }
