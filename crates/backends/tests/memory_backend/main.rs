@@ -212,17 +212,21 @@ async fn fork_is_a_deep_independent_copy() {
     assert!(fork.corrupt_log_entry("s", 0));
 
     assert!(forked.cas.contains(&d).await.unwrap());
-    assert_eq!(fs.read_log("s", None, 10).await.unwrap().len(), 1);
+    // The fork's entry 0 was damaged above: its reads say so (the memory
+    // engine keeps no checksum, so each entry's hash is checked), and the
+    // original, untouched, reads both of its entries.
+    let damaged = fs.read_log("s", None, 10).await.unwrap_err();
+    assert_eq!(damaged.kind(), ErrorKind::Corrupted, "{damaged}");
+    assert_eq!(s.read_log("s", None, 10).await.unwrap().len(), 2);
     assert_eq!(r.history("r", None, 10).await.unwrap().len(), 1);
     assert_eq!(fr.history("r", None, 10).await.unwrap().len(), 2);
     s.verify_log("s").await.unwrap();
-    // The fork kept the idempotency keys too.
-    // (The fork's entry 0 was damaged above: retry with what it holds now.)
-    let held = fs.read_log("s", None, 1).await.unwrap().remove(0).payload;
-    let mut retry = entry(Some("m1"), b"");
-    retry.payload = held;
-    let again = fs.append_log("s", retry).await.unwrap();
-    assert_eq!(again.seq, 0);
+    // The fork kept the idempotency keys too: a retry of "m1" finds the
+    // (damaged) entry 0 instead of appending a new one.
+    let retried = fs.append_log("s", entry(Some("m1"), b"a")).await;
+    assert!(retried.is_err(), "{retried:?}");
+    let session = fs.load_session("s").await.unwrap().unwrap();
+    assert_eq!(session.log_len, 1, "the retry appended");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
