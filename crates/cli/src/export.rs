@@ -404,15 +404,7 @@ pub(crate) async fn read_whole_log(
     stores: &Stores,
     id: &str,
 ) -> Result<Vec<stowage_core::LogEntry>> {
-    let mut log = Vec::new();
-    loop {
-        let after = log.last().map(|e: &stowage_core::LogEntry| e.seq);
-        let page = stores.sessions.read_log(id, after, PAGE).await?;
-        if page.is_empty() {
-            return Ok(log);
-        }
-        log.extend(page);
-    }
+    read_log_prefix(stores, id, u64::MAX).await
 }
 
 async fn supersessions(stores: &Stores, sink: &mut dyn Sink, counts: &mut Counts) -> Result<()> {

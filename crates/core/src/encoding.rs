@@ -17,6 +17,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::ids::RunId;
 use crate::run::RunEvent;
+use crate::session::LogEntry;
 use crate::time::Timestamp;
 
 /// Serialises JSON canonically: no whitespace, object keys sorted by their
@@ -277,6 +278,25 @@ pub fn decode_checked_event(what: &str, bytes: &[u8]) -> Result<RunEvent> {
         )));
     }
     Ok(event)
+}
+
+/// A stored session log entry, its hash checked against its content (as
+/// [`decode_checked_event`]; the hash is taken over the payload bytes as
+/// they are, so nothing is re-encoded).
+///
+/// # Errors
+/// `Corrupted` when the bytes do not decode or the hash does not match.
+pub fn decode_checked_log_entry(what: &str, bytes: &[u8]) -> Result<LogEntry> {
+    let entry: LogEntry = decode_record(what, bytes)?;
+    if entry.compute_hash() != entry.hash {
+        return Err(Error::corrupted(format!(
+            "session {}: the {what} at seq {} does not match its hash {} (edited or damaged)",
+            entry.session_id,
+            entry.seq,
+            entry.hash.short()
+        )));
+    }
+    Ok(entry)
 }
 
 /// The event and, in the current layout, its stored payload bytes.

@@ -13,12 +13,13 @@
 //! committer thread ([`Committer`]), which applies the queued batches
 //! and then flushes once for all of them (group commit). A caller waits at
 //! most [`flush_timeout`] (30 s, plus 1 s per 8 MiB of the batch); a
-//! batch whose transaction or flush failed, or did not finish in time, is `OutcomeUnknown` (sled may have applied it),
-//! never `StorageFull`, and the store is **poisoned**: every later call
-//! fails with `Internal` saying to reopen it (as the file engine does
-//! after a failed fsync). sled's flush takes a process-wide lock, so a
-//! flush hung on a full disk stalls other sled stores of the process too;
-//! their calls then time out the same way instead of hanging.
+//! batch whose transaction or flush failed, or did not finish in time,
+//! is `OutcomeUnknown` (sled may have applied it), never `StorageFull`,
+//! and the store is **poisoned**: every later call fails with `Internal`
+//! saying to reopen it (as the file engine does after a failed fsync).
+//! sled's flush takes a process-wide lock, so a flush hung on a full disk
+//! stalls other sled stores of the process too; their calls then time out
+//! the same way instead of hanging.
 //!
 //! `DeleteRange` is resolved to keys inside the transaction's caller: the
 //! KV layer holds the entity's lock, so no key in the range can appear or

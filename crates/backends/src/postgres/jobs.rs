@@ -99,8 +99,8 @@ pub(super) fn commit(conn: &mut Conn, begin: Option<String>, staged: Vec<String>
 /// with its writes and `COMMIT`, so that a pooled connection the server
 /// had closed (a restart, an idle timeout, a killed backend) is found out
 /// while nothing was sent that could have been applied — it is then
-/// replaced and `begin` sent again, as a job's first read is (see
-/// `sql::SqlConn::fetch`). Sent with the `COMMIT`, the lost connection
+/// replaced and `begin` sent again ([`Conn::send_first`], as for a job's
+/// first read). Sent with the `COMMIT`, the lost connection
 /// would leave the outcome unknown although nothing ran. One more round
 /// trip, for such jobs only.
 ///
@@ -109,18 +109,15 @@ pub(super) fn commit(conn: &mut Conn, begin: Option<String>, staged: Vec<String>
 /// the server's error (the schema version check's, say), mapped, after a
 /// rollback.
 fn open(conn: &mut Conn, begin: &str) -> Result<()> {
-    let mut sent = conn.client.batch_execute(begin);
-    if sent.as_ref().is_err_and(errors::is_connection_lost) && conn.reconnect().is_ok() {
-        sent = conn.client.batch_execute(begin);
-    }
-    sent.map_err(|e| {
-        if errors::is_connection_lost(&e) {
-            conn.broken = true;
-        } else {
-            conn.rollback();
-        }
-        errors::map(e, "opening a write transaction")
-    })
+    conn.send_first(|client| client.batch_execute(begin))
+        .map_err(|e| {
+            if errors::is_connection_lost(&e) {
+                conn.broken = true;
+            } else {
+                conn.rollback();
+            }
+            errors::map(e, "opening a write transaction")
+        })
 }
 
 /// The statements and `COMMIT`, joined into messages of fewer

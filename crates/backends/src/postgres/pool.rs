@@ -67,6 +67,24 @@ impl Conn {
             .map_err(|e| errors::map(e, "preparing statements"))
     }
 
+    /// Sends a transaction's opening statements with `send`, and once more
+    /// on a new connection when the server had closed this pooled one (a
+    /// restart, an idle timeout, a killed backend): no transaction was
+    /// open on it, so nothing was lost and nothing can apply twice.
+    ///
+    /// # Errors
+    /// `send`'s, from the new connection when there was one.
+    pub(super) fn send_first<T>(
+        &mut self,
+        mut send: impl FnMut(&mut Client) -> Result<T, postgres::Error>,
+    ) -> Result<T, postgres::Error> {
+        let sent = send(&mut self.client);
+        if sent.as_ref().is_err_and(errors::is_connection_lost) && self.reconnect().is_ok() {
+            return send(&mut self.client);
+        }
+        sent
+    }
+
     /// Whether the connection is worth keeping: not marked broken and not
     /// closed by the server.
     pub(super) fn usable(&self) -> bool {

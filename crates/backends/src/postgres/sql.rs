@@ -138,16 +138,9 @@ impl<'a> SqlConn<'a> {
         let result = match begin {
             Some(begin) => {
                 let batch = format!("{begin}; {}", literal());
-                let mut sent = conn.client.simple_query(&batch);
-                if sent.as_ref().is_err_and(super::errors::is_connection_lost)
-                    && conn.reconnect().is_ok()
-                {
-                    // A pooled connection the server had closed: no
-                    // transaction was open on it, so the job's first
-                    // statement runs again on a new one.
-                    sent = conn.client.simple_query(&batch);
-                }
-                match sent {
+                // A pooled connection the server had closed: the job's
+                // first statement runs again on a new one.
+                match conn.send_first(|client| client.simple_query(&batch)) {
                     Ok(messages) => last_rows(messages, table),
                     Err(e) => Err(super::errors::map(e, doing)),
                 }

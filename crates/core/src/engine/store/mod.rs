@@ -344,17 +344,27 @@ impl RawPage {
         Ok(page)
     }
 
-    /// Whether the engine checked every value against a checksum of its
-    /// own, so damage in storage already came back as `Corrupted`: the
-    /// entries' hashes then need no check on this hot path (as a blob's
-    /// chunks need no CRC of the store's), and `verify_*` re-hashes.
-    pub(super) fn checked(&self) -> bool {
-        self.checked
-    }
-
     /// How many values the page holds.
     pub(super) fn len(&self) -> usize {
         self.ends.len()
+    }
+
+    /// Every value decoded, in scan order: by `decode` when the engine
+    /// checked every value against a checksum of its own (damage in
+    /// storage already came back as `Corrupted`, so the entries' hashes
+    /// need no check on this hot path, as a blob's chunks need no CRC of
+    /// the store's; `verify_*` re-hashes), else by `check`, which also
+    /// checks each entry's hash.
+    pub(super) async fn decode_entries<T>(
+        self,
+        decode: impl Fn(&[u8]) -> Result<T>,
+        check: impl Fn(&[u8]) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        if self.checked {
+            self.decode(decode).await
+        } else {
+            self.decode(check).await
+        }
     }
 
     /// Every value decoded by `decode`, in scan order (see

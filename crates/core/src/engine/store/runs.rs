@@ -265,11 +265,11 @@ impl EngineStore {
                 Ok(page)
             })
             .await?;
-        if page.checked() {
-            return page.decode(|bytes| decode_event("run event", bytes)).await;
-        }
-        page.decode(|bytes| decode_checked_event("run event", bytes))
-            .await
+        page.decode_entries(
+            |bytes| decode_event("run event", bytes),
+            |bytes| decode_checked_event("run event", bytes),
+        )
+        .await
     }
 }
 

@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::heads::{Head, Log};
 use super::session_head::SessionHead;
 use super::{get_record, EngineStore, Owned, RawPage, Shared};
-use crate::encoding::{decode_record, encode_record};
+use crate::encoding::{decode_checked_log_entry, decode_record, encode_record};
 use crate::engine::keys;
 use crate::engine::{Direction, Reader, Scope, Table, Txn};
 use crate::run::VERIFY_PAGE;
@@ -78,7 +78,7 @@ pub(super) fn load_or_not_found(reader: &dyn Reader, id: &str) -> Result<Session
 }
 
 /// Up to `limit` sessions by id from `start`, each with its head.
-pub(super) fn scan(reader: &dyn Reader, start: &[u8], limit: usize) -> Result<Vec<Session>> {
+fn scan(reader: &dyn Reader, start: &[u8], limit: usize) -> Result<Vec<Session>> {
     let records = reader.scan(Table::Sessions, start, None, Direction::Forward, limit)?;
     let mut sessions = Vec::with_capacity(records.len());
     for (_, value) in &records {
@@ -409,27 +409,10 @@ impl EngineStore {
                 Ok(page)
             })
             .await?;
-        if page.checked() {
-            return page
-                .decode(|bytes| decode_record("session log entry", bytes))
-                .await;
-        }
-        page.decode(checked_entry).await
+        page.decode_entries(
+            |bytes| decode_record("session log entry", bytes),
+            |bytes| decode_checked_log_entry("session log entry", bytes),
+        )
+        .await
     }
-}
-
-/// A stored log entry, its hash checked against its content: one edited
-/// behind the store's back (or damaged where the engine keeps no
-/// checksum) is `Corrupted`, never returned.
-fn checked_entry(bytes: &[u8]) -> Result<LogEntry> {
-    let entry: LogEntry = decode_record("session log entry", bytes)?;
-    if entry.compute_hash() != entry.hash {
-        return Err(Error::corrupted(format!(
-            "session {}: the log entry at seq {} does not match its hash {} (edited or damaged)",
-            entry.session_id,
-            entry.seq,
-            entry.hash.short()
-        )));
-    }
-    Ok(entry)
 }
