@@ -22,10 +22,13 @@ use stowage_core::{Error, ErrorKind, Stores};
 ///   ([`Call::safe_to_repeat`]): reads; `cas.put` (content-addressed: the
 ///   same bytes are the same blob and answer the same digest);
 ///   `supersessions.put` (the identical record again is
-///   `AlreadyPresent`); and an event or log entry appended **with an
-///   idempotency key** (the store answers the original instead of
-///   appending it again). An append without a key, a state transition, a
-///   promote, a delete… are never retried after an unknown outcome: the
+///   `AlreadyPresent`, which after a retry may be this call's own first
+///   attempt); `lifecycle.pin_blob` and `lifecycle.compact`; and an event
+///   or log entry appended **with an idempotency key** (the store answers
+///   the original instead of appending it again). An append without a
+///   key, a state transition, a promote, a delete, an unpin or a sweep
+///   (whose answer says what *this* call removed: a second run would
+///   answer "nothing") are never retried after an unknown outcome: the
 ///   caller gets `OutcomeUnknown` and must find out what happened.
 ///
 /// Every other error is returned at once. `cas.put_stream` runs once (its

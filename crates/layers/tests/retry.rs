@@ -231,3 +231,63 @@ async fn zero_attempts_means_one_run() {
     assert_eq!(err.kind(), ErrorKind::Unavailable);
     assert_eq!(faults.calls(Operation::CasGet), 1);
 }
+
+/// A lifecycle write whose answer says what this call removed is not run
+/// again after an unknown outcome: a second run after an applied first
+/// one would answer "nothing was there" (`Ok(false)`, a sweep of 0).
+#[tokio::test(start_paused = true)]
+async fn lifecycle_removals_are_not_retried_after_an_unknown_outcome() {
+    use stowage_core::lifecycle::{IfRunning, RunRetention};
+    use stowage_core::RunSummary;
+    let (stores, faults, bare) = setup(quick());
+
+    let run = new_run(&stores).await;
+    faults.inject(
+        Fault::next(Operation::LifecycleDeleteRun, ErrorKind::OutcomeUnknown).after_apply(),
+    );
+    let reply = stores.lifecycle.delete_run(run, IfRunning::Delete).await;
+    assert_eq!(reply.unwrap_err().kind(), ErrorKind::OutcomeUnknown);
+    assert_eq!(faults.calls(Operation::LifecycleDeleteRun), 1);
+    let gone = bare.runs.get_run(run).await.unwrap_err();
+    assert_eq!(
+        gone.kind(),
+        ErrorKind::NotFound,
+        "the first attempt applied"
+    );
+
+    let digest = Digest::of(b"pinned");
+    stores.lifecycle.pin_blob(&digest, "keep").await.unwrap();
+    faults.inject(
+        Fault::next(Operation::LifecycleUnpinBlob, ErrorKind::OutcomeUnknown).after_apply(),
+    );
+    let reply = stores.lifecycle.unpin_blob(&digest, "keep").await;
+    assert_eq!(reply.unwrap_err().kind(), ErrorKind::OutcomeUnknown);
+    assert_eq!(faults.calls(Operation::LifecycleUnpinBlob), 1);
+
+    let finished = new_run(&stores).await;
+    stores
+        .runs
+        .complete_run(finished, RunSummary::new("done"))
+        .await
+        .unwrap();
+    faults.inject(
+        Fault::next(Operation::LifecyclePruneRuns, ErrorKind::OutcomeUnknown).after_apply(),
+    );
+    let sweep = stores
+        .lifecycle
+        .prune_runs(&RunRetention::finished(), None)
+        .await;
+    assert_eq!(sweep.unwrap_err().kind(), ErrorKind::OutcomeUnknown);
+    assert_eq!(faults.calls(Operation::LifecyclePruneRuns), 1);
+}
+
+/// `pin_blob` answers the same however often it runs: retried.
+#[tokio::test(start_paused = true)]
+async fn pin_blob_is_retried_after_an_unknown_outcome() {
+    let (stores, faults, _bare) = setup(quick());
+    let digest = Digest::of(b"pinned");
+    faults
+        .inject(Fault::next(Operation::LifecyclePinBlob, ErrorKind::OutcomeUnknown).after_apply());
+    stores.lifecycle.pin_blob(&digest, "keep").await.unwrap();
+    assert_eq!(faults.calls(Operation::LifecyclePinBlob), 2);
+}

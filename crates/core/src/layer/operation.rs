@@ -194,10 +194,17 @@ impl Operation {
     ///   same digest;
     /// - `supersessions.put`: the identical record again answers
     ///   [`PutOutcome::AlreadyPresent`](crate::PutOutcome::AlreadyPresent)
-    ///   and changes nothing;
-    /// - the lifecycle sweeps, `delete_run`, `pin_blob` and `unpin_blob`:
-    ///   running them again removes or changes nothing more (forks are not:
-    ///   a repeated fork meets its own copy and fails `AlreadyExists`).
+    ///   and changes nothing (so after a retry, `AlreadyPresent` may mean
+    ///   that this call's own first attempt stored it);
+    /// - `lifecycle.pin_blob` and `lifecycle.compact`: running them again
+    ///   changes nothing more and answers the same.
+    ///
+    /// Not the other lifecycle writes: `delete_run`, `unpin_blob` and the
+    /// sweeps would change nothing more either, but their answer reports
+    /// what *this* call removed, and a second run after an applied first
+    /// one answers "nothing was there" (`Ok(false)`, a sweep of 0): a
+    /// wrong answer in place of an honest `OutcomeUnknown`. Forks fail
+    /// `AlreadyExists` against their own copy.
     ///
     /// Appends are safe to repeat only with an idempotency key: see
     /// [`Call::safe_to_repeat`](crate::layer::Call::safe_to_repeat).
@@ -208,13 +215,7 @@ impl Operation {
                 Operation::CasPut
                     | Operation::CasPutStream
                     | Operation::SupersessionsPut
-                    | Operation::LifecycleDeleteRun
                     | Operation::LifecyclePinBlob
-                    | Operation::LifecycleUnpinBlob
-                    | Operation::LifecycleGcBlobs
-                    | Operation::LifecyclePruneRuns
-                    | Operation::LifecycleExpireSessions
-                    | Operation::LifecyclePruneSessions
                     | Operation::LifecycleCompact
             )
     }
