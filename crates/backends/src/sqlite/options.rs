@@ -215,19 +215,20 @@ fn path_of(url: &Url) -> Result<PathBuf> {
     if encoded.ends_with('/') {
         return Err(bad("the path names a directory, not a database file"));
     }
-    // Percent-decode through a file URL (the `url` crate decodes only those).
-    let relative = !encoded.starts_with('/');
-    let as_file = Url::parse(&format!("file:///{}", encoded.trim_start_matches('/')))
-        .map_err(|_| bad("the path is not a usable file path"))?;
-    let decoded = as_file
-        .to_file_path()
-        .map_err(|()| bad("the path is not a usable file path"))?;
-    if !relative {
-        return Ok(decoded);
+    if encoded.starts_with('/') {
+        // Percent-decode through a file URL (the `url` crate decodes only those).
+        let as_file = Url::parse(&format!("file:///{}", encoded.trim_start_matches('/')))
+            .map_err(|_| bad("the path is not a usable file path"))?;
+        return as_file
+            .to_file_path()
+            .map_err(|()| bad("the path is not a usable file path"));
     }
-    let rel = decoded
-        .strip_prefix("/")
-        .map_err(|_| bad("the path is not a usable file path"))?;
+    // A relative path (`sqlite:rel/file.db`) is an opaque URL path, kept
+    // verbatim by the `url` crate: decode it directly, `..` segments kept
+    // (a `file:///` URL would resolve them away against its root), as
+    // `file:rel/dir` is.
+    let rel = crate::options::percent_decode(encoded)
+        .ok_or_else(|| bad("the path is not valid percent-encoded UTF-8"))?;
     let cwd = std::env::current_dir().map_err(|e| {
         Error::from(e).context(format!(
             "resolving the relative store URL {:?}",

@@ -45,6 +45,47 @@ fn absolute_and_relative_urls_parse() {
     );
 }
 
+/// A relative path keeps its `..` segments: `sqlite:../x.db` is the file
+/// one directory up, not `<cwd>/x.db` (they were lost when the path was
+/// decoded through a `file:///` URL, which resolves them against its root).
+#[test]
+fn relative_urls_keep_dot_dot_segments() {
+    let cwd = std::env::current_dir().unwrap();
+    let up = cwd.parent().expect("the test's cwd has a parent");
+    for (url, rel) in [
+        ("sqlite:../x.db", "../x.db"),
+        ("sqlite:a/../../x.db", "a/../../x.db"),
+        ("sqlite:../../y/x.db?readers=2", "../../y/x.db"),
+        ("sqlite:%2E%2E/my%20x.db", "../my x.db"),
+    ] {
+        let o = parse(url).unwrap();
+        assert_eq!(o.path, cwd.join(rel), "{url}");
+    }
+    // What the OS makes of them: one directory up, not the cwd.
+    let lexical = |p: &std::path::Path| -> PathBuf {
+        let mut out = PathBuf::new();
+        for c in p.components() {
+            match c {
+                std::path::Component::ParentDir => {
+                    out.pop();
+                }
+                other => out.push(other),
+            }
+        }
+        out
+    };
+    assert_eq!(
+        lexical(&parse("sqlite:../x.db").unwrap().path),
+        up.join("x.db")
+    );
+    assert_eq!(
+        lexical(&parse("sqlite:a/../../x.db").unwrap().path),
+        up.join("x.db")
+    );
+    let err = parse("sqlite:%ff.db").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+}
+
 #[test]
 fn bad_urls_and_options_name_the_option_and_its_values() {
     let cases = [
