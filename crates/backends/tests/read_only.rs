@@ -2,19 +2,24 @@
 //! opening it for writing is `Unsupported` pointing at `?mode=read_only`,
 //! never `Internal`; the file backend opens it with `mode=read_only`, reads
 //! and verifies everything, changes nothing and refuses writes; sled
-//! refuses both clearly.
-#![cfg(any(feature = "file", feature = "sled"))]
+//! refuses both clearly; SQLite (which would silently open the file
+//! read-only and fail every write as retryable) refuses it at open.
+#![cfg(any(feature = "file", feature = "sled", feature = "sqlite"))]
 
 #[path = "support/tmpfs.rs"]
 mod tmpfs;
 
 use bytes::Bytes;
+#[cfg(feature = "file")]
 use serde_json::json;
 use stowage_backends::open;
-use stowage_core::{Digest, ErrorKind, LogKind, NewLogEntry};
+use stowage_core::ErrorKind;
+#[cfg(any(feature = "file", feature = "sqlite"))]
+use stowage_core::{Digest, LogKind, NewLogEntry};
 use tmpfs::Tmpfs;
 
 /// Every file under `dir` with its bytes, to prove nothing changed.
+#[cfg(any(feature = "file", feature = "sqlite"))]
 fn contents(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     let mut out: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
@@ -139,4 +144,57 @@ async fn a_sled_store_on_a_read_only_mount_is_refused_clearly() {
         assert_eq!(err.kind(), ErrorKind::Unsupported, "{url}: {err}");
         assert!(err.message().contains("read-only"), "{url}: {err}");
     }
+}
+
+/// SQLite opens a file it cannot write read-only without a word, so the
+/// store used to open "durable" and fail every write with `Unavailable`
+/// (retryable) forever. It is refused at open, `Unsupported` naming the
+/// file, and nothing on the medium changes; a new file (or directory) on
+/// the read-only medium is refused the same way.
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn a_sqlite_store_on_a_read_only_mount_is_refused_at_open() {
+    let fs = Tmpfs::mount("16m");
+    let url = format!("sqlite://{}/agents.db", fs.path().display());
+    let blob = Bytes::from_static(b"x");
+    {
+        let s = open(&url).await.unwrap();
+        s.cas.put(blob.clone()).await.unwrap();
+        let e = NewLogEntry::new(LogKind::Incoming, "user", "text", vec![1; 10]);
+        s.sessions
+            .create_session("s", serde_json::json!({}))
+            .await
+            .unwrap();
+        s.sessions.append_log("s", e).await.unwrap();
+        s.close().await.unwrap();
+    }
+    fs.remount_read_only();
+    let before = contents(fs.path());
+
+    let err = open(&url).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert!(!err.is_retryable(), "{err}");
+    assert!(err.message().contains("read-only"), "{err}");
+    assert!(err.message().contains("agents.db"), "{err}");
+    for fresh in ["new.db", "sub/dir/new.db"] {
+        let url = format!("sqlite://{}/{fresh}", fs.path().display());
+        let err = open(&url).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unsupported, "{url}: {err}");
+        assert!(err.message().contains("read-only"), "{url}: {err}");
+    }
+    assert!(
+        contents(fs.path()) == before,
+        "a refused open changed the medium"
+    );
+
+    // The data is intact: readable once the medium is writable again
+    // (here: a copy on writable storage).
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(fs.path().join("agents.db"), copy.path().join("agents.db")).unwrap();
+    let s = open(&format!("sqlite://{}/agents.db", copy.path().display()))
+        .await
+        .unwrap();
+    assert_eq!(s.cas.get(&Digest::of(&blob)).await.unwrap(), blob);
+    assert_eq!(s.sessions.read_log("s", None, 10).await.unwrap().len(), 1);
+    s.close().await.unwrap();
 }

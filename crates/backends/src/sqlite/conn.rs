@@ -16,8 +16,11 @@ const STATEMENT_CACHE: usize = 128;
 ///
 /// # Errors
 /// `Corrupted` for a file that is not a SQLite database; `Unsupported`
-/// when the file system does not support WAL; `Unavailable` when the file
-/// cannot be opened or stays locked past `busy_timeout`.
+/// when the file system does not support WAL, or when the file or its
+/// directory is not writable (a read-only medium, missing permission):
+/// SQLite would open such a file read-only and fail every write later;
+/// `Unavailable` when the file cannot be opened for a reason that may pass
+/// or stays locked past `busy_timeout`.
 pub(super) fn open_writer(
     path: &Path,
     durability: Durability,
@@ -27,6 +30,14 @@ pub(super) fn open_writer(
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = open(path, flags, busy_timeout)?;
+    // SQLite falls back to read-only when the file cannot be opened for
+    // writing (read-only mount, no write permission) and says so only here.
+    if conn
+        .is_readonly(rusqlite::MAIN_DB)
+        .doing("checking write access")?
+    {
+        return Err(not_writable(path, "SQLite could open it only read-only"));
+    }
     let mode = switch_to_wal(&conn, busy_timeout)?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(Error::unsupported(format!(
@@ -80,9 +91,73 @@ pub(super) fn open_reader(path: &Path, busy_timeout: Duration) -> Result<Connect
     Ok(conn)
 }
 
+/// The `Unsupported` error for a database that cannot be written: no
+/// retry will help, and the sqlite backend has no read-only mode.
+fn not_writable(path: &Path, why: &str) -> Error {
+    Error::unsupported(format!(
+        "sqlite: {} cannot be opened for writing ({why}): the file system is read-only or \
+         the file or its directory is not writable; the sqlite backend has no read-only \
+         mode: make it writable, or copy the file to writable storage to inspect it",
+        path.display()
+    ))
+}
+
+/// `err`, from creating the database's parent directory, as `Unsupported`
+/// when the file system is read-only or denies the permission (no retry
+/// helps), as opening the file itself would be.
+pub(super) fn parent_failure(path: &Path, err: Error) -> Error {
+    let why = std::error::Error::source(&err)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .filter(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
+            )
+        })
+        .map(|io| format!("creating its directory failed: {io}"));
+    match why {
+        Some(why) => not_writable(path, &why).with_source(err),
+        None => err,
+    }
+}
+
+/// A `SQLITE_CANTOPEN` at open says only that `open(2)` failed: asks the
+/// OS why (opening the file as SQLite does, read-write, created if
+/// missing, as SQLite would have) so a read-only medium or a missing
+/// permission is `Unsupported` and a directory in the way `InvalidInput`
+/// (both permanent), and only other causes (too many open files, say)
+/// stay `Unavailable`.
+fn open_failure(path: &Path, flags: OpenFlags, err: rusqlite::Error) -> Error {
+    let cannot_open = err.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen);
+    let err = super::errors::map(err, &format!("opening {}", path.display()));
+    if !cannot_open || !flags.contains(OpenFlags::SQLITE_OPEN_READ_WRITE) {
+        return err;
+    }
+    let probe = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path);
+    use std::io::ErrorKind as Io;
+    match probe {
+        Err(io) if matches!(io.kind(), Io::ReadOnlyFilesystem | Io::PermissionDenied) => {
+            not_writable(path, &io.to_string()).with_source(err)
+        }
+        Err(io) if matches!(io.kind(), Io::IsADirectory | Io::NotADirectory) => {
+            Error::invalid_input(format!(
+                "sqlite: {} cannot be the database file: {io}",
+                path.display()
+            ))
+            .with_source(err)
+        }
+        _ => err,
+    }
+}
+
 fn open(path: &Path, flags: OpenFlags, busy_timeout: Duration) -> Result<Connection> {
-    let conn = Connection::open_with_flags(path, flags)
-        .map_err(|e| super::errors::map(e, &format!("opening {}", path.display())))?;
+    let conn =
+        Connection::open_with_flags(path, flags).map_err(|e| open_failure(path, flags, e))?;
     conn.busy_timeout(busy_timeout)
         .doing("setting busy_timeout")?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);

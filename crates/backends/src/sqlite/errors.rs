@@ -5,17 +5,20 @@ use stowage_core::{Error, ErrorKind};
 
 /// The kind a SQLite error maps to: damaged or foreign files are
 /// `Corrupted`, a full disk `StorageFull`, lock waits that timed out
-/// `Unavailable` (nothing was applied), bad values `Corrupted` (they came
-/// from the file), and the rest `Internal`.
+/// `Unavailable` (nothing was applied), a database that cannot be written
+/// (`SQLITE_READONLY`, `SQLITE_PERM`) `Unsupported` (no retry helps), bad
+/// values `Corrupted` (they came from the file), and the rest `Internal`.
+/// `SQLITE_CANTOPEN` stays `Unavailable` here (it may be passing: too many
+/// open files); at open, [`conn`](super::conn) asks the OS and makes the
+/// permanent causes `Unsupported`.
 pub(super) fn kind_of(err: &rusqlite::Error) -> ErrorKind {
     match err {
         rusqlite::Error::SqliteFailure(e, _) => match e.code {
             ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => ErrorKind::Corrupted,
             ErrorCode::DiskFull => ErrorKind::StorageFull,
             ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => ErrorKind::Unavailable,
-            ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly => {
-                ErrorKind::Unavailable
-            }
+            ErrorCode::PermissionDenied | ErrorCode::ReadOnly => ErrorKind::Unsupported,
+            ErrorCode::CannotOpen => ErrorKind::Unavailable,
             ErrorCode::TooBig => ErrorKind::InvalidInput,
             ErrorCode::SystemIoFailure | ErrorCode::FileLockingProtocolFailed => {
                 ErrorKind::Unavailable
@@ -45,6 +48,10 @@ pub(super) fn map(err: rusqlite::Error, doing: &str) -> Error {
             " (another connection held the database lock past busy_timeout_ms; nothing was applied)"
         }
         ErrorKind::StorageFull => " (the disk is full; nothing was applied)",
+        ErrorKind::Unsupported => {
+            " (the database is read-only: its file system is read-only or the file or its \
+             directory is not writable; nothing was applied)"
+        }
         _ => "",
     };
     Error::new(kind, format!("sqlite: {doing} failed: {err}{hint}")).with_source(err)
@@ -93,6 +100,19 @@ mod tests {
         assert_eq!(
             kind_of(&failure(ffi::SQLITE_LOCKED)),
             ErrorKind::Unavailable
+        );
+        // A database that cannot be written stays so: not retryable.
+        for code in [
+            ffi::SQLITE_READONLY,
+            ffi::SQLITE_READONLY_DBMOVED,
+            ffi::SQLITE_PERM,
+        ] {
+            assert_eq!(kind_of(&failure(code)), ErrorKind::Unsupported, "{code}");
+        }
+        let e = map(failure(ffi::SQLITE_READONLY), "COMMIT");
+        assert!(
+            !e.is_retryable() && e.message().contains("read-only"),
+            "{e}"
         );
         assert!(is_io(&failure(ffi::SQLITE_IOERR_FSYNC)));
         let e = map(failure(ffi::SQLITE_BUSY), "BEGIN IMMEDIATE");

@@ -46,9 +46,11 @@
 //!   of its statements see one WAL snapshot.
 //! * **Errors**: `SQLITE_CORRUPT`/`SQLITE_NOTADB` → `Corrupted`,
 //!   `SQLITE_FULL` → `StorageFull`, `SQLITE_BUSY`/`SQLITE_LOCKED` (after
-//!   `busy_timeout_ms`) → `Unavailable` with nothing applied, an I/O error
-//!   during `COMMIT` → `OutcomeUnknown`; the SQLite error is kept as the
-//!   source. Values of the wrong SQL type (written behind the SDK's back)
+//!   `busy_timeout_ms`) → `Unavailable` with nothing applied,
+//!   `SQLITE_READONLY`/`SQLITE_PERM` → `Unsupported` (a file that cannot be
+//!   written, which SQLite would silently open read-only, is refused at
+//!   open), an I/O error during `COMMIT` → `OutcomeUnknown`; the SQLite
+//!   error is kept as the source. Values of the wrong SQL type (written behind the SDK's back)
 //!   are `Corrupted`.
 //! * **Close**: [`Engine::close`] lets the queued writes finish, stops the
 //!   writer thread and closes every connection; calls after it fail with
@@ -130,10 +132,14 @@ impl SqliteEngine {
     /// schema, and starts the writer thread.
     ///
     /// # Errors
-    /// `InvalidInput` for bad options; `Unsupported` for a file written by
-    /// a newer stowage (schema version) or a file system without WAL
-    /// support; `Corrupted` for a file that is not a SQLite database or a
-    /// damaged schema row; `Unavailable` when the file cannot be opened or
+    /// `InvalidInput` for bad options or a path that names a directory;
+    /// `Unsupported` for a file written by a newer stowage (schema
+    /// version), a file system without WAL support, or a database that
+    /// cannot be written (a read-only file system, a file or directory
+    /// without write permission: SQLite would open it read-only and every
+    /// write would fail); `Corrupted` for a file that is not a SQLite
+    /// database or a damaged schema row; `Unavailable` when the file cannot
+    /// be opened for a reason that may pass (too many open files) or
     /// another process holds the write lock past the busy timeout.
     pub async fn open(opts: SqliteOptions) -> Result<Arc<SqliteEngine>> {
         opts.validate()?;
@@ -141,7 +147,7 @@ impl SqliteEngine {
         let capabilities = capabilities(&opts);
         let for_open = path.clone();
         let opened = tokio::task::spawn_blocking(move || {
-            options::create_parent(&for_open)?;
+            options::create_parent(&for_open).map_err(|e| conn::parent_failure(&for_open, e))?;
             let writer = conn::open_writer(&for_open, opts.durability, opts.busy_timeout)?;
             schema::ensure(&writer)?;
             let reader = conn::open_reader(&for_open, opts.busy_timeout)?;
