@@ -19,6 +19,8 @@ const STATEMENT_CACHE: usize = 128;
 /// when the file system does not support WAL, or when the file or its
 /// directory is not writable (a read-only medium, missing permission):
 /// SQLite would open such a file read-only and fail every write later;
+/// `Corrupted` for a SQLite database of another application (checked
+/// before the switch to WAL, which would change its header);
 /// `Unavailable` when the file cannot be opened for a reason that may pass
 /// or stays locked past `busy_timeout`.
 pub(super) fn open_writer(
@@ -37,6 +39,14 @@ pub(super) fn open_writer(
         .doing("checking write access")?
     {
         return Err(not_writable(path, "SQLite could open it only read-only"));
+    }
+    // Before anything is written (the journal mode is stored in the file):
+    // a foreign database is left exactly as it was. `schema::ensure`
+    // checks again inside its write transaction, race-free.
+    if let Some(foreign) =
+        while_busy(busy_timeout, || super::schema::foreign(&conn)).doing("reading the schema")?
+    {
+        return Err(foreign);
     }
     let mode = switch_to_wal(&conn, busy_timeout)?;
     if !mode.eq_ignore_ascii_case("wal") {
@@ -63,9 +73,21 @@ pub(super) fn open_writer(
 /// change `SQLITE_BUSY` without waiting in the busy handler, so this waits
 /// up to `busy_timeout` itself. Returns the journal mode now in force.
 fn switch_to_wal(conn: &Connection, busy_timeout: Duration) -> Result<String> {
+    while_busy(busy_timeout, || {
+        conn.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
+    })
+    .doing("switching to WAL (PRAGMA journal_mode=WAL)")
+}
+
+/// `f`, retried for up to `busy_timeout` while it fails `SQLITE_BUSY` or
+/// `SQLITE_LOCKED`.
+fn while_busy<T>(
+    busy_timeout: Duration,
+    mut f: impl FnMut() -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
     let deadline = Instant::now() + busy_timeout;
     loop {
-        match conn.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0)) {
+        match f() {
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if matches!(
                     e.code,
@@ -74,7 +96,7 @@ fn switch_to_wal(conn: &Connection, busy_timeout: Duration) -> Result<String> {
             {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            other => return other.doing("switching to WAL (PRAGMA journal_mode=WAL)"),
+            other => return other,
         }
     }
 }

@@ -32,7 +32,9 @@
 //!   NULL) WITHOUT ROWID` table per [`Table`](stowage_core::engine::Table), named
 //!   [`Table::name`](stowage_core::engine::Table::name), and a
 //!   `stowage_schema` table with a `version` row. A file with a newer
-//!   version is refused with `Unsupported`; tables are created at open.
+//!   version is refused with `Unsupported`, a SQLite database of another
+//!   application (no `stowage_schema`, schema objects of its own) with
+//!   `Corrupted`, unchanged; tables are created at open.
 //! * **Writes**: one writer thread owns the write connection and commits
 //!   in groups: it drains the queued jobs, runs `BEGIN IMMEDIATE`, each job
 //!   inside a `SAVEPOINT` (a failing job is rolled back alone and gets its
@@ -138,7 +140,9 @@ impl SqliteEngine {
     /// cannot be written (a read-only file system, a file or directory
     /// without write permission: SQLite would open it read-only and every
     /// write would fail); `Corrupted` for a file that is not a SQLite
-    /// database or a damaged schema row; `Unavailable` when the file cannot
+    /// database, a SQLite database of another application (no
+    /// `stowage_schema` table but tables of its own: left unchanged) or a
+    /// damaged schema row; `Unavailable` when the file cannot
     /// be opened for a reason that may pass (too many open files) or
     /// another process holds the write lock past the busy timeout.
     pub async fn open(opts: SqliteOptions) -> Result<Arc<SqliteEngine>> {

@@ -24,7 +24,8 @@ pub(super) const SCHEMA_VERSION: i64 = 2;
 ///
 /// # Errors
 /// `Unsupported` for a newer schema version; `Corrupted` for a damaged
-/// version row or a file that is not a SQLite database; `Unavailable` when
+/// version row, a file that is not a SQLite database, or a SQLite
+/// database of another application (see [`foreign`]); `Unavailable` when
 /// another process holds the write lock past the busy timeout.
 pub(super) fn ensure(conn: &Connection) -> Result<()> {
     conn.execute_batch("BEGIN IMMEDIATE")
@@ -38,14 +39,15 @@ pub(super) fn ensure(conn: &Connection) -> Result<()> {
 }
 
 fn ensure_in_txn(conn: &Connection) -> Result<()> {
-    let exists: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'stowage_schema'",
-            [],
-            |row| row.get(0),
-        )
-        .doing("reading the schema")?;
-    if exists == 0 {
+    let exists = has_stowage_schema(conn).doing("reading the schema")?;
+    if !exists {
+        // Inside the write transaction: another process cannot add its
+        // tables between this check and the creation below, and of two
+        // processes creating a fresh file the second sees the first's
+        // stowage_schema.
+        if let Some(foreign) = foreign(conn).doing("reading the schema")? {
+            return Err(foreign);
+        }
         conn.execute_batch(
             "CREATE TABLE stowage_schema (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL)",
         )
@@ -75,6 +77,66 @@ fn ensure_in_txn(conn: &Connection) -> Result<()> {
         .doing("creating the tables")?;
     }
     Ok(())
+}
+
+fn has_stowage_schema(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'stowage_schema'",
+        [],
+        |row| row.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+}
+
+/// The error for a SQLite database of another application: no
+/// `stowage_schema` table, yet tables (or views, indexes, triggers) of its
+/// own. Stowage creates its tables only in a database with no schema
+/// objects at all; adopting someone else's file would mix stowage's
+/// tables into it, and a table of theirs named like one of stowage's
+/// (`runs`, `sessions`, `meta`, …) would fail every later operation.
+/// `Ok(None)` for a stowage database or an empty one.
+///
+/// `Corrupted`, as for any file that is not a stowage SQLite database (one
+/// that is not SQLite at all is `SQLITE_NOTADB`, `Corrupted` too): the
+/// file's contents are not what a stowage store holds, and no retry or
+/// option changes that.
+pub(super) fn foreign(conn: &Connection) -> rusqlite::Result<Option<Error>> {
+    // One statement, so one snapshot: outside a transaction, two would
+    // let another process's schema commit fall between them (its tables
+    // seen, but not yet its stowage_schema).
+    let mut stmt = conn.prepare(
+        "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
+         ORDER BY type = 'table' DESC, name",
+    )?;
+    let objects: Vec<(String, String)> = stmt
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    if objects
+        .iter()
+        .any(|(kind, name)| kind == "table" && name == "stowage_schema")
+    {
+        return Ok(None);
+    }
+    let objects: Vec<String> = objects
+        .into_iter()
+        .map(|(kind, name)| format!("{kind} {name}"))
+        .collect();
+    if objects.is_empty() {
+        return Ok(None);
+    }
+    const SHOWN: usize = 5;
+    let more = objects.len().saturating_sub(SHOWN);
+    let mut listed = objects[..objects.len().min(SHOWN)].join(", ");
+    if more > 0 {
+        listed.push_str(&format!(" and {more} more"));
+    }
+    Ok(Some(Error::corrupted(format!(
+        "sqlite: the database is not a stowage store: it has no stowage_schema table but \
+         holds {} schema object(s) of another application ({listed}); stowage creates its \
+         tables only in a new or empty database and left this one unchanged: point the URL \
+         at a new file or a stowage database",
+        objects.len()
+    ))))
 }
 
 /// Refuses to go on in a transaction over a file whose layout changed

@@ -260,6 +260,30 @@ fn a_version_1_file_is_upgraded_at_open() {
     });
 }
 
+/// The check inside the schema's write transaction (the one that makes
+/// concurrent openers race-free) refuses a foreign database on its own,
+/// and rolls back: nothing is created in it.
+#[test]
+fn ensure_refuses_a_foreign_database_inside_its_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("CREATE TABLE sessions (id INTEGER PRIMARY KEY)")
+        .unwrap();
+    let err = super::schema::ensure(&conn).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupted, "{err}");
+    assert!(err.message().contains("table sessions"), "{err}");
+    let count: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(count, 1, "the refused schema transaction created tables");
+    assert!(conn.is_autocommit(), "the transaction was left open");
+    // An empty database gets the schema; a second `ensure` finds it.
+    let fresh = rusqlite::Connection::open(dir.path().join("fresh.db")).unwrap();
+    super::schema::ensure(&fresh).unwrap();
+    super::schema::ensure(&fresh).unwrap();
+}
+
 #[test]
 fn a_file_that_is_not_a_database_is_corrupted() {
     let dir = tempfile::tempdir().unwrap();
