@@ -287,3 +287,46 @@ fn drop_role_later(name: &str) -> impl Drop {
     }
     Role(name.to_owned())
 }
+
+/// A schema where another application keeps a table under one of
+/// stowage's names is refused at open, unchanged, instead of adopted
+/// (`CREATE TABLE IF NOT EXISTS` skipped it, and every call on it failed
+/// `Internal` on its columns); so is another application's
+/// `schema_version`.
+#[tokio::test]
+async fn a_schema_of_another_application_is_refused_unchanged() {
+    for (tag, setup) in [
+        (
+            "foreign_runs",
+            "CREATE TABLE {s}.runs (id serial PRIMARY KEY, name text)",
+        ),
+        (
+            "foreign_version",
+            "CREATE TABLE {s}.schema_version (major int, minor int)",
+        ),
+    ] {
+        let schema = Schema(postgres_server::unique_schema(tag));
+        postgres_server::exec(&format!(
+            "CREATE SCHEMA {s}; {}",
+            setup.replace("{s}", &schema.0),
+            s = schema.0
+        ))
+        .expect("the other application's schema");
+        let tables = || {
+            postgres_server::query_text(&format!(
+                "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables \
+                 WHERE schemaname = '{}'",
+                schema.0
+            ))
+            .expect("listing tables")
+        };
+        let before = tables();
+        let err = stowage_backends::open(&postgres_server::url(&schema.0, ""))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{tag}: the foreign schema was adopted"));
+        assert_eq!(err.kind(), ErrorKind::Corrupted, "{tag}: {err}");
+        assert!(err.message().contains("another application"), "{err}");
+        assert_eq!(tables(), before, "{tag}: the schema changed");
+    }
+}

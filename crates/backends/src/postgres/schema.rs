@@ -101,6 +101,7 @@ fn migrate_locked(conn: &mut Conn, schema: &str) -> Result<()> {
         // it checks whether the object exists.
         return Ok(());
     }
+    refuse_foreign(conn, schema)?;
     conn.client
         .batch_execute(&format!(
             // Quoted: a valid name may be a keyword (`order`, `user`).
@@ -159,12 +160,73 @@ fn up_to_date(conn: &mut Conn, schema: &str) -> Result<bool> {
     Ok(version == SCHEMA_VERSION)
 }
 
+/// Refuses a schema where another application keeps tables under the
+/// names stowage would create, so that `CREATE TABLE IF NOT EXISTS` does
+/// not adopt them (every later call would fail on their columns): tables
+/// of stowage's names with no stowage version recorded beside them. The
+/// migration creates every table in the transaction that records its
+/// version, so a schema of stowage's own never has one without the other.
+///
+/// # Errors
+/// `Corrupted` naming the tables; what the server answers otherwise.
+fn refuse_foreign(conn: &mut Conn, schema: &str) -> Result<()> {
+    let names: Vec<&str> = Table::ALL.iter().map(|t| t.name()).collect();
+    let clashing: Vec<String> = conn
+        .client
+        .query(
+            "SELECT tablename::text FROM pg_catalog.pg_tables WHERE schemaname = $1 \
+             AND tablename = ANY($2) ORDER BY tablename",
+            &[&schema, &names],
+        )
+        .doing("listing the schema's tables")?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    if clashing.is_empty() {
+        return Ok(());
+    }
+    let has_version_table: bool = conn
+        .client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = $1 \
+             AND tablename = 'schema_version')",
+            &[&schema],
+        )
+        .doing("looking for the schema version")?
+        .get(0);
+    if has_version_table && read_version(conn)? > 0 {
+        return Ok(());
+    }
+    Err(Error::corrupted(format!(
+        "postgres: schema {schema} holds tables named as stowage's ({}) but no stowage schema \
+         version: they belong to another application, and stowage will not adopt them; \
+         choose another schema (`schema=`)",
+        clashing.join(", ")
+    )))
+}
+
 /// The recorded version; 0 for a schema without one.
+///
+/// # Errors
+/// `Corrupted` when `schema_version` is not stowage's (another
+/// application's table of that name).
 fn read_version(conn: &mut Conn) -> Result<i32> {
     let rows = conn
         .client
         .query("SELECT version FROM schema_version WHERE id = 1", &[])
-        .doing("reading the schema version")?;
+        .map_err(|e| match e.code() {
+            Some(c)
+                if *c == postgres::error::SqlState::UNDEFINED_COLUMN
+                    || *c == postgres::error::SqlState::DATATYPE_MISMATCH =>
+            {
+                Error::corrupted(
+                    "postgres: the schema's schema_version table is not stowage's (another \
+                     application's?); choose another schema (`schema=`)",
+                )
+                .with_source(e)
+            }
+            _ => super::errors::map(e, "reading the schema version"),
+        })?;
     match rows.first() {
         None => Ok(0),
         Some(row) => row.try_get::<_, i32>(0).map_err(|e| {
