@@ -318,19 +318,19 @@ impl Stores {
     /// - RocksDB and sled: flush, then close the database (releasing its
     ///   lock);
     /// - Redis: drops the connections;
-    /// - memory: nothing to do.
+    /// - memory: marks it closed (its data goes with its last handle).
     ///
     /// Once it returns, the same store may be opened again at once, in this
     /// process or another. (Embedded backends lock with `flock`: a child
     /// process being spawned by another thread at that moment inherits the
     /// lock file's descriptor until it execs, so a reopen racing a spawn
-    /// can see `Unavailable` for that instant.) On every backend but memory, calls through
+    /// can see `Unavailable` for that instant.) On every backend, calls through
     /// handles kept from these stores (clones of this bundle or of its
     /// `Arc`s) then fail with
     /// [`ErrorKind::Conflict`](crate::ErrorKind::Conflict) saying the store
     /// was closed; calls still running when `close` starts finish first.
     /// Closing a clone closes the backend for every clone; closing again
-    /// is `Ok(())`. A memory store stays usable through kept handles.
+    /// is `Ok(())`.
     ///
     /// Without `close`, dropping the last handle releases the backend too,
     /// but only best effort and synchronously inside `Drop`: the file
