@@ -3,7 +3,7 @@
 //! keys that do not count up (runs, sessions, blobs, records), not with
 //! payload bytes, and a run's events cost a location each ([`Blocks`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::blocks::Blocks;
 use super::record::OpRef;
@@ -23,14 +23,15 @@ pub(crate) struct Loc {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Index {
     tables: Vec<Blocks>,
-    live: HashMap<u64, u64>,
+    /// Per segment (a handful: a small map, no hashing on the write path).
+    live: BTreeMap<u64, u64>,
 }
 
 impl Index {
     pub(crate) fn new() -> Self {
         Index {
             tables: vec![Blocks::default(); Table::ALL.len()],
-            live: HashMap::new(),
+            live: BTreeMap::new(),
         }
     }
 

@@ -67,11 +67,17 @@ fn record_crc(segment: u64, len: u32, seq: u64, synced: u64, payload: &[u8]) -> 
 }
 
 /// Encodes `batch` into a buffer that starts with [`RECORD_HEADER_LEN`]
-/// reserved bytes (filled by [`seal_frame`]).
+/// reserved bytes (filled by [`seal_frame`]), with the operations as
+/// [`decode_batch`] would read them back from its payload (borrowing from
+/// `batch`, which holds the same bytes), so the writer need not decode
+/// what it just encoded.
 ///
 /// Errors when the payload would exceed `max_payload` bytes (checked before
 /// anything large is allocated).
-pub(crate) fn encode_batch(batch: &Batch, max_payload: usize) -> Result<Vec<u8>, Damage> {
+pub(crate) fn encode_batch(
+    batch: &Batch,
+    max_payload: usize,
+) -> Result<(Vec<u8>, Vec<OpRef<'_>>), Damage> {
     let mut size: usize = 4;
     for op in &batch.ops {
         size = size.saturating_add(match op {
@@ -90,33 +96,50 @@ pub(crate) fn encode_batch(batch: &Batch, max_payload: usize) -> Result<Vec<u8>,
     let mut buf = Vec::with_capacity(RECORD_HEADER_LEN + size);
     buf.resize(RECORD_HEADER_LEN, 0);
     buf.extend_from_slice(&count.to_le_bytes());
+    let mut ops = Vec::with_capacity(batch.ops.len());
     for op in &batch.ops {
-        match op {
+        ops.push(match op {
             Op::Put { table, key, value } => {
                 buf.extend_from_slice(&[TAG_PUT, table.id()]);
                 put_bytes(&mut buf, key);
-                put_bytes(&mut buf, value);
+                let value_offset = put_bytes(&mut buf, value);
+                OpRef::Put {
+                    table: *table,
+                    key,
+                    value,
+                    value_offset,
+                }
             }
             Op::Delete { table, key } => {
                 buf.extend_from_slice(&[TAG_DELETE, table.id()]);
                 put_bytes(&mut buf, key);
+                OpRef::Delete { table: *table, key }
             }
             Op::DeleteRange { table, start, end } => {
                 buf.extend_from_slice(&[TAG_DELETE_RANGE, table.id()]);
                 put_bytes(&mut buf, start);
                 put_bytes(&mut buf, end);
+                OpRef::DeleteRange {
+                    table: *table,
+                    start,
+                    end,
+                }
             }
-        }
+        });
     }
-    Ok(buf)
+    Ok((buf, ops))
 }
 
-fn put_bytes(buf: &mut Vec<u8>, bytes: &[u8]) {
+/// Appends `bytes` with their length; returns where they start in the
+/// payload (after the frame header).
+fn put_bytes(buf: &mut Vec<u8>, bytes: &[u8]) -> usize {
     // Lengths fit: the whole payload was checked against `max_payload`,
     // which is itself at most u32::MAX.
     let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
     buf.extend_from_slice(&len.to_le_bytes());
+    let at = buf.len() - RECORD_HEADER_LEN;
     buf.extend_from_slice(bytes);
+    at
 }
 
 /// Fills the frame header of `frame` (from [`encode_batch`]) for record

@@ -159,11 +159,11 @@ impl FileKv {
     pub(crate) fn append_batch(&self, batch: &Batch) -> Result<Option<u64>> {
         self.check_poison()?;
         self.check_writable()?;
-        let frame = record::encode_batch(batch, self.opts.max_record_size)
+        let (frame, ops) = record::encode_batch(batch, self.opts.max_record_size)
             .map_err(|d| Error::invalid_input(format!("file store write refused: {}", d.0)))?;
         let seq = {
             let mut w = self.wal.lock();
-            let seq = self.append_locked(&mut w, frame)?;
+            let seq = self.append_locked(&mut w, frame, &ops)?;
             if self.maintenance_due(&w) {
                 self.maintenance_wanted.store(true, Ordering::Relaxed);
             }
@@ -173,8 +173,14 @@ impl FileKv {
     }
 
     /// Appends an encoded frame at the tail (the caller holds the WAL
-    /// lock) and applies it to the index. Returns the record's seq.
-    pub(crate) fn append_locked(&self, w: &mut Wal, mut frame: Vec<u8>) -> Result<u64> {
+    /// lock) and applies its operations (`ops`, as [`record::encode_batch`]
+    /// returned them with it) to the index. Returns the record's seq.
+    pub(crate) fn append_locked(
+        &self,
+        w: &mut Wal,
+        mut frame: Vec<u8>,
+        ops: &[record::OpRef<'_>],
+    ) -> Result<u64> {
         self.check_poison()?;
         let len = frame.len() as u64;
         if w.tail > SEGMENT_HEADER_LEN && w.tail.saturating_add(len) > self.opts.segment_size {
@@ -196,10 +202,6 @@ impl FileKv {
         // before this one was written. WAL lock before commit lock.
         let synced = self.commit.lock().synced;
         record::seal_frame(&mut frame, w.active, seq, synced);
-        let payload = frame.get(RECORD_HEADER_LEN..).unwrap_or(&[]);
-        let ops = record::decode_batch(payload).map_err(|d| {
-            Error::internal(format!("a just-encoded batch does not decode: {}", d.0))
-        })?;
         if direct {
             self.write_direct(w, &frame)?;
         } else {
@@ -210,7 +212,7 @@ impl FileKv {
         }
         self.index
             .write()
-            .apply(w.active, w.tail + RECORD_HEADER_LEN as u64, &ops);
+            .apply(w.active, w.tail + RECORD_HEADER_LEN as u64, ops);
         w.tail += len;
         w.next_seq += 1;
         w.since_checkpoint += len;
