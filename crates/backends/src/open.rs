@@ -87,21 +87,17 @@ pub fn shown_url(url: &str) -> String {
 /// Refuses an option given twice (which of two values holds would be a
 /// guess: `durability=sync&durability=buffered`) and a fragment, which no
 /// backend reads.
+///
+/// Each backend's parser refuses a repeated option too (through the same
+/// [`query_params`](crate::options::query_params)); checking here also
+/// covers `require`, which they never see.
 fn check_query(parsed: &Url, shown: &str) -> Result<()> {
     if parsed.fragment().is_some() {
         return Err(Error::invalid_input(format!(
             "store URL {shown:?}: a #fragment means nothing in a store URL; remove it"
         )));
     }
-    let mut seen = std::collections::BTreeSet::new();
-    for (key, _) in parsed.query_pairs() {
-        if !seen.insert(key.clone()) {
-            return Err(Error::invalid_input(format!(
-                "store URL {shown:?}: option {key} is given more than once; give it once"
-            )));
-        }
-    }
-    Ok(())
+    crate::options::query_params(parsed).map(drop)
 }
 
 /// Every scheme stowage knows, with the feature that provides it and the
@@ -387,6 +383,16 @@ mod tests {
         ] {
             let err = parse_options(url).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidInput, "{url}: {err}");
+        }
+        for (url, name) in [
+            (
+                "file:///tmp/s?durability=sync&durability=buffered",
+                "`durability`",
+            ),
+            ("file:///tmp/s?require=none&require=power_loss", "`require`"),
+        ] {
+            let err = parse_options(url).unwrap_err();
+            assert!(err.message().contains(name), "{url}: {err}");
         }
     }
 

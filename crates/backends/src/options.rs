@@ -33,12 +33,14 @@
 //! # });
 //! ```
 
+use std::borrow::Cow;
 #[cfg(feature = "_kv")]
 use std::path::{Path, PathBuf};
 
 #[cfg(feature = "_kv")]
-use stowage_core::{Durability, Error};
-use stowage_core::{Result, StoreEnv, Stores};
+use stowage_core::Durability;
+use stowage_core::{Error, Result, StoreEnv, Stores};
+use url::Url;
 
 #[cfg(feature = "postgres")]
 pub use crate::postgres::PostgresOptions;
@@ -343,6 +345,32 @@ kv_options!(
     "rocksdb",
     rocksdb
 );
+
+/// The query parameters of a store URL, in URL order, each name once.
+///
+/// Every backend's URL parser reads its parameters through this, however it
+/// was reached ([`open`](crate::open), [`StoreOptions::parse`],
+/// `RedisOptions::from_url`, …): with `prefix=a&prefix=b` which value was
+/// meant is a guess, and the last one silently winning opened another
+/// tenant's store.
+///
+/// # Errors
+/// `InvalidInput` naming the parameter given twice and the URL (its
+/// password hidden).
+pub(crate) fn query_params(url: &Url) -> Result<Vec<(Cow<'_, str>, Cow<'_, str>)>> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut params = Vec::new();
+    for (key, value) in url.query_pairs() {
+        if !seen.insert(key.clone()) {
+            return Err(Error::invalid_input(format!(
+                "store URL {:?}: parameter `{key}` is given twice; give each parameter once",
+                crate::open::shown_url(url.as_str())
+            )));
+        }
+        params.push((key, value));
+    }
+    Ok(params)
+}
 
 /// Percent-decodes a URL component.
 pub(crate) fn percent_decode(s: &str) -> Option<String> {

@@ -41,6 +41,25 @@ fn redis_options_equal_their_url_and_hide_the_password() {
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
 
+/// A parameter given twice is refused by `RedisOptions::from_url` as by
+/// `open`: the last one used to win, so `prefix=tenant_a&prefix=tenant_b`
+/// opened tenant_b's store.
+#[test]
+fn redis_from_url_refuses_a_parameter_given_twice() {
+    use stowage_backends::options::RedisOptions;
+    let url = "redis://127.0.0.1:6379/0?prefix=tenant_a&prefix=tenant_b";
+    for err in [
+        RedisOptions::from_url(url).unwrap_err(),
+        StoreOptions::parse(url).unwrap_err(),
+    ] {
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        assert!(
+            err.message().contains("parameter `prefix` is given twice"),
+            "{err}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn redis_options_are_checked_before_connecting() {
     use stowage_backends::options::{RedisOptions, RedisWait};

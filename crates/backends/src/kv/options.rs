@@ -109,7 +109,7 @@ impl KvUrl {
             read_only: false,
         };
         let mut rest = Vec::new();
-        for (key, value) in url.query_pairs() {
+        for (key, value) in crate::options::query_params(url)? {
             match &*key {
                 "durability" => {
                     parsed.durability = match &*value {
@@ -174,6 +174,8 @@ mod tests {
             "sled:///x?durability=fast",
             "sled:///x?colour=blue",
             "sled:///x?max_blob_size=big",
+            "sled:///x?durability=sync&durability=buffered",
+            "rocksdb:///x?mode=read_only&max_blob_size=1&mode=read_write",
         ] {
             let err = parse(bad).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad}");

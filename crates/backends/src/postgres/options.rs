@@ -376,7 +376,7 @@ pub(crate) fn parse(url: &Url) -> Result<PostgresOptions> {
         opts.user = decode(url.username())?;
     }
     opts.password = url.password().map(decode).transpose()?;
-    for (key, value) in url.query_pairs() {
+    for (key, value) in crate::options::query_params(url)? {
         let bad = |allowed: &str| {
             Error::invalid_input(format!(
                 "store URL {shown:?}: option {key}={value} is not valid; allowed values: {allowed}"
@@ -497,6 +497,15 @@ mod tests {
             ("postgres://h/db?nope=1", "unknown option nope=1"),
             ("postgres://h/", "one database"),
             ("postgres://u:pw@h/?x=1", "***"),
+            // The last value used to win: another schema's store opened.
+            (
+                "postgres://u:pw@h/db?schema=tenant_a&schema=tenant_b",
+                "`schema` is given twice",
+            ),
+            (
+                "postgres://h/db?pool_size=4&sslmode=disable&pool_size=8",
+                "`pool_size` is given twice",
+            ),
         ] {
             let e = parsed(url).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidInput, "{url}");

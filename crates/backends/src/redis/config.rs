@@ -182,7 +182,7 @@ pub(crate) fn parse(url: &Url) -> Result<RedisOptions> {
         ))
     };
     let num = |k: &str, v: &str| v.parse::<u64>().map_err(|_| bad(k, v));
-    for (k, v) in url.query_pairs() {
+    for (k, v) in crate::options::query_params(url)? {
         match k.as_ref() {
             "prefix" => cfg.prefix = v.into_owned(),
             "cluster" => {
@@ -279,4 +279,30 @@ pub(crate) fn check(cfg: &RedisOptions) -> Result<Url> {
         ));
     }
     Ok(server)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stowage_core::ErrorKind;
+
+    #[test]
+    fn a_parameter_given_twice_is_refused() {
+        // The last value used to win: tenant_b's store opened.
+        for query in [
+            "prefix=tenant_a&prefix=tenant_b",
+            "prefix=a&response_timeout_ms=5&prefix=a",
+            "wait=none&wait=aof",
+            "pre%66ix=a&prefix=b",
+        ] {
+            let url = format!("redis://:pw@127.0.0.1:6379/0?{query}");
+            let err = RedisOptions::from_url(&url).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{query}: {err}");
+            assert!(err.message().contains("is given twice"), "{err}");
+            assert!(!err.message().contains(":pw@"), "{err}");
+        }
+        let err =
+            RedisOptions::from_url("redis://h:1/0?prefix=tenant_a&prefix=tenant_b").unwrap_err();
+        assert!(err.message().contains("`prefix`"), "{err}");
+    }
 }

@@ -5,7 +5,7 @@
 //! `docs/redis.md` for the key layout, the scripts, cluster slots,
 //! failure semantics and durability.
 //!
-//! URL query parameters (all optional):
+//! URL query parameters (all optional, each at most once):
 //!
 //! | parameter | default | meaning |
 //! |---|---|---|

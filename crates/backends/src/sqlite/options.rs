@@ -145,7 +145,7 @@ impl SqliteOptions {
 /// the option and what it accepts).
 pub(crate) fn parse(url: &Url) -> Result<SqliteOptions> {
     let mut opts = SqliteOptions::new(path_of(url)?);
-    for (key, value) in url.query_pairs() {
+    for (key, value) in crate::options::query_params(url)? {
         let bad = |allowed: &str| {
             Error::invalid_input(format!(
                 "store URL {:?}: option {key}={value} is not valid; allowed values: {allowed}",

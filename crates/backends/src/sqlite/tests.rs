@@ -119,6 +119,22 @@ fn bad_urls_and_options_name_the_option_and_its_values() {
 }
 
 #[test]
+fn an_option_given_twice_is_refused_by_the_parser_itself() {
+    // Not only by `open`'s check: the parser refuses it whoever calls it.
+    for query in [
+        "durability=durable&durability=buffered",
+        "readers=2&busy_timeout_ms=5&readers=8",
+    ] {
+        let url = url::Url::parse(&format!("sqlite:///x.db?{query}")).unwrap();
+        let err = parse_url(&url).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{query}: {err}");
+        assert!(err.message().contains("is given twice"), "{query}: {err}");
+    }
+    let err = parse("sqlite:///x.db?readers=1&readers=2").unwrap_err();
+    assert!(err.message().contains("`readers`"), "{err}");
+}
+
+#[test]
 fn struct_options_are_checked_too() {
     let mut o = SqliteOptions::new("/tmp/x.db");
     o.readers = 0;

@@ -243,6 +243,10 @@ fn urls_parse_into_directory_and_options() {
         "file:///",
         "file:///x?salvage=maybe",
         "file:///x?max_blob_size=big",
+        // Given twice, common or the file engine's own: refused by the
+        // parser itself, whoever calls it.
+        "file:///x?durability=sync&durability=buffered",
+        "file:///x?segment_size=8192&salvage=true&segment_size=4096",
     ] {
         let err = parse(&url::Url::parse(bad).unwrap()).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad}");
