@@ -17,6 +17,11 @@ async fn bad_urls_are_rejected() {
         "nope=1",
         "wait=sometimes",
         "response_timeout_ms=x",
+        // 0 ms: applied writes reported failed, no connection, or a WAIT
+        // that blocks forever.
+        "response_timeout_ms=0",
+        "connect_timeout_ms=0",
+        "wait=replicas:1&wait_timeout_ms=0",
         // An empty hash tag would spread one store over many slots.
         "cluster=true&prefix=%7Dx",
     ] {

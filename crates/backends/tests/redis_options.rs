@@ -82,6 +82,20 @@ async fn redis_options_are_checked_before_connecting() {
         .await
         .unwrap_err();
     assert!(err.message().contains("without a query"), "{err}");
+    // A zero timeout fails writes that were applied (response), fails
+    // every connection, or makes WAIT block forever: refused, in code as
+    // in a URL.
+    let mut zero = RedisOptions::new("redis://127.0.0.1:1/0");
+    zero.response_timeout = Duration::ZERO;
+    let err = zero.open().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.message().contains("response_timeout"), "{err}");
+    let mut zero = RedisOptions::new("redis://127.0.0.1:1/0");
+    zero.wait = RedisWait::Replicas(1);
+    zero.wait_timeout = Duration::from_micros(300);
+    let err = zero.open().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.message().contains("wait_timeout"), "{err}");
 }
 
 #[tokio::test]

@@ -52,13 +52,13 @@ pub struct RedisOptions {
     /// `cluster`: use the Redis Cluster client (default `false`).
     pub cluster: bool,
     /// `response_timeout_ms`: how long to wait for a reply before
-    /// `OutcomeUnknown` (default 10 s).
+    /// `OutcomeUnknown`, at least 1 ms (default 10 s).
     pub response_timeout: Duration,
-    /// `connect_timeout_ms`: how long one connection attempt may take
-    /// (default 2 s).
+    /// `connect_timeout_ms`: how long one connection attempt may take, at
+    /// least 1 ms (default 2 s).
     pub connect_timeout: Duration,
-    /// `reconnect_retries`: connection attempts before `Unavailable`
-    /// (default 3).
+    /// `reconnect_retries`: connection attempts after the first before
+    /// `Unavailable` (default 3; 0: one attempt, no retry).
     pub reconnect_retries: usize,
     /// `idempotent_retries`: how often a write whose reply was lost is
     /// sent again, when a resend cannot apply it twice (it writes a key
@@ -66,7 +66,8 @@ pub struct RedisOptions {
     pub idempotent_retries: u32,
     /// `wait`: the durability wait after every write (default none).
     pub wait: RedisWait,
-    /// `wait_timeout_ms`: the timeout of that wait (default 1 s).
+    /// `wait_timeout_ms`: the timeout of that wait, at least 1 ms (default
+    /// 1 s; `WAIT` with 0 would block forever).
     pub wait_timeout: Duration,
     /// `tls_ca`: `rediss://` only, a PEM file of the CA(s) to trust
     /// instead of the system roots.
@@ -154,14 +155,25 @@ const PARAMS: [(&str, &str); 9] = [
         "an identifier (1-256 bytes, no control characters)",
     ),
     ("cluster", "true or false"),
-    ("response_timeout_ms", "a whole number of milliseconds"),
-    ("connect_timeout_ms", "a whole number of milliseconds"),
-    ("reconnect_retries", "a whole number"),
+    ("response_timeout_ms", "a whole number of milliseconds ≥ 1"),
+    ("connect_timeout_ms", "a whole number of milliseconds ≥ 1"),
+    (
+        "reconnect_retries",
+        "a whole number (0: one connection attempt, no retry)",
+    ),
     ("idempotent_retries", "a whole number up to 4294967295"),
     ("wait", "none, aof or replicas:N"),
-    ("wait_timeout_ms", "a whole number of milliseconds"),
+    ("wait_timeout_ms", "a whole number of milliseconds ≥ 1"),
     ("tls_ca", "the path of a PEM file (rediss:// only)"),
 ];
+
+/// What the parameter `name` accepts (from [`PARAMS`]).
+fn allowed(name: &str) -> &'static str {
+    PARAMS
+        .iter()
+        .find(|(param, _)| *param == name)
+        .map_or("", |(_, allowed)| *allowed)
+}
 
 /// Parses the query of a `redis://` / `rediss://` URL into options.
 ///
@@ -173,15 +185,18 @@ pub(crate) fn parse(url: &Url) -> Result<RedisOptions> {
     let mut cfg = RedisOptions::new(server.to_string());
     let shown = redacted(url);
     let bad = |k: &str, v: &str| {
-        let allowed = PARAMS
-            .iter()
-            .find(|(name, _)| *name == k)
-            .map_or("", |(_, allowed)| *allowed);
         Error::invalid_input(format!(
-            "store URL {shown:?}: parameter {k}={v:?} is not valid; allowed values: {allowed}"
+            "store URL {shown:?}: parameter {k}={v:?} is not valid; allowed values: {}",
+            allowed(k)
         ))
     };
     let num = |k: &str, v: &str| v.parse::<u64>().map_err(|_| bad(k, v));
+    // A timeout of 0 ms cannot work: every reply or connection would time
+    // out, and `WAIT`/`WAITAOF` with 0 block forever.
+    let millis = |k: &str, v: &str| match num(k, v)? {
+        0 => Err(bad(k, v)),
+        ms => Ok(Duration::from_millis(ms)),
+    };
     for (k, v) in crate::options::query_params(url)? {
         match k.as_ref() {
             "prefix" => cfg.prefix = v.into_owned(),
@@ -192,15 +207,15 @@ pub(crate) fn parse(url: &Url) -> Result<RedisOptions> {
                     _ => return Err(bad(&k, &v)),
                 }
             }
-            "response_timeout_ms" => cfg.response_timeout = Duration::from_millis(num(&k, &v)?),
-            "connect_timeout_ms" => cfg.connect_timeout = Duration::from_millis(num(&k, &v)?),
+            "response_timeout_ms" => cfg.response_timeout = millis(&k, &v)?,
+            "connect_timeout_ms" => cfg.connect_timeout = millis(&k, &v)?,
             "reconnect_retries" => {
                 cfg.reconnect_retries = usize::try_from(num(&k, &v)?).map_err(|_| bad(&k, &v))?
             }
             "idempotent_retries" => {
                 cfg.idempotent_retries = u32::try_from(num(&k, &v)?).map_err(|_| bad(&k, &v))?
             }
-            "wait_timeout_ms" => cfg.wait_timeout = Duration::from_millis(num(&k, &v)?),
+            "wait_timeout_ms" => cfg.wait_timeout = millis(&k, &v)?,
             "tls_ca" => {
                 if v.is_empty() {
                     return Err(bad(&k, &v));
@@ -238,8 +253,9 @@ pub(crate) fn parse(url: &Url) -> Result<RedisOptions> {
 /// server URL.
 ///
 /// # Errors
-/// `InvalidInput` for a bad server URL or prefix, or `tls_ca` without
-/// TLS; `Unsupported` for `wait` together with `cluster`.
+/// `InvalidInput` for a bad server URL or prefix, a timeout under 1 ms,
+/// or `tls_ca` without TLS; `Unsupported` for `wait` together with
+/// `cluster`.
 pub(crate) fn check(cfg: &RedisOptions) -> Result<Url> {
     let expected = "expected redis://[user:password@]host:port/db or rediss://… without a query";
     let server = Url::parse(&cfg.server).map_err(|e| {
@@ -267,6 +283,25 @@ pub(crate) fn check(cfg: &RedisOptions) -> Result<Url> {
             "parameter prefix={:?} cannot start with '}}' with cluster=true (its keys would have an empty hash tag)",
             cfg.prefix
         )));
+    }
+    // Checked here too, not only when parsing a URL, for options built in
+    // code. Below 1 ms is 0 for `WAIT`/`WAITAOF` (whole milliseconds):
+    // block forever.
+    for (param, field, value) in [
+        (
+            "response_timeout_ms",
+            "response_timeout",
+            cfg.response_timeout,
+        ),
+        ("connect_timeout_ms", "connect_timeout", cfg.connect_timeout),
+        ("wait_timeout_ms", "wait_timeout", cfg.wait_timeout),
+    ] {
+        if value < Duration::from_millis(1) {
+            return Err(Error::invalid_input(format!(
+                "parameter {param} (RedisOptions::{field}) is {value:?}; allowed values: {}",
+                allowed(param)
+            )));
+        }
     }
     if cfg.tls_ca.is_some() && server.scheme() != "rediss" {
         return Err(Error::invalid_input(
@@ -304,5 +339,49 @@ mod tests {
         let err =
             RedisOptions::from_url("redis://h:1/0?prefix=tenant_a&prefix=tenant_b").unwrap_err();
         assert!(err.message().contains("`prefix`"), "{err}");
+    }
+
+    #[test]
+    fn zero_timeouts_are_refused() {
+        for param in [
+            "response_timeout_ms",
+            "connect_timeout_ms",
+            "wait_timeout_ms",
+        ] {
+            let err = RedisOptions::from_url(&format!("redis://h:1/0?{param}=0")).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{param}: {err}");
+            assert!(err.message().contains(param), "{err}");
+            assert!(err.message().contains("≥ 1"), "{err}");
+            let one = RedisOptions::from_url(&format!("redis://h:1/0?{param}=1"));
+            assert!(one.is_ok(), "{param}=1: {one:?}");
+        }
+        // 0 is meaningful for the retry counts: no retry.
+        let o = RedisOptions::from_url("redis://h:1/0?reconnect_retries=0&idempotent_retries=0")
+            .unwrap();
+        assert_eq!((o.reconnect_retries, o.idempotent_retries), (0, 0));
+    }
+
+    #[test]
+    fn typed_options_with_a_timeout_under_a_millisecond_are_refused() {
+        type Set = fn(&mut RedisOptions, Duration);
+        let fields: [(&str, Set); 3] = [
+            ("response_timeout", |o, d| o.response_timeout = d),
+            ("connect_timeout", |o, d| o.connect_timeout = d),
+            ("wait_timeout", |o, d| o.wait_timeout = d),
+        ];
+        for (field, set) in fields {
+            // WAIT's timeout is whole milliseconds: 500 µs would be 0,
+            // "block forever".
+            for d in [Duration::ZERO, Duration::from_micros(500)] {
+                let mut o = RedisOptions::new("redis://h:1/0");
+                set(&mut o, d);
+                let err = check(&o).unwrap_err();
+                assert_eq!(err.kind(), ErrorKind::InvalidInput, "{field}: {err}");
+                assert!(err.message().contains(field), "{err}");
+            }
+            let mut o = RedisOptions::new("redis://h:1/0");
+            set(&mut o, Duration::from_millis(1));
+            assert!(check(&o).is_ok(), "{field}");
+        }
     }
 }

@@ -11,12 +11,12 @@
 //! |---|---|---|
 //! | `prefix` | `stowage` | namespace of every key (an identifier) |
 //! | `cluster` | `false` | use the Redis Cluster client (the URL is a seed node) |
-//! | `response_timeout_ms` | `10000` | how long to wait for a reply before `OutcomeUnknown` |
-//! | `connect_timeout_ms` | `2000` | how long one connection attempt may take |
-//! | `reconnect_retries` | `3` | connection attempts before `Unavailable` |
+//! | `response_timeout_ms` | `10000` | how long to wait for a reply before `OutcomeUnknown` (≥ 1) |
+//! | `connect_timeout_ms` | `2000` | how long one connection attempt may take (≥ 1) |
+//! | `reconnect_retries` | `3` | connection attempts after the first before `Unavailable` (0: no retry) |
 //! | `idempotent_retries` | `2` | resends of a write whose reply was lost, where a resend is exactly-once |
 //! | `wait` | `none` | `aof` (`WAITAOF 1 0`) or `replicas:N` (`WAIT N`) after every write |
-//! | `wait_timeout_ms` | `1000` | timeout of that wait |
+//! | `wait_timeout_ms` | `1000` | timeout of that wait (≥ 1) |
 //! | `tls_ca` | system roots | `rediss://` only: PEM file of the CA(s) to trust instead |
 
 pub(crate) mod config;
