@@ -145,11 +145,16 @@ pub struct PostgresOptions {
     /// groups, the rest (at least one) to the pool for reads; opened when
     /// first needed.
     pub pool_size: usize,
-    /// `connect_timeout_ms`: how long connecting may take (default 10 s).
+    /// `connect_timeout_ms`: how long connecting may take, 1 ms to 1 h
+    /// (default 10 s).
     pub connect_timeout: Duration,
     /// `statement_timeout_ms`: the server's `statement_timeout` for every
-    /// statement, lock waits included (default `None`: no timeout). A
-    /// statement that times out fails with `Unavailable`.
+    /// statement, lock waits included, up to 1 h (default `None`: no
+    /// timeout). A statement that times out fails with `Unavailable`.
+    /// `Some(Duration::ZERO)` means no timeout, as `None` and
+    /// `statement_timeout_ms=0` do (PostgreSQL's `statement_timeout=0`);
+    /// any other value under 1 ms is refused, since the server is sent
+    /// whole milliseconds and it would silently become 0, no timeout.
     pub statement_timeout: Option<Duration>,
     /// `readable_columns`: fill the readable columns of `run_events`,
     /// `runs`, `sessions`, `session_log` and `releases` at write time
@@ -298,11 +303,19 @@ impl PostgresOptions {
         if !(1..=MAX_POOL_SIZE).contains(&self.pool_size) {
             return bad("pool_size", &self.pool_size, OPTIONS[1].1);
         }
-        let max = Duration::from_millis(MAX_TIMEOUT_MS);
-        if self.connect_timeout.is_zero() || self.connect_timeout > max {
+        let (min, max) = (
+            Duration::from_millis(1),
+            Duration::from_millis(MAX_TIMEOUT_MS),
+        );
+        if !(min..=max).contains(&self.connect_timeout) {
             return bad("connect_timeout", &self.connect_timeout, OPTIONS[2].1);
         }
-        if self.statement_timeout.is_some_and(|t| t > max) {
+        // Sent in whole milliseconds: 500 µs would be 0, which PostgreSQL
+        // reads as "no timeout".
+        if self
+            .statement_timeout
+            .is_some_and(|t| t > max || (!t.is_zero() && t < min))
+        {
             return bad("statement_timeout", &self.statement_timeout, OPTIONS[3].1);
         }
         if matches!(self.ssl_mode, SslMode::VerifyCa | SslMode::VerifyFull)
@@ -542,5 +555,36 @@ mod tests {
         typed.ssl_mode = SslMode::VerifyCa;
         let e = typed.validate().unwrap_err();
         assert!(e.message().contains("ssl_root_cert"), "{e}");
+    }
+
+    #[test]
+    fn typed_timeouts_are_checked_as_the_url_ones() {
+        use stowage_core::ErrorKind;
+        // Under 1 ms, a connect timeout cannot connect; a statement
+        // timeout would be sent as 0 ms, PostgreSQL's "no timeout".
+        for (field, set) in [
+            (
+                "connect_timeout",
+                (|o, d| o.connect_timeout = d) as fn(&mut PostgresOptions, Duration),
+            ),
+            ("statement_timeout", |o, d| o.statement_timeout = Some(d)),
+        ] {
+            for d in [Duration::from_micros(500), Duration::from_secs(3601)] {
+                let mut o = PostgresOptions::new("h", "db");
+                set(&mut o, d);
+                let e = o.validate().unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::InvalidInput, "{field} {d:?}");
+                assert!(e.message().contains(field), "{e}");
+            }
+        }
+        let mut o = PostgresOptions::new("h", "db");
+        o.connect_timeout = Duration::ZERO;
+        assert!(o.validate().is_err());
+        // 0 is documented: no statement timeout, as in the URL.
+        o.connect_timeout = Duration::from_millis(1);
+        o.statement_timeout = Some(Duration::ZERO);
+        assert!(o.validate().is_ok());
+        o.statement_timeout = Some(Duration::from_millis(1));
+        assert!(o.validate().is_ok());
     }
 }

@@ -22,7 +22,7 @@
 //! | option | values | default |
 //! |---|---|---|
 //! | `durability` | `durable` (alias `sync`), `buffered` | `durable` |
-//! | `busy_timeout_ms` | how long a write waits for another process's write lock, 0 to 3600000 | 10000 |
+//! | `busy_timeout_ms` | how long a write waits for another process's write lock, 0 (do not wait) to 3600000 | 10000 |
 //! | `readers` | read connections, 1 to 64 | 4 |
 //! | `require` | a [`DurabilityLevel`] name, checked before opening (see [`open`](crate::open)) | none |
 //!

@@ -27,7 +27,7 @@ const OPTIONS: [(&str, &str); 3] = [
     ("durability", "durable (or sync) or buffered"),
     (
         "busy_timeout_ms",
-        "a whole number of milliseconds up to 3600000",
+        "a whole number of milliseconds up to 3600000 (0: do not wait)",
     ),
     ("readers", "a whole number from 1 to 64"),
 ];
@@ -56,7 +56,10 @@ pub struct SqliteOptions {
     /// `synchronous=NORMAL` (survives `kill -9`, not power loss).
     pub durability: Durability,
     /// `busy_timeout_ms`: how long a write waits for another process's
-    /// write transaction before failing with `Unavailable` (default 10 s).
+    /// write transaction before failing with `Unavailable`, up to 1 h
+    /// (default 10 s). 0 (or anything under 1 ms: SQLite counts whole
+    /// milliseconds) does not wait: a write that finds the database
+    /// locked fails at once with `Unavailable`, nothing applied.
     pub busy_timeout: Duration,
     /// `readers`: read connections, 1 to 64 (default 4).
     pub readers: usize,
