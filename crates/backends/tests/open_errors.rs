@@ -245,6 +245,13 @@ async fn redis_url_errors_name_the_parameter_and_list_the_known_ones() {
     .await;
     let url = format!("{base}?response_timeout_ms=soon");
     check(&url, bad, &["response_timeout_ms", "milliseconds", base]).await;
+    let url = format!("{base}?wait_timeout_ms=0");
+    check(
+        &url,
+        bad,
+        &["wait_timeout_ms=\"0\"", "milliseconds ≥ 1", base],
+    )
+    .await;
     let url = format!("{base}?prefix=");
     check(&url, bad, &[base, "prefix=\"\""]).await;
     let url = format!("{base}?tls_ca=/ca.pem");
