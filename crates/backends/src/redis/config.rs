@@ -126,6 +126,14 @@ impl RedisOptions {
                 redacted(&parsed)
             )));
         }
+        // As `stowage_backends::open` does: redis-rs would read
+        // `#insecure` as "skip TLS certificate checks".
+        if parsed.fragment().is_some() {
+            return Err(Error::invalid_input(format!(
+                "store URL {:?}: a #fragment means nothing in a store URL; remove it",
+                redacted(&parsed)
+            )));
+        }
         parse(&parsed)
     }
 
@@ -339,6 +347,18 @@ mod tests {
         let err =
             RedisOptions::from_url("redis://h:1/0?prefix=tenant_a&prefix=tenant_b").unwrap_err();
         assert!(err.message().contains("`prefix`"), "{err}");
+    }
+
+    /// redis-rs reads `#insecure` as "skip TLS certificate checks":
+    /// `from_url` refuses any fragment, as `open` does.
+    #[test]
+    fn a_fragment_is_refused() {
+        for url in ["rediss://:pw@h:1/0#insecure", "redis://h:1/0?prefix=a#x"] {
+            let err = RedisOptions::from_url(url).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{url}: {err}");
+            assert!(err.message().contains("#fragment"), "{err}");
+            assert!(!err.message().contains(":pw@"), "{err}");
+        }
     }
 
     #[test]
