@@ -61,12 +61,20 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
             out.push(b']');
         }
         Value::String(s) => write_string(s, out),
-        scalar => out.extend_from_slice(scalar.to_string().as_bytes()),
+        scalar => write_json(scalar, out),
     }
 }
 
 fn write_string(s: &str, out: &mut Vec<u8>) {
-    out.extend_from_slice(Value::String(s.to_owned()).to_string().as_bytes());
+    write_json(s, out);
+}
+
+/// `value` as serde_json writes it (the same bytes as its `to_string`),
+/// straight into `out`, with no string in between.
+fn write_json<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    // Writing a string, number, bool or null into a Vec cannot fail: no
+    // I/O, and no map with non-string keys.
+    let _ = serde_json::to_writer(out, value);
 }
 
 /// An unambiguous binary encoding for hashing and signing: a domain tag
@@ -386,6 +394,34 @@ impl Reader<'_> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn canonical_scalars_are_serde_json_s_own_text() {
+        // The hash chain rests on these bytes: each scalar is written as
+        // serde_json's `to_string` writes it (the code did exactly that
+        // before it wrote straight into the buffer).
+        let scalars = [
+            json!("plain"),
+            json!("quote \" backslash \\ slash / nul \u{0} bell \u{7} del \u{7f}"),
+            json!("tab\tnew\nline\r é ✓ 𝄞 \u{2028}\u{2029} \u{fffe}"),
+            json!(""),
+            json!(0),
+            json!(-3),
+            json!(u64::MAX),
+            json!(i64::MIN),
+            json!(0.1),
+            json!(1.5e300),
+            json!(-0.0),
+            json!(true),
+            json!(null),
+        ];
+        for v in &scalars {
+            assert_eq!(canonical_json(v), v.to_string().into_bytes(), "{v}");
+            let key = v.as_str().unwrap_or("k");
+            let object = json!({ key: v.clone() });
+            assert_eq!(canonical_json(&object), object.to_string().into_bytes());
+        }
+    }
 
     #[test]
     fn canonical_json_sorts_nested_keys_and_escapes() {
