@@ -158,7 +158,9 @@ pub struct FileOptions {
     pub max_blob_size: u64,
     /// `segment_size`: bytes per log segment, at least 4096 (default 64 MiB).
     pub segment_size: u64,
-    /// `max_record_size`: the largest batch, 1 KiB to 4 GiB (default 64 MiB).
+    /// `max_record_size`: the largest batch a write may carry, 1 KiB to 4 GiB
+    /// (default 64 MiB). Records already stored above it (written with a
+    /// larger one) are still read.
     pub max_record_size: usize,
     /// `checkpoint_interval`: bytes of log between automatic checkpoints
     /// (default 256 MiB; 0: only on close).

@@ -30,7 +30,7 @@ impl FileKv {
         loc: Loc,
         file: Option<Arc<dyn VFile>>,
     ) -> Result<Vec<u8>> {
-        let mut buf = vec![0u8; self.value_len(table, loc)?];
+        let mut buf = vec![0u8; self.value_len(table, loc, file.as_deref())?];
         self.read_into(table, loc, file, &mut buf)?;
         Ok(buf)
     }
@@ -44,7 +44,7 @@ impl FileKv {
         loc: Loc,
         file: Option<Arc<dyn VFile>>,
     ) -> Result<Bytes> {
-        let len = self.value_len(table, loc)?;
+        let len = self.value_len(table, loc, file.as_deref())?;
         if !pool::pooled(len) {
             return self.read_value(table, loc, file).map(Bytes::from);
         }
@@ -62,17 +62,40 @@ impl FileKv {
         )
     }
 
-    /// The length of the value at `loc`, refused above the largest record.
-    fn value_len(&self, table: Table, loc: Loc) -> Result<usize> {
+    /// The length of the value at `loc`, checked before a buffer of that
+    /// size is allocated. A value within `max_record_size` is taken as is
+    /// (no extra call). A larger one is legitimate — written when the
+    /// option was higher; it only refuses new writes — so it is bounded by
+    /// its file instead: it must lie within the bytes the file holds.
+    fn value_len(&self, table: Table, loc: Loc, file: Option<&dyn VFile>) -> Result<usize> {
         let len = loc.len as usize;
-        if len > self.opts.max_record_size {
+        if len <= self.opts.max_record_size {
+            return Ok(len);
+        }
+        let file = file.ok_or_else(|| self.missing(table, loc))?;
+        let size = file
+            .len()
+            .map_err(|e| Error::from(e).context(self.where_(table, loc)))?;
+        if loc
+            .off
+            .checked_add(u64::from(loc.len))
+            .is_none_or(|end| end > size)
+        {
             return Err(Error::corrupted(format!(
-                "{}: the index claims a value of {} bytes",
+                "{}: the index claims a value of {} bytes, past the end of the file ({size} \
+                 bytes)",
                 self.where_(table, loc),
                 loc.len
             )));
         }
         Ok(len)
+    }
+
+    fn missing(&self, table: Table, loc: Loc) -> Error {
+        Error::corrupted(format!(
+            "{}: the segment is missing",
+            self.where_(table, loc)
+        ))
     }
 
     /// Fills `buf` (`loc.len` bytes) with the value at `loc` and checks
@@ -84,12 +107,7 @@ impl FileKv {
         file: Option<Arc<dyn VFile>>,
         buf: &mut [u8],
     ) -> Result<()> {
-        let file = file.ok_or_else(|| {
-            Error::corrupted(format!(
-                "{}: the segment is missing",
-                self.where_(table, loc)
-            ))
-        })?;
+        let file = file.ok_or_else(|| self.missing(table, loc))?;
         self.flush_for_read()?;
         file.read_at(buf, loc.off).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -142,15 +160,18 @@ impl FileKv {
         let (Some((_, first, Some(file))), Some((_, last, _))) = (hits.first(), hits.last()) else {
             return Ok(false);
         };
-        if hits
-            .iter()
-            .any(|(_, loc, _)| loc.len as usize > self.opts.max_record_size)
-        {
-            return Ok(false);
-        }
-        self.flush_for_read()?;
+        // Bounded by MAX_SPAN (as `coalescible` joins them), not by
+        // `max_record_size`: values written under a larger one are read
+        // like any other.
         let start = first.off;
-        let mut span = vec![0u8; (last.off + u64::from(last.len) - start) as usize];
+        let Some(span_len) = (last.off + u64::from(last.len))
+            .checked_sub(start)
+            .filter(|&n| n <= MAX_SPAN)
+        else {
+            return Ok(false);
+        };
+        self.flush_for_read()?;
+        let mut span = vec![0u8; span_len as usize];
         if file.read_at(&mut span, start).is_err() {
             return Ok(false);
         }

@@ -3,7 +3,11 @@
 //!
 //! Every decoder here is total: it takes untrusted bytes and returns a
 //! [`Damage`] instead of panicking, and it checks every length against the
-//! bytes actually present (and the maximum record size) before allocating.
+//! bytes actually present before allocating. Stored records are decoded
+//! against the format alone, never against `max_record_size`: that option
+//! only refuses new writes, and a store written with a larger one (the
+//! option may be lowered between opens) holds records above it that are
+//! just as acknowledged.
 
 use crate::kv::seam::{Batch, Op, Table};
 
@@ -181,11 +185,11 @@ pub(crate) struct Frame<'a> {
 
 /// Decodes the record frame at the start of `bytes`, which belongs to
 /// segment `segment`. `Ok(None)`: `bytes` is empty (clean end).
-pub(crate) fn decode_frame(
-    bytes: &[u8],
-    segment: u64,
-    max_payload: usize,
-) -> Result<Option<Frame<'_>>, Damage> {
+///
+/// The claimed length is checked against the bytes present (the whole
+/// segment was read), not against `max_record_size`, which may have been
+/// lowered since the record was written: a record above it is intact.
+pub(crate) fn decode_frame(bytes: &[u8], segment: u64) -> Result<Option<Frame<'_>>, Damage> {
     if bytes.is_empty() {
         return Ok(None);
     }
@@ -199,28 +203,30 @@ pub(crate) fn decode_frame(
     let seq = u64::from_le_bytes(seq_bytes);
     seq_bytes.copy_from_slice(&header[16..24]);
     let synced = u64::from_le_bytes(seq_bytes);
-    let len_usize = len as usize;
-    if len_usize > max_payload {
-        return Err(Damage(format!(
-            "the record claims {len} payload bytes, more than the maximum of {max_payload}"
-        )));
-    }
-    if len_usize < 4 {
+    if len < 4 {
         return Err(Damage(format!(
             "the record claims {len} payload bytes, too few"
         )));
     }
-    let payload = bytes
-        .get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + len_usize)
-        .ok_or_else(|| Damage("the record is incomplete".into()))?;
+    let payload = usize::try_from(len)
+        .ok()
+        .and_then(|len| RECORD_HEADER_LEN.checked_add(len))
+        .and_then(|end| bytes.get(RECORD_HEADER_LEN..end))
+        .ok_or_else(|| {
+            Damage(format!(
+                "the record claims {len} payload bytes, more than the {} bytes left in the \
+                 segment",
+                bytes.len() - RECORD_HEADER_LEN
+            ))
+        })?;
     if record_crc(segment, len, seq, synced, payload) != crc {
         return Err(Damage("the record's CRC32C does not match".into()));
     }
     Ok(Some(Frame {
         seq,
         synced,
+        len: RECORD_HEADER_LEN + payload.len(),
         payload,
-        len: RECORD_HEADER_LEN + len_usize,
     }))
 }
 

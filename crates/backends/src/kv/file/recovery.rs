@@ -103,7 +103,7 @@ pub(crate) fn create_segment(
 /// acknowledged exactly when some later record carries `w > expected`;
 /// otherwise no acknowledgement can have depended on it (see
 /// `docs/file-engine.md`, "Recovery").
-fn watermark_after(bytes: &[u8], from: usize, seg: u64, expected: u64, max: usize) -> Option<u64> {
+fn watermark_after(bytes: &[u8], from: usize, seg: u64, expected: u64) -> Option<u64> {
     let mut best: Option<u64> = None;
     let mut at = from + 1;
     while at + RECORD_HEADER_LEN <= bytes.len() {
@@ -111,7 +111,7 @@ fn watermark_after(bytes: &[u8], from: usize, seg: u64, expected: u64, max: usiz
         s.copy_from_slice(&bytes[at + 8..at + 16]);
         let seq = u64::from_le_bytes(s);
         if seq >= expected && seq - expected < (1 << 32) {
-            if let Ok(Some(frame)) = record::decode_frame(&bytes[at..], seg, max) {
+            if let Ok(Some(frame)) = record::decode_frame(&bytes[at..], seg) {
                 best = Some(best.map_or(frame.synced, |b| b.max(frame.synced)));
                 at += frame.len;
                 continue;
@@ -136,7 +136,9 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
         )));
     }
     let writable = !opts.read_only;
-    let max = opts.max_record_size;
+    // Records are decoded against the bytes present, never against
+    // `opts.max_record_size`: it refuses new writes only, and may have
+    // been lowered since larger records were acknowledged.
     let mut report = RecoveryReport::default();
     let mut seg_ids = BTreeSet::new();
     let mut pack_ids = BTreeSet::new();
@@ -354,7 +356,7 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
             let rest = bytes.get(off..).unwrap_or(&[]);
             // `intact`: the frame passed its CRC, so these are the bytes
             // that were written — never a torn write, whatever follows.
-            let (damage, intact) = match record::decode_frame(rest, id, max) {
+            let (damage, intact) = match record::decode_frame(rest, id) {
                 Ok(None) => break,
                 Ok(Some(frame)) if expected.is_some_and(|e| e != frame.seq) => (
                     Damage(format!(
@@ -393,7 +395,7 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
             // A torn write in the last segment: no intact record after the
             // damage proves the damaged record durable (a reordered write
             // can leave later records of the same unsynced round intact).
-            let watermark = watermark_after(&bytes, off, id, next, max);
+            let watermark = watermark_after(&bytes, off, id, next);
             if is_last && !intact && watermark.is_none_or(|w| w <= next) {
                 if writable {
                     truncate(&*file, off as u64)

@@ -19,6 +19,7 @@ mod faults;
 mod packs;
 mod races;
 mod reads;
+mod record_size;
 mod stores;
 
 /// The reference model: (table, key) → value.
