@@ -8,10 +8,10 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use stowage_core::{Error, Result};
+use stowage_core::{Error, ErrorKind, Result};
 
 use super::checkpoint::{self, Position};
-use super::index::Loc;
+use super::index::{Index, Loc};
 use super::pack::{self, PackWriter, PACK_BIT};
 use super::record::SEGMENT_HEADER_LEN;
 use super::recovery::segment_name;
@@ -49,9 +49,9 @@ fn samples_compress(file: &dyn VFile, len: u64) -> bool {
 pub(super) type Moved = (Table, Vec<u8>, Loc, Loc);
 
 impl FileKv {
-    /// Runs a checkpoint, then compaction, when the log grew by the
+    /// Runs compaction, then a checkpoint, when the log grew by the
     /// configured interval since the last checkpoint. Errors other than
-    /// poisoning are left for the next attempt (the write that triggered
+    /// poisoning are left for the next interval (the write that triggered
     /// this already succeeded).
     pub(crate) fn maybe_maintain(&self) {
         if !self.maintenance_due(&self.wal.lock()) {
@@ -61,11 +61,16 @@ impl FileKv {
         let Some(_guard) = self.maintenance.try_lock() else {
             return;
         };
-        // A compaction that packs anything checkpoints; else checkpoint.
-        let _ = self.compact_locked(false).and_then(|packed| match packed {
-            Some(_) => Ok(()),
-            None => self.checkpoint_locked(),
-        });
+        // A compaction that packs anything checkpoints. One that had
+        // nothing to pack, or failed (a damaged value to move, a full
+        // disk), does not: checkpoint anyway, so the replay stays short
+        // and the interval starts again — else every later write would
+        // find maintenance due and run the failing compaction again. A
+        // value that failed its checks is remembered (`damaged`), and its
+        // file left out until its key is written again.
+        if !matches!(self.compact_locked(false), Ok(Some(_))) {
+            let _ = self.checkpoint_locked();
+        }
     }
 
     /// Whether the log grew by the checkpoint interval since the last
@@ -243,16 +248,25 @@ impl FileKv {
     }
 
     /// What to pack: the sealed segments (ids below `active`; unless
-    /// `all`, only those at least half garbage or whose bytes compress),
+    /// `all`, only those at least half garbage or whose bytes compress,
+    /// and none holding a live value known to be damaged),
     /// packs at least half garbage, and small packs when there are two
     /// or more files to pack. Files are sampled outside the locks, and a
     /// segment found not to compress is not sampled again.
     fn victims(&self, active: u64, all: bool) -> BTreeSet<u64> {
         let files: Vec<(u64, Arc<dyn VFile>, u64)> = {
             let index = self.index.read();
+            // Automatic compaction leaves out files with a value known to
+            // be damaged (it would fail again); an explicit one reports it.
+            let skip = if all {
+                BTreeSet::new()
+            } else {
+                self.damaged_files(&index)
+            };
             let segs = self.segs.read();
             segs.iter()
                 .filter(|(id, _)| pack::is_pack(**id) || **id < active)
+                .filter(|(id, _)| !skip.contains(id))
                 .map(|(id, f)| (*id, Arc::clone(f), index.live_bytes(*id)))
                 .collect()
         };
@@ -357,10 +371,11 @@ impl FileKv {
                     .collect()
             };
             let olds: Vec<Loc> = hits.iter().map(|(_, loc, _)| *loc).collect();
-            let mut olds = olds.into_iter();
-            self.visit_values(table, hits, &mut |key, value| {
+            let mut rest = olds.iter();
+            let before = moved.len();
+            let visited = self.visit_values(table, hits, &mut |key, value| {
                 let at = writer.push(table, key, value).map_err(io)?;
-                let old = olds
+                let old = *rest
                     .next()
                     .ok_or_else(|| Error::internal("compaction visited more values than asked"))?;
                 let new = Loc {
@@ -370,10 +385,50 @@ impl FileKv {
                 };
                 moved.push((table, key.to_vec(), old, new));
                 Ok(())
-            })?;
+            });
+            if let Err(e) = visited {
+                // Values are visited in order and the first that fails
+                // its checks stops the visit: it is the next one.
+                if e.kind() == ErrorKind::Corrupted {
+                    if let Some(&loc) = olds.get(moved.len() - before) {
+                        self.remember_damaged(table, loc);
+                    }
+                }
+                return Err(e);
+            }
         }
         let pack = writer.finish(id).map_err(io)?;
         Ok((Arc::new(pack), moved))
+    }
+
+    /// Remembers the value at `loc` of `table` as damaged (see
+    /// `FileKv::damaged`), with the key that points at it.
+    fn remember_damaged(&self, table: Table, loc: Loc) {
+        if self
+            .damaged
+            .lock()
+            .iter()
+            .any(|(t, _, l)| *t == table && *l == loc)
+        {
+            return;
+        }
+        // Only after a failure: a walk of the table is fine.
+        let key = {
+            let index = self.index.read();
+            let mut entries = index.table(table).range(&[], None);
+            entries.find(|(_, l)| *l == loc).map(|(key, _)| key)
+        };
+        if let Some(key) = key {
+            self.damaged.lock().push((table, key, loc));
+        }
+    }
+
+    /// The files holding a value remembered as damaged that a key still
+    /// points at (the others are forgotten: their keys were written again).
+    fn damaged_files(&self, index: &Index) -> BTreeSet<u64> {
+        let mut damaged = self.damaged.lock();
+        damaged.retain(|(table, key, loc)| index.table(*table).get(key) == Some(*loc));
+        damaged.iter().map(|(_, _, loc)| loc.seg).collect()
     }
 
     /// Makes `pack` readable and points every key of `moved` that still

@@ -126,6 +126,11 @@ pub(crate) struct FileKv {
     pool: Arc<pool::BufPool>,
     /// Sealed segments found not to compress (not sampled again).
     incompressible: Mutex<std::collections::BTreeSet<u64>>,
+    /// Live values that failed their checks when automatic compaction
+    /// read them (table, key, location): their files are left out of
+    /// automatic compaction while the key still points there, so one
+    /// damaged value does not fail every later maintenance.
+    damaged: Mutex<Vec<(Table, Vec<u8>, Loc)>>,
 }
 
 impl FileKv {
@@ -213,6 +218,7 @@ impl FileKv {
             closed: AtomicBool::new(false),
             pool: Arc::default(),
             incompressible: Mutex::default(),
+            damaged: Mutex::default(),
             vfs,
         })
     }

@@ -16,6 +16,7 @@ mod codec;
 mod conformance;
 mod crash;
 mod faults;
+mod maintenance;
 mod packs;
 mod races;
 mod reads;
