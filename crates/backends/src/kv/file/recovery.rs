@@ -170,9 +170,17 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
                 break;
             }
             Err(Damage(why)) if opts.salvage => {
-                report
-                    .lost
-                    .push(format!("checkpoint {name} is damaged ({why}); not used"));
+                // Set aside like a damaged segment or pack, so that a plain
+                // open of the salvaged store does not refuse it again.
+                let mut line = format!("checkpoint {name} is damaged ({why}); not used");
+                if writable {
+                    let lost = format!("{name}.lost");
+                    vfs.rename(&path, &dir.join(&lost))
+                        .and_then(|()| vfs.sync_dir(dir))
+                        .map_err(|e| io_err(dir, "setting a damaged checkpoint aside", e))?;
+                    line.push_str(&format!("; set aside as {lost}"));
+                }
+                report.lost.push(line);
             }
             Err(Damage(why)) => return Err(corrupted(dir, format!("checkpoint {name}: {why}"))),
         }

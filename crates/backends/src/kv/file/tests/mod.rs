@@ -21,6 +21,7 @@ mod packs;
 mod races;
 mod reads;
 mod record_size;
+mod salvage;
 mod stores;
 
 /// The reference model: (table, key) → value.
