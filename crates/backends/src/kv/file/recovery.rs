@@ -374,8 +374,11 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
                     )),
                     true,
                 ),
-                Ok(Some(frame)) => match record::decode_batch(frame.payload) {
-                    Ok(ops) => {
+                Ok(Some(frame)) => match (
+                    record::decode_batch(frame.payload),
+                    frame.seq.checked_add(1),
+                ) {
+                    (Ok(ops), Some(next_seq)) => {
                         proven = proven.max(frame.synced);
                         if is_last {
                             unproven.push_back((frame.seq, off as u64));
@@ -385,11 +388,20 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
                         }
                         index.apply(id, (off + RECORD_HEADER_LEN) as u64, &ops);
                         report.replayed_records += 1;
-                        expected = Some(frame.seq + 1);
+                        expected = Some(next_seq);
                         off += frame.len;
                         continue;
                     }
-                    Err(d) => (d, true),
+                    (Err(d), _) => (d, true),
+                    // Only a crafted or damaged store gets here (2^64
+                    // records): an intact frame, so damage, not a torn tail.
+                    (Ok(_), None) => (
+                        Damage(format!(
+                            "record seq {} leaves no seq for a next record",
+                            frame.seq
+                        )),
+                        true,
+                    ),
                 },
                 Err(d) => (d, false),
             };

@@ -182,6 +182,16 @@ impl FileKv {
         ops: &[record::OpRef<'_>],
     ) -> Result<u64> {
         self.check_poison()?;
+        let seq = w.next_seq;
+        // Checked before anything is written: only a crafted or damaged
+        // store (a checkpoint or record claiming seq 2^64 - 1) gets here.
+        let next_seq = seq.checked_add(1).ok_or_else(|| {
+            Error::corrupted(format!(
+                "file store {}: the log's sequence numbers are exhausted (next seq {seq}); \
+                 the store's checkpoint or last record is damaged",
+                self.dir.display()
+            ))
+        })?;
         let len = frame.len() as u64;
         if w.tail > SEGMENT_HEADER_LEN && w.tail.saturating_add(len) > self.opts.segment_size {
             self.rotate(w)?;
@@ -196,7 +206,6 @@ impl FileKv {
         if !direct {
             self.fill_ahead(w, end)?;
         }
-        let seq = w.next_seq;
         // The durable watermark goes into the record: on disk it proves
         // that every record below it had been acknowledged-safe (fsynced)
         // before this one was written. WAL lock before commit lock.
@@ -214,7 +223,7 @@ impl FileKv {
             .write()
             .apply(w.active, w.tail + RECORD_HEADER_LEN as u64, ops);
         w.tail += len;
-        w.next_seq += 1;
+        w.next_seq = next_seq;
         w.since_checkpoint += len;
         if w.buf.len() >= FLUSH_AT || self.opts.durability != Durability::Sync {
             self.flush_locked(w)?;

@@ -14,6 +14,7 @@ mod basic;
 mod close;
 mod codec;
 mod conformance;
+mod crafted;
 mod crash;
 mod faults;
 mod maintenance;
