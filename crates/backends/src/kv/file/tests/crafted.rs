@@ -36,7 +36,7 @@ fn store_with_record_seq(seq: u64) -> SimFs {
         &checkpoint::file_name(seq),
         &checkpoint::encode(&Index::new(), pos),
     );
-    let mut frame = record::encode_batch(&put(b"k"), 1 << 20).unwrap();
+    let (mut frame, _) = record::encode_batch(&put(b"k"), 1 << 20).unwrap();
     record::seal_frame(&mut frame, 1, seq, seq);
     assert!(frame.len() > RECORD_HEADER_LEN);
     let mut segment = record::segment_header(1).to_vec();
