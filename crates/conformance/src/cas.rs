@@ -115,14 +115,19 @@ pub async fn concurrent_identical_puts(h: &dyn Harness) {
     );
 }
 
-/// Missing blobs: `get`, `stat`, `verify`, `get_stream` are `NotFound`; `contains` is false.
+/// Missing blobs: `get` (naming the digest), `stat`, `verify`, `get_stream` are `NotFound`; `contains` is false.
 pub async fn missing_blob_not_found(h: &dyn Harness) {
     let s = open(h).await;
     let d = Digest::of(b"never stored");
-    expect_kind(
+    let err = expect_kind(
         s.cas.get(&d).await,
         ErrorKind::NotFound,
         "cas.get of a missing blob",
+    );
+    assert!(
+        err.message().contains(d.short().as_str()),
+        "the NotFound message names the blob ({}): {err}",
+        d.short()
     );
     expect_kind(
         s.cas.stat(&d).await,

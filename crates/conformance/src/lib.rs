@@ -32,7 +32,7 @@
 //! # fn main() {}
 //! ```
 //!
-//! That generates **140 tests** — the 139 checks listed below and
+//! That generates **148 tests** — the 147 checks listed below and
 //! `conformance::model_based` — named `conformance::<store>::<check>`
 //! (e.g. `conformance::runs::concurrent_appends`). Every path inside the
 //! macro goes through `$crate::`, so the test crate needs no dependency but
@@ -88,7 +88,7 @@
 //! - [`binary_content_and_sizes`](cas::binary_content_and_sizes): Every byte value round-trips, and sizes are reported exactly.
 //! - [`same_bytes_twice`](cas::same_bytes_twice): Storing the same bytes twice stores them once.
 //! - [`concurrent_identical_puts`](cas::concurrent_identical_puts): 32 concurrent puts of the same bytes all succeed with one digest, stored once.
-//! - [`missing_blob_not_found`](cas::missing_blob_not_found): Missing blobs: `get`, `stat`, `verify`, `get_stream` are `NotFound`; `contains` is false.
+//! - [`missing_blob_not_found`](cas::missing_blob_not_found): Missing blobs: `get` (naming the digest), `stat`, `verify`, `get_stream` are `NotFound`; `contains` is false.
 //! - [`delete_idempotent`](cas::delete_idempotent): `delete` is idempotent: true, then false; the blob is gone; it can be put again.
 //! - [`list_ascending_paginated`](cas::list_ascending_paginated): `list` is ascending by digest; `limit` applies after ordering; `after` is exclusive.
 //! - [`stream_round_trip`](cas::stream_round_trip): `put_stream`/`get_stream` round-trip a blob of several chunks.
@@ -96,7 +96,7 @@
 //! - [`digest_parsing_hostile`](cas::digest_parsing_hostile): Digests of the wrong length or not hex are `InvalidInput`; parsing is case-insensitive and display is 64 lower-case hex.
 //! - [`failing_stream_reader_rejected`](cas::failing_stream_reader_rejected): A `put_stream` reader that fails (at once, or after 1.5 MiB) is `InvalidInput` and stores nothing.
 //!
-//! **[`runs`]** (25 checks)
+//! **[`runs`]** (28 checks)
 //!
 //! - [`append_read_round_trip`](runs::append_read_round_trip): Appends get seqs 0, 1, 2, … chained by `prev_hash`; reads return exactly what was stored.
 //! - [`read_events_paginated`](runs::read_events_paginated): `read_events(after_seq, limit)` is ascending, exclusive, `limit` after ordering.
@@ -104,7 +104,7 @@
 //! - [`idempotency_key_returns_original`](runs::idempotency_key_returns_original): A retried append with the same idempotency key returns the original event and stores nothing twice.
 //! - [`idempotency_after_completion`](runs::idempotency_after_completion): A retry after the run completed returns the original event; a new key is `Conflict`.
 //! - [`tricky_kinds_and_keys_round_trip`](runs::tricky_kinds_and_keys_round_trip): Event kinds and idempotency keys with tricky characters round-trip and do not collide.
-//! - [`runs_isolated`](runs::runs_isolated): Events of one run never show up in another; seqs are per run.
+//! - [`runs_isolated`](runs::runs_isolated): Events and idempotency keys of one run never show up in another; seqs are per run.
 //! - [`concurrent_appends`](runs::concurrent_appends): 32 tasks × 50 appends to one run: seqs unique and gap-free, nothing lost, the chain verifies.
 //! - [`racing_finish_one_winner`](runs::racing_finish_one_winner): 16 tasks racing to finish one run: exactly one `Ok`, the rest `Conflict`; the winner's summary is stored.
 //! - [`appends_racing_finish`](runs::appends_racing_finish): Appends racing a terminal transition: every `Ok` append is in the log, the rest `Conflict`.
@@ -113,18 +113,21 @@
 //! - [`idempotency_key_other_content_conflict`](runs::idempotency_key_other_content_conflict): A reused idempotency key with other content (kind, payload, a given timestamp) is `Conflict` naming the key and the run; the same content (payload keys in any order, no timestamp) returns the original, also after the run ended.
 //! - [`repeated_run_id_already_exists`](runs::repeated_run_id_already_exists): An id generator that repeats an id (through [`Harness::open_with`]): the second `create_run` is `AlreadyExists` naming the id; the first run is untouched and listed once.
 //! - [`extreme_timestamps_round_trip`](runs::extreme_timestamps_round_trip): Timestamps at the edges of `u64` milliseconds (0, 2^53 + 1, `u64::MAX`) round-trip exactly in events, summaries and session log entries, and the chain verifies.
-//! - [`create_get_round_trip`](runs::create_get_round_trip): `create_run` then `get_run` returns the spec, metadata (tags, git sha) as given, `Running`.
-//! - [`unknown_run_not_found`](runs::unknown_run_not_found): Every call on an unknown run is `NotFound`.
+//! - [`idempotent_retry_with_stale_expected_seq`](runs::idempotent_retry_with_stale_expected_seq): A retry of a compare-and-append (same idempotency key and content) returns the original event although its expected seq is now stale; a new key with that stale seq is `Conflict`.
+//! - [`list_in_reverse_creation_order`](runs::list_in_reverse_creation_order): 40 runs created back to back (many in one millisecond) list in exactly the reverse of their creation order: run ids are time-ordered UUID v7s, monotonic within a millisecond.
+//! - [`list_after_deleted_run`](runs::list_after_deleted_run): An `after` cursor naming a run deleted since is still a position: the next page holds the older runs, with and without filters.
+//! - [`create_get_round_trip`](runs::create_get_round_trip): `create_run` then `get_run` returns the spec, metadata (tags, git sha) as given, `Running`; a run without events verifies.
+//! - [`unknown_run_not_found`](runs::unknown_run_not_found): Every call on an unknown run is `NotFound` (an append with an expected seq too: `NotFound` before `Conflict`).
 //! - [`summary_and_timestamps_stored_exactly`](runs::summary_and_timestamps_stored_exactly): Terminal transitions store the status, the summary exactly and the caller's timestamp.
 //! - [`append_to_terminal_conflict`](runs::append_to_terminal_conflict): Appending to a terminal run is `Conflict` and stores nothing.
-//! - [`second_terminal_transition_conflict`](runs::second_terminal_transition_conflict): A second terminal transition is `Conflict` and leaves the record as the first one set it.
+//! - [`second_terminal_transition_conflict`](runs::second_terminal_transition_conflict): A second terminal transition is `Conflict` naming the run and leaves the record as the first one set it.
 //! - [`list_newest_first_paginated`](runs::list_newest_first_paginated): `list_runs` is newest first (descending id), `limit` after ordering, exclusive `after`.
 //! - [`list_filters`](runs::list_filters): Filters by spec digest, agent name and status, alone and combined; an invalid agent name is `InvalidInput`.
 //! - [`agent_names_isolated`](runs::agent_names_isolated): Agent names that look alike (`a`, `a:b`, `a/b`, prefixes, tricky characters) filter apart and round-trip.
 //! - [`hostile_metadata_rejected`](runs::hostile_metadata_rejected): Invalid metadata (agent, git sha, tags not an object, tags over 1 MiB) is `InvalidInput` and creates nothing.
 //! - [`hostile_events_rejected`](runs::hostile_events_rejected): Invalid events (kind, idempotency key, payload over 1 MiB) and summaries are `InvalidInput` and change nothing.
 //!
-//! **[`releases`]** (13 checks)
+//! **[`releases`]** (14 checks)
 //!
 //! - [`promote_current_round_trip`](releases::promote_current_round_trip): `promote` appends a record that becomes current; metadata round-trips; seqs are gap-free with `previous` links.
 //! - [`unknown_name_not_found`](releases::unknown_name_not_found): Unknown names: `current`, `rollback`, `rollback_to` are `NotFound`; `history` is empty.
@@ -139,8 +142,9 @@
 //! - [`rollback_to_edges`](releases::rollback_to_edges): `rollback_to` the current seq appends a record restoring it (and a rollback from there walks back from it); `rollback_to` a rollback record restores that record's spec and names its seq; `rollback_to` the first record leaves nothing earlier (`Conflict`, nothing changed); history and `current` after each step are every record as returned.
 //! - [`rollback_of_first_promote_conflict`](releases::rollback_of_first_promote_conflict): A rollback right after a single promote is `Conflict` and changes nothing (no seq is used up: the next promote gets seq 1); `rollback_to(0)` there restores the record itself, and a rollback after it is `Conflict` again.
 //! - [`compare_and_promote_after_rollbacks`](releases::compare_and_promote_after_rollbacks): Compare-and-promote over rollback records: the expected seq is the current record's — the rollback record's own seq, not the seq it restored (that is `Conflict` and changes nothing); a rollback after such a promote restores the rollback record (naming its seq), and after a `rollback_to` the expected seq is the `rollback_to` record's.
+//! - [`racing_rollbacks_walk_back`](releases::racing_rollbacks_walk_back): 8 tasks racing `rollback` on a history of 6 promotes: each successful rollback walks one step further back (the 5 winners restore seqs 4, 3, 2, 1, 0 in record order, each with that record's spec), the rest `Conflict`; the history stays gap-free.
 //!
-//! **[`sessions`]** (26 checks)
+//! **[`sessions`]** (28 checks)
 //!
 //! - [`log_append_read_round_trip`](sessions::log_append_read_round_trip): Appends get seqs 0, 1, 2, … chained by `prev_hash`; every field round-trips.
 //! - [`read_log_paginated`](sessions::read_log_paginated): `read_log(after_seq, limit)` is ascending, exclusive, `limit` after ordering.
@@ -149,12 +153,12 @@
 //! - [`log_racing_idempotent_appends`](sessions::log_racing_idempotent_appends): 16 tasks appending the same message id: one entry stored, all get it back.
 //! - [`log_hostile_entries_rejected`](sessions::log_hostile_entries_rejected): Invalid senders, message types, keys and payloads over 1 MiB are `InvalidInput` and change nothing.
 //! - [`create_load_round_trip`](sessions::create_load_round_trip): `create_session` then `load_session` returns the data, `Open`, version 1.
-//! - [`create_duplicate_already_exists`](sessions::create_duplicate_already_exists): Creating a taken id is `AlreadyExists` and leaves the original untouched.
-//! - [`unknown_session_not_found`](sessions::unknown_session_not_found): Calls on unknown sessions are `NotFound` (load is `None`, delete is `false`).
+//! - [`create_duplicate_already_exists`](sessions::create_duplicate_already_exists): Creating a taken id is `AlreadyExists` naming the id and leaves the original untouched.
+//! - [`unknown_session_not_found`](sessions::unknown_session_not_found): Calls on unknown sessions are `NotFound`, also with an expected version or seq (load is `None`, delete is `false`).
 //! - [`save_versions`](sessions::save_versions): `save_session` increments the version; `expected_version` mismatches are `Conflict` and change nothing.
 //! - [`state_machine`](sessions::state_machine): States: `Open`/`Suspended` move anywhere; from a final state every change is `Conflict`.
 //! - [`list_ascending_paginated`](sessions::list_ascending_paginated): `list_sessions` is ascending by id bytes with exclusive `after` and `limit` after ordering.
-//! - [`delete_removes_log`](sessions::delete_removes_log): `delete_session` removes the record and its log together, idempotently; a re-created session starts empty.
+//! - [`delete_removes_log`](sessions::delete_removes_log): `delete_session` removes the record and its log (with the log's idempotency keys) together, idempotently; a re-created session starts empty.
 //! - [`tricky_ids_isolated`](sessions::tricky_ids_isolated): Tricky ids round-trip and their records and logs stay isolated from look-alikes.
 //! - [`hostile_input_rejected`](sessions::hostile_input_rejected): Invalid ids and data over 1 MiB are `InvalidInput` and change nothing.
 //! - [`racing_create_one_winner`](sessions::racing_create_one_winner): 16 tasks racing `create_session` for one id: one wins, the rest `AlreadyExists`.
@@ -168,11 +172,13 @@
 //! - [`log_appends_racing_close`](sessions::log_appends_racing_close): 160 appends racing a close: exactly the acknowledged ones are in the log, the rest `Conflict`, nothing lands after it.
 //! - [`log_racing_reused_keys`](sessions::log_racing_reused_keys): 16 tasks appending one message id with 16 payloads: one stored and returned to its task, the rest `Conflict`.
 //! - [`replace_races_appends`](sessions::replace_races_appends): Appends and readers racing a `replace_log`: readers see one unbroken chain; each append lands wholly before (and is replaced) or wholly after it.
+//! - [`log_keys_isolated`](sessions::log_keys_isolated): Idempotency keys are scoped to their session: sessions and keys whose concatenations look alike (`a` + `b:c` and `a:b` + `c`, `/`, no separator) never see each other's keys.
+//! - [`delete_racing_log_appends`](sessions::delete_racing_log_appends): `delete_session` racing 12 keyed appends to the same session (5 rounds): each append lands before the delete or is `NotFound`; afterwards nothing of the log is left — a re-created session has an empty log, takes the old keys as new, and `stats` counts no orphan entries.
 //!
 //! **[`supersessions`]** (18 checks)
 //!
 //! - [`put_get_round_trip`](supersessions::put_get_round_trip): `put` stores a signed record: `get` returns it exactly, `is_superseded` is true; other targets are untouched.
-//! - [`put_idempotent_and_append_only`](supersessions::put_idempotent_and_append_only): Putting the identical record again is a no-op (`AlreadyPresent`); a different record for the target is `Conflict`.
+//! - [`put_idempotent_and_append_only`](supersessions::put_idempotent_and_append_only): Putting the identical record again is a no-op (`AlreadyPresent`); a different record for the target is `Conflict` naming the target.
 //! - [`bad_signatures_rejected`](supersessions::bad_signatures_rejected): Forged, tampered, truncated or foreign signatures are `InvalidInput` and store nothing.
 //! - [`invalid_records_rejected`](supersessions::invalid_records_rejected): `target == replacement` and reasons over 4 KiB are `InvalidInput` and store nothing; 4 KiB exactly is fine.
 //! - [`cycles_rejected`](supersessions::cycles_rejected): A replacement chain leading back to its target is `Conflict` (A→B then B→A; A→B→C then C→A).
@@ -190,7 +196,7 @@
 //! - [`by_agent_exact_while_agent_writes`](supersessions::by_agent_exact_while_agent_writes): `by_agent` over a fixed window while the same agent keeps adding newer records returns each record of the window exactly once (whole, by `limit`, and paged).
 //! - [`list_ascending_paginated`](supersessions::list_ascending_paginated): `list` returns every supersession of every agent ascending by target, paged exactly by the `after` target.
 //!
-//! **[`lifecycle`]** (20 checks)
+//! **[`lifecycle`]** (22 checks)
 //!
 //! - [`delete_run_removes_everything`](lifecycle::delete_run_removes_everything): `delete_run` removes the record, events, idempotency keys and index entries at once, leaves other runs alone, and is idempotent.
 //! - [`delete_running_run_needs_consent`](lifecycle::delete_running_run_needs_consent): A running run is deleted only when the caller says so.
@@ -212,6 +218,8 @@
 //! - [`fork_release_copies_history`](lifecycle::fork_release_copies_history): A forked release name has the source's whole history (seqs, specs, labels, links) under the new name; the two then move independently.
 //! - [`stats_count_what_is_stored`](lifecycle::stats_count_what_is_stored): `stats` counts what is stored, exactly, and follows deletions.
 //! - [`compact_keeps_what_remains`](lifecycle::compact_keeps_what_remains): `compact` after deletions keeps every remaining record readable and changes no count.
+//! - [`racing_forks_one_winner`](lifecycle::racing_forks_one_winner): 12 tasks racing `fork_session` from two sources to one new id, then 8 racing `fork_release` to one new name: exactly one fork wins each race, the rest `AlreadyExists`; the winner is a whole copy of one source (its whole log, a chain that verifies).
+//! - [`gc_keeps_every_release_spec`](lifecycle::gc_keeps_every_release_spec): Every release record's spec is a reference, not only the current one's: after promotes of A, B, C and a rollback, GC (grace 0) keeps A, B and C — any of them can be restored by `rollback_to` — and collects only the loose blob.
 //!
 //! **[`hostile`]** (6 checks)
 //!
@@ -265,21 +273,21 @@
 //! |---|---|---|
 //! | §2 | traits object-safe, `Send + Sync` | by construction: every check drives `Arc<dyn …>` handles from [`Stores`](stowage_core::Stores), many from spawned tasks |
 //! | §2 | errors: one `Error`, the right `ErrorKind` | every check asserts kinds (`NotFound`, `AlreadyExists`, `Conflict`, `InvalidInput`, `Corrupted`) |
-//! | §2 | messages name the entity and the rule | [`runs::append_to_terminal_conflict`]; every failure prints the backend's message |
+//! | §2 | messages name the entity and the rule | [`runs::append_to_terminal_conflict`], [`runs::second_terminal_transition_conflict`], [`sessions::create_duplicate_already_exists`], [`cas::missing_blob_not_found`], [`supersessions::put_idempotent_and_append_only`], and the key-reuse and closed-session checks; every failure prints the backend's message |
 //! | §2 | never panic on bad input or stored data | bad input: every hostile-input check, including [`hostile::deep_json_rejected`] (65 levels of nesting), [`hostile::identifier_length_edges`] and [`cas::failing_stream_reader_rejected`]. Stored data: the payload flips, dropped tails, dropped middles and re-chained rewrites of [`integrity`]; damaged record bytes (undecodable CBOR) are not tampered with, so this half is only partly shown |
 //! | §2 | identifiers 1–256 bytes, no control characters | [`runs::hostile_metadata_rejected`], [`runs::hostile_events_rejected`], [`releases::hostile_input_rejected`], [`sessions::hostile_input_rejected`], [`sessions::log_hostile_entries_rejected`] (empty, 257 bytes, 260 bytes of emoji, `\0`, `\u{7f}`, `\n`, `\t`, ESC, U+0085); [`hostile::identifier_length_edges`] (every identifier field: 256 bytes of ASCII and 64 × 4-byte emoji accepted and round-trip, 257 bytes and 256 bytes + 1 rejected); [`hostile::bad_identifiers_everywhere`] (every method taking a session id or release name, reads included) |
-//! | §2 | `:` `/` `{` `}` `..` spaces emoji RTL round-trip, no collisions or traversal | [`runs::agent_names_isolated`], [`runs::tricky_kinds_and_keys_round_trip`], [`releases::names_listed_and_isolated`], [`sessions::tricky_ids_isolated`], [`sessions::list_ascending_paginated`], [`supersessions::binary_targets_isolated`], model |
+//! | §2 | `:` `/` `{` `}` `..` spaces emoji RTL round-trip, no collisions or traversal | [`runs::agent_names_isolated`], [`runs::tricky_kinds_and_keys_round_trip`], [`releases::names_listed_and_isolated`], [`sessions::tricky_ids_isolated`], [`sessions::list_ascending_paginated`], [`supersessions::binary_targets_isolated`], [`sessions::log_keys_isolated`] (idempotency keys of look-alike sessions), model |
 //! | §2 | JSON ≤ 1 MiB and ≤ 64 levels deep, text ≤ 4 KiB, blobs ≤ `max_blob_size` | [`hostile::deep_json_rejected`] (event payload, session data on create and save, run tags, summary output: 65 levels `InvalidInput`, 64 levels stored and read back), [`hostile::json_size_limit_exact`] (exactly 1 MiB of canonical JSON accepted in every JSON field, one byte more rejected), [`runs::hostile_metadata_rejected`], [`runs::hostile_events_rejected`], [`sessions::hostile_input_rejected`], [`releases::hostile_input_rejected`], [`supersessions::invalid_records_rejected`], [`cas::oversized_blob_rejected`] |
 //! | §2 | invalid input changes nothing | the same checks compare a snapshot of all five stores before and after; [`lifecycle::failed_run_calls_reference_nothing`] (a run call that fails leaves no blob reference) |
-//! | §2 | atomic, linearizable per entity under concurrency | [`runs::concurrent_appends`], [`runs::racing_finish_one_winner`], [`runs::appends_racing_finish`], [`runs::racing_compare_and_append`], [`releases::concurrent_promotes_all_kept`], [`releases::racing_compare_and_promote`], [`sessions::racing_create_one_winner`], [`sessions::racing_save_one_winner`], [`sessions::concurrent_saves_versions`], [`sessions::log_concurrent_appends`], [`sessions::replace_races_appends`], [`supersessions::racing_puts_one_stored`], [`supersessions::racing_cycle_rejected`], [`cas::concurrent_identical_puts`] |
+//! | §2 | atomic, linearizable per entity under concurrency | [`runs::concurrent_appends`], [`runs::racing_finish_one_winner`], [`runs::appends_racing_finish`], [`runs::racing_compare_and_append`], [`releases::concurrent_promotes_all_kept`], [`releases::racing_compare_and_promote`], [`sessions::racing_create_one_winner`], [`sessions::racing_save_one_winner`], [`sessions::concurrent_saves_versions`], [`sessions::log_concurrent_appends`], [`sessions::replace_races_appends`], [`supersessions::racing_puts_one_stored`], [`supersessions::racing_cycle_rejected`], [`cas::concurrent_identical_puts`], [`releases::racing_rollbacks_walk_back`], [`sessions::delete_racing_log_appends`], [`lifecycle::racing_forks_one_winner`] |
 //! | §2 | … also across processes (shared backends) | [`shared::handles_see_each_other`], [`shared::handles_race`] |
 //! | §2 | durability: acknowledged writes survive | [`reopen`], model (reopens mid-sequence); clean close and reopen only: `kill -9` and power loss need the backend's own crash tests |
-//! | §2 | ordering documented and deterministic; `limit` after ordering; exclusive `after` | [`cas::list_ascending_paginated`], [`runs::list_newest_first_paginated`], [`runs::read_events_paginated`], [`releases::history_newest_first_paginated`], [`releases::names_listed_and_isolated`], [`sessions::list_ascending_paginated`], [`sessions::read_log_paginated`], [`supersessions::by_agent_pages_one_timestamp`], [`supersessions::by_agent_pages_with_hlc`], [`supersessions::by_agent_cursor_positions`], [`supersessions::by_agent_exact_while_agent_writes`] (the `after` cursor stays exact while the agent writes), [`supersessions::list_ascending_paginated`] |
+//! | §2 | ordering documented and deterministic; `limit` after ordering; exclusive `after` | [`cas::list_ascending_paginated`], [`runs::list_newest_first_paginated`], [`runs::read_events_paginated`], [`releases::history_newest_first_paginated`], [`releases::names_listed_and_isolated`], [`sessions::list_ascending_paginated`], [`sessions::read_log_paginated`], [`supersessions::by_agent_pages_one_timestamp`], [`supersessions::by_agent_pages_with_hlc`], [`supersessions::by_agent_cursor_positions`], [`supersessions::by_agent_exact_while_agent_writes`] (the `after` cursor stays exact while the agent writes), [`supersessions::list_ascending_paginated`], [`runs::list_in_reverse_creation_order`], [`runs::list_after_deleted_run`] (a cursor whose run was deleted is still a position) |
 //! | §2 | seqs `u64` from 0, no gaps, sort numerically | the append/pagination checks above; [`runs::concurrent_appends`] and [`sessions::log_concurrent_appends`] read 1600 entries back in numeric order (crossing 255 and 999); model. This catches keys built from unpadded decimals or little-endian bytes, not fixed-width `{:08}` decimal keys, which sort correctly up to 10^8 entries |
 //! | §2 | JSON values read back exactly (large integers, `-0.0`, escapes, NUL, empty containers) | [`hostile::json_edge_values_round_trip`], [`hostile::deep_json_rejected`] |
 //! | §2 | timestamps read back exactly | [`clock::store_times_from_injected_clock`], [`runs::summary_and_timestamps_stored_exactly`], [`runs::append_read_round_trip`], [`runs::extreme_timestamps_round_trip`], [`sessions::log_append_read_round_trip`], [`supersessions::put_get_round_trip`] |
 //! | §2 | injectable clock | [`clock::store_times_from_injected_clock`] (every store-assigned time is the injected clock's, through [`Harness::open_with`]; without it, within wall-clock readings around each call); `stowage-fakes` tests its own clock |
-//! | §2 | idempotency keys return the original, store once; the same key with other content is `Conflict` naming the key | [`runs::idempotency_key_other_content_conflict`], [`sessions::log_idempotency_key_other_content_conflict`], [`sessions::log_racing_reused_keys`], [`runs::idempotency_key_returns_original`], [`runs::idempotency_after_completion`], [`runs::racing_idempotent_appends`], [`sessions::log_idempotency_key_returns_original`], [`sessions::log_racing_idempotent_appends`], [`reopen::runs_survive`], [`reopen::sessions_survive`], model |
+//! | §2 | idempotency keys return the original, store once; the same key with other content is `Conflict` naming the key | [`runs::idempotency_key_other_content_conflict`], [`sessions::log_idempotency_key_other_content_conflict`], [`sessions::log_racing_reused_keys`], [`runs::idempotency_key_returns_original`], [`runs::idempotency_after_completion`], [`runs::racing_idempotent_appends`], [`sessions::log_idempotency_key_returns_original`], [`sessions::log_racing_idempotent_appends`], [`reopen::runs_survive`], [`reopen::sessions_survive`], [`runs::idempotent_retry_with_stale_expected_seq`] (a retried compare-and-append is a retry, not a stale expectation), [`sessions::log_keys_isolated`], [`sessions::delete_removes_log`] (a deleted log's keys are gone), model |
 //! | §3 | `put` returns the SHA-256; `Digest` display/parse/short/serde | [`cas::put_get_round_trip`], [`cas::digest_parsing_hostile`] |
 //! | §3 | same bytes twice or concurrently stored once; empty blob valid | [`cas::same_bytes_twice`], [`cas::concurrent_identical_puts`], [`cas::empty_blob`] |
 //! | §3 | `get` `NotFound`; damaged bytes `Corrupted`, never wrong data; `verify` re-hashes | [`cas::missing_blob_not_found`], [`integrity::tampered_blob_corrupted`] (damaged bytes). "`verify` re-hashes" is **not** shown: `Tamper::Blob` leaves any stored checksum stale, so a `verify` that only checks a CRC passes too, [`integrity::damaged_blob_header_corrupted`] (a damaged size) |
@@ -289,13 +297,13 @@
 //! | §4 | `append_event` gap-free seqs, also concurrently; `Conflict` when not `Running`; expected next seq | [`runs::append_read_round_trip`], [`runs::concurrent_appends`], [`runs::append_to_terminal_conflict`], [`runs::expected_seq_conflict`], [`runs::racing_compare_and_append`] |
 //! | §4 | hash chain; `verify_run` reports the first broken link, a removed tail or middle (the record keeps count and head) | [`runs::append_read_round_trip`], [`integrity::tampered_run_event_corrupted`], [`integrity::run_truncation_and_rewrites_corrupted`], [`integrity::lost_run_head_corrupted`] (a lost head is never a shorter log) |
 //! | §4 | terminal transitions only from `Running`; one winner; summary and timestamps as given | [`runs::second_terminal_transition_conflict`], [`runs::racing_finish_one_winner`], [`runs::summary_and_timestamps_stored_exactly`] |
-//! | §4 | `get_run`, `read_events` ascending, `list_runs` filters newest first | [`runs::unknown_run_not_found`], [`runs::read_events_paginated`], [`runs::list_newest_first_paginated`] (descending id, which is creation order only as far as the id generator is monotonic: the check sorts the ids itself and cannot see runs of one millisecond out of creation order), [`runs::list_filters`], [`runs::runs_isolated`], model |
+//! | §4 | `get_run`, `read_events` ascending, `list_runs` filters newest first | [`runs::unknown_run_not_found`], [`runs::read_events_paginated`], [`runs::list_newest_first_paginated`] (descending id), [`runs::list_in_reverse_creation_order`] (exactly the reverse of creation order, also within one millisecond), [`runs::list_after_deleted_run`], [`runs::list_filters`], [`runs::runs_isolated`], model |
 //! | §5 | `promote` appends, gap-free seq per name, compare-and-promote | [`releases::promote_current_round_trip`], [`releases::compare_and_promote`], [`releases::compare_and_promote_after_rollbacks`], [`releases::racing_compare_and_promote`] |
 //! | §5 | rollback walks back A,B,C → B → A → `Conflict`; own `created_at` and actor; names the restored seq | [`releases::rollback_walks_back`], [`releases::rollback_of_first_promote_conflict`], [`releases::rollback_to_edges`], [`clock::store_times_from_injected_clock`] (a rollback's `created_at` is the clock's at the rollback), model |
 //! | §5 | `rollback_to` | [`releases::rollback_to_explicit`], [`releases::rollback_to_edges`] (the current seq, a rollback record, the first record, and rollbacks after each), model |
 //! | §5 | `current`, `history(before, limit)` newest first, `list_names` | [`releases::unknown_name_not_found`], [`releases::history_newest_first_paginated`], [`releases::names_listed_and_isolated`] |
 //! | §5 | history never rewritten; concurrent promotes all kept | [`releases::rollback_walks_back`], [`releases::concurrent_promotes_all_kept`] |
-//! | §6 | create (`AlreadyExists`), load, save with expected version, list ascending, delete with log | [`sessions::create_load_round_trip`], [`sessions::create_duplicate_already_exists`], [`sessions::save_versions`], [`sessions::list_ascending_paginated`], [`sessions::delete_removes_log`], [`sessions::unknown_session_not_found`] |
+//! | §6 | create (`AlreadyExists`), load, save with expected version, list ascending, delete with log | [`sessions::create_load_round_trip`], [`sessions::create_duplicate_already_exists`], [`sessions::save_versions`], [`sessions::list_ascending_paginated`], [`sessions::delete_removes_log`], [`sessions::unknown_session_not_found`], [`sessions::delete_racing_log_appends`] (a delete racing appends leaves no orphan entry or key) |
 //! | §6 | states; final states | [`sessions::state_machine`], model |
 //! | §6 | a final session refuses appends (and `replace_log`) with `Conflict` | [`sessions::log_closed_session_refuses_appends`], [`sessions::log_appends_racing_close`], model |
 //! | §6 | log: gap-free seqs under concurrency, hash chain, idempotent message ids | [`sessions::log_append_read_round_trip`], [`sessions::log_concurrent_appends`], [`sessions::log_idempotency_key_returns_original`], [`sessions::log_racing_idempotent_appends`] |
@@ -308,7 +316,7 @@
 //! | §7 | `by_agent`: inclusive range, newest first by (hlc, timestamp, target), N newest, equal timestamps kept, no separator parsing | [`supersessions::by_agent_newest_first`], [`supersessions::by_agent_inclusive_range_and_isolation`], [`supersessions::by_agent_hlc_ordering`], [`supersessions::binary_targets_isolated`], model |
 //! | §7 | `by_agent` `after` cursor: exclusive, exact while the agent keeps writing, a position (another agent's record, outside the window) | [`supersessions::by_agent_pages_one_timestamp`], [`supersessions::by_agent_pages_with_hlc`], [`supersessions::by_agent_cursor_positions`], [`supersessions::by_agent_exact_while_agent_writes`] |
 //! | §7 | `list`: every supersession ascending by target, exclusive `after` | [`supersessions::list_ascending_paginated`] |
-//! | §7 | `resolve` follows replacements (`Current`/`Withdrawn`, hops); a cycle or an over-long chain is reported | [`supersessions::resolve_chains`], model. A chain over `MAX_RESOLVE_HOPS` (1024) is **not checked** here: it needs 1025 signed puts, and each `put` verifies an Ed25519 signature, which takes ~15 ms in an unoptimised build (16 s on the memory backend); nothing else covers it yet |
+//! | §7 | `resolve` follows replacements (`Current`/`Withdrawn`, hops); a cycle or an over-long chain is reported | [`supersessions::resolve_chains`], model. A chain over `MAX_RESOLVE_HOPS` (1024) is **not checked** here: it needs 1025 signed puts, and each `put` verifies an Ed25519 signature, which takes ~15 ms in an unoptimised build (16 s on the memory backend); the algorithm is core's, written once, and `crates/backends/tests/memory_backend` checks it on the memory backend (1024 hops resolve, 1025 are `Conflict`) |
 //! | §7 | `Hlc` orders by (physical, logical, node) | [`supersessions::by_agent_hlc_ordering`] |
 //! | §8 | one `pub async fn` per behaviour, a one-line `$crate::` macro, capabilities decide, model-based test | this crate; its own tests prove the checks fail against injected bugs (`tests/suite_catches_bugs.rs`: each of 15 injected bugs fails at least one check or the model test; `tests/shared_handles.rs`) |
 //! | §9 | fakes pass the whole suite | `crates/fakes/tests/conformance.rs` runs [`conformance_tests!`] against them (directly and through the fault injector) |

@@ -43,14 +43,15 @@ macro_rules! conformance_tests {
                 concurrent_appends, racing_finish_one_winner, appends_racing_finish,
                 racing_compare_and_append, racing_idempotent_appends,
                 idempotency_key_other_content_conflict, repeated_run_id_already_exists,
-                extreme_timestamps_round_trip,
+                extreme_timestamps_round_trip, idempotent_retry_with_stale_expected_seq,
+                list_in_reverse_creation_order, list_after_deleted_run,
             );
             $crate::__conformance_module!(releases;
                 promote_current_round_trip, unknown_name_not_found, rollback_walks_back,
                 rollback_to_explicit, history_newest_first_paginated, names_listed_and_isolated,
                 compare_and_promote, concurrent_promotes_all_kept, racing_compare_and_promote,
                 hostile_input_rejected, rollback_to_edges, rollback_of_first_promote_conflict,
-                compare_and_promote_after_rollbacks,
+                compare_and_promote_after_rollbacks, racing_rollbacks_walk_back,
             );
             $crate::__conformance_module!(sessions;
                 create_load_round_trip, create_duplicate_already_exists, unknown_session_not_found,
@@ -61,7 +62,8 @@ macro_rules! conformance_tests {
                 log_racing_idempotent_appends, log_hostile_entries_rejected, replace_semantics,
                 replace_expected_next_seq, replace_forgets_old_keys, replace_races_appends,
                 log_idempotency_key_other_content_conflict, log_closed_session_refuses_appends,
-                log_appends_racing_close, log_racing_reused_keys,
+                log_appends_racing_close, log_racing_reused_keys, log_keys_isolated,
+                delete_racing_log_appends,
             );
             $crate::__conformance_module!(supersessions;
                 put_get_round_trip, put_idempotent_and_append_only, bad_signatures_rejected,
@@ -80,7 +82,7 @@ macro_rules! conformance_tests {
                 gc_collects_only_unreferenced, gc_spares_recent_puts, pins, gc_race_keeps_referenced,
                 failed_run_calls_reference_nothing,
                 fork_session_copies_log, fork_release_copies_history, stats_count_what_is_stored,
-                compact_keeps_what_remains,
+                compact_keeps_what_remains, racing_forks_one_winner, gc_keeps_every_release_spec,
             );
             $crate::__conformance_module!(hostile;
                 deep_json_rejected, identifier_length_edges, bad_identifiers_everywhere,

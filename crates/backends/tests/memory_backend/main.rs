@@ -393,3 +393,38 @@ async fn supersessions_by_agent_newest_first_inclusive_and_limited() {
     assert_eq!(all.len(), 5);
     assert_eq!(all, sorted);
 }
+
+/// SPEC §7: `resolve` reports an over-long chain instead of following it.
+/// Core's algorithm, run here once: 1025 signed puts are too slow for the
+/// conformance suite on every backend (see its SPEC table).
+#[tokio::test]
+async fn resolve_reports_a_chain_over_max_resolve_hops() {
+    let stores = stowage_backends::open("memory://").await.unwrap();
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let n = u64::from(stowage_core::validate::MAX_RESOLVE_HOPS) + 1;
+    let name = |i: u64| format!("hop {i}").into_bytes();
+    // Oldest link first: each put's cycle check then walks one hop.
+    for i in 0..n {
+        let record = superseding(&key, &name(i), Some(&name(i + 1)), i);
+        stores.supersessions.put(record).await.unwrap();
+    }
+    assert_eq!(
+        stores
+            .supersessions
+            .resolve(&Digest::of(&name(1)))
+            .await
+            .unwrap(),
+        stowage_core::Resolution::Current {
+            hash: Digest::of(&name(n)),
+            hops: stowage_core::validate::MAX_RESOLVE_HOPS,
+        },
+        "a chain of exactly MAX_RESOLVE_HOPS hops resolves"
+    );
+    let err = stores
+        .supersessions
+        .resolve(&Digest::of(&name(0)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(err.message().contains("longer than"), "{err}");
+}

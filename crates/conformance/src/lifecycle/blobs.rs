@@ -125,6 +125,49 @@ pub async fn gc_collects_only_unreferenced(h: &dyn Harness) {
     }
 }
 
+/// Every release record's spec is a reference, not only the current one's: after promotes of A, B, C and a rollback, GC (grace 0) keeps A, B and C — any of them can be restored by `rollback_to` — and collects only the loose blob.
+pub async fn gc_keeps_every_release_spec(h: &dyn Harness) {
+    let (s, time) = open_timed(h).await;
+    let specs = [
+        put(&s, "release spec A").await,
+        put(&s, "release spec B").await,
+        put(&s, "release spec C").await,
+    ];
+    let loose = put(&s, "loose").await;
+    for (i, d) in specs.iter().enumerate() {
+        ok(
+            s.releases
+                .promote("g", *d, rmeta(&format!("v{i}")), None)
+                .await,
+            "promote",
+        );
+    }
+    ok(s.releases.rollback("g", "ops").await, "rollback");
+    time.tick().await;
+    assert_eq!(
+        gc(&s, Duration::ZERO, 2).await.affected,
+        1,
+        "only the loose blob is collected"
+    );
+    assert!(!present(&s, &loose).await, "the loose blob is gone");
+    for (d, what) in specs.iter().zip([
+        "A (two records back)",
+        "B (current again)",
+        "C (rolled back from)",
+    ]) {
+        assert!(
+            present(&s, d).await,
+            "the spec of release record {what} was collected: every record's spec is a reference"
+        );
+    }
+    let restored = ok(
+        s.releases.rollback_to("g", 0, "ops").await,
+        "rollback_to(0)",
+    );
+    assert_eq!(restored.spec_digest, specs[0], "the oldest record restores");
+    assert!(present(&s, &specs[0]).await, "its spec is still there");
+}
+
 /// A run call that fails references nothing (SPEC §2: all-or-nothing):
 /// blobs declared by a compare-and-append that lost, by an idempotency key
 /// reused with other content, by an append to a finished run and by a

@@ -258,3 +258,101 @@ pub async fn fork_beside_appends(h: &dyn Harness) {
         );
     }
 }
+
+/// 12 tasks racing `fork_session` from two sources to one new id, then 8 racing `fork_release` to one new name: exactly one fork wins each race, the rest `AlreadyExists`; the winner is a whole copy of one source (its whole log, a chain that verifies).
+pub async fn racing_forks_one_winner(h: &dyn Harness) {
+    let s = open(h).await;
+    ok(
+        s.sessions.create_session("src", json!({"one": 1})).await,
+        "create",
+    );
+    for p in ["a", "b", "c"] {
+        ok(s.sessions.append_log("src", entry(p)).await, "append_log");
+    }
+    ok(
+        s.sessions.create_session("src2", json!({"two": 2})).await,
+        "create",
+    );
+    ok(
+        s.sessions.append_log("src2", entry("z")).await,
+        "append_log",
+    );
+    let lifecycle = s.lifecycle.clone();
+    let results = race(12, |t| {
+        let lifecycle = lifecycle.clone();
+        let from = if t % 2 == 0 { "src" } else { "src2" };
+        async move { lifecycle.fork_session(from, "dst").await }
+    })
+    .await;
+    let mut winners = Vec::new();
+    for r in results {
+        match r {
+            Ok(session) => winners.push(session),
+            Err(e) => assert_eq!(
+                e.kind(),
+                ErrorKind::AlreadyExists,
+                "racing fork_session losers get AlreadyExists: {e}"
+            ),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one racing fork_session must win");
+    let fork = ok(s.sessions.load_session("dst").await, "load")
+        .unwrap_or_else(|| panic!("the winning fork is not stored"));
+    let source = if fork.data == json!({"one": 1}) {
+        "src"
+    } else {
+        "src2"
+    };
+    let copied = ok(s.sessions.read_log("dst", None, MAX_PAGE).await, "read_log");
+    let original = ok(
+        s.sessions.read_log(source, None, MAX_PAGE).await,
+        "read_log",
+    );
+    assert_eq!(
+        copied
+            .iter()
+            .map(|e| (e.seq, &e.payload, e.timestamp))
+            .collect::<Vec<_>>(),
+        original
+            .iter()
+            .map(|e| (e.seq, &e.payload, e.timestamp))
+            .collect::<Vec<_>>(),
+        "the fork holds the whole log of the one source whose data it has ({source})"
+    );
+    assert_eq!(fork.log_len, copied.len() as u64, "the fork's log_len");
+    ok(s.sessions.verify_log("dst").await, "verify_log of the fork");
+
+    ok(
+        s.releases.promote("ra", spec(1), rmeta("v1"), None).await,
+        "promote",
+    );
+    ok(
+        s.releases.promote("ra", spec(2), rmeta("v2"), None).await,
+        "promote",
+    );
+    let results = race(8, |_| {
+        let lifecycle = lifecycle.clone();
+        async move { lifecycle.fork_release("ra", "rdst").await }
+    })
+    .await;
+    let mut wins = 0;
+    for r in results {
+        match r {
+            Ok(_) => wins += 1,
+            Err(e) => assert_eq!(
+                e.kind(),
+                ErrorKind::AlreadyExists,
+                "racing fork_release losers get AlreadyExists: {e}"
+            ),
+        }
+    }
+    assert_eq!(wins, 1, "exactly one racing fork_release must win");
+    assert_eq!(
+        ok(s.releases.history("rdst", None, MAX_PAGE).await, "history")
+            .iter()
+            .map(|r| (r.seq, r.spec_digest))
+            .collect::<Vec<_>>(),
+        [(1, spec(2)), (0, spec(1))],
+        "the forked name holds the source's history once"
+    );
+}

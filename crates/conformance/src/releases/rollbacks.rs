@@ -13,7 +13,7 @@ use stowage_core::validate::MAX_PAGE;
 use stowage_core::{ErrorKind, ReleaseRecord, Stores};
 
 use crate::harness::Harness;
-use crate::util::{assert_unchanged, expect_kind, ok, open, rmeta, snapshot, spec};
+use crate::util::{assert_unchanged, expect_kind, ok, open, race, rmeta, snapshot, spec};
 
 /// Promotes `labels` to `name` in order; spec `i` for the `i`-th label.
 async fn promote_all(s: &Stores, name: &str, labels: &[&str]) -> Vec<ReleaseRecord> {
@@ -314,4 +314,64 @@ pub async fn compare_and_promote_after_rollbacks(h: &dyn Harness) {
     assert_eq!(e.seq, 7, "seqs stay gap-free");
     recs.push(e);
     assert_history(&s, "svc", &recs, "at the end").await;
+}
+
+/// 8 tasks racing `rollback` on a history of 6 promotes: each successful rollback walks one step further back (the 5 winners restore seqs 4, 3, 2, 1, 0 in record order, each with that record's spec), the rest `Conflict`; the history stays gap-free.
+pub async fn racing_rollbacks_walk_back(h: &dyn Harness) {
+    let s = open(h).await;
+    promote_all(&s, "rb", &["v0", "v1", "v2", "v3", "v4", "v5"]).await;
+    let releases = s.releases.clone();
+    let results = race(8, |t| {
+        let releases = releases.clone();
+        async move { releases.rollback("rb", &format!("ops{t}")).await }
+    })
+    .await;
+    let mut wins = Vec::new();
+    for r in results {
+        match r {
+            Ok(record) => wins.push(record),
+            Err(e) => assert_eq!(
+                e.kind(),
+                ErrorKind::Conflict,
+                "a racing rollback with nothing left to restore is Conflict: {e}"
+            ),
+        }
+    }
+    wins.sort_by_key(|r| r.seq);
+    assert_eq!(
+        wins.iter().map(|r| (r.seq, r.restored)).collect::<Vec<_>>(),
+        [
+            (6, Some(4)),
+            (7, Some(3)),
+            (8, Some(2)),
+            (9, Some(1)),
+            (10, Some(0))
+        ],
+        "racing rollbacks each walk one step further back (seq, restored)"
+    );
+    for w in &wins {
+        let restored = w.restored.unwrap_or_default();
+        assert_eq!(
+            w.spec_digest,
+            spec(restored),
+            "rollback record {} carries the spec of the record it restored",
+            w.seq
+        );
+    }
+    let history = ok(s.releases.history("rb", None, MAX_PAGE).await, "history");
+    assert_eq!(
+        history.iter().rev().map(|r| r.seq).collect::<Vec<_>>(),
+        (0..11).collect::<Vec<_>>(),
+        "6 promotes and 5 rollbacks, gap-free"
+    );
+    assert_eq!(
+        history[..5],
+        wins.iter().rev().cloned().collect::<Vec<_>>()[..],
+        "history holds the rollbacks as returned"
+    );
+    expect_kind(
+        s.releases.rollback("rb", "ops").await,
+        ErrorKind::Conflict,
+        "a rollback after the racers walked back to the first record",
+    );
 }

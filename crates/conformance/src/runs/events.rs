@@ -214,6 +214,38 @@ pub async fn idempotency_after_completion(h: &dyn Harness) {
     );
 }
 
+/// A retry of a compare-and-append (same idempotency key and content) returns the original event although its expected seq is now stale; a new key with that stale seq is `Conflict`.
+pub async fn idempotent_retry_with_stale_expected_seq(h: &dyn Harness) {
+    let s = open(h).await;
+    let id = ok(s.runs.create_run(spec(1), meta("a")).await, "create_run");
+    let mut e = event("k", 1);
+    e.idempotency_key = Some("m1".into());
+    e.expected_seq = Some(0);
+    let first = ok(
+        s.runs.append_event(id, e.clone()).await,
+        "compare-and-append",
+    );
+    let again = ok(
+        s.runs.append_event(id, e.clone()).await,
+        "a retry whose expected seq (0) is now stale",
+    );
+    assert_eq!(
+        again, first,
+        "a retried compare-and-append returns the original event, not Conflict"
+    );
+    e.idempotency_key = Some("m2".into());
+    expect_kind(
+        s.runs.append_event(id, e).await,
+        ErrorKind::Conflict,
+        "a new key with a stale expected seq",
+    );
+    assert_eq!(
+        ok(s.runs.get_run(id).await, "get_run").event_count,
+        1,
+        "nothing stored twice"
+    );
+}
+
 /// Event kinds and idempotency keys with tricky characters round-trip and do not collide.
 pub async fn tricky_kinds_and_keys_round_trip(h: &dyn Harness) {
     let s = open(h).await;
@@ -239,7 +271,7 @@ pub async fn tricky_kinds_and_keys_round_trip(h: &dyn Harness) {
     }
 }
 
-/// Events of one run never show up in another; seqs are per run.
+/// Events and idempotency keys of one run never show up in another; seqs are per run.
 pub async fn runs_isolated(h: &dyn Harness) {
     let s = open(h).await;
     let a = ok(s.runs.create_run(spec(1), meta("a")).await, "create_run");
@@ -256,6 +288,20 @@ pub async fn runs_isolated(h: &dyn Harness) {
         "run a holds only its events"
     );
     assert_eq!(rb, vec![eb], "run b holds only its event");
+    let mut ka = NewEvent::new("k", json!(1));
+    ka.idempotency_key = Some("x".into());
+    let mut kb = NewEvent::new("k", json!(2));
+    kb.idempotency_key = Some("x".into());
+    let got_a = ok(s.runs.append_event(a, ka).await, "keyed append to a");
+    let got_b = ok(
+        s.runs.append_event(b, kb).await,
+        "same key, other content, in b",
+    );
+    assert_eq!(
+        (got_a.seq, got_b.seq, got_b.payload),
+        (3, 1, json!(2)),
+        "an idempotency key in one run is not seen by another"
+    );
 }
 
 /// Timestamps at the edges of `u64` milliseconds (0, 2^53 + 1, `u64::MAX`) round-trip exactly in events, summaries and session log entries, and the chain verifies.

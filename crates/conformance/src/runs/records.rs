@@ -12,7 +12,7 @@ use crate::util::{
     oversized_object, oversized_text, snapshot, spec, tricky_ids,
 };
 
-/// `create_run` then `get_run` returns the spec, metadata (tags, git sha) as given, `Running`.
+/// `create_run` then `get_run` returns the spec, metadata (tags, git sha) as given, `Running`; a run without events verifies.
 pub async fn create_get_round_trip(h: &dyn Harness) {
     let s = open(h).await;
     let mut metadata = RunMetadata::new("planner");
@@ -32,6 +32,15 @@ pub async fn create_get_round_trip(h: &dyn Harness) {
     );
     assert_eq!(run.status, RunStatus::Running, "a new run is Running");
     assert_eq!(run.event_count, 0, "a new run has no events");
+    assert_eq!(
+        ok(
+            s.runs.verify_run(id).await,
+            "verify_run of a run without events"
+        )
+        .len,
+        0,
+        "a run without events verifies, empty"
+    );
     assert!(
         run.finished_at.is_none() && run.summary.is_none(),
         "a new run has no end"
@@ -43,7 +52,7 @@ pub async fn create_get_round_trip(h: &dyn Harness) {
     assert_ne!(other, id, "each run gets a new id");
 }
 
-/// Every call on an unknown run is `NotFound`.
+/// Every call on an unknown run is `NotFound` (an append with an expected seq too: `NotFound` before `Conflict`).
 pub async fn unknown_run_not_found(h: &dyn Harness) {
     let s = open(h).await;
     ok(s.runs.create_run(spec(1), meta("a")).await, "create_run");
@@ -54,6 +63,13 @@ pub async fn unknown_run_not_found(h: &dyn Harness) {
         s.runs.append_event(ghost, event("k", 0)).await,
         nf,
         "append_event to an unknown run",
+    );
+    let mut stale = event("k", 0);
+    stale.expected_seq = Some(3);
+    expect_kind(
+        s.runs.append_event(ghost, stale).await,
+        nf,
+        "append_event with an expected seq to an unknown run (NotFound before Conflict)",
     );
     expect_kind(
         s.runs.read_events(ghost, None, 10).await,
@@ -153,7 +169,7 @@ pub async fn append_to_terminal_conflict(h: &dyn Harness) {
     }
 }
 
-/// A second terminal transition is `Conflict` and leaves the record as the first one set it.
+/// A second terminal transition is `Conflict` naming the run and leaves the record as the first one set it.
 pub async fn second_terminal_transition_conflict(h: &dyn Harness) {
     let s = open(h).await;
     let id = ok(s.runs.create_run(spec(1), meta("a")).await, "create_run");
@@ -166,12 +182,16 @@ pub async fn second_terminal_transition_conflict(h: &dyn Harness) {
         RunStatus::Failed,
         RunStatus::Cancelled,
     ] {
-        expect_kind(
+        let err = expect_kind(
             s.runs
                 .finish_run(id, status, RunSummary::new("second"))
                 .await,
             ErrorKind::Conflict,
             &format!("a second terminal transition (to {status})"),
+        );
+        assert!(
+            err.message().contains(&id.to_string()),
+            "the Conflict message names the run {id}: {err}"
         );
     }
     assert_eq!(

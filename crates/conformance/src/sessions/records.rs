@@ -6,8 +6,8 @@ use stowage_core::{ErrorKind, SessionState};
 
 use crate::harness::Harness;
 use crate::util::{
-    assert_unchanged, entry, expect_kind, invalid_ids, ok, open, oversized_json, snapshot,
-    tricky_ids,
+    assert_unchanged, entry, expect_kind, invalid_ids, keyed_entry, ok, open, oversized_json,
+    snapshot, tricky_ids,
 };
 
 /// `create_session` then `load_session` returns the data, `Open`, version 1.
@@ -37,7 +37,7 @@ pub async fn create_load_round_trip(h: &dyn Harness) {
     );
 }
 
-/// Creating a taken id is `AlreadyExists` and leaves the original untouched.
+/// Creating a taken id is `AlreadyExists` naming the id and leaves the original untouched.
 pub async fn create_duplicate_already_exists(h: &dyn Harness) {
     let s = open(h).await;
     let original = ok(
@@ -56,10 +56,14 @@ pub async fn create_duplicate_already_exists(h: &dyn Harness) {
         original
     };
     let before = snapshot(&s, &[], &[]).await;
-    expect_kind(
+    let err = expect_kind(
         s.sessions.create_session("dup", json!({"v": 2})).await,
         ErrorKind::AlreadyExists,
         "create_session of a taken id",
+    );
+    assert!(
+        err.message().contains("dup"),
+        "the AlreadyExists message names the session: {err}"
     );
     assert_unchanged(
         &before,
@@ -73,7 +77,7 @@ pub async fn create_duplicate_already_exists(h: &dyn Harness) {
     );
 }
 
-/// Calls on unknown sessions are `NotFound` (load is `None`, delete is `false`).
+/// Calls on unknown sessions are `NotFound`, also with an expected version or seq (load is `None`, delete is `false`).
 pub async fn unknown_session_not_found(h: &dyn Harness) {
     let s = open(h).await;
     let nf = ErrorKind::NotFound;
@@ -88,6 +92,23 @@ pub async fn unknown_session_not_found(h: &dyn Harness) {
             .await,
         nf,
         "set_session_state of an unknown id",
+    );
+    expect_kind(
+        s.sessions
+            .set_session_state("ghost", SessionState::Open, Some(7))
+            .await,
+        nf,
+        "set_session_state with an expected version of an unknown id (NotFound before Conflict)",
+    );
+    expect_kind(
+        s.sessions.save_session("ghost", json!({}), Some(7)).await,
+        nf,
+        "save_session with an expected version of an unknown id (NotFound before Conflict)",
+    );
+    expect_kind(
+        s.sessions.replace_log("ghost", Vec::new(), Some(3)).await,
+        nf,
+        "replace_log with an expected next seq of an unknown session (NotFound before Conflict)",
     );
     expect_kind(
         s.sessions.append_log("ghost", entry("x")).await,
@@ -279,14 +300,16 @@ pub async fn list_ascending_paginated(h: &dyn Harness) {
     );
 }
 
-/// `delete_session` removes the record and its log together, idempotently; a re-created session starts empty.
+/// `delete_session` removes the record and its log (with the log's idempotency keys) together, idempotently; a re-created session starts empty.
 pub async fn delete_removes_log(h: &dyn Harness) {
     let s = open(h).await;
     ok(s.sessions.create_session("d", json!(1)).await, "create");
     ok(s.sessions.create_session("d2", json!(2)).await, "create");
     for i in 0..3 {
         ok(
-            s.sessions.append_log("d", entry(format!("m{i}"))).await,
+            s.sessions
+                .append_log("d", keyed_entry(format!("m{i}"), &format!("k{i}")))
+                .await,
             "append_log",
         );
     }
@@ -323,6 +346,16 @@ pub async fn delete_removes_log(h: &dyn Harness) {
         0,
         "seqs restart at 0"
     );
+    let fresh = ok(
+        s.sessions.append_log("d", keyed_entry("fresh", "k1")).await,
+        "append with a key of the deleted log",
+    );
+    assert_eq!(
+        (fresh.seq, fresh.payload.as_ref()),
+        (1, &b"fresh"[..]),
+        "the deleted log's idempotency keys are gone with it"
+    );
+    ok(s.sessions.verify_log("d").await, "verify_log");
     assert_eq!(
         ok(s.sessions.read_log("d2", None, 10).await, "read_log").len(),
         1,

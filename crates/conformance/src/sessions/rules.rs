@@ -231,3 +231,42 @@ pub async fn log_racing_reused_keys(h: &dyn Harness) {
     }
     assert_eq!(winners, 1, "exactly one content wins the key");
 }
+
+/// Idempotency keys are scoped to their session: sessions and keys whose concatenations look alike (`a` + `b:c` and `a:b` + `c`, `/`, no separator) never see each other's keys.
+pub async fn log_keys_isolated(h: &dyn Harness) {
+    let s = open(h).await;
+    let pairs = [
+        ("a", "b:c"),
+        ("a:b", "c"),
+        ("a/b", "c"),
+        ("a", "b/c"),
+        ("ab", "c"),
+        ("a", "bc"),
+    ];
+    for (id, _) in pairs {
+        if ok(s.sessions.load_session(id).await, "load").is_none() {
+            ok(s.sessions.create_session(id, json!({})).await, "create");
+        }
+    }
+    for (i, (id, key)) in pairs.iter().enumerate() {
+        let payload = format!("{id}|{key}");
+        let got = ok(
+            s.sessions
+                .append_log(id, keyed_entry(payload.clone(), key))
+                .await,
+            &format!("append to {id:?} with key {key:?}"),
+        );
+        assert_eq!(
+            got.payload.as_ref(),
+            payload.as_bytes(),
+            "append #{i} to {id:?} with key {key:?} got another session's or key's entry back"
+        );
+    }
+    for (id, n) in [("a", 3), ("a:b", 1), ("a/b", 1), ("ab", 1)] {
+        assert_eq!(
+            ok(s.sessions.read_log(id, None, 10).await, "read_log").len(),
+            n,
+            "log of {id:?} holds its own keyed entries"
+        );
+    }
+}

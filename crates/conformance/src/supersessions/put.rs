@@ -69,7 +69,7 @@ pub async fn put_get_round_trip(h: &dyn Harness) {
     );
 }
 
-/// Putting the identical record again is a no-op (`AlreadyPresent`); a different record for the target is `Conflict`.
+/// Putting the identical record again is a no-op (`AlreadyPresent`); a different record for the target is `Conflict` naming the target.
 pub async fn put_idempotent_and_append_only(h: &dyn Harness) {
     let s = open(h).await;
     let rec = superseding(&signer(0), assertion(1), Some(assertion(2)), 10);
@@ -92,10 +92,15 @@ pub async fn put_idempotent_and_append_only(h: &dyn Harness) {
         superseding(&signer(1), assertion(1), Some(assertion(2)), 10),
     ];
     for other in others {
-        expect_kind(
+        let err = expect_kind(
             s.supersessions.put(other).await,
             ErrorKind::Conflict,
             "a different record for an already superseded target",
+        );
+        assert!(
+            err.message().contains(assertion(1).short().as_str()),
+            "the Conflict message names the target ({}): {err}",
+            assertion(1).short()
         );
     }
     assert_unchanged(
