@@ -67,18 +67,53 @@ fn ping(port: u16) -> bool {
     s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
 }
 
-/// Starts `redis-server` with `args` on a free loopback port.
+/// Starts `redis-server` with `args` on a free loopback port; an argument
+/// `{free_port}` stands for another free port (a cluster bus port).
+///
+/// A port found free may be taken by someone else before the server binds
+/// it (it then exits at once): a server not answering within
+/// [`ATTEMPT`] is stopped and started again on fresh ports.
 pub fn spawn(extra: &[&str], dir: Option<PathBuf>) -> Process {
-    let port = free_port();
-    let port_s = port.to_string();
-    launch(port, &["--port", &port_s], extra, dir, ping)
+    for _ in 0..ATTEMPTS {
+        let port = free_port();
+        let port_s = port.to_string();
+        let extra: Vec<String> = extra
+            .iter()
+            .map(|a| match *a {
+                "{free_port}" => free_port().to_string(),
+                a => a.to_owned(),
+            })
+            .collect();
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        if let Some(d) = &dir {
+            // A stopped attempt removed it.
+            std::fs::create_dir_all(d).expect("create the server's directory");
+        }
+        if let Some(process) = launch(port, &["--port", &port_s], &extra, dir.clone(), ping) {
+            return process;
+        }
+    }
+    panic!(
+        "redis-server did not answer on {ATTEMPTS} fresh ports within {} s each; {HELP}",
+        ATTEMPT.as_secs()
+    );
 }
+
+/// How long a starting server may take to answer (a loaded CI machine).
+const ATTEMPT: Duration = Duration::from_secs(20);
+/// How many fresh ports [`spawn`] tries.
+const ATTEMPTS: usize = 3;
 
 /// Starts `redis-server` with `args` on `port` (e.g. to restart a server
 /// on the port its clients know).
 pub fn spawn_on(port: u16, extra: &[&str]) -> Process {
     let port_s = port.to_string();
-    launch(port, &["--port", &port_s], extra, None, ping)
+    launch(port, &["--port", &port_s], extra, None, ping).unwrap_or_else(|| {
+        panic!(
+            "redis-server on port {port} did not answer within {} s; {HELP}",
+            ATTEMPT.as_secs()
+        )
+    })
 }
 
 /// A free loopback port (for [`spawn_on`]).
@@ -87,14 +122,15 @@ pub fn any_free_port() -> u16 {
 }
 
 /// Starts `redis-server` listening on `port` as `port_args` say, and waits
-/// until `ready(port)`.
+/// until `ready(port)`; `None` (the server stopped) if it is not ready
+/// within [`ATTEMPT`].
 fn launch(
     port: u16,
     port_args: &[&str],
     extra: &[&str],
     dir: Option<PathBuf>,
     ready: fn(u16) -> bool,
-) -> Process {
+) -> Option<Process> {
     let mut args = port_args.to_vec();
     args.extend_from_slice(&["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
     args.extend_from_slice(extra);
@@ -115,19 +151,24 @@ fn launch(
     }
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{HELP}: {e}"));
     let stdin = child.stdin.take();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !ready(port) {
-        if Instant::now() > deadline {
-            panic!("redis-server on port {port} did not become ready within 10 s; {HELP}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Process {
+    let process = Process {
         child,
         stdin,
         port,
         dir,
+    };
+    let deadline = Instant::now() + ATTEMPT;
+    while !ready(port) {
+        if Instant::now() > deadline {
+            eprintln!(
+                "redis-server on port {port} did not answer within {} s; stopping it",
+                ATTEMPT.as_secs()
+            );
+            return None; // Dropping it stops the server.
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
+    Some(process)
 }
 
 #[path = "redis_tls_server.rs"]
@@ -299,16 +340,14 @@ fn start_cluster() -> Cluster {
     let mut nodes = Vec::new();
     for _ in 0..3 {
         let dir = std::env::temp_dir().join(unique_prefix("cluster-node"));
-        std::fs::create_dir_all(&dir).expect("create cluster node dir");
         // An explicit bus port: the default (port + 10000) may not exist
         // for a high ephemeral port.
-        let bus = free_port().to_string();
         nodes.push(spawn(
             &[
                 "--cluster-enabled",
                 "yes",
                 "--cluster-port",
-                &bus,
+                "{free_port}",
                 "--cluster-config-file",
                 "nodes.conf",
                 "--dir",

@@ -76,7 +76,8 @@ pub fn spawn_tls() -> TlsServer {
         &["--bind", "127.0.0.1", "127.0.0.2"],
         Some(dir.clone()),
         listening,
-    );
+    )
+    .unwrap_or_else(|| panic!("the TLS redis-server on port {port} did not start"));
     TlsServer {
         process,
         ca: dir.join("ca.pem"),
@@ -129,22 +130,25 @@ pub fn spawn_tls_cluster() -> TlsCluster {
         let mut args = tls_args(&pki, &port_s);
         args.extend(["--tls-cluster".into(), "yes".into()]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        nodes.push(launch(
-            port,
-            &args,
-            &[
-                "--cluster-enabled",
-                "yes",
-                "--cluster-port",
-                &bus,
-                "--cluster-config-file",
-                "nodes.conf",
-                "--dir",
-                ".",
-            ],
-            Some(dir),
-            listening,
-        ));
+        nodes.push(
+            launch(
+                port,
+                &args,
+                &[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-port",
+                    &bus,
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--dir",
+                    ".",
+                ],
+                Some(dir),
+                listening,
+            )
+            .unwrap_or_else(|| panic!("TLS cluster node on port {port} did not start")),
+        );
     }
     let ca_s = ca.to_string_lossy().into_owned();
     let cli = |args: &[&str]| {
