@@ -145,6 +145,21 @@ pub(crate) fn recover(vfs: &dyn Vfs, dir: &Path, opts: &FileOptions) -> Result<R
     let mut ckps = BTreeMap::new();
     for name in vfs.list(dir).map_err(|e| io_err(dir, "listing", e))? {
         if let Some(id) = parse_hex(&name, ".wal") {
+            // Segment ids count up from 1 and stay below the pack bit; a
+            // name above it was never written by a store (and `id + 1`
+            // past it would reach pack ids, then overflow).
+            if pack::is_pack(id) {
+                if !opts.salvage {
+                    return Err(corrupted(
+                        dir,
+                        format!("{name} is no segment name a store writes (id out of range)"),
+                    ));
+                }
+                report
+                    .lost
+                    .push(format!("{name} is no segment name a store writes; ignored"));
+                continue;
+            }
             seg_ids.insert(id);
         } else if let Some(seq) = parse_hex(&name, ".ckp") {
             ckps.insert(seq, name);

@@ -75,3 +75,33 @@ fn a_record_just_below_the_last_seq_replays_and_the_next_write_is_refused() {
     assert_eq!(err.kind(), ErrorKind::Corrupted, "{err}");
     assert_eq!(kv.get(Table::Meta, b"after").unwrap(), None);
 }
+
+/// A `.wal` name above the pack bit (segment ids count up from 1) is not
+/// taken for a segment: the open named a segment "missing" between the
+/// real ones and it, and `id + 1` past it reached pack ids, then overflowed.
+#[test]
+fn a_segment_name_out_of_range_is_named_and_salvage_keeps_the_store() {
+    let fs = store_with_record_seq(7);
+    create(
+        &fs,
+        "ffffffffffffffff.wal",
+        &record::segment_header(u64::MAX),
+    );
+    let err = open_sim(&fs, small_opts()).err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Corrupted, "{err}");
+    assert!(err.message().contains("ffffffffffffffff.wal"), "{err}");
+    let salvage = FileOptions {
+        salvage: true,
+        ..small_opts()
+    };
+    let kv = open_sim(&fs, salvage).unwrap();
+    assert_eq!(kv.get(Table::Meta, b"k").unwrap().unwrap(), b"v");
+    assert_eq!(
+        kv.recovery_report().lost.len(),
+        1,
+        "{:?}",
+        kv.recovery_report()
+    );
+    kv.write(put(b"after")).unwrap();
+    assert_eq!(kv.get(Table::Meta, b"after").unwrap().unwrap(), b"v");
+}
