@@ -187,7 +187,7 @@ impl FileKv {
             file.sync_data().map_err(ctx)?;
             vfs.sync_dir(dir).map_err(ctx)?;
         }
-        Ok(FileKv {
+        let kv = FileKv {
             dir: dir.to_path_buf(),
             opts,
             index: RwLock::new(rec.index),
@@ -220,7 +220,14 @@ impl FileKv {
             incompressible: Mutex::default(),
             damaged: Mutex::default(),
             vfs,
-        })
+        };
+        // What salvage gave up (missing segments before the replay's
+        // start, say) would stop a plain open again until some later
+        // checkpoint: one now records where the store starts.
+        if kv.opts.salvage && !kv.opts.read_only && !kv.report.lost.is_empty() {
+            kv.checkpoint()?;
+        }
+        Ok(kv)
     }
 
     /// Closes the engine for `Stores::close`: writes out buffered frames,
