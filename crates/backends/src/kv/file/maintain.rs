@@ -94,9 +94,22 @@ impl FileKv {
     fn checkpoint_locked(&self) -> Result<()> {
         self.check_poison()?;
         self.check_writable()?;
+        let mut counted = 0;
+        let result = self.write_checkpoint(&mut counted);
+        if result.is_err() {
+            // Still due: a close after a failed checkpoint must try again
+            // rather than report a clean close.
+            self.wal.lock().since_checkpoint += counted.max(1);
+        }
+        result
+    }
+
+    /// Writes and installs a checkpoint of the index as it is now; sets
+    /// `counted` to the log bytes it covers since the previous one.
+    fn write_checkpoint(&self, counted: &mut u64) -> Result<()> {
         let (index, pos) = {
             let mut w = self.wal.lock();
-            w.since_checkpoint = 0;
+            *counted = std::mem::take(&mut w.since_checkpoint);
             let pos = Position {
                 seg: w.active,
                 off: w.tail,

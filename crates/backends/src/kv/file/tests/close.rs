@@ -2,6 +2,7 @@
 //! releases the lock even while the test keeps the engine alive, and
 //! reports a failed fsync instead of swallowing it.
 
+use super::super::vfs::Vfs;
 use super::*;
 use bytes::Bytes;
 use stowage_core::{Durability, ErrorKind};
@@ -120,4 +121,27 @@ fn a_round_dropped_by_a_shutting_down_runtime_gives_its_lead_back() {
         .recv_timeout(std::time::Duration::from_secs(20))
         .expect("waiting for durability hung: the dropped round kept its lead");
     outcome.unwrap();
+}
+
+/// A checkpoint that failed leaves the store due for one: the close tries
+/// again instead of reporting a clean close with no checkpoint written.
+#[test]
+fn close_after_a_failed_checkpoint_checkpoints() {
+    let fs = SimFs::new();
+    let kv = open_sim(&fs, small_opts()).unwrap();
+    for b in workload(3, 20) {
+        kv.write(b).unwrap();
+    }
+    fs.fail_next_create();
+    kv.checkpoint().unwrap_err();
+    let ckps = |fs: &SimFs| {
+        fs.list(&sim_dir())
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.ends_with(".ckp"))
+            .count()
+    };
+    assert_eq!(ckps(&fs), 0);
+    kv.close().unwrap();
+    assert_eq!(ckps(&fs), 1, "the close wrote the checkpoint");
 }
