@@ -29,6 +29,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use stowage_core::ErrorKind;
 
 use super::index::Index;
 use super::record::Damage;
@@ -448,13 +449,18 @@ pub(crate) fn recover(
             Ok(Some(pack)) => {
                 packs.insert(id, pack);
             }
-            Ok(None) | Err(_) if how.salvage => {
-                let why = opened.err().map_or_else(
-                    || "is missing".to_string(),
-                    |e| format!("is unreadable ({e})"),
-                );
+            // Only damage is given up: any other error reading the pack
+            // (EIO, EMFILE, ENOMEM, …) may be transient, and dropping an
+            // intact pack's entries for it would lose acknowledged data.
+            // It fails the open instead, as a segment's or a checkpoint's
+            // read error does.
+            Ok(None) if how.salvage => {
                 let n = index.drop_segment(id);
-                set_aside(id, report, format!("{why}: {n} entries lost"))?;
+                set_aside(id, report, format!("is missing: {n} entries lost"))?;
+            }
+            Err(e) if how.salvage && e.kind() == ErrorKind::Corrupted => {
+                let n = index.drop_segment(id);
+                set_aside(id, report, format!("is damaged ({e}): {n} entries lost"))?;
             }
             Ok(None) => {
                 return Err(corrupted(
