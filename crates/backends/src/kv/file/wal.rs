@@ -102,10 +102,7 @@ impl FileKv {
     /// for the caller (whose write may or may not be on disk).
     pub(crate) fn poison_with(&self, what: &str, e: std::io::Error) -> Error {
         let why = format!("{what}: {e}");
-        let mut p = self.poison.write();
-        if p.is_none() {
-            *p = Some(why.clone());
-        }
+        self.poison(&why);
         Error::new(
             ErrorKind::OutcomeUnknown,
             format!(
@@ -114,6 +111,14 @@ impl FileKv {
             ),
         )
         .with_source(e)
+    }
+
+    /// Marks the engine unusable for `why` (the first cause is kept).
+    fn poison(&self, why: &str) {
+        let mut p = self.poison.write();
+        if p.is_none() {
+            *p = Some(why.to_string());
+        }
     }
 
     fn io_error(&self, what: &str, e: std::io::Error) -> Error {
@@ -252,13 +257,17 @@ impl FileKv {
     /// WAL lock). A failure poisons the engine: the index already shows
     /// those records.
     pub(crate) fn flush_locked(&self, w: &mut Wal) -> Result<()> {
+        self.write_buf(w)
+            .map_err(|e| self.poison_with("writing the log", e))
+    }
+
+    /// [`FileKv::flush_locked`] without the poisoning.
+    fn write_buf(&self, w: &mut Wal) -> std::io::Result<()> {
         if w.buf.is_empty() {
             return Ok(());
         }
         let start = w.tail - w.buf.len() as u64;
-        if let Err(e) = w.file.write_at(&w.buf, start) {
-            return Err(self.poison_with("writing the log", e));
-        }
+        w.file.write_at(&w.buf, start)?;
         w.buf.clear();
         self.unflushed.store(false, Ordering::Release);
         Ok(())
@@ -266,11 +275,28 @@ impl FileKv {
 
     /// Writes out appended frames if there are any, so that a read of a
     /// just-appended value finds it in the file.
+    ///
+    /// # Errors
+    /// A failed write poisons the engine as [`FileKv::flush_locked`] does
+    /// (the index shows those records; their writers, waiting for
+    /// durability, get `OutcomeUnknown`), but the reader gets `Internal`:
+    /// a read applies nothing, so "may or may not have been applied" would
+    /// be wrong for it.
     pub(crate) fn flush_for_read(&self) -> Result<()> {
-        if self.unflushed.load(Ordering::Acquire) {
-            self.flush_locked(&mut self.wal.lock())?;
+        if !self.unflushed.load(Ordering::Acquire) {
+            return Ok(());
         }
-        Ok(())
+        let mut w = self.wal.lock();
+        self.write_buf(&mut w).map_err(|e| {
+            let why = format!("writing the log: {e}");
+            self.poison(&why);
+            Error::internal(format!(
+                "file store {}: {why} (records appended before this read, written out for \
+                 it; the read changed nothing); the store must be reopened",
+                self.dir.display()
+            ))
+            .with_source(e)
+        })
     }
 
     /// Makes the active file at least `end` bytes long by writing zeros

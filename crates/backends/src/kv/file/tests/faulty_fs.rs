@@ -57,6 +57,12 @@ impl FaultFs {
         *self.faults.read_eio_suffix.lock() = suffix.map(str::to_string);
     }
 
+    /// Every `write_at` fails with EIO from now on (`false`: writes work
+    /// again).
+    pub(super) fn fail_writes(&self, on: bool) {
+        self.faults.write_eio.store(on, Ordering::SeqCst);
+    }
+
     fn ro(&self) -> io::Result<()> {
         if self.faults.erofs.load(Ordering::SeqCst) {
             return Err(erofs());

@@ -147,3 +147,55 @@ fn salvage_still_gives_up_a_damaged_pack() {
         "{lost:?}"
     );
 }
+
+/// A read that must first write out the WAL's buffered frames
+/// (`flush_for_read`) and meets a write error gets `Internal`, not
+/// `OutcomeUnknown`: a read applies nothing. The writer of the buffered
+/// frame is the one whose outcome is unknown, and it is told so.
+#[test]
+fn a_read_that_meets_a_failed_wal_flush_is_internal_not_outcome_unknown() {
+    let sim = SimFs::new();
+    let fs = FaultFs::new(&sim);
+    let kv = open_fault(&fs, small_opts()).unwrap();
+    kv.write(put(Table::Meta, b"a", vec![1u8; 30])).unwrap();
+    // Appended and visible, not yet written to the file (sync mode).
+    let seq = kv
+        .write_deferred(put(Table::Meta, b"b", vec![2u8; 30]))
+        .unwrap()
+        .expect("a sync store waits for durability");
+    fs.fail_writes(true);
+    let err = kv.get(Table::Meta, b"a").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Internal, "a plain read got: {err}");
+    assert!(err.message().contains("writing the log"), "{err}");
+    // The engine is poisoned (the index shows a record the file lacks):
+    // reads and scans are refused as `Internal`, the buffered record's
+    // writer learns that its outcome is unknown.
+    let err = kv
+        .scan(Table::Meta, &[], None, Direction::Forward, 10)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Internal, "{err}");
+    let err = kv.wait_durable_blocking(seq).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
+    fs.fail_writes(false);
+    drop(kv);
+    let kv = open_fault(&fs, small_opts()).unwrap();
+    assert_eq!(kv.get(Table::Meta, b"a").unwrap().unwrap(), vec![1u8; 30]);
+}
+
+/// The same for a scan whose values are read as one span.
+#[test]
+fn a_scan_that_meets_a_failed_wal_flush_is_internal_not_outcome_unknown() {
+    let sim = SimFs::new();
+    let fs = FaultFs::new(&sim);
+    let kv = open_fault(&fs, small_opts()).unwrap();
+    for k in [b"a", b"b", b"c"] {
+        kv.write(put(Table::Meta, k, vec![1u8; 30])).unwrap();
+    }
+    kv.write_deferred(put(Table::Meta, b"d", vec![2u8; 30]))
+        .unwrap();
+    fs.fail_writes(true);
+    let err = kv
+        .scan(Table::Meta, &[], Some(b"c\xff"), Direction::Forward, 10)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Internal, "a plain scan got: {err}");
+}
