@@ -180,6 +180,7 @@ impl FileKv {
     /// was nothing to pack (and no checkpoint was written).
     fn compact_locked(&self, seal: bool) -> Result<Option<usize>> {
         self.check_poison()?;
+        self.check_writable()?;
         let active = {
             let mut w = self.wal.lock();
             if seal && w.tail > SEGMENT_HEADER_LEN {

@@ -107,6 +107,13 @@ pub(crate) struct FileKv {
     /// Wakes async waiters when a group-commit round ends.
     round_done: tokio::sync::Notify,
     poison: RwLock<Option<String>>,
+    /// Writes are refused (reads go on) after a failure that applied
+    /// nothing but may have left bytes past the log's tail: a failed write
+    /// of a record or of zeros ahead whose cut-back failed too, a segment
+    /// that could not be cut back to seal it (the medium turned read-only,
+    /// say). The kind and cause later writers are told (see
+    /// [`FileKv::stop_writes`]).
+    write_stop: RwLock<Option<(stowage_core::ErrorKind, String)>>,
     /// Held around every fsync of a log segment, with the poison check
     /// before it and the poisoning after a failure (see
     /// [`FileKv::sync_log`]).
@@ -209,6 +216,7 @@ impl FileKv {
             synced: Condvar::new(),
             round_done: tokio::sync::Notify::new(),
             poison: RwLock::new(None),
+            write_stop: RwLock::new(None),
             log_sync: Mutex::new(()),
             maintenance: Mutex::new(()),
             maintenance_wanted: AtomicBool::new(false),
@@ -234,7 +242,8 @@ impl FileKv {
     /// checkpoints when anything was written since the last checkpoint
     /// (whatever `checkpoint_interval` says), fsyncs every segment (also under
     /// `durability=buffered`), then releases the lock file, so the store
-    /// can be opened again at once. The lock is released even when a step
+    /// can be opened again at once (without the checkpoint when writes were
+    /// stopped, [`FileKv::stop_writes`]). The lock is released even when a step
     /// fails; `Drop` then does nothing. The caller must not write through
     /// this engine afterwards (the store layer's gate refuses it).
     ///
@@ -260,7 +269,9 @@ impl FileKv {
             self.flush_locked(&mut w)?;
             (w.since_checkpoint, w.next_seq)
         };
-        if since_checkpoint > 0 {
+        // Writes were stopped: no checkpoint (the next open replays the
+        // log), but what was appended is still made durable below.
+        if since_checkpoint > 0 && self.write_stop.read().is_none() {
             self.checkpoint()?;
         }
         if next_seq > 0 {

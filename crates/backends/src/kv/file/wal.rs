@@ -53,18 +53,20 @@ pub(crate) struct Commit {
 }
 
 impl FileKv {
-    /// Fails when a failed fsync poisoned the engine.
+    /// Fails when a failed fsync (or a failed write of records the index
+    /// already shows) poisoned the engine.
     pub(crate) fn check_poison(&self) -> Result<()> {
         match &*self.poison.read() {
             None => Ok(()),
             Some(why) => Err(Error::internal(format!(
-                "file store {} is unusable after a failed fsync ({why}); close and reopen it",
+                "file store {} is unusable after {why}; close and reopen it",
                 self.dir.display()
             ))),
         }
     }
 
-    /// Fails when the store was opened with `mode=read_only`.
+    /// Fails when the store was opened with `mode=read_only`, or when
+    /// writes were stopped ([`FileKv::stop_writes`]).
     pub(crate) fn check_writable(&self) -> Result<()> {
         if self.opts.read_only {
             return Err(Error::unsupported(format!(
@@ -72,6 +74,16 @@ impl FileKv {
                  without mode=read_only, on writable storage, to change it)",
                 self.dir.display()
             )));
+        }
+        if let Some((kind, why)) = &*self.write_stop.read() {
+            return Err(Error::new(
+                *kind,
+                format!(
+                    "file store {} refuses writes since {why}; reads still work, and the store \
+                     takes writes again once reopened on writable storage",
+                    self.dir.display()
+                ),
+            ));
         }
         Ok(())
     }
@@ -98,11 +110,18 @@ impl FileKv {
         sync().map_err(|e| self.poison_with(what, e))
     }
 
-    /// Poisons the engine after `what` failed with `e`, returning the error
-    /// for the caller (whose write may or may not be on disk).
+    /// Poisons the engine after `what`, a fsync, failed with `e`,
+    /// returning the error for the caller (whose write may or may not be
+    /// on disk).
     pub(crate) fn poison_with(&self, what: &str, e: std::io::Error) -> Error {
+        self.poison_after("a failed fsync", what, e)
+    }
+
+    /// [`FileKv::poison_with`] for a failure that is no fsync (`cause`
+    /// says what it was, for the message of every later call).
+    fn poison_after(&self, cause: &str, what: &str, e: std::io::Error) -> Error {
         let why = format!("{what}: {e}");
-        self.poison(&why);
+        self.poison(&format!("{cause} ({why})"));
         Error::new(
             ErrorKind::OutcomeUnknown,
             format!(
@@ -113,12 +132,55 @@ impl FileKv {
         .with_source(e)
     }
 
-    /// Marks the engine unusable for `why` (the first cause is kept).
+    /// Marks the engine unusable after `why` (the first cause is kept).
     fn poison(&self, why: &str) {
         let mut p = self.poison.write();
         if p.is_none() {
             *p = Some(why.to_string());
         }
+    }
+
+    /// Stops writes (reads go on) after `what` failed with `e` while
+    /// undoing a failed change (`cause`, when there was one) that applied
+    /// nothing: the index and the WAL's buffer never showed the record,
+    /// but bytes past the log's tail (zeros, part of the record) may
+    /// remain, so the tail can no longer be trusted to be where the next
+    /// record may go. Recovery reads such bytes as the clean end of the
+    /// segment (zeros) or a torn tail (part of a record no later record
+    /// proves durable) and cuts them. Returns the caller's error:
+    /// `Unsupported` when the file system turned read-only (it refused
+    /// the change), else `Internal` — never `OutcomeUnknown`, since
+    /// nothing was applied. Unlike a failed fsync, nothing acknowledged is
+    /// in doubt, so reads keep working.
+    fn stop_writes(&self, what: &str, e: std::io::Error, cause: Option<std::io::Error>) -> Error {
+        let read_only = [Some(&e), cause.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|e| e.kind() == std::io::ErrorKind::ReadOnlyFilesystem);
+        let (kind, why) = if read_only {
+            (
+                ErrorKind::Unsupported,
+                format!("the file system turned read-only ({what}: {e})"),
+            )
+        } else {
+            let after = cause.map(|c| format!(" after {c}")).unwrap_or_default();
+            (ErrorKind::Internal, format!("{what} failed{after} ({e})"))
+        };
+        {
+            let mut stop = self.write_stop.write();
+            if stop.is_none() {
+                *stop = Some((kind, why.clone()));
+            }
+        }
+        Error::new(
+            kind,
+            format!(
+                "file store {}: {why}; this write was not applied, and writes are refused from \
+                 now on (reads still work; reopen the store on writable storage to write)",
+                self.dir.display()
+            ),
+        )
+        .with_source(e)
     }
 
     fn io_error(&self, what: &str, e: std::io::Error) -> Error {
@@ -187,6 +249,8 @@ impl FileKv {
         ops: &[record::OpRef<'_>],
     ) -> Result<u64> {
         self.check_poison()?;
+        // Writes stopped since `append_batch` checked (under this lock).
+        self.check_writable()?;
         let seq = w.next_seq;
         // Checked before anything is written: only a crafted or damaged
         // store (a checkpoint or record claiming seq 2^64 - 1) gets here.
@@ -239,12 +303,17 @@ impl FileKv {
     /// Writes `frame` at the tail (the caller holds the WAL lock), after
     /// the frames still buffered before it. On failure (`ENOSPC` →
     /// `StorageFull`) the file is cut back to the tail, so nothing partial
-    /// stays, and the engine goes on; if that cut fails, it is poisoned.
+    /// stays, and the engine goes on; if that cut fails, writes are
+    /// stopped ([`FileKv::stop_writes`]): the frame was never applied.
     fn write_direct(&self, w: &mut Wal, frame: &[u8]) -> Result<()> {
+        // Its failure poisons: the index shows the buffered records.
         self.flush_locked(w)?;
         if let Err(e) = w.file.write_at(frame, w.tail) {
             if let Err(e2) = w.file.set_len(w.tail) {
-                return Err(self.poison_with("undoing a failed append", e2));
+                // Part of the frame may lie past the tail: no zeros are
+                // reserved there any more.
+                w.filled = w.tail;
+                return Err(self.stop_writes("undoing a failed append", e2, Some(e)));
             }
             w.filled = w.tail;
             return Err(self.io_error("appending to the log", e));
@@ -258,7 +327,7 @@ impl FileKv {
     /// those records.
     pub(crate) fn flush_locked(&self, w: &mut Wal) -> Result<()> {
         self.write_buf(w)
-            .map_err(|e| self.poison_with("writing the log", e))
+            .map_err(|e| self.poison_after("a failed write", "writing the log", e))
     }
 
     /// [`FileKv::flush_locked`] without the poisoning.
@@ -289,7 +358,7 @@ impl FileKv {
         let mut w = self.wal.lock();
         self.write_buf(&mut w).map_err(|e| {
             let why = format!("writing the log: {e}");
-            self.poison(&why);
+            self.poison(&format!("a failed write ({why})"));
             Error::internal(format!(
                 "file store {}: {why} (records appended before this read, written out for \
                  it; the read changed nothing); the store must be reopened",
@@ -305,7 +374,9 @@ impl FileKv {
     /// growing the file: their `fdatasync` then has no file size to
     /// persist. Recovery reads an all-zero remainder as the clean end of
     /// a segment. On failure (`ENOSPC` → `StorageFull`) the file is cut
-    /// back and nothing changes.
+    /// back and nothing changes; if that cut fails, writes are stopped
+    /// ([`FileKv::stop_writes`]; the frame was not applied yet, and only
+    /// zeros lie past the tail).
     fn fill_ahead(&self, w: &mut Wal, end: u64) -> Result<()> {
         if end <= w.filled {
             return Ok(());
@@ -321,7 +392,7 @@ impl FileKv {
             let n = ((target - at) as usize).min(zeros.len());
             if let Err(e) = w.file.write_at(&zeros[..n], at) {
                 if let Err(e2) = w.file.set_len(w.filled) {
-                    return Err(self.poison_with("undoing a failed preallocation", e2));
+                    return Err(self.stop_writes("undoing a failed preallocation", e2, Some(e)));
                 }
                 return Err(self.io_error("preallocating the log", e));
             }
@@ -336,9 +407,14 @@ impl FileKv {
     /// written in it.
     pub(super) fn rotate(&self, w: &mut Wal) -> Result<()> {
         self.flush_locked(w)?;
-        self.sync_log("sealing a segment", || {
-            w.file.set_len(w.tail).and_then(|()| w.file.sync_data())
-        })?;
+        // The cut is no fsync: its failure (a file system turned
+        // read-only) leaves every record in place and zeros past them, so
+        // it stops writes only. A failed fsync poisons (`sync_log`).
+        self.check_poison()?;
+        if let Err(e) = w.file.set_len(w.tail) {
+            return Err(self.stop_writes("cutting a segment back to seal it", e, None));
+        }
+        self.sync_log("sealing a segment", || w.file.sync_data())?;
         // The zeros past the tail are gone: a write that still fits here
         // after a refused rotation must reserve its space again.
         w.filled = w.tail;
@@ -352,7 +428,9 @@ impl FileKv {
             Err(e) if e.kind() == std::io::ErrorKind::StorageFull => {
                 return Err(self.io_error("starting a new segment", e))
             }
-            Err(e) => return Err(self.poison_with("starting a new segment", e)),
+            Err(e) => {
+                return Err(self.poison_after("a failed rotation", "starting a new segment", e))
+            }
         };
         self.segs.write().insert(id, file.clone());
         w.active = id;

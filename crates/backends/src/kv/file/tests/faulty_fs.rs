@@ -3,12 +3,13 @@
 //! passes every call through to the `SimFs` it wraps unless a fault in
 //! its [`Faults`] is switched on: EIO on the `pread`s of files whose name
 //! ends with a suffix, EROFS on every mutating call (the medium was
-//! remounted read-only), EIO on every `write_at`.
+//! remounted read-only), EIO on every `write_at` or `set_len`, and torn
+//! large writes (the first half written, then EIO).
 
 use std::any::Any;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::super::vfs::{VFile, Vfs};
@@ -25,6 +26,11 @@ struct Faults {
     erofs: AtomicBool,
     /// Every write_at fails with EIO.
     write_eio: AtomicBool,
+    /// Every set_len fails with EIO.
+    set_len_eio: AtomicBool,
+    /// A write_at of at least this many bytes (0: none) writes its first
+    /// half, then fails with EIO.
+    tear_writes_from: AtomicUsize,
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +69,24 @@ impl FaultFs {
         self.faults.write_eio.store(on, Ordering::SeqCst);
     }
 
+    /// Every mutating call fails with EROFS from now on (`false`: the
+    /// medium is writable again). Reads and fsyncs still work.
+    pub(super) fn set_read_only(&self, on: bool) {
+        self.faults.erofs.store(on, Ordering::SeqCst);
+    }
+
+    /// Every `set_len` fails with EIO from now on (`false`: it works
+    /// again).
+    pub(super) fn fail_set_len(&self, on: bool) {
+        self.faults.set_len_eio.store(on, Ordering::SeqCst);
+    }
+
+    /// Every `write_at` of at least `bytes` bytes writes only its first
+    /// half, then fails with EIO (`0`: writes are whole again).
+    pub(super) fn tear_writes_from(&self, bytes: usize) {
+        self.faults.tear_writes_from.store(bytes, Ordering::SeqCst);
+    }
+
     fn ro(&self) -> io::Result<()> {
         if self.faults.erofs.load(Ordering::SeqCst) {
             return Err(erofs());
@@ -94,6 +118,11 @@ impl VFile for FaultFile {
         if self.faults.write_eio.load(Ordering::SeqCst) {
             return Err(io::Error::from_raw_os_error(5));
         }
+        let tear = self.faults.tear_writes_from.load(Ordering::SeqCst);
+        if tear > 0 && buf.len() >= tear {
+            self.inner.write_at(&buf[..buf.len() / 2], off)?;
+            return Err(io::Error::from_raw_os_error(5));
+        }
         self.inner.write_at(buf, off)
     }
     fn len(&self) -> io::Result<u64> {
@@ -102,6 +131,9 @@ impl VFile for FaultFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         if self.faults.erofs.load(Ordering::SeqCst) {
             return Err(erofs());
+        }
+        if self.faults.set_len_eio.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(5));
         }
         self.inner.set_len(len)
     }

@@ -25,6 +25,7 @@ mod read_faults;
 mod reads;
 mod record_size;
 mod salvage;
+mod stopped_writes;
 mod stores;
 
 /// The reference model: (table, key) → value.

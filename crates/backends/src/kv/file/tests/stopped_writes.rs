@@ -1,0 +1,234 @@
+//! A write that fails and cannot be undone (its cut-back fails too) while
+//! nothing of it was applied stops writes only: the writer is told
+//! `Unsupported` (the medium turned read-only) or `Internal`, never
+//! `OutcomeUnknown`; later writes are refused; reads of acknowledged data
+//! keep working; whatever was left past the tail is cut by the next open.
+//! Injected by [`FaultFs`] around the simulated disk: EROFS mid-life (the
+//! medium remounted read-only) and EIO on torn writes and cut-backs.
+
+use super::faulty_fs::{open_fault, FaultFs};
+use super::*;
+use stowage_core::ErrorKind;
+
+fn put(table: Table, key: &[u8], value: Vec<u8>) -> Batch {
+    let mut b = Batch::default();
+    b.put(table, key.to_vec(), value);
+    b
+}
+
+fn big_segments() -> FileOptions {
+    FileOptions {
+        segment_size: 8 << 20,
+        ..small_opts()
+    }
+}
+
+/// Writes `n` small acknowledged records into `model`.
+fn some_writes(kv: &FileKv, model: &mut Model, n: u64) {
+    for b in workload(n, 60) {
+        kv.write(b.clone()).unwrap();
+        apply_model(model, &b);
+    }
+}
+
+/// After writes were stopped: reads of acknowledged data work, the engine
+/// is not poisoned, every later write is refused with `kind`, and a
+/// reopen on a healthy disk finds exactly `model` and takes writes.
+fn check_stopped(fs: &FaultFs, kv: FileKv, model: &Model, kind: ErrorKind, opts: FileOptions) {
+    kv.check_poison().unwrap();
+    assert_eq!(&dump(&kv).unwrap(), model, "reads of acknowledged data");
+    let err = kv
+        .write(put(Table::Meta, b"later", vec![7; 10]))
+        .unwrap_err();
+    assert_eq!(err.kind(), kind, "a later write: {err}");
+    assert!(err.message().contains("refuses writes"), "{err}");
+    let err = kv.checkpoint().unwrap_err();
+    assert_eq!(err.kind(), kind, "a checkpoint: {err}");
+    let err = kv.compact().unwrap_err();
+    assert_eq!(err.kind(), kind, "a compaction: {err}");
+    assert_eq!(&dump(&kv).unwrap(), model, "reads after refused writes");
+    fs.set_read_only(false);
+    fs.fail_set_len(false);
+    fs.tear_writes_from(0);
+    kv.close().unwrap();
+    drop(kv);
+    let kv = open_fault(fs, opts).unwrap();
+    assert_eq!(&dump(&kv).unwrap(), model, "after reopening");
+    kv.write(put(Table::Meta, b"again", vec![8; 10])).unwrap();
+}
+
+/// EROFS mid-life, a large record (written directly, past the zeros
+/// reserved ahead): the write and its cut-back fail. Nothing was applied,
+/// so the writer gets `Unsupported` naming the read-only medium — it once
+/// got `OutcomeUnknown` and the engine was poisoned, every later read of
+/// acknowledged data failing "after a failed fsync" though none had.
+#[test]
+fn erofs_under_a_large_write_is_unsupported_and_reads_keep_working() {
+    let sim = SimFs::new();
+    let fs = FaultFs::new(&sim);
+    let kv = open_fault(&fs, big_segments()).unwrap();
+    let mut model = Model::new();
+    some_writes(&kv, &mut model, 20);
+    fs.set_read_only(true);
+    let err = kv
+        .write(put(Table::Blobs, b"big", vec![3u8; 2 << 20]))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert!(err.message().contains("read-only"), "{err}");
+    assert!(err.message().contains("not applied"), "{err}");
+    check_stopped(&fs, kv, &model, ErrorKind::Unsupported, big_segments());
+}
+
+/// EROFS mid-life, a small record that needs more zeros reserved ahead
+/// (`fill_ahead`): the zero fill and its cut-back fail before anything is
+/// applied.
+#[test]
+fn erofs_under_a_preallocation_is_unsupported_and_reads_keep_working() {
+    let sim = SimFs::new();
+    let fs = FaultFs::new(&sim);
+    let kv = open_fault(&fs, big_segments()).unwrap();
+    let mut model = Model::new();
+    some_writes(&kv, &mut model, 5);
+    // Fill the reserved zeros almost up, with acknowledged records.
+    let mut i = 0u32;
+    loop {
+        let room = {
+            let w = kv.wal.lock();
+            w.filled - w.tail
+        };
+        if room < 40 << 10 {
+            break;
+        }
+        let b = put(Table::Meta, &i.to_be_bytes(), vec![5u8; 30 << 10]);
+        kv.write(b.clone()).unwrap();
+        apply_model(&mut model, &b);
+        i += 1;
+    }
+    fs.set_read_only(true);
+    let err = kv
+        .write(put(Table::Meta, b"over", vec![6u8; 50 << 10]))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert!(err.message().contains("preallocation"), "{err}");
+    check_stopped(&fs, kv, &model, ErrorKind::Unsupported, big_segments());
+}
+
+/// EROFS mid-life at a rotation: the old segment cannot be cut back to
+/// seal it. No fsync failed and nothing of the new record was applied:
+/// writes stop, reads go on.
+#[test]
+fn erofs_at_a_rotation_is_unsupported_and_reads_keep_working() {
+    let sim = SimFs::new();
+    let fs = FaultFs::new(&sim);
+    let kv = open_fault(&fs, small_opts()).unwrap();
+    let mut model = Model::new();
+    some_writes(&kv, &mut model, 3);
+    let segment = kv.wal.lock().active;
+    fs.set_read_only(true);
+    // Larger than what is left of the 4 KiB segment: it rotates first.
+    let err = kv
+        .write(put(Table::Meta, b"next", vec![6u8; 4000]))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert!(err.message().contains("seal"), "{err}");
+    assert_eq!(kv.wal.lock().active, segment, "no segment was started");
+    check_stopped(&fs, kv, &model, ErrorKind::Unsupported, small_opts());
+}
+
+/// EIO (not a read-only medium): a large record torn half-way, and its
+/// cut-back failing too. The writer gets `Internal` (nothing applied);
+/// half a frame stays past the tail, and the next open cuts it as a torn
+/// tail — also once it was fsynced by the rounds of records appended
+/// before it, and with their writers acknowledged.
+#[test]
+fn a_torn_large_write_whose_cut_back_fails_is_internal_and_the_torn_tail_is_cut_at_open() {
+    let sim = SimFs::new();
+    let fs = FaultFs::new(&sim);
+    let kv = open_fault(&fs, big_segments()).unwrap();
+    let mut model = Model::new();
+    some_writes(&kv, &mut model, 20);
+    // Appended, buffered, not yet durable: written out (whole) before the
+    // large record, and acknowledged after it failed.
+    let b = put(Table::Meta, b"pending", vec![9u8; 100]);
+    let seq = kv.write_deferred(b.clone()).unwrap().unwrap();
+    apply_model(&mut model, &b);
+    fs.tear_writes_from(64 << 10);
+    fs.fail_set_len(true);
+    let err = kv
+        .write(put(Table::Blobs, b"big", vec![3u8; 2 << 20]))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Internal, "{err}");
+    assert!(err.message().contains("not applied"), "{err}");
+    assert!(!err.message().contains("fsync"), "{err}");
+    // The pending record's writer is answered truthfully: its fsync runs.
+    kv.wait_durable_blocking(seq).unwrap();
+    let tail = kv.wal.lock().tail;
+    let seg = sim_dir().join(super::super::recovery::segment_name(kv.wal.lock().active));
+    assert!(
+        sim.contents(&seg).unwrap().len() as u64 > tail,
+        "half a frame lies past the tail"
+    );
+    check_stopped(&fs, kv, &model, ErrorKind::Internal, big_segments());
+}
+
+/// The same torn frame past the tail survives power loss (the round that
+/// made the pending record durable synced it too): recovery still cuts
+/// it, and every acknowledged record is there.
+#[test]
+fn a_torn_frame_left_past_the_tail_is_a_torn_tail_after_power_loss() {
+    let sim = SimFs::new();
+    let fs = FaultFs::new(&sim);
+    let kv = open_fault(&fs, big_segments()).unwrap();
+    let mut model = Model::new();
+    some_writes(&kv, &mut model, 20);
+    let b = put(Table::Meta, b"pending", vec![9u8; 100]);
+    let seq = kv.write_deferred(b.clone()).unwrap().unwrap();
+    apply_model(&mut model, &b);
+    fs.tear_writes_from(64 << 10);
+    fs.fail_set_len(true);
+    kv.write(put(Table::Blobs, b"big", vec![3u8; 2 << 20]))
+        .unwrap_err();
+    kv.wait_durable_blocking(seq).unwrap();
+    drop(kv);
+    sim.power_loss(None);
+    fs.tear_writes_from(0);
+    fs.fail_set_len(false);
+    let kv = open_fault(&fs, big_segments()).unwrap();
+    assert!(
+        kv.recovery_report().truncated_tail.is_some(),
+        "{:?}",
+        kv.recovery_report()
+    );
+    assert_eq!(dump(&kv).unwrap(), model);
+}
+
+/// A failed fsync still poisons everything, reads included (fsyncgate),
+/// and says so; a poison after a failed write says that instead.
+#[test]
+fn the_poison_names_its_cause() {
+    let sim = SimFs::new();
+    let fs = FaultFs::new(&sim);
+    let kv = open_fault(&fs, small_opts()).unwrap();
+    kv.write(put(Table::Meta, b"a", vec![1u8; 30])).unwrap();
+    sim.fail_next_sync();
+    let err = kv.write(put(Table::Meta, b"b", vec![1u8; 30])).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
+    let err = kv.get(Table::Meta, b"a").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Internal, "{err}");
+    assert!(err.message().contains("after a failed fsync"), "{err}");
+    drop(kv);
+
+    let sim = SimFs::new();
+    let fs = FaultFs::new(&sim);
+    let kv = open_fault(&fs, small_opts()).unwrap();
+    kv.write(put(Table::Meta, b"a", vec![1u8; 30])).unwrap();
+    kv.write_deferred(put(Table::Meta, b"b", vec![1u8; 30]))
+        .unwrap();
+    fs.fail_writes(true);
+    let err = kv.write(put(Table::Meta, b"c", vec![1u8; 30])).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
+    let err = kv.get(Table::Meta, b"a").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Internal, "{err}");
+    assert!(err.message().contains("after a failed write"), "{err}");
+    assert!(!err.message().contains("fsync"), "{err}");
+}
