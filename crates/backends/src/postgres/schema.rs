@@ -162,46 +162,38 @@ fn up_to_date(conn: &mut Conn, schema: &str) -> Result<bool> {
 
 /// Refuses a schema where another application keeps tables under the
 /// names stowage would create, so that `CREATE TABLE IF NOT EXISTS` does
-/// not adopt them (every later call would fail on their columns): tables
-/// of stowage's names with no stowage version recorded beside them. The
-/// migration creates every table in the transaction that records its
-/// version, so a schema of stowage's own never has one without the other.
+/// not adopt them (every later call would fail on their columns): a table
+/// of a stowage name is stowage's when it has `key` and `value` columns
+/// of type `bytea`, as every version of stowage made them (a schema from
+/// before `schema_version` existed is upgraded, not refused).
 ///
 /// # Errors
 /// `Corrupted` naming the tables; what the server answers otherwise.
 fn refuse_foreign(conn: &mut Conn, schema: &str) -> Result<()> {
     let names: Vec<&str> = Table::ALL.iter().map(|t| t.name()).collect();
-    let clashing: Vec<String> = conn
+    let foreign: Vec<String> = conn
         .client
         .query(
-            "SELECT tablename::text FROM pg_catalog.pg_tables WHERE schemaname = $1 \
-             AND tablename = ANY($2) ORDER BY tablename",
+            "SELECT t.tablename::text FROM pg_catalog.pg_tables t \
+             WHERE t.schemaname = $1 AND t.tablename = ANY($2) \
+             AND (SELECT count(*) FROM information_schema.columns c \
+                  WHERE c.table_schema = t.schemaname AND c.table_name = t.tablename \
+                  AND c.column_name IN ('key', 'value') AND c.data_type = 'bytea') < 2 \
+             ORDER BY 1",
             &[&schema, &names],
         )
-        .doing("listing the schema's tables")?
+        .doing("checking the schema's tables")?
         .iter()
         .map(|row| row.get(0))
         .collect();
-    if clashing.is_empty() {
-        return Ok(());
-    }
-    let has_version_table: bool = conn
-        .client
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = $1 \
-             AND tablename = 'schema_version')",
-            &[&schema],
-        )
-        .doing("looking for the schema version")?
-        .get(0);
-    if has_version_table && read_version(conn)? > 0 {
+    if foreign.is_empty() {
         return Ok(());
     }
     Err(Error::corrupted(format!(
-        "postgres: schema {schema} holds tables named as stowage's ({}) but no stowage schema \
-         version: they belong to another application, and stowage will not adopt them; \
-         choose another schema (`schema=`)",
-        clashing.join(", ")
+        "postgres: schema {schema} holds tables named as stowage's but not shaped as stowage's \
+         ({}): they belong to another application, and stowage will not adopt them; choose \
+         another schema (`schema=`)",
+        foreign.join(", ")
     )))
 }
 
