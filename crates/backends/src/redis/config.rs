@@ -311,6 +311,16 @@ pub(crate) fn check(cfg: &RedisOptions) -> Result<Url> {
             )));
         }
     }
+    // `WAIT`/`WAITAOF` may take the whole wait_timeout to answer: a
+    // client giving up sooner would answer every slow wait OutcomeUnknown.
+    if cfg.wait != RedisWait::None && cfg.wait_timeout >= cfg.response_timeout {
+        return Err(Error::invalid_input(format!(
+            "parameter wait_timeout_ms ({} ms) must be below response_timeout_ms ({} ms): the \
+             client would stop waiting for the reply before the durability wait answers",
+            cfg.wait_timeout.as_millis(),
+            cfg.response_timeout.as_millis()
+        )));
+    }
     if cfg.tls_ca.is_some() && server.scheme() != "rediss" {
         return Err(Error::invalid_input(
             "parameter tls_ca is only valid with rediss:// (TLS)",
@@ -359,6 +369,26 @@ mod tests {
             assert!(err.message().contains("#fragment"), "{err}");
             assert!(!err.message().contains(":pw@"), "{err}");
         }
+    }
+
+    /// A durability wait may take its whole timeout: the reply timeout
+    /// must be longer, or every slow wait would be OutcomeUnknown.
+    #[test]
+    fn a_wait_timeout_not_below_the_response_timeout_is_refused() {
+        for query in [
+            "wait=aof&wait_timeout_ms=2000&response_timeout_ms=2000",
+            "wait=replicas:1&wait_timeout_ms=20000",
+        ] {
+            let err = RedisOptions::from_url(&format!("redis://h:1/0?{query}")).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{query}: {err}");
+            assert!(err.message().contains("response_timeout_ms"), "{err}");
+        }
+        RedisOptions::from_url(
+            "redis://h:1/0?wait=aof&wait_timeout_ms=1999&response_timeout_ms=2000",
+        )
+        .unwrap();
+        // Without a wait, the wait timeout means nothing.
+        RedisOptions::from_url("redis://h:1/0?wait_timeout_ms=20000").unwrap();
     }
 
     #[test]
