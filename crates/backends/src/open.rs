@@ -73,14 +73,34 @@ pub(crate) fn parse_options(url: &str) -> Result<StoreOptions> {
 }
 
 /// `url` as messages and logs may show it: its password, if any, as
-/// `***` (`postgres://app:***@db/agents`); any other URL as given.
+/// `***` (`postgres://app:***@db/agents`), also when the URL does not
+/// parse (a bad port, say: the text between `user:` and the last `@` is
+/// masked); any other URL as given.
 pub fn shown_url(url: &str) -> String {
     match Url::parse(url.trim()) {
         Ok(mut parsed) if parsed.password().is_some() => {
             let _ = parsed.set_password(Some("***"));
             parsed.to_string()
         }
-        _ => url.to_owned(),
+        Ok(_) => url.to_owned(),
+        Err(_) => mask_password_text(url),
+    }
+}
+
+/// The password of a URL that does not parse, masked by its text: after
+/// `scheme://`, the text from the first `:` to the last `@` (a password
+/// may hold `/`, `?` or `#` unescaped, so the last `@` ends it).
+fn mask_password_text(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[start..];
+    let Some(at) = rest.rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].find(':') {
+        Some(colon) => format!("{}{}:***{}", &url[..start], &rest[..colon], &rest[at..]),
+        None => url.to_owned(),
     }
 }
 
@@ -371,6 +391,34 @@ mod tests {
         }
         let spaced = parse_url("file:my%20store/%C3%BC").unwrap();
         assert_eq!(spaced.to_file_path().unwrap(), cwd.join("my store/ü"));
+    }
+
+    #[test]
+    fn passwords_are_masked_even_in_urls_that_do_not_parse() {
+        for (url, shown) in [
+            (
+                "redis://admin:hunter2@localhost:99999/0",
+                "redis://admin:***@localhost:99999/0",
+            ),
+            ("postgres://u:pa/ss?#@h:1/db", "postgres://u:***@h:1/db"),
+            (
+                "postgres://u:s3cret@h:5432/db",
+                "postgres://u:***@h:5432/db",
+            ),
+            ("sqlite:///tmp/a@b.db", "sqlite:///tmp/a@b.db"),
+            ("redis://user@h:99999", "redis://user@h:99999"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(shown_url(url), shown, "{url}");
+        }
+        for url in [
+            "redis://admin:hunter2@localhost:99999/0",
+            "memory://admin:hunter2@localhost",
+            "file://admin:hunter2@localhost/tmp/x",
+        ] {
+            let err = parse_options(url).unwrap_err();
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub(crate) fn unknown_option(url: &Url, key: &str, value: &str, known: &[OptionS
         .collect();
     Error::invalid_input(format!(
         "store URL {:?}: unknown option {key}={value}; known options: {}",
-        url.as_str(),
+        crate::open::shown_url(url.as_str()),
         names.join(", ")
     ))
 }
@@ -52,7 +52,7 @@ pub(crate) fn unknown_option(url: &Url, key: &str, value: &str, known: &[OptionS
 pub(crate) fn bad_value(url: &Url, key: &str, value: &str, allowed: &str) -> Error {
     Error::invalid_input(format!(
         "store URL {:?}: option {key}={value} is not valid; allowed values: {allowed}",
-        url.as_str()
+        crate::open::shown_url(url.as_str())
     ))
 }
 

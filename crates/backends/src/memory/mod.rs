@@ -200,7 +200,7 @@ pub(crate) fn check_url(url: &url::Url) -> Result<()> {
     if let Some(what) = extra {
         return Err(Error::invalid_input(format!(
             "store URL {:?} has {what}; a memory store is written exactly `memory://`",
-            url.as_str()
+            crate::open::shown_url(url.as_str())
         )));
     }
     Ok(())

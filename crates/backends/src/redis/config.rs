@@ -118,8 +118,10 @@ impl RedisOptions {
     /// or an unknown parameter (listing the known ones) or a bad value
     /// (naming what the parameter accepts).
     pub fn from_url(url: &str) -> Result<RedisOptions> {
-        let parsed = Url::parse(url)
-            .map_err(|e| Error::invalid_input(format!("store URL {url:?} is malformed: {e}")))?;
+        let parsed = Url::parse(url).map_err(|e| {
+            let shown = crate::open::shown_url(url);
+            Error::invalid_input(format!("store URL {shown:?} is malformed: {e}"))
+        })?;
         if !matches!(parsed.scheme(), "redis" | "rediss") {
             return Err(Error::invalid_input(format!(
                 "store URL {:?} is not a redis:// or rediss:// URL",
