@@ -25,8 +25,8 @@ fn redis_options_equal_their_url_and_hide_the_password() {
     let mut typed = RedisOptions::new("redis://:hunter2@127.0.0.1:1/3");
     typed.prefix = "app".into();
     typed.wait = RedisWait::Replicas(2);
-    typed.response_timeout = Duration::from_millis(500);
-    let url = "redis://:hunter2@127.0.0.1:1/3?prefix=app&wait=replicas:2&response_timeout_ms=500";
+    typed.response_timeout = Duration::from_millis(2500);
+    let url = "redis://:hunter2@127.0.0.1:1/3?prefix=app&wait=replicas:2&response_timeout_ms=2500";
     assert_eq!(RedisOptions::from_url(url).unwrap(), typed);
     assert_eq!(
         StoreOptions::parse(url).unwrap(),
