@@ -172,16 +172,17 @@ async fn run_command(command: Command) -> Result<Outcome> {
 }
 
 /// Opens the existing store at `url` with the system clock and random
-/// ids, naming the URL in errors. Every command but `import` (and
-/// `migrate`'s target) works on a store that exists: a mistyped path must
+/// ids, naming the URL in errors. Every command but `import` (and `migrate`'s target) works on a store that
+/// exists: a mistyped path, or a directory that holds something else, must
 /// not become a new, empty store that `verify` calls healthy.
 ///
 /// # Errors
-/// `NotFound` when the directory (file, sled, RocksDB) or the database
-/// file (SQLite) of `url` does not exist; as `stowage_backends::open`.
+/// `NotFound` when `url` names a local store (file, sled, RocksDB,
+/// SQLite) that does not exist: a missing path, or one without the
+/// engine's files; as `stowage_backends::open`.
 pub async fn open(url: &str) -> Result<Stores> {
     let shown = stowage_backends::shown_url(url);
-    if let Some(path) = local_path(url).filter(|p| !p.exists()) {
+    if let Some(path) = local_path(url).filter(|p| !holds_a_store(url, p)) {
         return Err(Error::not_found(format!(
             "opening {shown}: there is no store at {} (stowage import creates one)",
             path.display()
@@ -192,6 +193,38 @@ pub async fn open(url: &str) -> Result<Stores> {
         .map_err(|e| e.context(format!("opening {shown}")))?;
     close_at_end(&stores);
     Ok(stores)
+}
+
+/// Whether `path`, the local data of `url`, holds the files of a store of
+/// its backend (the engine would create a new store anywhere else).
+fn holds_a_store(url: &str, path: &std::path::Path) -> bool {
+    use stowage_backends::StoreOptions;
+    let has = |name: &str| path.join(name).exists();
+    let has_ending = |endings: &[&str]| {
+        std::fs::read_dir(path).is_ok_and(|entries| {
+            entries.flatten().any(|entry| {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                endings.iter().any(|end| name.ends_with(end))
+            })
+        })
+    };
+    match StoreOptions::parse(url) {
+        #[cfg(feature = "file")]
+        Ok(StoreOptions::File(_)) => path.is_dir() && has_ending(&[".wal", ".ckp", ".pack"]),
+        #[cfg(feature = "sled")]
+        Ok(StoreOptions::Sled(_)) => path.is_dir() && (has("conf") || has("db")),
+        #[cfg(feature = "rocksdb")]
+        Ok(StoreOptions::RocksDb(_)) => path.is_dir() && has("CURRENT"),
+        #[cfg(feature = "sqlite")]
+        Ok(StoreOptions::Sqlite(_)) => {
+            std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > 0)
+        }
+        _ => {
+            let _ = (has, has_ending);
+            path.exists()
+        }
+    }
 }
 
 /// Where a store that lives in the local file system keeps its data.

@@ -103,3 +103,70 @@ fn commands_on_a_missing_store_create_nothing() {
         assert!(!missing.exists(), "{args:?} created {}", missing.display());
     }
 }
+
+/// A directory that exists but holds no store (or something else) is no
+/// store either: every command refuses it with `not_found` and leaves it
+/// as it was. Before, the engine made a new, empty store there (`LOCK`, a
+/// first segment) and `verify` called it healthy.
+#[test]
+fn commands_on_a_directory_without_a_store_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), b"not a store").unwrap();
+    let url = format!("file://{}", dir.path().display());
+    let digest = "0".repeat(64);
+    let export_to = tempfile::tempdir().unwrap();
+    let export_file = export_to.path().join("out.jsonl");
+    let export_file = export_file.to_str().unwrap();
+    for args in [
+        vec!["verify", url.as_str()],
+        vec!["stats", url.as_str()],
+        vec!["inspect", url.as_str(), "runs"],
+        vec!["referrers", url.as_str(), digest.as_str()],
+        vec!["export", url.as_str(), export_file],
+        vec![
+            "prune-runs",
+            url.as_str(),
+            "--status",
+            "failed",
+            "--dry-run",
+        ],
+        vec!["prune-runs", url.as_str(), "--status", "failed"],
+        vec!["gc", url.as_str(), "--grace", "0s"],
+        vec!["pin", url.as_str(), digest.as_str(), "keep"],
+        vec!["compact", url.as_str()],
+    ] {
+        let err = fails(&stowage(&args), 1);
+        assert!(
+            err.contains("not_found") && err.contains("there is no store"),
+            "{args:?}: {err}"
+        );
+        let files: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(files, ["notes.txt"], "{args:?} wrote into the directory");
+    }
+}
+
+/// An empty SQLite file is no store either.
+#[cfg(feature = "sqlite")]
+#[test]
+fn commands_on_an_empty_sqlite_file_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("empty.db");
+    std::fs::write(&db, b"").unwrap();
+    let url = format!("sqlite://{}", db.display());
+    for args in [
+        vec!["verify", url.as_str()],
+        vec!["gc", url.as_str(), "--grace", "0s"],
+    ] {
+        let err = fails(&stowage(&args), 1);
+        assert!(err.contains("not_found"), "{args:?}: {err}");
+        assert_eq!(std::fs::metadata(&db).unwrap().len(), 0, "{args:?}");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "{args:?}"
+        );
+    }
+}
