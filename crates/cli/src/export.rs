@@ -20,7 +20,7 @@ use crate::args::ExportArgs;
 use crate::format::{Counts, Coverage, Header, LogLine, Record, RefLine, CHUNK_BYTES};
 use crate::progress::{Progress, ProgressSink};
 use crate::supersessions::{cannot_enumerate, list_supersessions};
-use crate::{open, Outcome};
+use crate::{open_read_only, Outcome};
 
 /// Page size for every list the exporter walks.
 pub const PAGE: usize = 500;
@@ -431,7 +431,7 @@ fn partial_path(file: &std::path::Path) -> std::path::PathBuf {
 
 /// Runs `stowage export`.
 pub(crate) async fn run(args: ExportArgs) -> Result<Outcome> {
-    let stores = open(&args.url).await?;
+    let stores = open_read_only(&args.url).await?;
     let policy = if args.skip_supersessions {
         SupersessionPolicy::SkipIfUnlistable
     } else {

@@ -7,7 +7,7 @@ use stowage_core::{AgentKey, Digest, Error, Result, RunFilter, RunId, Stores, Ti
 
 use crate::args::{InspectArgs, InspectWhat};
 use crate::table::{self, Table};
-use crate::{json_line, open, stdout_failed, supersessions, Outcome};
+use crate::{json_line, open_read_only, stdout_failed, supersessions, Outcome};
 
 /// Runs `stowage inspect`. A reader that goes away (`| head`) ends the
 /// output quietly.
@@ -25,7 +25,7 @@ fn broken_pipe(err: &Error) -> bool {
 }
 
 async fn show(args: InspectArgs) -> Result<Outcome> {
-    let stores = open(&args.url).await?;
+    let stores = open_read_only(&args.url).await?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let page = Page {

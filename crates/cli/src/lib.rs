@@ -171,8 +171,9 @@ async fn run_command(command: Command) -> Result<Outcome> {
     }
 }
 
-/// Opens the existing store at `url` with the system clock and random
-/// ids, naming the URL in errors. Every command but `import` (and `migrate`'s target) works on a store that
+/// Opens the existing store at `url` for a command that changes it, with
+/// the system clock and random ids, naming the URL in errors. Every
+/// command but `import` (and `migrate`'s target) works on a store that
 /// exists: a mistyped path, or a directory that holds something else, must
 /// not become a new, empty store that `verify` calls healthy.
 ///
@@ -181,6 +182,24 @@ async fn run_command(command: Command) -> Result<Outcome> {
 /// SQLite) that does not exist: a missing path, or one without the
 /// engine's files; as `stowage_backends::open`.
 pub async fn open(url: &str) -> Result<Stores> {
+    open_as(url, false).await
+}
+
+/// Opens the existing store at `url` for a command that only reads it
+/// (`inspect`, `verify`, `stats`, `referrers`, `export`, `migrate`'s
+/// source, every `--dry-run`). A `file:` store is opened with
+/// `mode=read_only`, so the command writes nothing there — no lock file,
+/// no recovery cut, no checkpoint at close — unless the URL asks for
+/// `salvage=true`, which repairs and so writes. Other backends have no
+/// read-only open and are opened as by [`open`].
+///
+/// # Errors
+/// As [`open`].
+pub async fn open_read_only(url: &str) -> Result<Stores> {
+    open_as(url, true).await
+}
+
+async fn open_as(url: &str, read_only: bool) -> Result<Stores> {
     let shown = stowage_backends::shown_url(url);
     if let Some(path) = local_path(url).filter(|p| !holds_a_store(url, p)) {
         return Err(Error::not_found(format!(
@@ -188,7 +207,8 @@ pub async fn open(url: &str) -> Result<Stores> {
             path.display()
         )));
     }
-    let stores = stowage_backends::open(url)
+    let read_only_url = read_only.then(|| file_read_only_url(url)).flatten();
+    let stores = stowage_backends::open(read_only_url.as_deref().unwrap_or(url))
         .await
         .map_err(|e| e.context(format!("opening {shown}")))?;
     close_at_end(&stores);
@@ -227,6 +247,24 @@ fn holds_a_store(url: &str, path: &std::path::Path) -> bool {
     }
 }
 
+/// `url` with `mode=read_only` (replacing any `mode`) when it names a
+/// `file:` store and does not ask for `salvage=true`; `None` otherwise.
+fn file_read_only_url(url: &str) -> Option<String> {
+    use stowage_backends::StoreOptions;
+    match StoreOptions::parse(url).ok()? {
+        #[cfg(feature = "file")]
+        StoreOptions::File(o) if !o.salvage => {}
+        _ => return None,
+    }
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut pairs: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && p.split('=').next() != Some("mode"))
+        .collect();
+    pairs.push("mode=read_only");
+    Some(format!("{base}?{}", pairs.join("&")))
+}
+
 /// Where a store that lives in the local file system keeps its data.
 pub(crate) fn local_path(url: &str) -> Option<std::path::PathBuf> {
     use stowage_backends::StoreOptions;
@@ -253,4 +291,23 @@ fn json_line<T: serde::Serialize>(out: &mut impl Write, value: &T) -> Result<()>
 /// The error for a failed write to stdout.
 fn stdout_failed(e: std::io::Error) -> Error {
     Error::from(e).context("writing to standard output")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_only_url_replaces_the_mode_and_keeps_the_rest() {
+        assert_eq!(
+            file_read_only_url("file:///s").as_deref(),
+            Some("file:///s?mode=read_only")
+        );
+        assert_eq!(
+            file_read_only_url("file:///s?mode=read_write&segment_size=8192").as_deref(),
+            Some("file:///s?segment_size=8192&mode=read_only")
+        );
+        assert_eq!(file_read_only_url("file:///s?salvage=true"), None);
+        assert_eq!(file_read_only_url("memory://"), None);
+    }
 }

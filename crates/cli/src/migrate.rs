@@ -17,14 +17,14 @@ use crate::import::Importer;
 pub use crate::parity::{fingerprint, Difference, Fingerprint, ParityReport};
 use crate::progress::{describe, Progress, ProgressSink};
 use crate::table::Table;
-use crate::{json_line, open, stdout_failed, Outcome};
+use crate::{json_line, open_read_only, stdout_failed, Outcome};
 
 /// How many differences the human report lists.
 const SHOWN: usize = 50;
 
 /// Runs `stowage migrate`.
 pub(crate) async fn run(args: MigrateArgs) -> Result<Outcome> {
-    let source = open(&args.from).await?;
+    let source = open_read_only(&args.from).await?;
     let mut importer = Importer::open(&args.to).await?;
     let policy = if args.skip_supersessions {
         SupersessionPolicy::SkipIfUnlistable

@@ -16,7 +16,7 @@ use crate::export::PAGE;
 use crate::format::Counts;
 use crate::supersessions::{cannot_enumerate, list_supersessions};
 use crate::table::{self, Table};
-use crate::{json_line, open, stdout_failed, Outcome};
+use crate::{json_line, open_read_only, stdout_failed, Outcome};
 
 /// Counts of a store, plus what a plain [`Counts`] cannot say.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -121,7 +121,7 @@ pub async fn stats(stores: &Stores) -> Result<Stats> {
 
 /// Runs `stowage stats`.
 pub(crate) async fn run(args: StatsArgs) -> Result<Outcome> {
-    let stores = open(&args.url).await?;
+    let stores = open_read_only(&args.url).await?;
     if !args.scan {
         return indexed(&stores, args.json).await;
     }

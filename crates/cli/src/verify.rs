@@ -9,7 +9,7 @@ use crate::args::StoreArg;
 use crate::export::PAGE;
 use crate::supersessions::{cannot_enumerate, list_supersessions};
 use crate::table::Table;
-use crate::{json_line, one_line, open, stdout_failed, Outcome};
+use crate::{json_line, one_line, open_read_only, stdout_failed, Outcome};
 
 /// What one kind of entity came out as.
 #[derive(Debug, Default, Serialize)]
@@ -76,7 +76,7 @@ impl Report {
 
 /// Runs `stowage verify`.
 pub(crate) async fn run(args: StoreArg) -> Result<Outcome> {
-    let stores = open(&args.url).await?;
+    let stores = open_read_only(&args.url).await?;
     let mut report = Report::default();
     runs(&stores, &mut report).await;
     sessions(&stores, &mut report).await;

@@ -9,7 +9,7 @@ use stowage_core::{Digest, Error, ErrorKind, Result};
 use super::{print_totals, sweep, Names, Removed};
 use crate::args::{GcArgs, PinArgs, ReferrersArgs};
 use crate::table::Table;
-use crate::{json_line, open, stdout_failed, Outcome};
+use crate::{json_line, open, open_read_only, stdout_failed, Outcome};
 
 /// Runs `stowage gc`.
 pub(crate) async fn gc(args: GcArgs) -> Result<Outcome> {
@@ -81,7 +81,7 @@ fn describe(referrer: &Referrer) -> (&'static str, String) {
 
 /// Runs `stowage referrers`.
 pub(crate) async fn referrers(args: ReferrersArgs) -> Result<Outcome> {
-    let stores = open(&args.url).await?;
+    let stores = open_read_only(&args.url).await?;
     let referrers = stores.lifecycle.blob_referrers(&args.digest).await?;
     let mut out = std::io::stdout().lock();
     if args.json {

@@ -10,7 +10,7 @@ use super::{print_totals, sweep, Names, Removed, Totals};
 use crate::args::PruneRunsArgs;
 use crate::export::PAGE;
 use crate::table::{self, Table};
-use crate::{json_line, open, stdout_failed, Outcome};
+use crate::{json_line, open, open_read_only, stdout_failed, Outcome};
 
 const NAMES: Names = Names {
     doing: "pruning runs",
@@ -54,10 +54,11 @@ fn policy(args: &PruneRunsArgs, now: Timestamp) -> Result<RunRetention> {
 pub(crate) async fn prune_runs(args: PruneRunsArgs) -> Result<Outcome> {
     let now = Timestamp::now();
     let policy = policy(&args, now)?;
-    let stores = open(&args.url).await?;
     if args.dry_run {
+        let stores = open_read_only(&args.url).await?;
         return dry_run(&stores, &policy, now, args.sweep.json).await;
     }
+    let stores = open(&args.url).await?;
     let lifecycle = &stores.lifecycle;
     let totals = sweep(&args.sweep, &NAMES, async |after| {
         lifecycle.prune_runs(&policy, after).await
