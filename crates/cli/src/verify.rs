@@ -219,7 +219,11 @@ async fn releases(stores: &Stores, report: &mut Report) {
 async fn release_history(stores: &Stores, name: &str) -> Result<()> {
     let current = stores.releases.current(name).await?;
     let mut expected = current.seq;
-    let mut before = None;
+    // The walk starts at the record just read, not at whatever is newest
+    // by now: a promote in between would put `current.seq + 1` first,
+    // which is no damage. `before` is exclusive; past `u64::MAX` nothing
+    // can be newer, so all.
+    let mut before = current.seq.checked_add(1);
     loop {
         let page = stores.releases.history(name, before, PAGE).await?;
         let Some(last) = page.last().map(|r| r.seq) else {
@@ -295,5 +299,81 @@ async fn supersessions(stores: &Stores, report: &mut Report) {
             }
         }
         after = Some(last);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use stowage_core::{ReleaseMetadata, ReleaseRecord, ReleaseRegistry};
+
+    use super::*;
+
+    /// A registry where a promote lands right after every `current`, as
+    /// another process's would between `verify`'s two reads.
+    struct PromoteAfterCurrent(Arc<dyn ReleaseRegistry>);
+
+    #[async_trait]
+    impl ReleaseRegistry for PromoteAfterCurrent {
+        async fn promote(
+            &self,
+            name: &str,
+            spec_digest: Digest,
+            metadata: ReleaseMetadata,
+            expected_current_seq: Option<u64>,
+        ) -> Result<ReleaseRecord> {
+            self.0
+                .promote(name, spec_digest, metadata, expected_current_seq)
+                .await
+        }
+        async fn rollback(&self, name: &str, promoted_by: &str) -> Result<ReleaseRecord> {
+            self.0.rollback(name, promoted_by).await
+        }
+        async fn rollback_to(&self, name: &str, seq: u64, by: &str) -> Result<ReleaseRecord> {
+            self.0.rollback_to(name, seq, by).await
+        }
+        async fn current(&self, name: &str) -> Result<ReleaseRecord> {
+            let current = self.0.current(name).await?;
+            let meta = ReleaseMetadata::new("meanwhile", "ci");
+            self.0
+                .promote(name, Digest::of(b"meanwhile"), meta, None)
+                .await?;
+            Ok(current)
+        }
+        async fn history(
+            &self,
+            name: &str,
+            before: Option<u64>,
+            limit: usize,
+        ) -> Result<Vec<ReleaseRecord>> {
+            self.0.history(name, before, limit).await
+        }
+        async fn list_names(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+            self.0.list_names(after, limit).await
+        }
+    }
+
+    /// Before, the history walk started at the newest record, which the
+    /// promote had made `current.seq + 1`: a healthy store was reported
+    /// damaged (exit 3).
+    #[tokio::test]
+    async fn a_promote_during_the_check_is_no_damage() {
+        let mut stores = stowage_backends::open("memory://").await.unwrap();
+        for v in ["v1", "v2"] {
+            let meta = ReleaseMetadata::new(v, "ci");
+            stores
+                .releases
+                .promote("planner", Digest::of(v.as_bytes()), meta, None)
+                .await
+                .unwrap();
+        }
+        stores.releases = Arc::new(PromoteAfterCurrent(stores.releases.clone()));
+        let mut report = Report::default();
+        releases(&stores, &mut report).await;
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert!(report.unchecked.is_empty(), "{:?}", report.unchecked);
+        assert_eq!(report.tallies.last().unwrap().checked, 1);
     }
 }
