@@ -19,7 +19,8 @@
 //! `error: <kind>: <message>` (this includes an import that finds the
 //! target contradicting the file: `conflict`); 2 bad usage (clap); 3
 //! `verify` found damage or `migrate`'s parity report found a difference
-//! (a `verify` that could not check everything — a timeout, say — is 1).
+//! (a `verify` that could not check everything — a timeout, say — and
+//! found no damage is 1; damage found is 3 either way).
 
 use std::ffi::OsString;
 use std::io::Write;

@@ -115,8 +115,18 @@ pub(crate) async fn run(args: StoreArg) -> Result<Outcome> {
         }
     }
     out.flush().map_err(stdout_failed)?;
+    outcome(&report)
+}
+
+/// How a finished check comes out: damage found is exit 3 even when
+/// something else could not be checked (both lists were printed); a check
+/// that did not finish and found no damage is exit 1 — not damage, but
+/// not a clean bill either.
+fn outcome(report: &Report) -> Result<Outcome> {
+    if !report.problems.is_empty() {
+        return Ok(Outcome::Problems);
+    }
     if let Some(first) = report.unchecked.first() {
-        // Exit 1, not 3: the check did not finish, which is not damage.
         return Err(Error::new(
             ErrorKind::Unavailable,
             format!(
@@ -127,11 +137,7 @@ pub(crate) async fn run(args: StoreArg) -> Result<Outcome> {
             ),
         ));
     }
-    Ok(if report.problems.is_empty() {
-        Outcome::Clean
-    } else {
-        Outcome::Problems
-    })
+    Ok(Outcome::Clean)
 }
 
 /// Gone since it was listed: not damage.
@@ -375,5 +381,26 @@ mod tests {
         assert!(report.problems.is_empty(), "{:?}", report.problems);
         assert!(report.unchecked.is_empty(), "{:?}", report.unchecked);
         assert_eq!(report.tallies.last().unwrap().checked, 1);
+    }
+
+    /// Before, anything unchecked made the exit 1 (transient), hiding
+    /// damage that was found beside it.
+    #[test]
+    fn damage_is_exit_3_even_when_something_could_not_be_checked() {
+        let mut report = Report::default();
+        report.start("runs");
+        report.problem(
+            "run a".into(),
+            &Error::new(ErrorKind::Unavailable, "timed out"),
+        );
+        assert_eq!(report.unchecked.len(), 1);
+        assert_eq!(outcome(&report).unwrap_err().kind(), ErrorKind::Unavailable);
+        report.problem("run b".into(), &Error::corrupted("bad chain"));
+        assert_eq!(report.problems.len(), 1);
+        assert_eq!(outcome(&report).unwrap(), Outcome::Problems);
+        report.unchecked.clear();
+        assert_eq!(outcome(&report).unwrap(), Outcome::Problems);
+        report.problems.clear();
+        assert_eq!(outcome(&report).unwrap(), Outcome::Clean);
     }
 }
