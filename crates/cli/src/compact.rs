@@ -97,15 +97,31 @@ fn usage_of(path: &Path) -> std::io::Result<u64> {
 }
 
 fn dir_usage(dir: &Path) -> std::io::Result<u64> {
-    let mut total = 0;
+    let mut listed = Vec::new();
     for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let meta = entry.metadata()?;
-        total += if meta.is_dir() {
-            dir_usage(&entry.path())?
-        } else {
-            allocated(&meta)
-        };
+        listed.push(entry?.path());
+    }
+    listed_usage(listed)
+}
+
+/// What the files and directories `listed` take on disk. One removed
+/// since it was listed — a segment or checkpoint the store retires while
+/// `compact` measures — takes nothing and is skipped, not an error.
+fn listed_usage(listed: impl IntoIterator<Item = PathBuf>) -> std::io::Result<u64> {
+    let mut total = 0;
+    for path in listed {
+        let usage = std::fs::symlink_metadata(&path).and_then(|meta| {
+            if meta.is_dir() {
+                dir_usage(&path)
+            } else {
+                Ok(allocated(&meta))
+            }
+        });
+        match usage {
+            Ok(bytes) => total += bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(total)
 }
@@ -149,5 +165,22 @@ mod tests {
         std::fs::create_dir(&nested).unwrap();
         std::fs::write(nested.join("x"), vec![1u8; 8192]).unwrap();
         assert!(usage_of(dir.path()).unwrap() >= usage_of(&db).unwrap() + 8192);
+    }
+
+    /// Before, a file removed between the listing and its measurement
+    /// failed `compact` with `NotFound` after the compaction had run.
+    #[test]
+    fn a_file_removed_while_measuring_takes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = dir.path().join("kept");
+        std::fs::write(&kept, vec![1u8; 8192]).unwrap();
+        let gone = dir.path().join("0000000000000001.wal");
+        std::fs::write(&gone, vec![1u8; 8192]).unwrap();
+        let gone_dir = dir.path().join("gone-dir");
+        std::fs::create_dir(&gone_dir).unwrap();
+        let listed = vec![kept.clone(), gone.clone(), gone_dir.clone()];
+        std::fs::remove_file(&gone).unwrap();
+        std::fs::remove_dir(&gone_dir).unwrap();
+        assert_eq!(listed_usage(listed).unwrap(), usage_of(&kept).unwrap());
     }
 }
