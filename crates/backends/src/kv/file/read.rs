@@ -164,8 +164,10 @@ impl FileKv {
         // `max_record_size`: values written under a larger one are read
         // like any other.
         let start = first.off;
-        let Some(span_len) = (last.off + u64::from(last.len))
-            .checked_sub(start)
+        let Some(span_len) = last
+            .off
+            .checked_add(u64::from(last.len))
+            .and_then(|end| end.checked_sub(start))
             .filter(|&n| n <= MAX_SPAN)
         else {
             return Ok(false);
@@ -200,10 +202,10 @@ fn coalescible(hits: &[Hit]) -> usize {
     let Some((_, first, _)) = hits.first() else {
         return 0;
     };
-    let mut end = first.off + u64::from(first.len);
+    let mut end = first.off.saturating_add(u64::from(first.len));
     let mut n = 1;
     for (_, loc, _) in &hits[1..] {
-        let next_end = loc.off + u64::from(loc.len);
+        let next_end = loc.off.saturating_add(u64::from(loc.len));
         if loc.seg != first.seg
             || loc.off < end
             || loc.off - end > MAX_GAP
