@@ -251,11 +251,15 @@ fn holds_a_store(url: &str, path: &std::path::Path) -> bool {
 /// `url` with `mode=read_only` (replacing any `mode`) when it names a
 /// `file:` store and does not ask for `salvage=true`; `None` otherwise.
 fn file_read_only_url(url: &str) -> Option<String> {
-    use stowage_backends::StoreOptions;
-    match StoreOptions::parse(url).ok()? {
-        #[cfg(feature = "file")]
-        StoreOptions::File(o) if !o.salvage => {}
-        _ => return None,
+    #[cfg(feature = "file")]
+    let file = matches!(
+        stowage_backends::StoreOptions::parse(url),
+        Ok(stowage_backends::StoreOptions::File(o)) if !o.salvage
+    );
+    #[cfg(not(feature = "file"))]
+    let file = false;
+    if !file {
+        return None;
     }
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut pairs: Vec<&str> = query
@@ -294,7 +298,7 @@ fn stdout_failed(e: std::io::Error) -> Error {
     Error::from(e).context("writing to standard output")
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "file"))]
 mod tests {
     use super::*;
 
