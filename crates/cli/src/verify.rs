@@ -313,51 +313,29 @@ mod tests {
     use std::sync::Arc;
 
     use async_trait::async_trait;
-    use stowage_core::{ReleaseMetadata, ReleaseRecord, ReleaseRegistry};
+    use stowage_core::layer::{interpose, Call, Interceptor, Operation, Proceed};
+    use stowage_core::ReleaseMetadata;
 
     use super::*;
 
-    /// A registry where a promote lands right after every `current`, as
-    /// another process's would between `verify`'s two reads.
-    struct PromoteAfterCurrent(Arc<dyn ReleaseRegistry>);
+    /// A promote lands (on the unwrapped store) right after every
+    /// `current`, as another process's would between `verify`'s two reads.
+    struct PromoteAfterCurrent(Stores);
 
     #[async_trait]
-    impl ReleaseRegistry for PromoteAfterCurrent {
-        async fn promote(
-            &self,
-            name: &str,
-            spec_digest: Digest,
-            metadata: ReleaseMetadata,
-            expected_current_seq: Option<u64>,
-        ) -> Result<ReleaseRecord> {
-            self.0
-                .promote(name, spec_digest, metadata, expected_current_seq)
-                .await
-        }
-        async fn rollback(&self, name: &str, promoted_by: &str) -> Result<ReleaseRecord> {
-            self.0.rollback(name, promoted_by).await
-        }
-        async fn rollback_to(&self, name: &str, seq: u64, by: &str) -> Result<ReleaseRecord> {
-            self.0.rollback_to(name, seq, by).await
-        }
-        async fn current(&self, name: &str) -> Result<ReleaseRecord> {
-            let current = self.0.current(name).await?;
-            let meta = ReleaseMetadata::new("meanwhile", "ci");
-            self.0
-                .promote(name, Digest::of(b"meanwhile"), meta, None)
-                .await?;
-            Ok(current)
-        }
-        async fn history(
-            &self,
-            name: &str,
-            before: Option<u64>,
-            limit: usize,
-        ) -> Result<Vec<ReleaseRecord>> {
-            self.0.history(name, before, limit).await
-        }
-        async fn list_names(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
-            self.0.list_names(after, limit).await
+    impl Interceptor for PromoteAfterCurrent {
+        async fn around(&self, call: &Call, proceed: Proceed<'_>) -> Option<Error> {
+            let _ = proceed.await;
+            if call.op == Operation::ReleasesCurrent {
+                let meta = ReleaseMetadata::new("meanwhile", "ci");
+                let promoted = self
+                    .0
+                    .releases
+                    .promote("planner", Digest::of(b"meanwhile"), meta, None)
+                    .await;
+                return promoted.err();
+            }
+            None
         }
     }
 
@@ -366,16 +344,16 @@ mod tests {
     /// damaged (exit 3).
     #[tokio::test]
     async fn a_promote_during_the_check_is_no_damage() {
-        let mut stores = stowage_backends::open("memory://").await.unwrap();
+        let inner = stowage_backends::open("memory://").await.unwrap();
         for v in ["v1", "v2"] {
             let meta = ReleaseMetadata::new(v, "ci");
-            stores
+            inner
                 .releases
                 .promote("planner", Digest::of(v.as_bytes()), meta, None)
                 .await
                 .unwrap();
         }
-        stores.releases = Arc::new(PromoteAfterCurrent(stores.releases.clone()));
+        let stores = interpose(inner.clone(), Arc::new(PromoteAfterCurrent(inner)));
         let mut report = Report::default();
         releases(&stores, &mut report).await;
         assert!(report.problems.is_empty(), "{:?}", report.problems);
