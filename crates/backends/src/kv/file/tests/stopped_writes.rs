@@ -135,16 +135,12 @@ fn erofs_at_a_rotation_is_unsupported_and_reads_keep_working() {
     check_stopped(&fs, kv, &model, ErrorKind::Unsupported, small_opts());
 }
 
-/// EIO (not a read-only medium): a large record torn half-way, and its
-/// cut-back failing too. The writer gets `Internal` (nothing applied);
-/// half a frame stays past the tail, and the next open cuts it as a torn
-/// tail — also once it was fsynced by the rounds of records appended
-/// before it, and with their writers acknowledged.
-#[test]
-fn a_torn_large_write_whose_cut_back_fails_is_internal_and_the_torn_tail_is_cut_at_open() {
-    let sim = SimFs::new();
-    let fs = FaultFs::new(&sim);
-    let kv = open_fault(&fs, big_segments()).unwrap();
+/// A store of 20 writes and one more appended, not yet durable; then a
+/// large record torn half-way (EIO) whose cut-back fails too. Returns the
+/// store, its model (the pending record in it), the large write's error
+/// and the pending record's seq.
+fn tear_a_large_write(fs: &FaultFs) -> (FileKv, Model, stowage_core::Error, u64) {
+    let kv = open_fault(fs, big_segments()).unwrap();
     let mut model = Model::new();
     some_writes(&kv, &mut model, 20);
     // Appended, buffered, not yet durable: written out (whole) before the
@@ -157,6 +153,19 @@ fn a_torn_large_write_whose_cut_back_fails_is_internal_and_the_torn_tail_is_cut_
     let err = kv
         .write(put(Table::Blobs, b"big", vec![3u8; 2 << 20]))
         .unwrap_err();
+    (kv, model, err, seq)
+}
+
+/// EIO (not a read-only medium): a large record torn half-way, and its
+/// cut-back failing too. The writer gets `Internal` (nothing applied);
+/// half a frame stays past the tail, and the next open cuts it as a torn
+/// tail — also once it was fsynced by the rounds of records appended
+/// before it, and with their writers acknowledged.
+#[test]
+fn a_torn_large_write_whose_cut_back_fails_is_internal_and_the_torn_tail_is_cut_at_open() {
+    let sim = SimFs::new();
+    let fs = FaultFs::new(&sim);
+    let (kv, model, err, seq) = tear_a_large_write(&fs);
     assert_eq!(err.kind(), ErrorKind::Internal, "{err}");
     assert!(err.message().contains("not applied"), "{err}");
     assert!(!err.message().contains("fsync"), "{err}");
@@ -178,16 +187,7 @@ fn a_torn_large_write_whose_cut_back_fails_is_internal_and_the_torn_tail_is_cut_
 fn a_torn_frame_left_past_the_tail_is_a_torn_tail_after_power_loss() {
     let sim = SimFs::new();
     let fs = FaultFs::new(&sim);
-    let kv = open_fault(&fs, big_segments()).unwrap();
-    let mut model = Model::new();
-    some_writes(&kv, &mut model, 20);
-    let b = put(Table::Meta, b"pending", vec![9u8; 100]);
-    let seq = kv.write_deferred(b.clone()).unwrap().unwrap();
-    apply_model(&mut model, &b);
-    fs.tear_writes_from(64 << 10);
-    fs.fail_set_len(true);
-    kv.write(put(Table::Blobs, b"big", vec![3u8; 2 << 20]))
-        .unwrap_err();
+    let (kv, model, _, seq) = tear_a_large_write(&fs);
     kv.wait_durable_blocking(seq).unwrap();
     drop(kv);
     sim.power_loss(None);
