@@ -130,17 +130,19 @@ fn not_writable(path: &Path, why: &str) -> Error {
 pub(super) fn parent_failure(path: &Path, err: Error) -> Error {
     let why = std::error::Error::source(&err)
         .and_then(|s| s.downcast_ref::<std::io::Error>())
-        .filter(|io| {
-            matches!(
-                io.kind(),
-                std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
-            )
-        })
+        .filter(|io| denies_writing(io))
         .map(|io| format!("creating its directory failed: {io}"));
     match why {
         Some(why) => not_writable(path, &why).with_source(err),
         None => err,
     }
+}
+
+/// Whether `io` says the medium or a permission refuses writing (no retry
+/// helps).
+fn denies_writing(io: &std::io::Error) -> bool {
+    use std::io::ErrorKind as Io;
+    matches!(io.kind(), Io::ReadOnlyFilesystem | Io::PermissionDenied)
 }
 
 /// A `SQLITE_CANTOPEN` at open says only that `open(2)` failed: asks the
@@ -163,9 +165,7 @@ fn open_failure(path: &Path, flags: OpenFlags, err: rusqlite::Error) -> Error {
         .open(path);
     use std::io::ErrorKind as Io;
     match probe {
-        Err(io) if matches!(io.kind(), Io::ReadOnlyFilesystem | Io::PermissionDenied) => {
-            not_writable(path, &io.to_string()).with_source(err)
-        }
+        Err(io) if denies_writing(&io) => not_writable(path, &io.to_string()).with_source(err),
         Err(io) if matches!(io.kind(), Io::IsADirectory | Io::NotADirectory) => {
             Error::invalid_input(format!(
                 "sqlite: {} cannot be the database file: {io}",
