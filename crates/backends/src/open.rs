@@ -111,7 +111,7 @@ fn mask_password_text(url: &str) -> String {
 /// Each backend's parser refuses a repeated option too (through the same
 /// [`query_params`](crate::options::query_params)); checking here also
 /// covers `require`, which they never see.
-fn check_query(parsed: &Url, shown: &str) -> Result<()> {
+pub(crate) fn check_query(parsed: &Url, shown: &str) -> Result<()> {
     if parsed.fragment().is_some() {
         return Err(Error::invalid_input(format!(
             "store URL {shown:?}: a #fragment means nothing in a store URL; remove it"

@@ -130,12 +130,7 @@ impl RedisOptions {
         }
         // As `stowage_backends::open` does: redis-rs would read
         // `#insecure` as "skip TLS certificate checks".
-        if parsed.fragment().is_some() {
-            return Err(Error::invalid_input(format!(
-                "store URL {:?}: a #fragment means nothing in a store URL; remove it",
-                redacted(&parsed)
-            )));
-        }
+        crate::open::check_query(&parsed, &redacted(&parsed))?;
         parse(&parsed)
     }
 
