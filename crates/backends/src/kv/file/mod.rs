@@ -14,7 +14,7 @@
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -36,6 +36,7 @@ mod pool;
 mod read;
 mod record;
 mod recovery;
+mod stranded;
 pub(crate) mod url_options;
 mod vfs;
 mod wal;
@@ -114,6 +115,14 @@ pub(crate) struct FileKv {
     /// say). The kind and cause later writers are told (see
     /// [`FileKv::stop_writes`]).
     write_stop: RwLock<Option<(stowage_core::ErrorKind, String)>>,
+    /// Frames a file system turned read-only refused to take from the
+    /// WAL's buffer (`stranded.rs`); `has_stranded` says whether there are
+    /// any without taking the lock.
+    stranded: RwLock<Option<stranded::Stranded>>,
+    has_stranded: AtomicBool,
+    /// The first record never to be reported durable (`u64::MAX`: none;
+    /// `stranded.rs`).
+    in_doubt_from: AtomicU64,
     /// Held around every fsync of a log segment, with the poison check
     /// before it and the poisoning after a failure (see
     /// [`FileKv::sync_log`]).
@@ -205,6 +214,7 @@ impl FileKv {
                 tail: rec.tail,
                 filled: rec.filled,
                 buf: Vec::new(),
+                buf_seq: rec.next_seq,
                 next_seq: rec.next_seq,
                 // Anything replayed makes the next checkpoint worthwhile.
                 since_checkpoint: rec.report.replayed_records.min(1),
@@ -217,6 +227,9 @@ impl FileKv {
             round_done: tokio::sync::Notify::new(),
             poison: RwLock::new(None),
             write_stop: RwLock::new(None),
+            stranded: RwLock::new(None),
+            has_stranded: AtomicBool::new(false),
+            in_doubt_from: AtomicU64::new(u64::MAX),
             log_sync: Mutex::new(()),
             maintenance: Mutex::new(()),
             maintenance_wanted: AtomicBool::new(false),
@@ -266,16 +279,29 @@ impl FileKv {
         }
         let (since_checkpoint, next_seq) = {
             let mut w = self.wal.lock();
-            self.flush_locked(&mut w)?;
+            if let Err(e) = self.flush_locked(&mut w) {
+                // Stranded frames are answered as in doubt.
+                if !self.has_stranded() {
+                    return Err(e);
+                }
+            }
             (w.since_checkpoint, w.next_seq)
         };
         // Writes were stopped: no checkpoint (the next open replays the
-        // log), but what was appended is still made durable below.
+        // log), but what was appended is still made durable below, up to
+        // the records in doubt.
         if since_checkpoint > 0 && self.write_stop.read().is_none() {
             self.checkpoint()?;
         }
-        if next_seq > 0 {
-            self.block_until_durable(next_seq - 1)?;
+        let end = self.in_doubt_from().map_or(next_seq, |s| s.min(next_seq));
+        if end > 0 {
+            self.block_until_durable(end - 1)?;
+        }
+        if self.write_stop.read().is_some() && self.opts.durability == Durability::Sync {
+            // Every record is durable (above) or was answered as not:
+            // the fsyncs below would add nothing, and a medium turned
+            // read-only may refuse them.
+            return Ok(());
         }
         let segs: Vec<(u64, Arc<dyn VFile>)> = self
             .segs

@@ -109,6 +109,9 @@ impl FileKv {
     ) -> Result<()> {
         let file = file.ok_or_else(|| self.missing(table, loc))?;
         self.flush_for_read()?;
+        if self.read_stranded(loc, buf) {
+            return self.check_crc(table, loc, buf);
+        }
         file.read_at(buf, loc.off).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
                 Error::corrupted(format!(
@@ -120,7 +123,11 @@ impl FileKv {
                 Error::from(e).context(self.where_(table, loc))
             }
         })?;
-        if crc32c::crc32c(buf) != loc.crc {
+        self.check_crc(table, loc, buf)
+    }
+
+    fn check_crc(&self, table: Table, loc: Loc, value: &[u8]) -> Result<()> {
+        if crc32c::crc32c(value) != loc.crc {
             return Err(Error::corrupted(format!(
                 "{}: the value's CRC32C does not match",
                 self.where_(table, loc)
@@ -173,6 +180,10 @@ impl FileKv {
             return Ok(false);
         };
         self.flush_for_read()?;
+        if self.has_stranded() {
+            // Some values may be in memory only: read one by one.
+            return Ok(false);
+        }
         let mut span = vec![0u8; span_len as usize];
         if file.read_at(&mut span, start).is_err() {
             return Ok(false);

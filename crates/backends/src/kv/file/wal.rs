@@ -26,6 +26,8 @@ pub(crate) struct Wal {
     /// before every fsync, at rotation, when a reader may need them, and
     /// once they reach [`FLUSH_AT`] bytes.
     pub(crate) buf: Vec<u8>,
+    /// The seq of the first record in `buf` (when it holds any).
+    pub(crate) buf_seq: u64,
     pub(crate) next_seq: u64,
     pub(crate) since_checkpoint: u64,
 }
@@ -110,6 +112,23 @@ impl FileKv {
         sync().map_err(|e| self.poison_with(what, e))
     }
 
+    /// A round's fsync of the log ([`FileKv::sync_log`]), except that an
+    /// fsync refused because the file system turned read-only does not
+    /// poison: every record not yet durable is put in doubt and writes
+    /// stop (`stranded.rs`).
+    fn sync_round_log(&self, file: &Arc<dyn VFile>) -> Result<()> {
+        let _order = self.log_sync.lock();
+        self.check_poison()?;
+        match file.sync_data() {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem => {
+                self.doubt_from(self.commit.lock().synced);
+                Err(self.stop_writes("fsync of the log", e, None))
+            }
+            Err(e) => Err(self.poison_with("fsync of the log", e)),
+        }
+    }
+
     /// Poisons the engine after `what`, a fsync, failed with `e`,
     /// returning the error for the caller (whose write may or may not be
     /// on disk).
@@ -119,7 +138,7 @@ impl FileKv {
 
     /// [`FileKv::poison_with`] for a failure that is no fsync (`cause`
     /// says what it was, for the message of every later call).
-    fn poison_after(&self, cause: &str, what: &str, e: std::io::Error) -> Error {
+    pub(super) fn poison_after(&self, cause: &str, what: &str, e: std::io::Error) -> Error {
         let why = format!("{what}: {e}");
         self.poison(&format!("{cause} ({why})"));
         Error::new(
@@ -152,7 +171,12 @@ impl FileKv {
     /// the change), else `Internal` — never `OutcomeUnknown`, since
     /// nothing was applied. Unlike a failed fsync, nothing acknowledged is
     /// in doubt, so reads keep working.
-    fn stop_writes(&self, what: &str, e: std::io::Error, cause: Option<std::io::Error>) -> Error {
+    pub(super) fn stop_writes(
+        &self,
+        what: &str,
+        e: std::io::Error,
+        cause: Option<std::io::Error>,
+    ) -> Error {
         let read_only = [Some(&e), cause.as_ref()]
             .into_iter()
             .flatten()
@@ -286,6 +310,9 @@ impl FileKv {
             // Set before the index shows the record, so a reader that
             // finds it also finds the flag and writes the frame out first.
             self.unflushed.store(true, Ordering::Release);
+            if w.buf.is_empty() {
+                w.buf_seq = seq;
+            }
             w.buf.extend_from_slice(&frame);
         }
         self.index
@@ -295,7 +322,10 @@ impl FileKv {
         w.next_seq = next_seq;
         w.since_checkpoint += len;
         if w.buf.len() >= FLUSH_AT || self.opts.durability != Durability::Sync {
-            self.flush_locked(w)?;
+            if let Err(e) = self.flush_locked(w) {
+                // This record is applied: stranded, it is not on disk.
+                return Err(self.in_doubt_error(seq).unwrap_or(e));
+            }
         }
         Ok(seq)
     }
@@ -323,11 +353,11 @@ impl FileKv {
     }
 
     /// Writes the frames appended but not yet written (the caller holds the
-    /// WAL lock). A failure poisons the engine: the index already shows
-    /// those records.
+    /// WAL lock). A failure poisons the engine, since the index already
+    /// shows those records, unless the file system turned read-only: then
+    /// they are stranded in memory and writes stop (`stranded.rs`).
     pub(crate) fn flush_locked(&self, w: &mut Wal) -> Result<()> {
-        self.write_buf(w)
-            .map_err(|e| self.poison_after("a failed write", "writing the log", e))
+        self.write_buf(w).map_err(|e| self.flush_failed(w, e))
     }
 
     /// [`FileKv::flush_locked`] without the poisoning.
@@ -356,15 +386,20 @@ impl FileKv {
             return Ok(());
         }
         let mut w = self.wal.lock();
-        self.write_buf(&mut w).map_err(|e| {
+        self.write_buf(&mut w).or_else(|e| {
+            if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem {
+                // Stranded: the read finds the frames in memory.
+                self.flush_failed(&mut w, e);
+                return Ok(());
+            }
             let why = format!("writing the log: {e}");
             self.poison(&format!("a failed write ({why})"));
-            Error::internal(format!(
+            Err(Error::internal(format!(
                 "file store {}: {why} (records appended before this read, written out for \
                  it; the read changed nothing); the store must be reopened",
                 self.dir.display()
             ))
-            .with_source(e)
+            .with_source(e))
         })
     }
 
@@ -427,6 +462,13 @@ impl FileKv {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::StorageFull => {
                 return Err(self.io_error("starting a new segment", e))
+            }
+            // The old segment is sealed and synced, the new record not yet
+            // applied: only writes stop. What a refused start may leave (a
+            // file without its header) is what a crash during a rotation
+            // leaves, which the next open cuts.
+            Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem => {
+                return Err(self.stop_writes("starting a new segment", e, None))
             }
             Err(e) => {
                 return Err(self.poison_after("a failed rotation", "starting a new segment", e))
@@ -509,9 +551,7 @@ impl FileKv {
     /// Gives up the lead of a round that will not run: clears `syncing`
     /// and wakes every waiter, so one of them leads instead.
     fn abandon_round(&self) {
-        self.commit.lock().syncing = false;
-        self.synced.notify_all();
-        self.round_done.notify_waiters();
+        self.end_round(None);
     }
 
     /// Whether record `seq` is durable (the caller holds the commit lock).
@@ -522,6 +562,9 @@ impl FileKv {
         if self.poison.read().is_some() {
             return Err(self.failed_round_error());
         }
+        if let Some(in_doubt) = self.in_doubt_error(seq) {
+            return Err(in_doubt);
+        }
         Ok(c.synced > seq)
     }
 
@@ -529,13 +572,20 @@ impl FileKv {
     /// lock held): fsyncs the log up to everything appended so far, then
     /// publishes the result and wakes every waiter, blocking or async.
     fn sync_round(&self) -> Result<()> {
-        let result = {
+        let flushed = {
             let mut w = self.wal.lock();
             self.flush_locked(&mut w)
                 .map(|()| (w.next_seq, Arc::clone(&w.file)))
+        };
+        if flushed.is_err() && self.has_stranded() {
+            // No progress: every waiter checks again, and learns its
+            // record is in doubt, or leads the round of the records
+            // before them.
+            self.end_round(None);
+            return Ok(());
         }
-        .and_then(|(target, file)| {
-            self.sync_log("fsync of the log", || file.sync_data())
+        let result = flushed.and_then(|(target, file)| {
+            self.sync_round_log(&file)
                 .map(|()| target)
                 // Poisoned by another thread's failure: this round's
                 // records may or may not be durable.
@@ -544,15 +594,29 @@ impl FileKv {
                     _ => self.failed_round_error(),
                 })
         });
+        if result.is_err() && self.in_doubt_from().is_some() {
+            // The fsync met a read-only file system: as above.
+            self.end_round(None);
+            return Ok(());
+        }
+        let outcome = result.map(|target| self.end_round(Some(target)));
+        if outcome.is_err() {
+            self.end_round(None);
+        }
+        outcome
+    }
+
+    /// Ends a round: every record below `synced` (if any) is durable;
+    /// wakes every waiter.
+    fn end_round(&self, synced: Option<u64>) {
         let mut c = self.commit.lock();
         c.syncing = false;
-        let outcome = result.map(|target| {
+        if let Some(target) = synced {
             c.synced = c.synced.max(target);
-        });
+        }
         drop(c);
         self.synced.notify_all();
         self.round_done.notify_waiters();
-        outcome
     }
 
     /// The error of a writer whose record was appended when a failed fsync

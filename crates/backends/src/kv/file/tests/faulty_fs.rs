@@ -24,6 +24,10 @@ struct Faults {
     /// Every mutating call fails with EROFS (the medium was remounted
     /// read-only); reads and fsyncs of clean files still work.
     erofs: AtomicBool,
+    /// Every file creation fails with EROFS.
+    create_erofs: AtomicBool,
+    /// Every fsync of a file fails with EROFS.
+    sync_erofs: AtomicBool,
     /// Every write_at fails with EIO.
     write_eio: AtomicBool,
     /// Every set_len fails with EIO.
@@ -73,6 +77,19 @@ impl FaultFs {
     /// medium is writable again). Reads and fsyncs still work.
     pub(super) fn set_read_only(&self, on: bool) {
         self.faults.erofs.store(on, Ordering::SeqCst);
+    }
+
+    /// Every file creation fails with EROFS from now on, while files
+    /// already open stay writable (the medium turned read-only between
+    /// two calls; `false`: creations work again).
+    pub(super) fn fail_creates(&self, on: bool) {
+        self.faults.create_erofs.store(on, Ordering::SeqCst);
+    }
+
+    /// Every fsync of a file fails with EROFS from now on (an ext4 that
+    /// aborted its journal answers so; `false`: fsyncs work again).
+    pub(super) fn fail_syncs(&self, on: bool) {
+        self.faults.sync_erofs.store(on, Ordering::SeqCst);
     }
 
     /// Every `set_len` fails with EIO from now on (`false`: it works
@@ -138,6 +155,9 @@ impl VFile for FaultFile {
         self.inner.set_len(len)
     }
     fn sync_data(&self) -> io::Result<()> {
+        if self.faults.sync_erofs.load(Ordering::SeqCst) {
+            return Err(erofs());
+        }
         self.inner.sync_data()
     }
     fn packed_value_bytes(&self) -> Option<u64> {
@@ -158,6 +178,9 @@ impl Vfs for FaultFs {
     }
     fn create(&self, path: &Path) -> io::Result<Arc<dyn VFile>> {
         self.ro()?;
+        if self.faults.create_erofs.load(Ordering::SeqCst) {
+            return Err(erofs());
+        }
         let f = self.sim.create(path)?;
         Ok(self.wrap(path, f))
     }

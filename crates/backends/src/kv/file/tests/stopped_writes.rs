@@ -48,6 +48,7 @@ fn check_stopped(fs: &FaultFs, kv: FileKv, model: &Model, kind: ErrorKind, opts:
     assert_eq!(err.kind(), kind, "a compaction: {err}");
     assert_eq!(&dump(&kv).unwrap(), model, "reads after refused writes");
     fs.set_read_only(false);
+    fs.fail_creates(false);
     fs.fail_set_len(false);
     fs.tear_writes_from(0);
     kv.close().unwrap();
@@ -131,6 +132,191 @@ fn erofs_at_a_rotation_is_unsupported_and_reads_keep_working() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
     assert!(err.message().contains("seal"), "{err}");
+    assert_eq!(kv.wal.lock().active, segment, "no segment was started");
+    check_stopped(&fs, kv, &model, ErrorKind::Unsupported, small_opts());
+}
+
+/// EROFS mid-life under a small record: it is appended to the WAL's
+/// buffer and shown by the index, and the file system refuses it when the
+/// buffer is written out for its fsync. That once poisoned the engine:
+/// every later read of acknowledged data failed `Internal`. Now the
+/// record is stranded in memory: its writer gets `OutcomeUnknown` (not on
+/// disk), reads go on and see it, writes are refused, and a reopen finds
+/// exactly what was acknowledged.
+#[test]
+fn erofs_under_a_buffered_write_strands_it_and_reads_keep_working() {
+    let sim = SimFs::new();
+    let fs = FaultFs::new(&sim);
+    let kv = open_fault(&fs, big_segments()).unwrap();
+    let mut model = Model::new();
+    some_writes(&kv, &mut model, 20);
+    fs.set_read_only(true);
+    let stranded = put(Table::Meta, b"stranded", vec![4u8; 100]);
+    let err = kv.write(stranded.clone()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
+    assert!(err.message().contains("may not find it"), "{err}");
+    let mut seen = model.clone();
+    apply_model(&mut seen, &stranded);
+    check_stranded(&fs, kv, &model, &seen);
+}
+
+/// The reads and refusals after records were stranded (`seen`: what
+/// reads show, the acknowledged `model` plus the stranded records), then
+/// a reopen on a writable medium: exactly `model`, and writes work.
+fn check_stranded(fs: &FaultFs, kv: FileKv, model: &Model, seen: &Model) {
+    kv.check_poison().unwrap();
+    assert_eq!(&dump(&kv).unwrap(), seen, "reads after the strand");
+    let err = kv
+        .write(put(Table::Meta, b"later", vec![7; 10]))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "a later write: {err}");
+    assert!(err.message().contains("refuses writes"), "{err}");
+    assert_eq!(kv.checkpoint().unwrap_err().kind(), ErrorKind::Unsupported);
+    assert_eq!(kv.compact().unwrap_err().kind(), ErrorKind::Unsupported);
+    assert_eq!(&dump(&kv).unwrap(), seen, "reads after refused writes");
+    kv.close().unwrap();
+    drop(kv);
+    fs.set_read_only(false);
+    let kv = open_fault(fs, big_segments()).unwrap();
+    assert_eq!(&dump(&kv).unwrap(), model, "after reopening");
+    kv.write(put(Table::Meta, b"again", vec![8; 10])).unwrap();
+}
+
+/// An fsync of the log refused with EROFS (ext4 after aborting its
+/// journal): it once poisoned the engine, failing every read. Now the
+/// records it was to make durable are in doubt — their writers get
+/// `OutcomeUnknown` — writes stop, and reads go on; a reopen finds every
+/// acknowledged write.
+#[test]
+fn an_fsync_refused_by_a_read_only_medium_puts_its_records_in_doubt() {
+    let sim = SimFs::new();
+    let fs = FaultFs::new(&sim);
+    let kv = open_fault(&fs, big_segments()).unwrap();
+    let mut model = Model::new();
+    some_writes(&kv, &mut model, 20);
+    fs.fail_syncs(true);
+    let doubtful = put(Table::Meta, b"in doubt", vec![4u8; 100]);
+    let err = kv.write(doubtful.clone()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
+    assert!(err.message().contains("may not find it"), "{err}");
+    kv.check_poison().unwrap();
+    let mut seen = model.clone();
+    apply_model(&mut seen, &doubtful);
+    assert_eq!(dump(&kv).unwrap(), seen, "reads go on");
+    let err = kv
+        .write(put(Table::Meta, b"later", vec![7; 10]))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    kv.close().unwrap();
+    drop(kv);
+    fs.fail_syncs(false);
+    let kv = open_fault(&fs, big_segments()).unwrap();
+    let after = dump(&kv).unwrap();
+    for (k, v) in &model {
+        assert_eq!(after.get(k), Some(v), "an acknowledged write survives");
+    }
+}
+
+/// A reader that writes the buffer out for its read (`flush_for_read`)
+/// and meets EROFS strands the records and still gets its value; the
+/// record's writer, waiting for durability afterwards, is told it is not
+/// on disk.
+#[test]
+fn a_read_that_meets_erofs_gets_the_stranded_value() {
+    let sim = SimFs::new();
+    let fs = FaultFs::new(&sim);
+    let kv = open_fault(&fs, big_segments()).unwrap();
+    let mut model = Model::new();
+    some_writes(&kv, &mut model, 10);
+    let stranded = put(Table::Meta, b"unsynced", vec![5u8; 300]);
+    let seq = kv
+        .append_batch(&stranded)
+        .unwrap()
+        .expect("a durable store");
+    fs.set_read_only(true);
+    assert_eq!(
+        kv.get(Table::Meta, b"unsynced").unwrap(),
+        Some(vec![5u8; 300])
+    );
+    let err = kv.block_until_durable(seq).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
+    let mut seen = model.clone();
+    apply_model(&mut seen, &stranded);
+    check_stranded(&fs, kv, &model, &seen);
+}
+
+/// Many writers while the medium turns read-only: every acknowledged
+/// write survives the reopen, every failure is `OutcomeUnknown` (a
+/// stranded record) or `Unsupported` (refused), and reads never fail.
+#[test]
+fn writers_racing_a_read_only_turn_lose_nothing_acknowledged() {
+    let sim = SimFs::new();
+    let fs = FaultFs::new(&sim);
+    let kv = Arc::new(open_fault(&fs, big_segments()).unwrap());
+    let acked = Arc::new(parking_lot::Mutex::new(Model::new()));
+    let threads: Vec<_> = (0..8u8)
+        .map(|t| {
+            let (kv, acked) = (Arc::clone(&kv), Arc::clone(&acked));
+            std::thread::spawn(move || {
+                for i in 0..400u32 {
+                    let mut key = vec![t];
+                    key.extend_from_slice(&i.to_be_bytes());
+                    let b = put(Table::Meta, &key, vec![t; 50 + (i % 7) as usize]);
+                    match kv.write(b.clone()) {
+                        Ok(()) => apply_model(&mut acked.lock(), &b),
+                        Err(e) => assert!(
+                            matches!(e.kind(), ErrorKind::OutcomeUnknown | ErrorKind::Unsupported),
+                            "{e}"
+                        ),
+                    }
+                    kv.get(Table::Meta, &key).expect("reads never fail");
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    fs.set_read_only(true);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let kv = Arc::into_inner(kv).unwrap();
+    kv.check_poison().unwrap();
+    let shown = dump(&kv).unwrap();
+    let acked = acked.lock().clone();
+    for (k, v) in &acked {
+        assert_eq!(shown.get(k), Some(v), "an acknowledged write is readable");
+    }
+    kv.close().unwrap();
+    drop(kv);
+    fs.set_read_only(false);
+    let kv = open_fault(&fs, big_segments()).unwrap();
+    let after = dump(&kv).unwrap();
+    for (k, v) in &acked {
+        assert_eq!(
+            after.get(k),
+            Some(v),
+            "an acknowledged write survives the reopen"
+        );
+    }
+}
+
+/// EROFS mid-life when a rotation starts its next segment, after the
+/// old one was sealed: nothing of the new record was applied, so writes
+/// stop and reads go on — it once poisoned the engine, failing every read.
+#[test]
+fn erofs_when_a_new_segment_starts_is_unsupported_and_reads_keep_working() {
+    let sim = SimFs::new();
+    let fs = FaultFs::new(&sim);
+    let kv = open_fault(&fs, small_opts()).unwrap();
+    let mut model = Model::new();
+    some_writes(&kv, &mut model, 3);
+    let segment = kv.wal.lock().active;
+    fs.fail_creates(true);
+    let err = kv
+        .write(put(Table::Meta, b"next", vec![6u8; 4000]))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert!(err.message().contains("new segment"), "{err}");
     assert_eq!(kv.wal.lock().active, segment, "no segment was started");
     check_stopped(&fs, kv, &model, ErrorKind::Unsupported, small_opts());
 }
