@@ -138,6 +138,16 @@ pub(super) fn parent_failure(path: &Path, err: Error) -> Error {
     }
 }
 
+/// Whether the file system holding the database file at `path` has
+/// turned read-only (asked after a write failed): it no longer opens the
+/// file for writing, with EROFS.
+pub(super) fn medium_is_read_only(path: &Path) -> bool {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::ReadOnlyFilesystem)
+}
+
 /// Whether `io` says the medium or a permission refuses writing (no retry
 /// helps).
 fn denies_writing(io: &std::io::Error) -> bool {

@@ -39,6 +39,13 @@ pub(super) fn is_io(err: &rusqlite::Error) -> bool {
     matches!(err.sqlite_error_code(), Some(ErrorCode::SystemIoFailure))
 }
 
+/// Whether `err` is a write the OS refused (`SQLITE_IOERR_WRITE`): the
+/// bytes did not reach the file.
+pub(super) fn is_refused_write(err: &rusqlite::Error) -> bool {
+    err.sqlite_error()
+        .is_some_and(|e| e.extended_code == rusqlite::ffi::SQLITE_IOERR_WRITE)
+}
+
 /// `err` as a stowage error of its mapped kind, saying what was being done.
 pub(super) fn map(err: rusqlite::Error, doing: &str) -> Error {
     let kind = kind_of(&err);
@@ -118,5 +125,16 @@ mod tests {
         let e = map(failure(ffi::SQLITE_BUSY), "BEGIN IMMEDIATE");
         assert!(e.message().contains("busy_timeout_ms"), "{e}");
         assert!(std::error::Error::source(&e).is_some());
+    }
+
+    /// Only a write the OS refused says its bytes never reached the file;
+    /// a failed fsync does not (`writer::commit_io_failure`).
+    #[test]
+    fn a_refused_write_is_told_from_a_failed_fsync() {
+        use rusqlite::ffi;
+        assert!(is_refused_write(&failure(ffi::SQLITE_IOERR_WRITE)));
+        for code in [ffi::SQLITE_IOERR_FSYNC, ffi::SQLITE_IOERR, ffi::SQLITE_FULL] {
+            assert!(!is_refused_write(&failure(code)), "{code}");
+        }
     }
 }

@@ -157,13 +157,12 @@ fn commit_group(conn: &Connection, pending: &mut VecDeque<Queued>) {
         }
     }
     let committed = exec(conn, "COMMIT").map_err(|e| {
-        // An I/O error while committing may have left the commit on disk.
         let err = if errors::is_io(&e) {
-            errors::map_as(
-                e,
-                ErrorKind::OutcomeUnknown,
-                "COMMIT (the writes may or may not have been applied)",
-            )
+            let read_only = errors::is_refused_write(&e)
+                && conn
+                    .path()
+                    .is_some_and(|p| super::conn::medium_is_read_only(std::path::Path::new(p)));
+            commit_io_failure(e, read_only)
         } else {
             errors::map(e, "COMMIT")
         };
@@ -173,6 +172,28 @@ fn commit_group(conn: &Connection, pending: &mut VecDeque<Queued>) {
         err
     });
     answer(outcomes, committed);
+}
+
+/// An I/O error at `COMMIT`: in general the commit may have reached the
+/// disk, so the writes may or may not have been applied
+/// (`OutcomeUnknown`). A write SQLite could not make (`read_only`: it was
+/// refused, and the file system has turned read-only) never wrote the
+/// transaction's commit frame to the WAL, so nothing was applied, and no
+/// retry helps until the medium is writable again (`Unsupported`).
+fn commit_io_failure(e: rusqlite::Error, read_only: bool) -> Error {
+    if read_only {
+        return errors::map_as(
+            e,
+            ErrorKind::Unsupported,
+            "COMMIT (the file system turned read-only: nothing was applied; writes work again \
+             once the database is on writable storage)",
+        );
+    }
+    errors::map_as(
+        e,
+        ErrorKind::OutcomeUnknown,
+        "COMMIT (the writes may or may not have been applied)",
+    )
 }
 
 /// Runs one job inside its own savepoint: released if the job returns
@@ -194,4 +215,32 @@ fn run_job(conn: &Connection, mut job: WriteJob) -> Result<()> {
         }
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io_write_error() -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_WRITE),
+            None,
+        )
+    }
+
+    /// A `COMMIT` whose write a read-only medium refused applied nothing
+    /// and is not retryable: `Unsupported`, not `OutcomeUnknown` (which a
+    /// medium turned read-only once answered to every write, forever).
+    #[test]
+    fn a_commit_refused_by_a_read_only_medium_is_unsupported() {
+        let e = commit_io_failure(io_write_error(), true);
+        assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+        assert!(e.message().contains("nothing was applied"), "{e}");
+        let e = commit_io_failure(io_write_error(), false);
+        assert_eq!(e.kind(), ErrorKind::OutcomeUnknown, "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("db.sqlite");
+        std::fs::write(&file, b"").unwrap();
+        assert!(!super::super::conn::medium_is_read_only(&file));
+    }
 }
