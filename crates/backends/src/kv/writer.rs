@@ -16,8 +16,17 @@
 //! covers every mutation of the group, so the others find theirs durable
 //! and answer at once. A caller is woken once per write, by its answer,
 //! and a lone writer's fsync runs on this thread with no hand-off at all.
-//! Mutations queued meanwhile wait for the fsync: the next group is as
-//! large as what arrived during it (group commit).
+//!
+//! When more jobs are already queued once a group's mutations ran, the
+//! thread hands the group's finishes to a second thread, the syncer,
+//! and applies the next group while the syncer leads the fsync: under
+//! many writers the fsync of one group overlaps the mutations of the
+//! next instead of following them. The syncer answers its groups in the
+//! order they were handed, and while it has any, every group goes to it,
+//! so answers keep submission order. A group with nothing queued behind
+//! it is answered on the writer thread as before (a lone writer pays no
+//! hand-off). Mutations queued while an fsync runs join the next group
+//! (group commit).
 //!
 //! Engines without group commit (RocksDB, sled) keep running mutations on
 //! the blocking pool: their writes wait for their own fsync, and one
@@ -98,6 +107,7 @@ impl Drop for Writer {
 }
 
 fn run(shared: &Shared) {
+    let mut syncer = None;
     let mut group = Vec::new();
     let mut finishes = Vec::new();
     loop {
@@ -105,6 +115,11 @@ fn run(shared: &Shared) {
             let mut q = shared.queue.lock();
             while q.jobs.is_empty() {
                 if q.closed {
+                    // The syncer answers what it was handed before it stops.
+                    drop(q);
+                    if let Some(syncer) = syncer {
+                        Syncer::stop(syncer);
+                    }
                     return;
                 }
                 q.idle = true;
@@ -119,9 +134,91 @@ fn run(shared: &Shared) {
                 finishes.push(finish);
             }
         }
-        for finish in finishes.drain(..) {
-            let _ = catch_unwind(AssertUnwindSafe(finish));
+        if finishes.is_empty() {
+            continue;
         }
+        let busy = syncer.as_ref().is_some_and(Syncer::busy);
+        if !busy && shared.queue.lock().jobs.is_empty() {
+            // Nothing waits behind this group: answer it here, with no
+            // hand-off (a lone writer's path).
+            run_finishes(&mut finishes);
+            continue;
+        }
+        // More work is queued (or earlier answers are still being given):
+        // the syncer leads this group's fsync while this thread applies
+        // the next group, and answers in submission order.
+        if syncer.is_none() {
+            syncer = Syncer::start();
+        }
+        match &syncer {
+            Some(s) => s.hand(std::mem::take(&mut finishes)),
+            None => run_finishes(&mut finishes),
+        }
+    }
+}
+
+fn run_finishes(finishes: &mut Vec<Finish>) {
+    for finish in finishes.drain(..) {
+        let _ = catch_unwind(AssertUnwindSafe(finish));
+    }
+}
+
+/// The thread that leads the fsyncs and gives the answers of groups the
+/// writer thread handed off because more work was waiting: the fsync of
+/// one group then overlaps the writes of the next. Batches run in the
+/// order they were handed, so answers keep submission order; while any
+/// is outstanding, the writer hands off every group (never answering one
+/// itself ahead of an earlier one).
+struct Syncer {
+    batches: std::sync::mpsc::Sender<Vec<Finish>>,
+    /// Batches handed and not yet answered.
+    outstanding: Arc<std::sync::atomic::AtomicUsize>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Syncer {
+    /// `None` when the OS refuses a thread: the writer then answers every
+    /// group itself, as it would with nothing queued.
+    fn start() -> Option<Syncer> {
+        let (batches, rx) = std::sync::mpsc::channel::<Vec<Finish>>();
+        let outstanding = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Arc::clone(&outstanding);
+        let thread = std::thread::Builder::new()
+            .name("stowage-syncer".into())
+            .spawn(move || {
+                for mut batch in rx {
+                    run_finishes(&mut batch);
+                    counter.fetch_sub(1, std::sync::atomic::Ordering::Release);
+                }
+            })
+            .ok()?;
+        Some(Syncer {
+            batches,
+            outstanding,
+            thread,
+        })
+    }
+
+    fn busy(&self) -> bool {
+        self.outstanding.load(std::sync::atomic::Ordering::Acquire) > 0
+    }
+
+    fn hand(&self, batch: Vec<Finish>) {
+        self.outstanding
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Err(refused) = self.batches.send(batch) {
+            // The syncer is gone (it cannot be while this handle lives):
+            // answer here rather than drop the callers' answers.
+            self.outstanding
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            run_finishes(&mut { refused.0 });
+        }
+    }
+
+    /// Waits until every handed batch was answered.
+    fn stop(self) {
+        drop(self.batches);
+        let _ = self.thread.join();
     }
 }
 
@@ -181,6 +278,71 @@ mod tests {
             got,
             ["job 0", "job 1", "job 2", "job 3", "finish 0", "finish 1", "finish 3"]
         );
+    }
+
+    /// A group whose jobs end with more work queued is answered by the
+    /// syncer while the writer applies the next group; answers still come
+    /// in submission order, each after its own job.
+    #[test]
+    fn the_next_group_is_applied_while_the_last_is_answered_in_order() {
+        use std::time::Duration;
+        let writer = Arc::new(Writer::start().unwrap());
+        let (tx, rx) = mpsc::channel();
+        let (hold_tx, hold_rx) = mpsc::channel::<()>();
+        writer.submit(Box::new(move || {
+            let _ = hold_rx.recv();
+            None
+        }));
+        // Finish 0 returns only once job 2 (of the next group) ran: on the
+        // writer thread it would wait for itself.
+        let (ran_tx, ran_rx) = mpsc::channel::<()>();
+        let ran_rx = Mutex::new(Some(ran_rx));
+        let (queued_tx, queued_rx) = mpsc::channel::<()>();
+        let submit = |i: u32, extra: Option<Box<dyn FnOnce() + Send>>| {
+            let tx = tx.clone();
+            let wait = (i == 0).then(|| ran_rx.lock().take().unwrap());
+            writer.submit(Box::new(move || {
+                tx.send(format!("job {i}")).unwrap();
+                if let Some(extra) = extra {
+                    extra();
+                }
+                Some(Box::new(move || {
+                    if let Some(wait) = wait {
+                        wait.recv_timeout(Duration::from_secs(10))
+                            .expect("the next group ran while this one was answered");
+                    }
+                    tx.send(format!("finish {i}")).unwrap();
+                }) as Finish)
+            }));
+        };
+        let (started_tx, started_rx) = mpsc::channel::<()>();
+        submit(0, None);
+        // Job 1 (so its group) waits until the next group is queued.
+        submit(
+            1,
+            Some(Box::new(move || {
+                started_tx.send(()).unwrap();
+                queued_rx.recv().unwrap();
+            })),
+        );
+        hold_tx.send(()).unwrap();
+        started_rx.recv().unwrap();
+        submit(2, Some(Box::new(move || ran_tx.send(()).unwrap())));
+        submit(3, None);
+        queued_tx.send(()).unwrap();
+        drop(tx);
+        let got: Vec<String> = (0..8)
+            .map(|_| rx.recv_timeout(Duration::from_secs(20)).unwrap())
+            .collect();
+        let at = |s: &str| got.iter().position(|g| g == s).unwrap();
+        let finishes: Vec<&String> = got.iter().filter(|g| g.starts_with("finish")).collect();
+        assert_eq!(finishes, ["finish 0", "finish 1", "finish 2", "finish 3"]);
+        for i in 0..4 {
+            assert!(
+                at(&format!("job {i}")) < at(&format!("finish {i}")),
+                "{got:?}"
+            );
+        }
     }
 
     #[test]
