@@ -119,19 +119,34 @@ fn erofs_under_a_preallocation_is_unsupported_and_reads_keep_working() {
 /// writes stop, reads go on.
 #[test]
 fn erofs_at_a_rotation_is_unsupported_and_reads_keep_working() {
+    a_rotation_refused_by(FaultFs::set_read_only, "seal");
+}
+
+/// EROFS mid-life when a rotation starts its next segment, after the
+/// old one was sealed: nothing of the new record was applied, so writes
+/// stop and reads go on — it once poisoned the engine, failing every read.
+#[test]
+fn erofs_when_a_new_segment_starts_is_unsupported_and_reads_keep_working() {
+    a_rotation_refused_by(FaultFs::fail_creates, "new segment");
+}
+
+/// A write that must rotate first, after `fault` turned the medium
+/// read-only: `Unsupported` naming `step`, no segment started, writes
+/// stopped ([`check_stopped`]).
+fn a_rotation_refused_by(fault: fn(&FaultFs, bool), step: &str) {
     let sim = SimFs::new();
     let fs = FaultFs::new(&sim);
     let kv = open_fault(&fs, small_opts()).unwrap();
     let mut model = Model::new();
     some_writes(&kv, &mut model, 3);
     let segment = kv.wal.lock().active;
-    fs.set_read_only(true);
+    fault(&fs, true);
     // Larger than what is left of the 4 KiB segment: it rotates first.
     let err = kv
         .write(put(Table::Meta, b"next", vec![6u8; 4000]))
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
-    assert!(err.message().contains("seal"), "{err}");
+    assert!(err.message().contains(step), "{err}");
     assert_eq!(kv.wal.lock().active, segment, "no segment was started");
     check_stopped(&fs, kv, &model, ErrorKind::Unsupported, small_opts());
 }
@@ -298,27 +313,6 @@ fn writers_racing_a_read_only_turn_lose_nothing_acknowledged() {
             "an acknowledged write survives the reopen"
         );
     }
-}
-
-/// EROFS mid-life when a rotation starts its next segment, after the
-/// old one was sealed: nothing of the new record was applied, so writes
-/// stop and reads go on — it once poisoned the engine, failing every read.
-#[test]
-fn erofs_when_a_new_segment_starts_is_unsupported_and_reads_keep_working() {
-    let sim = SimFs::new();
-    let fs = FaultFs::new(&sim);
-    let kv = open_fault(&fs, small_opts()).unwrap();
-    let mut model = Model::new();
-    some_writes(&kv, &mut model, 3);
-    let segment = kv.wal.lock().active;
-    fs.fail_creates(true);
-    let err = kv
-        .write(put(Table::Meta, b"next", vec![6u8; 4000]))
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
-    assert!(err.message().contains("new segment"), "{err}");
-    assert_eq!(kv.wal.lock().active, segment, "no segment was started");
-    check_stopped(&fs, kv, &model, ErrorKind::Unsupported, small_opts());
 }
 
 /// A store of 20 writes and one more appended, not yet durable; then a
