@@ -35,18 +35,7 @@ fn some_writes(kv: &FileKv, model: &mut Model, n: u64) {
 /// is not poisoned, every later write is refused with `kind`, and a
 /// reopen on a healthy disk finds exactly `model` and takes writes.
 fn check_stopped(fs: &FaultFs, kv: FileKv, model: &Model, kind: ErrorKind, opts: FileOptions) {
-    kv.check_poison().unwrap();
-    assert_eq!(&dump(&kv).unwrap(), model, "reads of acknowledged data");
-    let err = kv
-        .write(put(Table::Meta, b"later", vec![7; 10]))
-        .unwrap_err();
-    assert_eq!(err.kind(), kind, "a later write: {err}");
-    assert!(err.message().contains("refuses writes"), "{err}");
-    let err = kv.checkpoint().unwrap_err();
-    assert_eq!(err.kind(), kind, "a checkpoint: {err}");
-    let err = kv.compact().unwrap_err();
-    assert_eq!(err.kind(), kind, "a compaction: {err}");
-    assert_eq!(&dump(&kv).unwrap(), model, "reads after refused writes");
+    check_refusals(&kv, model, kind);
     fs.set_read_only(false);
     fs.fail_creates(false);
     fs.fail_set_len(false);
@@ -56,6 +45,24 @@ fn check_stopped(fs: &FaultFs, kv: FileKv, model: &Model, kind: ErrorKind, opts:
     let kv = open_fault(fs, opts).unwrap();
     assert_eq!(&dump(&kv).unwrap(), model, "after reopening");
     kv.write(put(Table::Meta, b"again", vec![8; 10])).unwrap();
+}
+
+/// After writes were stopped, in place: the engine is not poisoned,
+/// reads show `seen`, and every later write, checkpoint and compaction
+/// is refused with `kind`.
+fn check_refusals(kv: &FileKv, seen: &Model, kind: ErrorKind) {
+    kv.check_poison().unwrap();
+    assert_eq!(&dump(kv).unwrap(), seen, "reads of acknowledged data");
+    let err = kv
+        .write(put(Table::Meta, b"later", vec![7; 10]))
+        .unwrap_err();
+    assert_eq!(err.kind(), kind, "a later write: {err}");
+    assert!(err.message().contains("refuses writes"), "{err}");
+    let err = kv.checkpoint().unwrap_err();
+    assert_eq!(err.kind(), kind, "a checkpoint: {err}");
+    let err = kv.compact().unwrap_err();
+    assert_eq!(err.kind(), kind, "a compaction: {err}");
+    assert_eq!(&dump(kv).unwrap(), seen, "reads after refused writes");
 }
 
 /// EROFS mid-life, a large record (written directly, past the zeros
@@ -162,33 +169,34 @@ fn a_rotation_refused_by(fault: fn(&FaultFs, bool), step: &str) {
 fn erofs_under_a_buffered_write_strands_it_and_reads_keep_working() {
     let sim = SimFs::new();
     let fs = FaultFs::new(&sim);
-    let kv = open_fault(&fs, big_segments()).unwrap();
+    let (kv, model, seen) = a_write_left_in_doubt(&fs, FaultFs::set_read_only);
+    check_stranded(&fs, kv, &model, &seen);
+}
+
+/// 20 acknowledged writes on `fs`, then `fault` turns the medium
+/// read-only and one more small write is answered `OutcomeUnknown` ("a
+/// reopen may not find it"). Returns the store, the acknowledged model,
+/// and what reads show (the model and that write).
+fn a_write_left_in_doubt(fs: &FaultFs, fault: fn(&FaultFs, bool)) -> (FileKv, Model, Model) {
+    let kv = open_fault(fs, big_segments()).unwrap();
     let mut model = Model::new();
     some_writes(&kv, &mut model, 20);
-    fs.set_read_only(true);
-    let stranded = put(Table::Meta, b"stranded", vec![4u8; 100]);
-    let err = kv.write(stranded.clone()).unwrap_err();
+    fault(fs, true);
+    let doubtful = put(Table::Meta, b"in doubt", vec![4u8; 100]);
+    let err = kv.write(doubtful.clone()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
     assert!(err.message().contains("may not find it"), "{err}");
     let mut seen = model.clone();
-    apply_model(&mut seen, &stranded);
-    check_stranded(&fs, kv, &model, &seen);
+    apply_model(&mut seen, &doubtful);
+    (kv, model, seen)
 }
 
 /// The reads and refusals after records were stranded (`seen`: what
 /// reads show, the acknowledged `model` plus the stranded records), then
 /// a reopen on a writable medium: exactly `model`, and writes work.
 fn check_stranded(fs: &FaultFs, kv: FileKv, model: &Model, seen: &Model) {
-    kv.check_poison().unwrap();
-    assert_eq!(&dump(&kv).unwrap(), seen, "reads after the strand");
-    let err = kv
-        .write(put(Table::Meta, b"later", vec![7; 10]))
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Unsupported, "a later write: {err}");
-    assert!(err.message().contains("refuses writes"), "{err}");
-    assert_eq!(kv.checkpoint().unwrap_err().kind(), ErrorKind::Unsupported);
-    assert_eq!(kv.compact().unwrap_err().kind(), ErrorKind::Unsupported);
-    assert_eq!(&dump(&kv).unwrap(), seen, "reads after refused writes");
+    check_refusals(&kv, seen, ErrorKind::Unsupported);
+    // Closed on the read-only medium.
     kv.close().unwrap();
     drop(kv);
     fs.set_read_only(false);
@@ -206,22 +214,8 @@ fn check_stranded(fs: &FaultFs, kv: FileKv, model: &Model, seen: &Model) {
 fn an_fsync_refused_by_a_read_only_medium_puts_its_records_in_doubt() {
     let sim = SimFs::new();
     let fs = FaultFs::new(&sim);
-    let kv = open_fault(&fs, big_segments()).unwrap();
-    let mut model = Model::new();
-    some_writes(&kv, &mut model, 20);
-    fs.fail_syncs(true);
-    let doubtful = put(Table::Meta, b"in doubt", vec![4u8; 100]);
-    let err = kv.write(doubtful.clone()).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
-    assert!(err.message().contains("may not find it"), "{err}");
-    kv.check_poison().unwrap();
-    let mut seen = model.clone();
-    apply_model(&mut seen, &doubtful);
-    assert_eq!(dump(&kv).unwrap(), seen, "reads go on");
-    let err = kv
-        .write(put(Table::Meta, b"later", vec![7; 10]))
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    let (kv, model, seen) = a_write_left_in_doubt(&fs, FaultFs::fail_syncs);
+    check_refusals(&kv, &seen, ErrorKind::Unsupported);
     kv.close().unwrap();
     drop(kv);
     fs.fail_syncs(false);
