@@ -298,10 +298,10 @@ impl FileKv {
             self.block_until_durable(end - 1)?;
         }
         if self.write_stop.read().is_some() && self.opts.durability == Durability::Sync {
-            // Every record is durable (above) or was answered as not:
-            // the fsyncs below would add nothing, and a medium turned
-            // read-only may refuse them.
-            return Ok(());
+            // Every record is durable (above) or in doubt: the fsyncs
+            // below would add nothing, and a medium turned read-only may
+            // refuse them.
+            return self.closed_in_doubt();
         }
         let segs: Vec<(u64, Arc<dyn VFile>)> = self
             .segs
@@ -315,7 +315,7 @@ impl FileKv {
                 || file.sync_data(),
             )?;
         }
-        Ok(())
+        self.closed_in_doubt()
     }
 
     /// What recovery found and did when this engine was opened.

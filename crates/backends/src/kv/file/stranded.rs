@@ -1,7 +1,8 @@
 //! Records a file system that turned read-only left behind: appended
 //! and shown by the index, but either refused when the WAL's buffer
 //! (`Wal::buf`) was written out (stranded in memory), or written to the
-//! file when the fsync that was to make them durable answered EROFS.
+//! file when an fsync that was to make them durable (a round's, a
+//! rotation's seal, the close's) answered EROFS.
 //!
 //! Poisoning the engine there (as any other failed write of records the
 //! index shows, or failed fsync, does) would fail every read,
@@ -16,15 +17,19 @@
 //!   sees the state the index shows (a value read from a file whose fsync
 //!   failed is checked against its CRC32C like any other);
 //! - nothing can later be reported durable by mistake (the concern behind
-//!   poisoning after a failed fsync): no record is appended any more, and
-//!   those in doubt stay in doubt until the store is reopened.
+//!   poisoning after a failed fsync): no record is appended any more, the
+//!   durable watermark never passes the first record in doubt
+//!   (`mark_synced`), however a later fsync answers, so a job that read a
+//!   record in doubt and wrote nothing waits for it and is told
+//!   `OutcomeUnknown` too, and the close answers `OutcomeUnknown` (the
+//!   answer of every wait that finds the store closed).
 //!
 //! Writes stay stopped until the store is reopened, so frames are
 //! stranded at most once per opened store.
 
 use std::sync::atomic::Ordering;
 
-use stowage_core::{Error, ErrorKind};
+use stowage_core::{Error, ErrorKind, Result};
 
 use super::index::Loc;
 use super::wal::Wal;
@@ -100,6 +105,24 @@ impl FileKv {
                 ),
             )
         })
+    }
+
+    /// The answer of a close that made every other record durable:
+    /// `OutcomeUnknown` while records are in doubt, since whoever waits
+    /// for a write after the close is answered with it (the gate).
+    pub(super) fn closed_in_doubt(&self) -> Result<()> {
+        match self.in_doubt_from() {
+            None => Ok(()),
+            Some(seq) => Err(Error::new(
+                ErrorKind::OutcomeUnknown,
+                format!(
+                    "file store {}: closed, but the records appended from seq {seq} on, after the \
+                     file system turned read-only, were not made durable: a reopen may not find \
+                     them (their writers were told so)",
+                    self.dir.display()
+                ),
+            )),
+        }
     }
 
     /// Copies the value at `loc` into `buf` (`loc.len` bytes) when it lies

@@ -109,23 +109,17 @@ impl FileKv {
     ) -> Result<()> {
         let _order = self.log_sync.lock();
         self.check_poison()?;
-        sync().map_err(|e| self.poison_with(what, e))
-    }
-
-    /// A round's fsync of the log ([`FileKv::sync_log`]), except that an
-    /// fsync refused because the file system turned read-only does not
-    /// poison: every record not yet durable is put in doubt and writes
-    /// stop (`stranded.rs`).
-    fn sync_round_log(&self, file: &Arc<dyn VFile>) -> Result<()> {
-        let _order = self.log_sync.lock();
-        self.check_poison()?;
-        match file.sync_data() {
+        match sync() {
             Ok(()) => Ok(()),
+            // A medium turned read-only: every record not yet durable is
+            // put in doubt and writes stop, but nothing poisons
+            // (`stranded.rs`). The caller's own change, if any (a
+            // rotation's record), was not applied.
             Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem => {
                 self.doubt_from(self.commit.lock().synced);
-                Err(self.stop_writes("fsync of the log", e, None))
+                Err(self.stop_writes(what, e, None))
             }
-            Err(e) => Err(self.poison_with("fsync of the log", e)),
+            Err(e) => Err(self.poison_with(what, e)),
         }
     }
 
@@ -453,10 +447,7 @@ impl FileKv {
         // The zeros past the tail are gone: a write that still fits here
         // after a refused rotation must reserve its space again.
         w.filled = w.tail;
-        {
-            let mut c = self.commit.lock();
-            c.synced = c.synced.max(w.next_seq);
-        }
+        self.mark_synced(&mut self.commit.lock(), w.next_seq);
         let id = w.active + 1;
         let file = match create_segment(&*self.vfs, &self.dir, id) {
             Ok(f) => f,
@@ -548,6 +539,14 @@ impl FileKv {
         }
     }
 
+    /// Records that every record below `target` is durable — never a
+    /// record in doubt (`stranded.rs`): a fsync that succeeds after one
+    /// refused, or after frames were stranded, proves nothing about them.
+    fn mark_synced(&self, c: &mut Commit, target: u64) {
+        let target = target.min(self.in_doubt_from().unwrap_or(u64::MAX));
+        c.synced = c.synced.max(target);
+    }
+
     /// Gives up the lead of a round that will not run: clears `syncing`
     /// and wakes every waiter, so one of them leads instead.
     fn abandon_round(&self) {
@@ -585,7 +584,7 @@ impl FileKv {
             return Ok(());
         }
         let result = flushed.and_then(|(target, file)| {
-            self.sync_round_log(&file)
+            self.sync_log("fsync of the log", || file.sync_data())
                 .map(|()| target)
                 // Poisoned by another thread's failure: this round's
                 // records may or may not be durable.
@@ -612,7 +611,7 @@ impl FileKv {
         let mut c = self.commit.lock();
         c.syncing = false;
         if let Some(target) = synced {
-            c.synced = c.synced.max(target);
+            self.mark_synced(&mut c, target);
         }
         drop(c);
         self.synced.notify_all();

@@ -18,6 +18,7 @@ mod crafted;
 mod crash;
 mod faults;
 mod faulty_fs;
+mod in_doubt;
 mod maintenance;
 mod packs;
 mod races;

@@ -10,13 +10,13 @@ use super::faulty_fs::{open_fault, FaultFs};
 use super::*;
 use stowage_core::ErrorKind;
 
-fn put(table: Table, key: &[u8], value: Vec<u8>) -> Batch {
+pub(super) fn put(table: Table, key: &[u8], value: Vec<u8>) -> Batch {
     let mut b = Batch::default();
     b.put(table, key.to_vec(), value);
     b
 }
 
-fn big_segments() -> FileOptions {
+pub(super) fn big_segments() -> FileOptions {
     FileOptions {
         segment_size: 8 << 20,
         ..small_opts()
@@ -197,12 +197,21 @@ fn a_write_left_in_doubt(fs: &FaultFs, fault: fn(&FaultFs, bool)) -> (FileKv, Mo
 fn check_stranded(fs: &FaultFs, kv: FileKv, model: &Model, seen: &Model) {
     check_refusals(&kv, seen, ErrorKind::Unsupported);
     // Closed on the read-only medium.
-    kv.close().unwrap();
+    closed_in_doubt(&kv);
     drop(kv);
     fs.set_read_only(false);
     let kv = open_fault(fs, big_segments()).unwrap();
     assert_eq!(&dump(&kv).unwrap(), model, "after reopening");
     kv.write(put(Table::Meta, b"again", vec![8; 10])).unwrap();
+}
+
+/// Closes `kv` with records in doubt: every other record is made
+/// durable, and the close answers `OutcomeUnknown` (whoever waits for a
+/// write after it is answered so), releasing the store all the same.
+fn closed_in_doubt(kv: &FileKv) {
+    let err = kv.close().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
+    assert!(err.message().contains("not made durable"), "{err}");
 }
 
 /// An fsync of the log refused with EROFS (ext4 after aborting its
@@ -216,7 +225,7 @@ fn an_fsync_refused_by_a_read_only_medium_puts_its_records_in_doubt() {
     let fs = FaultFs::new(&sim);
     let (kv, model, seen) = a_write_left_in_doubt(&fs, FaultFs::fail_syncs);
     check_refusals(&kv, &seen, ErrorKind::Unsupported);
-    kv.close().unwrap();
+    closed_in_doubt(&kv);
     drop(kv);
     fs.fail_syncs(false);
     let kv = open_fault(&fs, big_segments()).unwrap();
@@ -283,7 +292,11 @@ fn writers_racing_a_read_only_turn_lose_nothing_acknowledged() {
             })
         })
         .collect();
-    std::thread::sleep(std::time::Duration::from_millis(20));
+    // Turned read-only once some writes were acknowledged, while most
+    // are still to come.
+    while acked.lock().len() < 100 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     fs.set_read_only(true);
     for t in threads {
         t.join().unwrap();
@@ -295,7 +308,10 @@ fn writers_racing_a_read_only_turn_lose_nothing_acknowledged() {
     for (k, v) in &acked {
         assert_eq!(shown.get(k), Some(v), "an acknowledged write is readable");
     }
-    kv.close().unwrap();
+    // Records were in doubt when the medium turned read-only mid-write.
+    if let Err(e) = kv.close() {
+        assert_eq!(e.kind(), ErrorKind::OutcomeUnknown, "{e}");
+    }
     drop(kv);
     fs.set_read_only(false);
     let kv = open_fault(&fs, big_segments()).unwrap();
