@@ -52,6 +52,10 @@ async fn a_medium_turning_read_only(fs: &Ext4, url: &str, first_kinds: &[ErrorKi
         "a later write: {later}"
     );
     assert!(!later.is_retryable(), "{later}");
+    // Large enough for SQLite to spill pages in mid-transaction.
+    let big: Vec<u8> = (0..20u32 << 20).map(|i| (i % 251) as u8).collect();
+    let err = s.cas.put(Bytes::from(big)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "a large write: {err}");
     assert_eq!(s.cas.get(&digest).await.unwrap(), blob, "reads go on");
     let events = s.runs.read_events(run, None, 10).await.unwrap();
     assert_eq!(events[0].payload, json!(0));
@@ -83,7 +87,7 @@ async fn a_medium_turning_read_only(fs: &Ext4, url: &str, first_kinds: &[ErrorKi
 #[cfg(feature = "file")]
 #[tokio::test]
 async fn a_file_store_whose_medium_turns_read_only_keeps_reading() {
-    let fs = Ext4::mount(32);
+    let fs = Ext4::mount(64);
     let url = format!("file://{}/store", fs.path().display());
     let kinds = [ErrorKind::OutcomeUnknown, ErrorKind::Unsupported];
     a_medium_turning_read_only(&fs, &url, &kinds).await;
@@ -93,7 +97,7 @@ async fn a_file_store_whose_medium_turns_read_only_keeps_reading() {
 #[cfg(feature = "sqlite")]
 #[tokio::test]
 async fn a_sqlite_store_whose_medium_turns_read_only_refuses_writes_clearly() {
-    let fs = Ext4::mount(32);
+    let fs = Ext4::mount(64);
     let url = format!("sqlite://{}/store.db", fs.path().display());
     a_medium_turning_read_only(&fs, &url, &[ErrorKind::Unsupported]).await;
 }

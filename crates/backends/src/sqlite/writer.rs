@@ -127,7 +127,7 @@ fn commit_group(conn: &Connection, pending: &mut VecDeque<Queued>) {
         let Some(Queued { job, reply }) = pending.pop_front() else {
             break;
         };
-        let cause = match run_job(conn, job) {
+        let cause = match run_job(conn, job).map_err(|e| on_read_only_medium(conn, e)) {
             Ok(()) => {
                 outcomes.push(Outcome::Staged(reply));
                 None
@@ -141,10 +141,11 @@ fn commit_group(conn: &Connection, pending: &mut VecDeque<Queued>) {
         if conn.is_autocommit() {
             // SQLite rolled the whole transaction back (a full disk, an
             // I/O error): the jobs staged so far are lost too. They get
-            // the failing job's kind when it was a full disk (that is why
-            // nothing was applied), `Unavailable` otherwise.
+            // the failing job's kind when it was a full disk or a medium
+            // turned read-only (that is why nothing was applied),
+            // `Unavailable` otherwise.
             let kind = match cause {
-                Some(ErrorKind::StorageFull) => ErrorKind::StorageFull,
+                Some(kind @ (ErrorKind::StorageFull | ErrorKind::Unsupported)) => kind,
                 _ => ErrorKind::Unavailable,
             };
             let lost = Error::new(
@@ -158,10 +159,7 @@ fn commit_group(conn: &Connection, pending: &mut VecDeque<Queued>) {
     }
     let committed = exec(conn, "COMMIT").map_err(|e| {
         let err = if errors::is_io(&e) {
-            let read_only = errors::is_refused_write(&e)
-                && conn
-                    .path()
-                    .is_some_and(|p| super::conn::medium_is_read_only(std::path::Path::new(p)));
+            let read_only = errors::is_refused_write(&e) && medium_is_read_only(conn);
             commit_io_failure(e, read_only)
         } else {
             errors::map(e, "COMMIT")
@@ -172,6 +170,35 @@ fn commit_group(conn: &Connection, pending: &mut VecDeque<Queued>) {
         err
     });
     answer(outcomes, committed);
+}
+
+/// Whether the file system holding `conn`'s database has turned
+/// read-only (asked after a write failed).
+fn medium_is_read_only(conn: &Connection) -> bool {
+    conn.path()
+        .is_some_and(|p| super::conn::medium_is_read_only(std::path::Path::new(p)))
+}
+
+/// A job's error `e`, unless it is a write SQLite could not make (it
+/// spills pages to the WAL in the middle of a large transaction) because
+/// the medium turned read-only: then `Unsupported` (nothing was applied,
+/// and no retry helps), not the `Unavailable` of an I/O error.
+fn on_read_only_medium(conn: &Connection, e: Error) -> Error {
+    let refused = std::error::Error::source(&e)
+        .and_then(|s| s.downcast_ref::<rusqlite::Error>())
+        .is_some_and(errors::is_refused_write);
+    if !refused || !medium_is_read_only(conn) {
+        return e;
+    }
+    Error::new(
+        ErrorKind::Unsupported,
+        format!(
+            "{} (the file system turned read-only: nothing was applied; writes work again once \
+             the database is on writable storage)",
+            e.message()
+        ),
+    )
+    .with_source(e)
 }
 
 /// An I/O error at `COMMIT`: in general the commit may have reached the
