@@ -576,13 +576,6 @@ impl FileKv {
             self.flush_locked(&mut w)
                 .map(|()| (w.next_seq, Arc::clone(&w.file)))
         };
-        if flushed.is_err() && self.has_stranded() {
-            // No progress: every waiter checks again, and learns its
-            // record is in doubt, or leads the round of the records
-            // before them.
-            self.end_round(None);
-            return Ok(());
-        }
         let result = flushed.and_then(|(target, file)| {
             self.sync_log("fsync of the log", || file.sync_data())
                 .map(|()| target)
@@ -593,16 +586,24 @@ impl FileKv {
                     _ => self.failed_round_error(),
                 })
         });
-        if result.is_err() && self.in_doubt_from().is_some() {
-            // The fsync met a read-only file system: as above.
-            self.end_round(None);
-            return Ok(());
+        match result {
+            Ok(target) => {
+                self.end_round(Some(target));
+                Ok(())
+            }
+            // The medium turned read-only (the frames were stranded, or
+            // the fsync refused): no progress. Every waiter checks again,
+            // and learns its record is in doubt, or leads the round of
+            // the records before them.
+            Err(_) if self.in_doubt_from().is_some() => {
+                self.end_round(None);
+                Ok(())
+            }
+            Err(e) => {
+                self.end_round(None);
+                Err(e)
+            }
         }
-        let outcome = result.map(|target| self.end_round(Some(target)));
-        if outcome.is_err() {
-            self.end_round(None);
-        }
-        outcome
     }
 
     /// Ends a round: every record below `synced` (if any) is durable;
