@@ -7,7 +7,7 @@
 //! (session 19): the file engine poisoned itself (every read failed
 //! `Internal`) and SQLite answered `OutcomeUnknown` to every write,
 //! forever.
-#![cfg(any(feature = "file", feature = "sqlite"))]
+#![cfg(any(feature = "file", feature = "sqlite", feature = "rocksdb"))]
 
 #[path = "support/ext4.rs"]
 mod ext4;
@@ -99,5 +99,15 @@ async fn a_file_store_whose_medium_turns_read_only_keeps_reading() {
 async fn a_sqlite_store_whose_medium_turns_read_only_refuses_writes_clearly() {
     let fs = Ext4::mount(64);
     let url = format!("sqlite://{}/store.db", fs.path().display());
+    a_medium_turning_read_only(&fs, &url, &[ErrorKind::Unsupported]).await;
+}
+
+/// RocksDB stops writes itself after a failed write (its background
+/// error): nothing is applied from then on.
+#[cfg(feature = "rocksdb")]
+#[tokio::test]
+async fn a_rocksdb_store_whose_medium_turns_read_only_refuses_writes_clearly() {
+    let fs = Ext4::mount(64);
+    let url = format!("rocksdb://{}/store", fs.path().display());
     a_medium_turning_read_only(&fs, &url, &[ErrorKind::Unsupported]).await;
 }

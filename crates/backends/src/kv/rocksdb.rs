@@ -34,8 +34,9 @@ pub(crate) struct RocksKv {
     /// Set by a failed write: RocksDB then keeps its background error and
     /// refuses every later write (even once space is freed) until the
     /// database is reopened, so the store says so instead of repeating a
-    /// stale error.
-    failed: parking_lot::RwLock<Option<String>>,
+    /// stale error: `Unsupported` after a medium turned read-only,
+    /// `Internal` otherwise, with the first failure's text.
+    failed: parking_lot::RwLock<Option<(ErrorKind, String)>>,
 }
 
 /// Opens the store `parsed` describes (from a URL or typed options).
@@ -194,6 +195,16 @@ fn map_write_err(err: rocksdb::Error) -> Error {
     {
         return map_err(err);
     }
+    // The WAL append itself was refused by a medium turned read-only:
+    // nothing reached the WAL. RocksDB then refuses every later write
+    // with the same error, before appending anything.
+    if text.contains("While appending to file") && text.contains("Read-only file system") {
+        return Error::unsupported(format!(
+            "RocksDB: the file system turned read-only: nothing was applied, and writes are \
+             refused until the store is reopened on writable storage (reads still work): {text}"
+        ))
+        .with_source(err);
+    }
     Error::new(
         ErrorKind::OutcomeUnknown,
         format!(
@@ -296,24 +307,40 @@ impl OrderedKv for RocksKv {
                 }
             }
         }
-        if let Some(why) = &*self.failed.read() {
-            return Err(Error::internal(format!(
-                "the RocksDB store refuses writes after a failed write ({why}); close and \
-                 reopen it"
-            )));
+        if let Some((kind, why)) = &*self.failed.read() {
+            return Err(Error::new(
+                *kind,
+                format!(
+                    "the RocksDB store refuses writes after a failed write ({why}); close and \
+                     reopen it"
+                ),
+            ));
         }
         let mut opts = WriteOptions::default();
         opts.set_sync(self.sync);
         self.db.write_opt(wb, &opts).map_err(|e| {
+            let why = e.to_string();
+            let err = map_write_err(e);
+            // A medium turned read-only stays so: no retry helps.
+            let later = match err.kind() {
+                ErrorKind::Unsupported => ErrorKind::Unsupported,
+                _ => ErrorKind::Internal,
+            };
             let mut failed = self.failed.write();
             if failed.is_none() {
-                *failed = Some(e.to_string());
+                *failed = Some((later, why));
             }
-            map_write_err(e)
+            err
         })
     }
 
     fn close(&self) -> Result<()> {
+        if self.sync && self.failed.read().is_some() {
+            // Every acknowledged write was synced with it, and after a
+            // failed write RocksDB refuses the flush ("Writer has
+            // previous error").
+            return Ok(());
+        }
         // Under `durability=buffered` the WAL is not synced yet.
         self.db
             .flush_wal(true)
