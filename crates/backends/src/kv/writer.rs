@@ -34,7 +34,8 @@
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 
 use parking_lot::{Condvar, Mutex};
 use stowage_core::{Error, Result};
@@ -170,9 +171,9 @@ fn run_finishes(finishes: &mut Vec<Finish>) {
 /// is outstanding, the writer hands off every group (never answering one
 /// itself ahead of an earlier one).
 struct Syncer {
-    batches: std::sync::mpsc::Sender<Vec<Finish>>,
+    batches: mpsc::Sender<Vec<Finish>>,
     /// Batches handed and not yet answered.
-    outstanding: Arc<std::sync::atomic::AtomicUsize>,
+    outstanding: Arc<AtomicUsize>,
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -180,15 +181,15 @@ impl Syncer {
     /// `None` when the OS refuses a thread: the writer then answers every
     /// group itself, as it would with nothing queued.
     fn start() -> Option<Syncer> {
-        let (batches, rx) = std::sync::mpsc::channel::<Vec<Finish>>();
-        let outstanding = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (batches, rx) = mpsc::channel::<Vec<Finish>>();
+        let outstanding = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&outstanding);
         let thread = std::thread::Builder::new()
             .name("stowage-syncer".into())
             .spawn(move || {
                 for mut batch in rx {
                     run_finishes(&mut batch);
-                    counter.fetch_sub(1, std::sync::atomic::Ordering::Release);
+                    counter.fetch_sub(1, Ordering::Release);
                 }
             })
             .ok()?;
@@ -200,17 +201,15 @@ impl Syncer {
     }
 
     fn busy(&self) -> bool {
-        self.outstanding.load(std::sync::atomic::Ordering::Acquire) > 0
+        self.outstanding.load(Ordering::Acquire) > 0
     }
 
     fn hand(&self, batch: Vec<Finish>) {
-        self.outstanding
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
         if let Err(refused) = self.batches.send(batch) {
             // The syncer is gone (it cannot be while this handle lives):
             // answer here rather than drop the callers' answers.
-            self.outstanding
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            self.outstanding.fetch_sub(1, Ordering::Relaxed);
             run_finishes(&mut { refused.0 });
         }
     }
@@ -225,7 +224,6 @@ impl Syncer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::mpsc;
 
     #[test]
     fn jobs_run_in_submission_order_and_survive_a_panicking_job() {
