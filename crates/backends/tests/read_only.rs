@@ -190,7 +190,13 @@ async fn a_sqlite_store_on_a_read_only_mount_is_refused_at_open() {
     // The data is intact: readable once the medium is writable again
     // (here: a copy on writable storage).
     let copy = tempfile::tempdir().unwrap();
-    std::fs::copy(fs.path().join("agents.db"), copy.path().join("agents.db")).unwrap();
+    // The database with its WAL, if one is left: how a WAL database is
+    // copied.
+    for name in ["agents.db", "agents.db-wal"] {
+        if fs.path().join(name).exists() {
+            std::fs::copy(fs.path().join(name), copy.path().join(name)).unwrap();
+        }
+    }
     let s = open(&format!("sqlite://{}/agents.db", copy.path().display()))
         .await
         .unwrap();
