@@ -27,6 +27,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
+use stowage_backends::StoreOptions;
 use stowage_core::{Error, Result, Stores};
 
 pub mod args;
@@ -202,24 +203,25 @@ pub async fn open_read_only(url: &str) -> Result<Stores> {
 
 async fn open_as(url: &str, read_only: bool) -> Result<Stores> {
     let shown = stowage_backends::shown_url(url);
-    if let Some(path) = local_path(url).filter(|p| !holds_a_store(url, p)) {
+    let opening = |e: Error| e.context(format!("opening {shown}"));
+    let mut options = StoreOptions::parse(url).map_err(opening)?;
+    if let Some(path) = options_path(&options).filter(|p| !holds_a_store(&options, p)) {
         return Err(Error::not_found(format!(
             "opening {shown}: there is no store at {} (stowage import creates one)",
             path.display()
         )));
     }
-    let read_only_url = read_only.then(|| file_read_only_url(url)).flatten();
-    let stores = stowage_backends::open(read_only_url.as_deref().unwrap_or(url))
-        .await
-        .map_err(|e| e.context(format!("opening {shown}")))?;
+    if read_only {
+        open_file_read_only(&mut options);
+    }
+    let stores = options.open().await.map_err(opening)?;
     close_at_end(&stores);
     Ok(stores)
 }
 
-/// Whether `path`, the local data of `url`, holds the files of a store of
-/// its backend (the engine would create a new store anywhere else).
-fn holds_a_store(url: &str, path: &std::path::Path) -> bool {
-    use stowage_backends::StoreOptions;
+/// Whether `path`, the local data of `options`, holds the files of a
+/// store of its backend (the engine would create a new store anywhere else).
+fn holds_a_store(options: &StoreOptions, path: &std::path::Path) -> bool {
     let has = |name: &str| path.join(name).exists();
     let has_ending = |endings: &[&str]| {
         std::fs::read_dir(path).is_ok_and(|entries| {
@@ -230,15 +232,15 @@ fn holds_a_store(url: &str, path: &std::path::Path) -> bool {
             })
         })
     };
-    match StoreOptions::parse(url) {
+    match options {
         #[cfg(feature = "file")]
-        Ok(StoreOptions::File(_)) => path.is_dir() && has_ending(&[".wal", ".ckp", ".pack"]),
+        StoreOptions::File(_) => path.is_dir() && has_ending(&[".wal", ".ckp", ".pack"]),
         #[cfg(feature = "sled")]
-        Ok(StoreOptions::Sled(_)) => path.is_dir() && (has("conf") || has("db")),
+        StoreOptions::Sled(_) => path.is_dir() && (has("conf") || has("db")),
         #[cfg(feature = "rocksdb")]
-        Ok(StoreOptions::RocksDb(_)) => path.is_dir() && has("CURRENT"),
+        StoreOptions::RocksDb(_) => path.is_dir() && has("CURRENT"),
         #[cfg(feature = "sqlite")]
-        Ok(StoreOptions::Sqlite(_)) => {
+        StoreOptions::Sqlite(_) => {
             std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > 0)
         }
         _ => {
@@ -248,40 +250,32 @@ fn holds_a_store(url: &str, path: &std::path::Path) -> bool {
     }
 }
 
-/// `url` with `mode=read_only` (replacing any `mode`) when it names a
-/// `file:` store and does not ask for `salvage=true`; `None` otherwise.
-fn file_read_only_url(url: &str) -> Option<String> {
+/// Makes `options` open a `file:` store with `mode=read_only`, unless
+/// they ask for `salvage=true`; other backends have no read-only open.
+fn open_file_read_only(options: &mut StoreOptions) {
     #[cfg(feature = "file")]
-    let file = matches!(
-        stowage_backends::StoreOptions::parse(url),
-        Ok(stowage_backends::StoreOptions::File(o)) if !o.salvage
-    );
-    #[cfg(not(feature = "file"))]
-    let file = false;
-    if !file {
-        return None;
+    if let StoreOptions::File(o) = options {
+        o.read_only = !o.salvage;
     }
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let mut pairs: Vec<&str> = query
-        .split('&')
-        .filter(|p| !p.is_empty() && p.split('=').next() != Some("mode"))
-        .collect();
-    pairs.push("mode=read_only");
-    Some(format!("{base}?{}", pairs.join("&")))
+    let _ = options;
 }
 
 /// Where a store that lives in the local file system keeps its data.
 pub(crate) fn local_path(url: &str) -> Option<std::path::PathBuf> {
-    use stowage_backends::StoreOptions;
-    match StoreOptions::parse(url).ok()? {
+    options_path(&StoreOptions::parse(url).ok()?)
+}
+
+/// [`local_path`] of parsed options.
+fn options_path(options: &StoreOptions) -> Option<std::path::PathBuf> {
+    match options {
         #[cfg(feature = "file")]
-        StoreOptions::File(o) => Some(o.dir),
+        StoreOptions::File(o) => Some(o.dir.clone()),
         #[cfg(feature = "sled")]
-        StoreOptions::Sled(o) => Some(o.dir),
+        StoreOptions::Sled(o) => Some(o.dir.clone()),
         #[cfg(feature = "rocksdb")]
-        StoreOptions::RocksDb(o) => Some(o.dir),
+        StoreOptions::RocksDb(o) => Some(o.dir.clone()),
         #[cfg(feature = "sqlite")]
-        StoreOptions::Sqlite(o) => Some(o.path),
+        StoreOptions::Sqlite(o) => Some(o.path.clone()),
         _ => None,
     }
 }
@@ -304,15 +298,23 @@ mod tests {
 
     #[test]
     fn read_only_url_replaces_the_mode_and_keeps_the_rest() {
-        assert_eq!(
-            file_read_only_url("file:///s").as_deref(),
-            Some("file:///s?mode=read_only")
-        );
-        assert_eq!(
-            file_read_only_url("file:///s?mode=read_write&segment_size=8192").as_deref(),
-            Some("file:///s?segment_size=8192&mode=read_only")
-        );
-        assert_eq!(file_read_only_url("file:///s?salvage=true"), None);
-        assert_eq!(file_read_only_url("memory://"), None);
+        let read_only = |url: &str| {
+            let mut options = StoreOptions::parse(url).unwrap();
+            open_file_read_only(&mut options);
+            options
+        };
+        let StoreOptions::File(o) = read_only("file:///s") else {
+            panic!("a file store")
+        };
+        assert!(o.read_only);
+        let StoreOptions::File(o) = read_only("file:///s?mode=read_write&segment_size=8192") else {
+            panic!("a file store")
+        };
+        assert!(o.read_only && o.segment_size == 8192);
+        let StoreOptions::File(o) = read_only("file:///s?salvage=true") else {
+            panic!("a file store")
+        };
+        assert!(!o.read_only);
+        assert!(matches!(read_only("memory://"), StoreOptions::Memory));
     }
 }
