@@ -116,10 +116,8 @@ pub(crate) struct FileKv {
     /// [`FileKv::stop_writes`]).
     write_stop: RwLock<Option<(stowage_core::ErrorKind, String)>>,
     /// Frames a file system turned read-only refused to take from the
-    /// WAL's buffer (`stranded.rs`); `has_stranded` says whether there are
-    /// any without taking the lock.
+    /// WAL's buffer (`stranded.rs`; only ever set once `in_doubt_from` is).
     stranded: RwLock<Option<stranded::Stranded>>,
-    has_stranded: AtomicBool,
     /// The first record never to be reported durable (`u64::MAX`: none;
     /// `stranded.rs`).
     in_doubt_from: AtomicU64,
@@ -228,7 +226,6 @@ impl FileKv {
             poison: RwLock::new(None),
             write_stop: RwLock::new(None),
             stranded: RwLock::new(None),
-            has_stranded: AtomicBool::new(false),
             in_doubt_from: AtomicU64::new(u64::MAX),
             log_sync: Mutex::new(()),
             maintenance: Mutex::new(()),
@@ -281,7 +278,7 @@ impl FileKv {
             let mut w = self.wal.lock();
             if let Err(e) = self.flush_locked(&mut w) {
                 // Stranded frames are answered as in doubt.
-                if !self.has_stranded() {
+                if self.in_doubt_from().is_none() {
                     return Err(e);
                 }
             }

@@ -180,8 +180,9 @@ impl FileKv {
             return Ok(false);
         };
         self.flush_for_read()?;
-        if self.has_stranded() {
-            // Some values may be in memory only: read one by one.
+        if self.in_doubt_from().is_some() {
+            // Some values may be in memory only (stranded): read one by
+            // one.
             return Ok(false);
         }
         let mut span = vec![0u8; span_len as usize];

@@ -67,9 +67,10 @@ impl FileKv {
                 *slot = Some(stranded);
             }
         }
-        self.has_stranded.store(true, Ordering::Release);
-        self.unflushed.store(false, Ordering::Release);
+        // Before the flag: a reader that finds the buffer written out
+        // then finds the records in doubt, and so looks here.
         self.doubt_from(w.buf_seq);
+        self.unflushed.store(false, Ordering::Release);
         self.stop_writes("writing the log", e, None)
     }
 
@@ -82,11 +83,6 @@ impl FileKv {
     pub(super) fn in_doubt_from(&self) -> Option<u64> {
         let seq = self.in_doubt_from.load(Ordering::Acquire);
         (seq != u64::MAX).then_some(seq)
-    }
-
-    /// Whether frames were stranded (then writes are stopped too).
-    pub(super) fn has_stranded(&self) -> bool {
-        self.has_stranded.load(Ordering::Acquire)
     }
 
     /// The answer to a writer waiting for record `seq` to become durable,
@@ -128,7 +124,7 @@ impl FileKv {
     /// Copies the value at `loc` into `buf` (`loc.len` bytes) when it lies
     /// in the stranded frames; `false` when it does not.
     pub(super) fn read_stranded(&self, loc: Loc, buf: &mut [u8]) -> bool {
-        if !self.has_stranded() {
+        if self.in_doubt_from().is_none() {
             return false;
         }
         let slot = self.stranded.read();
