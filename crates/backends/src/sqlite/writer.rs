@@ -164,7 +164,7 @@ fn commit_group(conn: &Connection, pending: &mut VecDeque<Queued>) {
     }
     let committed = exec(conn, "COMMIT").map_err(|e| {
         let err = if errors::is_io(&e) {
-            let read_only = errors::is_refused_write(&e) && medium_is_read_only(conn);
+            let read_only = refused_by_read_only_medium(conn, &e);
             commit_io_failure(e, read_only)
         } else {
             errors::map(e, "COMMIT")
@@ -177,11 +177,18 @@ fn commit_group(conn: &Connection, pending: &mut VecDeque<Queued>) {
     answer(outcomes, committed);
 }
 
-/// Whether the file system holding `conn`'s database has turned
-/// read-only (asked after a write failed).
-fn medium_is_read_only(conn: &Connection) -> bool {
-    conn.path()
-        .is_some_and(|p| super::conn::medium_is_read_only(std::path::Path::new(p)))
+/// What a write refused because the medium turned read-only is told.
+const READ_ONLY_MEDIUM: &str = "the file system turned read-only: nothing was applied; writes \
+                                work again once the database is on writable storage";
+
+/// Whether `err` is a write SQLite could not make (`SQLITE_IOERR_WRITE`)
+/// because the file system holding `conn`'s database has turned
+/// read-only (asked only then).
+fn refused_by_read_only_medium(conn: &Connection, err: &rusqlite::Error) -> bool {
+    errors::is_refused_write(err)
+        && conn
+            .path()
+            .is_some_and(|p| super::conn::medium_is_read_only(std::path::Path::new(p)))
 }
 
 /// A job's error `e`, unless it is a write SQLite could not make (it
@@ -191,17 +198,13 @@ fn medium_is_read_only(conn: &Connection) -> bool {
 fn on_read_only_medium(conn: &Connection, e: Error) -> Error {
     let refused = std::error::Error::source(&e)
         .and_then(|s| s.downcast_ref::<rusqlite::Error>())
-        .is_some_and(errors::is_refused_write);
-    if !refused || !medium_is_read_only(conn) {
+        .is_some_and(|s| refused_by_read_only_medium(conn, s));
+    if !refused {
         return e;
     }
     Error::new(
         ErrorKind::Unsupported,
-        format!(
-            "{} (the file system turned read-only: nothing was applied; writes work again once \
-             the database is on writable storage)",
-            e.message()
-        ),
+        format!("{} ({READ_ONLY_MEDIUM})", e.message()),
     )
     .with_source(e)
 }
@@ -217,8 +220,7 @@ fn commit_io_failure(e: rusqlite::Error, read_only: bool) -> Error {
         return errors::map_as(
             e,
             ErrorKind::Unsupported,
-            "COMMIT (the file system turned read-only: nothing was applied; writes work again \
-             once the database is on writable storage)",
+            &format!("COMMIT ({READ_ONLY_MEDIUM})"),
         );
     }
     errors::map_as(
