@@ -15,7 +15,7 @@
 //! (`redis_tls_server.rs`).
 #![allow(dead_code, unreachable_pub)]
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -71,8 +71,9 @@ fn ping(port: u16) -> bool {
 /// `{free_port}` stands for another free port (a cluster bus port).
 ///
 /// A port found free may be taken by someone else before the server binds
-/// it (it then exits at once): a server not answering within
-/// [`ATTEMPT`] is stopped and started again on fresh ports.
+/// it (it then exits at once, and another server answers on the port): a
+/// server that exits, or does not itself listen and answer within
+/// [`ATTEMPT`], is stopped and started again on fresh ports.
 pub fn spawn(extra: &[&str], dir: Option<PathBuf>) -> Process {
     for _ in 0..ATTEMPTS {
         let port = free_port();
@@ -122,8 +123,8 @@ pub fn any_free_port() -> u16 {
 }
 
 /// Starts `redis-server` listening on `port` as `port_args` say, and waits
-/// until `ready(port)`; `None` (the server stopped) if it is not ready
-/// within [`ATTEMPT`].
+/// until that process holds the listening socket and `ready(port)`; `None`
+/// (the server stopped) if it exits or is not ready within [`ATTEMPT`].
 fn launch(
     port: u16,
     port_args: &[&str],
@@ -135,12 +136,13 @@ fn launch(
     args.extend_from_slice(&["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
     args.extend_from_slice(extra);
     let mut cmd = Command::new("sh");
+    // The watchdog prints the server's pid, then waits for our stdin to close.
     cmd.arg("-c")
-        .arg("redis-server \"$@\" & pid=$!; read _ignored; kill $pid; wait $pid; if [ -n \"$STOWAGE_RM_DIR\" ]; then rm -rf \"$STOWAGE_RM_DIR\"; fi")
+        .arg("redis-server \"$@\" >/dev/null 2>&1 & pid=$!; echo $pid; read _ignored; kill $pid; wait $pid; if [ -n \"$STOWAGE_RM_DIR\" ]; then rm -rf \"$STOWAGE_RM_DIR\"; fi")
         .arg("sh")
         .args(&args)
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null());
     if let Some(d) = &dir {
         cmd.current_dir(d).env("STOWAGE_RM_DIR", d);
@@ -151,14 +153,28 @@ fn launch(
     }
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{HELP}: {e}"));
     let stdin = child.stdin.take();
+    let mut pid = String::new();
+    if let Some(out) = child.stdout.take() {
+        let _ = BufReader::new(out).read_line(&mut pid);
+    }
     let process = Process {
         child,
         stdin,
         port,
         dir,
     };
+    let pid: u32 = pid
+        .trim()
+        .parse()
+        .expect("the watchdog prints the server's pid");
     let deadline = Instant::now() + ATTEMPT;
-    while !ready(port) {
+    loop {
+        match port_owner::owner(pid, port) {
+            // Another server took the port first; ours has exited.
+            Owner::Gone => return None,
+            Owner::Ours if ready(port) => break,
+            Owner::Ours | Owner::NotYet => {}
+        }
         if Instant::now() > deadline {
             eprintln!(
                 "redis-server on port {port} did not answer within {} s; stopping it",
@@ -173,6 +189,10 @@ fn launch(
 
 #[path = "redis_tls_server.rs"]
 pub mod tls;
+
+#[path = "port_owner.rs"]
+mod port_owner;
+use port_owner::Owner;
 
 /// What keeps the shared standalone server alive.
 enum Keeper {
