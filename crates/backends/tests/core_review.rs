@@ -295,3 +295,31 @@ async fn a_refused_supersession_references_nothing() {
         "a refused supersession left referrers {referrers:?} of its replacement"
     );
 }
+
+// ---- CAS: an acknowledged put that cannot be read ----------------------------
+
+/// SPEC §3: `put(bytes) -> Digest` stores the bytes so that `get` gives
+/// them back. When the stored copy is damaged (bit rot; here the tamper
+/// hook), putting the very same bytes again answers `Ok(digest)` but only
+/// refreshes the header's put time: the damaged chunks stay, every `get`
+/// keeps failing, and no call short of `delete` + `put` repairs it.
+#[tokio::test]
+async fn putting_the_same_bytes_again_repairs_a_damaged_blob() {
+    let (backend, s) = backend();
+    let bytes = bytes::Bytes::from_static(b"a prompt worth keeping");
+    let digest = s.cas.put(bytes.clone()).await.unwrap();
+    assert!(backend.corrupt_blob(&digest));
+    assert_eq!(
+        s.cas.get(&digest).await.unwrap_err().kind(),
+        ErrorKind::Corrupted
+    );
+    let again = s.cas.put(bytes.clone()).await.unwrap();
+    assert_eq!(again, digest);
+    let got = s.cas.get(&digest).await;
+    assert_eq!(
+        got.as_ref().ok(),
+        Some(&bytes),
+        "put answered Ok({}) for bytes it then cannot return: get answered {got:?}",
+        digest.short()
+    );
+}
