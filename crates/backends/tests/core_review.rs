@@ -1,6 +1,6 @@
-//! Review of core's shared store algorithms (`stowage_core::engine::store`),
-//! through the memory backend. Each test is one contract violation that
-//! every backend inherits from core.
+//! Regression tests from a review of core's shared store algorithms
+//! (`stowage_core::engine::store`), through the memory backend. Each test
+//! was a contract violation that every backend inherited from core.
 
 #![cfg(feature = "memory")]
 
@@ -107,7 +107,10 @@ async fn verify_log_detects_a_forged_entry_past_the_recorded_head() {
     s.sessions.create_session("chat", json!({})).await.unwrap();
     let e0 = s
         .sessions
-        .append_log("chat", NewLogEntry::new(LogKind::Incoming, "user", "text", "hi"))
+        .append_log(
+            "chat",
+            NewLogEntry::new(LogKind::Incoming, "user", "text", "hi"),
+        )
         .await
         .unwrap();
     let forged = LogEntry::build(
@@ -148,8 +151,16 @@ async fn verify_log_detects_a_forged_entry_past_the_recorded_head() {
 async fn read_events_refuses_an_event_of_another_run() {
     let (backend, s) = backend();
     let spec = Digest::of(b"spec");
-    let a = s.runs.create_run(spec, RunMetadata::new("agent")).await.unwrap();
-    let b = s.runs.create_run(spec, RunMetadata::new("agent")).await.unwrap();
+    let a = s
+        .runs
+        .create_run(spec, RunMetadata::new("agent"))
+        .await
+        .unwrap();
+    let b = s
+        .runs
+        .create_run(spec, RunMetadata::new("agent"))
+        .await
+        .unwrap();
     s.runs
         .append_event(a, NewEvent::new("step", json!({"run": "a"})))
         .await
@@ -224,7 +235,13 @@ async fn a_keyed_retry_refuses_an_event_without_that_key() {
     let mut key = run.to_bytes().to_vec();
     key.extend_from_slice(&1u16.to_be_bytes());
     key.extend_from_slice(b"k");
-    raw_put(backend.engine(), Table::RunIdempotency, key, 0u64.to_be_bytes().to_vec()).await;
+    raw_put(
+        backend.engine(),
+        Table::RunIdempotency,
+        key,
+        0u64.to_be_bytes().to_vec(),
+    )
+    .await;
     let keyed = NewEvent::new("step", json!({})).with_idempotency_key("k");
     let got = s.runs.append_event(run, keyed).await;
     match &got {
@@ -247,14 +264,23 @@ async fn a_keyed_retry_refuses_an_event_without_that_key() {
 #[tokio::test]
 async fn a_refused_compare_and_promote_references_nothing() {
     let (_backend, s) = backend();
-    let spec = s.cas.put(bytes::Bytes::from_static(b"never promoted")).await.unwrap();
+    let spec = s
+        .cas
+        .put(bytes::Bytes::from_static(b"never promoted"))
+        .await
+        .unwrap();
     let before = s.lifecycle.stats().await.unwrap().blob_references;
     let refused = s
         .releases
         .promote("planner", spec, ReleaseMetadata::new("v1", "ci"), Some(0))
         .await;
     assert_eq!(refused.unwrap_err().kind(), ErrorKind::Conflict);
-    assert!(s.releases.history("planner", None, 10).await.unwrap().is_empty());
+    assert!(s
+        .releases
+        .history("planner", None, 10)
+        .await
+        .unwrap()
+        .is_empty());
     let referrers = s.lifecycle.blob_referrers(&spec).await.unwrap();
     let after = s.lifecycle.stats().await.unwrap().blob_references;
     assert!(
@@ -321,5 +347,69 @@ async fn putting_the_same_bytes_again_repairs_a_damaged_blob() {
         Some(&bytes),
         "put answered Ok({}) for bytes it then cannot return: get answered {got:?}",
         digest.short()
+    );
+}
+
+/// As above, when the damage is in the header: a `put` of the same bytes
+/// writes the blob again, and a `delete` removes it.
+#[tokio::test]
+async fn a_damaged_header_is_replaced_by_a_put_and_removed_by_a_delete() {
+    let (backend, s) = backend();
+    let bytes = bytes::Bytes::from_static(b"a header gone bad");
+    let digest = s.cas.put(bytes.clone()).await.unwrap();
+    tamper::blob_header_size(backend.engine(), digest)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.cas.get(&digest).await.unwrap_err().kind(),
+        ErrorKind::Corrupted
+    );
+    assert_eq!(s.cas.put(bytes.clone()).await.unwrap(), digest);
+    assert_eq!(s.cas.get(&digest).await.unwrap(), bytes);
+
+    tamper::blob_header_size(backend.engine(), digest)
+        .await
+        .unwrap();
+    assert!(s.cas.delete(&digest).await.unwrap());
+    assert!(!s.cas.contains(&digest).await.unwrap());
+    assert_eq!(s.cas.put(bytes.clone()).await.unwrap(), digest);
+    assert_eq!(s.cas.get(&digest).await.unwrap(), bytes);
+}
+
+/// A streamed put of the same bytes repairs a damaged blob too.
+#[tokio::test]
+async fn a_streamed_put_repairs_a_damaged_blob() {
+    let (backend, s) = backend();
+    let bytes = bytes::Bytes::from(vec![7u8; 3 * 1024 * 1024 + 5]);
+    let digest = s.cas.put(bytes.clone()).await.unwrap();
+    assert!(backend.corrupt_blob(&digest));
+    let reader: stowage_core::BlobReader = Box::pin(std::io::Cursor::new(bytes.to_vec()));
+    assert_eq!(s.cas.put_stream(reader).await.unwrap(), digest);
+    assert_eq!(s.cas.get(&digest).await.unwrap(), bytes);
+}
+
+/// `fork_release` into a name that has a history is `AlreadyExists` and
+/// references nothing.
+#[tokio::test]
+async fn a_refused_release_fork_references_nothing() {
+    let (_backend, s) = backend();
+    let (a, b) = (Digest::of(b"spec a"), Digest::of(b"spec b"));
+    let meta = || ReleaseMetadata::new("v1", "ci");
+    s.releases.promote("src", a, meta(), None).await.unwrap();
+    s.releases.promote("dst", b, meta(), None).await.unwrap();
+    let refused = s.lifecycle.fork_release("src", "dst").await;
+    assert_eq!(refused.unwrap_err().kind(), ErrorKind::AlreadyExists);
+    assert_eq!(
+        s.lifecycle.blob_referrers(&a).await.unwrap(),
+        vec![stowage_core::lifecycle::Referrer::Release("src".into())]
+    );
+    // A fork that lands references the copied specs under its new name.
+    s.lifecycle.fork_release("src", "copy").await.unwrap();
+    assert_eq!(
+        s.lifecycle.blob_referrers(&a).await.unwrap(),
+        vec![
+            stowage_core::lifecycle::Referrer::Release("copy".into()),
+            stowage_core::lifecycle::Referrer::Release("src".into()),
+        ]
     );
 }

@@ -130,6 +130,59 @@ impl ChainVerifier {
     }
 }
 
+/// Re-walks a chain whose owner records `len` entries ending at `head`:
+/// `page(after)` serves entries in seq order after `after`, `link` reads
+/// one's link. Afterwards an entry past the recorded length is corruption
+/// (one added behind the SDK's back that reads would serve) unless
+/// `len_now()` shows the chain grew meanwhile (a concurrent append).
+///
+/// # Errors
+/// [`Corrupted`](crate::ErrorKind::Corrupted) as [`ChainVerifier`] says,
+/// or for an entry past the recorded length; the errors of `page` and
+/// `len_now`.
+pub(crate) async fn walk<T, F, Fut, L, LFut>(
+    entity: String,
+    (len, head): (u64, Option<Digest>),
+    link: fn(&T) -> Link,
+    mut page: F,
+    len_now: L,
+) -> Result<ChainReport>
+where
+    F: FnMut(Option<u64>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>>>,
+    L: FnOnce() -> LFut,
+    LFut: std::future::Future<Output = Result<u64>>,
+{
+    let mut verifier = ChainVerifier::new(entity.clone());
+    let (mut after, mut past_len) = (None, false);
+    'pages: while verifier.next_seq() < len {
+        let entries = page(after).await?;
+        if entries.is_empty() {
+            break;
+        }
+        for entry in &entries {
+            if verifier.next_seq() >= len {
+                past_len = true;
+                break 'pages;
+            }
+            let link = link(entry);
+            verifier.push(link)?;
+            after = Some(link.seq);
+        }
+    }
+    let report = verifier.finish(len, head)?;
+    if !past_len {
+        past_len = !page(after).await?.is_empty();
+    }
+    if past_len && len_now().await? == len {
+        return Err(Error::corrupted(format!(
+            "{entity}: an entry sits past the {len} the store recorded \
+             (added behind the store's back)"
+        )));
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

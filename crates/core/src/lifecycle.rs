@@ -265,7 +265,8 @@ impl BlobGc {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Sweep<C> {
-    /// Entities examined.
+    /// Entities examined: every one the page read, damaged ones (left
+    /// alone) included.
     pub examined: u64,
     /// Entities deleted (runs, sessions, blobs) or expired (sessions).
     pub affected: u64,

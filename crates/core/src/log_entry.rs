@@ -236,8 +236,18 @@ impl LogEntry {
     /// `Conflict` naming the key and the session.
     ///
     /// # Errors
+    /// `Corrupted` when this entry does not carry `new`'s key (the key's
+    /// index names another entry: edited behind the store's back);
     /// `Conflict` when [`LogEntry::same_content`] is false.
     pub fn retried(self, new: &NewLogEntry) -> Result<LogEntry> {
+        if self.idempotency_key != new.idempotency_key {
+            return Err(Error::corrupted(format!(
+                "session {:?}: idempotency key {:?} names entry {}, which does not carry it",
+                validate::preview(&self.session_id),
+                validate::preview(new.idempotency_key.as_deref().unwrap_or_default()),
+                self.seq
+            )));
+        }
         if self.same_content(new) {
             return Ok(self);
         }

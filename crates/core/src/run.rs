@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::chain::{ChainReport, ChainVerifier};
+use crate::chain::{self, ChainReport};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::ids::RunId;
@@ -410,34 +410,39 @@ pub trait RunLedger: Send + Sync {
     /// entries were removed or the chain was rewritten.
     async fn verify_run(&self, run: RunId) -> Result<ChainReport> {
         let record = self.get_run(run).await?;
-        verify_events(&record, |after| self.read_events(run, after, VERIFY_PAGE)).await
+        verify_events(
+            &record,
+            |after| self.read_events(run, after, VERIFY_PAGE),
+            || async { Ok(self.get_run(run).await?.event_count) },
+        )
+        .await
     }
 }
 
 /// Re-walks `record`'s chain through `page(after)` (pages of events in
-/// seq order after `after`) up to its event count, and checks that it
-/// ends at its head hash: [`RunLedger::verify_run`] over any reader.
-pub(crate) async fn verify_events<F, Fut>(record: &Run, mut page: F) -> Result<ChainReport>
+/// seq order after `after`) up to its event count, checks that it ends at
+/// its head hash and that no event sits past it unless `count_now()` (the
+/// run's event count read again) shows a concurrent append:
+/// [`RunLedger::verify_run`] over any reader.
+pub(crate) async fn verify_events<F, Fut, C, CFut>(
+    record: &Run,
+    page: F,
+    count_now: C,
+) -> Result<ChainReport>
 where
     F: FnMut(Option<u64>) -> Fut,
     Fut: std::future::Future<Output = Result<Vec<RunEvent>>>,
+    C: FnOnce() -> CFut,
+    CFut: std::future::Future<Output = Result<u64>>,
 {
-    let mut verifier = ChainVerifier::new(format!("run {}", record.id));
-    let mut after = None;
-    while verifier.next_seq() < record.event_count {
-        let events = page(after).await?;
-        if events.is_empty() {
-            break;
-        }
-        for event in &events {
-            if verifier.next_seq() >= record.event_count {
-                break;
-            }
-            verifier.push(event.link())?;
-            after = Some(event.seq);
-        }
-    }
-    verifier.finish(record.event_count, record.head)
+    chain::walk(
+        format!("run {}", record.id),
+        (record.event_count, record.head),
+        RunEvent::link,
+        page,
+        count_now,
+    )
+    .await
 }
 
 /// Page size used when re-walking a chain.

@@ -217,8 +217,18 @@ impl RunEvent {
     /// `Conflict` naming the key and the run.
     ///
     /// # Errors
+    /// `Corrupted` when this event does not carry `new`'s key (the key's
+    /// index names another event: edited behind the store's back);
     /// `Conflict` when [`RunEvent::same_content`] is false.
     pub fn retried(self, new: &NewEvent) -> Result<RunEvent> {
+        if self.idempotency_key != new.idempotency_key {
+            return Err(Error::corrupted(format!(
+                "run {}: idempotency key {:?} names event {}, which does not carry it",
+                self.run_id,
+                validate::preview(new.idempotency_key.as_deref().unwrap_or_default()),
+                self.seq
+            )));
+        }
         if self.same_content(new) {
             return Ok(self);
         }

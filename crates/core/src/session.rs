@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::chain::{ChainReport, ChainVerifier};
+use crate::chain::{self, ChainReport};
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::run::VERIFY_PAGE;
@@ -365,20 +365,17 @@ where
         .load_session(id)
         .await?
         .ok_or_else(|| Error::not_found(format!("{name} does not exist")))?;
-    let mut verifier = ChainVerifier::new(name);
-    let mut after = None;
-    'pages: while verifier.next_seq() < record.log_len {
-        let entries = page(after).await?;
-        if entries.is_empty() {
-            break;
-        }
-        for entry in &entries {
-            if verifier.next_seq() >= record.log_len {
-                break 'pages;
-            }
-            verifier.push(entry.link())?;
-            after = Some(entry.seq);
-        }
-    }
-    verifier.finish(record.log_len, record.log_head)
+    let len_now = || async {
+        let now = store.load_session(id).await?;
+        // Deleted meanwhile: no length matches, so nothing past it counts.
+        Ok(now.map_or(u64::MAX, |s| s.log_len))
+    };
+    chain::walk(
+        name,
+        (record.log_len, record.log_head),
+        LogEntry::link,
+        page,
+        len_now,
+    )
+    .await
 }

@@ -157,30 +157,42 @@ const REF_RUN: u8 = 0x01;
 const REF_RELEASE: u8 = 0x02;
 const REF_SUPERSESSION: u8 = 0x03;
 const REF_PIN: u8 = 0x04;
+/// Set on the tag of a call's entry for a referrer other than a run
+/// (a run's calls keep the run's tag: see [`blob_ref_call`]).
+const REF_CALL: u8 = 0x80;
 
 /// A reference: `digest(32) tag referrer` (run id, raw release name,
 /// target digest or raw pin label: the rest of the key).
 pub(crate) fn blob_ref(digest: &Digest, referrer: &Referrer) -> Vec<u8> {
-    let (tag, id): (u8, &[u8]) = match referrer {
-        Referrer::Run(run) => return cat(&[digest.as_bytes(), &[REF_RUN], &run.to_bytes()]),
-        Referrer::Release(name) => (REF_RELEASE, name.as_bytes()),
-        Referrer::Supersession(target) => (REF_SUPERSESSION, target.as_bytes()),
-        Referrer::Pin(label) => (REF_PIN, label.as_bytes()),
-    };
-    cat(&[digest.as_bytes(), &[tag], id])
+    let (tag, id) = tagged(referrer);
+    cat(&[digest.as_bytes(), &[tag], &id])
 }
 
-/// The reference of one run call still on its way (`append_event`,
-/// `finish_run`, `create_run`): the run's reference key followed by the
-/// call's random `token`, so a call that fails removes its own entry and
-/// no other. Read back as [`Referrer::Run`], like the run's own entry.
-pub(crate) fn blob_ref_call(digest: &Digest, run: RunId, token: u64) -> Vec<u8> {
-    cat(&[
-        digest.as_bytes(),
-        &[REF_RUN],
-        &run.to_bytes(),
-        &token.to_be_bytes(),
-    ])
+/// A referrer's tag and id in a reference key.
+fn tagged(referrer: &Referrer) -> (u8, Vec<u8>) {
+    match referrer {
+        Referrer::Run(run) => (REF_RUN, run.to_bytes().to_vec()),
+        Referrer::Release(name) => (REF_RELEASE, name.as_bytes().to_vec()),
+        Referrer::Supersession(target) => (REF_SUPERSESSION, target.as_bytes().to_vec()),
+        Referrer::Pin(label) => (REF_PIN, label.as_bytes().to_vec()),
+    }
+}
+
+/// The reference of one call still on its way, with the call's random
+/// `token`, so a call that fails removes its own entry and no other; read
+/// back as `referrer`, like the referrer's own entry. A run's call
+/// (`append_event`, `finish_run`, `create_run`) appends the token to the
+/// run's key, so a run's entries sort side by side; another referrer's
+/// (`promote`, a supersession's `put`, `fork_release`), whose id runs to
+/// the key's end, sets [`REF_CALL`] on the tag and puts the token before
+/// the id.
+pub(crate) fn blob_ref_call(digest: &Digest, referrer: &Referrer, token: u64) -> Vec<u8> {
+    let (tag, id) = tagged(referrer);
+    let token = token.to_be_bytes();
+    match referrer {
+        Referrer::Run(_) => cat(&[digest.as_bytes(), &[tag], &id, &token]),
+        _ => cat(&[digest.as_bytes(), &[tag | REF_CALL], &token, &id]),
+    }
 }
 
 /// Range of every reference to `digest`.
@@ -200,6 +212,11 @@ pub(crate) fn referrer_of(digest: &Digest, key: &[u8]) -> Result<Referrer> {
         .strip_prefix(digest.as_bytes().as_slice())
         .ok_or_else(|| damaged("names another blob"))?;
     let (&tag, id) = rest.split_first().ok_or_else(|| damaged("is too short"))?;
+    if tag & REF_CALL != 0 && tag != REF_CALL | REF_RUN {
+        // A call's entry: the token, then the referrer's own id.
+        let id = id.get(8..).ok_or_else(|| damaged("is too short"))?;
+        return referrer_of(digest, &cat(&[digest.as_bytes(), &[tag & !REF_CALL], id]));
+    }
     let text = || String::from_utf8(id.to_vec()).map_err(|_| damaged("is not UTF-8"));
     match tag {
         // The run's entry, or one of its calls' (id ++ token).
@@ -467,12 +484,28 @@ mod tests {
         let digest = Digest::of(b"blob");
         let run = RunId::new_v7(crate::Timestamp::ZERO, 7);
         let own = blob_ref(&digest, &Referrer::Run(run));
-        let call = blob_ref_call(&digest, run, u64::MAX);
+        let call = blob_ref_call(&digest, &Referrer::Run(run), u64::MAX);
         assert_eq!(referrer_of(&digest, &call).unwrap(), Referrer::Run(run));
         assert_eq!(referrer_of(&digest, &own).unwrap(), Referrer::Run(run));
         assert!(call.starts_with(&own), "a run's entries sort side by side");
         for bad in [&call[..call.len() - 1], &own[..own.len() - 1]] {
             let err = referrer_of(&digest, bad).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::Corrupted);
+        }
+    }
+
+    #[test]
+    fn another_referrers_call_reads_as_the_referrer() {
+        let digest = Digest::of(b"blob");
+        for referrer in [
+            Referrer::Release("planner".into()),
+            Referrer::Supersession(Digest::of(b"target")),
+        ] {
+            let call = blob_ref_call(&digest, &referrer, 7);
+            assert_eq!(referrer_of(&digest, &call).unwrap(), referrer);
+            assert_ne!(call, blob_ref(&digest, &referrer));
+            let cut = &call[..33 + 4];
+            let err = referrer_of(&digest, cut).unwrap_err();
             assert_eq!(err.kind(), crate::ErrorKind::Corrupted);
         }
     }

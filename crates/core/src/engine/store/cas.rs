@@ -25,7 +25,8 @@ use crate::engine::keys::{self, BodyId};
 use crate::engine::{Direction, Reader, Scope, Table, Txn};
 use crate::validate::page_limit;
 use crate::{
-    BlobReader, BlobStat, BlobStream, CasStore, Digest, DigestWriter, Error, Result, Timestamp,
+    BlobReader, BlobStat, BlobStream, CasStore, Digest, DigestWriter, Error, ErrorKind, Result,
+    Timestamp,
 };
 
 /// Size of one stored chunk.
@@ -148,6 +149,31 @@ fn check_size(digest: &Digest, header: &BlobHeader, total: u64) -> Result<()> {
     Ok(())
 }
 
+/// The stored blob `digest` if it reads back whole (every chunk present
+/// and passing its checksum, the size right): `None` when absent or
+/// damaged, header or body. A `put` of the same bytes over a damaged blob
+/// writes them again rather than answer `Ok` for bytes `get` cannot
+/// return. A damaged body's removal is staged.
+pub(super) fn intact_blob(txn: &mut dyn Txn, digest: &Digest) -> Result<Option<BlobHeader>> {
+    let header = match blob_header(txn, digest) {
+        Ok(header) => header,
+        // Replaced below; its body, unnamed now, stays behind.
+        Err(e) if e.kind() == ErrorKind::Corrupted => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Some(header) = header else {
+        return Ok(None);
+    };
+    match for_each_chunk(txn, digest, &header, |_| {}) {
+        Ok(()) => Ok(Some(header)),
+        Err(e) if e.kind() == ErrorKind::Corrupted => {
+            delete_body(txn, &header.body)?;
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Records that a `put` returned the existing blob `header` describes
 /// now, so garbage collection's grace period starts again.
 pub(super) fn touch(
@@ -183,7 +209,7 @@ impl CasStore for EngineStore {
         let body = new_body();
         let mut chunks = Owned::new(chunks);
         self.write(scope(&digest), move |shared, txn| {
-            if let Some(existing) = blob_header(txn, &digest)? {
+            if let Some(existing) = intact_blob(txn, &digest)? {
                 touch(txn, &digest, existing, shared.now())?;
                 return Ok(digest);
             }
@@ -243,11 +269,17 @@ impl CasStore for EngineStore {
     async fn delete(&self, digest: &Digest) -> Result<bool> {
         let digest = *digest;
         self.write(scope(&digest), move |_, txn| {
-            let Some(header) = blob_header(txn, &digest)? else {
-                return Ok(false);
+            let header = match blob_header(txn, &digest) {
+                Ok(None) => return Ok(false),
+                Ok(Some(header)) => Some(header),
+                // A damaged header goes; its body, unnamed, stays behind.
+                Err(e) if e.kind() == ErrorKind::Corrupted => None,
+                Err(e) => return Err(e),
             };
             txn.delete(Table::Blobs, keys::blob_header(&digest))?;
-            delete_body(txn, &header.body)?;
+            if let Some(header) = header {
+                delete_body(txn, &header.body)?;
+            }
             Ok(true)
         })
         .await

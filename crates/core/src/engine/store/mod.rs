@@ -8,7 +8,7 @@ use tokio::sync::OnceCell;
 
 use serde::de::DeserializeOwned;
 
-use super::{Direction, Engine, Reader, Scope, Table, Txn, WriteJob};
+use super::{keys, Direction, Engine, Reader, Scope, Table, Txn, WriteJob};
 use crate::{Error, ErrorKind, Result, StoreEnv, Stores, Timestamp};
 
 mod blob_header;
@@ -263,8 +263,65 @@ impl crate::Close for EngineStore {
     }
 }
 
-/// The record under `key`, decoded with core's record codec.
-fn get_record<T: DeserializeOwned>(
+/// A record stored under a key made of its own fields.
+pub(super) trait Keyed {
+    /// The key it is stored under.
+    fn own_key(&self) -> Vec<u8>;
+}
+
+impl Keyed for crate::Run {
+    fn own_key(&self) -> Vec<u8> {
+        keys::run(self.id)
+    }
+}
+
+impl Keyed for crate::Session {
+    fn own_key(&self) -> Vec<u8> {
+        keys::session(&self.id)
+    }
+}
+
+impl Keyed for crate::LogEntry {
+    fn own_key(&self) -> Vec<u8> {
+        keys::log_entry(&self.session_id, self.seq)
+    }
+}
+
+impl Keyed for crate::ReleaseRecord {
+    fn own_key(&self) -> Vec<u8> {
+        keys::release_record(&self.name, self.seq)
+    }
+}
+
+impl Keyed for crate::Supersession {
+    fn own_key(&self) -> Vec<u8> {
+        keys::supersession(&self.target)
+    }
+}
+
+/// The record `bytes` stored under `key`, decoded with core's record
+/// codec. One that belongs under another key (a value copied or moved
+/// behind the store's back: its checksums are intact) is `Corrupted`,
+/// never served as the record asked for.
+pub(super) fn decode_keyed<T: DeserializeOwned + Keyed>(
+    what: &str,
+    key: &[u8],
+    bytes: &[u8],
+) -> Result<T> {
+    let record: T = crate::encoding::decode_record(what, bytes)?;
+    if record.own_key() != key {
+        let hex = |key: &[u8]| -> String { key.iter().map(|b| format!("{b:02x}")).collect() };
+        return Err(Error::corrupted(format!(
+            "the {what} stored under key {} belongs under key {} (moved behind the store's back)",
+            hex(key),
+            hex(&record.own_key()),
+        )));
+    }
+    Ok(record)
+}
+
+/// The record under `key`, decoded by [`decode_keyed`].
+pub(super) fn get_record<T: DeserializeOwned + Keyed>(
     reader: &dyn Reader,
     table: Table,
     key: &[u8],
@@ -272,13 +329,13 @@ fn get_record<T: DeserializeOwned>(
 ) -> Result<Option<T>> {
     match reader.get(table, key)? {
         None => Ok(None),
-        Some(bytes) => crate::encoding::decode_record(what, &bytes).map(Some),
+        Some(bytes) => decode_keyed(what, key, &bytes).map(Some),
     }
 }
 
-/// Every value of a scan, decoded with core's record codec from the
-/// engine's borrowed bytes ([`Reader::scan_each`]: no copy per value).
-fn scan_records<T: DeserializeOwned>(
+/// Every value of a scan, decoded by [`decode_keyed`] from the engine's
+/// borrowed bytes ([`Reader::scan_each`]: no copy per value).
+fn scan_records<T: DeserializeOwned + Keyed>(
     reader: &dyn Reader,
     table: Table,
     (start, end): (&[u8], Option<&[u8]>),
@@ -289,8 +346,8 @@ fn scan_records<T: DeserializeOwned>(
     // Pages are bounded (`page_limit`); one allocation instead of a
     // series of doublings that copy every decoded value again.
     let mut out = Vec::with_capacity(limit.min(PAGE_CAPACITY));
-    reader.scan_each(table, start, end, direction, limit, &mut |_, value| {
-        out.push(crate::encoding::decode_record(what, value)?);
+    reader.scan_each(table, start, end, direction, limit, &mut |key, value| {
+        out.push(decode_keyed(what, key, value)?);
         Ok(())
     })?;
     Ok(out)
@@ -378,6 +435,34 @@ impl RawPage {
         });
         decode_page(values, decode).await
     }
+}
+
+/// `entries`, a page of one log read after `after`, if they belong to it:
+/// `place(entry)` says whether the entry names the log's owner, and its
+/// seq. An entry of another owner, or whose seq does not rise past the
+/// one before, was stored under a key not its own (copied behind the
+/// store's back; hashes alone do not show that): `Corrupted` naming
+/// `log`, never served.
+pub(super) fn own_entries<T>(
+    log: &str,
+    entries: Vec<T>,
+    after: Option<u64>,
+    place: impl Fn(&T) -> (bool, u64),
+) -> Result<Vec<T>> {
+    let mut last = after;
+    for entry in &entries {
+        let (owned, seq) = place(entry);
+        if !owned || last.is_some_and(|last| seq <= last) {
+            return Err(Error::corrupted(format!(
+                "{log}: the entry stored after seq {} is not its own (it names seq {seq} \
+                 {}); the log was edited behind the store's back",
+                last.map_or_else(|| "none".to_owned(), |l| l.to_string()),
+                if owned { "of this log" } else { "of another" },
+            )));
+        }
+        last = Some(seq);
+    }
+    Ok(entries)
 }
 
 /// Every value decoded by `decode`, in order, yielding to the executor

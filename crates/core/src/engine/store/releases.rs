@@ -8,6 +8,7 @@
 
 use async_trait::async_trait;
 
+use super::lifecycle::confirm_refs;
 use super::{get_record, scan_records, EngineStore, Owned};
 use crate::encoding::encode_record;
 use crate::engine::keys;
@@ -112,23 +113,26 @@ impl ReleaseRegistry for EngineStore {
         validate::identifier("release name", name)?;
         metadata.validate()?;
         let name = name.to_owned();
-        self.reference([spec_digest], Referrer::Release(name.clone()))
-            .await?;
+        let referrer = Referrer::Release(name.clone());
+        let call = self.reference_call([spec_digest], referrer.clone()).await?;
         let mut metadata = Owned::new(metadata);
-        self.write(scope(&name), move |shared, txn| {
-            let head = head(txn, &name)?;
-            let record = ReleaseRecord::promotion(
-                &name,
-                spec_digest,
-                metadata.take(shared)?,
-                head.as_ref(),
-                expected_current_seq,
-                shared.now(),
-            )?;
-            append(txn, &record)?;
-            Ok(record)
-        })
-        .await
+        let promoted = self
+            .write(scope(&name), move |shared, txn| {
+                let head = head(txn, &name)?;
+                let record = ReleaseRecord::promotion(
+                    &name,
+                    spec_digest,
+                    metadata.take(shared)?,
+                    head.as_ref(),
+                    expected_current_seq,
+                    shared.now(),
+                )?;
+                append(txn, &record)?;
+                confirm_refs(txn, &referrer, &[spec_digest], shared.now())?;
+                Ok(record)
+            })
+            .await;
+        self.settle_call(call, promoted).await
     }
 
     async fn rollback(&self, name: &str, promoted_by: &str) -> Result<ReleaseRecord> {

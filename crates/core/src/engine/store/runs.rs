@@ -12,14 +12,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::heads::{Head, Log};
-use super::lifecycle::confirm_run_refs;
+use super::lifecycle::confirm_refs;
 use super::run_head::RunHead;
-use super::{get_record, EngineStore, Owned, RawPage, Shared};
-use crate::encoding::{
-    decode_checked_event, decode_event, decode_record, encode_event, encode_record,
-};
+use super::{decode_keyed, get_record, own_entries, EngineStore, Owned, RawPage, Shared};
+use crate::encoding::{decode_checked_event, decode_event, encode_event, encode_record};
 use crate::engine::keys;
 use crate::engine::{Direction, Reader, Scope, Table, Txn};
+use crate::lifecycle::Referrer;
 use crate::run::{run_id_taken, verify_events, VERIFY_PAGE};
 use crate::run_event::CheckedEvent;
 use crate::validate::{self, page_limit};
@@ -145,7 +144,7 @@ impl Shared {
                 // An acknowledged retry references what it declares, like
                 // the original; nothing else is written, so the head taken
                 // out is still current.
-                confirm_run_refs(txn, id, refs, self.now())?;
+                confirm_refs(txn, &Referrer::Run(id), refs, self.now())?;
                 let token = self
                     .cache()
                     .map(|c| c.put_pending(Log::Run(id), Head::Run(head), None));
@@ -167,7 +166,7 @@ impl Shared {
             )?;
         }
         head.put(txn)?;
-        confirm_run_refs(txn, id, refs, self.now())?;
+        confirm_refs(txn, &Referrer::Run(id), refs, self.now())?;
         let token = self
             .cache()
             .map(|c| c.put_pending(Log::Run(id), Head::Run(head), appended));
@@ -212,7 +211,7 @@ impl Shared {
                         }
                     }
                     None => {
-                        let run: Run = decode_record("run record", value)?;
+                        let run: Run = decode_keyed("run record", key, value)?;
                         cursor = Some(run.id);
                         match with_head(reader, run)? {
                             Some(run) => run,
@@ -265,11 +264,15 @@ impl EngineStore {
                 Ok(page)
             })
             .await?;
-        page.decode_entries(
-            |bytes| decode_event("run event", bytes),
-            |bytes| decode_checked_event("run event", bytes),
-        )
-        .await
+        let events = page
+            .decode_entries(
+                |bytes| decode_event("run event", bytes),
+                |bytes| decode_checked_event("run event", bytes),
+            )
+            .await?;
+        own_entries(&format!("run {run}"), events, after_seq, |e| {
+            (e.run_id == run, e.seq)
+        })
     }
 }
 
@@ -279,7 +282,9 @@ impl RunLedger for EngineStore {
         metadata.validate()?;
         let now = self.0.now();
         let id = self.0.env.ids.new_run_id(now);
-        let call = self.reference_call([spec_digest], id).await?;
+        let call = self
+            .reference_call([spec_digest], Referrer::Run(id))
+            .await?;
         let mut metadata = Owned::new(metadata);
         let created = self
             .write(scope(id), move |shared, txn| {
@@ -307,7 +312,7 @@ impl RunLedger for EngineStore {
                     keys::run_by_agent(&run.metadata.agent_name, id),
                     Vec::new(),
                 )?;
-                confirm_run_refs(txn, id, &[spec_digest], now)?;
+                confirm_refs(txn, &Referrer::Run(id), &[spec_digest], now)?;
                 Ok(id)
             })
             .await;
@@ -318,7 +323,7 @@ impl RunLedger for EngineStore {
         let event = event.checked()?;
         // No write when the event declares no blob.
         let call = self
-            .reference_call(event.new.blobs.iter().copied(), run)
+            .reference_call(event.new.blobs.iter().copied(), Referrer::Run(run))
             .await?;
         let refs = call.digests();
         let mut event = Owned::new(event);
@@ -338,7 +343,7 @@ impl RunLedger for EngineStore {
         } else {
             Vec::new()
         };
-        let call = self.reference_call(declared, run).await?;
+        let call = self.reference_call(declared, Referrer::Run(run)).await?;
         let refs = call.digests();
         let log = Log::Run(run);
         let mut summary = Owned::new(summary);
@@ -347,7 +352,7 @@ impl RunLedger for EngineStore {
                 let finished =
                     load_run(txn, run)?.finish(status, summary.take(shared)?, shared.now())?;
                 txn.put(Table::Runs, keys::run(run), encode_record(&finished)?)?;
-                confirm_run_refs(txn, run, &refs, shared.now())?;
+                confirm_refs(txn, &Referrer::Run(run), &refs, shared.now())?;
                 let head = RunHead::of(&finished);
                 head.put(txn)?;
                 // The finished head replaces the cached one, pending until
@@ -386,7 +391,12 @@ impl RunLedger for EngineStore {
     /// exists to catch edits made behind the stores' back.
     async fn verify_run(&self, run: RunId) -> Result<ChainReport> {
         let record = self.get_run(run).await?;
-        verify_events(&record, |after| self.engine_events(run, after, VERIFY_PAGE)).await
+        verify_events(
+            &record,
+            |after| self.engine_events(run, after, VERIFY_PAGE),
+            || async { Ok(self.get_run(run).await?.event_count) },
+        )
+        .await
     }
 
     async fn list_runs(

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::heads::{Head, Log};
 use super::session_head::SessionHead;
-use super::{get_record, EngineStore, Owned, RawPage, Shared};
+use super::{decode_keyed, get_record, own_entries, EngineStore, Owned, RawPage, Shared};
 use crate::encoding::{decode_checked_log_entry, decode_record, encode_record};
 use crate::engine::keys;
 use crate::engine::{Direction, Reader, Scope, Table, Txn};
@@ -81,8 +81,11 @@ pub(super) fn load_or_not_found(reader: &dyn Reader, id: &str) -> Result<Session
 fn scan(reader: &dyn Reader, start: &[u8], limit: usize) -> Result<Vec<Session>> {
     let records = reader.scan(Table::Sessions, start, None, Direction::Forward, limit)?;
     let mut sessions = Vec::with_capacity(records.len());
-    for (_, value) in &records {
-        sessions.extend(with_head(reader, decode_record("session record", value)?)?);
+    for (key, value) in &records {
+        sessions.extend(with_head(
+            reader,
+            decode_keyed("session record", key, value)?,
+        )?);
     }
     Ok(sessions)
 }
@@ -390,29 +393,33 @@ impl EngineStore {
         after_seq: Option<u64>,
         limit: usize,
     ) -> Result<Vec<LogEntry>> {
-        let id = id.to_owned();
+        let owner = id.to_owned();
         let page = self
             .read(move |_, reader| {
+                let id = &owner;
                 // The head says whether the session exists, without
                 // decoding its data.
-                SessionHead::load(reader, &id)?;
-                let Some((start, end)) = keys::log_after(&id, after_seq) else {
+                SessionHead::load(reader, id)?;
+                let Some((start, end)) = keys::log_after(id, after_seq) else {
                     return Ok(RawPage::default());
                 };
                 let page = RawPage::scan(reader, Table::SessionLog, (&start, &end), limit)?;
                 // A page cut short by a delete that committed while it was
                 // read is NotFound, not a log that lost its tail (as for
                 // run events).
-                if page.len() < limit && load(reader, &id)?.is_none() {
-                    return Err(not_found(&id));
+                if page.len() < limit && load(reader, id)?.is_none() {
+                    return Err(not_found(id));
                 }
                 Ok(page)
             })
             .await?;
-        page.decode_entries(
-            |bytes| decode_record("session log entry", bytes),
-            |bytes| decode_checked_log_entry("session log entry", bytes),
-        )
-        .await
+        let entries = page
+            .decode_entries(
+                |bytes| decode_record("session log entry", bytes),
+                |bytes| decode_checked_log_entry("session log entry", bytes),
+            )
+            .await?;
+        let log = format!("session {:?}", validate::preview(id));
+        own_entries(&log, entries, after_seq, |e| (e.session_id == id, e.seq))
     }
 }

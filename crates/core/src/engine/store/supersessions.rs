@@ -16,6 +16,7 @@ use async_trait::async_trait;
 
 use crate::lifecycle::Referrer;
 
+use super::lifecycle::confirm_refs;
 use super::{get_record, EngineStore};
 use crate::encoding::{decode_record, encode_record};
 use crate::engine::keys;
@@ -113,31 +114,35 @@ impl SupersessionStore for EngineStore {
     async fn put(&self, record: Supersession) -> Result<PutOutcome> {
         record.validate()?;
         let digests = [Some(record.target), record.replacement];
-        self.reference(
-            digests.into_iter().flatten(),
-            Referrer::Supersession(record.target),
-        )
-        .await?;
-        self.write(Scope::Table(Table::Supersessions), move |_, txn| {
-            let existing = load(txn, &record.target)?;
-            let outcome = record.decide_put(existing.as_ref())?;
-            if outcome == PutOutcome::AlreadyPresent {
-                return Ok(outcome);
-            }
-            record.check_no_cycle(|hash| Ok(load(txn, hash)?.map(|s| s.replacement)))?;
-            txn.put(
-                Table::Supersessions,
-                keys::supersession(&record.target),
-                encode_record(&record)?,
-            )?;
-            txn.put(
-                Table::SupersessionsByAgent,
-                keys::supersession_by_agent(&record),
-                Vec::new(),
-            )?;
-            Ok(outcome)
-        })
-        .await
+        let referrer = Referrer::Supersession(record.target);
+        let call = self
+            .reference_call(digests.into_iter().flatten(), referrer.clone())
+            .await?;
+        let refs = call.digests();
+        let put = self
+            .write(Scope::Table(Table::Supersessions), move |shared, txn| {
+                let existing = load(txn, &record.target)?;
+                let outcome = record.decide_put(existing.as_ref())?;
+                if outcome == PutOutcome::AlreadyPresent {
+                    // Its entries were written with it.
+                    return Ok(outcome);
+                }
+                record.check_no_cycle(|hash| Ok(load(txn, hash)?.map(|s| s.replacement)))?;
+                txn.put(
+                    Table::Supersessions,
+                    keys::supersession(&record.target),
+                    encode_record(&record)?,
+                )?;
+                txn.put(
+                    Table::SupersessionsByAgent,
+                    keys::supersession_by_agent(&record),
+                    Vec::new(),
+                )?;
+                confirm_refs(txn, &referrer, &refs, shared.now())?;
+                Ok(outcome)
+            })
+            .await;
+        self.settle_call(call, put).await
     }
 
     async fn get(&self, target: &Digest) -> Result<Option<Supersession>> {

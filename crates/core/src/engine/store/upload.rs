@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use tokio::sync::OnceCell;
 
-use super::cas::{blob_header, delete_body, encode_chunk, off_runtime, scope, touch, BlobHeader};
+use super::cas::{delete_body, encode_chunk, intact_blob, off_runtime, scope, touch, BlobHeader};
 use super::{EngineStore, Owned};
 use crate::engine::keys::{self, BodyId};
 use crate::engine::{Direction, Engine, Scope, Table, Txn};
@@ -280,7 +280,7 @@ impl Upload {
                 if wrote_chunks {
                     txn.delete(Table::Meta, keys::pending_upload(&body))?;
                 }
-                if let Some(existing) = blob_header(txn, &digest)? {
+                if let Some(existing) = intact_blob(txn, &digest)? {
                     delete_body(txn, &body)?;
                     touch(txn, &digest, existing, shared.now())?;
                 } else {

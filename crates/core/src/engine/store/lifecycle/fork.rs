@@ -5,6 +5,7 @@
 use super::super::releases;
 use super::super::sessions::{self, put_entry};
 use super::super::{EngineStore, Owned};
+use super::confirm_refs;
 use crate::chain::ChainVerifier;
 use crate::encoding::{decode_record, encode_record};
 use crate::engine::keys;
@@ -116,13 +117,13 @@ impl EngineStore {
             })
             .await?;
         let to = to.to_owned();
-        self.reference(
-            records.iter().map(|r| r.spec_digest),
-            Referrer::Release(to.clone()),
-        )
-        .await?;
+        let referrer = Referrer::Release(to.clone());
+        let call = self
+            .reference_call(records.iter().map(|r| r.spec_digest), referrer.clone())
+            .await?;
+        let refs = call.digests();
         let mut records = Owned::new(records);
-        self.write(releases::scope(&to), move |shared, txn| {
+        let forked = self.write(releases::scope(&to), move |shared, txn| {
             if releases::head(txn, &to)?.is_some() {
                 return Err(Error::already_exists(format!(
                     "release {:?} already has a history",
@@ -149,8 +150,9 @@ impl EngineStore {
                 keys::release_head(&to),
                 current.seq.to_be_bytes().to_vec(),
             )?;
+            confirm_refs(txn, &referrer, &refs, shared.now())?;
             Ok(current)
-        })
-        .await
+        });
+        self.settle_call(call, forked.await).await
     }
 }

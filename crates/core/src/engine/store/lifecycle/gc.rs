@@ -9,12 +9,8 @@
 //! reference and the entry is older than the grace period, so a write
 //! still on its way is safe.
 //!
-//! Run calls record entries of their own ([`CallRefs`]) so that a call
-//! that fails takes back what it recorded and nothing else: the run's own
-//! entry is written by the run's write, in the run's scope, and the call's
-//! entry is removed only after that write returned. So a collector,
-//! whatever it interleaves with, finds one of the two (see
-//! [`EngineStore::settle_call`]).
+//! Calls record entries of their own (`refs`) so that a call that fails
+//! takes back what it recorded and nothing else.
 //!
 //! Stores written before the index existed hold references it does not
 //! know, so collection first makes the index complete, once per store: it
@@ -29,8 +25,6 @@
 //! skips a damaged record (it names nothing readable; what it referenced
 //! was recorded when it was written).
 
-use futures::future::join_all;
-
 use super::super::cas::{blob_header, delete_body, scope as blob_scope, BlobHeader};
 use super::super::runs::load_record;
 use super::super::{supersessions, EngineStore};
@@ -38,7 +32,7 @@ use crate::encoding::decode_record;
 use crate::engine::keys;
 use crate::engine::{Direction, Reader, Scope, Table, Txn};
 use crate::lifecycle::{BlobGc, Referrer, Sweep};
-use crate::{Digest, ErrorKind, ReleaseRecord, Result, Run, RunId, Supersession, Timestamp};
+use crate::{Digest, ErrorKind, ReleaseRecord, Result, Run, Supersession};
 
 /// Reference index entries read per scan.
 const REF_PAGE: usize = 256;
@@ -283,147 +277,7 @@ impl EngineStore {
     }
 }
 
-/// The references of one run call (`create_run`, `append_event`,
-/// `finish_run`): entries of its own ([`keys::blob_ref_call`]), recorded
-/// before its write like any reference, so that a call that fails takes
-/// back exactly what it recorded. The write records the run's entries
-/// when it succeeds ([`confirm_run_refs`]); [`EngineStore::settle_call`]
-/// then removes the call's own, unless the outcome is unknown.
-#[must_use = "settle the call's references once its write has an outcome"]
-pub(in crate::engine::store) struct CallRefs {
-    run: RunId,
-    token: u64,
-    digests: Vec<Digest>,
-}
-
-impl CallRefs {
-    /// The declared digests, each once.
-    pub(in crate::engine::store) fn digests(&self) -> Vec<Digest> {
-        self.digests.clone()
-    }
-}
-
-/// Records, in a run's successful write, that the run references each of
-/// `digests` (its entries: in the same batch as the record or event that
-/// makes the references).
-pub(in crate::engine::store) fn confirm_run_refs(
-    txn: &mut dyn Txn,
-    run: RunId,
-    digests: &[Digest],
-    now: Timestamp,
-) -> Result<()> {
-    let now = now.as_millis().to_be_bytes();
-    for digest in digests {
-        let key = keys::blob_ref(digest, &Referrer::Run(run));
-        txn.put(Table::BlobRefs, key, now.to_vec())?;
-    }
-    Ok(())
-}
-
-fn sorted_unique(digests: impl IntoIterator<Item = Digest>) -> Vec<Digest> {
-    let mut digests: Vec<Digest> = digests.into_iter().collect();
-    digests.sort_unstable();
-    digests.dedup();
-    digests
-}
-
 impl EngineStore {
-    /// Records that `referrer` references each of `digests`, each in a job
-    /// in the blob's scope. Call before the write that makes the reference.
-    pub(in crate::engine::store) async fn reference(
-        &self,
-        digests: impl IntoIterator<Item = Digest>,
-        referrer: Referrer,
-    ) -> Result<()> {
-        let entries = sorted_unique(digests)
-            .into_iter()
-            .map(|digest| (digest, keys::blob_ref(&digest, &referrer)));
-        self.record_refs(entries).await
-    }
-
-    /// Records the references a call to run `run` is about to make (see
-    /// [`CallRefs`]). No write when `digests` is empty, and no removal
-    /// later either.
-    pub(in crate::engine::store) async fn reference_call(
-        &self,
-        digests: impl IntoIterator<Item = Digest>,
-        run: RunId,
-    ) -> Result<CallRefs> {
-        let call = CallRefs {
-            run,
-            token: rand::random(),
-            digests: sorted_unique(digests),
-        };
-        let entries = call
-            .digests
-            .iter()
-            .map(|digest| (*digest, keys::blob_ref_call(digest, run, call.token)));
-        match self.record_refs(entries).await {
-            Ok(()) => Ok(call),
-            Err(e) => {
-                // Some entries may be written: take them back.
-                self.release_call(call).await;
-                Err(e)
-            }
-        }
-    }
-
-    /// Removes the entries of `call` once its write has an outcome.
-    ///
-    /// Safety rests on the order: call this only after the run's write
-    /// returned (its own entries, if it succeeded, are then applied and
-    /// readable), never concurrently with it. A write whose outcome is
-    /// unknown may still land, so its caller keeps the entries instead
-    /// ([`EngineStore::settle_call`]). A removal that fails leaves an entry
-    /// that keeps its blob while the run exists (as a call cut short by a
-    /// crash does): conservative, so it is not reported. The call does not
-    /// wait for the removal to be durable
-    /// ([`Engine::write_eventually_durable`](crate::engine::Engine::write_eventually_durable)).
-    async fn release_call(&self, call: CallRefs) {
-        let removals = call.digests.iter().map(|digest| {
-            let key = keys::blob_ref_call(digest, call.run, call.token);
-            let removal = self.0.engine.write_eventually_durable(
-                blob_scope(digest),
-                Box::new(move |txn| txn.delete(Table::BlobRefs, key.clone())),
-            );
-            async move { self.watch(removal.await) }
-        });
-        // Every removal is tried, whichever fails.
-        join_all(removals).await;
-    }
-
-    /// Ends `call` after its write answered `outcome`: its entries are
-    /// removed unless the outcome is unknown (the write may still land and
-    /// then needs them, as after a crash).
-    pub(in crate::engine::store) async fn settle_call<T>(
-        &self,
-        call: CallRefs,
-        outcome: Result<T>,
-    ) -> Result<T> {
-        match &outcome {
-            Err(e) if e.kind() == ErrorKind::OutcomeUnknown => {}
-            _ => self.release_call(call).await,
-        }
-        outcome
-    }
-
-    /// Writes each `(digest, key)` reference entry as of now, each in a job
-    /// in the blob's scope. Every job runs to its end, so on an error some
-    /// entries may be written.
-    async fn record_refs(
-        &self,
-        entries: impl IntoIterator<Item = (Digest, Vec<u8>)>,
-    ) -> Result<()> {
-        let written = join_all(entries.into_iter().map(|(digest, key)| {
-            self.write(blob_scope(&digest), move |shared, txn| {
-                let now = shared.now().as_millis().to_be_bytes().to_vec();
-                txn.put(Table::BlobRefs, key.clone(), now)
-            })
-        }))
-        .await;
-        written.into_iter().collect()
-    }
-
     pub(super) async fn gc_now(
         &self,
         policy: &BlobGc,

@@ -1,5 +1,5 @@
 //! [`Lifecycle`] over the seam: retention and expiry (`retention`), blob
-//! references and garbage collection (`gc`), forks (`fork`) and
+//! references (`refs`) and their garbage collection (`gc`), forks (`fork`) and
 //! statistics (`stats`).
 
 use async_trait::async_trait;
@@ -13,11 +13,11 @@ use crate::{Digest, ReleaseRecord, Result, RunId, Session};
 mod fork;
 mod gc;
 mod referrers;
-
-pub(in crate::engine::store) use gc::confirm_run_refs;
+mod refs;
 mod retention;
 mod stats;
 
+pub(in crate::engine::store) use refs::confirm_refs;
 use retention::SessionSweep;
 
 #[async_trait]

@@ -70,8 +70,10 @@ impl EngineStore {
                 None => break,
             }
         }
-        // A run's entry and its calls' sort side by side, also across a
-        // page boundary (pages follow the index order).
+        // A run's entry and its calls' sort side by side; another
+        // referrer's calls sort after every referrer's own entry. Sorting
+        // restores the index order of the referrers' own entries.
+        referrers.sort_unstable();
         referrers.dedup();
         Ok(referrers)
     }

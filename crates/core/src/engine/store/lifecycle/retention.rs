@@ -7,8 +7,7 @@
 use super::super::heads::Log;
 use super::super::runs::{find_run, indexed_run, scope as run_scope, with_head};
 use super::super::sessions;
-use super::super::{get_record, EngineStore, Shared};
-use crate::encoding::decode_record;
+use super::super::{decode_keyed, get_record, EngineStore, Shared};
 use crate::engine::keys;
 use crate::engine::{Direction, Reader, Table, Txn};
 use crate::lifecycle::{self, IfRunning, RunRetention, SessionRetention, Sweep};
@@ -68,7 +67,7 @@ fn candidates(
     agent: Option<&str>,
     after: Option<RunId>,
     limit: usize,
-) -> Result<(Vec<Run>, Option<RunId>)> {
+) -> Result<Page<Run, RunId>> {
     let (table, start, end) = match agent {
         None => (Table::Runs, keys::runs_after(after), None),
         Some(agent) => {
@@ -85,7 +84,7 @@ fn candidates(
         let id = keys::run_id_suffix(key)?;
         last = Some(id);
         let run = match agent {
-            None => decode_record("run record", value).and_then(|r| with_head(reader, r)),
+            None => decode_keyed("run record", key, value).and_then(|r| with_head(reader, r)),
             Some(_) => indexed_run(reader, table, key, id),
         };
         match run {
@@ -95,7 +94,20 @@ fn candidates(
             Err(e) => return Err(e),
         }
     }
-    Ok((runs, last.filter(|_| page.len() == limit)))
+    Ok(Page {
+        found: runs,
+        scanned: page.len() as u64,
+        next: last.filter(|_| page.len() == limit),
+    })
+}
+
+/// One page of a sweep: the entities it may act on, how many it read
+/// (damaged ones and ones deleted meanwhile too: they were examined), and
+/// the cursor after it.
+struct Page<T, C> {
+    found: Vec<T>,
+    scanned: u64,
+    next: Option<C>,
 }
 
 fn prune_one(
@@ -164,12 +176,12 @@ fn session_candidates(
     reader: &dyn Reader,
     after: Option<&str>,
     limit: usize,
-) -> Result<(Vec<Idle>, Option<String>)> {
+) -> Result<Page<Idle, String>> {
     let start = keys::sessions_after(after);
     let page = reader.scan(Table::Sessions, &start, None, Direction::Forward, limit)?;
     let mut found = Vec::with_capacity(page.len());
-    for (_, value) in &page {
-        let session = decode_record("session record", value)
+    for (key, value) in &page {
+        let session = decode_keyed("session record", key, value)
             .and_then(|session| sessions::with_head(reader, session))
             .and_then(|session| {
                 let Some(session) = session else {
@@ -193,7 +205,11 @@ fn session_candidates(
         }
         _ => None,
     };
-    Ok((found, next))
+    Ok(Page {
+        found,
+        scanned: page.len() as u64,
+        next,
+    })
 }
 
 /// What a session sweep does to the sessions it selects.
@@ -288,11 +304,11 @@ impl EngineStore {
         }
         let limit = lifecycle::batch_limit(policy.batch);
         let agent = policy.agent_name.clone();
-        let (page, next) = self
+        let page = self
             .read(move |_, reader| candidates(reader, agent.as_deref(), after, limit))
             .await?;
         let (mut affected, mut removed) = (0, 0);
-        for run in &page {
+        for run in &page.found {
             if !policy.selects(run, self.0.now()) {
                 continue;
             }
@@ -307,7 +323,7 @@ impl EngineStore {
                 removed += events;
             }
         }
-        Ok(Sweep::new(page.len() as u64, affected, removed, next))
+        Ok(Sweep::new(page.scanned, affected, removed, page.next))
     }
 
     pub(super) async fn sweep_sessions(
@@ -318,12 +334,12 @@ impl EngineStore {
     ) -> Result<Sweep<String>> {
         let limit = lifecycle::batch_limit(policy.batch);
         let after = after.map(str::to_owned);
-        let (page, next) = self
+        let page = self
             .read(move |_, reader| session_candidates(reader, after.as_deref(), limit))
             .await?;
         let now = self.0.now();
         let (mut affected, mut removed) = (0, 0);
-        for (session, last) in &page {
+        for (session, last) in &page.found {
             if !sweep.selects(policy, session, *last, now) {
                 continue;
             }
@@ -339,6 +355,6 @@ impl EngineStore {
                 removed += entries;
             }
         }
-        Ok(Sweep::new(page.len() as u64, affected, removed, next))
+        Ok(Sweep::new(page.scanned, affected, removed, page.next))
     }
 }

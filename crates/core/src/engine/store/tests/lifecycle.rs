@@ -170,7 +170,11 @@ async fn a_popular_blob_lists_every_referrer() {
         // Every run but the first has a call's entry beside its own, so
         // the page boundary falls between a run's two entries.
         if i > 0 {
-            entries.push((Table::BlobRefs, keys::blob_ref_call(&spec, *run, 7), now));
+            entries.push((
+                Table::BlobRefs,
+                keys::blob_ref_call(&spec, &Referrer::Run(*run), 7),
+                now,
+            ));
         }
     }
     put_raw(&engine, entries).await;
