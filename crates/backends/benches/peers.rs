@@ -70,10 +70,20 @@ fn open(dir: &Path, query: &str) -> (tokio::runtime::Runtime, Stores) {
     (rt, stores)
 }
 
+/// `size` incompressible bytes, distinct for each `(salt, i)`: a store
+/// that compressed its values would gain nothing a real blob would not
+/// give it (splitmix64, the same on both sides of every comparison).
 fn blob(size: usize, salt: u64, i: usize) -> Bytes {
-    let mut b = vec![0x5a; size];
-    b[..8].copy_from_slice(&salt.to_be_bytes());
-    b[8..16].copy_from_slice(&(i as u64).to_be_bytes());
+    let mut state = salt.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i as u64;
+    let mut b = Vec::with_capacity(size + 8);
+    while b.len() < size {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        b.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    b.truncate(size);
     Bytes::from(b)
 }
 
