@@ -176,3 +176,27 @@ async fn connect_timeout_bounds_a_server_that_never_answers() {
         Ok(Err(e)) => assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}"),
     }
 }
+
+/// `PostgresOptions::validate` refuses an empty host or database, but not
+/// an empty user: the server then refuses the login ("no PostgreSQL user
+/// name specified in startup packet", SQLSTATE 28000), which is mapped to
+/// `Unavailable` — "transient, safe to retry" — for a value that can never
+/// work. It is bad input: `InvalidInput` naming `PostgresOptions::user`.
+#[tokio::test]
+async fn an_empty_typed_user_is_invalid_input() {
+    let base = url::Url::parse(&postgres_server::base_url()).expect("the server's URL");
+    let mut typed = PostgresOptions::new(
+        base.host_str().expect("host"),
+        base.path().trim_start_matches('/'),
+    );
+    typed.port = base.port().unwrap_or(5432);
+    typed.user = String::new();
+    typed.schema = postgres_server::unique_schema("nouser");
+    match typed.open().await {
+        Ok(_) => panic!("opened with an empty user"),
+        Err(e) => {
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+            assert!(e.message().contains("user"), "{e}");
+        }
+    }
+}
