@@ -6,7 +6,8 @@ use stowage_core::{Error, ErrorKind};
 /// The kind a driver error maps to. Connection problems, timeouts, lock
 /// and serialization failures are `Unavailable` (the transaction was
 /// rolled back: nothing was applied), a full disk `StorageFull`, damaged
-/// data `Corrupted`, bad values `InvalidInput`, the rest `Internal`.
+/// data `Corrupted`, bad values `InvalidInput`, a server that refuses
+/// writes `Unsupported`, the rest `Internal`.
 pub(super) fn kind_of(err: &postgres::Error) -> ErrorKind {
     let Some(code) = err.code() else {
         // No server error: I/O, a closed connection, a connect timeout, or
@@ -43,6 +44,13 @@ pub(super) fn kind_of_state(code: &SqlState) -> ErrorKind {
     }
     if *code == SqlState::DATA_CORRUPTED || *code == SqlState::INDEX_CORRUPTED {
         return ErrorKind::Corrupted;
+    }
+    // `25006 read_only_sql_transaction`: a hot standby, or
+    // `default_transaction_read_only` for the role or database. Not a bug
+    // of ours (`Internal`), and no retry on this server helps: as a
+    // read-only medium is for SQLite and the file backend.
+    if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
+        return ErrorKind::Unsupported;
     }
     match class {
         // connection exceptions, insufficient resources, operator
@@ -94,6 +102,14 @@ fn upgraded_to(err: &postgres::Error) -> Option<&str> {
     Some(rest.trim_end_matches('"'))
 }
 
+/// What a write refused by a read-only server is told. The server answered
+/// with an error (the connection is alive), so whether it was a statement
+/// or the `COMMIT` it refused, the transaction was rolled back.
+const READ_ONLY_SERVER: &str = " (the server refuses writes: the transaction is read-only — a hot \
+                                standby, or default_transaction_read_only set for the role or \
+                                the database; nothing was applied; writes work again against a \
+                                server that accepts them)";
+
 /// `err` as a stowage error of kind `kind`, the source kept.
 pub(super) fn map_as(err: postgres::Error, kind: ErrorKind, doing: &str) -> Error {
     let detail = match err.as_db_error() {
@@ -110,6 +126,9 @@ pub(super) fn map_as(err: postgres::Error, kind: ErrorKind, doing: &str) -> Erro
         }
         (ErrorKind::Unavailable, _) => " (nothing was applied)",
         (ErrorKind::StorageFull, _) => " (the server's disk is full; nothing was applied)",
+        (ErrorKind::Unsupported, Some(c)) if *c == SqlState::READ_ONLY_SQL_TRANSACTION => {
+            READ_ONLY_SERVER
+        }
         _ => "",
     };
     Error::new(kind, format!("postgres: {doing} failed: {detail}{hint}")).with_source(err)
@@ -153,6 +172,10 @@ mod tests {
         assert_eq!(
             kind_of_state(&SqlState::INVALID_CATALOG_NAME),
             ErrorKind::Unavailable
+        );
+        assert_eq!(
+            kind_of_state(&SqlState::READ_ONLY_SQL_TRANSACTION),
+            ErrorKind::Unsupported
         );
         assert_eq!(kind_of_state(&SqlState::SYNTAX_ERROR), ErrorKind::Internal);
     }

@@ -63,7 +63,9 @@
 //!   the modes as libpq's (see [`SslMode`]).
 //! * **Errors**: refused or lost connections, timeouts, lock failures, a
 //!   failed TLS handshake → `Unavailable` (nothing applied); a connection lost after `COMMIT` was
-//!   sent → `OutcomeUnknown`; a full disk → `StorageFull`;
+//!   sent → `OutcomeUnknown`; a full disk → `StorageFull`; a server that
+//!   refuses writes (`25006`: a hot standby, `default_transaction_read_only`)
+//!   → `Unsupported` (nothing applied);
 //!   `data_corrupted` → `Corrupted`; the driver's error is kept as the
 //!   source. Locks are taken in an order that cannot deadlock and
 //!   statements run at `READ COMMITTED`, so there are no serialization
