@@ -130,7 +130,7 @@ pub struct PostgresOptions {
     pub host: String,
     /// The server's port (default 5432).
     pub port: u16,
-    /// The user to connect as (default `postgres`).
+    /// The user to connect as (default `postgres`; not empty).
     pub user: String,
     /// The password, if the server asks for one (never shown by `Debug`).
     pub password: Option<String>,
@@ -320,6 +320,15 @@ impl PostgresOptions {
         }
         if self.host.is_empty() {
             return bad("host", &self.host, "a host name or IP address");
+        }
+        // The server would refuse the login (28000), which is `Unavailable`
+        // ("retry") for a value that can never work.
+        if self.user.is_empty() {
+            return bad(
+                "user",
+                &self.user,
+                "a user name (PostgreSQL logs in as a user)",
+            );
         }
         if self.dbname.is_empty() {
             return bad("dbname", &self.dbname, "a database name");

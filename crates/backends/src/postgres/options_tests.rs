@@ -145,3 +145,16 @@ fn a_nul_byte_is_refused_naming_the_field() {
         );
     }
 }
+
+/// An empty user is refused before connecting: the server's refusal of
+/// the login would be `Unavailable`, "retry", for a value that never works.
+#[test]
+fn an_empty_typed_user_is_refused() {
+    let mut o = PostgresOptions::new("h", "db");
+    o.user = String::new();
+    let e = o.validate().unwrap_err();
+    assert_eq!(e.kind(), stowage_core::ErrorKind::InvalidInput);
+    assert!(e.message().contains("PostgresOptions::user"), "{e}");
+    // The URL cannot express it: no user name means the default.
+    assert_eq!(parsed("postgres://@h/db").unwrap().user, "postgres");
+}
