@@ -3,7 +3,8 @@
 //! compared in the same run with a bare `BEGIN; INSERT …; COMMIT` per
 //! append (a prepared `INSERT` of a 160-byte value into a `(key bytea
 //! PRIMARY KEY, value bytea)` table) from 64 threads, each with its own
-//! connection of the same driver (`postgres` 0.19), against the same
+//! connection of the same driver (`tokio-postgres` 0.7, through `postgres`
+//! 0.19: the sync wrapper the store's own `client.rs` mirrors), against the same
 //! server, plain TCP on both sides (`sslmode=disable`; the default
 //! `prefer` would encrypt where the server offers TLS).
 //!

@@ -2,7 +2,7 @@
 //! read in pages of 1 000 (`read_events(run, after, 1000)`, which returns
 //! `RunEvent`s with their JSON payloads parsed), compared in the same run
 //! with two plain `… WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT
-//! 1000` through the same driver (`postgres` 0.19, one connection,
+//! 1000` through the same driver (`tokio-postgres` 0.7 via `postgres` 0.19, one connection,
 //! prepared), over tables with `PRIMARY KEY (run_id, seq)` holding the
 //! same events (copied from the store's `run_events`), same server, plain
 //! TCP on both sides (`sslmode=disable`):

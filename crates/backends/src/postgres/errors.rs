@@ -1,14 +1,14 @@
 //! PostgreSQL errors mapped into [`stowage_core::Error`], the source kept.
 
-use postgres::error::SqlState;
 use stowage_core::{Error, ErrorKind};
+use tokio_postgres::error::SqlState;
 
 /// The kind a driver error maps to. Connection problems, timeouts, lock
 /// and serialization failures are `Unavailable` (the transaction was
 /// rolled back: nothing was applied), a full disk `StorageFull`, damaged
 /// data `Corrupted`, bad values `InvalidInput`, a server that refuses
 /// writes `Unsupported`, the rest `Internal`.
-pub(super) fn kind_of(err: &postgres::Error) -> ErrorKind {
+pub(super) fn kind_of(err: &tokio_postgres::Error) -> ErrorKind {
     let Some(code) = err.code() else {
         // No server error: I/O, a closed connection, a connect timeout, or
         // a value of an unexpected type.
@@ -65,7 +65,7 @@ pub(super) fn kind_of_state(code: &SqlState) -> ErrorKind {
 
 /// Whether `err` says the connection is gone (the outcome of a `COMMIT`
 /// sent on it is unknown).
-pub(super) fn is_connection_lost(err: &postgres::Error) -> bool {
+pub(super) fn is_connection_lost(err: &tokio_postgres::Error) -> bool {
     err.is_closed()
         || err.code().is_none()
         || err.code().is_some_and(|c| {
@@ -78,7 +78,7 @@ pub(super) fn is_connection_lost(err: &postgres::Error) -> bool {
 /// `err` as a stowage error of its mapped kind, saying what was being done.
 /// A failed schema version check (see `schema::check_sql`) is
 /// `Unsupported`.
-pub(super) fn map(err: postgres::Error, doing: &str) -> Error {
+pub(super) fn map(err: tokio_postgres::Error, doing: &str) -> Error {
     if let Some(version) = upgraded_to(&err) {
         return Error::unsupported(format!(
             "postgres: another process changed this store's schema to schema version {version} \
@@ -93,7 +93,7 @@ pub(super) fn map(err: postgres::Error, doing: &str) -> Error {
 }
 
 /// The version a failed schema version check found, if `err` is one.
-fn upgraded_to(err: &postgres::Error) -> Option<&str> {
+fn upgraded_to(err: &tokio_postgres::Error) -> Option<&str> {
     let db = err.as_db_error()?;
     if *db.code() != SqlState::INVALID_TEXT_REPRESENTATION {
         return None;
@@ -111,7 +111,7 @@ const READ_ONLY_SERVER: &str = " (the server refuses writes: the transaction is 
                                 server that accepts them)";
 
 /// `err` as a stowage error of kind `kind`, the source kept.
-pub(super) fn map_as(err: postgres::Error, kind: ErrorKind, doing: &str) -> Error {
+pub(super) fn map_as(err: tokio_postgres::Error, kind: ErrorKind, doing: &str) -> Error {
     let detail = match err.as_db_error() {
         Some(db) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
         // The driver's own text omits the cause (a TLS error, an I/O error).
@@ -140,7 +140,7 @@ pub(super) trait PgResult<T> {
     fn doing(self, doing: &str) -> stowage_core::Result<T>;
 }
 
-impl<T> PgResult<T> for Result<T, postgres::Error> {
+impl<T> PgResult<T> for Result<T, tokio_postgres::Error> {
     fn doing(self, doing: &str) -> stowage_core::Result<T> {
         self.map_err(|e| map(e, doing))
     }

@@ -23,7 +23,7 @@
 //! |---|---|---|
 //! | `schema` | a lowercase identifier (letters, digits, `_`) | `stowage` |
 //! | `pool_size` | connections, 1 to 256: a quarter (1 to 8) write, the rest (at least 1) read | 16 |
-//! | `connect_timeout_ms` | 1 to 3600000 | 10000 |
+//! | `connect_timeout_ms` | 1 to 3600000; bounds the whole connect (TCP, TLS, startup, login) | 10000 |
 //! | `statement_timeout_ms` | 0 (none) to 3600000; lock waits included | 0 |
 //! | `readable_columns` | `true`, `false`: fill the readable columns (below) at write time | `true` |
 //! | `sslmode` | `disable`, `prefer`, `require`, `verify-ca`, `verify-full`, as libpq (see [`SslMode`]); `allow` is refused | `prefer` |
@@ -83,6 +83,7 @@
 //! # });
 //! ```
 
+mod client;
 mod errors;
 mod jobs;
 mod literal;
@@ -139,8 +140,9 @@ impl PostgresEngine {
     ///
     /// # Errors
     /// `InvalidInput` for bad options (an unreadable `sslrootcert`
-    /// included); `Unavailable` when the server cannot be reached, refuses
-    /// the login, or the TLS handshake fails (a certificate `sslmode`
+    /// included); `Unavailable` when the server cannot be reached, does not
+    /// answer within `connect_timeout`, refuses the login, or the TLS
+    /// handshake fails (a certificate `sslmode`
     /// does not accept, a server without TLS under `require`); `Unsupported` for a schema written
     /// by a newer stowage; the server's other errors, mapped.
     pub async fn open(opts: PostgresOptions) -> Result<Arc<PostgresEngine>> {

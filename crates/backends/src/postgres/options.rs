@@ -145,8 +145,12 @@ pub struct PostgresOptions {
     /// groups, the rest (at least one) to the pool for reads; opened when
     /// first needed.
     pub pool_size: usize,
-    /// `connect_timeout_ms`: how long connecting may take, 1 ms to 1 h
-    /// (default 10 s).
+    /// `connect_timeout_ms`: how long opening a connection may take, 1 ms
+    /// to 1 h (default 10 s). It bounds the whole connect — the TCP
+    /// connect, the TLS handshake, the startup and the login — so a server
+    /// that accepts connections but never answers fails the open (or the
+    /// job needing a new connection) with `Unavailable` after it; nothing
+    /// was applied.
     pub connect_timeout: Duration,
     /// `statement_timeout_ms`: the server's `statement_timeout` for every
     /// statement, lock waits included, up to 1 h (default `None`: no

@@ -1,15 +1,16 @@
-//! A small pool of synchronous `postgres::Client`s, each used on a
+//! A small pool of blocking clients (see `client.rs`), each used on a
 //! blocking thread (`spawn_blocking`) for one job at a time.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use postgres::types::ToSql;
-use postgres::{Client, Config, Row, Statement};
 use stowage_core::{Error, Result};
 use tokio::sync::Semaphore;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Config, Row, Statement};
 
+use super::client::Client;
 use super::errors;
 use super::options::PostgresOptions;
 use super::tls::{self, Connector};
@@ -31,7 +32,7 @@ pub(super) struct Conn {
 }
 
 impl Conn {
-    fn statement(&mut self, text: &'static str) -> Result<Statement, postgres::Error> {
+    fn statement(&mut self, text: &'static str) -> Result<Statement, tokio_postgres::Error> {
         if let Some(s) = self.statements.get(text) {
             return Ok(s.clone());
         }
@@ -45,7 +46,7 @@ impl Conn {
         &mut self,
         text: &'static str,
         params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, postgres::Error> {
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
         let s = self.statement(text)?;
         self.client.query(&s, params)
     }
@@ -55,12 +56,10 @@ impl Conn {
     /// connection with no transaction open: nothing was lost.
     ///
     /// # Errors
-    /// `Unavailable` when the server cannot be reached.
+    /// `Unavailable` when the server cannot be reached or does not answer
+    /// within `connect_timeout`.
     pub(super) fn reconnect(&mut self) -> Result<()> {
-        self.client = self
-            .connector
-            .connect(&self.config)
-            .map_err(|e| errors::map(e, "reconnecting"))?;
+        self.client = self.connector.connect(&self.config, "reconnecting")?;
         self.statements.clear();
         self.prepared = false;
         self.send_prepare()
@@ -76,8 +75,8 @@ impl Conn {
     /// `send`'s, from the new connection when there was one.
     pub(super) fn send_first<T>(
         &mut self,
-        mut send: impl FnMut(&mut Client) -> Result<T, postgres::Error>,
-    ) -> Result<T, postgres::Error> {
+        mut send: impl FnMut(&mut Client) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, tokio_postgres::Error> {
         let sent = send(&mut self.client);
         if sent.as_ref().is_err_and(errors::is_connection_lost) && self.reconnect().is_ok() {
             return send(&mut self.client);
@@ -104,7 +103,7 @@ impl Conn {
         }
     }
 
-    fn send_prepare(&mut self) -> Result<(), postgres::Error> {
+    fn send_prepare(&mut self) -> Result<(), tokio_postgres::Error> {
         self.client.batch_execute(&super::sql::prepare_all())?;
         self.prepared = true;
         Ok(())
@@ -129,7 +128,7 @@ pub(super) fn config(opts: &PostgresOptions) -> Config {
         .user(&opts.user)
         .dbname(&opts.dbname)
         // `stowage:SCHEMA` in `pg_stat_activity` (cut to 63 bytes).
-        .application_name(&format!("stowage:{}", opts.schema))
+        .application_name(format!("stowage:{}", opts.schema))
         .connect_timeout(opts.connect_timeout)
         .ssl_mode(tls::driver_mode(opts.effective_ssl_mode()))
         .keepalives(true);
@@ -157,12 +156,12 @@ pub(super) fn config(opts: &PostgresOptions) -> Config {
 ///
 /// # Errors
 /// The server's, mapped.
-fn utf8(client: &mut postgres::Client) -> Result<bool> {
+fn utf8(client: &mut Client) -> Result<bool> {
     let rows = client
         .simple_query("SHOW server_encoding")
         .map_err(|e| errors::map(e, "reading the server encoding"))?;
     Ok(rows.iter().any(|message| match message {
-        postgres::SimpleQueryMessage::Row(row) => row.get(0) == Some("UTF8"),
+        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0) == Some("UTF8"),
         _ => false,
     }))
 }
@@ -201,12 +200,12 @@ impl Pool {
     /// A new connection.
     ///
     /// # Errors
-    /// The server's refusal, mapped (`Unavailable` when unreachable).
+    /// The server's refusal, mapped (`Unavailable` when unreachable or
+    /// silent for `connect_timeout`).
     fn connect(&self) -> Result<Conn> {
         let mut client = self
             .connector
-            .connect(&self.config)
-            .map_err(|e| errors::map(e, &format!("connecting to {}", self.shown)))?;
+            .connect(&self.config, &format!("connecting to {}", self.shown))?;
         let readable = self.readable && utf8(&mut client)?;
         Ok(Conn {
             client,
@@ -277,12 +276,7 @@ impl Pool {
         let idle = std::mem::take(&mut *self.idle.lock());
         if !idle.is_empty() {
             // Closing sends a Terminate message: blocking I/O.
-            let _ = tokio::task::spawn_blocking(move || {
-                for conn in idle {
-                    let _ = conn.client.close();
-                }
-            })
-            .await;
+            let _ = tokio::task::spawn_blocking(move || drop(idle)).await;
         }
     }
 }

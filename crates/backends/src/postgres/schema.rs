@@ -208,8 +208,8 @@ fn read_version(conn: &mut Conn) -> Result<i32> {
         .query("SELECT version FROM schema_version WHERE id = 1", &[])
         .map_err(|e| match e.code() {
             Some(c)
-                if *c == postgres::error::SqlState::UNDEFINED_COLUMN
-                    || *c == postgres::error::SqlState::DATATYPE_MISMATCH =>
+                if *c == tokio_postgres::error::SqlState::UNDEFINED_COLUMN
+                    || *c == tokio_postgres::error::SqlState::DATATYPE_MISMATCH =>
             {
                 Error::corrupted(
                     "postgres: the schema's schema_version table is not stowage's (another \

@@ -10,10 +10,10 @@
 use std::cell::{Cell, RefCell};
 use std::sync::LazyLock;
 
-use postgres::types::ToSql;
-use postgres::SimpleQueryMessage;
 use stowage_core::engine::{Direction, Entry, RangeSize, Reader, Table, Txn};
 use stowage_core::{Error, Result};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::SimpleQueryMessage;
 
 use super::literal::bytea;
 use super::pool::Conn;
@@ -203,7 +203,7 @@ fn unhex(text: Option<&str>, table: Table) -> Result<Vec<u8>> {
 }
 
 /// A stored key or value (`bytea NOT NULL`).
-fn bytes(row: &postgres::Row, column: usize, table: Table) -> Result<Vec<u8>> {
+fn bytes(row: &tokio_postgres::Row, column: usize, table: Table) -> Result<Vec<u8>> {
     row.try_get::<_, Vec<u8>>(column).map_err(|e| {
         Error::corrupted(format!(
             "postgres: table {} holds a value that is not bytea: {e}",

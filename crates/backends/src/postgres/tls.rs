@@ -4,8 +4,6 @@
 
 use std::sync::Arc;
 
-use postgres::config::SslMode as DriverSslMode;
-use postgres::{Client, Config, NoTls};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
@@ -15,8 +13,11 @@ use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 use stowage_core::{Error, Result};
+use tokio_postgres::config::SslMode as DriverSslMode;
+use tokio_postgres::{Config, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::client::{self, Client};
 use super::options::{PostgresOptions, SslMode};
 
 /// How a pool's connections are made: plain, or through rustls.
@@ -82,11 +83,15 @@ impl Connector {
         Ok(Connector::Tls(MakeRustlsConnect::new(config)))
     }
 
-    /// Connects with `config` (whose `ssl_mode` [`driver_mode`] set).
-    pub(super) fn connect(&self, config: &Config) -> Result<Client, postgres::Error> {
+    /// Connects with `config` (whose `ssl_mode` [`driver_mode`] set),
+    /// within its connect timeout (see [`client::connect`]).
+    ///
+    /// # Errors
+    /// As [`client::connect`], saying `doing`.
+    pub(super) fn connect(&self, config: &Config, doing: &str) -> Result<Client> {
         match self {
-            Connector::Plain => config.connect(NoTls),
-            Connector::Tls(tls) => config.connect(tls.clone()),
+            Connector::Plain => client::connect(config, NoTls, doing),
+            Connector::Tls(tls) => client::connect(config, tls.clone(), doing),
         }
     }
 }

@@ -395,7 +395,7 @@ mod tests {
     #[test]
     fn a_writer_dropped_unrun_answers_its_jobs_and_gives_its_place_back() {
         let pool = Pool::new(
-            postgres::Config::new(),
+            tokio_postgres::Config::new(),
             super::super::tls::Connector::Plain,
             "test".into(),
             1,
