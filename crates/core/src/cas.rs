@@ -54,7 +54,9 @@ impl BlobStat {
 #[async_trait]
 pub trait CasStore: Send + Sync {
     /// Stores `bytes` and returns their SHA-256. Idempotent; the empty blob
-    /// is valid.
+    /// is valid. Once it returns, `get` gives the bytes back: a blob
+    /// already stored but damaged (a chunk fails its checksum, its header
+    /// does not decode) is written again.
     ///
     /// # Errors
     /// `InvalidInput` when larger than [`CasStore::max_blob_size`];
@@ -76,7 +78,8 @@ pub trait CasStore: Send + Sync {
     /// `NotFound` if absent.
     async fn stat(&self, digest: &Digest) -> Result<BlobStat>;
 
-    /// Deletes a blob. Idempotent: returns whether it existed.
+    /// Deletes a blob. Idempotent: returns whether it existed. A blob
+    /// whose header is damaged is deleted too.
     async fn delete(&self, digest: &Digest) -> Result<bool>;
 
     /// Digests in ascending order, strictly after `after`, at most `limit`
