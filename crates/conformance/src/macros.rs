@@ -80,7 +80,7 @@ macro_rules! conformance_tests {
                 listing_beside_deletes, reads_beside_deletes, fork_beside_appends,
                 expire_idle_sessions, log_activity_defers_expiry, prune_expired_sessions,
                 gc_collects_only_unreferenced, gc_spares_recent_puts, pins, gc_race_keeps_referenced,
-                failed_run_calls_reference_nothing,
+                failed_run_calls_reference_nothing, failed_release_calls_reference_nothing,
                 fork_session_copies_log, fork_release_copies_history, stats_count_what_is_stored,
                 compact_keeps_what_remains, racing_forks_one_winner, gc_keeps_every_release_spec,
             );

@@ -134,24 +134,25 @@ impl ChainVerifier {
 /// `page(after)` serves entries in seq order after `after`, `link` reads
 /// one's link. Afterwards an entry past the recorded length is corruption
 /// (one added behind the SDK's back that reads would serve) unless
-/// `len_now()` shows the chain grew meanwhile (a concurrent append).
+/// `end_now()` (the owner's length and head read again) shows the chain
+/// changed meanwhile (a concurrent append, a replaced log).
 ///
 /// # Errors
 /// [`Corrupted`](crate::ErrorKind::Corrupted) as [`ChainVerifier`] says,
 /// or for an entry past the recorded length; the errors of `page` and
-/// `len_now`.
+/// `end_now`.
 pub(crate) async fn walk<T, F, Fut, L, LFut>(
     entity: String,
     (len, head): (u64, Option<Digest>),
     link: fn(&T) -> Link,
     mut page: F,
-    len_now: L,
+    end_now: L,
 ) -> Result<ChainReport>
 where
     F: FnMut(Option<u64>) -> Fut,
     Fut: std::future::Future<Output = Result<Vec<T>>>,
     L: FnOnce() -> LFut,
-    LFut: std::future::Future<Output = Result<u64>>,
+    LFut: std::future::Future<Output = Result<(u64, Option<Digest>)>>,
 {
     let mut verifier = ChainVerifier::new(entity.clone());
     let (mut after, mut past_len) = (None, false);
@@ -174,7 +175,7 @@ where
     if !past_len {
         past_len = !page(after).await?.is_empty();
     }
-    if past_len && len_now().await? == len {
+    if past_len && end_now().await? == (len, head) {
         return Err(Error::corrupted(format!(
             "{entity}: an entry sits past the {len} the store recorded \
              (added behind the store's back)"

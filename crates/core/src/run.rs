@@ -413,7 +413,10 @@ pub trait RunLedger: Send + Sync {
         verify_events(
             &record,
             |after| self.read_events(run, after, VERIFY_PAGE),
-            || async { Ok(self.get_run(run).await?.event_count) },
+            || async {
+                let now = self.get_run(run).await?;
+                Ok((now.event_count, now.head))
+            },
         )
         .await
     }
@@ -421,26 +424,26 @@ pub trait RunLedger: Send + Sync {
 
 /// Re-walks `record`'s chain through `page(after)` (pages of events in
 /// seq order after `after`) up to its event count, checks that it ends at
-/// its head hash and that no event sits past it unless `count_now()` (the
-/// run's event count read again) shows a concurrent append:
+/// its head hash and that no event sits past it unless `end_now()` (the
+/// run's event count and head read again) shows a concurrent append:
 /// [`RunLedger::verify_run`] over any reader.
 pub(crate) async fn verify_events<F, Fut, C, CFut>(
     record: &Run,
     page: F,
-    count_now: C,
+    end_now: C,
 ) -> Result<ChainReport>
 where
     F: FnMut(Option<u64>) -> Fut,
     Fut: std::future::Future<Output = Result<Vec<RunEvent>>>,
     C: FnOnce() -> CFut,
-    CFut: std::future::Future<Output = Result<u64>>,
+    CFut: std::future::Future<Output = Result<(u64, Option<Digest>)>>,
 {
     chain::walk(
         format!("run {}", record.id),
         (record.event_count, record.head),
         RunEvent::link,
         page,
-        count_now,
+        end_now,
     )
     .await
 }

@@ -365,17 +365,17 @@ where
         .load_session(id)
         .await?
         .ok_or_else(|| Error::not_found(format!("{name} does not exist")))?;
-    let len_now = || async {
+    let end_now = || async {
         let now = store.load_session(id).await?;
-        // Deleted meanwhile: no length matches, so nothing past it counts.
-        Ok(now.map_or(u64::MAX, |s| s.log_len))
+        // Deleted meanwhile: no end matches, so nothing past it counts.
+        Ok(now.map_or((u64::MAX, None), |s| (s.log_len, s.log_head)))
     };
     chain::walk(
         name,
         (record.log_len, record.log_head),
         LogEntry::link,
         page,
-        len_now,
+        end_now,
     )
     .await
 }

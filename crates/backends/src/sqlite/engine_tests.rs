@@ -244,3 +244,49 @@ fn scans_bound_order_and_limit_like_the_seam_says() {
         assert_eq!(empty, 0);
     });
 }
+
+/// `close` releases everything the engine holds, a `compact` running on a
+/// connection of its own included: when `close` returns, that compact has
+/// ended (it finished first, or it was refused as closed) and the WAL files
+/// are gone.
+#[test]
+fn close_waits_for_a_running_compact() {
+    let dir = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let engine = engine(&dir).await;
+        // Enough data for VACUUM to take a while.
+        for batch in 0..16u32 {
+            engine
+                .write(
+                    Scope::Unshared,
+                    Box::new(move |txn: &mut dyn Txn| {
+                        for i in 0..64 {
+                            txn.put(Table::Blobs, key(batch * 64 + i), vec![7; 16 * 1024])?;
+                        }
+                        Ok(())
+                    }),
+                )
+                .await
+                .expect("write")
+                .wait()
+                .await
+                .expect("durable");
+        }
+        let compacting = tokio::spawn({
+            let engine = Arc::clone(&engine);
+            async move { engine.compact().await }
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        engine.close().await.expect("close");
+        assert!(
+            compacting.is_finished(),
+            "close returned while a compact still held a connection"
+        );
+        let wal = dir.path().join("engine.db-wal");
+        assert!(!wal.exists(), "close left {}", wal.display());
+        match compacting.await.expect("compact task") {
+            Ok(()) => {}
+            Err(e) => assert_eq!(e.kind(), ErrorKind::Conflict, "{e}"),
+        }
+    });
+}

@@ -124,6 +124,9 @@ pub struct SqliteEngine {
     writer: Mutex<Option<JoinHandle<Result<()>>>>,
     reads: Arc<reads::ReadPool>,
     closed: AtomicBool,
+    /// Held (shared) by each running `compact`, whose connection is its
+    /// own; `close` takes it exclusively, so it waits for them.
+    compacting: tokio::sync::RwLock<()>,
     /// How long `compact` waits for the write lock.
     busy_timeout: Duration,
 }
@@ -175,6 +178,7 @@ impl SqliteEngine {
             writer: Mutex::new(Some(handle)),
             reads,
             closed: AtomicBool::new(false),
+            compacting: tokio::sync::RwLock::new(()),
             busy_timeout: opts.busy_timeout,
         }))
     }
@@ -266,6 +270,7 @@ impl Engine for SqliteEngine {
     /// here and in other processes wait for it), then a WAL checkpoint
     /// that truncates the WAL file.
     async fn compact(&self) -> Result<()> {
+        let _running = self.compacting.read().await;
         if self.closed.load(Ordering::Acquire) {
             return Err(self.closed_error());
         }
@@ -284,6 +289,8 @@ impl Engine for SqliteEngine {
             // `Stores::close` promises that closing again is `Ok`.
             return Ok(());
         }
+        // A running compact ends first: its connection is the engine's too.
+        drop(self.compacting.write().await);
         // Dropping the queue's sender lets the writer drain what is queued,
         // then stop and close its connection. The read connections close
         // first, so that the write connection is the database's last: it

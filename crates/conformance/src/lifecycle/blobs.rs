@@ -260,6 +260,76 @@ pub async fn failed_run_calls_reference_nothing(h: &dyn Harness) {
     }
 }
 
+/// A release or supersession call that fails references nothing: the spec
+/// of a lost compare-and-promote, the replacement of a supersession refused
+/// as a conflict and the specs of a fork into a name with a history get no
+/// new referrer, and the blobs only they named are collected.
+pub async fn failed_release_calls_reference_nothing(h: &dyn Harness) {
+    let (s, time) = open_timed(h).await;
+    let (kept, lost_spec) = (put(&s, "promoted").await, put(&s, "never promoted").await);
+    let (target, first, losing) = (
+        put(&s, "superseded claim").await,
+        put(&s, "its replacement").await,
+        put(&s, "a conflicting replacement").await,
+    );
+    ok(
+        s.releases.promote("src", kept, rmeta("v1"), None).await,
+        "promote",
+    );
+    ok(
+        s.releases.promote("dst", kept, rmeta("v1"), None).await,
+        "promote",
+    );
+    expect_kind(
+        s.releases
+            .promote("fresh", lost_spec, rmeta("v1"), Some(0))
+            .await,
+        ErrorKind::Conflict,
+        "promote expecting seq 0 of a name never promoted",
+    );
+    let key = signer(1);
+    ok(
+        s.supersessions
+            .put(superseding(&key, target, Some(first), 1_000))
+            .await,
+        "supersessions.put",
+    );
+    expect_kind(
+        s.supersessions
+            .put(superseding(&key, target, Some(losing), 2_000))
+            .await,
+        ErrorKind::Conflict,
+        "a second supersession of one target",
+    );
+    expect_kind(
+        s.lifecycle.fork_release("src", "dst").await,
+        ErrorKind::AlreadyExists,
+        "fork_release into a name with a history",
+    );
+    for d in [lost_spec, losing] {
+        let referrers = ok(s.lifecycle.blob_referrers(&d).await, "blob_referrers");
+        assert!(
+            referrers.is_empty(),
+            "a blob named only by a failed call has referrers {referrers:?}"
+        );
+    }
+    let referrers = ok(s.lifecycle.blob_referrers(&kept).await, "blob_referrers");
+    assert_eq!(
+        referrers,
+        vec![
+            Referrer::Release("dst".into()),
+            Referrer::Release("src".into())
+        ],
+        "the refused fork named the spec under no new name"
+    );
+    time.tick().await;
+    let sweep = gc(&s, Duration::ZERO, 100).await;
+    assert_eq!(sweep.affected, 2, "exactly the blobs of the failed calls");
+    for d in [kept, target, first] {
+        assert!(present(&s, &d).await, "a referenced blob was collected");
+    }
+}
+
 /// A `put` of an existing blob restarts its grace period: the digest a put
 /// returned is never collected within the grace period.
 pub async fn gc_spares_recent_puts(h: &dyn Harness) {
@@ -267,9 +337,14 @@ pub async fn gc_spares_recent_puts(h: &dyn Harness) {
     let old = put(&s, "put twice").await;
     let once = put(&s, "put once").await;
     time.pass(Duration::from_millis(1_500)).await;
+    let started = time.start();
     assert_eq!(put(&s, "put twice").await, old);
     let fresh = put(&s, "fresh").await;
-    let sweep = gc(&s, Duration::from_secs(1), 100).await;
+    let grace = Duration::from_secs(1);
+    let sweep = gc(&s, grace, 100).await;
+    if !time.within(started, grace, "gc_spares_recent_puts") {
+        return;
+    }
     assert_eq!(sweep.affected, 1, "only the blob put once, 1.5 s ago");
     assert!(!present(&s, &once).await);
     assert!(

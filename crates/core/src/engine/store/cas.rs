@@ -12,6 +12,8 @@
 //! re-hashes everything.
 //! Neither streaming call holds more than one chunk in memory.
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
@@ -149,29 +151,76 @@ fn check_size(digest: &Digest, header: &BlobHeader, total: u64) -> Result<()> {
     Ok(())
 }
 
-/// The stored blob `digest` if it reads back whole (every chunk present
-/// and passing its checksum, the size right): `None` when absent or
-/// damaged, header or body. A `put` of the same bytes over a damaged blob
-/// writes them again rather than answer `Ok` for bytes `get` cannot
-/// return. A damaged body's removal is staged.
-pub(super) fn intact_blob(txn: &mut dyn Txn, digest: &Digest) -> Result<Option<BlobHeader>> {
+/// What a `put`'s write job found under its digest, given what an earlier
+/// read found of the stored body ([`checked_body`]).
+pub(super) enum Existing {
+    /// Nothing usable: write the new blob (a damaged body's removal, or a
+    /// damaged header's replacement, is staged).
+    Write,
+    /// A stored blob, now touched: the put is done.
+    Touched,
+    /// A stored blob whose body is not checked yet: check it outside the
+    /// write job ([`checked_body`]), then run the write job again.
+    Check(BlobHeader),
+}
+
+/// A stored body's check: its id, and whether it read back whole.
+pub(super) type Checked = (BodyId, bool);
+
+/// Decides, in a `put`'s write job, what to do with the blob stored under
+/// `digest`. A `put` of the same bytes over a damaged blob writes them
+/// again rather than answer `Ok` for bytes `get` cannot return; so a
+/// stored body is checked first ([`Existing::Check`]), by a read job of
+/// its own: the write job never reads a whole blob. A header that does
+/// not decode is replaced (its body, unnamed then, stays behind).
+pub(super) fn existing(
+    txn: &mut dyn Txn,
+    digest: &Digest,
+    checked: Option<Checked>,
+    now: Timestamp,
+) -> Result<Existing> {
     let header = match blob_header(txn, digest) {
         Ok(header) => header,
-        // Replaced below; its body, unnamed now, stays behind.
-        Err(e) if e.kind() == ErrorKind::Corrupted => return Ok(None),
+        Err(e) if e.kind() == ErrorKind::Corrupted => return Ok(Existing::Write),
         Err(e) => return Err(e),
     };
     let Some(header) = header else {
-        return Ok(None);
+        return Ok(Existing::Write);
     };
-    match for_each_chunk(txn, digest, &header, |_| {}) {
-        Ok(()) => Ok(Some(header)),
-        Err(e) if e.kind() == ErrorKind::Corrupted => {
-            delete_body(txn, &header.body)?;
-            Ok(None)
+    match checked {
+        None => Ok(Existing::Check(header)),
+        Some((body, false)) if body == header.body => {
+            delete_body(txn, &body)?;
+            Ok(Existing::Write)
         }
-        Err(e) => Err(e),
+        // Whole, or written again by another put since the check.
+        Some(_) => {
+            touch(txn, digest, header, now)?;
+            Ok(Existing::Touched)
+        }
     }
+}
+
+/// Whether the body `header` names reads back whole (every chunk present
+/// and passing its checksum, the size right), read outside any write job.
+pub(super) async fn checked_body(
+    store: &EngineStore,
+    digest: Digest,
+    header: BlobHeader,
+) -> Result<Checked> {
+    let body = header.body;
+    store
+        .read(
+            move |_, reader| match for_each_chunk(reader, &digest, &header, |_| {}) {
+                Ok(()) => Ok((body, true)),
+                // Damaged, or replaced meanwhile: the write job looks again.
+                Err(e) if matches!(e.kind(), ErrorKind::Corrupted | ErrorKind::NotFound) => {
+                    Ok((body, false))
+                }
+                Err(e) => Err(e),
+            },
+        )
+        .await
 }
 
 /// Records that a `put` returned the existing blob `header` describes
@@ -207,25 +256,40 @@ impl CasStore for EngineStore {
         })
         .await?;
         let body = new_body();
-        let mut chunks = Owned::new(chunks);
-        self.write(scope(&digest), move |shared, txn| {
-            if let Some(existing) = intact_blob(txn, &digest)? {
-                touch(txn, &digest, existing, shared.now())?;
-                return Ok(digest);
+        // Shared by the (at most two) write jobs: only one writes.
+        let chunks = Arc::new(Mutex::new(Owned::new(chunks)));
+        let mut checked = None;
+        loop {
+            let chunks = Arc::clone(&chunks);
+            let found = self
+                .write(scope(&digest), move |shared, txn| {
+                    let found = existing(txn, &digest, checked, shared.now())?;
+                    if let Existing::Write = found {
+                        let header = BlobHeader {
+                            size,
+                            body,
+                            chunks: count,
+                            put_at: shared.now().as_millis(),
+                        };
+                        let taken = chunks
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .take(shared)?;
+                        for (index, chunk) in (0u32..).zip(taken) {
+                            txn.put(Table::Blobs, keys::blob_chunk(&header.body, index), chunk)?;
+                        }
+                        txn.put(Table::Blobs, keys::blob_header(&digest), header.encode())?;
+                    }
+                    Ok(found)
+                })
+                .await?;
+            match found {
+                Existing::Check(header) => {
+                    checked = Some(checked_body(self, digest, header).await?)
+                }
+                Existing::Write | Existing::Touched => return Ok(digest),
             }
-            let header = BlobHeader {
-                size,
-                body,
-                chunks: count,
-                put_at: shared.now().as_millis(),
-            };
-            for (index, chunk) in (0u32..).zip(chunks.take(shared)?) {
-                txn.put(Table::Blobs, keys::blob_chunk(&header.body, index), chunk)?;
-            }
-            txn.put(Table::Blobs, keys::blob_header(&digest), header.encode())?;
-            Ok(digest)
-        })
-        .await
+        }
     }
 
     async fn get(&self, digest: &Digest) -> Result<Bytes> {

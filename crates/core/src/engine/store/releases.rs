@@ -8,7 +8,6 @@
 
 use async_trait::async_trait;
 
-use super::lifecycle::confirm_refs;
 use super::{get_record, scan_records, EngineStore, Owned};
 use crate::encoding::encode_record;
 use crate::engine::keys;
@@ -114,7 +113,7 @@ impl ReleaseRegistry for EngineStore {
         metadata.validate()?;
         let name = name.to_owned();
         let referrer = Referrer::Release(name.clone());
-        let call = self.reference_call([spec_digest], referrer.clone()).await?;
+        let call = self.reference_call([spec_digest], referrer).await?;
         let mut metadata = Owned::new(metadata);
         let promoted = self
             .write(scope(&name), move |shared, txn| {
@@ -128,11 +127,10 @@ impl ReleaseRegistry for EngineStore {
                     shared.now(),
                 )?;
                 append(txn, &record)?;
-                confirm_refs(txn, &referrer, &[spec_digest], shared.now())?;
                 Ok(record)
             })
             .await;
-        self.settle_call(call, promoted).await
+        self.settle_referenced(call, promoted).await
     }
 
     async fn rollback(&self, name: &str, promoted_by: &str) -> Result<ReleaseRecord> {

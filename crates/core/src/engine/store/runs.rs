@@ -394,7 +394,10 @@ impl RunLedger for EngineStore {
         verify_events(
             &record,
             |after| self.engine_events(run, after, VERIFY_PAGE),
-            || async { Ok(self.get_run(run).await?.event_count) },
+            || async {
+                let now = self.get_run(run).await?;
+                Ok((now.event_count, now.head))
+            },
         )
         .await
     }

@@ -16,7 +16,6 @@ use async_trait::async_trait;
 
 use crate::lifecycle::Referrer;
 
-use super::lifecycle::confirm_refs;
 use super::{get_record, EngineStore};
 use crate::encoding::{decode_record, encode_record};
 use crate::engine::keys;
@@ -116,11 +115,10 @@ impl SupersessionStore for EngineStore {
         let digests = [Some(record.target), record.replacement];
         let referrer = Referrer::Supersession(record.target);
         let call = self
-            .reference_call(digests.into_iter().flatten(), referrer.clone())
+            .reference_call(digests.into_iter().flatten(), referrer)
             .await?;
-        let refs = call.digests();
         let put = self
-            .write(Scope::Table(Table::Supersessions), move |shared, txn| {
+            .write(Scope::Table(Table::Supersessions), move |_, txn| {
                 let existing = load(txn, &record.target)?;
                 let outcome = record.decide_put(existing.as_ref())?;
                 if outcome == PutOutcome::AlreadyPresent {
@@ -138,11 +136,10 @@ impl SupersessionStore for EngineStore {
                     keys::supersession_by_agent(&record),
                     Vec::new(),
                 )?;
-                confirm_refs(txn, &referrer, &refs, shared.now())?;
                 Ok(outcome)
             })
             .await;
-        self.settle_call(call, put).await
+        self.settle_referenced(call, put).await
     }
 
     async fn get(&self, target: &Digest) -> Result<Option<Supersession>> {

@@ -21,7 +21,9 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use tokio::sync::OnceCell;
 
-use super::cas::{delete_body, encode_chunk, intact_blob, off_runtime, scope, touch, BlobHeader};
+use super::cas::{
+    checked_body, delete_body, encode_chunk, existing, off_runtime, scope, BlobHeader, Existing,
+};
 use super::{EngineStore, Owned};
 use crate::engine::keys::{self, BodyId};
 use crate::engine::{Direction, Engine, Scope, Table, Txn};
@@ -275,24 +277,37 @@ impl Upload {
             put_at: 0,
         };
         self.finished = true;
-        self.store
-            .write(scope(&digest), move |shared, txn| {
-                if wrote_chunks {
-                    txn.delete(Table::Meta, keys::pending_upload(&body))?;
+        let mut checked = None;
+        loop {
+            let found = self
+                .store
+                .write(scope(&digest), move |shared, txn| {
+                    let found = existing(txn, &digest, checked, shared.now())?;
+                    match &found {
+                        // Nothing is written before the stored body is checked.
+                        Existing::Check(_) => return Ok(found),
+                        Existing::Touched => delete_body(txn, &body)?,
+                        Existing::Write => {
+                            let header = BlobHeader {
+                                put_at: shared.now().as_millis(),
+                                ..header
+                            };
+                            txn.put(Table::Blobs, keys::blob_header(&digest), header.encode())?;
+                        }
+                    }
+                    if wrote_chunks {
+                        txn.delete(Table::Meta, keys::pending_upload(&body))?;
+                    }
+                    Ok(found)
+                })
+                .await?;
+            match found {
+                Existing::Check(stored) => {
+                    checked = Some(checked_body(&self.store, digest, stored).await?);
                 }
-                if let Some(existing) = intact_blob(txn, &digest)? {
-                    delete_body(txn, &body)?;
-                    touch(txn, &digest, existing, shared.now())?;
-                } else {
-                    let header = BlobHeader {
-                        put_at: shared.now().as_millis(),
-                        ..header
-                    };
-                    txn.put(Table::Blobs, keys::blob_header(&digest), header.encode())?;
-                }
-                Ok(digest)
-            })
-            .await
+                Existing::Write | Existing::Touched => return Ok(digest),
+            }
+        }
     }
 }
 

@@ -4,10 +4,9 @@
 
 use super::super::releases;
 use super::super::sessions::{self, put_entry};
-use super::super::{EngineStore, Owned};
-use super::confirm_refs;
+use super::super::{decode_keyed, EngineStore, Keyed, Owned};
 use crate::chain::ChainVerifier;
-use crate::encoding::{decode_record, encode_record};
+use crate::encoding::encode_record;
 use crate::engine::keys;
 use crate::engine::{Direction, Reader, Table};
 use crate::lifecycle::Referrer;
@@ -17,8 +16,9 @@ use crate::{Error, LogEntry, ReleaseRecord, Result, Session};
 /// Entries read per scan while copying.
 const COPY_PAGE: usize = 1024;
 
-/// Every value in `start..end` of `table`, decoded.
-fn read_all<T: serde::de::DeserializeOwned>(
+/// Every record in `start..end` of `table`, decoded, each checked to sit
+/// under its own key (a copy must not rehome another entity's record).
+fn read_all<T: serde::de::DeserializeOwned + Keyed>(
     reader: &dyn Reader,
     table: Table,
     (mut start, end): (Vec<u8>, Vec<u8>),
@@ -27,8 +27,8 @@ fn read_all<T: serde::de::DeserializeOwned>(
     let mut out = Vec::new();
     loop {
         let page = reader.scan(table, &start, Some(&end), Direction::Forward, COPY_PAGE)?;
-        for (_, value) in &page {
-            out.push(decode_record(what, value)?);
+        for (key, value) in &page {
+            out.push(decode_keyed(what, key, value)?);
         }
         match page.last() {
             Some((last, _)) if page.len() == COPY_PAGE => start = keys::successor(last),
@@ -119,9 +119,8 @@ impl EngineStore {
         let to = to.to_owned();
         let referrer = Referrer::Release(to.clone());
         let call = self
-            .reference_call(records.iter().map(|r| r.spec_digest), referrer.clone())
+            .reference_call(records.iter().map(|r| r.spec_digest), referrer)
             .await?;
-        let refs = call.digests();
         let mut records = Owned::new(records);
         let forked = self.write(releases::scope(&to), move |shared, txn| {
             if releases::head(txn, &to)?.is_some() {
@@ -150,9 +149,8 @@ impl EngineStore {
                 keys::release_head(&to),
                 current.seq.to_be_bytes().to_vec(),
             )?;
-            confirm_refs(txn, &referrer, &refs, shared.now())?;
             Ok(current)
         });
-        self.settle_call(call, forked.await).await
+        self.settle_referenced(call, forked.await).await
     }
 }

@@ -5,10 +5,13 @@
 //! while the write is on its way. A call whose write may fail records
 //! entries of its own ([`CallRefs`]), so that when it fails it takes back
 //! what it recorded and nothing else: the referrer's own entry is written
-//! by the call's write ([`confirm_refs`]), and the call's entries are
-//! removed only after that write returned. So a collector, whatever it
-//! interleaves with, finds one of the two (see
-//! [`EngineStore::settle_call`]).
+//! by the call's write for a run ([`confirm_refs`]: a run's entries are
+//! live while the run exists, so a collector never removes them), and for
+//! a release or supersession by blob-scope jobs after it
+//! ([`EngineStore::settle_referenced`]: their entries are live only once
+//! the record landed, so they must be ordered with collection); the
+//! call's entries are removed only after that. So a collector, whatever it
+//! interleaves with, finds one of the two.
 
 use futures::future::join_all;
 
@@ -24,9 +27,10 @@ use crate::{Digest, ErrorKind, Result, Timestamp};
 /// supersession, forking a release): entries of its own
 /// ([`keys::blob_ref_call`]), recorded before its write like any
 /// reference, so that a call that fails takes back exactly what it
-/// recorded. The write records the referrer's own entries when it
-/// succeeds ([`confirm_refs`]); [`EngineStore::settle_call`] then removes
-/// the call's, unless the outcome is unknown.
+/// recorded. When the write succeeds the referrer's own entries are
+/// recorded ([`confirm_refs`] in a run's write, or
+/// [`EngineStore::settle_referenced`]); [`EngineStore::settle_call`] then
+/// removes the call's, unless the outcome is unknown.
 #[must_use = "settle the call's references once its write has an outcome"]
 pub(in crate::engine::store) struct CallRefs {
     referrer: Referrer,
@@ -146,6 +150,32 @@ impl EngineStore {
             _ => self.release_call(call).await,
         }
         outcome
+    }
+
+    /// Ends the call of a referrer whose write does not record its own
+    /// entries (a release, a supersession): what makes those live is a
+    /// record that the write commits in the referrer's scope, beside
+    /// collection, so a collector may judge the referrer's old entry stale
+    /// just before the record lands and remove it just after. So once the
+    /// write succeeded, the referrer's entries are recorded in jobs in the
+    /// blobs' scopes, ordered with collection, and only then do the
+    /// call's entries go. If recording them fails, the call's entries stay
+    /// (the committed record keeps them live): the outcome is the write's.
+    pub(in crate::engine::store) async fn settle_referenced<T>(
+        &self,
+        call: CallRefs,
+        outcome: Result<T>,
+    ) -> Result<T> {
+        if outcome.is_ok() {
+            let entries = call
+                .digests
+                .iter()
+                .map(|digest| (*digest, keys::blob_ref(digest, &call.referrer)));
+            if self.record_refs(entries).await.is_err() {
+                return outcome;
+            }
+        }
+        self.settle_call(call, outcome).await
     }
 
     /// Writes each `(digest, key)` reference entry as of now, each in a job
