@@ -409,37 +409,28 @@ pub trait RunLedger: Send + Sync {
     /// `NotFound`; `Corrupted` naming the first broken link, or saying that
     /// entries were removed or the chain was rewritten.
     async fn verify_run(&self, run: RunId) -> Result<ChainReport> {
-        let record = self.get_run(run).await?;
-        verify_events(
-            &record,
-            |after| self.read_events(run, after, VERIFY_PAGE),
-            || async {
-                let now = self.get_run(run).await?;
-                Ok((now.event_count, now.head))
-            },
-        )
-        .await
+        verify_events(self, run, |after| self.read_events(run, after, VERIFY_PAGE)).await
     }
 }
 
-/// Re-walks `record`'s chain through `page(after)` (pages of events in
-/// seq order after `after`) up to its event count, checks that it ends at
-/// its head hash and that no event sits past it unless `end_now()` (the
-/// run's event count and head read again) shows a concurrent append:
+/// Re-walks run `run`'s chain (its record read from `store`) through
+/// `page(after)` (pages of events in seq order after `after`) up to its
+/// event count, checks that it ends at its head hash and that no event
+/// sits past it unless the record read again shows a concurrent append:
 /// [`RunLedger::verify_run`] over any reader.
-pub(crate) async fn verify_events<F, Fut, C, CFut>(
-    record: &Run,
-    page: F,
-    end_now: C,
-) -> Result<ChainReport>
+pub(crate) async fn verify_events<S, F, Fut>(store: &S, run: RunId, page: F) -> Result<ChainReport>
 where
+    S: RunLedger + ?Sized,
     F: FnMut(Option<u64>) -> Fut,
     Fut: std::future::Future<Output = Result<Vec<RunEvent>>>,
-    C: FnOnce() -> CFut,
-    CFut: std::future::Future<Output = Result<(u64, Option<Digest>)>>,
 {
+    let record = store.get_run(run).await?;
+    let end_now = || async {
+        let now = store.get_run(run).await?;
+        Ok((now.event_count, now.head))
+    };
     chain::walk(
-        format!("run {}", record.id),
+        format!("run {run}"),
         (record.event_count, record.head),
         RunEvent::link,
         page,

@@ -390,15 +390,9 @@ impl RunLedger for EngineStore {
     /// Reads from the engine, never from the stores' cache: verification
     /// exists to catch edits made behind the stores' back.
     async fn verify_run(&self, run: RunId) -> Result<ChainReport> {
-        let record = self.get_run(run).await?;
-        verify_events(
-            &record,
-            |after| self.engine_events(run, after, VERIFY_PAGE),
-            || async {
-                let now = self.get_run(run).await?;
-                Ok((now.event_count, now.head))
-            },
-        )
+        verify_events(self, run, |after| {
+            self.engine_events(run, after, VERIFY_PAGE)
+        })
         .await
     }
 

@@ -28,6 +28,7 @@
 use super::super::cas::{blob_header, delete_body, scope as blob_scope, BlobHeader};
 use super::super::runs::load_record;
 use super::super::{supersessions, EngineStore};
+use super::confirm_refs;
 use crate::encoding::decode_record;
 use crate::engine::keys;
 use crate::engine::{Direction, Reader, Scope, Table, Txn};
@@ -263,13 +264,8 @@ impl EngineStore {
             return Ok(());
         }
         self.write(Scope::Table(Table::BlobRefs), move |shared, txn| {
-            let now = shared.now().as_millis().to_be_bytes();
             for (digest, referrer) in &refs {
-                txn.put(
-                    Table::BlobRefs,
-                    keys::blob_ref(digest, referrer),
-                    now.to_vec(),
-                )?;
+                confirm_refs(txn, referrer, std::slice::from_ref(digest), shared.now())?;
             }
             Ok(())
         })
