@@ -17,6 +17,7 @@
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use stowage_core::{Error, ErrorKind, Result};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -46,10 +47,16 @@ where
     T::TlsConnect: Send,
     <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
 {
-    let timeout = config
+    // The driver gives each host its own connect timeout for the TCP
+    // connect (as libpq does), so the whole connect gets one per host: an
+    // unreachable first host still leaves the next one its turn.
+    let per_host = config
         .get_connect_timeout()
         .copied()
         .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+    let hosts = u32::try_from(config.get_hosts().len().max(1)).unwrap_or(u32::MAX);
+    let timeout = per_host.saturating_mul(hosts);
+    let deadline = Instant::now() + timeout;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -65,27 +72,28 @@ where
     // runtime has its context) or none (a plain thread: a panic).
     let connected =
         runtime.block_on(async { tokio::time::timeout(timeout, config.connect(tls)).await });
+    let silent = format!(
+        "postgres: {doing} failed: no answer from the server within \
+         connect_timeout_ms={} (the TCP connection, TLS handshake, startup, login \
+         and the connection's first queries together, per host; nothing was applied)",
+        per_host.as_millis()
+    );
     match connected {
         Ok(Ok((client, connection))) => Ok(Client {
             client,
             driving: Driving {
                 link: Link {
-                    connection: Box::new(connection),
+                    connection: Some(Box::new(connection)),
                     ended: false,
                 },
                 runtime,
+                deadline: None,
             },
+            connected_by: deadline,
+            silent,
         }),
         Ok(Err(e)) => Err(errors::map(e, doing)),
-        Err(_) => Err(Error::new(
-            ErrorKind::Unavailable,
-            format!(
-                "postgres: {doing} failed: no answer from the server within \
-                 connect_timeout_ms={} (the TCP connection, TLS handshake, startup and login \
-                 together; nothing was applied)",
-                timeout.as_millis()
-            ),
-        )),
+        Err(_) => Err(Error::new(ErrorKind::Unavailable, silent)),
     }
 }
 
@@ -96,9 +104,36 @@ pub(super) struct Client {
     // Dropped first: the connection then sends `Terminate` and ends.
     client: tokio_postgres::Client,
     driving: Driving,
+    /// When the connect, with its first queries ([`Client::setting_up`]),
+    /// must be done.
+    connected_by: Instant,
+    /// The message of a connect that passed `connected_by`.
+    silent: String,
 }
 
 impl Client {
+    /// Runs `setup` (the connection's first queries) within what is left
+    /// of the connect timeout: a server that logged us in and then stays
+    /// silent fails the connect with `Unavailable` instead of holding it
+    /// for ever. The connection is dropped when the time is up.
+    ///
+    /// # Errors
+    /// `setup`'s; `Unavailable` when the time ran out.
+    pub(super) fn setting_up<T>(
+        &mut self,
+        setup: impl FnOnce(&mut Client) -> Result<T>,
+    ) -> Result<T> {
+        self.driving.deadline = Some(self.connected_by);
+        let outcome = setup(self);
+        self.driving.deadline = None;
+        match outcome {
+            Err(_) if self.driving.link.abandoned() => {
+                Err(Error::new(ErrorKind::Unavailable, self.silent.clone()))
+            }
+            outcome => outcome,
+        }
+    }
+
     /// Runs the statements of `query` as one simple query.
     ///
     /// # Errors
@@ -180,6 +215,9 @@ struct Driving {
     // Dropped before the runtime whose I/O driver its socket uses.
     link: Link,
     runtime: Runtime,
+    /// When set, a request still waiting then drops the connection (its
+    /// answer is then the driver's "closed" error).
+    deadline: Option<Instant>,
 }
 
 impl Driving {
@@ -188,11 +226,28 @@ impl Driving {
     /// answers with its own error (a `FATAL` with its SQLSTATE, say).
     fn block_on<T>(&mut self, future: impl Future<Output = PgResult<T>>) -> PgResult<T> {
         let mut future = pin!(future);
-        let Driving { link, runtime } = self;
-        runtime.block_on(poll_fn(|cx| match link.drive(cx) {
-            Some(e) => Poll::Ready(Err(e)),
-            None => future.as_mut().poll(cx),
-        }))
+        let Driving {
+            link,
+            runtime,
+            deadline,
+        } = self;
+        let deadline = *deadline;
+        runtime.block_on(async {
+            // Made inside `block_on`: the timer is this runtime's.
+            let mut expiry = pin!(deadline.map(|at| tokio::time::sleep_until(at.into())));
+            poll_fn(|cx| {
+                if let Some(expiry) = expiry.as_mut().as_pin_mut() {
+                    if expiry.poll(cx).is_ready() {
+                        link.abandon();
+                    }
+                }
+                match link.drive(cx) {
+                    Some(e) => Poll::Ready(Err(e)),
+                    None => future.as_mut().poll(cx),
+                }
+            })
+            .await
+        })
     }
 }
 
@@ -200,7 +255,7 @@ impl Drop for Driving {
     /// Lets the connection send `Terminate` and end (the client, dropped
     /// before, told it to).
     fn drop(&mut self) {
-        let Driving { link, runtime } = self;
+        let Driving { link, runtime, .. } = self;
         runtime.block_on(poll_fn(|cx| {
             let _ = link.drive(cx);
             if link.ended {
@@ -214,17 +269,32 @@ impl Drop for Driving {
 
 /// A connection and whether it ended.
 struct Link {
-    connection: Box<dyn Connection>,
+    /// `None` once abandoned (dropped: its requests then fail as closed).
+    connection: Option<Box<dyn Connection>>,
     /// Set once the connection ended: it must not be polled again.
     ended: bool,
 }
 
 impl Link {
+    /// Drops the connection, unanswered.
+    fn abandon(&mut self) {
+        self.connection = None;
+        self.ended = true;
+    }
+
+    fn abandoned(&self) -> bool {
+        self.connection.is_none()
+    }
+
     /// Polls the connection until it has nothing to do; its error, if it
     /// failed.
     fn drive(&mut self, cx: &mut Context<'_>) -> Option<tokio_postgres::Error> {
         while !self.ended {
-            match self.connection.poll_message(cx) {
+            let Some(connection) = self.connection.as_mut() else {
+                self.ended = true;
+                break;
+            };
+            match connection.poll_message(cx) {
                 // Notices and notifications: nothing here listens.
                 Poll::Ready(Some(Ok(_))) => {}
                 Poll::Ready(Some(Err(e))) => {
@@ -283,3 +353,7 @@ mod tests {
             .expect("the abandoned connection was not closed");
     }
 }
+
+#[cfg(test)]
+#[path = "client_review_tests.rs"]
+mod review_tests;

@@ -59,11 +59,17 @@ impl Conn {
     /// `Unavailable` when the server cannot be reached or does not answer
     /// within `connect_timeout`.
     pub(super) fn reconnect(&mut self) -> Result<()> {
-        self.client = self.connector.connect(&self.config, "reconnecting")?;
+        let mut client = self.connector.connect(&self.config, "reconnecting")?;
         self.statements.clear();
         self.prepared = false;
-        self.send_prepare()
-            .map_err(|e| errors::map(e, "preparing statements"))
+        client.setting_up(|client| {
+            client
+                .batch_execute(&super::sql::prepare_all())
+                .map_err(|e| errors::map(e, "preparing statements"))
+        })?;
+        self.client = client;
+        self.prepared = true;
+        Ok(())
     }
 
     /// Sends a transaction's opening statements with `send`, and once more
@@ -206,7 +212,7 @@ impl Pool {
         let mut client = self
             .connector
             .connect(&self.config, &format!("connecting to {}", self.shown))?;
-        let readable = self.readable && utf8(&mut client)?;
+        let readable = self.readable && client.setting_up(utf8)?;
         Ok(Conn {
             client,
             config: self.config.clone(),
