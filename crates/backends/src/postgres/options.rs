@@ -146,8 +146,9 @@ pub struct PostgresOptions {
     /// first needed.
     pub pool_size: usize,
     /// `connect_timeout_ms`: how long opening a connection may take, 1 ms
-    /// to 1 h (default 10 s). It bounds the whole connect — the TCP
-    /// connect, the TLS handshake, the startup and the login — so a server
+    /// to 1 h (default 10 s), per host. It bounds the whole connect — the
+    /// TCP connect, the TLS handshake, the startup, the login and the
+    /// connection's first queries — so a server
     /// that accepts connections but never answers fails the open (or the
     /// job needing a new connection) with `Unavailable` after it; nothing
     /// was applied.
