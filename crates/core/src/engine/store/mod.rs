@@ -310,11 +310,10 @@ pub(super) fn decode_keyed<T: DeserializeOwned + Keyed>(
 ) -> Result<T> {
     let record: T = crate::encoding::decode_record(what, bytes)?;
     if record.own_key() != key {
-        let hex = |key: &[u8]| -> String { key.iter().map(|b| format!("{b:02x}")).collect() };
         return Err(Error::corrupted(format!(
             "the {what} stored under key {} belongs under key {} (moved behind the store's back)",
-            hex(key),
-            hex(&record.own_key()),
+            hex::encode(key),
+            hex::encode(record.own_key()),
         )));
     }
     Ok(record)

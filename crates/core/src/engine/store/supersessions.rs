@@ -16,8 +16,8 @@ use async_trait::async_trait;
 
 use crate::lifecycle::Referrer;
 
-use super::{get_record, EngineStore};
-use crate::encoding::{decode_record, encode_record};
+use super::{decode_keyed, get_record, EngineStore};
+use crate::encoding::encode_record;
 use crate::engine::keys;
 use crate::engine::{Direction, Reader, Scope, Table};
 use crate::validate::page_limit;
@@ -36,27 +36,20 @@ pub(super) fn load(reader: &dyn Reader, target: &Digest) -> Result<Option<Supers
         &keys::supersession(target),
         "supersession record",
     )?;
-    record.map(|record| checked(record, target)).transpose()
+    record.map(verified).transpose()
 }
 
-/// A stored record as read: it must be stored under its own target and
-/// its signature must verify, so that a record edited in storage (its
-/// reason, replacement or kind) is reported, not followed.
+/// A stored record as read (already checked to sit under its own target,
+/// [`decode_keyed`]): its signature must verify, so that a record edited
+/// in storage (its reason, replacement or kind) is reported, not followed.
 ///
 /// # Errors
-/// `Corrupted` when either check fails.
-fn checked(record: Supersession, target: &Digest) -> Result<Supersession> {
-    if record.target != *target {
-        return Err(Error::corrupted(format!(
-            "the supersession stored for {} is about {}",
-            target.short(),
-            record.target.short()
-        )));
-    }
+/// `Corrupted` when the signature does not verify.
+fn verified(record: Supersession) -> Result<Supersession> {
     record.verify().map_err(|e| {
         Error::corrupted(format!(
             "stored supersession of {} fails its signature check ({})",
-            target.short(),
+            record.target.short(),
             e.message()
         ))
     })?;
@@ -179,11 +172,7 @@ impl SupersessionStore for EngineStore {
         self.read(move |_, reader| {
             let mut out = Vec::with_capacity(limit.min(SCAN_PAGE));
             let mut each = |key: &[u8], value: &[u8]| {
-                let target = <[u8; 32]>::try_from(key)
-                    .map(Digest::from_array)
-                    .map_err(|_| Error::corrupted("a supersession key is not a 32-byte target"))?;
-                let record = decode_record("supersession record", value)?;
-                out.push(checked(record, &target)?);
+                out.push(verified(decode_keyed("supersession record", key, value)?)?);
                 Ok(())
             };
             reader.scan_each(
